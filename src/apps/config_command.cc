@@ -1,0 +1,79 @@
+// `triage config FILE [--set section.key=value]... [--json]`: load, validate, print.
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <iomanip>
+#include <iostream>
+#include <memory>
+
+#include "apps/commands.h"
+#include "config/config.h"
+
+namespace triage {
+
+namespace {
+
+struct ConfigOptions {
+  std::string path;
+  std::vector<std::string> overrides;
+  bool json = false;
+};
+
+void print_table(const std::vector<ConfigRow>& rows) {
+  size_t key_width = 3, value_width = 5;
+  for (const auto& row : rows) {
+    key_width = std::max(key_width, row.key.size());
+    value_width = std::max(value_width, row.value.size());
+  }
+  auto line = [&](const std::string& key, const std::string& value, const std::string& origin) {
+    std::cout << std::left << std::setw(int(key_width)) << key << "  "
+              << std::setw(int(value_width)) << value << "  " << origin << "\n";
+  };
+  line("key", "value", "from");
+  line(std::string(key_width, '-'), std::string(value_width, '-'), "----");
+  std::string section;
+  for (const auto& row : rows) {
+    std::string row_section = row.key.substr(0, row.key.find('.'));
+    if (!section.empty() && row_section != section) std::cout << "\n";
+    section = row_section;
+    line(row.key, row.value, row.origin);
+  }
+}
+
+void print_json(const std::vector<ConfigRow>& rows) {
+  nlohmann::ordered_json out;
+  for (const auto& row : rows) {
+    auto dot = row.key.find('.');
+    // Values are printed back through YAML's own scalar rules: numbers and booleans stay
+    // typed in JSON, everything else is a string.
+    nlohmann::ordered_json value = nlohmann::ordered_json::parse(row.value, nullptr, false);
+    if (value.is_discarded() || value.is_object() || value.is_array()) value = row.value;
+    if (row.value == "\"\"") value = "";
+    out[row.key.substr(0, dot)][row.key.substr(dot + 1)] = value;
+  }
+  std::cout << out.dump(2) << "\n";
+}
+
+}  // namespace
+
+Command add_config_command(CLI::App& app) {
+  auto options = std::make_shared<ConfigOptions>();
+  CLI::App* sub = app.add_subcommand("config", "Load, validate and print a config");
+  sub->add_option("file", options->path, "YAML config file")->required();
+  sub->add_option("--set", options->overrides, "Override a key: section.key=value (repeatable)")
+      ->allow_extra_args(false);
+  sub->add_flag("--json", options->json, "Print the resolved config as JSON");
+  return {sub, [options] {
+            Config config = load_config(options->path, options->overrides);
+            auto rows = config_rows(config);
+            if (options->json) {
+              print_json(rows);
+            } else {
+              std::cout << "# " << options->path << ": valid\n";
+              print_table(rows);
+            }
+            return 0;
+          }};
+}
+
+}  // namespace triage

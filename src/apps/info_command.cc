@@ -1,0 +1,37 @@
+// `triage info`: what this build contains and what hardware it sees, so a user can tell
+// at a glance whether the GPU path is compiled in and usable here.
+#include <ATen/Parallel.h>
+
+#include <iostream>
+#include <mpi.h>
+
+#include "apps/commands.h"
+#include "kernels/device_query.h"
+
+namespace triage {
+
+Command add_info_command(CLI::App& app) {
+  CLI::App* sub = app.add_subcommand("info", "Show the build's features and visible devices");
+  return {sub, [] {
+            GpuInfo gpus = query_gpus();
+            char mpi_version[MPI_MAX_LIBRARY_VERSION_STRING];
+            int length = 0;
+            MPI_Get_library_version(mpi_version, &length);
+            std::string mpi(mpi_version, length);
+            mpi = mpi.substr(0, mpi.find_first_of(",\n"));
+            std::cout << "triage 0.1.0\n"
+                      << "LibTorch      " << TRIAGE_TORCH_VERSION << " (" << at::get_num_threads()
+                      << " intra-op threads)\n"
+                      << "MPI           " << mpi << "\n"
+                      << "CUDA path     " << (gpus.cuda_built ? "built" : "not built");
+            if (gpus.cuda_built) std::cout << " (runtime " << gpus.runtime_version << ")";
+            std::cout << "\nGPUs          ";
+            if (gpus.devices.empty()) std::cout << "none: " << gpus.no_gpu_reason;
+            for (size_t i = 0; i < gpus.devices.size(); ++i)
+              std::cout << (i ? ", " : "") << i << ": " << gpus.devices[i];
+            std::cout << "\n";
+            return 0;
+          }};
+}
+
+}  // namespace triage

@@ -1,0 +1,32 @@
+// `triage`: the single Triage executable. Subcommands live in *_command.cc files.
+// Exit codes: 0 success, 1 a user error (bad config, file, ...), 2 a bad command line.
+#include <iostream>
+#include <vector>
+
+#include "apps/commands.h"
+#include "common/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"Triage: Mixture-of-Experts training with expert parallelism", "triage"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "triage 0.1.0");
+  std::vector<triage::Command> commands = {
+      triage::add_config_command(app),
+      triage::add_info_command(app),
+  };
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    std::cerr << "triage: " << e.what() << " (see triage --help)\n";
+    return 2;
+  }
+  try {
+    for (auto& [subcommand, run] : commands)
+      if (subcommand->parsed()) return run();
+  } catch (const triage::Error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+  return 2;
+}

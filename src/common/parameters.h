@@ -1,0 +1,31 @@
+// A model's trainable tensors, by name. Plain tensors (not torch::nn::Module) keep
+// compile times low and make sharding experts by global id explicit in later layers.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <string>
+#include <vector>
+
+namespace triage {
+
+struct NamedParameter {
+  std::string name;
+  at::Tensor tensor;  // requires_grad; its .grad() is filled by backward()
+};
+using ParameterList = std::vector<NamedParameter>;
+
+// Appends `inner` to `outer`, each name prefixed with "prefix.".
+inline void append_parameters(ParameterList& outer, const std::string& prefix,
+                              const ParameterList& inner) {
+  for (const auto& p : inner) outer.push_back({prefix + "." + p.name, p.tensor});
+}
+
+// A fresh leaf parameter drawn from N(0, std^2) with the given generator.
+inline at::Tensor normal_parameter(at::IntArrayRef shape, double std, at::ScalarType dtype,
+                                   at::Generator& generator) {
+  return at::normal(0.0, std, shape, generator, at::TensorOptions().dtype(dtype))
+      .set_requires_grad(true);
+}
+
+}  // namespace triage

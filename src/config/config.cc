@@ -1,0 +1,277 @@
+// Loads and validates the YAML config. Every message is one line of the form
+// "<file>:<line>: <section.key> = <value>: expected <what>" so a user can fix it at once.
+#include "config/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+#include <sstream>
+
+#include "common/error.h"
+
+namespace triage {
+namespace {
+
+std::string format_real(double value) {
+  std::ostringstream out;
+  out.precision(12);
+  out << value;
+  return out.str();
+}
+
+std::string describe(const IntRange& r) {
+  constexpr auto kMin = std::numeric_limits<int64_t>::min();
+  constexpr auto kMax = std::numeric_limits<int64_t>::max();
+  if (r.min != kMin && r.max != kMax)
+    return "an integer in [" + std::to_string(r.min) + ", " + std::to_string(r.max) + "]";
+  if (r.min != kMin) return "an integer >= " + std::to_string(r.min);
+  return "an integer";
+}
+
+std::string describe(const RealRange& r) {
+  std::string text = "a number in ";
+  text += r.min_exclusive ? "(" : "[";
+  text += format_real(r.min) + ", " + format_real(r.max);
+  text += r.max_exclusive ? ")" : "]";
+  return text;
+}
+
+std::string describe(const Choices& c) {
+  if (c.allowed.empty()) return "a string";
+  std::string text = "one of ";
+  for (size_t i = 0; i < c.allowed.size(); ++i) text += (i ? ", " : "") + c.allowed[i];
+  return text;
+}
+
+std::string describe(const AnyBool&) { return "true or false"; }
+
+bool allows(const IntRange& r, int64_t v) { return v >= r.min && v <= r.max; }
+bool allows(const RealRange& r, double v) {
+  if (!std::isfinite(v)) return false;
+  bool above = r.min_exclusive ? v > r.min : v >= r.min;
+  bool below = r.max_exclusive ? v < r.max : v <= r.max;
+  return above && below;
+}
+bool allows(const Choices& c, const std::string& v) {
+  return c.allowed.empty() || std::find(c.allowed.begin(), c.allowed.end(), v) != c.allowed.end();
+}
+bool allows(const AnyBool&, bool) { return true; }
+
+std::string format_value(int64_t v) { return std::to_string(v); }
+std::string format_value(double v) { return format_real(v); }
+std::string format_value(bool v) { return v ? "true" : "false"; }
+std::string format_value(const std::string& v) { return v.empty() ? "\"\"" : v; }
+
+// How a scalar was written, for quoting it back in a message.
+std::string written(const YAML::Node& node) {
+  if (node.IsScalar()) return node.Scalar().empty() ? "\"\"" : node.Scalar();
+  if (node.IsNull()) return "(empty)";
+  return node.IsMap() ? "(a mapping)" : "(a list)";
+}
+
+[[noreturn]] void fail(const std::string& where, const std::string& key,
+                       const std::string& value, const std::string& expected) {
+  throw Error(where + ": " + key + " = " + value + ": expected " + expected);
+}
+
+// Parses `node` into a field of type T; false when it is not a T at all.
+template <class T> bool parse_scalar(const YAML::Node& node, T& out) {
+  if (!node.IsScalar()) return false;
+  try {
+    out = node.as<T>();
+    return true;
+  } catch (const YAML::Exception&) {
+    return false;
+  }
+}
+bool parse_scalar(const YAML::Node& node, std::string& out) {
+  if (node.IsNull()) {
+    out.clear();
+    return true;
+  }
+  if (!node.IsScalar()) return false;
+  out = node.Scalar();
+  return true;
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] != b[j - 1])});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// "; did you mean X?" for a near miss, else the list of valid names.
+std::string suggest(const std::string& wrong, const std::vector<std::string>& valid,
+                    const std::string& prefix) {
+  std::string best;
+  size_t best_distance = 3;  // beyond two edits a guess is noise
+  for (const auto& name : valid) {
+    size_t d = edit_distance(wrong, name);
+    if (d < best_distance) best_distance = d, best = name;
+  }
+  if (!best.empty()) return "did you mean " + prefix + best + "?";
+  std::string text = "expected one of ";
+  for (size_t i = 0; i < valid.size(); ++i) text += (i ? ", " : "") + prefix + valid[i];
+  return text;
+}
+
+template <class Section> std::vector<std::string> field_names(Section& section) {
+  std::vector<std::string> names;
+  visit_fields(section, [&](const char* name, auto&, const auto&) { names.push_back(name); });
+  return names;
+}
+
+std::vector<std::string> section_names(Config& config) {
+  std::vector<std::string> names;
+  visit_sections(config, [&](const char* name, auto&) { names.push_back(name); });
+  return names;
+}
+
+// Sets section.key from `node`; `where` locates it for messages.
+void assign(Config& config, const std::string& section_name, const std::string& key,
+            const YAML::Node& node, const std::string& where) {
+  bool section_found = false;
+  visit_sections(config, [&](const char* name, auto& section) {
+    if (section_name != name) return;
+    section_found = true;
+    bool key_found = false;
+    const std::string full_key = section_name + "." + key;
+    visit_fields(section, [&](const char* field_name, auto& field, const auto& constraint) {
+      if (key != field_name) return;
+      key_found = true;
+      std::remove_reference_t<decltype(field)> parsed{};
+      if (!parse_scalar(node, parsed) || !allows(constraint, parsed))
+        fail(where, full_key, written(node), describe(constraint));
+      field = parsed;
+    });
+    if (!key_found)
+      throw Error(where + ": unknown key " + full_key + "; " +
+                  suggest(key, field_names(section), section_name + "."));
+    config.origin[full_key] = where;
+  });
+  if (!section_found)
+    throw Error(where + ": unknown section " + section_name + "; " +
+                suggest(section_name, section_names(config), ""));
+}
+
+std::string origin_of(const Config& config, const std::string& key) {
+  auto it = config.origin.find(key);
+  return it == config.origin.end() ? "(default)" : it->second;
+}
+
+// Rules that involve two keys; the message points at the first key's origin.
+void validate(const Config& c) {
+  auto check = [&](bool ok, const std::string& key, const std::string& value,
+                   const std::string& expected) {
+    if (!ok) fail(origin_of(c, key), key, value, expected);
+  };
+  check(c.moe.top_k <= c.moe.num_experts, "moe.top_k", format_value(c.moe.top_k),
+        "at most moe.num_experts (" + std::to_string(c.moe.num_experts) + ")");
+  check(c.model.d_model % c.model.n_heads == 0, "model.n_heads", format_value(c.model.n_heads),
+        "a divisor of model.d_model (" + std::to_string(c.model.d_model) + ")");
+  check(c.model.positions != "rotary" || (c.model.d_model / c.model.n_heads) % 2 == 0,
+        "model.positions", c.model.positions,
+        "learned, since rotary needs an even head width (d_model / n_heads = " +
+            std::to_string(c.model.d_model / c.model.n_heads) + ")");
+  check(c.moe.num_experts % c.parallel.expert == 0, "parallel.expert",
+        format_value(c.parallel.expert),
+        "a divisor of moe.num_experts (" + std::to_string(c.moe.num_experts) + ")");
+  check(c.train.warmup_steps <= c.train.steps, "train.warmup_steps",
+        format_value(c.train.warmup_steps),
+        "at most train.steps (" + std::to_string(c.train.steps) + ")");
+  check(c.data.seq_len <= c.model.max_seq_len, "data.seq_len", format_value(c.data.seq_len),
+        "at most model.max_seq_len (" + std::to_string(c.model.max_seq_len) + ")");
+  check(c.data.kind == "synthetic" || !c.data.path.empty(), "data.path", "\"\"",
+        "a file path when data.kind is " + c.data.kind);
+}
+
+void apply_overrides(Config& config, const std::vector<std::string>& overrides) {
+  for (const auto& text : overrides) {
+    const std::string where = "--set " + text;
+    auto equals = text.find('=');
+    auto dot = text.find('.');
+    if (equals == std::string::npos || dot == std::string::npos || dot > equals)
+      throw Error(where + ": expected section.key=value, e.g. moe.top_k=2");
+    YAML::Node value;
+    try {
+      value = YAML::Load(text.substr(equals + 1));
+    } catch (const YAML::Exception& e) {
+      throw Error(where + ": value is not valid YAML: " + e.msg);
+    }
+    assign(config, text.substr(0, dot), text.substr(dot + 1, equals - dot - 1), value, where);
+  }
+}
+
+}  // namespace
+
+Config default_config(const std::vector<std::string>& overrides) {
+  Config config;
+  apply_overrides(config, overrides);
+  validate(config);
+  return config;
+}
+
+Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::BadFile&) {
+    throw Error(path + ": cannot open the config file");
+  } catch (const YAML::Exception& e) {
+    throw Error(path + ":" + std::to_string(e.mark.line + 1) + ": not valid YAML: " + e.msg);
+  }
+  Config config;
+  auto line_of = [&](const YAML::Node& node) {
+    return path + ":" + std::to_string(node.Mark().line + 1);
+  };
+  if (!root.IsNull() && !root.IsMap())
+    throw Error(line_of(root) + ": expected a mapping of sections (model, moe, parallel, train, data)");
+  std::set<std::string> seen;
+  for (const auto& section : root) {
+    const std::string section_name = section.first.as<std::string>();
+    if (!section.second.IsMap() && !section.second.IsNull())
+      throw Error(line_of(section.first) + ": section " + section_name +
+                  " = " + written(section.second) + ": expected a mapping of key: value");
+    if (!seen.insert(section_name).second)
+      throw Error(line_of(section.first) + ": section " + section_name + " appears twice");
+    if (section.second.IsNull()) {
+      assign(config, section_name, "", YAML::Node(), line_of(section.first));  // name check
+      continue;
+    }
+    for (const auto& entry : section.second) {
+      const std::string key = entry.first.as<std::string>();
+      const std::string full_key = section_name + "." + key;
+      if (!seen.insert(full_key).second)
+        throw Error(line_of(entry.first) + ": key " + full_key + " appears twice");
+      assign(config, section_name, key, entry.second, line_of(entry.first));
+    }
+  }
+  apply_overrides(config, overrides);
+  validate(config);
+  return config;
+}
+
+std::vector<ConfigRow> config_rows(const Config& const_config) {
+  Config config = const_config;  // visitors take mutable sections; this copy is read only
+  std::vector<ConfigRow> rows;
+  visit_sections(config, [&](const char* section_name, auto& section) {
+    visit_fields(section, [&](const char* name, auto& field, const auto&) {
+      std::string key = std::string(section_name) + "." + name;
+      rows.push_back({key, format_value(field), origin_of(config, key)});
+    });
+  });
+  return rows;
+}
+
+}  // namespace triage

@@ -1,0 +1,180 @@
+// Typed configuration: one struct per YAML section, every field with its default and
+// meaning. visit_fields() lists each section's keys once; loading, --set overrides,
+// validation and the printed table are all driven from that single list.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace triage {
+
+struct ModelConfig {
+  int64_t vocab_size = 32;   // token ids in [0, vocab_size); 20 amino acids + specials fit
+  int64_t d_model = 64;      // residual stream width
+  int64_t n_layers = 2;      // transformer blocks
+  int64_t n_heads = 4;       // attention heads; must divide d_model
+  int64_t d_ff = 128;        // hidden width of dense FFN blocks
+  int64_t max_seq_len = 128; // longest sequence the positions cover
+  std::string positions = "rotary";  // rotary | learned
+  double norm_eps = 1e-5;    // RMSNorm epsilon
+};
+
+struct MoeConfig {
+  int64_t num_experts = 8;   // routed experts per MoE layer
+  int64_t top_k = 2;         // experts chosen per token, 1 <= top_k <= num_experts
+  int64_t d_expert = 128;    // hidden width of one expert
+  std::string expert_type = "swiglu";    // swiglu (3 matrices) | gelu (2 matrices)
+  std::string score_function = "softmax";// softmax over experts | sigmoid per expert
+  bool renormalize = true;   // rescale the k chosen scores to sum to 1 before route_scale
+  double route_scale = 1.0;  // multiplies the gate weights after renormalisation
+  double jitter_noise = 0.0; // training only: input *= U(1-eps, 1+eps) before the gate
+  // Capacity per expert = max(min_capacity, ceil(factor * tokens * top_k / num_experts));
+  // factor 0 is dropless. Larger factors drop less but pad more on fixed-size backends.
+  double capacity_factor = 0.0;
+  double eval_capacity_factor = 0.0;  // the same, used when not training
+  int64_t min_capacity = 4;
+  std::string drop_policy = "position"; // position: later tokens dropped | score: lowest scores dropped
+  double balance_loss_coef = 0.01;  // alpha of the Switch load-balancing loss
+  double z_loss_coef = 0.001;       // beta of the router z-loss
+  // Aux-loss-free balancing (DeepSeek-V3): a per-expert bias added to the scores only to
+  // choose experts, nudged by bias_update_rate towards under-loaded experts after each step.
+  bool expert_bias = false;
+  double bias_update_rate = 0.001;
+};
+
+struct ParallelConfig {
+  int64_t expert = 1;           // expert-parallel group size; must divide num_experts
+  int64_t intra_op_threads = 0; // LibTorch threads per rank; 0 = cores / ranks on the node
+};
+
+struct TrainConfig {
+  int64_t seed = 1234;
+  std::string dtype = "float32"; // float32 | float64 (for proofs against the reference)
+  int64_t steps = 200;
+  int64_t batch_size = 16;       // sequences per global batch
+  double lr = 3e-3;              // peak learning rate
+  int64_t warmup_steps = 20;     // linear warmup, then cosine decay; <= steps
+  double weight_decay = 0.01;    // AdamW decoupled decay
+  double grad_clip = 1.0;        // global-norm clip; 0 disables
+  int64_t eval_every = 50;       // steps between held-out evaluations; 0 disables
+  int64_t log_every = 1;         // steps between log lines
+};
+
+struct DataConfig {
+  std::string kind = "synthetic"; // synthetic | fasta | stockholm | text
+  std::string path = "";          // file or folder for fasta/stockholm/text
+  int64_t seq_len = 64;           // tokens per training sequence; <= model.max_seq_len
+  int64_t num_families = 4;       // synthetic: number of Markov-chain families
+  int64_t num_sequences = 1024;   // synthetic: sequences to generate
+  double test_fraction = 0.1;     // held-out share, in [0, 1)
+};
+
+struct Config {
+  ModelConfig model;
+  MoeConfig moe;
+  ParallelConfig parallel;
+  TrainConfig train;
+  DataConfig data;
+  // "section.key" -> where its value came from: "file:line" or "--set"; absent = default.
+  std::map<std::string, std::string> origin;
+};
+
+// --- Field constraints, named in error messages as "expected ...". ---
+struct IntRange {
+  int64_t min = std::numeric_limits<int64_t>::min();
+  int64_t max = std::numeric_limits<int64_t>::max();
+};
+struct RealRange {
+  double min = -std::numeric_limits<double>::infinity();
+  double max = std::numeric_limits<double>::infinity();
+  bool min_exclusive = false;
+  bool max_exclusive = false;
+};
+struct Choices {
+  std::vector<std::string> allowed;  // empty = any string
+};
+struct AnyBool {};
+
+template <class Visitor> void visit_fields(ModelConfig& c, Visitor&& v) {
+  v("vocab_size", c.vocab_size, IntRange{2, 1 << 20});
+  v("d_model", c.d_model, IntRange{1, 1 << 16});
+  v("n_layers", c.n_layers, IntRange{1, 1024});
+  v("n_heads", c.n_heads, IntRange{1, 1024});
+  v("d_ff", c.d_ff, IntRange{1, 1 << 18});
+  v("max_seq_len", c.max_seq_len, IntRange{1, 1 << 20});
+  v("positions", c.positions, Choices{{"rotary", "learned"}});
+  v("norm_eps", c.norm_eps, RealRange{0.0, 1.0, true});
+}
+
+template <class Visitor> void visit_fields(MoeConfig& c, Visitor&& v) {
+  v("num_experts", c.num_experts, IntRange{1, 1 << 16});
+  v("top_k", c.top_k, IntRange{1, 1 << 16});
+  v("d_expert", c.d_expert, IntRange{1, 1 << 18});
+  v("expert_type", c.expert_type, Choices{{"swiglu", "gelu"}});
+  v("score_function", c.score_function, Choices{{"softmax", "sigmoid"}});
+  v("renormalize", c.renormalize, AnyBool{});
+  v("route_scale", c.route_scale, RealRange{0.0, 1e6, true});
+  v("jitter_noise", c.jitter_noise, RealRange{0.0, 1.0, false, true});
+  v("capacity_factor", c.capacity_factor, RealRange{0.0, 1e6});
+  v("eval_capacity_factor", c.eval_capacity_factor, RealRange{0.0, 1e6});
+  v("min_capacity", c.min_capacity, IntRange{0, 1 << 30});
+  v("drop_policy", c.drop_policy, Choices{{"position", "score"}});
+  v("balance_loss_coef", c.balance_loss_coef, RealRange{0.0, 1e6});
+  v("z_loss_coef", c.z_loss_coef, RealRange{0.0, 1e6});
+  v("expert_bias", c.expert_bias, AnyBool{});
+  v("bias_update_rate", c.bias_update_rate, RealRange{0.0, 1.0});
+}
+
+template <class Visitor> void visit_fields(ParallelConfig& c, Visitor&& v) {
+  v("expert", c.expert, IntRange{1, 1 << 16});
+  v("intra_op_threads", c.intra_op_threads, IntRange{0, 1024});
+}
+
+template <class Visitor> void visit_fields(TrainConfig& c, Visitor&& v) {
+  v("seed", c.seed, IntRange{0, std::numeric_limits<int64_t>::max()});
+  v("dtype", c.dtype, Choices{{"float32", "float64"}});
+  v("steps", c.steps, IntRange{1, std::numeric_limits<int64_t>::max()});
+  v("batch_size", c.batch_size, IntRange{1, 1 << 24});
+  v("lr", c.lr, RealRange{0.0, 10.0, true});
+  v("warmup_steps", c.warmup_steps, IntRange{0, std::numeric_limits<int64_t>::max()});
+  v("weight_decay", c.weight_decay, RealRange{0.0, 1.0});
+  v("grad_clip", c.grad_clip, RealRange{0.0, 1e6});
+  v("eval_every", c.eval_every, IntRange{0, std::numeric_limits<int64_t>::max()});
+  v("log_every", c.log_every, IntRange{1, std::numeric_limits<int64_t>::max()});
+}
+
+template <class Visitor> void visit_fields(DataConfig& c, Visitor&& v) {
+  v("kind", c.kind, Choices{{"synthetic", "fasta", "stockholm", "text"}});
+  v("path", c.path, Choices{});
+  v("seq_len", c.seq_len, IntRange{1, 1 << 20});
+  v("num_families", c.num_families, IntRange{1, 1 << 16});
+  v("num_sequences", c.num_sequences, IntRange{1, 1 << 30});
+  v("test_fraction", c.test_fraction, RealRange{0.0, 1.0, false, true});
+}
+
+// Calls section_visitor(name, section_struct) for the five sections, in file order.
+template <class SectionVisitor> void visit_sections(Config& c, SectionVisitor&& v) {
+  v("model", c.model);
+  v("moe", c.moe);
+  v("parallel", c.parallel);
+  v("train", c.train);
+  v("data", c.data);
+}
+
+// Reads `path`, applies `overrides` ("section.key=value", in order) and validates.
+// Throws Error with one line naming file:line (or --set), key, bad value, expectation.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+
+// Defaults plus overrides, no file: for tests and programmatic use.
+Config default_config(const std::vector<std::string>& overrides = {});
+
+// Rows of (section.key, value, origin) for every field, in declaration order.
+struct ConfigRow {
+  std::string key, value, origin;
+};
+std::vector<ConfigRow> config_rows(const Config& config);
+
+}  // namespace triage

@@ -1,0 +1,19 @@
+// Which GPUs this process can see. Plain C++ interface; compiled by nvcc only when the
+// GPU path is built, otherwise device_query_stub.cc answers "no CUDA in this build".
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace triage {
+
+struct GpuInfo {
+  bool cuda_built = false;   // this binary has the CUDA path
+  int runtime_version = 0;   // CUDA runtime, e.g. 13000
+  std::string no_gpu_reason; // why devices is empty, when it is
+  std::vector<std::string> devices;  // "NAME (sm_XY, N GiB)"
+};
+
+GpuInfo query_gpus();
+
+}  // namespace triage

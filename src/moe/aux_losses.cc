@@ -1,0 +1,31 @@
+// Load-balancing and z-loss formulas (see the header for the definitions).
+#include "moe/aux_losses.h"
+
+namespace triage {
+
+BalanceStats balance_stats(const at::Tensor& scores_TE, const at::Tensor& experts_TK) {
+  BalanceStats stats;
+  const int64_t num_experts = scores_TE.size(1);
+  stats.tokens = scores_TE.size(0);
+  stats.top_k = experts_TK.size(1);
+  stats.assignments_E =
+      at::bincount(experts_TK.reshape({-1}), {}, num_experts).to(scores_TE.scalar_type());
+  at::Tensor probs_TE = scores_TE / scores_TE.sum(-1, /*keepdim=*/true);
+  stats.prob_sum_E = probs_TE.sum(0);
+  return stats;
+}
+
+at::Tensor balance_loss(const BalanceStats& stats, double alpha) {
+  if (stats.tokens == 0) return at::zeros({}, stats.prob_sum_E.options());
+  const double num_experts = double(stats.assignments_E.size(0));
+  at::Tensor f_E = stats.assignments_E / double(stats.tokens * stats.top_k);
+  at::Tensor p_E = stats.prob_sum_E / double(stats.tokens);
+  return alpha * num_experts * (f_E * p_E).sum();
+}
+
+at::Tensor z_loss(const at::Tensor& logits_TE, double beta) {
+  if (logits_TE.size(0) == 0) return at::zeros({}, logits_TE.options());
+  return beta * at::logsumexp(logits_TE, -1).pow(2).mean();
+}
+
+}  // namespace triage

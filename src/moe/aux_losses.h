@@ -1,0 +1,30 @@
+// Router auxiliary losses, returned separately from the layer output.
+//
+// Switch load-balancing loss  L_bal = alpha * E * sum_i f_i * P_i  where, over T tokens
+// with K choices each (counted before capacity drops),
+//   f_i = (number of assignments routed to expert i) / (T * K)   -- fraction of traffic
+//   P_i = (1/T) * sum_t p_t,i                                     -- mean router probability
+// and p_t is token t's score vector normalised to sum 1 (softmax scores already do; sigmoid
+// scores are divided by their sum). f is piecewise constant, so gradients flow through P.
+// With perfectly uniform routing L_bal = alpha.
+//
+// Router z-loss  L_z = beta * (1/T) * sum_t logsumexp(logits_t)^2  keeps logits small.
+#pragma once
+
+#include <ATen/ATen.h>
+
+namespace triage {
+
+// Sums from which L_bal is formed; kept as sums so that ranks can all-reduce them.
+struct BalanceStats {
+  at::Tensor assignments_E;  // routed assignment counts (no gradient)
+  at::Tensor prob_sum_E;     // sum over tokens of p_t,i (carries gradient)
+  int64_t tokens = 0;
+  int64_t top_k = 0;
+};
+
+BalanceStats balance_stats(const at::Tensor& scores_TE, const at::Tensor& experts_TK);
+at::Tensor balance_loss(const BalanceStats& stats, double alpha);
+at::Tensor z_loss(const at::Tensor& logits_TE, double beta);
+
+}  // namespace triage

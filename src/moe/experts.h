@@ -1,0 +1,44 @@
+// The experts (the doctors) of one MoE layer, stored stacked: one tensor per weight kind
+// with the expert as leading dimension, so a rank can own a contiguous block of experts
+// and a GPU can later run them as one grouped GEMM.
+//   gelu:   y = gelu(x @ w_in[e]) @ w_out[e]
+//   swiglu: y = (silu(x @ w_gate[e]) * (x @ w_up[e])) @ w_out[e]
+// Legend: E experts, D model width, H expert hidden width, R rows (assignments).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <string>
+#include <vector>
+
+#include "common/parameters.h"
+
+namespace triage {
+
+enum class ExpertType { kGelu, kSwiglu };
+ExpertType parse_expert_type(const std::string& name);
+
+class Experts {
+ public:
+  Experts(int64_t num_experts, int64_t d_model, int64_t d_hidden, ExpertType type,
+          at::ScalarType dtype, at::Generator& generator);
+
+  // x_RD holds rows_per_expert[e] consecutive rows for expert e; only those rows are
+  // computed by that expert, and an expert with no rows does no work.
+  at::Tensor forward(const at::Tensor& x_RD, const std::vector<int64_t>& rows_per_expert) const;
+
+  // One expert applied to rows of its own (for references and tests).
+  at::Tensor apply_one(int64_t expert, const at::Tensor& x_ND) const;
+
+  int64_t num_experts() const { return w_out_EHD_.size(0); }
+  ExpertType type() const { return type_; }
+  ParameterList parameters() const;
+
+ private:
+  ExpertType type_;
+  at::Tensor w_in_EDH_;    // gelu: input projection; swiglu: the gated (silu) branch
+  at::Tensor w_up_EDH_;    // swiglu only: the linear branch
+  at::Tensor w_out_EHD_;
+};
+
+}  // namespace triage

@@ -1,0 +1,61 @@
+// Wires router, capacity, permutation, experts and losses into one layer call.
+#include "moe/moe_layer.h"
+
+#include <algorithm>
+
+#include "moe/permute.h"
+
+namespace triage {
+
+MoeLayer::MoeLayer(const MoeConfig& config, int64_t d_model, at::ScalarType dtype,
+                   at::Generator& generator)
+    : config_(config),
+      router_(config, d_model, dtype, generator),
+      experts_(config.num_experts, d_model, config.d_expert,
+               parse_expert_type(config.expert_type), dtype, generator) {}
+
+MoeOutput MoeLayer::forward(const at::Tensor& x, bool training) {
+  const int64_t d_model = x.size(-1);
+  at::Tensor x_TD = x.reshape({-1, d_model});
+  const int64_t tokens = x_TD.size(0);
+  const int64_t num_experts = config_.num_experts;
+
+  MoeOutput out;
+  out.routing = router_.forward(x_TD, training);
+  const RouterOutput& r = out.routing;
+
+  const double factor = training ? config_.capacity_factor : config_.eval_capacity_factor;
+  const int64_t capacity =
+      expert_capacity(factor, tokens, config_.top_k, num_experts, config_.min_capacity);
+  at::Tensor scores_TK = r.scores_TE.gather(1, r.experts_TK);
+  out.keep_TK = capacity_keep_mask(r.experts_TK, scores_TK, num_experts, capacity,
+                                   parse_drop_policy(config_.drop_policy));
+
+  ExpertOrder order = sort_by_expert(r.experts_TK, out.keep_TK, num_experts);
+  at::Tensor expert_out_RD = experts_.forward(gather_rows(x_TD, order), order.rows_per_expert);
+  out.y = combine_rows(expert_out_RD, r.weights_TK, order, tokens).view(x.sizes());
+
+  out.balance_loss = balance_loss(balance_stats(r.scores_TE, r.experts_TK),
+                                  config_.balance_loss_coef);
+  out.z_loss = z_loss(r.logits_TE, config_.z_loss_coef);
+
+  MoeStats& s = out.stats;
+  s.tokens_per_expert = order.rows_per_expert;
+  s.assignments = tokens * config_.top_k;
+  s.capacity = capacity;
+  int64_t kept = 0;
+  for (int64_t n : s.tokens_per_expert) kept += n;
+  s.dropped = s.assignments - kept;
+  s.max_load = double(*std::max_element(s.tokens_per_expert.begin(), s.tokens_per_expert.end()));
+  s.mean_load = double(kept) / double(num_experts);
+  return out;
+}
+
+ParameterList MoeLayer::parameters() const {
+  ParameterList params;
+  append_parameters(params, "router", router_.parameters());
+  append_parameters(params, "experts", experts_.parameters());
+  return params;
+}
+
+}  // namespace triage

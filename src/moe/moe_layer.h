@@ -1,0 +1,59 @@
+// One Mixture-of-Experts layer on one rank: router -> capacity -> permute -> experts ->
+// combine. Only the assignments routed to an expert are computed by it; dropped ones add
+// zero. The expert-parallel exchange slots in between permute and experts (next layer up).
+// Legend: T tokens, D model width, E experts, K choices per token.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "common/parameters.h"
+#include "config/config.h"
+#include "moe/aux_losses.h"
+#include "moe/capacity.h"
+#include "moe/experts.h"
+#include "moe/router.h"
+
+namespace triage {
+
+// What one forward call saw; the trainer logs it every step.
+struct MoeStats {
+  std::vector<int64_t> tokens_per_expert;  // kept assignments per expert
+  int64_t assignments = 0;                 // T * K routed
+  int64_t dropped = 0;                     // over capacity
+  int64_t capacity = kDropless;            // per expert; kDropless when no limit
+  double max_load = 0;                     // most tokens any expert received
+  double mean_load = 0;                    // kept assignments / E
+};
+
+struct MoeOutput {
+  at::Tensor y;              // same shape as the input
+  at::Tensor balance_loss;   // alpha-scaled, scalar
+  at::Tensor z_loss;         // beta-scaled, scalar
+  RouterOutput routing;
+  at::Tensor keep_TK;        // bool: which assignments fitted capacity
+  MoeStats stats;
+};
+
+class MoeLayer {
+ public:
+  MoeLayer(const MoeConfig& config, int64_t d_model, at::ScalarType dtype,
+           at::Generator& generator);
+
+  // x: [..., D]. training picks capacity_factor vs eval_capacity_factor and enables jitter.
+  MoeOutput forward(const at::Tensor& x, bool training);
+
+  Router& router() { return router_; }
+  const Experts& experts() const { return experts_; }
+  const MoeConfig& config() const { return config_; }
+  ParameterList parameters() const;
+
+ private:
+  MoeConfig config_;
+  Router router_;
+  Experts experts_;
+};
+
+}  // namespace triage

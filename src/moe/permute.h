@@ -1,0 +1,31 @@
+// Permutation between token order and expert order. Pure and stateless: sort_by_expert()
+// returns the plan, and the two functions below apply it in each direction. Autograd
+// flows through both (index_select / index_add), including into the gate weights.
+// Legend: T tokens, K choices per token, E experts, R kept assignments (rows), D width.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace triage {
+
+struct ExpertOrder {
+  at::Tensor assignment_of_row_R;  // int64 index into the flattened T*K assignments
+  at::Tensor token_of_row_R;       // int64 source token of each row
+  std::vector<int64_t> rows_per_expert;  // E counts on the host; rows are grouped by expert
+};
+
+// Rows for the kept assignments, grouped by expert (stable: token order inside an expert).
+ExpertOrder sort_by_expert(const at::Tensor& experts_TK, const at::Tensor& keep_TK,
+                           int64_t num_experts);
+
+// x_RD: each kept assignment's token row, in expert order.
+at::Tensor gather_rows(const at::Tensor& x_TD, const ExpertOrder& order);
+
+// y_TD[t] = sum over t's kept choices of weight * expert row; dropped choices add zero.
+at::Tensor combine_rows(const at::Tensor& y_RD, const at::Tensor& weights_TK,
+                        const ExpertOrder& order, int64_t num_tokens);
+
+}  // namespace triage

@@ -1,0 +1,57 @@
+// Router: scoring, top-k choice, renormalisation and the DeepSeek-V3 selection bias.
+#include "moe/router.h"
+
+#include <cmath>
+
+#include <c10/core/GradMode.h>
+
+#include "common/error.h"
+
+namespace triage {
+
+namespace {
+at::ScalarType router_dtype(at::ScalarType model_dtype) {
+  return model_dtype == at::kDouble ? at::kDouble : at::kFloat;
+}
+}  // namespace
+
+Router::Router(const MoeConfig& config, int64_t d_model, at::ScalarType dtype,
+               at::Generator& generator)
+    : config_(config), generator_(generator) {
+  const auto gate_dtype = router_dtype(dtype);
+  gate_ED_ = normal_parameter({config.num_experts, d_model}, 1.0 / std::sqrt(double(d_model)),
+                              gate_dtype, generator);
+  expert_bias_E_ = at::zeros({config.num_experts}, at::TensorOptions().dtype(gate_dtype));
+}
+
+RouterOutput Router::forward(const at::Tensor& x_TD, bool training) {
+  TRIAGE_ASSERT(x_TD.dim() == 2 && x_TD.size(1) == gate_ED_.size(1),
+                "router input " << x_TD.sizes() << " does not match gate " << gate_ED_.sizes());
+  at::Tensor gate_input = x_TD.to(gate_ED_.scalar_type());
+  if (training && config_.jitter_noise > 0) {
+    // Switch Transformer jitter: multiplicative noise on the router's input only.
+    const double eps = config_.jitter_noise;
+    at::Tensor noise = at::rand(gate_input.sizes(), generator_, gate_input.options());
+    gate_input = gate_input * (noise * (2 * eps) + (1 - eps));
+  }
+  RouterOutput out;
+  out.logits_TE = at::matmul(gate_input, gate_ED_.t());
+  out.scores_TE = config_.score_function == "softmax" ? at::softmax(out.logits_TE, -1)
+                                                      : at::sigmoid(out.logits_TE);
+  at::Tensor selection_TE = out.scores_TE;
+  if (config_.expert_bias) selection_TE = out.scores_TE.detach() + expert_bias_E_;
+  out.experts_TK = std::get<1>(at::topk(selection_TE.detach(), config_.top_k, -1));
+  at::Tensor weights_TK = out.scores_TE.gather(1, out.experts_TK);
+  if (config_.renormalize) weights_TK = weights_TK / weights_TK.sum(-1, /*keepdim=*/true);
+  out.weights_TK = (weights_TK * config_.route_scale).to(x_TD.scalar_type());
+  return out;
+}
+
+void Router::update_expert_bias(const at::Tensor& tokens_per_expert_E) {
+  if (!config_.expert_bias) return;
+  c10::NoGradGuard no_grad;
+  at::Tensor load_E = tokens_per_expert_E.to(expert_bias_E_.scalar_type());
+  expert_bias_E_.add_(at::sign(load_E.mean() - load_E), config_.bias_update_rate);
+}
+
+}  // namespace triage

@@ -1,0 +1,47 @@
+// The router (the GP): a linear gate that scores every expert for every token and picks
+// the top k. Shape legend: T tokens, D model width, E experts, K experts per token.
+//
+//   logits_TE  = x_TD @ gate_ED^T           (computed in at least float32: "fp32 router")
+//   scores_TE  = softmax(logits) over E, or sigmoid(logits) per expert
+//   experts_TK = top-k of (scores_TE + bias_E)   bias only chooses, never weighs
+//   weights_TK = scores at experts_TK, / their sum if renormalize, * route_scale
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include "common/parameters.h"
+#include "config/config.h"
+
+namespace triage {
+
+struct RouterOutput {
+  at::Tensor logits_TE;   // gate logits, router precision
+  at::Tensor scores_TE;   // softmax or sigmoid of the logits, router precision
+  at::Tensor experts_TK;  // int64 chosen experts, highest selection score first
+  at::Tensor weights_TK;  // combine weights, in the input's dtype
+};
+
+class Router {
+ public:
+  // dtype: the model's; the gate is kept in float32 unless the model is float64.
+  Router(const MoeConfig& config, int64_t d_model, at::ScalarType dtype, at::Generator& generator);
+
+  // training enables input jitter (if configured), drawn from this router's generator.
+  RouterOutput forward(const at::Tensor& x_TD, bool training);
+
+  // Aux-loss-free balancing: bias_E += rate * sign(mean load - load_E). Not a gradient step;
+  // call once per optimizer step with the tokens each expert received.
+  void update_expert_bias(const at::Tensor& tokens_per_expert_E);
+
+  at::Tensor& gate_ED() { return gate_ED_; }
+  at::Tensor& expert_bias_E() { return expert_bias_E_; }
+  ParameterList parameters() const { return {{"gate", gate_ED_}}; }
+
+ private:
+  MoeConfig config_;
+  at::Tensor gate_ED_;
+  at::Tensor expert_bias_E_;  // zeros; not trained by gradients
+  at::Generator generator_;
+};
+
+}  // namespace triage
