@@ -10,3 +10,6 @@ TRIAGE_BUILD=${TRIAGE_BUILD:-$TRIAGE_ROOT/build}
 export CCACHE_DIR=${CCACHE_DIR:-$TRIAGE_CACHE/ccache}
 
 triage_say() { printf '[triage] %s\n' "$*"; }
+# Share compiler cache hits between clones in different folders.
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$TRIAGE_ROOT}
+export CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-1}

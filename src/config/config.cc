@@ -138,13 +138,19 @@ std::vector<std::string> section_names(Config& config) {
   return names;
 }
 
+// Throws unless `name` is one of the five sections.
+void require_section(Config& config, const std::string& name, const std::string& where) {
+  auto names = section_names(config);
+  if (std::find(names.begin(), names.end(), name) == names.end())
+    throw Error(where + ": unknown section " + name + "; " + suggest(name, names, ""));
+}
+
 // Sets section.key from `node`; `where` locates it for messages.
 void assign(Config& config, const std::string& section_name, const std::string& key,
             const YAML::Node& node, const std::string& where) {
-  bool section_found = false;
+  require_section(config, section_name, where);
   visit_sections(config, [&](const char* name, auto& section) {
     if (section_name != name) return;
-    section_found = true;
     bool key_found = false;
     const std::string full_key = section_name + "." + key;
     visit_fields(section, [&](const char* field_name, auto& field, const auto& constraint) {
@@ -160,9 +166,6 @@ void assign(Config& config, const std::string& section_name, const std::string& 
                   suggest(key, field_names(section), section_name + "."));
     config.origin[full_key] = where;
   });
-  if (!section_found)
-    throw Error(where + ": unknown section " + section_name + "; " +
-                suggest(section_name, section_names(config), ""));
 }
 
 std::string origin_of(const Config& config, const std::string& key) {
@@ -243,12 +246,10 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
     if (!section.second.IsMap() && !section.second.IsNull())
       throw Error(line_of(section.first) + ": section " + section_name +
                   " = " + written(section.second) + ": expected a mapping of key: value");
+    require_section(config, section_name, line_of(section.first));
     if (!seen.insert(section_name).second)
       throw Error(line_of(section.first) + ": section " + section_name + " appears twice");
-    if (section.second.IsNull()) {
-      assign(config, section_name, "", YAML::Node(), line_of(section.first));  // name check
-      continue;
-    }
+    if (section.second.IsNull()) continue;  // an empty section keeps its defaults
     for (const auto& entry : section.second) {
       const std::string key = entry.first.as<std::string>();
       const std::string full_key = section_name + "." + key;

@@ -1,0 +1,171 @@
+// Config loading: defaults, overrides, origins, and one precise message per kind of mistake.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "common/error.h"
+#include "config/config.h"
+
+namespace triage {
+namespace {
+
+// Writes `text` to a fresh file in the test temp dir and returns its path.
+std::string write_config(const std::string& name, const std::string& text) {
+  std::string path = testing::TempDir() + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+// The message load_config throws, or "" if it loads.
+std::string load_error(const std::string& path, const std::vector<std::string>& sets = {}) {
+  try {
+    load_config(path, sets);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Config, DefaultsMatchTheDocumentedValues) {
+  Config c = default_config();
+  EXPECT_EQ(c.moe.num_experts, 8);
+  EXPECT_EQ(c.moe.top_k, 2);
+  EXPECT_EQ(c.moe.score_function, "softmax");
+  EXPECT_DOUBLE_EQ(c.moe.capacity_factor, 0.0);
+  EXPECT_EQ(c.parallel.expert, 1);
+  EXPECT_EQ(c.train.dtype, "float32");
+}
+
+TEST(Config, ReferenceFileListsEveryKeyWithItsDefault) {
+  Config from_file = load_config(TRIAGE_SOURCE_DIR "/configs/reference.yaml");
+  std::vector<ConfigRow> file_rows = config_rows(from_file);
+  std::vector<ConfigRow> default_rows = config_rows(default_config());
+  ASSERT_EQ(file_rows.size(), default_rows.size());
+  for (size_t i = 0; i < file_rows.size(); ++i) {
+    EXPECT_EQ(file_rows[i].value, default_rows[i].value) << file_rows[i].key;
+    EXPECT_NE(file_rows[i].origin, "(default)") << file_rows[i].key << " missing from reference.yaml";
+  }
+}
+
+TEST(Config, FileValuesOverrideDefaultsAndRecordTheirLine) {
+  auto path = write_config("good.yaml", "moe:\n  num_experts: 16\n  top_k: 4\n");
+  Config c = load_config(path);
+  EXPECT_EQ(c.moe.num_experts, 16);
+  EXPECT_EQ(c.moe.top_k, 4);
+  EXPECT_EQ(c.origin.at("moe.top_k"), path + ":3");
+  EXPECT_EQ(c.origin.count("moe.d_expert"), 0u);
+}
+
+TEST(Config, SetOverridesWinOverTheFileInOrder) {
+  auto path = write_config("set.yaml", "moe:\n  top_k: 1\n");
+  Config c = load_config(path, {"moe.top_k=2", "moe.score_function=sigmoid", "moe.top_k=3"});
+  EXPECT_EQ(c.moe.top_k, 3);
+  EXPECT_EQ(c.moe.score_function, "sigmoid");
+  EXPECT_EQ(c.origin.at("moe.top_k"), "--set moe.top_k=3");
+}
+
+TEST(Config, EmptyFileMeansAllDefaults) {
+  auto path = write_config("empty.yaml", "");
+  EXPECT_EQ(config_rows(load_config(path)).size(), config_rows(default_config()).size());
+  EXPECT_EQ(load_config(path).moe.top_k, 2);
+}
+
+TEST(Config, BooleansAcceptYamlSpellings) {
+  auto path = write_config("bool.yaml", "moe:\n  expert_bias: yes\n  renormalize: off\n");
+  Config c = load_config(path);
+  EXPECT_TRUE(c.moe.expert_bias);
+  EXPECT_FALSE(c.moe.renormalize);
+}
+
+// One bad config each: the file body (or --set) and the exact one-line message expected.
+struct BadConfig {
+  std::string name;
+  std::string body;
+  std::vector<std::string> sets;
+  std::string expected;  // "{}" stands for the file's path
+};
+
+// Names the case in test output instead of dumping its bytes.
+void PrintTo(const BadConfig& bad, std::ostream* out) { *out << bad.name; }
+
+class BadConfigTest : public testing::TestWithParam<BadConfig> {};
+
+TEST_P(BadConfigTest, IsRefusedWithOneLineNamingFileKeyValueAndExpectation) {
+  const BadConfig& bad = GetParam();
+  auto path = write_config(bad.name + ".yaml", bad.body);
+  std::string expected = bad.expected;
+  for (auto at = expected.find("{}"); at != std::string::npos; at = expected.find("{}"))
+    expected.replace(at, 2, path);
+  std::string message = load_error(path, bad.sets);
+  EXPECT_EQ(message, expected);
+  EXPECT_EQ(message.find('\n'), std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Config, BadConfigTest,
+    testing::Values(
+        BadConfig{"UnknownKeySuggestsNearMiss", "moe:\n  num_experts: 4\n  topk: 2\n", {},
+                  "{}:3: unknown key moe.topk; did you mean moe.top_k?"},
+        BadConfig{"UnknownSectionListsSections", "optimizer:\n  lr: 1\n", {},
+                  "{}:1: unknown section optimizer; expected one of model, moe, parallel, "
+                  "train, data"},
+        BadConfig{"WordWhereIntegerExpected", "moe:\n  top_k: two\n", {},
+                  "{}:2: moe.top_k = two: expected an integer in [1, 65536]"},
+        BadConfig{"FractionWhereIntegerExpected", "model:\n  d_model: 64.5\n", {},
+                  "{}:2: model.d_model = 64.5: expected an integer in [1, 65536]"},
+        BadConfig{"ZeroExperts", "moe:\n  num_experts: 0\n", {},
+                  "{}:2: moe.num_experts = 0: expected an integer in [1, 65536]"},
+        BadConfig{"UnknownScoreFunction", "moe:\n  score_function: softplus\n", {},
+                  "{}:2: moe.score_function = softplus: expected one of softmax, sigmoid"},
+        BadConfig{"NotABoolean", "moe:\n  renormalize: maybe\n", {},
+                  "{}:2: moe.renormalize = maybe: expected true or false"},
+        BadConfig{"NegativeCapacityFactor", "moe:\n  capacity_factor: -1.5\n", {},
+                  "{}:2: moe.capacity_factor = -1.5: expected a number in [0, 1000000]"},
+        BadConfig{"NotANumberJitter", "moe:\n  jitter_noise: .nan\n", {},
+                  "{}:2: moe.jitter_noise = .nan: expected a number in [0, 1)"},
+        BadConfig{"TopKAboveNumExperts", "moe:\n  num_experts: 4\n  top_k: 5\n", {},
+                  "{}:3: moe.top_k = 5: expected at most moe.num_experts (4)"},
+        BadConfig{"HeadsNotDividingWidth", "model:\n  d_model: 64\n  n_heads: 5\n", {},
+                  "{}:3: model.n_heads = 5: expected a divisor of model.d_model (64)"},
+        BadConfig{"RotaryWithOddHeadWidth",
+                  "model:\n  d_model: 12\n  n_heads: 4\n  positions: rotary\n", {},
+                  "{}:4: model.positions = rotary: expected learned, since rotary needs an "
+                  "even head width (d_model / n_heads = 3)"},
+        BadConfig{"ExpertParallelNotDividingExperts", "parallel:\n  expert: 3\n", {},
+                  "{}:2: parallel.expert = 3: expected a divisor of moe.num_experts (8)"},
+        BadConfig{"WarmupLongerThanTraining", "train:\n  steps: 10\n  warmup_steps: 20\n", {},
+                  "{}:3: train.warmup_steps = 20: expected at most train.steps (10)"},
+        BadConfig{"SequenceLongerThanPositions", "model:\n  max_seq_len: 32\ndata:\n  seq_len: 64\n",
+                  {}, "{}:4: data.seq_len = 64: expected at most model.max_seq_len (32)"},
+        BadConfig{"FileKindWithoutPath", "data:\n  kind: fasta\n", {},
+                  "(default): data.path = \"\": expected a file path when data.kind is fasta"},
+        BadConfig{"DuplicateKey", "moe:\n  top_k: 1\n  top_k: 2\n", {},
+                  "{}:3: key moe.top_k appears twice"},
+        BadConfig{"SectionIsNotAMapping", "moe: 3\n", {},
+                  "{}:1: section moe = 3: expected a mapping of key: value"},
+        BadConfig{"TopLevelIsAList", "- moe\n- model\n", {},
+                  "{}:1: expected a mapping of sections (model, moe, parallel, train, data)"},
+        BadConfig{"YamlSyntaxError", "moe:\n  top_k: [1, 2\n", {},
+                  "{}:3: not valid YAML: end of sequence flow not found"},
+        BadConfig{"SetWithoutEquals", "", {"moe.top_k"},
+                  "--set moe.top_k: expected section.key=value, e.g. moe.top_k=2"},
+        BadConfig{"SetWithWrongType", "", {"train.lr=fast"},
+                  "--set train.lr=fast: train.lr = fast: expected a number in (0, 10]"},
+        BadConfig{"SetUnknownKey", "", {"train.learning_rate=0.1"},
+                  "--set train.learning_rate=0.1: unknown key train.learning_rate; expected one "
+                  "of train.seed, train.dtype, train.steps, train.batch_size, train.lr, "
+                  "train.warmup_steps, train.weight_decay, train.grad_clip, train.eval_every, "
+                  "train.log_every"},
+        BadConfig{"SetMakesTopKInconsistent", "moe:\n  num_experts: 4\n", {"moe.top_k=8"},
+                  "--set moe.top_k=8: moe.top_k = 8: expected at most moe.num_experts (4)"}),
+    [](const testing::TestParamInfo<BadConfig>& info) { return info.param.name; });
+
+TEST(Config, MissingFileIsNamed) {
+  EXPECT_EQ(load_error("/nonexistent/triage.yaml"),
+            "/nonexistent/triage.yaml: cannot open the config file");
+}
+
+}  // namespace
+}  // namespace triage

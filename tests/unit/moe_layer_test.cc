@@ -1,0 +1,150 @@
+// The MoE layer's output equals the naive per-token, per-expert loop in float64, for every
+// score function, k, drop policy and expert type; plus the edge cases of routing.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <tuple>
+
+#include "moe/moe_layer.h"
+#include "naive_moe.h"
+#include "test_support.h"
+
+namespace triage {
+namespace {
+
+using namespace testing_support;
+
+constexpr int64_t kTokens = 24, kWidth = 6, kExperts = 8, kHidden = 5;
+
+double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
+  return (a.detach() - b.detach()).abs().max().item<double>();
+}
+
+// (score function, k, drop policy or "none", expert type)
+using LayerCase = std::tuple<std::string, int64_t, std::string, std::string>;
+
+class LayerMatchesNaiveLoop : public testing::TestWithParam<LayerCase> {};
+
+TEST_P(LayerMatchesNaiveLoop, ToFloat64Precision) {
+  auto [score_function, k, drops, expert_type] = GetParam();
+  MoeConfig config = moe_config(kExperts, k);
+  config.score_function = score_function;
+  config.expert_type = expert_type;
+  config.d_expert = kHidden;
+  config.capacity_factor = drops == "none" ? 0.0 : 0.5;  // capacity ceil(1.5 k): drops
+  config.min_capacity = 1;
+  if (drops != "none") config.drop_policy = drops;
+  at::Generator gen = generator(7 + k);
+  MoeLayer layer(config, kWidth, at::kDouble, gen);
+  at::Tensor x = at::randn({kTokens, kWidth}, gen, at::kDouble);
+
+  MoeOutput out = layer.forward(x, /*training=*/true);
+  NaiveResult expected = naive_moe(x, layer.parameters(), config, config.capacity_factor);
+
+  EXPECT_LT(max_abs_diff(out.y, expected.y_TD), 1e-12);
+  EXPECT_EQ(out.stats.tokens_per_expert, expected.kept_per_expert);
+  EXPECT_EQ(out.stats.dropped, expected.dropped);
+  if (drops != "none") EXPECT_GT(out.stats.dropped, 0) << "the case meant to drop did not";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    MoeLayer, LayerMatchesNaiveLoop,
+    testing::Combine(testing::Values("softmax", "sigmoid"), testing::Values(1, 2, 4),
+                     testing::Values("none", "position", "score"),
+                     testing::Values("gelu", "swiglu")),
+    [](const testing::TestParamInfo<LayerCase>& info) {
+      return std::get<0>(info.param) + "_k" + std::to_string(std::get<1>(info.param)) + "_drop_" +
+             std::get<2>(info.param) + "_" + std::get<3>(info.param);
+    });
+
+// A layer over 4 experts whose gate sends all-positive inputs to the experts in `favoured`
+// (positive gate rows) and never to the others (negative rows).
+MoeLayer steered_layer(MoeConfig config, std::vector<double> row_signs) {
+  at::Generator gen = generator(3);
+  config.d_expert = 3;
+  MoeLayer layer(config, 4, at::kDouble, gen);
+  at::Tensor rows = at::tensor(row_signs, at::kDouble).unsqueeze(1) *
+                    (at::rand({4, 4}, gen, at::kDouble) + 0.5);
+  assign(layer.router().gate_ED(), rows);
+  return layer;
+}
+
+at::Tensor positive_tokens(int64_t n) {
+  at::Generator gen = generator(11);
+  return (at::rand({n, 4}, gen, at::kDouble) + 0.1).set_requires_grad(true);
+}
+
+TEST(MoeLayer, ExpertWithNoTokensDoesNoWorkAndGetsZeroGradient) {
+  MoeLayer layer = steered_layer(moe_config(4, 2), {1, 1, 1, -1});
+  at::Tensor x = positive_tokens(10);
+  MoeOutput out = layer.forward(x, true);
+  EXPECT_EQ(out.stats.tokens_per_expert[3], 0);
+  EXPECT_LT(max_abs_diff(out.y, naive_moe(x, layer.parameters(), layer.config(), 0).y_TD), 1e-12);
+  (out.y.sum() + out.balance_loss + out.z_loss).backward();
+  for (const auto& p : layer.experts().parameters()) {
+    EXPECT_EQ(p.tensor.grad()[3].abs().max().item<double>(), 0.0) << p.name;
+    EXPECT_GT(p.tensor.grad()[0].abs().max().item<double>(), 0.0) << p.name;
+  }
+}
+
+TEST(MoeLayer, EveryTokenChoosingOneExpertWorksDropless) {
+  MoeLayer layer = steered_layer(moe_config(4, 1), {1, -1, -1, -1});
+  at::Tensor x = positive_tokens(9);
+  MoeOutput out = layer.forward(x, true);
+  EXPECT_EQ(out.stats.tokens_per_expert, (std::vector<int64_t>{9, 0, 0, 0}));
+  EXPECT_EQ(out.stats.dropped, 0);
+  EXPECT_LT(max_abs_diff(out.y, naive_moe(x, layer.parameters(), layer.config(), 0).y_TD), 1e-12);
+}
+
+TEST(MoeLayer, EveryTokenChoosingOneExpertOverCapacityDropsTheLaterTokens) {
+  MoeConfig config = moe_config(4, 1);
+  config.capacity_factor = 1.0;  // ceil(1.0 * 9 * 1 / 4) = 3
+  config.min_capacity = 0;
+  MoeLayer layer = steered_layer(config, {1, -1, -1, -1});
+  at::Tensor x = positive_tokens(9);
+  MoeOutput out = layer.forward(x, true);
+  EXPECT_EQ(out.stats.capacity, 3);
+  EXPECT_EQ(out.stats.tokens_per_expert, (std::vector<int64_t>{3, 0, 0, 0}));
+  EXPECT_EQ(out.stats.dropped, 6);
+  EXPECT_EQ(out.y.narrow(0, 3, 6).abs().max().item<double>(), 0.0);  // dropped add zero
+  EXPECT_GT(out.y.narrow(0, 0, 3).abs().min().item<double>(), 0.0);
+}
+
+TEST(MoeLayer, StatsReportMaxAndMeanLoad) {
+  MoeLayer layer = steered_layer(moe_config(4, 1), {1, -1, -1, -1});
+  MoeStats stats = layer.forward(positive_tokens(9), true).stats;
+  EXPECT_EQ(stats.assignments, 9);
+  EXPECT_DOUBLE_EQ(stats.max_load, 9.0);
+  EXPECT_DOUBLE_EQ(stats.mean_load, 9.0 / 4);
+}
+
+TEST(MoeLayer, EvaluationUsesTheEvalCapacityFactor) {
+  MoeConfig config = moe_config(4, 1);
+  config.capacity_factor = 1.0;
+  config.eval_capacity_factor = 0.0;
+  config.min_capacity = 0;
+  MoeLayer layer = steered_layer(config, {1, -1, -1, -1});
+  EXPECT_EQ(layer.forward(positive_tokens(9), /*training=*/true).stats.dropped, 6);
+  EXPECT_EQ(layer.forward(positive_tokens(9), /*training=*/false).stats.dropped, 0);
+}
+
+TEST(MoeLayer, KeepsLeadingBatchDimensions) {
+  at::Generator gen = generator(5);
+  MoeLayer layer(moe_config(4, 2), 6, at::kFloat, gen);
+  at::Tensor x = at::randn({2, 3, 6}, gen, at::kFloat);
+  MoeOutput out = layer.forward(x, false);
+  EXPECT_EQ(out.y.sizes(), x.sizes());
+  EXPECT_EQ(out.y.scalar_type(), at::kFloat);
+}
+
+TEST(MoeLayer, EmptyBatchGivesEmptyOutputAndZeroLosses) {
+  at::Generator gen = generator(5);
+  MoeLayer layer(moe_config(4, 2), 6, at::kDouble, gen);
+  MoeOutput out = layer.forward(at::zeros({0, 6}, at::kDouble), true);
+  EXPECT_EQ(out.y.size(0), 0);
+  EXPECT_EQ(out.balance_loss.item<double>(), 0.0);
+  EXPECT_EQ(out.stats.dropped, 0);
+}
+
+}  // namespace
+}  // namespace triage

@@ -1,0 +1,134 @@
+// A deliberately naive MoE layer for tests: plain loops over doubles, one token and one
+// expert at a time, sharing no code with src/moe. It is the independent reference the
+// layer's output is compared against.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "common/parameters.h"
+#include "config/config.h"
+
+namespace triage::testing_support {
+
+inline at::Tensor parameter(const ParameterList& params, const std::string& name) {
+  for (const auto& p : params)
+    if (p.name == name) return p.tensor.detach().contiguous();
+  ADD_FAILURE() << "no parameter " << name;
+  return {};
+}
+
+struct NaiveResult {
+  at::Tensor y_TD;
+  std::vector<int64_t> kept_per_expert;
+  int64_t dropped = 0;
+};
+
+// y[t] = sum over t's kept choices e of weight(t, e) * expert_e(x[t]).
+inline NaiveResult naive_moe(const at::Tensor& x_in, const ParameterList& params,
+                             const MoeConfig& c, double capacity_factor) {
+  at::Tensor x = x_in.detach().to(at::kDouble).contiguous();
+  const int64_t T = x.size(0), D = x.size(1), E = c.num_experts, K = c.top_k;
+  at::Tensor gate = parameter(params, "router.gate").to(at::kDouble);
+  const bool swiglu = c.expert_type == "swiglu";
+  at::Tensor w_in = parameter(params, swiglu ? "experts.w_gate" : "experts.w_in");
+  at::Tensor w_up = swiglu ? parameter(params, "experts.w_up") : at::Tensor();
+  at::Tensor w_out = parameter(params, "experts.w_out");
+  const int64_t H = w_in.size(2);
+  auto X = x.accessor<double, 2>();
+  auto G = gate.accessor<double, 2>();
+  auto Win = w_in.accessor<double, 3>();
+  auto Wout = w_out.accessor<double, 3>();
+
+  // Routing: scores, top-k, weights.
+  std::vector<std::vector<int64_t>> chosen(T);
+  std::vector<std::vector<double>> weight(T), score(T);
+  for (int64_t t = 0; t < T; ++t) {
+    std::vector<double> s(E);
+    for (int64_t e = 0; e < E; ++e) {
+      double logit = 0;
+      for (int64_t d = 0; d < D; ++d) logit += X[t][d] * G[e][d];
+      s[e] = logit;
+    }
+    if (c.score_function == "softmax") {
+      double top = *std::max_element(s.begin(), s.end()), sum = 0;
+      for (double& v : s) sum += (v = std::exp(v - top));
+      for (double& v : s) v /= sum;
+    } else {
+      for (double& v : s) v = 1 / (1 + std::exp(-v));
+    }
+    std::vector<int64_t> order(E);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return s[a] > s[b]; });
+    double chosen_sum = 0;
+    for (int64_t j = 0; j < K; ++j) chosen_sum += s[order[j]];
+    for (int64_t j = 0; j < K; ++j) {
+      chosen[t].push_back(order[j]);
+      score[t].push_back(s[order[j]]);
+      double w = c.renormalize ? s[order[j]] / chosen_sum : s[order[j]];
+      weight[t].push_back(w * c.route_scale);
+    }
+  }
+
+  // Capacity: per expert, the assignments it keeps.
+  std::map<std::pair<int64_t, int64_t>, bool> kept;  // (token, expert) -> kept
+  NaiveResult result;
+  result.kept_per_expert.assign(E, 0);
+  for (int64_t e = 0; e < E; ++e) {
+    std::vector<std::pair<int64_t, double>> arrivals;  // (token, score), token order
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t j = 0; j < K; ++j)
+        if (chosen[t][j] == e) arrivals.push_back({t, score[t][j]});
+    int64_t capacity = int64_t(arrivals.size());
+    if (capacity_factor > 0) {
+      capacity = std::max<int64_t>(
+          c.min_capacity, int64_t(std::ceil(capacity_factor * T * K / double(E) - 1e-9)));
+      if (c.drop_policy == "score")
+        std::stable_sort(arrivals.begin(), arrivals.end(),
+                         [](auto& a, auto& b) { return a.second > b.second; });
+    }
+    for (size_t i = 0; i < arrivals.size(); ++i) {
+      bool keep = int64_t(i) < capacity;
+      kept[{arrivals[i].first, e}] = keep;
+      result.kept_per_expert[e] += keep;
+      result.dropped += !keep;
+    }
+  }
+
+  // Experts, one token at a time.
+  result.y_TD = at::zeros({T, D}, at::kDouble);
+  auto Y = result.y_TD.accessor<double, 2>();
+  for (int64_t t = 0; t < T; ++t) {
+    for (int64_t j = 0; j < K; ++j) {
+      const int64_t e = chosen[t][j];
+      if (!kept[{t, e}]) continue;
+      std::vector<double> hidden(H);
+      for (int64_t h = 0; h < H; ++h) {
+        double a = 0, b = 0;
+        for (int64_t d = 0; d < D; ++d) a += X[t][d] * Win[e][d][h];
+        if (swiglu) {
+          auto Wup = w_up.accessor<double, 3>();
+          for (int64_t d = 0; d < D; ++d) b += X[t][d] * Wup[e][d][h];
+          hidden[h] = a / (1 + std::exp(-a)) * b;
+        } else {
+          hidden[h] = 0.5 * a * (1 + std::erf(a / std::sqrt(2.0)));
+        }
+      }
+      for (int64_t d = 0; d < D; ++d) {
+        double out = 0;
+        for (int64_t h = 0; h < H; ++h) out += hidden[h] * Wout[e][h][d];
+        Y[t][d] += weight[t][j] * out;
+      }
+    }
+  }
+  return result;
+}
+
+}  // namespace triage::testing_support

@@ -1,0 +1,127 @@
+// Router: top-k choice, score functions, renormalisation, route scale, selection bias,
+// jitter. The gate is set to the identity so that logits equal the input and every
+// expected value below is worked out by hand from exp() and 1/(1+exp(-x)).
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "moe/router.h"
+#include "test_support.h"
+
+namespace triage {
+namespace {
+
+using namespace testing_support;
+
+// A router over 4 experts with D = 4 whose logits are exactly the input rows.
+Router identity_router(MoeConfig config, at::ScalarType dtype = at::kDouble) {
+  at::Generator gen = generator(1);
+  Router router(config, /*d_model=*/4, dtype, gen);
+  assign(router.gate_ED(), at::eye(4, router.gate_ED().options()));
+  return router;
+}
+
+const at::Tensor kLogits = doubles({1, 3, 2, 0}, {1, 4});
+const double kSoftmaxSum = std::exp(1) + std::exp(3) + std::exp(2) + std::exp(0);
+
+TEST(Router, TopKChoosesHighestScoresBestFirst) {
+  auto router = identity_router(moe_config(4, 2));
+  RouterOutput out = router.forward(kLogits, false);
+  EXPECT_TRUE(at::equal(out.experts_TK, longs({1, 2}, {1, 2})));
+}
+
+TEST(Router, TopKWithKEqualToExpertsRanksAll) {
+  auto router = identity_router(moe_config(4, 4));
+  RouterOutput out = router.forward(kLogits, false);
+  EXPECT_TRUE(at::equal(out.experts_TK, longs({1, 2, 0, 3}, {1, 4})));
+}
+
+TEST(Router, SoftmaxWithoutRenormalisationGivesProbabilities) {
+  MoeConfig config = moe_config(4, 2);
+  config.renormalize = false;
+  auto router = identity_router(config);
+  RouterOutput out = router.forward(kLogits, false);
+  EXPECT_NEAR(out.weights_TK[0][0].item<double>(), std::exp(3) / kSoftmaxSum, 1e-15);
+  EXPECT_NEAR(out.weights_TK[0][1].item<double>(), std::exp(2) / kSoftmaxSum, 1e-15);
+}
+
+TEST(Router, RenormalisationMakesChosenWeightsSumToOne) {
+  auto router = identity_router(moe_config(4, 2));
+  RouterOutput out = router.forward(kLogits, false);
+  // e^3 / (e^3 + e^2) = 1 / (1 + e^-1)
+  EXPECT_NEAR(out.weights_TK[0][0].item<double>(), 1 / (1 + std::exp(-1)), 1e-15);
+  EXPECT_NEAR(out.weights_TK[0][1].item<double>(), 1 / (1 + std::exp(1)), 1e-15);
+}
+
+TEST(Router, SigmoidScoresEachExpertIndependently) {
+  MoeConfig config = moe_config(4, 2);
+  config.score_function = "sigmoid";
+  config.renormalize = false;
+  auto router = identity_router(config);
+  RouterOutput out = router.forward(kLogits, false);
+  EXPECT_NEAR(out.weights_TK[0][0].item<double>(), 1 / (1 + std::exp(-3)), 1e-15);
+  EXPECT_NEAR(out.weights_TK[0][1].item<double>(), 1 / (1 + std::exp(-2)), 1e-15);
+}
+
+TEST(Router, RouteScaleMultipliesRenormalisedWeights) {
+  MoeConfig config = moe_config(4, 2);
+  config.score_function = "sigmoid";
+  config.route_scale = 2.5;
+  auto router = identity_router(config);
+  RouterOutput out = router.forward(kLogits, false);
+  double s3 = 1 / (1 + std::exp(-3)), s2 = 1 / (1 + std::exp(-2));
+  EXPECT_NEAR(out.weights_TK[0][0].item<double>(), 2.5 * s3 / (s3 + s2), 1e-15);
+  EXPECT_NEAR(out.weights_TK[0][1].item<double>(), 2.5 * s2 / (s3 + s2), 1e-15);
+}
+
+TEST(Router, SelectionBiasChangesTheChoiceButNotTheWeight) {
+  MoeConfig config = moe_config(4, 1);
+  config.expert_bias = true;
+  config.renormalize = false;
+  auto router = identity_router(config);
+  assign(router.expert_bias_E(), doubles({0, 0, 0, 1.0}, {4}));  // expert 3 now wins
+  RouterOutput out = router.forward(kLogits, false);
+  EXPECT_EQ(out.experts_TK[0][0].item<int64_t>(), 3);
+  EXPECT_NEAR(out.weights_TK[0][0].item<double>(), std::exp(0) / kSoftmaxSum, 1e-15);
+}
+
+TEST(Router, BiasUpdateMovesTowardsUnderloadedExperts) {
+  MoeConfig config = moe_config(4, 1);
+  config.expert_bias = true;
+  config.bias_update_rate = 0.25;
+  auto router = identity_router(config);
+  router.update_expert_bias(longs({10, 0, 5, 5}, {4}));  // mean load 5
+  EXPECT_TRUE(at::allclose(router.expert_bias_E(), doubles({-0.25, 0.25, 0, 0}, {4})));
+  EXPECT_FALSE(router.expert_bias_E().requires_grad());
+}
+
+TEST(Router, BiasUpdateIsANoOpWhenBiasDisabled) {
+  auto router = identity_router(moe_config(4, 1));
+  router.update_expert_bias(longs({10, 0, 5, 5}, {4}));
+  EXPECT_TRUE(at::equal(router.expert_bias_E(), at::zeros({4}, at::kDouble)));
+}
+
+TEST(Router, JitterPerturbsOnlyInTrainingAndWithinItsBound) {
+  MoeConfig config = moe_config(4, 2);
+  config.jitter_noise = 0.1;
+  auto router = identity_router(config);
+  at::Tensor x = doubles({1, 3, 2, 0.5, 2, 1, 4, 3}, {2, 4});
+  EXPECT_TRUE(at::equal(router.forward(x, false).logits_TE, x));
+  at::Tensor noisy = router.forward(x, true).logits_TE;
+  EXPECT_FALSE(at::equal(noisy, x));
+  at::Tensor ratio = noisy / x;  // logits = x * U(0.9, 1.1) elementwise
+  EXPECT_GE(ratio.min().item<double>(), 0.9);
+  EXPECT_LE(ratio.max().item<double>(), 1.1);
+}
+
+TEST(Router, GateStaysFloat32ForLowPrecisionModels) {
+  at::Generator gen = generator(1);
+  Router router(moe_config(4, 2), 4, at::kBFloat16, gen);
+  RouterOutput out = router.forward(at::ones({3, 4}, at::kBFloat16), false);
+  EXPECT_EQ(router.gate_ED().scalar_type(), at::kFloat);
+  EXPECT_EQ(out.logits_TE.scalar_type(), at::kFloat);
+  EXPECT_EQ(out.weights_TK.scalar_type(), at::kBFloat16);
+}
+
+}  // namespace
+}  // namespace triage
