@@ -3,9 +3,9 @@
 #include <ATen/Parallel.h>
 
 #include <iostream>
-#include <mpi.h>
 
 #include "apps/commands.h"
+#include "common/mpi_check.h"
 #include "kernels/device_query.h"
 
 namespace triage {
@@ -16,7 +16,7 @@ Command add_info_command(CLI::App& app) {
             GpuInfo gpus = query_gpus();
             char mpi_version[MPI_MAX_LIBRARY_VERSION_STRING];
             int length = 0;
-            MPI_Get_library_version(mpi_version, &length);
+            TRIAGE_MPI_CHECK(MPI_Get_library_version(mpi_version, &length));
             std::string mpi(mpi_version, length);
             mpi = mpi.substr(0, mpi.find_first_of(",\n"));
             std::cout << "triage 0.1.0\n"

@@ -1,5 +1,6 @@
 // `triage`: the single Triage executable. Subcommands live in *_command.cc files.
-// Exit codes: 0 success, 1 a user error (bad config, file, ...), 2 a bad command line.
+// Exit codes: 0 success, 1 a user error (bad config, file, ...), 2 a bad command line,
+// 3 an internal error (a bug: please report it).
 #include <iostream>
 #include <vector>
 
@@ -27,6 +28,9 @@ int main(int argc, char** argv) {
   } catch (const triage::Error& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 1;
+  } catch (const std::exception& e) {  // a bug, not the user's mistake: say so
+    std::cerr << "triage: internal error: " << e.what() << "\n";
+    return 3;
   }
   return 2;
 }

@@ -22,12 +22,11 @@ namespace detail {
 }  // namespace triage
 
 // TRIAGE_ASSERT(cond, "text" << value ...): a broken invariant, reported with file and line.
-#define TRIAGE_ASSERT(cond, stream_message)                                                  \
-  do {                                                                                       \
-    if (!(cond)) {                                                                           \
-      std::ostringstream triage_assert_stream_;                                              \
-      triage_assert_stream_ << stream_message;                                               \
-      ::triage::detail::assertion_failed(#cond, __FILE__, __LINE__,                          \
-                                         triage_assert_stream_.str());                       \
-    }                                                                                        \
+#define TRIAGE_ASSERT(cond, stream_message)                                                       \
+  do {                                                                                            \
+    if (!(cond)) {                                                                                \
+      std::ostringstream triage_assert_stream_;                                                   \
+      triage_assert_stream_ << stream_message;                                                    \
+      ::triage::detail::assertion_failed(#cond, __FILE__, __LINE__, triage_assert_stream_.str()); \
+    }                                                                                             \
   } while (0)

@@ -71,13 +71,14 @@ std::string written(const YAML::Node& node) {
   return node.IsMap() ? "(a mapping)" : "(a list)";
 }
 
-[[noreturn]] void fail(const std::string& where, const std::string& key,
-                       const std::string& value, const std::string& expected) {
+[[noreturn]] void fail(const std::string& where, const std::string& key, const std::string& value,
+                       const std::string& expected) {
   throw Error(where + ": " + key + " = " + value + ": expected " + expected);
 }
 
 // Parses `node` into a field of type T; false when it is not a T at all.
-template <class T> bool parse_scalar(const YAML::Node& node, T& out) {
+template <class T>
+bool parse_scalar(const YAML::Node& node, T& out) {
   if (!node.IsScalar()) return false;
   try {
     out = node.as<T>();
@@ -126,7 +127,8 @@ std::string suggest(const std::string& wrong, const std::vector<std::string>& va
   return text;
 }
 
-template <class Section> std::vector<std::string> field_names(Section& section) {
+template <class Section>
+std::vector<std::string> field_names(Section& section) {
   std::vector<std::string> names;
   visit_fields(section, [&](const char* name, auto&, const auto&) { names.push_back(name); });
   return names;
@@ -239,13 +241,14 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
     return path + ":" + std::to_string(node.Mark().line + 1);
   };
   if (!root.IsNull() && !root.IsMap())
-    throw Error(line_of(root) + ": expected a mapping of sections (model, moe, parallel, train, data)");
+    throw Error(line_of(root) +
+                ": expected a mapping of sections (model, moe, parallel, train, data)");
   std::set<std::string> seen;
   for (const auto& section : root) {
     const std::string section_name = section.first.as<std::string>();
     if (!section.second.IsMap() && !section.second.IsNull())
-      throw Error(line_of(section.first) + ": section " + section_name +
-                  " = " + written(section.second) + ": expected a mapping of key: value");
+      throw Error(line_of(section.first) + ": section " + section_name + " = " +
+                  written(section.second) + ": expected a mapping of key: value");
     require_section(config, section_name, line_of(section.first));
     if (!seen.insert(section_name).second)
       throw Error(line_of(section.first) + ": section " + section_name + " appears twice");

@@ -12,31 +12,32 @@
 namespace triage {
 
 struct ModelConfig {
-  int64_t vocab_size = 32;   // token ids in [0, vocab_size); 20 amino acids + specials fit
-  int64_t d_model = 64;      // residual stream width
-  int64_t n_layers = 2;      // transformer blocks
-  int64_t n_heads = 4;       // attention heads; must divide d_model
-  int64_t d_ff = 128;        // hidden width of dense FFN blocks
-  int64_t max_seq_len = 128; // longest sequence the positions cover
+  int64_t vocab_size = 32;           // token ids in [0, vocab_size); 20 amino acids + specials fit
+  int64_t d_model = 64;              // residual stream width
+  int64_t n_layers = 2;              // transformer blocks
+  int64_t n_heads = 4;               // attention heads; must divide d_model
+  int64_t d_ff = 128;                // hidden width of dense FFN blocks
+  int64_t max_seq_len = 128;         // longest sequence the positions cover
   std::string positions = "rotary";  // rotary | learned
-  double norm_eps = 1e-5;    // RMSNorm epsilon
+  double norm_eps = 1e-5;            // RMSNorm epsilon
 };
 
 struct MoeConfig {
-  int64_t num_experts = 8;   // routed experts per MoE layer
-  int64_t top_k = 2;         // experts chosen per token, 1 <= top_k <= num_experts
-  int64_t d_expert = 128;    // hidden width of one expert
-  std::string expert_type = "swiglu";    // swiglu (3 matrices) | gelu (2 matrices)
-  std::string score_function = "softmax";// softmax over experts | sigmoid per expert
-  bool renormalize = true;   // rescale the k chosen scores to sum to 1 before route_scale
-  double route_scale = 1.0;  // multiplies the gate weights after renormalisation
-  double jitter_noise = 0.0; // training only: input *= U(1-eps, 1+eps) before the gate
+  int64_t num_experts = 8;                 // routed experts per MoE layer
+  int64_t top_k = 2;                       // experts chosen per token, 1 <= top_k <= num_experts
+  int64_t d_expert = 128;                  // hidden width of one expert
+  std::string expert_type = "swiglu";      // swiglu (3 matrices) | gelu (2 matrices)
+  std::string score_function = "softmax";  // softmax over experts | sigmoid per expert
+  bool renormalize = true;    // rescale the k chosen scores to sum to 1 before route_scale
+  double route_scale = 1.0;   // multiplies the gate weights after renormalisation
+  double jitter_noise = 0.0;  // training only: input *= U(1-eps, 1+eps) before the gate
   // Capacity per expert = max(min_capacity, ceil(factor * tokens * top_k / num_experts));
   // factor 0 is dropless. Larger factors drop less but pad more on fixed-size backends.
   double capacity_factor = 0.0;
   double eval_capacity_factor = 0.0;  // the same, used when not training
   int64_t min_capacity = 4;
-  std::string drop_policy = "position"; // position: later tokens dropped | score: lowest scores dropped
+  std::string drop_policy =
+      "position";                   // position: later tokens dropped | score: lowest scores dropped
   double balance_loss_coef = 0.01;  // alpha of the Switch load-balancing loss
   double z_loss_coef = 0.001;       // beta of the router z-loss
   // Aux-loss-free balancing (DeepSeek-V3): a per-expert bias added to the scores only to
@@ -46,30 +47,30 @@ struct MoeConfig {
 };
 
 struct ParallelConfig {
-  int64_t expert = 1;           // expert-parallel group size; must divide num_experts
-  int64_t intra_op_threads = 0; // LibTorch threads per rank; 0 = cores / ranks on the node
+  int64_t expert = 1;            // expert-parallel group size; must divide num_experts
+  int64_t intra_op_threads = 0;  // LibTorch threads per rank; 0 = cores / ranks on the node
 };
 
 struct TrainConfig {
   int64_t seed = 1234;
-  std::string dtype = "float32"; // float32 | float64 (for proofs against the reference)
+  std::string dtype = "float32";  // float32 | float64 (for proofs against the reference)
   int64_t steps = 200;
-  int64_t batch_size = 16;       // sequences per global batch
-  double lr = 3e-3;              // peak learning rate
-  int64_t warmup_steps = 20;     // linear warmup, then cosine decay; <= steps
-  double weight_decay = 0.01;    // AdamW decoupled decay
-  double grad_clip = 1.0;        // global-norm clip; 0 disables
-  int64_t eval_every = 50;       // steps between held-out evaluations; 0 disables
-  int64_t log_every = 1;         // steps between log lines
+  int64_t batch_size = 16;     // sequences per global batch
+  double lr = 3e-3;            // peak learning rate
+  int64_t warmup_steps = 20;   // linear warmup, then cosine decay; <= steps
+  double weight_decay = 0.01;  // AdamW decoupled decay
+  double grad_clip = 1.0;      // global-norm clip; 0 disables
+  int64_t eval_every = 50;     // steps between held-out evaluations; 0 disables
+  int64_t log_every = 1;       // steps between log lines
 };
 
 struct DataConfig {
-  std::string kind = "synthetic"; // synthetic | fasta | stockholm | text
-  std::string path = "";          // file or folder for fasta/stockholm/text
-  int64_t seq_len = 64;           // tokens per training sequence; <= model.max_seq_len
-  int64_t num_families = 4;       // synthetic: number of Markov-chain families
-  int64_t num_sequences = 1024;   // synthetic: sequences to generate
-  double test_fraction = 0.1;     // held-out share, in [0, 1)
+  std::string kind = "synthetic";  // synthetic | fasta | stockholm | text
+  std::string path = "";           // file or folder for fasta/stockholm/text
+  int64_t seq_len = 64;            // tokens per training sequence; <= model.max_seq_len
+  int64_t num_families = 4;        // synthetic: number of Markov-chain families
+  int64_t num_sequences = 1024;    // synthetic: sequences to generate
+  double test_fraction = 0.1;      // held-out share, in [0, 1)
 };
 
 struct Config {
@@ -98,7 +99,8 @@ struct Choices {
 };
 struct AnyBool {};
 
-template <class Visitor> void visit_fields(ModelConfig& c, Visitor&& v) {
+template <class Visitor>
+void visit_fields(ModelConfig& c, Visitor&& v) {
   v("vocab_size", c.vocab_size, IntRange{2, 1 << 20});
   v("d_model", c.d_model, IntRange{1, 1 << 16});
   v("n_layers", c.n_layers, IntRange{1, 1024});
@@ -109,7 +111,8 @@ template <class Visitor> void visit_fields(ModelConfig& c, Visitor&& v) {
   v("norm_eps", c.norm_eps, RealRange{0.0, 1.0, true});
 }
 
-template <class Visitor> void visit_fields(MoeConfig& c, Visitor&& v) {
+template <class Visitor>
+void visit_fields(MoeConfig& c, Visitor&& v) {
   v("num_experts", c.num_experts, IntRange{1, 1 << 16});
   v("top_k", c.top_k, IntRange{1, 1 << 16});
   v("d_expert", c.d_expert, IntRange{1, 1 << 18});
@@ -128,12 +131,14 @@ template <class Visitor> void visit_fields(MoeConfig& c, Visitor&& v) {
   v("bias_update_rate", c.bias_update_rate, RealRange{0.0, 1.0});
 }
 
-template <class Visitor> void visit_fields(ParallelConfig& c, Visitor&& v) {
+template <class Visitor>
+void visit_fields(ParallelConfig& c, Visitor&& v) {
   v("expert", c.expert, IntRange{1, 1 << 16});
   v("intra_op_threads", c.intra_op_threads, IntRange{0, 1024});
 }
 
-template <class Visitor> void visit_fields(TrainConfig& c, Visitor&& v) {
+template <class Visitor>
+void visit_fields(TrainConfig& c, Visitor&& v) {
   v("seed", c.seed, IntRange{0, std::numeric_limits<int64_t>::max()});
   v("dtype", c.dtype, Choices{{"float32", "float64"}});
   v("steps", c.steps, IntRange{1, std::numeric_limits<int64_t>::max()});
@@ -146,7 +151,8 @@ template <class Visitor> void visit_fields(TrainConfig& c, Visitor&& v) {
   v("log_every", c.log_every, IntRange{1, std::numeric_limits<int64_t>::max()});
 }
 
-template <class Visitor> void visit_fields(DataConfig& c, Visitor&& v) {
+template <class Visitor>
+void visit_fields(DataConfig& c, Visitor&& v) {
   v("kind", c.kind, Choices{{"synthetic", "fasta", "stockholm", "text"}});
   v("path", c.path, Choices{});
   v("seq_len", c.seq_len, IntRange{1, 1 << 20});
@@ -156,7 +162,8 @@ template <class Visitor> void visit_fields(DataConfig& c, Visitor&& v) {
 }
 
 // Calls section_visitor(name, section_struct) for the five sections, in file order.
-template <class SectionVisitor> void visit_sections(Config& c, SectionVisitor&& v) {
+template <class SectionVisitor>
+void visit_sections(Config& c, SectionVisitor&& v) {
   v("model", c.model);
   v("moe", c.moe);
   v("parallel", c.parallel);

@@ -25,8 +25,8 @@ GpuInfo query_gpus() {
     cudaDeviceProp prop{};
     TRIAGE_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
     std::ostringstream text;
-    text << prop.name << " (sm_" << prop.major << prop.minor << ", "
-         << (prop.totalGlobalMem >> 30) << " GiB)";
+    text << prop.name << " (sm_" << prop.major << prop.minor << ", " << (prop.totalGlobalMem >> 30)
+         << " GiB)";
     info.devices.push_back(text.str());
   }
   if (count == 0) info.no_gpu_reason = "no CUDA device";

@@ -8,9 +8,9 @@
 namespace triage {
 
 struct GpuInfo {
-  bool cuda_built = false;   // this binary has the CUDA path
-  int runtime_version = 0;   // CUDA runtime, e.g. 13000
-  std::string no_gpu_reason; // why devices is empty, when it is
+  bool cuda_built = false;           // this binary has the CUDA path
+  int runtime_version = 0;           // CUDA runtime, e.g. 13000
+  std::string no_gpu_reason;         // why devices is empty, when it is
   std::vector<std::string> devices;  // "NAME (sm_XY, N GiB)"
 };
 

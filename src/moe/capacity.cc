@@ -7,8 +7,8 @@
 
 namespace triage {
 
-int64_t expert_capacity(double capacity_factor, int64_t tokens, int64_t top_k,
-                        int64_t num_experts, int64_t min_capacity) {
+int64_t expert_capacity(double capacity_factor, int64_t tokens, int64_t top_k, int64_t num_experts,
+                        int64_t min_capacity) {
   if (capacity_factor <= 0) return kDropless;
   const double share = capacity_factor * double(tokens) * double(top_k) / double(num_experts);
   // The epsilon keeps an exact product such as 1.25 * 8 * 2 / 4 = 5 from rounding up to 6.
@@ -43,8 +43,8 @@ at::Tensor capacity_keep_mask(const at::Tensor& experts_TK, const at::Tensor& sc
   // Rank of each assignment within its expert = position - start of the expert's segment.
   at::Tensor counts_E = at::bincount(sorted_expert_A, {}, num_experts);
   at::Tensor starts_E = counts_E.cumsum(0) - counts_E;
-  at::Tensor rank_A = at::arange(expert_A.numel(), expert_A.options()) -
-                      starts_E.index_select(0, sorted_expert_A);
+  at::Tensor rank_A =
+      at::arange(expert_A.numel(), expert_A.options()) - starts_E.index_select(0, sorted_expert_A);
   at::Tensor keep_A = at::empty_like(expert_A, at::kBool);
   keep_A.index_put_({order_A}, rank_A < capacity);
   return keep_A.view(experts_TK.sizes());

@@ -13,8 +13,8 @@ namespace triage {
 
 constexpr int64_t kDropless = -1;
 
-int64_t expert_capacity(double capacity_factor, int64_t tokens, int64_t top_k,
-                        int64_t num_experts, int64_t min_capacity);
+int64_t expert_capacity(double capacity_factor, int64_t tokens, int64_t top_k, int64_t num_experts,
+                        int64_t min_capacity);
 
 enum class DropPolicy {
   kPosition,  // each expert keeps its earliest tokens (batch order)

@@ -36,8 +36,8 @@ class Experts {
 
  private:
   ExpertType type_;
-  at::Tensor w_in_EDH_;    // gelu: input projection; swiglu: the gated (silu) branch
-  at::Tensor w_up_EDH_;    // swiglu only: the linear branch
+  at::Tensor w_in_EDH_;  // gelu: input projection; swiglu: the gated (silu) branch
+  at::Tensor w_up_EDH_;  // swiglu only: the linear branch
   at::Tensor w_out_EHD_;
 };
 

@@ -11,8 +11,8 @@ MoeLayer::MoeLayer(const MoeConfig& config, int64_t d_model, at::ScalarType dtyp
                    at::Generator& generator)
     : config_(config),
       router_(config, d_model, dtype, generator),
-      experts_(config.num_experts, d_model, config.d_expert,
-               parse_expert_type(config.expert_type), dtype, generator) {}
+      experts_(config.num_experts, d_model, config.d_expert, parse_expert_type(config.expert_type),
+               dtype, generator) {}
 
 MoeOutput MoeLayer::forward(const at::Tensor& x, bool training) {
   const int64_t d_model = x.size(-1);
@@ -35,8 +35,8 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training) {
   at::Tensor expert_out_RD = experts_.forward(gather_rows(x_TD, order), order.rows_per_expert);
   out.y = combine_rows(expert_out_RD, r.weights_TK, order, tokens).view(x.sizes());
 
-  out.balance_loss = balance_loss(balance_stats(r.scores_TE, r.experts_TK),
-                                  config_.balance_loss_coef);
+  out.balance_loss =
+      balance_loss(balance_stats(r.scores_TE, r.experts_TK), config_.balance_loss_coef);
   out.z_loss = z_loss(r.logits_TE, config_.z_loss_coef);
 
   MoeStats& s = out.stats;

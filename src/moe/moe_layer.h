@@ -29,11 +29,11 @@ struct MoeStats {
 };
 
 struct MoeOutput {
-  at::Tensor y;              // same shape as the input
-  at::Tensor balance_loss;   // alpha-scaled, scalar
-  at::Tensor z_loss;         // beta-scaled, scalar
+  at::Tensor y;             // same shape as the input
+  at::Tensor balance_loss;  // alpha-scaled, scalar
+  at::Tensor z_loss;        // beta-scaled, scalar
   RouterOutput routing;
-  at::Tensor keep_TK;        // bool: which assignments fitted capacity
+  at::Tensor keep_TK;  // bool: which assignments fitted capacity
   MoeStats stats;
 };
 

@@ -12,8 +12,8 @@
 namespace triage {
 
 struct ExpertOrder {
-  at::Tensor assignment_of_row_R;  // int64 index into the flattened T*K assignments
-  at::Tensor token_of_row_R;       // int64 source token of each row
+  at::Tensor assignment_of_row_R;        // int64 index into the flattened T*K assignments
+  at::Tensor token_of_row_R;             // int64 source token of each row
   std::vector<int64_t> rows_per_expert;  // E counts on the host; rows are grouped by expert
 };
 

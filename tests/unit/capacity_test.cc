@@ -20,9 +20,7 @@ TEST(Capacity, NeverFallsBelowTheMinimum) {
   EXPECT_EQ(expert_capacity(0.1, 10, 1, 4, 4), 4);  // ceil(0.25) = 1 -> 4
 }
 
-TEST(Capacity, FactorZeroIsDropless) {
-  EXPECT_EQ(expert_capacity(0.0, 1000, 2, 4, 4), kDropless);
-}
+TEST(Capacity, FactorZeroIsDropless) { EXPECT_EQ(expert_capacity(0.0, 1000, 2, 4, 4), kDropless); }
 
 TEST(Capacity, PositionPolicyKeepsEarliestTokensPerExpert) {
   at::Tensor experts = longs({0, 0, 1, 0, 0}, {5, 1});

@@ -78,15 +78,14 @@ TEST_P(GradientsMatchFiniteDifferences, ForInputGateAndEveryExpertWeight) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    MoeLayer, GradientsMatchFiniteDifferences,
-    testing::Combine(testing::Values("softmax", "sigmoid"),
-                     testing::Values("none", "position", "score"),
-                     testing::Values("gelu", "swiglu")),
-    [](const testing::TestParamInfo<GradientCase>& info) {
-      return std::get<0>(info.param) + "_drop_" + std::get<1>(info.param) + "_" +
-             std::get<2>(info.param);
-    });
+INSTANTIATE_TEST_SUITE_P(MoeLayer, GradientsMatchFiniteDifferences,
+                         testing::Combine(testing::Values("softmax", "sigmoid"),
+                                          testing::Values("none", "position", "score"),
+                                          testing::Values("gelu", "swiglu")),
+                         [](const testing::TestParamInfo<GradientCase>& info) {
+                           return std::get<0>(info.param) + "_drop_" + std::get<1>(info.param) +
+                                  "_" + std::get<2>(info.param);
+                         });
 
 }  // namespace
 }  // namespace triage

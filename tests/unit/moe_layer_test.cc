@@ -47,15 +47,16 @@ TEST_P(LayerMatchesNaiveLoop, ToFloat64Precision) {
   if (drops != "none") EXPECT_GT(out.stats.dropped, 0) << "the case meant to drop did not";
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    MoeLayer, LayerMatchesNaiveLoop,
-    testing::Combine(testing::Values("softmax", "sigmoid"), testing::Values(1, 2, 4),
-                     testing::Values("none", "position", "score"),
-                     testing::Values("gelu", "swiglu")),
-    [](const testing::TestParamInfo<LayerCase>& info) {
-      return std::get<0>(info.param) + "_k" + std::to_string(std::get<1>(info.param)) + "_drop_" +
-             std::get<2>(info.param) + "_" + std::get<3>(info.param);
-    });
+INSTANTIATE_TEST_SUITE_P(MoeLayer, LayerMatchesNaiveLoop,
+                         testing::Combine(testing::Values("softmax", "sigmoid"),
+                                          testing::Values(1, 2, 4),
+                                          testing::Values("none", "position", "score"),
+                                          testing::Values("gelu", "swiglu")),
+                         [](const testing::TestParamInfo<LayerCase>& info) {
+                           return std::get<0>(info.param) + "_k" +
+                                  std::to_string(std::get<1>(info.param)) + "_drop_" +
+                                  std::get<2>(info.param) + "_" + std::get<3>(info.param);
+                         });
 
 // A layer over 4 experts whose gate sends all-positive inputs to the experts in `favoured`
 // (positive gate rows) and never to the others (negative rows).
@@ -63,8 +64,8 @@ MoeLayer steered_layer(MoeConfig config, std::vector<double> row_signs) {
   at::Generator gen = generator(3);
   config.d_expert = 3;
   MoeLayer layer(config, 4, at::kDouble, gen);
-  at::Tensor rows = at::tensor(row_signs, at::kDouble).unsqueeze(1) *
-                    (at::rand({4, 4}, gen, at::kDouble) + 0.5);
+  at::Tensor rows =
+      at::tensor(row_signs, at::kDouble).unsqueeze(1) * (at::rand({4, 4}, gen, at::kDouble) + 0.5);
   assign(layer.router().gate_ED(), rows);
   return layer;
 }

@@ -88,8 +88,8 @@ inline NaiveResult naive_moe(const at::Tensor& x_in, const ParameterList& params
         if (chosen[t][j] == e) arrivals.push_back({t, score[t][j]});
     int64_t capacity = int64_t(arrivals.size());
     if (capacity_factor > 0) {
-      capacity = std::max<int64_t>(
-          c.min_capacity, int64_t(std::ceil(capacity_factor * T * K / double(E) - 1e-9)));
+      capacity = std::max<int64_t>(c.min_capacity,
+                                   int64_t(std::ceil(capacity_factor * T * K / double(E) - 1e-9)));
       if (c.drop_policy == "score")
         std::stable_sort(arrivals.begin(), arrivals.end(),
                          [](auto& a, auto& b) { return a.second > b.second; });
