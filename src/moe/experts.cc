@@ -1,6 +1,8 @@
 // Stacked expert MLPs, run one contiguous slice per expert.
 #include "moe/experts.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <cmath>
 
 #include "common/error.h"
@@ -13,15 +15,25 @@ ExpertType parse_expert_type(const std::string& name) {
   return ExpertType::kSwiglu;
 }
 
-Experts::Experts(int64_t num_experts, int64_t d_model, int64_t d_hidden, ExpertType type,
-                 at::ScalarType dtype, at::Generator& generator)
-    : type_(type) {
+Experts::Experts(int64_t first_expert, int64_t num_experts, int64_t d_model, int64_t d_hidden,
+                 ExpertType type, at::ScalarType dtype, uint64_t seed)
+    : type_(type), first_expert_(first_expert) {
   const double in_std = 1.0 / std::sqrt(double(d_model));
   const double out_std = 1.0 / std::sqrt(double(d_hidden));
-  w_in_EDH_ = normal_parameter({num_experts, d_model, d_hidden}, in_std, dtype, generator);
-  if (type == ExpertType::kSwiglu)
-    w_up_EDH_ = normal_parameter({num_experts, d_model, d_hidden}, in_std, dtype, generator);
-  w_out_EHD_ = normal_parameter({num_experts, d_hidden, d_model}, out_std, dtype, generator);
+  std::vector<at::Tensor> w_in, w_up, w_out;
+  for (int64_t e = first_expert; e < first_expert + num_experts; ++e) {
+    // A generator per global expert id (golden-ratio spacing keeps seeds apart).
+    at::Generator gen =
+        at::make_generator<at::CPUGeneratorImpl>(seed + 0x9E3779B97F4A7C15ull * uint64_t(e + 1));
+    auto options = at::TensorOptions().dtype(dtype);
+    w_in.push_back(at::normal(0.0, in_std, {d_model, d_hidden}, gen, options));
+    if (type == ExpertType::kSwiglu)
+      w_up.push_back(at::normal(0.0, in_std, {d_model, d_hidden}, gen, options));
+    w_out.push_back(at::normal(0.0, out_std, {d_hidden, d_model}, gen, options));
+  }
+  w_in_EDH_ = at::stack(w_in).set_requires_grad(true);
+  if (type == ExpertType::kSwiglu) w_up_EDH_ = at::stack(w_up).set_requires_grad(true);
+  w_out_EHD_ = at::stack(w_out).set_requires_grad(true);
 }
 
 at::Tensor Experts::apply_one(int64_t expert, const at::Tensor& x_ND) const {

@@ -20,8 +20,10 @@ ExpertType parse_expert_type(const std::string& name);
 
 class Experts {
  public:
-  Experts(int64_t num_experts, int64_t d_model, int64_t d_hidden, ExpertType type,
-          at::ScalarType dtype, at::Generator& generator);
+  // Holds global experts first_expert .. first_expert + num_experts - 1. Each expert's
+  // initial weights depend only on (seed, global id), so every sharding starts identical.
+  Experts(int64_t first_expert, int64_t num_experts, int64_t d_model, int64_t d_hidden,
+          ExpertType type, at::ScalarType dtype, uint64_t seed);
 
   // x_RD holds rows_per_expert[e] consecutive rows for expert e; only those rows are
   // computed by that expert, and an expert with no rows does no work.
@@ -31,11 +33,13 @@ class Experts {
   at::Tensor apply_one(int64_t expert, const at::Tensor& x_ND) const;
 
   int64_t num_experts() const { return w_out_EHD_.size(0); }
+  int64_t first_expert() const { return first_expert_; }
   ExpertType type() const { return type_; }
   ParameterList parameters() const;
 
  private:
   ExpertType type_;
+  int64_t first_expert_;
   at::Tensor w_in_EDH_;  // gelu: input projection; swiglu: the gated (silu) branch
   at::Tensor w_up_EDH_;  // swiglu only: the linear branch
   at::Tensor w_out_EHD_;

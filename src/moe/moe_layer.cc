@@ -3,16 +3,26 @@
 
 #include <algorithm>
 
+#include <ATen/CPUGeneratorImpl.h>
+
+#include "moe/exchange.h"
 #include "moe/permute.h"
 
 namespace triage {
 
-MoeLayer::MoeLayer(const MoeConfig& config, int64_t d_model, at::ScalarType dtype,
-                   at::Generator& generator)
+namespace {
+int64_t local_experts(const MoeConfig& config, Communicator* ep) {
+  return ep ? config.num_experts / ep->size() : config.num_experts;
+}
+}  // namespace
+
+MoeLayer::MoeLayer(const MoeConfig& config, int64_t d_model, at::ScalarType dtype, uint64_t seed,
+                   Communicator* ep)
     : config_(config),
-      router_(config, d_model, dtype, generator),
-      experts_(config.num_experts, d_model, config.d_expert, parse_expert_type(config.expert_type),
-               dtype, generator) {}
+      ep_(ep),
+      router_(config, d_model, dtype, at::make_generator<at::CPUGeneratorImpl>(seed)),
+      experts_(ep ? ep->rank() * local_experts(config, ep) : 0, local_experts(config, ep), d_model,
+               config.d_expert, parse_expert_type(config.expert_type), dtype, seed) {}
 
 MoeOutput MoeLayer::forward(const at::Tensor& x, bool training) {
   const int64_t d_model = x.size(-1);
@@ -31,9 +41,17 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training) {
   out.keep_TK = capacity_keep_mask(r.experts_TK, scores_TK, num_experts, capacity,
                                    parse_drop_policy(config_.drop_policy));
 
-  ExpertOrder order = sort_by_expert(r.experts_TK, out.keep_TK, num_experts);
-  at::Tensor expert_out_RD = experts_.forward(gather_rows(x_TD, order), order.rows_per_expert);
-  out.y = combine_rows(expert_out_RD, r.weights_TK, order, tokens).view(x.sizes());
+  ExpertOrder order;
+  if (ep_) {
+    Dispatched sent = dispatch(x_TD, r.experts_TK, out.keep_TK, num_experts, *ep_);
+    at::Tensor y_SD = experts_.forward(sent.x_SD, sent.plan.rows_per_local_expert);
+    out.y = combine(y_SD, r.weights_TK, sent.plan, tokens, *ep_).view(x.sizes());
+    order = std::move(sent.plan.order);
+  } else {
+    order = sort_by_expert(r.experts_TK, out.keep_TK, num_experts);
+    at::Tensor y_RD = experts_.forward(gather_rows(x_TD, order), order.rows_per_expert);
+    out.y = combine_rows(y_RD, r.weights_TK, order, tokens).view(x.sizes());
+  }
 
   out.balance_loss =
       balance_loss(balance_stats(r.scores_TE, r.experts_TK), config_.balance_loss_coef);

@@ -1,6 +1,7 @@
 // One Mixture-of-Experts layer on one rank: router -> capacity -> permute -> experts ->
 // combine. Only the assignments routed to an expert are computed by it; dropped ones add
-// zero. The expert-parallel exchange slots in between permute and experts (next layer up).
+// zero. With an EP communicator, the exchange (dispatch / combine) carries the rows to the
+// ranks that own their experts and back.
 // Legend: T tokens, D model width, E experts, K choices per token.
 #pragma once
 
@@ -11,6 +12,7 @@
 
 #include "common/parameters.h"
 #include "config/config.h"
+#include "dist/communicator.h"
 #include "moe/aux_losses.h"
 #include "moe/capacity.h"
 #include "moe/experts.h"
@@ -39,8 +41,11 @@ struct MoeOutput {
 
 class MoeLayer {
  public:
-  MoeLayer(const MoeConfig& config, int64_t d_model, at::ScalarType dtype,
-           at::Generator& generator);
+  // ep == nullptr: every expert is local (the one-rank reference). Otherwise this rank
+  // holds num_experts / ep->size() experts, from ep->rank() * that, and tokens travel
+  // through the exchange. The gate is seeded by `seed`, each expert by (seed, its id).
+  MoeLayer(const MoeConfig& config, int64_t d_model, at::ScalarType dtype, uint64_t seed,
+           Communicator* ep = nullptr);
 
   // x: [..., D]. training picks capacity_factor vs eval_capacity_factor and enables jitter.
   MoeOutput forward(const at::Tensor& x, bool training);
@@ -52,6 +57,7 @@ class MoeLayer {
 
  private:
   MoeConfig config_;
+  Communicator* ep_;
   Router router_;
   Experts experts_;
 };

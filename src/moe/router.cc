@@ -16,7 +16,7 @@ at::ScalarType router_dtype(at::ScalarType model_dtype) {
 }  // namespace
 
 Router::Router(const MoeConfig& config, int64_t d_model, at::ScalarType dtype,
-               at::Generator& generator)
+               at::Generator generator)
     : config_(config), generator_(generator) {
   const auto gate_dtype = router_dtype(dtype);
   gate_ED_ = normal_parameter({config.num_experts, d_model}, 1.0 / std::sqrt(double(d_model)),

@@ -24,7 +24,7 @@ struct RouterOutput {
 class Router {
  public:
   // dtype: the model's; the gate is kept in float32 unless the model is float64.
-  Router(const MoeConfig& config, int64_t d_model, at::ScalarType dtype, at::Generator& generator);
+  Router(const MoeConfig& config, int64_t d_model, at::ScalarType dtype, at::Generator generator);
 
   // training enables input jitter (if configured), drawn from this router's generator.
   RouterOutput forward(const at::Tensor& x_TD, bool training);

@@ -2,6 +2,7 @@
 // score function, k, drop policy and expert type; plus the edge cases of routing.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <tuple>
 
@@ -35,7 +36,7 @@ TEST_P(LayerMatchesNaiveLoop, ToFloat64Precision) {
   config.min_capacity = 1;
   if (drops != "none") config.drop_policy = drops;
   at::Generator gen = generator(7 + k);
-  MoeLayer layer(config, kWidth, at::kDouble, gen);
+  MoeLayer layer(config, kWidth, at::kDouble, /*seed=*/7 + k);
   at::Tensor x = at::randn({kTokens, kWidth}, gen, at::kDouble);
 
   MoeOutput out = layer.forward(x, /*training=*/true);
@@ -63,7 +64,7 @@ INSTANTIATE_TEST_SUITE_P(MoeLayer, LayerMatchesNaiveLoop,
 MoeLayer steered_layer(MoeConfig config, std::vector<double> row_signs) {
   at::Generator gen = generator(3);
   config.d_expert = 3;
-  MoeLayer layer(config, 4, at::kDouble, gen);
+  MoeLayer layer(config, 4, at::kDouble, /*seed=*/3);
   at::Tensor rows =
       at::tensor(row_signs, at::kDouble).unsqueeze(1) * (at::rand({4, 4}, gen, at::kDouble) + 0.5);
   assign(layer.router().gate_ED(), rows);
@@ -82,9 +83,11 @@ TEST(MoeLayer, ExpertWithNoTokensDoesNoWorkAndGetsZeroGradient) {
   EXPECT_EQ(out.stats.tokens_per_expert[3], 0);
   EXPECT_LT(max_abs_diff(out.y, naive_moe(x, layer.parameters(), layer.config(), 0).y_TD), 1e-12);
   (out.y.sum() + out.balance_loss + out.z_loss).backward();
+  const auto& load = out.stats.tokens_per_expert;
+  const int64_t busiest = std::max_element(load.begin(), load.end()) - load.begin();
   for (const auto& p : layer.experts().parameters()) {
     EXPECT_EQ(p.tensor.grad()[3].abs().max().item<double>(), 0.0) << p.name;
-    EXPECT_GT(p.tensor.grad()[0].abs().max().item<double>(), 0.0) << p.name;
+    EXPECT_GT(p.tensor.grad()[busiest].abs().max().item<double>(), 0.0) << p.name;
   }
 }
 
@@ -131,7 +134,7 @@ TEST(MoeLayer, EvaluationUsesTheEvalCapacityFactor) {
 
 TEST(MoeLayer, KeepsLeadingBatchDimensions) {
   at::Generator gen = generator(5);
-  MoeLayer layer(moe_config(4, 2), 6, at::kFloat, gen);
+  MoeLayer layer(moe_config(4, 2), 6, at::kFloat, /*seed=*/5);
   at::Tensor x = at::randn({2, 3, 6}, gen, at::kFloat);
   MoeOutput out = layer.forward(x, false);
   EXPECT_EQ(out.y.sizes(), x.sizes());
@@ -140,7 +143,7 @@ TEST(MoeLayer, KeepsLeadingBatchDimensions) {
 
 TEST(MoeLayer, EmptyBatchGivesEmptyOutputAndZeroLosses) {
   at::Generator gen = generator(5);
-  MoeLayer layer(moe_config(4, 2), 6, at::kDouble, gen);
+  MoeLayer layer(moe_config(4, 2), 6, at::kDouble, /*seed=*/5);
   MoeOutput out = layer.forward(at::zeros({0, 6}, at::kDouble), true);
   EXPECT_EQ(out.y.size(0), 0);
   EXPECT_EQ(out.balance_loss.item<double>(), 0.0);

@@ -1,0 +1,41 @@
+// Collective operations on one group of ranks, behind an interface so that the MoE
+// exchange and gradient sync do not know whether MPI (CPU tensors, here) or NCCL (GPU
+// tensors, later) moves the bytes. Communicators are passed explicitly, never global.
+// Tensors are row-major; "rows" are slices along dimension 0.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include <mpi.h>
+
+namespace triage {
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+
+  // send[p] goes to rank p; returns what each rank p sent here. send.size() % size() == 0:
+  // every rank sends the same number of values to each peer.
+  virtual std::vector<int64_t> alltoall(const std::vector<int64_t>& send) = 0;
+
+  // Sends send_rows[p] consecutive rows of `rows` to rank p (in rank order) and returns
+  // the rows received, recv_rows[p] from rank p, in rank order. Only real rows travel.
+  virtual at::Tensor alltoallv_rows(const at::Tensor& rows, const std::vector<int64_t>& send_rows,
+                                    const std::vector<int64_t>& recv_rows) = 0;
+
+  virtual void allreduce_sum_(at::Tensor& tensor) = 0;  // in place, over all ranks
+  virtual void broadcast_(at::Tensor& tensor, int root) = 0;
+  virtual void barrier() = 0;
+};
+
+// A communicator over `comm` (duplicated, so its traffic cannot mix with anyone else's).
+std::unique_ptr<Communicator> make_mpi_communicator(MPI_Comm comm);
+
+}  // namespace triage

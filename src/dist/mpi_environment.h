@@ -1,0 +1,28 @@
+// The MPI process environment: initialises MPI once per process, makes MPI report errors
+// to TRIAGE_MPI_CHECK instead of aborting silently, and ends the whole job when one rank
+// fails, so no rank is ever left waiting in a collective.
+#pragma once
+
+#include <string>
+
+namespace triage {
+
+class MpiEnvironment {
+ public:
+  MpiEnvironment(int* argc, char*** argv);
+  ~MpiEnvironment();
+  MpiEnvironment(const MpiEnvironment&) = delete;
+  MpiEnvironment& operator=(const MpiEnvironment&) = delete;
+
+  int world_rank() const { return world_rank_; }
+  int world_size() const { return world_size_; }
+
+ private:
+  int world_rank_ = 0;
+  int world_size_ = 1;
+};
+
+// Prints "[rank R] message" to stderr and aborts every rank of the job with `exit_code`.
+[[noreturn]] void abort_job(const std::string& message, int exit_code);
+
+}  // namespace triage

@@ -1,0 +1,107 @@
+// Dispatch and combine over a Communicator; see exchange.h.
+#include "moe/exchange.h"
+
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <cstdint>
+
+#include "common/error.h"
+
+namespace triage {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+struct AllToAllRows : public torch::autograd::Function<AllToAllRows> {
+  // The communicator travels as an integer because saved_data holds only IValues; it
+  // outlives every graph built in a step.
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& rows, int64_t comm_address,
+                            std::vector<int64_t> send_rows, std::vector<int64_t> recv_rows) {
+    ctx->saved_data["comm"] = comm_address;
+    ctx->saved_data["send"] = send_rows;
+    ctx->saved_data["recv"] = recv_rows;
+    auto* comm = reinterpret_cast<Communicator*>(comm_address);
+    return comm->alltoallv_rows(rows, send_rows, recv_rows);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto* comm = reinterpret_cast<Communicator*>(ctx->saved_data["comm"].toInt());
+    auto send = ctx->saved_data["send"].toIntVector();
+    auto recv = ctx->saved_data["recv"].toIntVector();
+    at::Tensor grad_rows = comm->alltoallv_rows(grads[0], recv, send);  // reversed
+    return {grad_rows, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+at::Tensor index_tensor(const std::vector<int64_t>& values) {
+  return at::tensor(values, at::kLong);
+}
+
+}  // namespace
+
+at::Tensor alltoallv_rows_autograd(const at::Tensor& rows, Communicator& comm,
+                                   const std::vector<int64_t>& send_rows,
+                                   const std::vector<int64_t>& recv_rows) {
+  return AllToAllRows::apply(rows, reinterpret_cast<int64_t>(&comm), send_rows, recv_rows);
+}
+
+Dispatched dispatch(const at::Tensor& x_TD, const at::Tensor& experts_TK, const at::Tensor& keep_TK,
+                    int64_t num_experts, Communicator& ep) {
+  const int64_t ranks = ep.size();
+  TRIAGE_ASSERT(num_experts % ranks == 0, num_experts << " experts over " << ranks << " ranks");
+  const int64_t local_experts = num_experts / ranks;
+
+  Dispatched out;
+  DispatchPlan& plan = out.plan;
+  plan.order = sort_by_expert(experts_TK, keep_TK, num_experts);
+  // Rows are grouped by global expert, hence already by destination rank.
+  plan.send_rows.assign(ranks, 0);
+  for (int64_t e = 0; e < num_experts; ++e)
+    plan.send_rows[e / local_experts] += plan.order.rows_per_expert[e];
+
+  // received_counts[p * L + l]: rows source rank p sends for my local expert l.
+  const std::vector<int64_t> received_counts = ep.alltoall(plan.order.rows_per_expert);
+  plan.recv_rows.assign(ranks, 0);
+  plan.rows_per_local_expert.assign(local_experts, 0);
+  std::vector<int64_t> block_start(ranks + 1, 0);
+  for (int64_t p = 0; p < ranks; ++p) {
+    for (int64_t l = 0; l < local_experts; ++l) {
+      plan.recv_rows[p] += received_counts[p * local_experts + l];
+      plan.rows_per_local_expert[l] += received_counts[p * local_experts + l];
+    }
+    block_start[p + 1] = block_start[p] + plan.recv_rows[p];
+  }
+
+  // Regroup from (source rank, local expert) order to (local expert, source rank) order.
+  std::vector<int64_t> local_order, received_order(block_start[ranks]);
+  local_order.reserve(block_start[ranks]);
+  for (int64_t l = 0; l < local_experts; ++l) {
+    for (int64_t p = 0; p < ranks; ++p) {
+      int64_t start = block_start[p];
+      for (int64_t before = 0; before < l; ++before)
+        start += received_counts[p * local_experts + before];
+      for (int64_t i = 0; i < received_counts[p * local_experts + l]; ++i) {
+        received_order[start + i] = int64_t(local_order.size());
+        local_order.push_back(start + i);
+      }
+    }
+  }
+  plan.local_order_S = index_tensor(local_order);
+  plan.received_order_S = index_tensor(received_order);
+
+  at::Tensor sent_RD = gather_rows(x_TD, plan.order);
+  at::Tensor received_SD = alltoallv_rows_autograd(sent_RD, ep, plan.send_rows, plan.recv_rows);
+  out.x_SD = received_SD.index_select(0, plan.local_order_S);
+  return out;
+}
+
+at::Tensor combine(const at::Tensor& y_SD, const at::Tensor& weights_TK, const DispatchPlan& plan,
+                   int64_t num_tokens, Communicator& ep) {
+  at::Tensor received_order_SD = y_SD.index_select(0, plan.received_order_S);
+  at::Tensor returned_RD =
+      alltoallv_rows_autograd(received_order_SD, ep, plan.recv_rows, plan.send_rows);
+  return combine_rows(returned_RD, weights_TK, plan.order, num_tokens);
+}
+
+}  // namespace triage

@@ -1,0 +1,46 @@
+// The expert-parallel exchange: the only code in the MoE layer that communicates.
+// dispatch() sends each kept assignment's token row to the rank that owns its expert and
+// regroups what arrives so each local expert sees one contiguous slice; combine() is the
+// exact reverse followed by the gate-weighted sum. dispatch keeps no state: it returns a
+// plan that combine takes back. Both directions are differentiable: the backward of an
+// all-to-all is the all-to-all of the gradients with send and receive counts swapped.
+//
+// Legend: T local tokens, K choices, D width, E global experts, P ranks in the EP group,
+// L = E / P local experts (rank p owns experts p*L .. p*L+L-1), S rows received.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <vector>
+
+#include "dist/communicator.h"
+#include "moe/permute.h"
+
+namespace triage {
+
+struct DispatchPlan {
+  ExpertOrder order;                           // kept local assignments, by global expert
+  std::vector<int64_t> send_rows;              // P: rows sent to each rank
+  std::vector<int64_t> recv_rows;              // P: rows received from each rank
+  at::Tensor local_order_S;                    // received row for each local-expert-order row
+  at::Tensor received_order_S;                 // its inverse
+  std::vector<int64_t> rows_per_local_expert;  // L
+};
+
+struct Dispatched {
+  at::Tensor x_SD;  // received rows grouped by local expert (then by source rank)
+  DispatchPlan plan;
+};
+
+Dispatched dispatch(const at::Tensor& x_TD, const at::Tensor& experts_TK, const at::Tensor& keep_TK,
+                    int64_t num_experts, Communicator& ep);
+
+at::Tensor combine(const at::Tensor& y_SD, const at::Tensor& weights_TK, const DispatchPlan& plan,
+                   int64_t num_tokens, Communicator& ep);
+
+// The differentiable all-to-all of rows that both directions use.
+at::Tensor alltoallv_rows_autograd(const at::Tensor& rows, Communicator& comm,
+                                   const std::vector<int64_t>& send_rows,
+                                   const std::vector<int64_t>& recv_rows);
+
+}  // namespace triage
