@@ -41,24 +41,23 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training) {
   out.keep_TK = capacity_keep_mask(r.experts_TK, scores_TK, num_experts, capacity,
                                    parse_drop_policy(config_.drop_policy));
 
-  ExpertOrder order;
+  MoeStats& s = out.stats;
   if (ep_) {
     Dispatched sent = dispatch(x_TD, r.experts_TK, out.keep_TK, num_experts, *ep_);
     at::Tensor y_SD = experts_.forward(sent.x_SD, sent.plan.rows_per_local_expert);
     out.y = combine(y_SD, r.weights_TK, sent.plan, tokens, *ep_).view(x.sizes());
-    order = std::move(sent.plan.order);
+    s.tokens_per_expert = std::move(sent.plan.order.rows_per_expert);
   } else {
-    order = sort_by_expert(r.experts_TK, out.keep_TK, num_experts);
+    ExpertOrder order = sort_by_expert(r.experts_TK, out.keep_TK, num_experts);
     at::Tensor y_RD = experts_.forward(gather_rows(x_TD, order), order.rows_per_expert);
     out.y = combine_rows(y_RD, r.weights_TK, order, tokens).view(x.sizes());
+    s.tokens_per_expert = std::move(order.rows_per_expert);
   }
 
   out.balance_loss =
       balance_loss(balance_stats(r.scores_TE, r.experts_TK), config_.balance_loss_coef);
   out.z_loss = z_loss(r.logits_TE, config_.z_loss_coef);
 
-  MoeStats& s = out.stats;
-  s.tokens_per_expert = order.rows_per_expert;
   s.assignments = tokens * config_.top_k;
   s.capacity = capacity;
   int64_t kept = 0;

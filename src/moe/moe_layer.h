@@ -22,7 +22,7 @@ namespace triage {
 
 // What one forward call saw; the trainer logs it every step.
 struct MoeStats {
-  std::vector<int64_t> tokens_per_expert;  // kept assignments per expert
+  std::vector<int64_t> tokens_per_expert;  // this rank's kept assignments, per global expert
   int64_t assignments = 0;                 // T * K routed
   int64_t dropped = 0;                     // over capacity
   int64_t capacity = kDropless;            // per expert; kDropless when no limit
