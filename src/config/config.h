@@ -36,8 +36,8 @@ struct MoeConfig {
   double capacity_factor = 0.0;
   double eval_capacity_factor = 0.0;  // the same, used when not training
   int64_t min_capacity = 4;
-  std::string drop_policy =
-      "position";                   // position: later tokens dropped | score: lowest scores dropped
+  // Over capacity: position drops the later tokens, score drops the lowest scores.
+  std::string drop_policy = "position";
   double balance_loss_coef = 0.01;  // alpha of the Switch load-balancing loss
   double z_loss_coef = 0.001;       // beta of the router z-loss
   // Aux-loss-free balancing (DeepSeek-V3): a per-expert bias added to the scores only to

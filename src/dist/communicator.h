@@ -7,10 +7,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
-#include <memory>
 #include <vector>
-
-#include <mpi.h>
 
 namespace triage {
 
@@ -34,8 +31,5 @@ class Communicator {
   virtual void broadcast_(at::Tensor& tensor, int root) = 0;
   virtual void barrier() = 0;
 };
-
-// A communicator over `comm` (duplicated, so its traffic cannot mix with anyone else's).
-std::unique_ptr<Communicator> make_mpi_communicator(MPI_Comm comm);
 
 }  // namespace triage

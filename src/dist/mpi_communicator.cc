@@ -4,7 +4,7 @@
 
 #include "common/error.h"
 #include "common/mpi_check.h"
-#include "dist/communicator.h"
+#include "dist/mpi_communicator.h"
 
 namespace triage {
 namespace {

@@ -5,6 +5,7 @@
 
 #include "common/error.h"
 #include "common/mpi_check.h"
+#include "dist/mpi_communicator.h"
 
 namespace triage {
 

@@ -9,6 +9,8 @@
 
 #include <memory>
 
+#include <memory>
+
 #include "config/config.h"
 #include "dist/communicator.h"
 

@@ -74,16 +74,15 @@ Dispatched dispatch(const at::Tensor& x_TD, const at::Tensor& experts_TK, const 
   }
 
   // Regroup from (source rank, local expert) order to (local expert, source rank) order.
+  // cursor[p] walks source p's block, whose rows arrive ordered by local expert.
   std::vector<int64_t> local_order, received_order(block_start[ranks]);
   local_order.reserve(block_start[ranks]);
+  std::vector<int64_t> cursor(block_start.begin(), block_start.end() - 1);
   for (int64_t l = 0; l < local_experts; ++l) {
     for (int64_t p = 0; p < ranks; ++p) {
-      int64_t start = block_start[p];
-      for (int64_t before = 0; before < l; ++before)
-        start += received_counts[p * local_experts + before];
-      for (int64_t i = 0; i < received_counts[p * local_experts + l]; ++i) {
-        received_order[start + i] = int64_t(local_order.size());
-        local_order.push_back(start + i);
+      for (int64_t i = 0; i < received_counts[p * local_experts + l]; ++i, ++cursor[p]) {
+        received_order[cursor[p]] = int64_t(local_order.size());
+        local_order.push_back(cursor[p]);
       }
     }
   }

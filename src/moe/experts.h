@@ -29,15 +29,14 @@ class Experts {
   // computed by that expert, and an expert with no rows does no work.
   at::Tensor forward(const at::Tensor& x_RD, const std::vector<int64_t>& rows_per_expert) const;
 
-  // One expert applied to rows of its own (for references and tests).
-  at::Tensor apply_one(int64_t expert, const at::Tensor& x_ND) const;
-
   int64_t num_experts() const { return w_out_EHD_.size(0); }
   int64_t first_expert() const { return first_expert_; }
   ExpertType type() const { return type_; }
   ParameterList parameters() const;
 
  private:
+  at::Tensor apply_one(int64_t expert, const at::Tensor& x_ND) const;
+
   ExpertType type_;
   int64_t first_expert_;
   at::Tensor w_in_EDH_;  // gelu: input projection; swiglu: the gated (silu) branch

@@ -19,6 +19,7 @@ int64_t local_experts(const MoeConfig& config, Communicator* ep) {
 MoeLayer::MoeLayer(const MoeConfig& config, int64_t d_model, at::ScalarType dtype, uint64_t seed,
                    Communicator* ep)
     : config_(config),
+      drop_policy_(parse_drop_policy(config.drop_policy)),
       ep_(ep),
       router_(config, d_model, dtype, at::make_generator<at::CPUGeneratorImpl>(seed)),
       experts_(ep ? ep->rank() * local_experts(config, ep) : 0, local_experts(config, ep), d_model,
@@ -38,8 +39,7 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training) {
   const int64_t capacity =
       expert_capacity(factor, tokens, config_.top_k, num_experts, config_.min_capacity);
   at::Tensor scores_TK = r.scores_TE.gather(1, r.experts_TK);
-  out.keep_TK = capacity_keep_mask(r.experts_TK, scores_TK, num_experts, capacity,
-                                   parse_drop_policy(config_.drop_policy));
+  out.keep_TK = capacity_keep_mask(r.experts_TK, scores_TK, num_experts, capacity, drop_policy_);
 
   MoeStats& s = out.stats;
   if (ep_) {

@@ -57,6 +57,7 @@ class MoeLayer {
 
  private:
   MoeConfig config_;
+  DropPolicy drop_policy_;
   Communicator* ep_;
   Router router_;
   Experts experts_;

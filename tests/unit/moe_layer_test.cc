@@ -59,8 +59,8 @@ INSTANTIATE_TEST_SUITE_P(MoeLayer, LayerMatchesNaiveLoop,
                                   std::get<2>(info.param) + "_" + std::get<3>(info.param);
                          });
 
-// A layer over 4 experts whose gate sends all-positive inputs to the experts in `favoured`
-// (positive gate rows) and never to the others (negative rows).
+// A layer over 4 experts whose gate sends all-positive inputs only to the experts whose
+// row_signs entry is +1 (positive gate rows), never to those with -1 (negative rows).
 MoeLayer steered_layer(MoeConfig config, std::vector<double> row_signs) {
   at::Generator gen = generator(3);
   config.d_expert = 3;
