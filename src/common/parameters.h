@@ -9,16 +9,23 @@
 
 namespace triage {
 
+// How a parameter is laid out across ranks, which decides how its gradient is synced.
+enum class Sharding {
+  kReplicated,  // every rank holds it (router, attention, ...): averaged over the world
+  kExpert,      // one EP shard holds it: summed over the expert-data-parallel group
+};
+
 struct NamedParameter {
   std::string name;
   at::Tensor tensor;  // requires_grad; its .grad() is filled by backward()
+  Sharding sharding = Sharding::kReplicated;
 };
 using ParameterList = std::vector<NamedParameter>;
 
 // Appends `inner` to `outer`, each name prefixed with "prefix.".
 inline void append_parameters(ParameterList& outer, const std::string& prefix,
                               const ParameterList& inner) {
-  for (const auto& p : inner) outer.push_back({prefix + "." + p.name, p.tensor});
+  for (const auto& p : inner) outer.push_back({prefix + "." + p.name, p.tensor, p.sharding});
 }
 
 // A fresh leaf parameter drawn from N(0, std^2) with the given generator.

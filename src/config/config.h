@@ -39,6 +39,9 @@ struct MoeConfig {
   // Over capacity: position drops the later tokens, score drops the lowest scores.
   std::string drop_policy = "position";
   double balance_loss_coef = 0.01;  // alpha of the Switch load-balancing loss
+  // global: f_i and P_i summed over the EP group first, so the loss equals the one-rank loss
+  // on the group's whole batch (one extra small all-reduce per layer); local: per rank.
+  std::string balance_loss_mode = "global";
   double z_loss_coef = 0.001;       // beta of the router z-loss
   // Aux-loss-free balancing (DeepSeek-V3): a per-expert bias added to the scores only to
   // choose experts, nudged by bias_update_rate towards under-loaded experts after each step.
@@ -126,6 +129,7 @@ void visit_fields(MoeConfig& c, Visitor&& v) {
   v("min_capacity", c.min_capacity, IntRange{0, 1 << 30});
   v("drop_policy", c.drop_policy, Choices{{"position", "score"}});
   v("balance_loss_coef", c.balance_loss_coef, RealRange{0.0, 1e6});
+  v("balance_loss_mode", c.balance_loss_mode, Choices{{"global", "local"}});
   v("z_loss_coef", c.z_loss_coef, RealRange{0.0, 1e6});
   v("expert_bias", c.expert_bias, AnyBool{});
   v("bias_update_rate", c.bias_update_rate, RealRange{0.0, 1.0});

@@ -1,6 +1,8 @@
 // Load-balancing and z-loss formulas (see the header for the definitions).
 #include "moe/aux_losses.h"
 
+#include "dist/autograd_collectives.h"
+
 namespace triage {
 
 BalanceStats balance_stats(const at::Tensor& scores_TE, const at::Tensor& experts_TK) {
@@ -13,6 +15,17 @@ BalanceStats balance_stats(const at::Tensor& scores_TE, const at::Tensor& expert
   at::Tensor probs_TE = scores_TE / scores_TE.sum(-1, /*keepdim=*/true);
   stats.prob_sum_E = probs_TE.sum(0);
   return stats;
+}
+
+BalanceStats all_reduce(const BalanceStats& local, Communicator& group) {
+  BalanceStats global = local;
+  global.assignments_E = local.assignments_E.clone();
+  group.allreduce_sum_(global.assignments_E);
+  global.prob_sum_E = allreduce_sum_autograd(local.prob_sum_E, group);
+  at::Tensor tokens = at::full({1}, local.tokens, at::kLong);
+  group.allreduce_sum_(tokens);
+  global.tokens = tokens.item<int64_t>();
+  return global;
 }
 
 at::Tensor balance_loss(const BalanceStats& stats, double alpha) {

@@ -13,6 +13,8 @@
 
 #include <ATen/ATen.h>
 
+#include "dist/communicator.h"
+
 namespace triage {
 
 // Sums from which L_bal is formed; kept as sums so that ranks can all-reduce them.
@@ -24,6 +26,12 @@ struct BalanceStats {
 };
 
 BalanceStats balance_stats(const at::Tensor& scores_TE, const at::Tensor& experts_TK);
+
+// The global mode: the stats summed over `group` (the EP group), so that every rank forms
+// the loss of the group's whole batch. prob_sum keeps its gradient: the all-reduce's
+// backward sums the gradients of every rank's copy of the loss.
+BalanceStats all_reduce(const BalanceStats& local, Communicator& group);
+
 at::Tensor balance_loss(const BalanceStats& stats, double alpha);
 at::Tensor z_loss(const at::Tensor& logits_TE, double beta);
 

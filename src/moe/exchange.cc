@@ -1,50 +1,19 @@
 // Dispatch and combine over a Communicator; see exchange.h.
 #include "moe/exchange.h"
 
-#include <torch/csrc/autograd/custom_function.h>
-
 #include <cstdint>
 
 #include "common/error.h"
+#include "dist/autograd_collectives.h"
 
 namespace triage {
 namespace {
-
-using torch::autograd::AutogradContext;
-using torch::autograd::variable_list;
-
-struct AllToAllRows : public torch::autograd::Function<AllToAllRows> {
-  // The communicator travels as an integer because saved_data holds only IValues; it
-  // outlives every graph built in a step.
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& rows, int64_t comm_address,
-                            std::vector<int64_t> send_rows, std::vector<int64_t> recv_rows) {
-    ctx->saved_data["comm"] = comm_address;
-    ctx->saved_data["send"] = send_rows;
-    ctx->saved_data["recv"] = recv_rows;
-    auto* comm = reinterpret_cast<Communicator*>(comm_address);
-    return comm->alltoallv_rows(rows, send_rows, recv_rows);
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    auto* comm = reinterpret_cast<Communicator*>(ctx->saved_data["comm"].toInt());
-    auto send = ctx->saved_data["send"].toIntVector();
-    auto recv = ctx->saved_data["recv"].toIntVector();
-    at::Tensor grad_rows = comm->alltoallv_rows(grads[0], recv, send);  // reversed
-    return {grad_rows, at::Tensor(), at::Tensor(), at::Tensor()};
-  }
-};
 
 at::Tensor index_tensor(const std::vector<int64_t>& values) {
   return at::tensor(values, at::kLong);
 }
 
 }  // namespace
-
-at::Tensor alltoallv_rows_autograd(const at::Tensor& rows, Communicator& comm,
-                                   const std::vector<int64_t>& send_rows,
-                                   const std::vector<int64_t>& recv_rows) {
-  return AllToAllRows::apply(rows, reinterpret_cast<int64_t>(&comm), send_rows, recv_rows);
-}
 
 Dispatched dispatch(const at::Tensor& x_TD, const at::Tensor& experts_TK, const at::Tensor& keep_TK,
                     int64_t num_experts, Communicator& ep) {

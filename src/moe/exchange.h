@@ -38,9 +38,4 @@ Dispatched dispatch(const at::Tensor& x_TD, const at::Tensor& experts_TK, const 
 at::Tensor combine(const at::Tensor& y_SD, const at::Tensor& weights_TK, const DispatchPlan& plan,
                    int64_t num_tokens, Communicator& ep);
 
-// The differentiable all-to-all of rows that both directions use.
-at::Tensor alltoallv_rows_autograd(const at::Tensor& rows, Communicator& comm,
-                                   const std::vector<int64_t>& send_rows,
-                                   const std::vector<int64_t>& recv_rows);
-
 }  // namespace triage

@@ -64,8 +64,11 @@ at::Tensor Experts::forward(const at::Tensor& x_RD,
 }
 
 ParameterList Experts::parameters() const {
-  if (type_ == ExpertType::kGelu) return {{"w_in", w_in_EDH_}, {"w_out", w_out_EHD_}};
-  return {{"w_gate", w_in_EDH_}, {"w_up", w_up_EDH_}, {"w_out", w_out_EHD_}};
+  constexpr Sharding kExpert = Sharding::kExpert;
+  if (type_ == ExpertType::kGelu)
+    return {{"w_in", w_in_EDH_, kExpert}, {"w_out", w_out_EHD_, kExpert}};
+  return {
+      {"w_gate", w_in_EDH_, kExpert}, {"w_up", w_up_EDH_, kExpert}, {"w_out", w_out_EHD_, kExpert}};
 }
 
 }  // namespace triage

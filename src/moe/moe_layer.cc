@@ -54,8 +54,9 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training) {
     s.tokens_per_expert = std::move(order.rows_per_expert);
   }
 
-  out.balance_loss =
-      balance_loss(balance_stats(r.scores_TE, r.experts_TK), config_.balance_loss_coef);
+  BalanceStats balance = balance_stats(r.scores_TE, r.experts_TK);
+  if (ep_ && config_.balance_loss_mode == "global") balance = all_reduce(balance, *ep_);
+  out.balance_loss = balance_loss(balance, config_.balance_loss_coef);
   out.z_loss = z_loss(r.logits_TE, config_.z_loss_coef);
 
   s.assignments = tokens * config_.top_k;

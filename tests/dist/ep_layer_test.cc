@@ -1,6 +1,6 @@
 // The expert-parallel MoE layer computes exactly what one rank holding every expert
-// computes (float64, 1e-10 relative): outputs, input gradients, the gate gradient summed
-// over the world, and each expert's gradient summed over its expert-data-parallel group.
+// computes (float64, 1e-10 relative): the loss (with balance loss and z-loss), outputs,
+// input gradients, and, after GradientSync, the gate and every expert gradient.
 // Every rank builds the same global batch and takes its contiguous slice of it.
 #include <gtest/gtest.h>
 
@@ -8,6 +8,7 @@
 
 #include "moe/moe_layer.h"
 #include "mpi_test_support.h"
+#include "train/grad_sync.h"
 
 namespace triage {
 namespace {
@@ -22,14 +23,16 @@ double relative_error(const at::Tensor& actual, const at::Tensor& expected) {
   return (actual - expected).abs().max().item<double>() / scale;
 }
 
-MoeConfig layer_config(const std::string& score_function, int64_t k, double capacity_factor) {
+MoeConfig layer_config(const std::string& score_function, int64_t k, double capacity_factor,
+                       const std::string& balance_mode) {
   MoeConfig config = ep_moe_config(kExperts, k);
   config.score_function = score_function;
   config.d_expert = 5;
   config.capacity_factor = capacity_factor;
   config.min_capacity = 1;
-  config.balance_loss_coef = 0;  // the global balance-loss mode is not built yet
-  config.z_loss_coef = 0;
+  config.balance_loss_coef = 0.1;
+  config.balance_loss_mode = balance_mode;
+  config.z_loss_coef = 0.01;
   return config;
 }
 
@@ -43,39 +46,65 @@ Batch global_batch(int world_size) {
           at::randn({world_size * kTokensPerRank, kWidth}, gen, at::kDouble)};
 }
 
-// Runs the EP layer on this rank's slice and the one-rank reference on `shards` equal
-// parts of the global batch (1 = the whole batch at once; world = per-rank capacity),
-// then compares everything.
-void expect_ep_matches_reference(const MoeConfig& config, bool reference_per_rank) {
+// One rank's (or one reference shard's) loss: the mean over its tokens of sum_d y * r,
+// plus the layer's balance loss and z-loss.
+at::Tensor objective(const MoeOutput& out, const at::Tensor& r) {
+  return (out.y * r).sum(-1).mean() + out.balance_loss + out.z_loss;
+}
+
+// What the one-rank reference must compute the loss over, to see the same batches the EP
+// layer's capacity and balance loss see.
+enum class ReferenceShards {
+  kPerEpGroup,  // global balance loss, dropless: the group's batch (the whole batch if DP = 1)
+  kPerRank,     // local balance loss or capacity: each rank's slice
+};
+
+// Runs the EP layer on this rank's slice, syncs gradients, and checks the loss, outputs
+// and every gradient against the one-rank reference, whose loss is the mean over shards.
+void expect_ep_matches_reference(const MoeConfig& config, ReferenceShards sharding) {
   ProcessGroups groups = groups_for(config);
   const GroupLayout& g = groups.layout;
   Batch batch = global_batch(g.world_size);
   const int64_t first_token = g.world_rank * kTokensPerRank;
+  auto my_slice = [&](const at::Tensor& t) { return t.narrow(0, first_token, kTokensPerRank); };
 
   MoeLayer ep_layer(config, kWidth, at::kDouble, kSeed, groups.ep.get());
-  at::Tensor x = batch.x_GD.narrow(0, first_token, kTokensPerRank).clone().set_requires_grad(true);
-  at::Tensor y = ep_layer.forward(x, true).y;
-  (y * batch.r_GD.narrow(0, first_token, kTokensPerRank)).sum().backward();
+  at::Tensor x = my_slice(batch.x_GD).clone().set_requires_grad(true);
+  MoeOutput out = ep_layer.forward(x, true);
+  at::Tensor loss = objective(out, my_slice(batch.r_GD));
+  loss.backward();
+  GradientSync(ep_layer.parameters(), *groups.world, *groups.expert_dp).synchronize();
+  at::Tensor mean_loss = loss.detach().reshape({1}).clone();
+  groups.world->allreduce_sum_(mean_loss);
+  mean_loss /= g.world_size;
 
   MoeLayer reference(config, kWidth, at::kDouble, kSeed);
   at::Tensor x_ref = batch.x_GD.clone().set_requires_grad(true);
-  const int64_t shards = reference_per_rank ? g.world_size : 1;
+  const int64_t shards = sharding == ReferenceShards::kPerRank ? g.world_size : g.dp_size;
   const int64_t shard_tokens = x_ref.size(0) / shards;
+  const int64_t my_shard = first_token / shard_tokens;
+  at::Tensor reference_loss = at::zeros({}, at::kDouble), my_shard_balance;
   std::vector<at::Tensor> y_ref_parts;
   for (int64_t s = 0; s < shards; ++s) {
-    at::Tensor part = reference.forward(x_ref.narrow(0, s * shard_tokens, shard_tokens), true).y;
-    (part * batch.r_GD.narrow(0, s * shard_tokens, shard_tokens)).sum().backward();
-    y_ref_parts.push_back(part.detach());
+    MoeOutput part = reference.forward(x_ref.narrow(0, s * shard_tokens, shard_tokens), true);
+    reference_loss =
+        reference_loss +
+        objective(part, batch.r_GD.narrow(0, s * shard_tokens, shard_tokens)) / double(shards);
+    y_ref_parts.push_back(part.y.detach());
+    if (s == my_shard) my_shard_balance = part.balance_loss.detach();
   }
-  at::Tensor y_ref = at::cat(y_ref_parts).narrow(0, first_token, kTokensPerRank);
+  reference_loss.backward();
 
-  EXPECT_LT(relative_error(y.detach(), y_ref), 1e-10) << "output";
-  EXPECT_LT(relative_error(x.grad(), x_ref.grad().narrow(0, first_token, kTokensPerRank)), 1e-10)
+  EXPECT_LT(relative_error(mean_loss, reference_loss.detach().reshape({1})), 1e-10) << "loss";
+  if (config.balance_loss_mode == "global" || sharding == ReferenceShards::kPerRank)
+    EXPECT_LT(relative_error(out.balance_loss.detach(), my_shard_balance), 1e-10) << "balance";
+  EXPECT_LT(relative_error(out.y.detach(), my_slice(at::cat(y_ref_parts))), 1e-10) << "output";
+  // Input gradients are not synced: rank r holds d(sum of all ranks' losses)/dx_r.
+  EXPECT_LT(relative_error(x.grad() / double(g.world_size), my_slice(x_ref.grad())), 1e-10)
       << "input gradient";
-
-  at::Tensor gate_grad = ep_layer.router().gate_ED().grad().clone();
-  groups.world->allreduce_sum_(gate_grad);
-  EXPECT_LT(relative_error(gate_grad, reference.router().gate_ED().grad()), 1e-10) << "gate";
+  EXPECT_LT(relative_error(ep_layer.router().gate_ED().grad(), reference.router().gate_ED().grad()),
+            1e-10)
+      << "gate gradient";
 
   auto ep_params = ep_layer.experts().parameters();
   auto ref_params = reference.experts().parameters();
@@ -85,25 +114,31 @@ void expect_ep_matches_reference(const MoeConfig& config, bool reference_per_ran
     EXPECT_TRUE(at::equal(ep_params[i].tensor.detach(),
                           ref_params[i].tensor.detach().narrow(0, first, local)))
         << ep_params[i].name << ": initial weights differ from the reference's experts";
-    at::Tensor grad = ep_params[i].tensor.grad().clone();
-    groups.expert_dp->allreduce_sum_(grad);
-    EXPECT_LT(relative_error(grad, ref_params[i].tensor.grad().narrow(0, first, local)), 1e-10)
+    EXPECT_LT(relative_error(ep_params[i].tensor.grad(),
+                             ref_params[i].tensor.grad().narrow(0, first, local)),
+              1e-10)
         << ep_params[i].name << " gradient";
   }
 }
 
-TEST(ExpertParallelLayer, MatchesOneRankOnWholeBatchSoftmaxTopTwoDropless) {
-  expect_ep_matches_reference(layer_config("softmax", 2, 0.0), false);
+TEST(ExpertParallelLayer, MatchesOneRankSoftmaxTopTwoDroplessGlobalBalance) {
+  expect_ep_matches_reference(layer_config("softmax", 2, 0.0, "global"),
+                              ReferenceShards::kPerEpGroup);
 }
 
-TEST(ExpertParallelLayer, MatchesOneRankOnWholeBatchSigmoidTopFourDropless) {
-  expect_ep_matches_reference(layer_config("sigmoid", 4, 0.0), false);
+TEST(ExpertParallelLayer, MatchesOneRankSigmoidTopFourDroplessGlobalBalance) {
+  expect_ep_matches_reference(layer_config("sigmoid", 4, 0.0, "global"),
+                              ReferenceShards::kPerEpGroup);
+}
+
+TEST(ExpertParallelLayer, LocalBalanceMatchesOneRankPerRankShard) {
+  expect_ep_matches_reference(layer_config("softmax", 2, 0.0, "local"), ReferenceShards::kPerRank);
 }
 
 TEST(ExpertParallelLayer, WithDropsMatchesOneRankApplyingCapacityPerRankShard) {
-  MoeConfig config = layer_config("softmax", 2, 0.5);  // capacity ceil(0.5*6*2/8) = 1
+  MoeConfig config = layer_config("softmax", 2, 0.5, "local");  // capacity ceil(0.5*6*2/8) = 1
   config.drop_policy = "score";
-  expect_ep_matches_reference(config, true);
+  expect_ep_matches_reference(config, ReferenceShards::kPerRank);
 }
 
 }  // namespace

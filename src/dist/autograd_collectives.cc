@@ -1,0 +1,61 @@
+// Custom autograd functions around Communicator calls; see the header.
+#include "dist/autograd_collectives.h"
+
+#include <torch/csrc/autograd/custom_function.h>
+
+namespace triage {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// saved_data holds only IValues, so the communicator travels as its address.
+Communicator* communicator_at(AutogradContext* ctx) {
+  return reinterpret_cast<Communicator*>(ctx->saved_data["comm"].toInt());
+}
+
+struct AllToAllRows : public torch::autograd::Function<AllToAllRows> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& rows, int64_t comm_address,
+                            std::vector<int64_t> send_rows, std::vector<int64_t> recv_rows) {
+    ctx->saved_data["comm"] = comm_address;
+    ctx->saved_data["send"] = send_rows;
+    ctx->saved_data["recv"] = recv_rows;
+    return communicator_at(ctx)->alltoallv_rows(rows, send_rows, recv_rows);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto send = ctx->saved_data["send"].toIntVector();
+    auto recv = ctx->saved_data["recv"].toIntVector();
+    at::Tensor grad_rows = communicator_at(ctx)->alltoallv_rows(grads[0], recv, send);
+    return {grad_rows, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+struct AllReduceSum : public torch::autograd::Function<AllReduceSum> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& tensor, int64_t comm_address) {
+    ctx->saved_data["comm"] = comm_address;
+    at::Tensor sum = tensor.contiguous().clone();
+    communicator_at(ctx)->allreduce_sum_(sum);
+    return sum;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    at::Tensor grad = grads[0].contiguous().clone();
+    communicator_at(ctx)->allreduce_sum_(grad);
+    return {grad, at::Tensor()};
+  }
+};
+
+}  // namespace
+
+at::Tensor alltoallv_rows_autograd(const at::Tensor& rows, Communicator& comm,
+                                   const std::vector<int64_t>& send_rows,
+                                   const std::vector<int64_t>& recv_rows) {
+  return AllToAllRows::apply(rows, reinterpret_cast<int64_t>(&comm), send_rows, recv_rows);
+}
+
+at::Tensor allreduce_sum_autograd(const at::Tensor& tensor, Communicator& comm) {
+  return AllReduceSum::apply(tensor, reinterpret_cast<int64_t>(&comm));
+}
+
+}  // namespace triage

@@ -1,0 +1,23 @@
+// Collectives that autograd can differentiate through, for the few places where a
+// forward value depends on other ranks' tensors:
+//   all-to-all of rows:  backward is the all-to-all of the gradients, counts swapped
+//   all-reduce (sum):    backward is the all-reduce (sum) of the gradients
+// The communicator must outlive every graph built with it (one training step).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <vector>
+
+#include "dist/communicator.h"
+
+namespace triage {
+
+at::Tensor alltoallv_rows_autograd(const at::Tensor& rows, Communicator& comm,
+                                   const std::vector<int64_t>& send_rows,
+                                   const std::vector<int64_t>& recv_rows);
+
+// Returns the sum of `tensor` over all ranks of comm (a new tensor; the input is untouched).
+at::Tensor allreduce_sum_autograd(const at::Tensor& tensor, Communicator& comm);
+
+}  // namespace triage
