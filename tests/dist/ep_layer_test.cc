@@ -18,11 +18,6 @@ using namespace testing_support;
 constexpr int64_t kTokensPerRank = 6, kWidth = 6, kExperts = 8;
 constexpr uint64_t kSeed = 9;
 
-double relative_error(const at::Tensor& actual, const at::Tensor& expected) {
-  double scale = std::max(1.0, expected.abs().max().item<double>());
-  return (actual - expected).abs().max().item<double>() / scale;
-}
-
 MoeConfig layer_config(const std::string& score_function, int64_t k, double capacity_factor,
                        const std::string& balance_mode) {
   MoeConfig config = ep_moe_config(kExperts, k);
@@ -44,12 +39,6 @@ Batch global_batch(int world_size) {
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(42);
   return {at::randn({world_size * kTokensPerRank, kWidth}, gen, at::kDouble),
           at::randn({world_size * kTokensPerRank, kWidth}, gen, at::kDouble)};
-}
-
-// One rank's (or one reference shard's) loss: the mean over its tokens of sum_d y * r,
-// plus the layer's balance loss and z-loss.
-at::Tensor objective(const MoeOutput& out, const at::Tensor& r) {
-  return (out.y * r).sum(-1).mean() + out.balance_loss + out.z_loss;
 }
 
 // What the one-rank reference must compute the loss over, to see the same batches the EP

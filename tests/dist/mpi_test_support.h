@@ -4,8 +4,13 @@
 
 #include <cstdint>
 
+#include <ATen/ATen.h>
+
+#include <algorithm>
+
 #include "config/config.h"
 #include "dist/process_groups.h"
+#include "moe/moe_layer.h"
 
 namespace triage::testing_support {
 
@@ -23,6 +28,18 @@ inline ProcessGroups groups_for(const MoeConfig& moe) {
   config.moe = moe;
   config.parallel.expert = g_ep_size;
   return make_process_groups(config);
+}
+
+// max |actual - expected| relative to the larger of 1 and max |expected|.
+inline double relative_error(const at::Tensor& actual, const at::Tensor& expected) {
+  double scale = std::max(1.0, expected.abs().max().item<double>());
+  return (actual - expected).abs().max().item<double>() / scale;
+}
+
+// One rank's (or one reference shard's) loss: the mean over its tokens of sum_d y * r,
+// plus the layer's balance loss and z-loss.
+inline at::Tensor objective(const MoeOutput& out, const at::Tensor& r) {
+  return (out.y * r).sum(-1).mean() + out.balance_loss + out.z_loss;
 }
 
 }  // namespace triage::testing_support
