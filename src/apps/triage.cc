@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   std::vector<triage::Command> commands = {
       triage::add_config_command(app),
       triage::add_info_command(app),
+      triage::add_bench_command(app),
   };
   try {
     app.parse(argc, argv);

@@ -1,0 +1,195 @@
+// `triage bench exchange` (run under mpirun): times the MoE exchange, dispatch + combine,
+// against raw MPI_Alltoallv moving the same byte matrix out and back, side by side in one
+// process. Repetitions alternate the two so machine noise hits both alike; each
+// repetition's time is the slowest rank's. Prints a table on rank 0 and writes JSON.
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/GradMode.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "apps/commands.h"
+#include "common/error.h"
+#include "common/mpi_check.h"
+#include "dist/mpi_communicator.h"
+#include "dist/mpi_environment.h"
+#include "moe/exchange.h"
+
+namespace triage {
+namespace {
+
+struct BenchOptions {
+  int64_t tokens = 4096;  // per rank
+  int64_t width = 1024;   // floats per token row
+  int64_t top_k = 2;
+  int64_t experts_per_rank = 2;
+  int64_t reps = 20;
+  int64_t warmup = 3;
+  std::string out;
+};
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+double slowest_rank(double seconds) {
+  TRIAGE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &seconds, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
+  return seconds;
+}
+
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+}
+
+// MPI_Alltoallv of `rows` float rows of `width`, per-peer row counts, into `recv`.
+void raw_alltoallv(const float* send, const std::vector<int64_t>& send_rows, float* recv,
+                   const std::vector<int64_t>& recv_rows, int64_t width) {
+  const size_t ranks = send_rows.size();
+  std::vector<int> send_counts(ranks), send_offsets(ranks), recv_counts(ranks), recv_offsets(ranks);
+  int64_t send_at = 0, recv_at = 0;
+  for (size_t p = 0; p < ranks; ++p) {
+    send_counts[p] = int(send_rows[p] * width);
+    send_offsets[p] = int(send_at);
+    recv_counts[p] = int(recv_rows[p] * width);
+    recv_offsets[p] = int(recv_at);
+    send_at += send_counts[p];
+    recv_at += recv_counts[p];
+  }
+  TRIAGE_MPI_CHECK(MPI_Alltoallv(send, send_counts.data(), send_offsets.data(), MPI_FLOAT, recv,
+                                 recv_counts.data(), recv_offsets.data(), MPI_FLOAT,
+                                 MPI_COMM_WORLD));
+}
+
+int run_exchange_bench(const BenchOptions& o) {
+  MpiEnvironment mpi(nullptr, nullptr);
+  c10::NoGradGuard no_grad;  // forward-only timing
+  auto ep = make_mpi_communicator(MPI_COMM_WORLD);
+  const int rank = ep->rank(), ranks = ep->size();
+  const int64_t num_experts = o.experts_per_rank * ranks;
+  if (o.top_k > num_experts)
+    throw Error("--top-k (" + std::to_string(o.top_k) + ") must be at most the experts (" +
+                std::to_string(num_experts) + ")");
+
+  // Inputs seeded by rank: uniform random top-k choices, all kept.
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(1234 + rank);
+  at::Tensor x = at::randn({o.tokens, o.width}, gen, at::kFloat);
+  std::vector<at::Tensor> choices;
+  for (int64_t t = 0; t < o.tokens; ++t)
+    choices.push_back(at::randperm(num_experts, gen).narrow(0, 0, o.top_k));
+  at::Tensor experts_TK = at::stack(choices);
+  at::Tensor keep_TK = at::ones({o.tokens, o.top_k}, at::kBool);
+  at::Tensor weights_TK = at::full({o.tokens, o.top_k}, 1.0f / float(o.top_k));
+
+  // The raw baseline moves exactly the rows the exchange moves, from ready buffers.
+  DispatchPlan plan = dispatch(x, experts_TK, keep_TK, num_experts, *ep).plan;
+  at::Tensor raw_send = x.index_select(0, plan.order.token_of_row_R).contiguous();
+  at::Tensor raw_recv = at::empty({plan.local_order_S.size(0), o.width}, at::kFloat);
+  at::Tensor raw_back = at::empty_like(raw_send);
+  int64_t rows_sent = raw_send.size(0);
+  TRIAGE_MPI_CHECK(
+      MPI_Allreduce(MPI_IN_PLACE, &rows_sent, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD));
+
+  auto time_exchange = [&] {
+    ep->barrier();
+    const double start = now_seconds();
+    Dispatched sent = dispatch(x, experts_TK, keep_TK, num_experts, *ep);
+    at::Tensor y = combine(sent.x_SD, weights_TK, sent.plan, o.tokens, *ep);
+    return slowest_rank(now_seconds() - start);
+  };
+  auto time_raw = [&] {
+    ep->barrier();
+    const double start = now_seconds();
+    raw_alltoallv(raw_send.data_ptr<float>(), plan.send_rows, raw_recv.data_ptr<float>(),
+                  plan.recv_rows, o.width);
+    raw_alltoallv(raw_recv.data_ptr<float>(), plan.recv_rows, raw_back.data_ptr<float>(),
+                  plan.send_rows, o.width);
+    return slowest_rank(now_seconds() - start);
+  };
+
+  std::vector<double> exchange_s, raw_s, ratios;
+  for (int64_t rep = -o.warmup; rep < o.reps; ++rep) {
+    // Alternate which goes first so drift in machine load does not favour one side.
+    double e, r;
+    if (rep % 2 == 0) {
+      e = time_exchange();
+      r = time_raw();
+    } else {
+      r = time_raw();
+      e = time_exchange();
+    }
+    if (rep < 0) continue;
+    exchange_s.push_back(e);
+    raw_s.push_back(r);
+    ratios.push_back(e / r);
+    if (rank == 0) std::cerr << "\r[bench] rep " << rep + 1 << "/" << o.reps << std::flush;
+  }
+  if (rank == 0) std::cerr << "\n";
+
+  const double bytes_each_way = double(rows_sent) * double(o.width) * sizeof(float);
+  nlohmann::ordered_json result = {
+      {"benchmark", "exchange"},
+      {"ranks", ranks},
+      {"tokens_per_rank", o.tokens},
+      {"width", o.width},
+      {"top_k", o.top_k},
+      {"experts", num_experts},
+      {"dtype", "float32"},
+      {"reps", o.reps},
+      {"bytes_each_way", bytes_each_way},
+      {"exchange_median_s", median(exchange_s)},
+      {"raw_alltoallv_median_s", median(raw_s)},
+      {"ratio_of_medians", median(exchange_s) / median(raw_s)},
+      {"median_of_ratios", median(ratios)},
+      {"exchange_s", exchange_s},
+      {"raw_alltoallv_s", raw_s},
+  };
+  if (rank == 0) {
+    std::cout << "# exchange benchmark: " << ranks << " ranks, " << o.tokens << " tokens x "
+              << o.width << " floats per rank, top-" << o.top_k << ", " << num_experts
+              << " experts; median of " << o.reps << " reps (slowest rank)\n"
+              << std::fixed << std::setprecision(3) << std::left << std::setw(34) << "what"
+              << "ms\n"
+              << std::setw(34) << "dispatch + combine" << median(exchange_s) * 1e3 << "\n"
+              << std::setw(34) << "raw MPI_Alltoallv out + back" << median(raw_s) * 1e3 << "\n"
+              << std::setw(34) << "ratio (median of per-rep ratios)" << median(ratios) << "\n";
+    if (!o.out.empty()) {
+      std::ofstream file(o.out);
+      if (!file) throw Error(o.out + ": cannot write the benchmark result");
+      file << result.dump(2) << "\n";
+    } else {
+      std::cout << result.dump() << "\n";
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+Command add_bench_command(CLI::App& app) {
+  auto options = std::make_shared<BenchOptions>();
+  CLI::App* sub = app.add_subcommand("bench", "Benchmarks (run under mpirun); JSON out");
+  sub->require_subcommand(1);
+  CLI::App* exchange =
+      sub->add_subcommand("exchange", "MoE dispatch + combine vs raw MPI_Alltoallv, same bytes");
+  exchange->add_option("--tokens", options->tokens, "Tokens per rank")->check(CLI::PositiveNumber);
+  exchange->add_option("--width", options->width, "Floats per token row")
+      ->check(CLI::PositiveNumber);
+  exchange->add_option("--top-k", options->top_k, "Experts per token")->check(CLI::PositiveNumber);
+  exchange->add_option("--experts-per-rank", options->experts_per_rank, "Experts on each rank")
+      ->check(CLI::PositiveNumber);
+  exchange->add_option("--reps", options->reps, "Timed repetitions")->check(CLI::PositiveNumber);
+  exchange->add_option("--warmup", options->warmup, "Untimed repetitions first")
+      ->check(CLI::NonNegativeNumber);
+  exchange->add_option("--out", options->out, "Write the JSON result here (default: stdout)");
+  return {sub, [options] { return run_exchange_bench(*options); }};
+}
+
+}  // namespace triage
