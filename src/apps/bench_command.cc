@@ -13,6 +13,7 @@
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <numeric>
 
 #include "apps/commands.h"
 #include "common/error.h"
@@ -91,7 +92,9 @@ int run_exchange_bench(const BenchOptions& o) {
   // The raw baseline moves exactly the rows the exchange moves, from ready buffers.
   DispatchPlan plan = dispatch(x, experts_TK, keep_TK, num_experts, *ep).plan;
   at::Tensor raw_send = x.index_select(0, plan.order.token_of_row_R).contiguous();
-  at::Tensor raw_recv = at::empty({plan.local_order_S.size(0), o.width}, at::kFloat);
+  at::Tensor raw_recv = at::empty(
+      {std::accumulate(plan.recv_rows.begin(), plan.recv_rows.end(), int64_t(0)), o.width},
+      at::kFloat);
   at::Tensor raw_back = at::empty_like(raw_send);
   int64_t rows_sent = raw_send.size(0);
   TRIAGE_MPI_CHECK(

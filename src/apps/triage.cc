@@ -5,9 +5,11 @@
 #include <vector>
 
 #include "apps/commands.h"
+#include "common/allocator.h"
 #include "common/error.h"
 
 int main(int argc, char** argv) {
+  triage::keep_freed_memory();
   CLI::App app{"Triage: Mixture-of-Experts training with expert parallelism", "triage"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "triage 0.1.0");

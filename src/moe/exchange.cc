@@ -7,13 +7,6 @@
 #include "dist/autograd_collectives.h"
 
 namespace triage {
-namespace {
-
-at::Tensor index_tensor(const std::vector<int64_t>& values) {
-  return at::tensor(values, at::kLong);
-}
-
-}  // namespace
 
 Dispatched dispatch(const at::Tensor& x_TD, const at::Tensor& experts_TK, const at::Tensor& keep_TK,
                     int64_t num_experts, Communicator& ep) {
@@ -33,42 +26,23 @@ Dispatched dispatch(const at::Tensor& x_TD, const at::Tensor& experts_TK, const 
   const std::vector<int64_t> received_counts = ep.alltoall(plan.order.rows_per_expert);
   plan.recv_rows.assign(ranks, 0);
   plan.rows_per_local_expert.assign(local_experts, 0);
-  std::vector<int64_t> block_start(ranks + 1, 0);
   for (int64_t p = 0; p < ranks; ++p) {
     for (int64_t l = 0; l < local_experts; ++l) {
-      plan.recv_rows[p] += received_counts[p * local_experts + l];
-      plan.rows_per_local_expert[l] += received_counts[p * local_experts + l];
-    }
-    block_start[p + 1] = block_start[p] + plan.recv_rows[p];
-  }
-
-  // Regroup from (source rank, local expert) order to (local expert, source rank) order.
-  // cursor[p] walks source p's block, whose rows arrive ordered by local expert.
-  std::vector<int64_t> local_order, received_order(block_start[ranks]);
-  local_order.reserve(block_start[ranks]);
-  std::vector<int64_t> cursor(block_start.begin(), block_start.end() - 1);
-  for (int64_t l = 0; l < local_experts; ++l) {
-    for (int64_t p = 0; p < ranks; ++p) {
-      for (int64_t i = 0; i < received_counts[p * local_experts + l]; ++i, ++cursor[p]) {
-        received_order[cursor[p]] = int64_t(local_order.size());
-        local_order.push_back(cursor[p]);
-      }
+      const int64_t rows = received_counts[p * local_experts + l];
+      plan.recv_rows[p] += rows;
+      plan.rows_per_local_expert[l] += rows;
+      if (rows > 0) plan.runs.push_back({l, rows});
     }
   }
-  plan.local_order_S = index_tensor(local_order);
-  plan.received_order_S = index_tensor(received_order);
 
   at::Tensor sent_RD = gather_rows(x_TD, plan.order);
-  at::Tensor received_SD = alltoallv_rows_autograd(sent_RD, ep, plan.send_rows, plan.recv_rows);
-  out.x_SD = received_SD.index_select(0, plan.local_order_S);
+  out.x_SD = alltoallv_rows_autograd(sent_RD, ep, plan.send_rows, plan.recv_rows);
   return out;
 }
 
 at::Tensor combine(const at::Tensor& y_SD, const at::Tensor& weights_TK, const DispatchPlan& plan,
                    int64_t num_tokens, Communicator& ep) {
-  at::Tensor received_order_SD = y_SD.index_select(0, plan.received_order_S);
-  at::Tensor returned_RD =
-      alltoallv_rows_autograd(received_order_SD, ep, plan.recv_rows, plan.send_rows);
+  at::Tensor returned_RD = alltoallv_rows_autograd(y_SD, ep, plan.recv_rows, plan.send_rows);
   return combine_rows(returned_RD, weights_TK, plan.order, num_tokens);
 }
 

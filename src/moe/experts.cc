@@ -9,6 +9,13 @@
 
 namespace triage {
 
+std::vector<ExpertRun> runs_per_expert(const std::vector<int64_t>& rows_per_expert) {
+  std::vector<ExpertRun> runs;
+  for (size_t e = 0; e < rows_per_expert.size(); ++e)
+    runs.push_back({int64_t(e), rows_per_expert[e]});
+  return runs;
+}
+
 ExpertType parse_expert_type(const std::string& name) {
   if (name == "gelu") return ExpertType::kGelu;
   TRIAGE_ASSERT(name == "swiglu", "unknown expert type " << name);
@@ -46,21 +53,19 @@ at::Tensor Experts::apply_one(int64_t expert, const at::Tensor& x_ND) const {
   return at::mm(hidden, w_out_EHD_[expert]);
 }
 
-at::Tensor Experts::forward(const at::Tensor& x_RD,
-                            const std::vector<int64_t>& rows_per_expert) const {
-  TRIAGE_ASSERT(int64_t(rows_per_expert.size()) == num_experts(),
-                rows_per_expert.size() << " counts for " << num_experts() << " experts");
+at::Tensor Experts::forward(const at::Tensor& x_RD, const std::vector<ExpertRun>& runs) const {
   std::vector<at::Tensor> outputs;
   int64_t offset = 0;
-  for (int64_t e = 0; e < num_experts(); ++e) {
-    const int64_t rows = rows_per_expert[e];
-    if (rows == 0) continue;
-    outputs.push_back(apply_one(e, x_RD.narrow(0, offset, rows)));
-    offset += rows;
+  for (const ExpertRun& run : runs) {
+    TRIAGE_ASSERT(run.expert >= 0 && run.expert < num_experts(),
+                  "run for expert " << run.expert << " of " << num_experts());
+    if (run.rows == 0) continue;
+    outputs.push_back(apply_one(run.expert, x_RD.narrow(0, offset, run.rows)));
+    offset += run.rows;
   }
-  TRIAGE_ASSERT(offset == x_RD.size(0), "counts sum to " << offset << ", rows " << x_RD.size(0));
+  TRIAGE_ASSERT(offset == x_RD.size(0), "runs cover " << offset << " rows of " << x_RD.size(0));
   if (outputs.empty()) return at::zeros({0, w_out_EHD_.size(2)}, x_RD.options());
-  return at::cat(outputs, 0);
+  return outputs.size() == 1 ? outputs[0] : at::cat(outputs, 0);
 }
 
 ParameterList Experts::parameters() const {

@@ -16,6 +16,14 @@
 namespace triage {
 
 enum class ExpertType { kGelu, kSwiglu };
+
+struct ExpertRun {
+  int64_t expert;  // local expert index
+  int64_t rows;
+};
+
+// One run per expert, in expert order: the layout of rows sorted by expert.
+std::vector<ExpertRun> runs_per_expert(const std::vector<int64_t>& rows_per_expert);
 ExpertType parse_expert_type(const std::string& name);
 
 class Experts {
@@ -25,9 +33,10 @@ class Experts {
   Experts(int64_t first_expert, int64_t num_experts, int64_t d_model, int64_t d_hidden,
           ExpertType type, at::ScalarType dtype, uint64_t seed);
 
-  // x_RD holds rows_per_expert[e] consecutive rows for expert e; only those rows are
-  // computed by that expert, and an expert with no rows does no work.
-  at::Tensor forward(const at::Tensor& x_RD, const std::vector<int64_t>& rows_per_expert) const;
+  // x_RD is a sequence of runs: runs[i].rows consecutive rows for local expert
+  // runs[i].expert. Only those rows are computed by that expert; an expert may own several
+  // runs (one per source rank after the exchange) or none, and then does no work.
+  at::Tensor forward(const at::Tensor& x_RD, const std::vector<ExpertRun>& runs) const;
 
   int64_t num_experts() const { return w_out_EHD_.size(0); }
   int64_t first_expert() const { return first_expert_; }

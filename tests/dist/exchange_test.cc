@@ -98,20 +98,27 @@ TEST(Exchange, EveryReceivedRowIsWhatItsSenderMeantForThisExpert) {
   Dispatched sent =
       dispatch(x, choices, at::ones({tokens_of(me), k}, at::kBool), kExperts, *groups.ep);
 
+  // Expected: rank-major, then local expert, then token order; plan.runs must say so too.
   int64_t wrong = 0, row = 0;
-  for (int64_t l = 0; l < local; ++l) {
-    const int64_t expert = me * local + l;
-    // Expected rows for this expert: every (rank, token) that chose it, rank-major.
-    for (int64_t p = 0; p < ranks; ++p) {
+  std::vector<ExpertRun> expected_runs;
+  for (int64_t p = 0; p < ranks; ++p) {
+    for (int64_t l = 0; l < local; ++l) {
+      const int64_t expert = me * local + l, first_row = row;
       for (int64_t t = 0; t < tokens_of(p); ++t) {
         bool chose = false;
         for (int64_t j = 0; j < k; ++j) chose |= choice(p, t, j) == expert;
         if (!chose) continue;
-        for (int64_t d = 0; d < kWidth; ++d)
+        for (int64_t d = 0; d < kWidth && row < sent.x_SD.size(0); ++d)
           wrong += sent.x_SD[row][d].item<double>() != code(p, t) + double(d) / 1000;
         ++row;
       }
+      if (row > first_row) expected_runs.push_back({l, row - first_row});
     }
+  }
+  ASSERT_EQ(sent.plan.runs.size(), expected_runs.size());
+  for (size_t i = 0; i < expected_runs.size(); ++i) {
+    EXPECT_EQ(sent.plan.runs[i].expert, expected_runs[i].expert) << "run " << i;
+    EXPECT_EQ(sent.plan.runs[i].rows, expected_runs[i].rows) << "run " << i;
   }
   EXPECT_EQ(row, sent.x_SD.size(0)) << "rows received";
   EXPECT_EQ(wrong, 0) << "wrong elements";
