@@ -104,7 +104,7 @@ int run_exchange_bench(const BenchOptions& o) {
     ep->barrier();
     const double start = now_seconds();
     Dispatched sent = dispatch(x, experts_TK, keep_TK, num_experts, *ep);
-    at::Tensor y = combine(sent.x_SD, weights_TK, sent.plan, o.tokens, *ep);
+    at::Tensor y = combine(sent.x_SD, weights_TK, sent.plan, *ep);
     return slowest_rank(now_seconds() - start);
   };
   auto time_raw = [&] {

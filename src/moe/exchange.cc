@@ -41,9 +41,9 @@ Dispatched dispatch(const at::Tensor& x_TD, const at::Tensor& experts_TK, const 
 }
 
 at::Tensor combine(const at::Tensor& y_SD, const at::Tensor& weights_TK, const DispatchPlan& plan,
-                   int64_t num_tokens, Communicator& ep) {
+                   Communicator& ep) {
   at::Tensor returned_RD = alltoallv_rows_autograd(y_SD, ep, plan.recv_rows, plan.send_rows);
-  return combine_rows(returned_RD, weights_TK, plan.order, num_tokens);
+  return combine_rows(returned_RD, weights_TK, plan.order);
 }
 
 }  // namespace triage

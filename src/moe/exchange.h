@@ -2,10 +2,10 @@
 // dispatch() sends each kept assignment's token row to the rank that owns its expert;
 // what arrives is ordered by source rank, then local expert, and is described as runs of
 // rows per local expert, so the experts compute on it in place (no regrouping copy).
-// combine() sends the results back the same way and forms the gate-weighted sum. dispatch keeps no
-// state: it returns a plan that combine takes back. Both directions are differentiable: the
-// backward of an all-to-all is the all-to-all of the gradients with send and receive counts
-// swapped.
+// combine() sends the results back the same way and forms the gate-weighted sum.
+// dispatch keeps no state: it returns a plan that combine takes back. Both directions are
+// differentiable: the backward of an all-to-all is the all-to-all of the gradients with
+// send and receive counts swapped.
 //
 // Legend: T local tokens, K choices, D width, E global experts, P ranks in the EP group,
 // L = E / P local experts (rank p owns experts p*L .. p*L+L-1), S rows received.
@@ -38,6 +38,6 @@ Dispatched dispatch(const at::Tensor& x_TD, const at::Tensor& experts_TK, const 
                     int64_t num_experts, Communicator& ep);
 
 at::Tensor combine(const at::Tensor& y_SD, const at::Tensor& weights_TK, const DispatchPlan& plan,
-                   int64_t num_tokens, Communicator& ep);
+                   Communicator& ep);
 
 }  // namespace triage

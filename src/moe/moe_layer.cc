@@ -45,13 +45,13 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training) {
   if (ep_) {
     Dispatched sent = dispatch(x_TD, r.experts_TK, out.keep_TK, num_experts, *ep_);
     at::Tensor y_SD = experts_.forward(sent.x_SD, sent.plan.runs);
-    out.y = combine(y_SD, r.weights_TK, sent.plan, tokens, *ep_).view(x.sizes());
+    out.y = combine(y_SD, r.weights_TK, sent.plan, *ep_).view(x.sizes());
     s.tokens_per_expert = std::move(sent.plan.order.rows_per_expert);
   } else {
     ExpertOrder order = sort_by_expert(r.experts_TK, out.keep_TK, num_experts);
     at::Tensor y_RD =
         experts_.forward(gather_rows(x_TD, order), runs_per_expert(order.rows_per_expert));
-    out.y = combine_rows(y_RD, r.weights_TK, order, tokens).view(x.sizes());
+    out.y = combine_rows(y_RD, r.weights_TK, order).view(x.sizes());
     s.tokens_per_expert = std::move(order.rows_per_expert);
   }
 

@@ -13,6 +13,10 @@ ExpertOrder sort_by_expert(const at::Tensor& experts_TK, const at::Tensor& keep_
   ExpertOrder result;
   result.assignment_of_row_R = kept_A.index_select(0, order);
   result.token_of_row_R = at::div(result.assignment_of_row_R, top_k, "floor");
+  result.row_of_kept_A =
+      at::empty_like(order).index_put_({order}, at::arange(order.numel(), order.options()));
+  at::Tensor kept_per_token = keep_TK.sum(1);
+  result.kept_offsets_T = kept_per_token.cumsum(0) - kept_per_token;
   // Device-to-host sync: expert slice boundaries drive the per-expert matmuls.
   at::Tensor counts_E = at::bincount(kept_expert, {}, num_experts).to(at::kCPU);
   result.rows_per_expert.assign(counts_E.data_ptr<int64_t>(),
@@ -25,11 +29,13 @@ at::Tensor gather_rows(const at::Tensor& x_TD, const ExpertOrder& order) {
 }
 
 at::Tensor combine_rows(const at::Tensor& y_RD, const at::Tensor& weights_TK,
-                        const ExpertOrder& order, int64_t num_tokens) {
-  at::Tensor weight_R = weights_TK.reshape({-1}).index_select(0, order.assignment_of_row_R);
-  at::Tensor weighted_RD = y_RD * weight_R.unsqueeze(1);
-  return at::zeros({num_tokens, y_RD.size(1)}, y_RD.options())
-      .index_add(0, order.token_of_row_R, weighted_RD);
+                        const ExpertOrder& order) {
+  // One pass: an embedding bag per token over its kept rows, weighted and summed.
+  at::Tensor kept_A = order.assignment_of_row_R.index_select(0, order.row_of_kept_A);
+  at::Tensor weight_A = weights_TK.reshape({-1}).index_select(0, kept_A);
+  return std::get<0>(at::embedding_bag(y_RD, order.row_of_kept_A, order.kept_offsets_T,
+                                       /*scale_grad_by_freq=*/false, /*mode=sum*/ 0,
+                                       /*sparse=*/false, weight_A));
 }
 
 }  // namespace triage

@@ -15,6 +15,10 @@ struct ExpertOrder {
   at::Tensor assignment_of_row_R;        // int64 index into the flattened T*K assignments
   at::Tensor token_of_row_R;             // int64 source token of each row
   std::vector<int64_t> rows_per_expert;  // E counts on the host; rows are grouped by expert
+  // The way back, token by token: for the kept assignments in token order, the row that
+  // holds each one, and where each token's run of kept assignments starts (T entries).
+  at::Tensor row_of_kept_A;
+  at::Tensor kept_offsets_T;
 };
 
 // Rows for the kept assignments, grouped by expert (stable: token order inside an expert).
@@ -25,7 +29,8 @@ ExpertOrder sort_by_expert(const at::Tensor& experts_TK, const at::Tensor& keep_
 at::Tensor gather_rows(const at::Tensor& x_TD, const ExpertOrder& order);
 
 // y_TD[t] = sum over t's kept choices of weight * expert row; dropped choices add zero.
+// One pass (an embedding bag per token), differentiable in both the rows and the weights.
 at::Tensor combine_rows(const at::Tensor& y_RD, const at::Tensor& weights_TK,
-                        const ExpertOrder& order, int64_t num_tokens);
+                        const ExpertOrder& order);
 
 }  // namespace triage

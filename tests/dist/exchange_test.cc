@@ -36,7 +36,7 @@ void expect_round_trip_is_identity(const at::Tensor& experts_TK, at::Generator& 
   at::Tensor weights = at::full({tokens, k}, 1.0 / double(k), at::kDouble);
 
   Dispatched sent = dispatch(x, experts_TK, keep, kExperts, *groups.ep);
-  at::Tensor y = combine(sent.x_SD, weights, sent.plan, tokens, *groups.ep);
+  at::Tensor y = combine(sent.x_SD, weights, sent.plan, *groups.ep);
   at::Tensor r = at::randn({tokens, kWidth}, gen, at::kDouble);
   (y * r).sum().backward();
 
