@@ -7,6 +7,7 @@
 #include "apps/commands.h"
 #include "common/allocator.h"
 #include "common/error.h"
+#include "dist/mpi_environment.h"
 
 int main(int argc, char** argv) {
   triage::keep_freed_memory();
@@ -25,15 +26,19 @@ int main(int argc, char** argv) {
     std::cerr << "triage: " << e.what() << " (see triage --help)\n";
     return 2;
   }
+  // In an MPI job a failing rank aborts every rank, so none is left waiting in a collective.
+  auto fail = [](const std::string& message, int exit_code) {
+    if (triage::in_multi_rank_job()) triage::abort_job(message, exit_code);
+    std::cerr << message << "\n";
+    return exit_code;
+  };
   try {
     for (auto& [subcommand, run] : commands)
       if (subcommand->parsed()) return run();
   } catch (const triage::Error& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return 1;
+    return fail(std::string("error: ") + e.what(), 1);
   } catch (const std::exception& e) {  // a bug, not the user's mistake: say so
-    std::cerr << "triage: internal error: " << e.what() << "\n";
-    return 3;
+    return fail(std::string("triage: internal error: ") + e.what(), 3);
   }
   return 2;
 }

@@ -1,5 +1,6 @@
 // Communicator over MPI for CPU tensors. Rows travel as one derived datatype per row so
 // that counts stay small integers however wide a row is.
+#include <exception>
 #include <limits>
 
 #include "common/error.h"
@@ -47,7 +48,8 @@ class MpiCommunicator : public Communicator {
   ~MpiCommunicator() override {
     int finalized = 0;
     MPI_Finalized(&finalized);
-    if (!finalized) MPI_Comm_free(&comm_);
+    // Freeing is collective; while unwinding from an error the job is about to abort.
+    if (!finalized && std::uncaught_exceptions() == 0) MPI_Comm_free(&comm_);
   }
   MpiCommunicator(const MpiCommunicator&) = delete;
   MpiCommunicator& operator=(const MpiCommunicator&) = delete;

@@ -25,4 +25,8 @@ class MpiEnvironment {
 // Prints "[rank R] message" to stderr and aborts every rank of the job with `exit_code`.
 [[noreturn]] void abort_job(const std::string& message, int exit_code);
 
+// True between MPI start-up and shutdown in a job of more than one rank: then an error on
+// this rank must abort the job, or the others would wait for it in their next collective.
+bool in_multi_rank_job();
+
 }  // namespace triage
