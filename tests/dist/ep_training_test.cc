@@ -63,7 +63,11 @@ TEST(ExpertParallelTraining, AdamWStepsMatchOneRankForEveryParameter) {
 
   ToyModel model(config, groups.ep.get());
   ToyModel reference(config, nullptr);
-  GradientSync sync(model.parameters(), *groups.world, *groups.expert_dp);
+  // 200-byte buckets spread the gradients over several all-reduces: w_in (128 B) and the
+  // gate (256 B, over the limit, alone) make 2 replicated buckets; each of the 3 expert
+  // tensors (at least 192 B on any layout here) makes its own: 5 in all.
+  GradientSync sync(model.parameters(), *groups.world, *groups.expert_dp, /*bucket_bytes=*/200);
+  ASSERT_EQ(sync.bucket_count(), 5u);
   auto options = torch::optim::AdamWOptions(0.05).weight_decay(0.01);
   torch::optim::AdamW optimizer(tensors(model.parameters()), options);
   torch::optim::AdamW reference_optimizer(tensors(reference.parameters()), options);

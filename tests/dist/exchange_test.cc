@@ -63,6 +63,12 @@ TEST(Exchange, RankWithNoTokensStillTakesPart) {
   expect_round_trip_is_identity(random_choices(rank % 2 == 0 ? 4 : 0, 2, gen), gen);
 }
 
+TEST(Exchange, MoreRanksThanTokensWorks) {
+  int rank = groups_for(ep_moe_config(kExperts, 1)).layout.world_rank;
+  at::Generator gen = generator(500 + rank);
+  expect_round_trip_is_identity(random_choices(rank == 0 ? 1 : 0, 1, gen), gen);
+}
+
 TEST(Exchange, EveryTokenChoosingTheLastExpertGoesToOneRank) {
   ProcessGroups groups = groups_for(ep_moe_config(kExperts, 1));
   at::Generator gen = generator(400 + groups.layout.world_rank);
