@@ -1,0 +1,65 @@
+// De-duplication and the held-out split.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "train/sequence_set.h"
+
+namespace triage {
+namespace {
+
+SequenceRecord record(const std::string& name, const std::string& residues) {
+  SequenceRecord r;
+  r.name = name;
+  r.residues = residues;
+  return r;
+}
+
+TEST(Deduplicate, DropsRepeatedNamesAndRepeatedResiduesKeepingTheFirst) {
+  Deduplicated d = deduplicate({record("a", "ACD"), record("b", "EFG"), record("a", "KLM"),
+                                record("c", "ACD"), record("d", "MNP")});
+  ASSERT_EQ(d.records.size(), 3u);
+  EXPECT_EQ(d.records[0].name, "a");
+  EXPECT_EQ(d.records[0].residues, "ACD");
+  EXPECT_EQ(d.records[1].name, "b");
+  EXPECT_EQ(d.records[2].name, "d");
+  EXPECT_EQ(d.dropped, 2);
+}
+
+std::vector<SequenceRecord> numbered(int n) {
+  std::vector<SequenceRecord> records;
+  for (int i = 0; i < n; ++i) records.push_back(record("s" + std::to_string(i), "A"));
+  return records;
+}
+
+TEST(HoldOut, HoldsOutTheRoundedFractionAndPartitionsTheInput) {
+  Split split = hold_out(numbered(20), 0.25, 3);
+  EXPECT_EQ(split.test.size(), 5u);
+  EXPECT_EQ(split.train.size(), 15u);
+  std::set<std::string> names;
+  for (const auto& r : split.train) names.insert(r.name);
+  for (const auto& r : split.test) names.insert(r.name);
+  EXPECT_EQ(names.size(), 20u);
+}
+
+TEST(HoldOut, IsDeterministicPerSeedAndKeepsInputOrder) {
+  Split a = hold_out(numbered(20), 0.25, 3), b = hold_out(numbered(20), 0.25, 3);
+  Split c = hold_out(numbered(20), 0.25, 4);
+  std::vector<std::string> a_names, b_names, c_names;
+  for (const auto& r : a.test) a_names.push_back(r.name);
+  for (const auto& r : b.test) b_names.push_back(r.name);
+  for (const auto& r : c.test) c_names.push_back(r.name);
+  EXPECT_EQ(a_names, b_names);
+  EXPECT_NE(a_names, c_names);
+  for (size_t i = 1; i < a.train.size(); ++i)
+    EXPECT_LT(std::stoi(a.train[i - 1].name.substr(1)), std::stoi(a.train[i].name.substr(1)));
+}
+
+TEST(HoldOut, ZeroFractionKeepsEverythingForTraining) {
+  Split split = hold_out(numbered(7), 0.0, 1);
+  EXPECT_EQ(split.train.size(), 7u);
+  EXPECT_TRUE(split.test.empty());
+}
+
+}  // namespace
+}  // namespace triage
