@@ -7,25 +7,21 @@
 
 #include "common/error.h"
 #include "config/config.h"
+#include "test_support.h"
 
 namespace triage {
 namespace {
 
 // Writes `text` to a fresh file in the test temp dir and returns its path.
+using namespace testing_support;
+
 std::string write_config(const std::string& name, const std::string& text) {
-  std::string path = testing::TempDir() + name;
-  std::ofstream(path) << text;
-  return path;
+  return write_temp_file(name, text);
 }
 
 // The message load_config throws, or "" if it loads.
 std::string load_error(const std::string& path, const std::vector<std::string>& sets = {}) {
-  try {
-    load_config(path, sets);
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
+  return error_of([&] { load_config(path, sets); });
 }
 
 TEST(Config, DefaultsMatchTheDocumentedValues) {

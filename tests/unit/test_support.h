@@ -5,7 +5,13 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/GradMode.h>
 
+#include <fstream>
+#include <string>
 #include <vector>
+
+#include <gtest/gtest.h>
+
+#include "common/error.h"
 
 #include "config/config.h"
 
@@ -25,6 +31,24 @@ inline at::Tensor longs(std::vector<int64_t> values, std::vector<int64_t> shape)
 
 inline at::Tensor bools(std::vector<int64_t> values, std::vector<int64_t> shape) {
   return at::tensor(values, at::kLong).to(at::kBool).view(shape);
+}
+
+// Writes `text` to a file named `name` in the test temp dir and returns its path.
+inline std::string write_temp_file(const std::string& name, const std::string& text) {
+  std::string path = testing::TempDir() + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+// The message of the triage::Error that `action` throws, or "" if it throws none.
+template <class Action>
+std::string error_of(Action&& action) {
+  try {
+    action();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
 }
 
 // Overwrites a parameter's values without recording it in autograd.
