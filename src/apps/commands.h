@@ -14,5 +14,6 @@ using Command = std::pair<CLI::App*, std::function<int()>>;
 Command add_config_command(CLI::App& app);
 Command add_info_command(CLI::App& app);
 Command add_bench_command(CLI::App& app);
+Command add_train_command(CLI::App& app);
 
 }  // namespace triage

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
       triage::add_config_command(app),
       triage::add_info_command(app),
       triage::add_bench_command(app),
+      triage::add_train_command(app),
   };
   try {
     app.parse(argc, argv);

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <regex>
 #include <set>
 #include <sstream>
 
@@ -199,6 +200,29 @@ void validate(const Config& c) {
         "at most model.max_seq_len (" + std::to_string(c.model.max_seq_len) + ")");
   check(c.data.kind == "synthetic" || !c.data.path.empty(), "data.path", "\"\"",
         "a file path when data.kind is " + c.data.kind);
+  check(c.moe.first_dense_layers <= c.model.n_layers, "moe.first_dense_layers",
+        format_value(c.moe.first_dense_layers),
+        "at most model.n_layers (" + std::to_string(c.model.n_layers) + ")");
+  const bool classify = c.train.loss != "lm";
+  check(!classify || c.model.num_classes > 0, "model.num_classes",
+        format_value(c.model.num_classes), "at least 1 when train.loss is " + c.train.loss);
+  check(!classify || c.data.kind != "text", "train.loss", c.train.loss,
+        "lm when data.kind is text (text has no labels)");
+  const int64_t min_vocab = c.data.kind == "text" ? 256 : 24;
+  check(c.model.vocab_size >= min_vocab, "model.vocab_size", format_value(c.model.vocab_size),
+        "at least " + std::to_string(min_vocab) + " for data.kind " + c.data.kind +
+            (c.data.kind == "text" ? " (one id per byte)" : " (20 residues + 4 specials)"));
+  if (!c.data.label_pattern.empty()) {
+    size_t groups = 0;
+    try {
+      groups = std::regex(c.data.label_pattern).mark_count();
+    } catch (const std::regex_error& e) {
+      fail(origin_of(c, "data.label_pattern"), "data.label_pattern", c.data.label_pattern,
+           std::string("a valid regular expression (") + e.what() + ")");
+    }
+    check(groups >= 1, "data.label_pattern", c.data.label_pattern,
+          "a regular expression with a capture group, e.g. ^([A-Za-z0-9]+)_");
+  }
 }
 
 void apply_overrides(Config& config, const std::vector<std::string>& overrides) {

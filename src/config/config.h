@@ -20,6 +20,7 @@ struct ModelConfig {
   int64_t max_seq_len = 128;         // longest sequence the positions cover
   std::string positions = "rotary";  // rotary | learned
   double norm_eps = 1e-5;            // RMSNorm epsilon
+  int64_t num_classes = 0;  // > 0 adds a mean-pooled sequence-classification head
 };
 
 struct MoeConfig {
@@ -39,14 +40,22 @@ struct MoeConfig {
   // Over capacity: position drops the later tokens, score drops the lowest scores.
   std::string drop_policy = "position";
   double balance_loss_coef = 0.01;  // alpha of the Switch load-balancing loss
-  // global: f_i and P_i summed over the EP group first, so the loss equals the one-rank loss
-  // on the group's whole batch (one extra small all-reduce per layer); local: per rank.
+  // global: f_i and P_i summed over all ranks first, so the loss is the one-rank loss on
+  // the whole global batch, whatever the layout (one small all-reduce per layer); local:
+  // each rank's own batch.
   std::string balance_loss_mode = "global";
   double z_loss_coef = 0.001;       // beta of the router z-loss
   // Aux-loss-free balancing (DeepSeek-V3): a per-expert bias added to the scores only to
   // choose experts, nudged by bias_update_rate towards under-loaded experts after each step.
   bool expert_bias = false;
   double bias_update_rate = 0.001;
+  // Which blocks get an MoE FFN: none of the first `first_dense_layers`, then every
+  // `every_n_layers`-th block (1 = all of the rest); the others get a dense FFN of d_ff.
+  int64_t first_dense_layers = 0;
+  int64_t every_n_layers = 1;
+  // DeepSeekMoE shared experts: dense FFNs every token passes through, added to the routed
+  // output. Stored fused as one FFN of width num_shared_experts * d_expert (the same sum).
+  int64_t num_shared_experts = 0;
 };
 
 struct ParallelConfig {
@@ -61,19 +70,31 @@ struct TrainConfig {
   int64_t batch_size = 16;     // sequences per global batch
   double lr = 3e-3;            // peak learning rate
   int64_t warmup_steps = 20;   // linear warmup, then cosine decay; <= steps
+  double min_lr_ratio = 0.1;   // the cosine ends at lr * min_lr_ratio
   double weight_decay = 0.01;  // AdamW decoupled decay
   double grad_clip = 1.0;      // global-norm clip; 0 disables
   int64_t eval_every = 50;     // steps between held-out evaluations; 0 disables
   int64_t log_every = 1;       // steps between log lines
+  // lm: next-token loss; classify: sequence labels (needs model.num_classes); lm+classify.
+  std::string loss = "lm";
+  int64_t grad_accum_steps = 1;   // micro-batches per optimizer step (batch_size is per micro)
+  int64_t checkpoint_every = 0;   // steps between checkpoints; 0 = only at the end
+  int64_t keep_checkpoints = 2;   // newest checkpoints kept on disk; older ones are removed
 };
 
 struct DataConfig {
-  std::string kind = "synthetic";  // synthetic | fasta | stockholm | text
-  std::string path = "";           // file or folder for fasta/stockholm/text
+  // synthetic: Markov-chain families; proteins: FASTA / Stockholm files (format read from
+  // the content, gzip or plain); text: any file, one token per byte.
+  std::string kind = "synthetic";
+  std::string path = "";  // input files, comma-separated
   int64_t seq_len = 64;            // tokens per training sequence; <= model.max_seq_len
   int64_t num_families = 4;        // synthetic: number of Markov-chain families
   int64_t num_sequences = 1024;    // synthetic: sequences to generate
   double test_fraction = 0.1;      // held-out share, in [0, 1)
+  // proteins: "" labels each sequence by its file (file = family); otherwise a regex
+  // whose first capture group, searched in the sequence name, is the label.
+  std::string label_pattern = "";
+  std::string too_long = "error";  // a sequence over seq_len tokens: error | skip | crop
 };
 
 struct Config {
@@ -112,6 +133,7 @@ void visit_fields(ModelConfig& c, Visitor&& v) {
   v("max_seq_len", c.max_seq_len, IntRange{1, 1 << 20});
   v("positions", c.positions, Choices{{"rotary", "learned"}});
   v("norm_eps", c.norm_eps, RealRange{0.0, 1.0, true});
+  v("num_classes", c.num_classes, IntRange{0, 1 << 20});
 }
 
 template <class Visitor>
@@ -133,6 +155,9 @@ void visit_fields(MoeConfig& c, Visitor&& v) {
   v("z_loss_coef", c.z_loss_coef, RealRange{0.0, 1e6});
   v("expert_bias", c.expert_bias, AnyBool{});
   v("bias_update_rate", c.bias_update_rate, RealRange{0.0, 1.0});
+  v("first_dense_layers", c.first_dense_layers, IntRange{0, 1024});
+  v("every_n_layers", c.every_n_layers, IntRange{1, 1024});
+  v("num_shared_experts", c.num_shared_experts, IntRange{0, 1024});
 }
 
 template <class Visitor>
@@ -149,20 +174,27 @@ void visit_fields(TrainConfig& c, Visitor&& v) {
   v("batch_size", c.batch_size, IntRange{1, 1 << 24});
   v("lr", c.lr, RealRange{0.0, 10.0, true});
   v("warmup_steps", c.warmup_steps, IntRange{0, std::numeric_limits<int64_t>::max()});
+  v("min_lr_ratio", c.min_lr_ratio, RealRange{0.0, 1.0});
   v("weight_decay", c.weight_decay, RealRange{0.0, 1.0});
   v("grad_clip", c.grad_clip, RealRange{0.0, 1e6});
   v("eval_every", c.eval_every, IntRange{0, std::numeric_limits<int64_t>::max()});
   v("log_every", c.log_every, IntRange{1, std::numeric_limits<int64_t>::max()});
+  v("loss", c.loss, Choices{{"lm", "classify", "lm+classify"}});
+  v("grad_accum_steps", c.grad_accum_steps, IntRange{1, 1 << 20});
+  v("checkpoint_every", c.checkpoint_every, IntRange{0, std::numeric_limits<int64_t>::max()});
+  v("keep_checkpoints", c.keep_checkpoints, IntRange{1, 1 << 20});
 }
 
 template <class Visitor>
 void visit_fields(DataConfig& c, Visitor&& v) {
-  v("kind", c.kind, Choices{{"synthetic", "fasta", "stockholm", "text"}});
+  v("kind", c.kind, Choices{{"synthetic", "proteins", "text"}});
   v("path", c.path, Choices{});
   v("seq_len", c.seq_len, IntRange{1, 1 << 20});
   v("num_families", c.num_families, IntRange{1, 1 << 16});
   v("num_sequences", c.num_sequences, IntRange{1, 1 << 30});
   v("test_fraction", c.test_fraction, RealRange{0.0, 1.0, false, true});
+  v("label_pattern", c.label_pattern, Choices{});
+  v("too_long", c.too_long, Choices{{"error", "skip", "crop"}});
 }
 
 // Calls section_visitor(name, section_struct) for the five sections, in file order.

@@ -27,7 +27,7 @@ struct BalanceStats {
 
 BalanceStats balance_stats(const at::Tensor& scores_TE, const at::Tensor& experts_TK);
 
-// The global mode: the stats summed over `group` (the EP group), so that every rank forms
+// The global mode: the stats summed over `group` (the world, in training), so every rank forms
 // the loss of the group's whole batch. prob_sum keeps its gradient: the all-reduce's
 // backward sums the gradients of every rank's copy of the loss.
 BalanceStats all_reduce(const BalanceStats& local, Communicator& group);

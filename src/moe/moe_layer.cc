@@ -17,10 +17,11 @@ int64_t local_experts(const MoeConfig& config, Communicator* ep) {
 }  // namespace
 
 MoeLayer::MoeLayer(const MoeConfig& config, int64_t d_model, at::ScalarType dtype, uint64_t seed,
-                   Communicator* ep)
+                   Communicator* ep, Communicator* balance_group)
     : config_(config),
       drop_policy_(parse_drop_policy(config.drop_policy)),
       ep_(ep),
+      balance_group_(balance_group ? balance_group : ep),
       router_(config, d_model, dtype, at::make_generator<at::CPUGeneratorImpl>(seed)),
       experts_(ep ? ep->rank() * local_experts(config, ep) : 0, local_experts(config, ep), d_model,
                config.d_expert, parse_expert_type(config.expert_type), dtype, seed) {}
@@ -56,7 +57,7 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training) {
   }
 
   BalanceStats balance = balance_stats(r.scores_TE, r.experts_TK);
-  if (ep_ && config_.balance_loss_mode == "global") balance = all_reduce(balance, *ep_);
+  if (balance_group_ && config_.balance_loss_mode == "global") balance = all_reduce(balance, *balance_group_);
   out.balance_loss = balance_loss(balance, config_.balance_loss_coef);
   out.z_loss = z_loss(r.logits_TE, config_.z_loss_coef);
 

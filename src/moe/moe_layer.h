@@ -44,8 +44,10 @@ class MoeLayer {
   // ep == nullptr: every expert is local (the one-rank reference). Otherwise this rank
   // holds num_experts / ep->size() experts, from ep->rank() * that, and tokens travel
   // through the exchange. The gate is seeded by `seed`, each expert by (seed, its id).
+  // balance_group: the ranks whose batches the global balance loss covers (the trainer
+  // passes the world, so the loss is the whole global batch's); nullptr means ep.
   MoeLayer(const MoeConfig& config, int64_t d_model, at::ScalarType dtype, uint64_t seed,
-           Communicator* ep = nullptr);
+           Communicator* ep = nullptr, Communicator* balance_group = nullptr);
 
   // x: [..., D]. training picks capacity_factor vs eval_capacity_factor and enables jitter.
   MoeOutput forward(const at::Tensor& x, bool training);
@@ -59,6 +61,7 @@ class MoeLayer {
   MoeConfig config_;
   DropPolicy drop_policy_;
   Communicator* ep_;
+  Communicator* balance_group_;
   Router router_;
   Experts experts_;
 };

@@ -35,6 +35,7 @@ class Router {
 
   at::Tensor& gate_ED() { return gate_ED_; }
   at::Tensor& expert_bias_E() { return expert_bias_E_; }
+  at::Generator& generator() { return generator_; }  // jitter noise; checkpointed
   ParameterList parameters() const { return {{"gate", gate_ED_}}; }
 
  private:

@@ -167,9 +167,9 @@ INSTANTIATE_TEST_SUITE_P(
                   {},
                   "{}:4: data.seq_len = 64: expected at most model.max_seq_len (32)"},
         BadConfig{"FileKindWithoutPath",
-                  "data:\n  kind: fasta\n",
+                  "data:\n  kind: proteins\n",
                   {},
-                  "(default): data.path = \"\": expected a file path when data.kind is fasta"},
+                  "(default): data.path = \"\": expected a file path when data.kind is proteins"},
         BadConfig{"DuplicateKey",
                   "moe:\n  top_k: 1\n  top_k: 2\n",
                   {},
@@ -199,8 +199,9 @@ INSTANTIATE_TEST_SUITE_P(
                   {"train.learning_rate=0.1"},
                   "--set train.learning_rate=0.1: unknown key train.learning_rate; expected one "
                   "of train.seed, train.dtype, train.steps, train.batch_size, train.lr, "
-                  "train.warmup_steps, train.weight_decay, train.grad_clip, train.eval_every, "
-                  "train.log_every"},
+                  "train.warmup_steps, train.min_lr_ratio, train.weight_decay, train.grad_clip, "
+                  "train.eval_every, train.log_every, train.loss, train.grad_accum_steps, "
+                  "train.checkpoint_every, train.keep_checkpoints"},
         BadConfig{"SetMakesTopKInconsistent",
                   "moe:\n  num_experts: 4\n",
                   {"moe.top_k=8"},

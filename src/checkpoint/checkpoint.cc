@@ -1,0 +1,316 @@
+// Checkpoint save and load; see the header for the layout and guarantees.
+#include "checkpoint/checkpoint.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <c10/core/GradMode.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+#include "checkpoint/safetensors.h"
+#include "common/error.h"
+
+namespace triage {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kFormat = "triage-checkpoint-1";
+
+std::string expert_file(int64_t global_id) {
+  char name[32];
+  std::snprintf(name, sizeof name, "expert-%05lld.safetensors", static_cast<long long>(global_id));
+  return name;
+}
+
+uint32_t crc32_of(const std::string& bytes) {
+  return uint32_t(crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(bytes.data()), uInt(bytes.size())));
+}
+
+void check_posix(bool ok, const std::string& what, const std::string& path) {
+  if (!ok) throw Error(path + ": cannot " + what + ": " + std::strerror(errno));
+}
+
+// Write and fsync, so that the rename that publishes a checkpoint never exposes a file
+// whose bytes are still only in the page cache.
+void write_durably(const std::string& path, const std::string& bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  check_posix(fd >= 0, "create", path);
+  size_t written = 0;
+  while (written < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) ::close(fd);
+    check_posix(n >= 0, "write", path);
+    written += size_t(n);
+  }
+  const bool synced = ::fsync(fd) == 0;
+  ::close(fd);
+  check_posix(synced, "fsync", path);
+}
+
+void sync_directory(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return;  // best effort: some filesystems do not allow it
+  ::fsync(fd);
+  ::close(fd);
+}
+
+std::string read_all(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path + ": cannot open (missing from the checkpoint?)");
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// The AdamW state of one parameter; created (zero moments) if the optimizer has none yet.
+torch::optim::AdamWParamState& adam_state(torch::optim::AdamW& optimizer, const at::Tensor& p) {
+  auto& states = optimizer.state();
+  auto it = states.find(p.unsafeGetTensorImpl());
+  if (it == states.end()) {
+    auto state = std::make_unique<torch::optim::AdamWParamState>();
+    state->exp_avg(at::zeros_like(p, at::MemoryFormat::Preserve));
+    state->exp_avg_sq(at::zeros_like(p, at::MemoryFormat::Preserve));
+    it = states.emplace(p.unsafeGetTensorImpl(), std::move(state)).first;
+  }
+  return static_cast<torch::optim::AdamWParamState&>(*it->second);
+}
+
+int64_t first_local_expert(const Config& config, const GroupLayout& layout) {
+  return layout.ep_rank * (config.moe.num_experts / layout.ep_size);
+}
+
+std::string moe_key(size_t layer, const char* what) { return "moe." + std::to_string(layer) + "." + what; }
+
+// Verified file contents: size and crc32 as the manifest records them.
+TensorMap read_verified(const fs::path& folder, const std::string& name, const nlohmann::json& manifest) {
+  const std::string path = (folder / name).string();
+  if (!manifest["files"].contains(name)) throw Error(path + ": not listed in the manifest");
+  const auto& entry = manifest["files"][name];
+  const std::string bytes = read_all(path);
+  const uint64_t want_bytes = entry.at("bytes").get<uint64_t>();
+  if (bytes.size() != want_bytes)
+    throw Error(path + ": truncated or overwritten: " + std::to_string(bytes.size()) + " bytes, the manifest says " +
+                std::to_string(want_bytes));
+  if (crc32_of(bytes) != entry.at("crc32").get<uint32_t>())
+    throw Error(path + ": checksum mismatch: the file is corrupt");
+  return decode_safetensors(bytes, path);
+}
+
+std::string shape_text(at::IntArrayRef shape) {
+  std::string text = "[";
+  for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
+  return text + "]";
+}
+
+// The stored tensor `name`, checked against the shape and dtype the model expects.
+const at::Tensor& expect(const TensorMap& tensors, const std::string& name, at::IntArrayRef shape,
+                         at::ScalarType dtype, const std::string& file) {
+  auto it = tensors.find(name);
+  if (it == tensors.end()) throw Error(file + ": missing tensor " + name + " (a checkpoint of a different model?)");
+  if (it->second.sizes() != shape || it->second.scalar_type() != dtype)
+    throw Error(file + ": tensor " + name + " is " + shape_text(it->second.sizes()) + " " +
+                std::string(c10::toString(it->second.scalar_type())) + "; this model expects " + shape_text(shape) +
+                " " + c10::toString(dtype) + " (was the model config or train.dtype changed?)");
+  return it->second;
+}
+
+}  // namespace
+
+std::string save_checkpoint(const std::string& dir, const Config& config, ProcessGroups& groups,
+                            const TrainingState& state, int64_t keep) {
+  const GroupLayout& layout = groups.layout;
+  char name[32];
+  std::snprintf(name, sizeof name, "step-%08lld", static_cast<long long>(state.step));
+  const fs::path final_dir = fs::path(dir) / name;
+  const fs::path partial = fs::path(dir) / (std::string(name) + ".partial");
+  if (layout.world_rank == 0) {
+    fs::remove_all(partial);
+    fs::create_directories(partial);
+  }
+  groups.world->barrier();
+
+  // records[0]: the replicated file; records[1 + g]: expert g. Each row (bytes, crc32),
+  // filled by the writer and summed over the world so that rank 0 learns them all.
+  const int64_t experts = config.moe.num_experts;
+  at::Tensor records = at::zeros({experts + 1, 2}, at::kDouble);
+  auto record = [&](int64_t row, const std::string& file, const TensorMap& tensors) {
+    const std::string bytes = encode_safetensors(tensors);
+    write_durably((partial / file).string(), bytes);
+    records[row][0] = double(bytes.size());
+    records[row][1] = double(crc32_of(bytes));
+  };
+  torch::optim::AdamW& optimizer = *state.optimizer;
+  if (layout.world_rank == 0) {
+    TensorMap replicated;
+    for (const auto& p : state.parameters) {
+      if (p.sharding != Sharding::kReplicated) continue;
+      auto& adam = adam_state(optimizer, p.tensor);
+      replicated[p.name] = p.tensor;
+      replicated[p.name + "#exp_avg"] = adam.exp_avg();
+      replicated[p.name + "#exp_avg_sq"] = adam.exp_avg_sq();
+    }
+    for (size_t i = 0; i < state.moe_layers.size(); ++i) {
+      Router& router = state.moe_layers[i]->router();
+      replicated[moe_key(i, "expert_bias")] = router.expert_bias_E();
+      replicated[moe_key(i, "router_rng")] = router.generator().get_state();
+    }
+    record(0, "replicated.safetensors", replicated);
+  }
+  if (layout.dp_rank == 0) {  // the first EP group holds every expert once
+    const int64_t first = first_local_expert(config, layout), local = experts / layout.ep_size;
+    for (int64_t i = 0; i < local; ++i) {
+      TensorMap expert;
+      for (const auto& p : state.parameters) {
+        if (p.sharding != Sharding::kExpert) continue;
+        auto& adam = adam_state(optimizer, p.tensor);
+        expert[p.name] = p.tensor.detach()[i];
+        expert[p.name + "#exp_avg"] = adam.exp_avg()[i];
+        expert[p.name + "#exp_avg_sq"] = adam.exp_avg_sq()[i];
+      }
+      record(1 + first + i, expert_file(first + i), expert);
+    }
+  }
+  groups.world->allreduce_sum_(records);
+
+  if (layout.world_rank == 0) {
+    int64_t optimizer_step = 0;
+    if (!state.parameters.empty()) optimizer_step = adam_state(optimizer, state.parameters[0].tensor).step();
+    nlohmann::json manifest = {{"format", kFormat},
+                               {"step", state.step},
+                               {"samples_seen", state.samples_seen},
+                               {"optimizer_step", optimizer_step},
+                               {"world_size", layout.world_size},
+                               {"expert_parallel", layout.ep_size},
+                               {"num_experts", experts},
+                               {"dtype", config.train.dtype}};
+    for (const auto& row : config_rows(config)) manifest["config"][row.key] = row.value;
+    auto add_file = [&](int64_t row, const std::string& file) {
+      manifest["files"][file] = {{"bytes", uint64_t(records[row][0].item<double>())},
+                                 {"crc32", uint32_t(records[row][1].item<double>())}};
+    };
+    add_file(0, "replicated.safetensors");
+    for (int64_t g = 0; g < experts; ++g) add_file(1 + g, expert_file(g));
+    write_durably((partial / "manifest.json").string(), manifest.dump(2) + "\n");
+    sync_directory(partial.string());
+    fs::remove_all(final_dir);
+    fs::rename(partial, final_dir);
+    write_durably((fs::path(dir) / "latest.tmp").string(), std::string(name) + "\n");
+    fs::rename(fs::path(dir) / "latest.tmp", fs::path(dir) / "latest");
+    sync_directory(dir);
+    // Keep the newest `keep` complete checkpoints (names sort by step).
+    std::vector<fs::path> complete;
+    for (const auto& entry : fs::directory_iterator(dir)) {
+      const std::string n = entry.path().filename().string();
+      if (entry.is_directory() && n.rfind("step-", 0) == 0 && n.find(".partial") == std::string::npos)
+        complete.push_back(entry.path());
+    }
+    std::sort(complete.begin(), complete.end());
+    for (size_t i = 0; i + size_t(keep) < complete.size(); ++i) fs::remove_all(complete[i]);
+  }
+  groups.world->barrier();
+  return final_dir.string();
+}
+
+void load_checkpoint(const std::string& dir, const Config& config, ProcessGroups& groups, TrainingState& state) {
+  const fs::path latest = fs::path(dir) / "latest";
+  if (!fs::exists(latest))
+    throw Error(latest.string() + ": no checkpoint to resume from; expected a run that saved one in " + dir);
+  std::string name;
+  std::ifstream(latest) >> name;
+  const fs::path folder = fs::path(dir) / name;
+  const std::string manifest_path = (folder / "manifest.json").string();
+  nlohmann::json manifest;
+  try {
+    manifest = nlohmann::json::parse(read_all(manifest_path));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(manifest_path + ": not valid JSON (" + e.what() + ")");
+  }
+  try {
+    if (manifest.at("format") != kFormat)
+      throw Error(manifest_path + ": format " + manifest.at("format").dump() + "; expected \"" + kFormat + "\"");
+    if (manifest.at("num_experts").get<int64_t>() != config.moe.num_experts)
+      throw Error(manifest_path + ": num_experts = " + manifest.at("num_experts").dump() +
+                  "; expected moe.num_experts (" + std::to_string(config.moe.num_experts) + ")");
+    if (manifest.at("dtype").get<std::string>() != config.train.dtype)
+      throw Error(manifest_path + ": dtype = " + manifest.at("dtype").dump() + "; expected train.dtype (" +
+                  config.train.dtype + ")");
+
+    // Read and verify everything this rank needs before touching the live state.
+    const GroupLayout& layout = groups.layout;
+    const std::string replicated_path = (folder / "replicated.safetensors").string();
+    const TensorMap replicated = read_verified(folder, "replicated.safetensors", manifest);
+    const int64_t first = first_local_expert(config, layout), local = config.moe.num_experts / layout.ep_size;
+    std::vector<TensorMap> experts;
+    for (int64_t i = 0; i < local; ++i) experts.push_back(read_verified(folder, expert_file(first + i), manifest));
+
+    struct Assignment {
+      at::Tensor target;
+      at::Tensor value;
+    };
+    std::vector<Assignment> assignments;
+    std::vector<std::pair<at::Tensor, std::array<at::Tensor, 2>>> moments;  // param, (exp_avg, exp_avg_sq)
+    for (const auto& p : state.parameters) {
+      const at::ScalarType dtype = p.tensor.scalar_type();
+      if (p.sharding == Sharding::kReplicated) {
+        std::array<at::Tensor, 3> values;
+        const char* suffixes[3] = {"", "#exp_avg", "#exp_avg_sq"};
+        for (int k = 0; k < 3; ++k)
+          values[k] = expect(replicated, p.name + suffixes[k], p.tensor.sizes(), dtype, replicated_path);
+        assignments.push_back({p.tensor, values[0]});
+        moments.push_back({p.tensor, {values[1], values[2]}});
+        continue;
+      }
+      std::array<std::vector<at::Tensor>, 3> slices;
+      for (int64_t i = 0; i < local; ++i) {
+        const std::string file = (folder / expert_file(first + i)).string();
+        const char* suffixes[3] = {"", "#exp_avg", "#exp_avg_sq"};
+        for (int k = 0; k < 3; ++k)
+          slices[k].push_back(expect(experts[i], p.name + suffixes[k], p.tensor.sizes().slice(1), dtype, file));
+      }
+      assignments.push_back({p.tensor, at::stack(slices[0])});
+      moments.push_back({p.tensor, {at::stack(slices[1]), at::stack(slices[2])}});
+    }
+    std::vector<std::pair<at::Tensor, at::Tensor>> biases, generators;
+    for (size_t i = 0; i < state.moe_layers.size(); ++i) {
+      Router& router = state.moe_layers[i]->router();
+      biases.push_back({router.expert_bias_E(), expect(replicated, moe_key(i, "expert_bias"),
+                                                       router.expert_bias_E().sizes(),
+                                                       router.expert_bias_E().scalar_type(), replicated_path)});
+      at::Tensor rng = router.generator().get_state();
+      generators.push_back({rng, expect(replicated, moe_key(i, "router_rng"), rng.sizes(), at::kByte, replicated_path)});
+    }
+
+    // All verified: apply.
+    c10::NoGradGuard no_grad;
+    for (auto& a : assignments) a.target.copy_(a.value);
+    const int64_t optimizer_step = manifest.at("optimizer_step").get<int64_t>();
+    for (auto& [param, pair] : moments) {
+      auto& adam = adam_state(*state.optimizer, param);
+      adam.step(optimizer_step);
+      adam.exp_avg(pair[0].clone());
+      adam.exp_avg_sq(pair[1].clone());
+    }
+    for (size_t i = 0; i < state.moe_layers.size(); ++i) {
+      state.moe_layers[i]->router().expert_bias_E().copy_(biases[i].second);
+      state.moe_layers[i]->router().generator().set_state(generators[i].second);
+    }
+    state.step = manifest.at("step").get<int64_t>();
+    state.samples_seen = manifest.at("samples_seen").get<int64_t>();
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(manifest_path + ": malformed manifest (" + e.what() + ")");
+  }
+  groups.world->barrier();
+}
+
+}  // namespace triage

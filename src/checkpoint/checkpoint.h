@@ -1,0 +1,52 @@
+// Checkpoints: everything a run needs to continue exactly, stored so that any expert-
+// parallel layout can load it.
+//
+//   <dir>/step-00000100/
+//     manifest.json               step, data position, layout, config, per-file bytes + crc32
+//     replicated.safetensors      replicated parameters, their AdamW moments, router biases
+//                                 and random-generator states
+//     expert-00003.safetensors    global expert 3 of every MoE layer, with its AdamW moments
+//   <dir>/latest                  the name of the newest complete checkpoint
+//
+// Saving is collective: rank 0 writes the replicated file, the ranks of the first EP group
+// write their experts, rank 0 writes the manifest last and renames the folder into place,
+// so a crash never leaves a checkpoint that looks complete. Loading verifies every file's
+// size and checksum and every tensor's shape before it changes anything: a corrupt or
+// truncated checkpoint is refused with an error, never half-loaded. Experts are looked up
+// by global id, so a checkpoint saved at one EP size loads at another.
+// The folder must be on a filesystem every rank sees (one machine, or a shared mount).
+#pragma once
+
+#include <torch/optim/adamw.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/parameters.h"
+#include "config/config.h"
+#include "dist/process_groups.h"
+#include "moe/moe_layer.h"
+
+namespace triage {
+
+// The live training state a checkpoint saves and restores.
+struct TrainingState {
+  ParameterList parameters;
+  torch::optim::AdamW* optimizer = nullptr;
+  std::vector<MoeLayer*> moe_layers;
+  int64_t step = 0;          // optimizer steps completed
+  int64_t samples_seen = 0;  // position in the training-example order
+};
+
+// Writes <dir>/step-NNNNNNNN and points <dir>/latest at it; keeps the newest `keep`.
+// Returns the checkpoint's folder. Collective over groups.world.
+std::string save_checkpoint(const std::string& dir, const Config& config, ProcessGroups& groups,
+                            const TrainingState& state, int64_t keep);
+
+// Loads <dir>/latest into `state` (parameters, optimizer moments, router state, step,
+// samples_seen). Throws Error naming the file and what is wrong. Collective over the world.
+void load_checkpoint(const std::string& dir, const Config& config, ProcessGroups& groups,
+                     TrainingState& state);
+
+}  // namespace triage

@@ -1,0 +1,85 @@
+// The safetensors layout with nlohmann::json for the header.
+#include "checkpoint/safetensors.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstring>
+
+#include "common/error.h"
+
+namespace triage {
+
+namespace {
+
+const std::map<at::ScalarType, std::string>& dtype_names() {
+  static const std::map<at::ScalarType, std::string> names = {
+      {at::kFloat, "F32"}, {at::kDouble, "F64"}, {at::kLong, "I64"}, {at::kByte, "U8"}};
+  return names;
+}
+
+at::ScalarType dtype_of(const std::string& name, const std::string& where) {
+  for (const auto& [type, text] : dtype_names())
+    if (text == name) return type;
+  throw Error(where + ": unsupported dtype " + name + "; expected F32, F64, I64 or U8");
+}
+
+}  // namespace
+
+std::string encode_safetensors(const TensorMap& tensors) {
+  nlohmann::json header = nlohmann::json::object();
+  std::vector<at::Tensor> contiguous;
+  uint64_t offset = 0;
+  for (const auto& [name, tensor] : tensors) {
+    at::Tensor t = tensor.detach().contiguous();
+    auto dtype = dtype_names().find(t.scalar_type());
+    TRIAGE_ASSERT(dtype != dtype_names().end(), "cannot store " << name << " of " << t.scalar_type());
+    const uint64_t bytes = t.numel() * t.element_size();
+    header[name] = {{"dtype", dtype->second}, {"shape", t.sizes().vec()}, {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+    contiguous.push_back(t);
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');  // the format pads the header to 8 bytes
+  std::string out(8, '\0');
+  const uint64_t length = text.size();
+  for (int i = 0; i < 8; ++i) out[i] = char((length >> (8 * i)) & 0xff);
+  out += text;
+  for (const at::Tensor& t : contiguous)
+    out.append(static_cast<const char*>(t.data_ptr()), t.numel() * t.element_size());
+  return out;
+}
+
+TensorMap decode_safetensors(const std::string& bytes, const std::string& path) {
+  if (bytes.size() < 8) throw Error(path + ": " + std::to_string(bytes.size()) + " bytes; not a tensor file");
+  uint64_t length = 0;
+  for (int i = 0; i < 8; ++i) length |= uint64_t(uint8_t(bytes[i])) << (8 * i);
+  if (length > bytes.size() - 8) throw Error(path + ": header length " + std::to_string(length) + " exceeds the file");
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(bytes.substr(8, length));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(path + ": header is not valid JSON (" + e.what() + ")");
+  }
+  const uint64_t data_start = 8 + length, data_size = bytes.size() - data_start;
+  TensorMap tensors;
+  for (const auto& [name, entry] : header.items()) {
+    if (name == "__metadata__") continue;
+    const std::string where = path + ": tensor " + name;
+    try {
+      const at::ScalarType dtype = dtype_of(entry.at("dtype").get<std::string>(), where);
+      const std::vector<int64_t> shape = entry.at("shape").get<std::vector<int64_t>>();
+      const auto offsets = entry.at("data_offsets").get<std::vector<uint64_t>>();
+      at::Tensor t = at::empty(shape, at::TensorOptions().dtype(dtype));
+      const uint64_t want = t.numel() * t.element_size();
+      if (offsets.size() != 2 || offsets[1] < offsets[0] || offsets[1] - offsets[0] != want || offsets[1] > data_size)
+        throw Error(where + ": data_offsets do not fit its shape or the file");
+      std::memcpy(t.data_ptr(), bytes.data() + data_start + offsets[0], want);
+      tensors[name] = t;
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(where + ": malformed entry (" + e.what() + ")");
+    }
+  }
+  return tensors;
+}
+
+}  // namespace triage

@@ -1,0 +1,50 @@
+// Attention through at::scaled_dot_product_attention, which picks the fused CPU/GPU kernel.
+#include "model/attention.h"
+
+#include <cmath>
+
+namespace triage {
+
+CausalSelfAttention::CausalSelfAttention(int64_t d_model, int64_t n_heads, bool rotary,
+                                         int64_t max_seq_len, double out_std,
+                                         at::ScalarType dtype, at::Generator& generator)
+    : n_heads_(n_heads), rotary_(rotary) {
+  w_qkv_ = normal_parameter({d_model, 3 * d_model}, 0.02, dtype, generator);
+  w_out_ = normal_parameter({d_model, d_model}, out_std, dtype, generator);
+  if (rotary) {
+    const int64_t half = d_model / n_heads / 2;
+    auto options = at::TensorOptions().dtype(at::kDouble);
+    // theta_i = 10000^(-i / half): the frequencies of LLaMA's RoPE.
+    at::Tensor inv_freq = at::pow(10000.0, -at::arange(half, options) / double(half));
+    at::Tensor angles = at::outer(at::arange(max_seq_len, options), inv_freq);
+    cos_Ld_ = at::cos(angles).to(dtype);
+    sin_Ld_ = at::sin(angles).to(dtype);
+  }
+}
+
+at::Tensor CausalSelfAttention::rotate(const at::Tensor& x_BHLd) const {
+  const int64_t length = x_BHLd.size(2), half = x_BHLd.size(3) / 2;
+  at::Tensor cos = cos_Ld_.narrow(0, 0, length), sin = sin_Ld_.narrow(0, 0, length);
+  at::Tensor x1 = x_BHLd.narrow(-1, 0, half), x2 = x_BHLd.narrow(-1, half, half);
+  return at::cat({x1 * cos - x2 * sin, x1 * sin + x2 * cos}, -1);
+}
+
+at::Tensor CausalSelfAttention::forward(const at::Tensor& x_BLD) const {
+  const int64_t batch = x_BLD.size(0), length = x_BLD.size(1), width = x_BLD.size(2);
+  const int64_t head_width = width / n_heads_;
+  // [B, L, 3D] -> 3 x [B, H, L, d]
+  std::vector<at::Tensor> qkv = at::matmul(x_BLD, w_qkv_)
+                                    .view({batch, length, 3, n_heads_, head_width})
+                                    .permute({2, 0, 3, 1, 4})
+                                    .unbind(0);
+  at::Tensor q = qkv[0], k = qkv[1], v = qkv[2];
+  if (rotary_) {
+    q = rotate(q);
+    k = rotate(k);
+  }
+  at::Tensor attended = at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{},
+                                                         /*dropout_p=*/0.0, /*is_causal=*/true);
+  return at::matmul(attended.transpose(1, 2).reshape({batch, length, width}), w_out_);
+}
+
+}  // namespace triage

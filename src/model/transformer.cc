@@ -1,0 +1,118 @@
+// Builds the blocks in a fixed order from one seeded generator, so that every rank (and
+// the one-rank reference) draws the same replicated weights.
+#include "model/transformer.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+
+#include "model/rms_norm.h"
+
+namespace triage {
+
+bool is_moe_block(const MoeConfig& moe, int64_t layer) {
+  return layer >= moe.first_dense_layers && (layer - moe.first_dense_layers) % moe.every_n_layers == 0;
+}
+
+Transformer::Transformer(const Config& config, at::ScalarType dtype, Communicator* ep, Communicator* world)
+    : config_(config) {
+  const ModelConfig& m = config.model;
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(config.train.seed);
+  auto ones = [&](int64_t n) { return at::ones({n}, at::TensorOptions().dtype(dtype)).set_requires_grad(true); };
+  // GPT-2 initialisation: N(0, 0.02), residual output projections scaled by 1/sqrt(2 * layers).
+  const double out_std = 0.02 / std::sqrt(2.0 * double(m.n_layers));
+  const ExpertType ffn_type = parse_expert_type(config.moe.expert_type);
+
+  embedding_VD_ = normal_parameter({m.vocab_size, m.d_model}, 0.02, dtype, gen);
+  if (m.positions == "learned") positions_LD_ = normal_parameter({m.max_seq_len, m.d_model}, 0.02, dtype, gen);
+  for (int64_t layer = 0; layer < m.n_layers; ++layer) {
+    Block block;
+    block.attention_norm = ones(m.d_model);
+    block.ffn_norm = ones(m.d_model);
+    block.attention = std::make_unique<CausalSelfAttention>(
+        m.d_model, m.n_heads, m.positions == "rotary", m.max_seq_len, out_std, dtype, gen);
+    if (is_moe_block(config.moe, layer)) {
+      // Each MoE layer gets its own seed, so its gate and experts differ from the others'.
+      const uint64_t layer_seed = uint64_t(config.train.seed) + 7919ull * uint64_t(layer + 1);
+      block.moe = std::make_unique<MoeLayer>(config.moe, m.d_model, dtype, layer_seed, ep, world);
+      if (config.moe.num_shared_experts > 0)
+        block.shared = std::make_unique<FeedForward>(
+            m.d_model, config.moe.num_shared_experts * config.moe.d_expert, ffn_type, out_std, dtype, gen);
+    } else {
+      block.dense = std::make_unique<FeedForward>(m.d_model, m.d_ff, ffn_type, out_std, dtype, gen);
+    }
+    blocks_.push_back(std::move(block));
+  }
+  final_norm_ = ones(m.d_model);
+  if (config.train.loss != "classify")
+    lm_head_DV_ = normal_parameter({m.d_model, m.vocab_size}, 0.02, dtype, gen);
+  if (m.num_classes > 0) {
+    class_head_DC_ = normal_parameter({m.d_model, m.num_classes}, 0.02, dtype, gen);
+    class_bias_C_ = at::zeros({m.num_classes}, at::TensorOptions().dtype(dtype)).set_requires_grad(true);
+  }
+}
+
+ModelOutput Transformer::forward(const at::Tensor& tokens_BL, const at::Tensor& real_BL, bool training) {
+  const double eps = config_.model.norm_eps;
+  at::Tensor x = at::embedding(embedding_VD_, tokens_BL);
+  if (positions_LD_.defined()) x = x + positions_LD_.narrow(0, 0, tokens_BL.size(1));
+
+  ModelOutput out;
+  out.balance_loss = at::zeros({}, x.options());
+  out.z_loss = at::zeros({}, x.options());
+  for (Block& block : blocks_) {
+    x = x + block.attention->forward(rms_norm(x, block.attention_norm, eps));
+    at::Tensor h = rms_norm(x, block.ffn_norm, eps);
+    if (block.dense) {
+      x = x + block.dense->forward(h);
+      continue;
+    }
+    MoeOutput moe = block.moe->forward(h, training);
+    at::Tensor ffn = moe.y;
+    if (block.shared) ffn = ffn + block.shared->forward(h);
+    x = x + ffn;
+    out.balance_loss = out.balance_loss + moe.balance_loss.to(x.scalar_type());
+    out.z_loss = out.z_loss + moe.z_loss.to(x.scalar_type());
+    out.moe_stats.push_back(std::move(moe.stats));
+    out.top_expert_BL.push_back(moe.routing.experts_TK.select(1, 0).view(tokens_BL.sizes()));
+  }
+  x = rms_norm(x, final_norm_, eps);
+  if (lm_head_DV_.defined()) out.lm_logits_BLV = at::matmul(x, lm_head_DV_);
+  if (class_head_DC_.defined()) {
+    at::Tensor real = real_BL.to(x.scalar_type()).unsqueeze(-1);
+    at::Tensor pooled_BD = (x * real).sum(1) / real.sum(1).clamp_min(1.0);
+    out.class_logits_BC = at::matmul(pooled_BD, class_head_DC_) + class_bias_C_;
+  }
+  return out;
+}
+
+ParameterList Transformer::parameters() const {
+  ParameterList params{{"embedding", embedding_VD_}};
+  if (positions_LD_.defined()) params.push_back({"positions", positions_LD_});
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    const Block& block = blocks_[i];
+    const std::string prefix = "layers." + std::to_string(i);
+    params.push_back({prefix + ".attention_norm", block.attention_norm});
+    append_parameters(params, prefix + ".attention", block.attention->parameters());
+    params.push_back({prefix + ".ffn_norm", block.ffn_norm});
+    if (block.dense) append_parameters(params, prefix + ".dense", block.dense->parameters());
+    if (block.moe) append_parameters(params, prefix + ".moe", block.moe->parameters());
+    if (block.shared) append_parameters(params, prefix + ".shared", block.shared->parameters());
+  }
+  params.push_back({"final_norm", final_norm_});
+  if (lm_head_DV_.defined()) params.push_back({"lm_head", lm_head_DV_});
+  if (class_head_DC_.defined()) {
+    params.push_back({"class_head", class_head_DC_});
+    params.push_back({"class_bias", class_bias_C_});
+  }
+  return params;
+}
+
+std::vector<MoeLayer*> Transformer::moe_layers() {
+  std::vector<MoeLayer*> layers;
+  for (Block& block : blocks_)
+    if (block.moe) layers.push_back(block.moe.get());
+  return layers;
+}
+
+}  // namespace triage

@@ -1,0 +1,376 @@
+// The training loop. One Trainer per rank; every collective is issued by every rank in
+// the same order (forward exchanges, gradient buckets, statistics, checkpoints).
+#include "train/trainer.h"
+
+#include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
+#include <torch/optim/adamw.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <thread>
+
+#include "checkpoint/checkpoint.h"
+#include "common/error.h"
+#include "dist/mpi_environment.h"
+#include "dist/process_groups.h"
+#include "model/transformer.h"
+#include "train/dataset.h"
+#include "train/grad_sync.h"
+#include "train/lr_schedule.h"
+#include "train/metrics.h"
+#include "train/objective.h"
+
+namespace triage {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+std::vector<at::Tensor> tensors_of(const ParameterList& params) {
+  std::vector<at::Tensor> out;
+  for (const auto& p : params) out.push_back(p.tensor);
+  return out;
+}
+
+class Trainer {
+ public:
+  Trainer(const Config& config, const TrainOptions& options);
+  void run();
+
+ private:
+  StepMetrics train_step();
+  double clip_gradients();
+  EvalMetrics evaluate();
+  void log_start() const;
+  void log_summary(const std::vector<StepMetrics>& history, const EvalMetrics* last_eval, double seconds);
+  void save();
+  bool is_root() const { return groups_.layout.world_rank == 0; }
+
+  Config config_;
+  TrainOptions options_;
+  ProcessGroups groups_;
+  Dataset dataset_;
+  std::unique_ptr<Transformer> model_;
+  ParameterList parameters_;
+  std::unique_ptr<GradientSync> sync_;
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::unique_ptr<ExampleOrder> order_;
+  std::unique_ptr<MetricsFile> metrics_;
+  int64_t step_ = 0;          // optimizer steps completed
+  int64_t samples_seen_ = 0;  // position in order_
+  bool lm_ = true, classify_ = false;
+};
+
+Trainer::Trainer(const Config& config, const TrainOptions& options)
+    : config_(config), options_(options), groups_(make_process_groups(config)) {
+  const int64_t threads = config.parallel.intra_op_threads > 0
+                              ? config.parallel.intra_op_threads
+                              : std::max<int64_t>(1, int64_t(std::thread::hardware_concurrency()) / ranks_on_this_node());
+  at::set_num_threads(int(threads));
+  const int world = groups_.layout.world_size;
+  if (config.train.batch_size % world != 0)
+    throw Error("train.batch_size = " + std::to_string(config.train.batch_size) +
+                ": expected a multiple of the number of ranks (" + std::to_string(world) + ")");
+  lm_ = config.train.loss != "classify";
+  classify_ = config.train.loss != "lm";
+
+  dataset_ = load_dataset(config.data, uint64_t(config.train.seed));
+  if (classify_ && int64_t(dataset_.label_names.size()) > config.model.num_classes)
+    throw Error("model.num_classes = " + std::to_string(config.model.num_classes) + ": expected at least the " +
+                std::to_string(dataset_.label_names.size()) + " labels found in " +
+                (config.data.path.empty() ? "the data" : config.data.path));
+
+  const at::ScalarType dtype = config.train.dtype == "float64" ? at::kDouble : at::kFloat;
+  model_ = std::make_unique<Transformer>(config, dtype, groups_.ep.get(), groups_.world.get());
+  parameters_ = model_->parameters();
+  sync_ = std::make_unique<GradientSync>(parameters_, *groups_.world, *groups_.expert_dp);
+  optimizer_ = std::make_unique<torch::optim::AdamW>(
+      tensors_of(parameters_), torch::optim::AdamWOptions(config.train.lr)
+                                   .betas({0.9, 0.95})
+                                   .eps(1e-8)
+                                   .weight_decay(config.train.weight_decay));
+  order_ = std::make_unique<ExampleOrder>(int64_t(dataset_.train.size()), uint64_t(config.train.seed));
+
+  const std::string checkpoints = options.out_dir + "/checkpoints";
+  if (is_root()) std::filesystem::create_directories(checkpoints);
+  groups_.world->barrier();
+  if (options.resume) {
+    TrainingState state{parameters_, optimizer_.get(), model_->moe_layers()};
+    load_checkpoint(checkpoints, config, groups_, state);
+    step_ = state.step;
+    samples_seen_ = state.samples_seen;
+  }
+  if (is_root()) metrics_ = std::make_unique<MetricsFile>(options.out_dir + "/metrics.jsonl", options.resume ? step_ : -1);
+}
+
+StepMetrics Trainer::train_step() {
+  const auto start = Clock::now();
+  const GroupLayout& g = groups_.layout;
+  const int64_t batch = config_.train.batch_size, micro_batches = config_.train.grad_accum_steps;
+  const int64_t slice = batch / g.world_size, length = config_.data.seq_len;
+
+  // The global micro-batches of this step, and the counts that normalise the loss sums.
+  std::vector<std::vector<const Example*>> rows(micro_batches);
+  double targets = 0, labelled = 0, tokens = 0;
+  for (int64_t m = 0; m < micro_batches; ++m)
+    for (int64_t j = 0; j < batch; ++j) {
+      const Example* e = &dataset_.train[order_->at(samples_seen_ + m * batch + j)];
+      rows[m].push_back(e);
+      tokens += double(e->tokens.size());
+      targets += double(std::max<size_t>(1, e->tokens.size()) - 1);
+      labelled += e->label >= 0 ? 1 : 0;
+    }
+  samples_seen_ += micro_batches * batch;
+
+  StepMetrics m;
+  m.step = step_ + 1;
+  m.steps = config_.train.steps;
+  m.lr = learning_rate(step_, config_.train.steps, config_.train.warmup_steps, config_.train.lr,
+                       config_.train.min_lr_ratio);
+  for (auto& group : optimizer_->param_groups())
+    static_cast<torch::optim::AdamWOptions&>(group.options()).lr(m.lr);
+  optimizer_->zero_grad();
+
+  const std::vector<MoeLayer*> moe_layers = model_->moe_layers();
+  const int64_t experts = config_.moe.num_experts;
+  // Summed over ranks below: lm sum, class sum, balance, z, dropped, assignments, counts.
+  std::vector<double> sums(6 + moe_layers.size() * experts, 0.0);
+  const double world = double(g.world_size);
+  for (int64_t micro = 0; micro < micro_batches; ++micro) {
+    std::vector<const Example*> mine(rows[micro].begin() + g.world_rank * slice,
+                                     rows[micro].begin() + (g.world_rank + 1) * slice);
+    Batch b = make_batch(mine, length);
+    ModelOutput out = model_->forward(b.tokens_BL, b.real_BL, /*training=*/true);
+    at::Tensor objective = (out.balance_loss + out.z_loss) / double(micro_batches);
+    if (lm_) {
+      at::Tensor lm = token_cross_entropy_sum(out.lm_logits_BLV, b.targets_BL, b.target_BL);
+      objective = objective + lm * (world / std::max(1.0, targets));
+      sums[0] += lm.item<double>();
+    }
+    if (classify_) {
+      at::Tensor cls = sequence_cross_entropy_sum(out.class_logits_BC, b.labels_B);
+      objective = objective + cls * (world / std::max(1.0, labelled));
+      sums[1] += cls.item<double>();
+    }
+    objective.backward();
+    sums[2] += out.balance_loss.item<double>();
+    sums[3] += out.z_loss.item<double>();
+    for (size_t l = 0; l < out.moe_stats.size(); ++l) {
+      sums[4] += double(out.moe_stats[l].dropped);
+      sums[5] += double(out.moe_stats[l].assignments);
+      for (int64_t e = 0; e < experts; ++e) sums[6 + l * experts + e] += double(out.moe_stats[l].tokens_per_expert[e]);
+    }
+  }
+  sync_->synchronize();
+  m.grad_norm = clip_gradients();
+  optimizer_->step();
+  ++step_;
+
+  at::Tensor global = at::tensor(sums, at::kDouble);
+  groups_.world->allreduce_sum_(global);
+  auto total = global.accessor<double, 1>();
+  m.lm_loss = lm_ ? total[0] / std::max(1.0, targets) : 0.0;
+  m.class_loss = classify_ ? total[1] / std::max(1.0, labelled) : 0.0;
+  m.loss = m.lm_loss + m.class_loss;
+  m.balance_loss = total[2] / (world * double(micro_batches));
+  m.z_loss = total[3] / (world * double(micro_batches));
+  m.dropped_pct = total[5] > 0 ? 100.0 * total[4] / total[5] : 0.0;
+  for (size_t l = 0; l < moe_layers.size(); ++l) {
+    std::vector<int64_t> counts(experts);
+    double sum = 0, busiest = 0;
+    for (int64_t e = 0; e < experts; ++e) {
+      counts[e] = int64_t(total[6 + l * experts + e]);
+      sum += double(counts[e]);
+      busiest = std::max(busiest, double(counts[e]));
+    }
+    if (sum > 0) m.max_mean_load = std::max(m.max_mean_load, busiest / (sum / double(experts)));
+    // Aux-loss-free balancing sees the whole world's load, so every rank moves the bias alike.
+    if (config_.moe.expert_bias) moe_layers[l]->router().update_expert_bias(at::tensor(counts, at::kLong));
+    m.expert_tokens.push_back(std::move(counts));
+  }
+  const double seconds = seconds_since(start);
+  m.step_ms = 1000.0 * seconds;
+  m.tokens_per_s = tokens / std::max(1e-9, seconds);
+  return m;
+}
+
+// Global-norm clipping. After GradientSync every rank holds the same replicated
+// gradients and its own experts' gradients; the EP group together holds each expert once,
+// so the squared norm is (replicated, local) + (experts, summed over the EP group).
+double Trainer::clip_gradients() {
+  c10::NoGradGuard no_grad;
+  at::Tensor replicated = at::zeros({1}, at::kDouble), expert = at::zeros({1}, at::kDouble);
+  for (const auto& p : parameters_) {
+    at::Tensor sq = p.tensor.grad().to(at::kDouble).pow(2).sum();
+    (p.sharding == Sharding::kExpert ? expert : replicated).add_(sq);
+  }
+  groups_.ep->allreduce_sum_(expert);
+  const double norm = std::sqrt((replicated + expert).item<double>());
+  const double max_norm = config_.train.grad_clip;
+  if (max_norm > 0 && norm > max_norm) {
+    const double scale = max_norm / (norm + 1e-6);  // as torch.nn.utils.clip_grad_norm_
+    for (const auto& p : parameters_) p.tensor.mutable_grad().mul_(scale);
+  }
+  return norm;
+}
+
+EvalMetrics Trainer::evaluate() {
+  c10::NoGradGuard no_grad;
+  const GroupLayout& g = groups_.layout;
+  const int64_t batch = config_.train.batch_size, slice = batch / g.world_size;
+  const int64_t n = int64_t(dataset_.test.size());
+  const int64_t labels = int64_t(dataset_.label_names.size()), experts = config_.moe.num_experts;
+  const size_t layers = model_->moe_layers().size();
+  // lm sum, lm count, class sum, labelled, correct, then [layer][label][expert] counts.
+  at::Tensor sums = at::zeros({5 + int64_t(layers) * labels * experts}, at::kDouble);
+  for (int64_t first = 0; first < n; first += batch) {
+    std::vector<const Example*> mine;  // the tail batch is padded with empty rows
+    for (int64_t j = g.world_rank * slice; j < (g.world_rank + 1) * slice; ++j)
+      mine.push_back(first + j < n ? &dataset_.test[first + j] : nullptr);
+    Batch b = make_batch(mine, config_.data.seq_len);
+    ModelOutput out = model_->forward(b.tokens_BL, b.real_BL, /*training=*/false);
+    if (lm_) {
+      sums[0] += token_cross_entropy_sum(out.lm_logits_BLV, b.targets_BL, b.target_BL).to(at::kDouble);
+      sums[1] += b.target_BL.sum().to(at::kDouble);
+    }
+    if (classify_) {
+      sums[2] += sequence_cross_entropy_sum(out.class_logits_BC, b.labels_B).to(at::kDouble);
+      sums[4] += double(correct_predictions(out.class_logits_BC, b.labels_B));
+    }
+    sums[3] += (b.labels_B >= 0).sum().to(at::kDouble);
+    if (labels == 0) continue;
+    at::Tensor label_BL = b.labels_B.unsqueeze(1).expand_as(b.tokens_BL);
+    at::Tensor counted = (b.real_BL > 0) & (label_BL >= 0);
+    for (size_t l = 0; l < layers; ++l) {
+      at::Tensor cell = (label_BL * experts + out.top_expert_BL[l]).masked_select(counted);
+      sums.narrow(0, 5 + int64_t(l) * labels * experts, labels * experts)
+          .add_(at::bincount(cell, {}, labels * experts).to(at::kDouble));
+    }
+  }
+  groups_.world->allreduce_sum_(sums);
+  auto s = sums.accessor<double, 1>();
+  EvalMetrics m;
+  m.step = step_;
+  m.sequences = n;
+  m.lm_loss = s[1] > 0 ? s[0] / s[1] : 0.0;
+  m.class_loss = classify_ && s[3] > 0 ? s[2] / s[3] : 0.0;
+  m.accuracy = classify_ && s[3] > 0 ? s[4] / s[3] : 0.0;
+  for (size_t l = 0; l < layers && labels > 0; ++l) {
+    ContingencyTable table(labels, std::vector<int64_t>(experts));
+    for (int64_t i = 0; i < labels; ++i)
+      for (int64_t e = 0; e < experts; ++e) table[i][e] = int64_t(s[5 + (l * labels + i) * experts + e]);
+    m.nmi.push_back(normalized_mutual_information(table));
+    m.tables.push_back(std::move(table));
+  }
+  return m;
+}
+
+void Trainer::save() {
+  TrainingState state{parameters_, optimizer_.get(), model_->moe_layers(), step_, samples_seen_};
+  const std::string folder =
+      save_checkpoint(options_.out_dir + "/checkpoints", config_, groups_, state, config_.train.keep_checkpoints);
+  if (is_root()) std::cout << "checkpoint: " << folder << std::endl;
+}
+
+void Trainer::log_start() const {
+  if (!is_root()) return;
+  const GroupLayout& g = groups_.layout;
+  int64_t replicated = 0, expert = 0;
+  for (const auto& p : parameters_) (p.sharding == Sharding::kExpert ? expert : replicated) += p.tensor.numel();
+  const int64_t experts_total = expert * g.ep_size;
+  std::cout << "triage train: " << g.world_size << " rank(s), expert-parallel " << g.ep_size << " x data-parallel "
+            << g.dp_size << ", " << at::get_num_threads() << " thread(s) per rank, " << config_.train.dtype << "\n"
+            << "model: " << config_.model.n_layers << " layers (" << model_->moe_layers().size() << " MoE), "
+            << config_.moe.num_experts << " experts top-" << config_.moe.top_k << ", "
+            << (replicated + experts_total) << " parameters (" << experts_total << " in experts, "
+            << (replicated + expert) << " on each rank)\n"
+            << "data: " << dataset_.source << "; " << dataset_.train.size() << " train / " << dataset_.test.size()
+            << " held out";
+  if (dataset_.duplicates) std::cout << "; " << dataset_.duplicates << " duplicates removed";
+  if (dataset_.skipped_too_long)
+    std::cout << "; warning: " << dataset_.skipped_too_long << " sequences over data.seq_len skipped";
+  if (dataset_.cropped_too_long) std::cout << "; " << dataset_.cropped_too_long << " sequences cropped to data.seq_len";
+  std::cout << "\n";
+  if (step_ > 0) std::cout << "resumed at step " << step_ << " (" << samples_seen_ << " sequences seen)\n";
+  std::cout << std::flush;
+}
+
+void Trainer::log_summary(const std::vector<StepMetrics>& history, const EvalMetrics* last_eval, double seconds) {
+  if (!is_root() || history.empty()) return;
+  double tokens_per_s = 0;
+  for (const auto& m : history) tokens_per_s += m.tokens_per_s;
+  tokens_per_s /= double(history.size());
+  nlohmann::json summary = {{"steps", step_},
+                            {"seconds", seconds},
+                            {"mean_tokens_per_s", tokens_per_s},
+                            {"first_loss", history.front().loss},
+                            {"last_loss", history.back().loss}};
+  std::cout << "\nsummary: steps " << history.front().step << "-" << history.back().step << " in "
+            << int64_t(seconds) << " s, " << int64_t(tokens_per_s) << " tokens/s on average\n"
+            << "  train loss " << history.front().loss << " -> " << history.back().loss << "\n";
+  if (last_eval) {
+    summary["eval"] = to_json(*last_eval, dataset_.label_names);
+    std::cout << "  " << eval_line(*last_eval) << "\n";
+    for (size_t l = 0; l < last_eval->tables.size(); ++l)
+      std::cout << "\n  expert choice by family, MoE layer " << l << " (NMI " << last_eval->nmi[l] << "):\n"
+                << contingency_text(last_eval->tables[l], dataset_.label_names);
+  }
+  std::ofstream(options_.out_dir + "/summary.json") << summary.dump(2) << "\n";
+  std::cout << "\nmetrics: " << options_.out_dir << "/metrics.jsonl, summary: " << options_.out_dir << "/summary.json"
+            << std::endl;
+}
+
+void Trainer::run() {
+  log_start();
+  const auto start = Clock::now();
+  std::vector<StepMetrics> history;
+  std::unique_ptr<EvalMetrics> last_eval;
+  const int64_t steps = config_.train.steps;
+  while (step_ < steps) {
+    StepMetrics m = train_step();
+    history.push_back(m);
+    if (is_root()) {
+      metrics_->append(to_json(m));
+      if (m.step % config_.train.log_every == 0 || m.step == steps) {
+        const double per_step = seconds_since(start) / double(history.size());
+        std::cout << step_line(m, per_step * double(steps - m.step)) << std::endl;
+      }
+    }
+    const bool last = step_ == steps;
+    const bool eval_now = !dataset_.test.empty() &&
+                          ((config_.train.eval_every > 0 && step_ % config_.train.eval_every == 0) || last);
+    if (eval_now) {
+      last_eval = std::make_unique<EvalMetrics>(evaluate());
+      if (is_root()) {
+        metrics_->append(to_json(*last_eval, dataset_.label_names));
+        std::cout << eval_line(*last_eval) << std::endl;
+      }
+    }
+    const bool stopping = options_.stop_after > 0 && step_ == options_.stop_after;
+    if (last || stopping || (config_.train.checkpoint_every > 0 && step_ % config_.train.checkpoint_every == 0))
+      save();
+    if (stopping && !last) {
+      if (is_root()) std::cout << "stopped after step " << step_ << " as asked; continue with --resume" << std::endl;
+      return;
+    }
+  }
+  log_summary(history, last_eval.get(), seconds_since(start));
+}
+
+}  // namespace
+
+void train(const Config& config, const TrainOptions& options) {
+  Trainer trainer(config, options);
+  trainer.run();
+}
+
+}  // namespace triage
