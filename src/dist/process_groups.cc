@@ -1,6 +1,8 @@
 // Builds the world / EP / expert-DP communicators with MPI_Comm_split.
 #include "dist/process_groups.h"
 
+#include <numeric>
+
 #include <mpi.h>
 
 #include "common/error.h"
@@ -11,8 +13,9 @@ namespace triage {
 
 GroupLayout group_layout(int world_size, int world_rank, int64_t ep_size, int64_t num_experts) {
   if (ep_size < 1 || world_size % ep_size != 0)
-    throw Error("parallel.expert (" + std::to_string(ep_size) + ") must divide the world size (" +
-                std::to_string(world_size) + ")");
+    throw Error("parallel.expert = " + std::to_string(ep_size) + ": expected a divisor of the number of ranks (" +
+                std::to_string(world_size) + "); run with more ranks or --set parallel.expert=" +
+                std::to_string(std::gcd(int64_t(world_size), ep_size)));
   if (num_experts % ep_size != 0)
     throw Error("parallel.expert (" + std::to_string(ep_size) + ") must divide moe.num_experts (" +
                 std::to_string(num_experts) + ")");

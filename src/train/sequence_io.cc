@@ -72,7 +72,8 @@ void check_lengths(const std::string& path, const std::vector<SequenceRecord>& r
     if (max_residues > 0 && int64_t(r.residues.size()) > max_residues)
       throw Error(path + ":" + std::to_string(r.line) + ": sequence " + r.name + " has " +
                   std::to_string(r.residues.size()) + " residues; expected at most " +
-                  std::to_string(max_residues) + " (data.seq_len)");
+                  std::to_string(max_residues) +
+                  " (data.seq_len less BOS and EOS), or data.too_long: crop or skip");
   }
 }
 

@@ -38,7 +38,9 @@ std::string layout_error(int world, int64_t ep, int64_t experts) {
 }
 
 TEST(GroupLayout, RefusesEpThatDoesNotDivideTheWorld) {
-  EXPECT_EQ(layout_error(6, 4, 8), "parallel.expert (4) must divide the world size (6)");
+  EXPECT_EQ(layout_error(6, 4, 8),
+            "parallel.expert = 4: expected a divisor of the number of ranks (6); run with more "
+            "ranks or --set parallel.expert=2");
 }
 
 TEST(GroupLayout, RefusesEpThatDoesNotDivideTheExperts) {

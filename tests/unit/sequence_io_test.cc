@@ -91,7 +91,8 @@ TEST(SequenceFiles, HeaderWithoutResiduesIsRefused) {
 TEST(SequenceFiles, SequenceLongerThanTheContextIsRefused) {
   auto path = write_file("long.fa", ">short\nACD\n>long\nACDEFG\n");
   EXPECT_EQ(read_error(path, 5),
-            path + ":3: sequence long has 6 residues; expected at most 5 (data.seq_len)");
+            path + ":3: sequence long has 6 residues; expected at most 5 (data.seq_len less BOS and EOS), "
+            "or data.too_long: crop or skip");
   EXPECT_EQ(read_error(path, 6), "");
 }
 

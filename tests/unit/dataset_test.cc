@@ -1,0 +1,122 @@
+// Datasets: labels, length policy, text chunks, batches and the example order.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "test_support.h"
+#include "train/dataset.h"
+#include "train/tokenizer.h"
+
+namespace triage {
+namespace {
+
+using namespace testing_support;
+
+DataConfig protein_files(const std::string& paths) {
+  DataConfig data;
+  data.kind = "proteins";
+  data.path = paths;
+  data.seq_len = 8;
+  data.test_fraction = 0.0;
+  return data;
+}
+
+TEST(ProteinDataset, LabelsEachSequenceByItsFile) {
+  const std::string a = write_temp_file("kinases.fa", ">k1\nACDE\n>k2\nGHIK\n");
+  const std::string b = write_temp_file("globins.fa", ">g1\nLMNP\n");
+  Dataset d = load_dataset(protein_files(a + "," + b), 1);
+  EXPECT_EQ(d.label_names, (std::vector<std::string>{"kinases", "globins"}));
+  std::multiset<int64_t> labels;
+  for (const auto& e : d.train) labels.insert(e.label);
+  EXPECT_EQ(labels, (std::multiset<int64_t>{0, 0, 1}));
+}
+
+TEST(ProteinDataset, LabelsByTheCaptureGroupOfTheLabelPattern) {
+  const std::string a = write_temp_file("mixed.fa", ">HBA_HUMAN\nACDE\n>MYG_HORSE\nGHIK\n>HBB_HUMAN\nLMNP\n");
+  DataConfig data = protein_files(a);
+  data.label_pattern = "_([A-Z]+)$";
+  Dataset d = load_dataset(data, 1);
+  EXPECT_EQ(d.label_names, (std::vector<std::string>{"HORSE", "HUMAN"}));  // sorted
+  std::multiset<int64_t> labels;
+  for (const auto& e : d.train) labels.insert(e.label);
+  EXPECT_EQ(labels, (std::multiset<int64_t>{0, 1, 1}));
+}
+
+TEST(ProteinDataset, NamesTheSequenceThatDoesNotMatchThePattern) {
+  const std::string a = write_temp_file("nolabel.fa", ">HBA_HUMAN\nACDE\n>orphan\nGHIK\n");
+  DataConfig data = protein_files(a);
+  data.label_pattern = "_([A-Z]+)$";
+  EXPECT_EQ(error_of([&] { load_dataset(data, 1); }),
+            a + ": sequence orphan (line 3) does not match data.label_pattern _([A-Z]+)$");
+}
+
+TEST(ProteinDataset, SkipsOrCropsTooLongSequencesAndCountsThem) {
+  const std::string a = write_temp_file("long.fa", ">short\nACD\n>long\nACDEFGHIKLMN\n");
+  DataConfig data = protein_files(a);
+  data.too_long = "skip";
+  Dataset skipped = load_dataset(data, 1);
+  EXPECT_EQ(skipped.train.size(), 1u);
+  EXPECT_EQ(skipped.skipped_too_long, 1);
+  data.too_long = "crop";
+  Dataset cropped = load_dataset(data, 1);
+  EXPECT_EQ(cropped.cropped_too_long, 1);
+  for (const auto& e : cropped.train) EXPECT_LE(e.tokens.size(), 8u);
+}
+
+TEST(TextDataset, CutsTheFileIntoSeqLenByteChunks) {
+  DataConfig data;
+  data.kind = "text";
+  data.path = write_temp_file("text.txt", "abcdefghij");  // 10 bytes: chunks "abcd", "efgh"
+  data.seq_len = 4;
+  data.test_fraction = 0.0;
+  Dataset d = load_dataset(data, 1);
+  ASSERT_EQ(d.train.size(), 2u);
+  EXPECT_EQ(d.train[0].tokens, (std::vector<int64_t>{'a', 'b', 'c', 'd'}));
+  EXPECT_EQ(d.train[1].tokens, (std::vector<int64_t>{'e', 'f', 'g', 'h'}));
+}
+
+TEST(TextDataset, RefusesAFileShorterThanOneSequence) {
+  DataConfig data;
+  data.kind = "text";
+  data.path = write_temp_file("short.txt", "abc");
+  data.seq_len = 4;
+  EXPECT_EQ(error_of([&] { load_dataset(data, 1); }), data.path + ": 3 bytes; expected at least data.seq_len (4)");
+}
+
+TEST(Batch, PadsRowsAndShiftsTargetsByOne) {
+  Example a{{1, 5, 6, 2}, 3}, b{{1, 7, 2}, 0};
+  Batch batch = make_batch({&a, &b, nullptr}, 5);
+  EXPECT_TRUE(at::equal(batch.tokens_BL, longs({1, 5, 6, 2, 0, 1, 7, 2, 0, 0, 0, 0, 0, 0, 0}, {3, 5})));
+  EXPECT_TRUE(at::equal(batch.real_BL, longs({1, 1, 1, 1, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0}, {3, 5})));
+  EXPECT_TRUE(at::equal(batch.targets_BL, longs({5, 6, 2, 0, 0, 7, 2, 0, 0, 0, 0, 0, 0, 0, 0}, {3, 5})));
+  EXPECT_TRUE(at::equal(batch.target_BL, longs({1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0}, {3, 5})));
+  EXPECT_TRUE(at::equal(batch.labels_B, longs({3, 0, -1}, {3})));
+}
+
+TEST(ExampleOrder, VisitsEveryExampleOncePerEpoch) {
+  ExampleOrder order(7, 11);
+  for (int64_t epoch = 0; epoch < 3; ++epoch) {
+    std::set<int64_t> seen;
+    for (int64_t i = 0; i < 7; ++i) seen.insert(order.at(epoch * 7 + i));
+    EXPECT_EQ(seen.size(), 7u);
+  }
+}
+
+TEST(ExampleOrder, DependsOnlyOnThePositionNotOnWhatWasReadBefore) {
+  ExampleOrder sequential(10, 5), resumed(10, 5);
+  std::vector<int64_t> first, second;
+  for (int64_t p = 0; p < 35; ++p) first.push_back(sequential.at(p));
+  for (int64_t p = 23; p < 35; ++p) second.push_back(resumed.at(p));
+  EXPECT_EQ(std::vector<int64_t>(first.begin() + 23, first.end()), second);
+}
+
+TEST(ExampleOrder, ShufflesEachEpochDifferently) {
+  ExampleOrder order(20, 5);
+  std::vector<int64_t> epoch0, epoch1;
+  for (int64_t i = 0; i < 20; ++i) epoch0.push_back(order.at(i));
+  for (int64_t i = 20; i < 40; ++i) epoch1.push_back(order.at(i));
+  EXPECT_NE(epoch0, epoch1);
+}
+
+}  // namespace
+}  // namespace triage

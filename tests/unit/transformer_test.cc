@@ -1,0 +1,83 @@
+// The MoE transformer's structure and the properties a language model must have.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "model/transformer.h"
+#include "test_support.h"
+
+namespace triage {
+namespace {
+
+using namespace testing_support;
+
+Config small_config() {
+  Config c = default_config({"model.vocab_size=24", "model.d_model=8", "model.n_heads=2", "model.d_ff=12",
+                             "model.n_layers=3", "model.max_seq_len=10", "moe.num_experts=4",
+                             "moe.d_expert=6", "train.dtype=float64", "data.seq_len=10"});
+  return c;
+}
+
+std::set<std::string> names_of(const ParameterList& params) {
+  std::set<std::string> names;
+  for (const auto& p : params) names.insert(p.name);
+  return names;
+}
+
+TEST(MoePlacement, SkipsTheFirstDenseLayersThenTakesEveryNth) {
+  MoeConfig moe;
+  moe.first_dense_layers = 1;
+  moe.every_n_layers = 2;
+  std::vector<bool> placed;
+  for (int64_t layer = 0; layer < 6; ++layer) placed.push_back(is_moe_block(moe, layer));
+  EXPECT_EQ(placed, (std::vector<bool>{false, true, false, true, false, true}));
+}
+
+TEST(Transformer, BuildsDenseBlocksMoeBlocksAndSharedExpertsAsConfigured) {
+  Config c = small_config();
+  c.moe.first_dense_layers = 1;
+  c.moe.num_shared_experts = 2;
+  Transformer model(c, at::kDouble, nullptr, nullptr);
+  std::set<std::string> names = names_of(model.parameters());
+  EXPECT_TRUE(names.count("layers.0.dense.w_gate"));
+  EXPECT_FALSE(names.count("layers.0.moe.router.gate"));
+  EXPECT_TRUE(names.count("layers.1.moe.router.gate"));
+  EXPECT_TRUE(names.count("layers.2.moe.experts.w_out"));
+  EXPECT_TRUE(names.count("layers.2.shared.w_up"));
+  EXPECT_EQ(model.moe_layers().size(), 2u);
+  for (const auto& p : model.parameters())
+    if (p.name == "layers.1.shared.w_up") EXPECT_EQ(p.tensor.size(1), 2 * c.moe.d_expert);
+}
+
+TEST(Transformer, LaterTokensDoNotChangeEarlierLogits) {
+  Config c = small_config();
+  Transformer model(c, at::kDouble, nullptr, nullptr);
+  at::Tensor tokens = longs({1, 5, 9, 4, 7, 2}, {1, 6});
+  at::Tensor changed = longs({1, 5, 9, 20, 11, 2}, {1, 6});
+  at::Tensor real = at::ones({1, 6}, at::kLong);
+  at::Tensor a = model.forward(tokens, real, false).lm_logits_BLV;
+  at::Tensor b = model.forward(changed, real, false).lm_logits_BLV;
+  EXPECT_TRUE(at::allclose(a.narrow(1, 0, 3), b.narrow(1, 0, 3), 0, 1e-12));
+  EXPECT_FALSE(at::allclose(a.narrow(1, 3, 1), b.narrow(1, 3, 1), 0, 1e-6));
+}
+
+TEST(Transformer, PaddingDoesNotChangeTheClassLogits) {
+  Config c = small_config();
+  c.model.num_classes = 3;
+  Transformer model(c, at::kDouble, nullptr, nullptr);  // dropless: routing is per token
+  at::Tensor short_row = model.forward(longs({1, 5, 9, 2}, {1, 4}), at::ones({1, 4}, at::kLong), false).class_logits_BC;
+  at::Tensor padded = model.forward(longs({1, 5, 9, 2, 0, 0}, {1, 6}), longs({1, 1, 1, 1, 0, 0}, {1, 6}), false)
+                          .class_logits_BC;
+  EXPECT_TRUE(at::allclose(short_row, padded, 0, 1e-12));
+}
+
+TEST(Transformer, SameSeedBuildsTheSameReplicatedWeights) {
+  Config c = small_config();
+  Transformer a(c, at::kDouble, nullptr, nullptr), b(c, at::kDouble, nullptr, nullptr);
+  ParameterList pa = a.parameters(), pb = b.parameters();
+  ASSERT_EQ(pa.size(), pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(at::equal(pa[i].tensor, pb[i].tensor)) << pa[i].name;
+}
+
+}  // namespace
+}  // namespace triage
