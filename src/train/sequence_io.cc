@@ -110,11 +110,18 @@ std::vector<SequenceRecord> read_stockholm(const std::string& path, int64_t max_
     throw Error(path + ":1: found '" + shorten(line) + "'; expected '# STOCKHOLM 1.0'");
   std::vector<SequenceRecord> records;
   std::map<std::string, size_t> index;  // interleaved blocks append to the same record
+  bool terminated = false;
   while (in.next(line)) {
     if (line.empty() || line[0] == '#') continue;
-    if (line.rfind("//", 0) == 0) break;
-    size_t split = line.find_first_of(" \t");
-    if (split == std::string::npos)
+    if (line.rfind("//", 0) == 0) {
+      terminated = true;
+      break;
+    }
+    // Exactly two fields: a name and its aligned residues.
+    const size_t split = line.find_first_of(" \t");
+    const size_t residues = split == std::string::npos ? split : line.find_first_not_of(" \t", split);
+    const size_t last = line.find_last_not_of(" \t\r");
+    if (residues == std::string::npos || line.find_first_of(" \t", residues) < last)
       throw Error(in.where() + ": found '" + shorten(line) +
                   "'; expected 'NAME  ALIGNED-RESIDUES'");
     const std::string name = line.substr(0, split);
@@ -122,6 +129,7 @@ std::vector<SequenceRecord> read_stockholm(const std::string& path, int64_t max_
     if (fresh) records.push_back({name, "", in.number()});
     append_residues(line.substr(split), records[it->second].residues, in, name);
   }
+  if (!terminated) throw Error(in.where() + ": the alignment ends without '//'; expected a complete Stockholm file");
   check_lengths(path, records, max_residues);
   return records;
 }

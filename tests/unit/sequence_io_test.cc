@@ -108,6 +108,18 @@ TEST(Stockholm, ReaderDemandsTheStockholmHeader) {
             path + ":1: found '>x'; expected '# STOCKHOLM 1.0'");
 }
 
+TEST(Stockholm, RefusesALineThatIsNotNameAndResidues) {
+  auto path = write_file("words.sto", "# STOCKHOLM 1.0\nA/1-5  ACDEF\na b c\n//\n");
+  EXPECT_EQ(read_error(path),
+            path + ":3: found 'a b c'; expected 'NAME  ALIGNED-RESIDUES'");
+}
+
+TEST(Stockholm, RefusesATruncatedAlignmentWithoutTheEndMarker) {
+  auto path = write_file("cut.sto", "# STOCKHOLM 1.0\nA/1-5  ACDEF\nB/1-5  ACD");
+  EXPECT_EQ(read_error(path),
+            path + ":3: the alignment ends without '//'; expected a complete Stockholm file");
+}
+
 // Debian's hmmer2-doc ships Pfam seed alignments; skip where the package is absent.
 TEST(RealData, ReadsPfamFibronectinSeedAlignment) {
   const std::string path = "/usr/share/doc/hmmer2/tutorial/fn3.sto.gz";

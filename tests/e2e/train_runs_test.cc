@@ -1,0 +1,79 @@
+// Checks across whole `triage train` runs, which CTest starts first (fixtures) and whose
+// metrics.jsonl files live under TRIAGE_E2E_RUNS:
+//   layouts   the tiny config in float64 on 1, 2 and 4 ranks (EP = ranks) and 4 ranks at
+//             EP 2: every step's losses and gradient norm agree to 1e-9 relative
+//   resume    a run stopped after 3 steps and resumed equals an uninterrupted run, bitwise
+//   reshard   a checkpoint saved at EP 4 and resumed at EP 2 and EP 1 continues the EP-4 run
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+using nlohmann::json;
+
+std::string runs_dir() {
+  const char* dir = std::getenv("TRIAGE_E2E_RUNS");
+  return dir ? dir : "e2e";
+}
+
+// The training records (not evals) of a run, in step order.
+std::vector<json> steps_of(const std::string& run) {
+  const std::string path = runs_dir() + "/" + run + "/metrics.jsonl";
+  std::ifstream in(path);
+  EXPECT_TRUE(in.good()) << "missing " << path;
+  std::vector<json> records;
+  for (std::string line; std::getline(in, line);) {
+    json record = json::parse(line);
+    if (!record.contains("eval")) records.push_back(record);
+  }
+  return records;
+}
+
+double relative(double a, double b) { return std::abs(a - b) / std::max(std::abs(b), 1e-300); }
+
+void expect_same_curve(const std::string& run, const std::string& reference, double tolerance, int64_t from_step = 1) {
+  std::vector<json> a = steps_of(run), b = steps_of(reference);
+  ASSERT_EQ(a.size(), b.size()) << run << " vs " << reference;
+  ASSERT_FALSE(a.empty());
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i]["step"].get<int64_t>() < from_step) continue;
+    for (const char* key : {"loss", "balance_loss", "z_loss", "grad_norm"})
+      EXPECT_LT(relative(a[i][key], b[i][key]), tolerance)
+          << run << " step " << a[i]["step"] << " " << key << ": " << a[i][key] << " vs " << b[i][key];
+  }
+}
+
+TEST(TrainRuns, LossCurvesAgreeOnEveryExpertParallelLayout) {
+  for (const char* run : {"layout_world2_ep2", "layout_world4_ep4", "layout_world4_ep2"})
+    expect_same_curve(run, "layout_world1_ep1", 1e-9);
+}
+
+TEST(TrainRuns, LossFallsOnTheTinyConfig) {
+  std::vector<json> steps = steps_of("layout_world1_ep1");
+  ASSERT_GE(steps.size(), 2u);
+  EXPECT_LT(steps.back()["loss"].get<double>(), steps.front()["loss"].get<double>());
+}
+
+TEST(TrainRuns, ResumedRunEqualsTheUninterruptedRunBitwise) {
+  std::vector<json> resumed = steps_of("resume_interrupted"), full = steps_of("resume_uninterrupted");
+  ASSERT_EQ(resumed.size(), full.size());
+  for (size_t i = 0; i < full.size(); ++i)
+    for (const char* key : {"step", "loss", "lm_loss", "class_loss", "balance_loss", "z_loss", "lr", "grad_norm",
+                            "dropped_pct", "expert_tokens"})
+      EXPECT_EQ(resumed[i][key], full[i][key]) << "step " << full[i]["step"] << " " << key;
+}
+
+TEST(TrainRuns, CheckpointFromEp4ContinuesAtEp2AndEp1) {
+  // Both resumed from the EP-4 run's step-4 checkpoint; the EP-4 run went on uninterrupted.
+  expect_same_curve("reshard_to_ep2", "layout_world4_ep4", 1e-9, 5);
+  expect_same_curve("reshard_to_ep1", "layout_world4_ep4", 1e-9, 5);
+}
+
+}  // namespace
