@@ -1,4 +1,4 @@
-// `triage config FILE [--set section.key=value]... [--json]`: load, validate, print.
+// `triage config FILE [--set section.key=value]... [--json | --get KEY]`: load, validate, print.
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "apps/commands.h"
+#include "common/error.h"
 #include "config/config.h"
 
 namespace triage {
@@ -17,6 +18,7 @@ struct ConfigOptions {
   std::string path;
   std::vector<std::string> overrides;
   bool json = false;
+  std::string get;  // print one value
 };
 
 void print_table(const std::vector<ConfigRow>& rows) {
@@ -63,9 +65,18 @@ Command add_config_command(CLI::App& app) {
   sub->add_option("--set", options->overrides, "Override a key: section.key=value (repeatable)")
       ->allow_extra_args(false);
   sub->add_flag("--json", options->json, "Print the resolved config as JSON");
+  sub->add_option("--get", options->get, "Print only this key's value (section.key), for scripts");
   return {sub, [options] {
             Config config = load_config(options->path, options->overrides);
             auto rows = config_rows(config);
+            if (!options->get.empty()) {
+              for (const auto& row : rows)
+                if (row.key == options->get) {
+                  std::cout << row.value << "\n";
+                  return 0;
+                }
+              throw Error("--get " + options->get + ": unknown key; expected section.key, e.g. parallel.expert");
+            }
             if (options->json) {
               print_json(rows);
             } else {
