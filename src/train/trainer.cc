@@ -51,7 +51,8 @@ class Trainer {
   double clip_gradients();
   EvalMetrics evaluate();
   void log_start() const;
-  void log_summary(const std::vector<StepMetrics>& history, const EvalMetrics* last_eval, double seconds);
+  void log_summary(const std::vector<StepMetrics>& history, const EvalMetrics* baseline,
+                   const EvalMetrics* last_eval, double seconds);
   void save();
   bool is_root() const { return groups_.layout.world_rank == 0; }
 
@@ -304,7 +305,8 @@ void Trainer::log_start() const {
   std::cout << std::flush;
 }
 
-void Trainer::log_summary(const std::vector<StepMetrics>& history, const EvalMetrics* last_eval, double seconds) {
+void Trainer::log_summary(const std::vector<StepMetrics>& history, const EvalMetrics* baseline,
+                          const EvalMetrics* last_eval, double seconds) {
   if (!is_root() || history.empty()) return;
   double tokens_per_s = 0;
   for (const auto& m : history) tokens_per_s += m.tokens_per_s;
@@ -320,6 +322,13 @@ void Trainer::log_summary(const std::vector<StepMetrics>& history, const EvalMet
   if (last_eval) {
     summary["eval"] = to_json(*last_eval, dataset_.label_names);
     std::cout << "  " << eval_line(*last_eval) << "\n";
+    if (baseline) {
+      summary["eval_before_training"] = to_json(*baseline, dataset_.label_names);
+      std::cout << "  specialisation NMI per MoE layer, before -> after training:";
+      for (size_t l = 0; l < last_eval->nmi.size() && l < baseline->nmi.size(); ++l)
+        std::cout << (l ? "," : "") << " " << baseline->nmi[l] << " -> " << last_eval->nmi[l];
+      std::cout << "\n";
+    }
     for (size_t l = 0; l < last_eval->tables.size(); ++l)
       std::cout << "\n  expert choice by family, MoE layer " << l << " (NMI " << last_eval->nmi[l] << "):\n"
                 << contingency_text(last_eval->tables[l], dataset_.label_names);
@@ -335,6 +344,19 @@ void Trainer::run() {
   std::vector<StepMetrics> history;
   std::unique_ptr<EvalMetrics> last_eval;
   const int64_t steps = config_.train.steps;
+  auto run_eval = [&] {
+    last_eval = std::make_unique<EvalMetrics>(evaluate());
+    if (is_root()) {
+      metrics_->append(to_json(*last_eval, dataset_.label_names));
+      std::cout << eval_line(*last_eval) << std::endl;
+    }
+  };
+  // A baseline before any update: the specialisation an untrained router shows by chance.
+  std::unique_ptr<EvalMetrics> baseline;
+  if (step_ == 0 && config_.train.eval_every > 0 && !dataset_.test.empty()) {
+    run_eval();
+    baseline = std::make_unique<EvalMetrics>(*last_eval);
+  }
   while (step_ < steps) {
     StepMetrics m = train_step();
     history.push_back(m);
@@ -348,13 +370,7 @@ void Trainer::run() {
     const bool last = step_ == steps;
     const bool eval_now = !dataset_.test.empty() &&
                           ((config_.train.eval_every > 0 && step_ % config_.train.eval_every == 0) || last);
-    if (eval_now) {
-      last_eval = std::make_unique<EvalMetrics>(evaluate());
-      if (is_root()) {
-        metrics_->append(to_json(*last_eval, dataset_.label_names));
-        std::cout << eval_line(*last_eval) << std::endl;
-      }
-    }
+    if (eval_now) run_eval();
     const bool stopping = options_.stop_after > 0 && step_ == options_.stop_after;
     if (last || stopping || (config_.train.checkpoint_every > 0 && step_ % config_.train.checkpoint_every == 0))
       save();
@@ -363,7 +379,7 @@ void Trainer::run() {
       return;
     }
   }
-  log_summary(history, last_eval.get(), seconds_since(start));
+  log_summary(history, baseline.get(), last_eval.get(), seconds_since(start));
 }
 
 }  // namespace
