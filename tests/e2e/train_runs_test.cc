@@ -4,6 +4,7 @@
 //             EP 2: every step's losses and gradient norm agree to 1e-9 relative
 //   resume    a run stopped after 3 steps and resumed equals an uninterrupted run, bitwise
 //   reshard   a checkpoint saved at EP 4 and resumed at EP 2 and EP 1 continues the EP-4 run
+//   accumulate  2 micro-batches of 4 sequences per step train like 1 batch of 8
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -74,6 +75,10 @@ TEST(TrainRuns, CheckpointFromEp4ContinuesAtEp2AndEp1) {
   // Both resumed from the EP-4 run's step-4 checkpoint; the EP-4 run went on uninterrupted.
   expect_same_curve("reshard_to_ep2", "layout_world4_ep4", 1e-9, 5);
   expect_same_curve("reshard_to_ep1", "layout_world4_ep4", 1e-9, 5);
+}
+
+TEST(TrainRuns, AccumulatedMicroBatchesMakeTheSameStepAsOneBatch) {
+  expect_same_curve("accumulate_2x4", "accumulate_1x8", 1e-9);
 }
 
 }  // namespace
