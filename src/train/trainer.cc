@@ -322,7 +322,7 @@ void Trainer::log_summary(const std::vector<StepMetrics>& history, const EvalMet
   if (last_eval) {
     summary["eval"] = to_json(*last_eval, dataset_.label_names);
     std::cout << "  " << eval_line(*last_eval) << "\n";
-    if (baseline) {
+    if (baseline && !baseline->nmi.empty()) {
       summary["eval_before_training"] = to_json(*baseline, dataset_.label_names);
       std::cout << "  specialisation NMI per MoE layer, before -> after training:";
       for (size_t l = 0; l < last_eval->nmi.size() && l < baseline->nmi.size(); ++l)
