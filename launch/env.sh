@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the launch scripts: where Triage keeps its toolchain cache and build.
 # Sourced, not executed. Every path can be overridden from the environment.
 TRIAGE_TORCH_VERSION=2.11.0

@@ -52,19 +52,3 @@ void abort_job(const std::string& message, int exit_code) {
 }
 
 }  // namespace triage
-
-namespace triage {
-
-int ranks_on_this_node() {
-  int initialized = 0;
-  MPI_Initialized(&initialized);
-  if (!initialized) return 1;
-  MPI_Comm node;
-  TRIAGE_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
-  int size = 1;
-  TRIAGE_MPI_CHECK(MPI_Comm_size(node, &size));
-  TRIAGE_MPI_CHECK(MPI_Comm_free(&node));
-  return size;
-}
-
-}  // namespace triage

@@ -29,7 +29,4 @@ class MpiEnvironment {
 // this rank must abort the job, or the others would wait for it in their next collective.
 bool in_multi_rank_job();
 
-// Ranks of this job on this machine (1 outside MPI): to share the cores between them.
-int ranks_on_this_node();
-
 }  // namespace triage

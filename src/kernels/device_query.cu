@@ -1,6 +1,7 @@
 // Lists visible GPUs through the CUDA runtime. Without a driver the runtime reports
 // cudaErrorInsufficientDriver (35) or cudaErrorNoDevice: that is "no GPU", not a failure.
 #include <cuda_runtime_api.h>
+#include <nccl.h>
 
 #include <sstream>
 
@@ -13,6 +14,7 @@ GpuInfo query_gpus() {
   GpuInfo info;
   info.cuda_built = true;
   TRIAGE_CUDA_CHECK(cudaRuntimeGetVersion(&info.runtime_version));
+  if (ncclGetVersion(&info.nccl_version) != ncclSuccess) info.nccl_version = 0;
   int count = 0;
   cudaError_t status = cudaGetDeviceCount(&count);
   if (status == cudaErrorInsufficientDriver || status == cudaErrorNoDevice) {
@@ -32,5 +34,7 @@ GpuInfo query_gpus() {
   if (count == 0) info.no_gpu_reason = "no CUDA device";
   return info;
 }
+
+void select_gpu(int device) { TRIAGE_CUDA_CHECK(cudaSetDevice(device)); }
 
 }  // namespace triage

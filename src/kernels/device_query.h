@@ -10,10 +10,14 @@ namespace triage {
 struct GpuInfo {
   bool cuda_built = false;           // this binary has the CUDA path
   int runtime_version = 0;           // CUDA runtime, e.g. 13000
+  int nccl_version = 0;              // e.g. 22803 for 2.28.3
   std::string no_gpu_reason;         // why devices is empty, when it is
   std::vector<std::string> devices;  // "NAME (sm_XY, N GiB)"
 };
 
 GpuInfo query_gpus();
+
+// Makes `device` this process's current CUDA device (cudaSetDevice).
+void select_gpu(int device);
 
 }  // namespace triage

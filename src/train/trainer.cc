@@ -12,11 +12,10 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
-#include <thread>
 
 #include "checkpoint/checkpoint.h"
 #include "common/error.h"
-#include "dist/mpi_environment.h"
+#include "dist/placement.h"
 #include "dist/process_groups.h"
 #include "model/transformer.h"
 #include "train/dataset.h"
@@ -66,6 +65,7 @@ class Trainer {
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   std::unique_ptr<ExampleOrder> order_;
   std::unique_ptr<MetricsFile> metrics_;
+  std::vector<RankPlacement> placements_;  // every rank's on rank 0
   int64_t step_ = 0;          // optimizer steps completed
   int64_t samples_seen_ = 0;  // position in order_
   bool lm_ = true, classify_ = false;
@@ -73,10 +73,7 @@ class Trainer {
 
 Trainer::Trainer(const Config& config, const TrainOptions& options)
     : config_(config), options_(options), groups_(make_process_groups(config)) {
-  const int64_t threads = config.parallel.intra_op_threads > 0
-                              ? config.parallel.intra_op_threads
-                              : std::max<int64_t>(1, int64_t(std::thread::hardware_concurrency()) / ranks_on_this_node());
-  at::set_num_threads(int(threads));
+  placements_ = place_ranks(config.parallel.intra_op_threads, /*use_gpus=*/false);
   const int world = groups_.layout.world_size;
   if (config.train.batch_size % world != 0)
     throw Error("train.batch_size = " + std::to_string(config.train.batch_size) +
@@ -289,7 +286,9 @@ void Trainer::log_start() const {
   for (const auto& p : parameters_) (p.sharding == Sharding::kExpert ? expert : replicated) += p.tensor.numel();
   const int64_t experts_total = expert * g.ep_size;
   std::cout << "triage train: " << g.world_size << " rank(s), expert-parallel " << g.ep_size << " x data-parallel "
-            << g.dp_size << ", " << at::get_num_threads() << " thread(s) per rank, " << config_.train.dtype << "\n"
+            << g.dp_size << ", " << config_.train.dtype << "\n"
+            << environment_line() << "\n"
+            << placement_table(placements_)
             << "model: " << config_.model.n_layers << " layers (" << model_->moe_layers().size() << " MoE), "
             << config_.moe.num_experts << " experts top-" << config_.moe.top_k << ", "
             << (replicated + experts_total) << " parameters (" << experts_total << " in experts, "

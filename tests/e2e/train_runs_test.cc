@@ -5,6 +5,8 @@
 //   resume    a run stopped after 3 steps and resumed equals an uninterrupted run, bitwise
 //   reshard   a checkpoint saved at EP 4 and resumed at EP 2 and EP 1 continues the EP-4 run
 //   accumulate  2 micro-batches of 4 sequences per step train like 1 batch of 8
+//   multinode the tiny config on 2 virtual hosts over TCP follows the one-host curve (run by
+//             the multinode test in tests/multinode, not on its own)
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -75,6 +77,12 @@ TEST(TrainRuns, CheckpointFromEp4ContinuesAtEp2AndEp1) {
   // Both resumed from the EP-4 run's step-4 checkpoint; the EP-4 run went on uninterrupted.
   expect_same_curve("reshard_to_ep2", "layout_world4_ep4", 1e-9, 5);
   expect_same_curve("reshard_to_ep1", "layout_world4_ep4", 1e-9, 5);
+}
+
+TEST(TrainRuns, MultiNodeRunEqualsTheSingleHostRun) {
+  // The same reductions in the same order; only the transport differs (TCP between hosts
+  // instead of shared memory), and MPI may pick another summation order for it: 1e-12.
+  expect_same_curve("multinode_two_hosts", "layout_world4_ep4", 1e-12);
 }
 
 TEST(TrainRuns, AccumulatedMicroBatchesMakeTheSameStepAsOneBatch) {

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The image's entry point:
+#   run ARGS...     ./launch/run ARGS... (the launcher; the image is already built)
+#   report RUN_DIR  ./launch/report RUN_DIR
+#   sshd [PORT]     an ssh daemon (default port 2222) so that mpirun in another container
+#                   can start ranks here; keys come from /root/.ssh (mount them)
+#   anything else   the triage executable with those arguments (config, info, bench, ...)
+set -euo pipefail
+cd /triage
+case ${1:-} in
+  run) shift; exec ./launch/run "$@" ;;
+  report) shift; exec ./launch/report "$@" ;;
+  sshd)
+    mkdir -p /run/sshd
+    exec /usr/sbin/sshd -D -p "${2:-2222}" -o PermitRootLogin=prohibit-password ;;
+  *) exec /triage/build/bin/triage "$@" ;;
+esac

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# ns_ssh.sh [ssh options] HOST COMMAND...: the ssh stand-in that mpirun calls (through
+# --mca plm_rsh_agent) to start its daemon on HOST of a virtual_cluster.sh cluster. HOST is
+# a cluster address 10.231.<id>.<h>; the command runs in host h's namespace with hostname
+# "host<h>", through sh -c as ssh would run it.
+set -euo pipefail
+while [[ ${1:-} == -* ]]; do shift; done  # ssh options, e.g. -x
+host=$1; shift
+[[ $host == "$TRIAGE_CLUSTER_SUBNET".* ]] || { echo "ns_ssh.sh: $host is not a host of this virtual cluster" >&2; exit 255; }
+h=${host##*.}
+# shellcheck disable=SC2016  # $0 and $* belong to the inner shells
+exec ip netns exec "$TRIAGE_CLUSTER_PREFIX-h$h" unshare --uts sh -c 'hostname "$0"; shift; exec sh -c "$*"' "host$h" - "$@"

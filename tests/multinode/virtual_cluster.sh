@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# virtual_cluster.sh [--hosts N] [--slots S] [--netem "NETEM ARGS"] -- COMMAND...
+#
+# Several "hosts" on this one machine, for multi-node runs without a cluster: N network
+# namespaces, each with its own hostname (unshare --uts) and one veth link to a bridge
+# that lives in a switch namespace, addresses 10.231.<id>.1 .. N/24. Nothing is added to
+# the machine's own network and no address outside these namespaces is used.
+# COMMAND runs inside host 1 (where mpirun starts) with:
+#   TRIAGE_HOSTFILE    hostfile naming every host by address, with S slots each
+#   TRIAGE_RSH_AGENT   the ssh stand-in for `mpirun --mca plm_rsh_agent`
+#   TRIAGE_CLUSTER_NET the subnet, for --mca btl_tcp_if_include / oob_tcp_if_include
+# --netem adds `tc qdisc ... netem ARGS` (e.g. "delay 2ms rate 1gbit") on every host link:
+# a slow inter-node network. Everything is torn down on exit, however COMMAND ends.
+# Exit status 77 (CTest's skip) with the reason when not root or `ip` is missing.
+set -euo pipefail
+
+hosts=2 slots=2 netem=""
+while (($#)); do
+  case $1 in
+    --hosts) hosts=$2; shift 2 ;;
+    --slots) slots=$2; shift 2 ;;
+    --netem) netem=$2; shift 2 ;;
+    --) shift; break ;;
+    *) echo "virtual_cluster.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+(($#)) || { echo "usage: virtual_cluster.sh [--hosts N] [--slots S] [--netem ARGS] -- COMMAND..." >&2; exit 2; }
+[[ $(id -u) -eq 0 ]] || { echo "SKIP: network namespaces need root"; exit 77; }
+for tool in ip unshare; do
+  command -v $tool >/dev/null || { echo "SKIP: $tool is not installed (iproute2, util-linux)"; exit 77; }
+done
+[[ -z $netem ]] || command -v tc >/dev/null || { echo "SKIP: --netem needs tc (iproute2)"; exit 77; }
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+id=$(($$ % 200 + 20))           # one subnet per invocation, so parallel clusters do not meet
+prefix="tri$$"                  # namespace names: tri<pid>-sw, tri<pid>-h1, ...
+switch="$prefix-sw"
+net="10.231.$id.0/24"
+workdir=$(mktemp -d)
+
+# shellcheck disable=SC2317  # called by the trap
+teardown() {
+  for ns in $(ip netns list | awk '{print $1}' | grep "^$prefix-" || true); do
+    ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+    ip netns del "$ns" 2>/dev/null || true
+  done
+  rm -rf "$workdir"
+}
+trap teardown EXIT INT TERM
+
+ip netns add "$switch"
+ip -n "$switch" link add br0 type bridge
+ip -n "$switch" link set br0 up
+: >"$workdir/hostfile"
+for ((h = 1; h <= hosts; h++)); do
+  ns="$prefix-h$h"
+  ip netns add "$ns"
+  ip -n "$ns" link set lo up
+  ip link add "t$$h$h" netns "$ns" type veth peer name "p$h" netns "$switch"
+  ip -n "$ns" link set "t$$h$h" name eth0
+  ip -n "$ns" addr add "10.231.$id.$h/24" dev eth0
+  ip -n "$ns" link set eth0 up
+  ip -n "$switch" link set "p$h" master br0 up
+  if [[ -n $netem ]]; then
+    read -ra netem_args <<<"$netem"  # "delay 2ms rate 1gbit" -> words
+    ip netns exec "$ns" tc qdisc add dev eth0 root netem "${netem_args[@]}"
+  fi
+  echo "10.231.$id.$h slots=$slots" >>"$workdir/hostfile"
+done
+
+export TRIAGE_HOSTFILE="$workdir/hostfile"
+export TRIAGE_RSH_AGENT="$here/ns_ssh.sh"
+export TRIAGE_CLUSTER_NET="$net"
+export TRIAGE_CLUSTER_PREFIX="$prefix"
+export TRIAGE_CLUSTER_SUBNET="10.231.$id"
+echo "virtual cluster: $hosts hosts ($(tr '\n' ' ' <"$workdir/hostfile")) on $net${netem:+, netem $netem}"
+set +e
+# shellcheck disable=SC2016  # $0 and $@ belong to the inner shell
+ip netns exec "$prefix-h1" unshare --uts sh -c 'hostname "$0"; exec "$@"' "host1" "$@"
+status=$?
+exit $status
