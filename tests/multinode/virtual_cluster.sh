@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# virtual_cluster.sh [--hosts N] [--slots S] [--netem "NETEM ARGS"] -- COMMAND...
+# virtual_cluster.sh [--hosts N] [--slots S] [--rate RATE] [--netem "ARGS"] -- COMMAND...
 #
 # Several "hosts" on this one machine, for multi-node runs without a cluster: N network
 # namespaces, each with its own hostname (unshare --uts) and one veth link to a bridge
@@ -9,17 +9,20 @@
 #   TRIAGE_HOSTFILE    hostfile naming every host by address, with S slots each
 #   TRIAGE_RSH_AGENT   the ssh stand-in for `mpirun --mca plm_rsh_agent`
 #   TRIAGE_CLUSTER_NET the subnet, for --mca btl_tcp_if_include / oob_tcp_if_include
-# --netem adds `tc qdisc ... netem ARGS` (e.g. "delay 2ms rate 1gbit") on every host link:
-# a slow inter-node network. Everything is torn down on exit, however COMMAND ends.
+# A slow inter-node network: --rate caps every host link with a token bucket (tc tbf,
+# e.g. 1gbit); --netem adds `tc qdisc ... netem ARGS` instead (e.g. "delay 2ms rate
+# 1gbit"; needs the kernel's sch_netem, which some VMs lack: then exit 77 with the reason).
+# Everything is torn down on exit, however COMMAND ends.
 # Exit status 77 (CTest's skip) with the reason when not root or `ip` is missing.
 set -euo pipefail
 
-hosts=2 slots=2 netem=""
+hosts=2 slots=2 netem="" rate=""
 while (($#)); do
   case $1 in
     --hosts) hosts=$2; shift 2 ;;
     --slots) slots=$2; shift 2 ;;
     --netem) netem=$2; shift 2 ;;
+    --rate) rate=$2; shift 2 ;;
     --) shift; break ;;
     *) echo "virtual_cluster.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -29,7 +32,7 @@ done
 for tool in ip unshare; do
   command -v $tool >/dev/null || { echo "SKIP: $tool is not installed (iproute2, util-linux)"; exit 77; }
 done
-[[ -z $netem ]] || command -v tc >/dev/null || { echo "SKIP: --netem needs tc (iproute2)"; exit 77; }
+[[ -z $netem$rate ]] || command -v tc >/dev/null || { echo "SKIP: --netem and --rate need tc (iproute2)"; exit 77; }
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 id=$(($$ % 200 + 20))           # one subnet per invocation, so parallel clusters do not meet
@@ -63,7 +66,10 @@ for ((h = 1; h <= hosts; h++)); do
   ip -n "$switch" link set "p$h" master br0 up
   if [[ -n $netem ]]; then
     read -ra netem_args <<<"$netem"  # "delay 2ms rate 1gbit" -> words
-    ip netns exec "$ns" tc qdisc add dev eth0 root netem "${netem_args[@]}"
+    ip netns exec "$ns" tc qdisc add dev eth0 root netem "${netem_args[@]}" ||
+      { echo "SKIP: tc netem is not available in this kernel (sch_netem); try --rate"; exit 77; }
+  elif [[ -n $rate ]]; then
+    ip netns exec "$ns" tc qdisc add dev eth0 root tbf rate "$rate" burst 256kb latency 100ms
   fi
   echo "10.231.$id.$h slots=$slots" >>"$workdir/hostfile"
 done
@@ -73,7 +79,7 @@ export TRIAGE_RSH_AGENT="$here/ns_ssh.sh"
 export TRIAGE_CLUSTER_NET="$net"
 export TRIAGE_CLUSTER_PREFIX="$prefix"
 export TRIAGE_CLUSTER_SUBNET="10.231.$id"
-echo "virtual cluster: $hosts hosts ($(tr '\n' ' ' <"$workdir/hostfile")) on $net${netem:+, netem $netem}"
+echo "virtual cluster: $hosts hosts ($(tr '\n' ' ' <"$workdir/hostfile")) on $net${netem:+, netem $netem}${rate:+, links capped at $rate}"
 set +e
 # shellcheck disable=SC2016  # $0 and $@ belong to the inner shell
 ip netns exec "$prefix-h1" unshare --uts sh -c 'hostname "$0"; exec "$@"' "host1" "$@"
