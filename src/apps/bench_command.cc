@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 
+#include "apps/bench_moe_layer.h"
 #include "apps/commands.h"
 #include "common/error.h"
 #include "common/mpi_check.h"
@@ -192,7 +193,12 @@ Command add_bench_command(CLI::App& app) {
   exchange->add_option("--warmup", options->warmup, "Untimed repetitions first")
       ->check(CLI::NonNegativeNumber);
   exchange->add_option("--out", options->out, "Write the JSON result here (default: stdout)");
-  return {sub, [options] { return run_exchange_bench(*options); }};
+  auto layer_options = std::make_shared<MoeLayerBenchOptions>();
+  CLI::App* layer = add_moe_layer_bench(*sub, *layer_options);
+  return {sub, [options, layer_options, layer] {
+            if (layer->parsed()) return run_moe_layer_bench(*layer_options);
+            return run_exchange_bench(*options);
+          }};
 }
 
 }  // namespace triage

@@ -298,8 +298,8 @@ void load_checkpoint(const std::string& dir, const Config& config, ProcessGroups
     for (auto& [param, pair] : moments) {
       auto& adam = adam_state(*state.optimizer, param);
       adam.step(optimizer_step);
-      adam.exp_avg(pair[0].clone());
-      adam.exp_avg_sq(pair[1].clone());
+      adam.exp_avg(pair[0].to(param.device(), /*non_blocking=*/false, /*copy=*/true));
+      adam.exp_avg_sq(pair[1].to(param.device(), /*non_blocking=*/false, /*copy=*/true));
     }
     for (size_t i = 0; i < state.moe_layers.size(); ++i) {
       state.moe_layers[i]->router().expert_bias_E().copy_(biases[i].second);

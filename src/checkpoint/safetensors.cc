@@ -30,7 +30,7 @@ std::string encode_safetensors(const TensorMap& tensors) {
   std::vector<at::Tensor> contiguous;
   uint64_t offset = 0;
   for (const auto& [name, tensor] : tensors) {
-    at::Tensor t = tensor.detach().contiguous();
+    at::Tensor t = tensor.detach().to(at::kCPU).contiguous();
     auto dtype = dtype_names().find(t.scalar_type());
     TRIAGE_ASSERT(dtype != dtype_names().end(), "cannot store " << name << " of " << t.scalar_type());
     const uint64_t bytes = t.numel() * t.element_size();

@@ -203,6 +203,10 @@ void validate(const Config& c) {
   check(c.moe.first_dense_layers <= c.model.n_layers, "moe.first_dense_layers",
         format_value(c.moe.first_dense_layers),
         "at most model.n_layers (" + std::to_string(c.model.n_layers) + ")");
+  check(c.train.precision != "bf16" || c.train.device == "cuda", "train.precision", c.train.precision,
+        "fp32 when train.device is cpu (bf16 autocast is the GPU path)");
+  check(c.train.precision != "bf16" || c.train.dtype == "float32", "train.precision", c.train.precision,
+        "fp32 when train.dtype is float64");
   const bool classify = c.train.loss != "lm";
   check(!classify || c.model.num_classes > 0, "model.num_classes",
         format_value(c.model.num_classes), "at least 1 when train.loss is " + c.train.loss);

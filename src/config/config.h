@@ -49,6 +49,10 @@ struct MoeConfig {
   // choose experts, nudged by bias_update_rate towards under-loaded experts after each step.
   bool expert_bias = false;
   double bias_update_rate = 0.001;
+  // How experts multiply: grouped (one ATen grouped GEMM over all experts, at::_grouped_mm;
+  // shapes must be 16-byte aligned), loop (one GEMM per expert), or auto (grouped on CUDA
+  // where the shapes allow it, else loop). Both give the same results.
+  std::string expert_gemm = "auto";
   // Which blocks get an MoE FFN: none of the first `first_dense_layers`, then every
   // `every_n_layers`-th block (1 = all of the rest); the others get a dense FFN of d_ff.
   int64_t first_dense_layers = 0;
@@ -66,6 +70,10 @@ struct ParallelConfig {
 struct TrainConfig {
   int64_t seed = 1234;
   std::string dtype = "float32";  // float32 | float64 (for proofs against the reference)
+  std::string device = "cpu";     // cpu | cuda (one GPU per rank: local rank mod visible GPUs)
+  // fp32, or bf16: matmuls under CUDA autocast in bfloat16; router, losses and optimizer
+  // state stay float32. bf16 needs device cuda and dtype float32.
+  std::string precision = "fp32";
   int64_t steps = 200;
   int64_t batch_size = 16;     // sequences per global batch
   double lr = 3e-3;            // peak learning rate
@@ -155,6 +163,7 @@ void visit_fields(MoeConfig& c, Visitor&& v) {
   v("z_loss_coef", c.z_loss_coef, RealRange{0.0, 1e6});
   v("expert_bias", c.expert_bias, AnyBool{});
   v("bias_update_rate", c.bias_update_rate, RealRange{0.0, 1.0});
+  v("expert_gemm", c.expert_gemm, Choices{{"auto", "grouped", "loop"}});
   v("first_dense_layers", c.first_dense_layers, IntRange{0, 1024});
   v("every_n_layers", c.every_n_layers, IntRange{1, 1024});
   v("num_shared_experts", c.num_shared_experts, IntRange{0, 1024});
@@ -170,6 +179,8 @@ template <class Visitor>
 void visit_fields(TrainConfig& c, Visitor&& v) {
   v("seed", c.seed, IntRange{0, std::numeric_limits<int64_t>::max()});
   v("dtype", c.dtype, Choices{{"float32", "float64"}});
+  v("device", c.device, Choices{{"cpu", "cuda"}});
+  v("precision", c.precision, Choices{{"fp32", "bf16"}});
   v("steps", c.steps, IntRange{1, std::numeric_limits<int64_t>::max()});
   v("batch_size", c.batch_size, IntRange{1, 1 << 24});
   v("lr", c.lr, RealRange{0.0, 10.0, true});

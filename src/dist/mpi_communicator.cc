@@ -31,6 +31,11 @@ MPI_Datatype mpi_type(at::ScalarType type) {
   }
 }
 
+// This MPI is not assumed CUDA-aware: device memory must go through the NCCL backend.
+void require_cpu(const at::Tensor& tensor) {
+  TRIAGE_ASSERT(!tensor.is_cuda(), "the MPI communicator got a CUDA tensor; GPU runs use NCCL (train.device: cuda)");
+}
+
 int to_int(int64_t value) {
   TRIAGE_ASSERT(value >= 0 && value <= std::numeric_limits<int>::max(),
                 "count " << value << " does not fit MPI's int");
@@ -107,6 +112,7 @@ class MpiCommunicator : public Communicator {
   }
 
   void allreduce_sum_(at::Tensor& tensor) override {
+    require_cpu(tensor);
     TRIAGE_ASSERT(tensor.is_contiguous() && tensor.device().is_cpu(),
                   "allreduce needs a contiguous CPU tensor");
     TRIAGE_ASSERT(!at::isReducedFloatingType(tensor.scalar_type()),
@@ -116,6 +122,7 @@ class MpiCommunicator : public Communicator {
   }
 
   void broadcast_(at::Tensor& tensor, int root) override {
+    require_cpu(tensor);
     TRIAGE_ASSERT(tensor.is_contiguous() && tensor.device().is_cpu(),
                   "broadcast needs a contiguous CPU tensor");
     TRIAGE_MPI_CHECK(MPI_Bcast(tensor.data_ptr(), to_int(tensor.numel()),

@@ -29,7 +29,8 @@ GroupLayout group_layout(int world_size, int world_rank, int64_t ep_size, int64_
   return g;
 }
 
-ProcessGroups make_process_groups(const Config& config) {
+ProcessGroups make_process_groups(const Config& config, CommunicatorFactory make) {
+  if (!make) make = make_mpi_communicator;
   int world_size = 1, world_rank = 0;
   TRIAGE_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &world_size));
   TRIAGE_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank));
@@ -40,9 +41,9 @@ ProcessGroups make_process_groups(const Config& config) {
   MPI_Comm ep_comm, dp_comm;
   TRIAGE_MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, g.dp_rank, g.ep_rank, &ep_comm));
   TRIAGE_MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, g.ep_rank, g.dp_rank, &dp_comm));
-  groups.world = make_mpi_communicator(MPI_COMM_WORLD);
-  groups.ep = make_mpi_communicator(ep_comm);
-  groups.expert_dp = make_mpi_communicator(dp_comm);
+  groups.world = make(MPI_COMM_WORLD);
+  groups.ep = make(ep_comm);
+  groups.expert_dp = make(dp_comm);
   TRIAGE_MPI_CHECK(MPI_Comm_free(&ep_comm));  // the communicators hold duplicates
   TRIAGE_MPI_CHECK(MPI_Comm_free(&dp_comm));
   return groups;

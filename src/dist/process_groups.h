@@ -7,7 +7,7 @@
 // Example, world 4, EP 2: ep groups {0,1} {2,3}; expert_dp groups {0,2} {1,3}.
 #pragma once
 
-#include <memory>
+#include <mpi.h>
 
 #include <memory>
 
@@ -32,7 +32,10 @@ struct ProcessGroups {
   std::unique_ptr<Communicator> expert_dp;
 };
 
+// Makes the communicator of one group: MPI (the default) or NCCL (make_nccl_communicator).
+using CommunicatorFactory = std::unique_ptr<Communicator> (*)(MPI_Comm);
+
 // Splits MPI_COMM_WORLD per the config. Collective: every rank must call it.
-ProcessGroups make_process_groups(const Config& config);
+ProcessGroups make_process_groups(const Config& config, CommunicatorFactory make = nullptr);
 
 }  // namespace triage

@@ -22,6 +22,12 @@ CausalSelfAttention::CausalSelfAttention(int64_t d_model, int64_t n_heads, bool 
   }
 }
 
+void CausalSelfAttention::to(at::Device device) {
+  if (!rotary_) return;
+  cos_Ld_ = cos_Ld_.to(device);
+  sin_Ld_ = sin_Ld_.to(device);
+}
+
 at::Tensor CausalSelfAttention::rotate(const at::Tensor& x_BHLd) const {
   const int64_t length = x_BHLd.size(2), half = x_BHLd.size(3) / 2;
   at::Tensor cos = cos_Ld_.narrow(0, 0, length), sin = sin_Ld_.narrow(0, 0, length);

@@ -17,6 +17,7 @@ class CausalSelfAttention {
 
   at::Tensor forward(const at::Tensor& x_BLD) const;
   ParameterList parameters() const { return {{"w_qkv", w_qkv_}, {"w_out", w_out_}}; }
+  void to(at::Device device);  // the rotary tables; parameters move with the model's
 
  private:
   at::Tensor rotate(const at::Tensor& x_BHLd) const;

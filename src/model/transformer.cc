@@ -3,6 +3,7 @@
 #include "model/transformer.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/GradMode.h>
 
 #include <cmath>
 
@@ -106,6 +107,16 @@ ParameterList Transformer::parameters() const {
     params.push_back({"class_bias", class_bias_C_});
   }
   return params;
+}
+
+void Transformer::to(at::Device device) {
+  c10::NoGradGuard no_grad;
+  for (auto& p : parameters()) {
+    at::Tensor handle = p.tensor;
+    handle.set_data(handle.to(device));
+  }
+  for (Block& block : blocks_) block.attention->to(device);
+  for (MoeLayer* moe : moe_layers()) moe->router().expert_bias_E() = moe->router().expert_bias_E().to(device);
 }
 
 std::vector<MoeLayer*> Transformer::moe_layers() {

@@ -46,6 +46,11 @@ class Transformer {
   ParameterList parameters() const;
   std::vector<MoeLayer*> moe_layers();
 
+  // Moves parameters (in place: the same leaf tensors, so optimizers built on them stay
+  // valid) and buffers to `device`. Weights are always drawn on the CPU first, so a GPU
+  // run starts from exactly the CPU run's weights.
+  void to(at::Device device);
+
  private:
   struct Block {
     at::Tensor attention_norm, ffn_norm;

@@ -22,7 +22,7 @@ BalanceStats all_reduce(const BalanceStats& local, Communicator& group) {
   global.assignments_E = local.assignments_E.clone();
   group.allreduce_sum_(global.assignments_E);
   global.prob_sum_E = allreduce_sum_autograd(local.prob_sum_E, group);
-  at::Tensor tokens = at::full({1}, local.tokens, at::kLong);
+  at::Tensor tokens = at::full({1}, local.tokens, local.assignments_E.options().dtype(at::kLong));
   group.allreduce_sum_(tokens);
   global.tokens = tokens.item<int64_t>();
   return global;

@@ -16,6 +16,13 @@ std::vector<ExpertRun> runs_per_expert(const std::vector<int64_t>& rows_per_expe
   return runs;
 }
 
+ExpertGemm parse_expert_gemm(const std::string& name) {
+  if (name == "loop") return ExpertGemm::kLoop;
+  if (name == "grouped") return ExpertGemm::kGrouped;
+  TRIAGE_ASSERT(name == "auto", "unknown expert gemm " << name);
+  return ExpertGemm::kAuto;
+}
+
 ExpertType parse_expert_type(const std::string& name) {
   if (name == "gelu") return ExpertType::kGelu;
   TRIAGE_ASSERT(name == "swiglu", "unknown expert type " << name);
@@ -23,8 +30,8 @@ ExpertType parse_expert_type(const std::string& name) {
 }
 
 Experts::Experts(int64_t first_expert, int64_t num_experts, int64_t d_model, int64_t d_hidden,
-                 ExpertType type, at::ScalarType dtype, uint64_t seed)
-    : type_(type), first_expert_(first_expert) {
+                 ExpertType type, at::ScalarType dtype, uint64_t seed, ExpertGemm gemm)
+    : type_(type), gemm_(gemm), first_expert_(first_expert) {
   const double in_std = 1.0 / std::sqrt(double(d_model));
   const double out_std = 1.0 / std::sqrt(double(d_hidden));
   std::vector<at::Tensor> w_in, w_up, w_out;
@@ -53,7 +60,64 @@ at::Tensor Experts::apply_one(int64_t expert, const at::Tensor& x_ND) const {
   return at::mm(hidden, w_out_EHD_[expert]);
 }
 
+bool Experts::uses_grouped_gemm(const at::Tensor& x_RD) const {
+  if (gemm_ == ExpertGemm::kLoop) return false;
+  // at::_grouped_mm takes float32/bfloat16/float16 and rows whose strides are multiples of
+  // 16 bytes, i.e. widths that are multiples of 16 / element size.
+  const at::ScalarType type = x_RD.scalar_type();
+  const bool supported_type = type == at::kFloat || type == at::kBFloat16 || type == at::kHalf;
+  const int64_t align = 16 / int64_t(x_RD.element_size());
+  const bool aligned = w_in_EDH_.size(1) % align == 0 && w_in_EDH_.size(2) % align == 0;
+  if (gemm_ == ExpertGemm::kGrouped) {
+    if (!supported_type || !aligned)
+      throw Error("moe.expert_gemm = grouped: expected float32/bfloat16 and d_model, d_expert multiples of " +
+                  std::to_string(align) + " (got " + std::string(c10::toString(type)) + ", " +
+                  std::to_string(w_in_EDH_.size(1)) + ", " + std::to_string(w_in_EDH_.size(2)) + ")");
+    return true;
+  }
+  return x_RD.is_cuda() && supported_type && aligned;
+}
+
+// The runs' rows regrouped so that each expert's rows are contiguous and in expert order
+// (runs from several source ranks interleave experts), then one grouped GEMM per matrix
+// over all experts, then the rows put back in run order. The permutation is built on the
+// host from the run lengths, which are host data already: no device sync.
+at::Tensor Experts::forward_grouped(const at::Tensor& x_RD, const std::vector<ExpertRun>& runs) const {
+  const int64_t experts = num_experts();
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> ranges(experts);  // (first row, rows)
+  int64_t offset = 0;
+  for (const ExpertRun& run : runs) {
+    ranges[run.expert].push_back({offset, run.rows});
+    offset += run.rows;
+  }
+  std::vector<int64_t> order;
+  std::vector<int32_t> ends;  // cumulative rows per expert: at::_grouped_mm's offsets
+  order.reserve(offset);
+  for (const auto& expert_ranges : ranges) {
+    for (auto [first, rows] : expert_ranges)
+      for (int64_t r = first; r < first + rows; ++r) order.push_back(r);
+    ends.push_back(int32_t(order.size()));
+  }
+  auto device = x_RD.device();
+  at::Tensor rows = at::tensor(order, at::kLong).to(device);
+  at::Tensor offsets = at::tensor(ends, at::kInt).to(device);
+  const at::ScalarType type = x_RD.scalar_type();
+  auto gemm = [&](const at::Tensor& x, const at::Tensor& w) {
+    return at::_grouped_mm(x, w.to(type), offsets);
+  };
+  at::Tensor x_sorted = x_RD.index_select(0, rows);
+  at::Tensor hidden = gemm(x_sorted, w_in_EDH_);
+  hidden = type_ == ExpertType::kGelu ? at::gelu(hidden) : at::silu(hidden) * gemm(x_sorted, w_up_EDH_);
+  at::Tensor y_sorted = gemm(hidden, w_out_EHD_);
+  // Back to run order: row order[i] of the output is row i of y_sorted.
+  return at::zeros({offset, y_sorted.size(1)}, y_sorted.options()).index_copy(0, rows, y_sorted);
+}
+
 at::Tensor Experts::forward(const at::Tensor& x_RD, const std::vector<ExpertRun>& runs) const {
+  for (const ExpertRun& run : runs)
+    TRIAGE_ASSERT(run.expert >= 0 && run.expert < num_experts(),
+                  "run for expert " << run.expert << " of " << num_experts());
+  if (x_RD.size(0) > 0 && uses_grouped_gemm(x_RD)) return forward_grouped(x_RD, runs);
   std::vector<at::Tensor> outputs;
   int64_t offset = 0;
   for (const ExpertRun& run : runs) {

@@ -17,6 +17,13 @@ namespace triage {
 
 enum class ExpertType { kGelu, kSwiglu };
 
+// How the experts' matrices are applied to their rows (moe.expert_gemm).
+enum class ExpertGemm {
+  kAuto,     // grouped on CUDA when the shapes allow it, else loop
+  kLoop,     // one GEMM per (run, matrix)
+  kGrouped,  // rows regrouped by expert, one at::_grouped_mm per matrix
+};
+
 struct ExpertRun {
   int64_t expert;  // local expert index
   int64_t rows;
@@ -25,18 +32,22 @@ struct ExpertRun {
 // One run per expert, in expert order: the layout of rows sorted by expert.
 std::vector<ExpertRun> runs_per_expert(const std::vector<int64_t>& rows_per_expert);
 ExpertType parse_expert_type(const std::string& name);
+ExpertGemm parse_expert_gemm(const std::string& name);
 
 class Experts {
  public:
   // Holds global experts first_expert .. first_expert + num_experts - 1. Each expert's
   // initial weights depend only on (seed, global id), so every sharding starts identical.
   Experts(int64_t first_expert, int64_t num_experts, int64_t d_model, int64_t d_hidden,
-          ExpertType type, at::ScalarType dtype, uint64_t seed);
+          ExpertType type, at::ScalarType dtype, uint64_t seed, ExpertGemm gemm = ExpertGemm::kAuto);
 
   // x_RD is a sequence of runs: runs[i].rows consecutive rows for local expert
   // runs[i].expert. Only those rows are computed by that expert; an expert may own several
   // runs (one per source rank after the exchange) or none, and then does no work.
   at::Tensor forward(const at::Tensor& x_RD, const std::vector<ExpertRun>& runs) const;
+
+  // Whether forward(x_RD, ...) takes the grouped GEMM path (setting, device, alignment).
+  bool uses_grouped_gemm(const at::Tensor& x_RD) const;
 
   int64_t num_experts() const { return w_out_EHD_.size(0); }
   int64_t first_expert() const { return first_expert_; }
@@ -45,8 +56,10 @@ class Experts {
 
  private:
   at::Tensor apply_one(int64_t expert, const at::Tensor& x_ND) const;
+  at::Tensor forward_grouped(const at::Tensor& x_RD, const std::vector<ExpertRun>& runs) const;
 
   ExpertType type_;
+  ExpertGemm gemm_;
   int64_t first_expert_;
   at::Tensor w_in_EDH_;  // gelu: input projection; swiglu: the gated (silu) branch
   at::Tensor w_up_EDH_;  // swiglu only: the linear branch

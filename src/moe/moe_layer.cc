@@ -24,7 +24,8 @@ MoeLayer::MoeLayer(const MoeConfig& config, int64_t d_model, at::ScalarType dtyp
       balance_group_(balance_group ? balance_group : ep),
       router_(config, d_model, dtype, at::make_generator<at::CPUGeneratorImpl>(seed)),
       experts_(ep ? ep->rank() * local_experts(config, ep) : 0, local_experts(config, ep), d_model,
-               config.d_expert, parse_expert_type(config.expert_type), dtype, seed) {}
+               config.d_expert, parse_expert_type(config.expert_type), dtype, seed,
+               parse_expert_gemm(config.expert_gemm)) {}
 
 MoeOutput MoeLayer::forward(const at::Tensor& x, bool training) {
   const int64_t d_model = x.size(-1);

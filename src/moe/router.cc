@@ -1,6 +1,8 @@
 // Router: scoring, top-k choice, renormalisation and the DeepSeek-V3 selection bias.
 #include "moe/router.h"
 
+#include <c10/core/impl/LocalDispatchKeySet.h>
+
 #include <cmath>
 
 #include <c10/core/GradMode.h>
@@ -27,11 +29,16 @@ Router::Router(const MoeConfig& config, int64_t d_model, at::ScalarType dtype,
 RouterOutput Router::forward(const at::Tensor& x_TD, bool training) {
   TRIAGE_ASSERT(x_TD.dim() == 2 && x_TD.size(1) == gate_ED_.size(1),
                 "router input " << x_TD.sizes() << " does not match gate " << gate_ED_.sizes());
+  // The router stays in float32 under bf16 autocast: top-k and the softmax are sensitive to
+  // rounding (the "fp32 router" of Switch and Megatron).
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   at::Tensor gate_input = x_TD.to(gate_ED_.scalar_type());
   if (training && config_.jitter_noise > 0) {
-    // Switch Transformer jitter: multiplicative noise on the router's input only.
+    // Switch Transformer jitter: multiplicative noise on the router's input only. Drawn on
+    // the CPU generator whatever the device, so CPU and GPU runs see the same noise.
     const double eps = config_.jitter_noise;
-    at::Tensor noise = at::rand(gate_input.sizes(), generator_, gate_input.options());
+    at::Tensor noise = at::rand(gate_input.sizes(), generator_, gate_input.options().device(at::kCPU))
+                           .to(gate_input.device());
     gate_input = gate_input * (noise * (2 * eps) + (1 - eps));
   }
   RouterOutput out;
@@ -50,7 +57,7 @@ RouterOutput Router::forward(const at::Tensor& x_TD, bool training) {
 void Router::update_expert_bias(const at::Tensor& tokens_per_expert_E) {
   if (!config_.expert_bias) return;
   c10::NoGradGuard no_grad;
-  at::Tensor load_E = tokens_per_expert_E.to(expert_bias_E_.scalar_type());
+  at::Tensor load_E = tokens_per_expert_E.to(expert_bias_E_.options());
   expert_bias_E_.add_(at::sign(load_E.mean() - load_E), config_.bias_update_rate);
 }
 

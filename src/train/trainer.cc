@@ -4,6 +4,7 @@
 
 #include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
+#include <ATen/autocast_mode.h>
 #include <torch/optim/adamw.h>
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 
 #include "checkpoint/checkpoint.h"
 #include "common/error.h"
+#include "dist/nccl_communicator.h"
 #include "dist/placement.h"
 #include "dist/process_groups.h"
 #include "model/transformer.h"
@@ -54,6 +56,8 @@ class Trainer {
                    const EvalMetrics* last_eval, double seconds);
   void save();
   bool is_root() const { return groups_.layout.world_rank == 0; }
+  Batch on_device(Batch b) const;
+  ModelOutput forward(const Batch& b, bool training);
 
   Config config_;
   TrainOptions options_;
@@ -65,15 +69,20 @@ class Trainer {
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   std::unique_ptr<ExampleOrder> order_;
   std::unique_ptr<MetricsFile> metrics_;
-  std::vector<RankPlacement> placements_;  // every rank's on rank 0
+  std::vector<RankPlacement> placements_;  // every rank's on rank 0; this rank's first
+  at::Device device_ = at::kCPU;
   int64_t step_ = 0;          // optimizer steps completed
   int64_t samples_seen_ = 0;  // position in order_
   bool lm_ = true, classify_ = false;
 };
 
-Trainer::Trainer(const Config& config, const TrainOptions& options)
-    : config_(config), options_(options), groups_(make_process_groups(config)) {
-  placements_ = place_ranks(config.parallel.intra_op_threads, /*use_gpus=*/false);
+Trainer::Trainer(const Config& config, const TrainOptions& options) : config_(config), options_(options) {
+  // The GPU first (from the node-local rank), then NCCL communicators on it.
+  const bool cuda = config.train.device == "cuda";
+  placements_ = place_ranks(config.parallel.intra_op_threads, cuda);
+  const int gpu = placements_.front().gpu;  // this rank's own (rank 0 holds all, its own first)
+  device_ = cuda ? at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(gpu)) : at::Device(at::kCPU);
+  groups_ = make_process_groups(config, cuda ? make_nccl_communicator : nullptr);
   const int world = groups_.layout.world_size;
   if (config.train.batch_size % world != 0)
     throw Error("train.batch_size = " + std::to_string(config.train.batch_size) +
@@ -89,6 +98,7 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
 
   const at::ScalarType dtype = config.train.dtype == "float64" ? at::kDouble : at::kFloat;
   model_ = std::make_unique<Transformer>(config, dtype, groups_.ep.get(), groups_.world.get());
+  model_->to(device_);
   parameters_ = model_->parameters();
   sync_ = std::make_unique<GradientSync>(parameters_, *groups_.world, *groups_.expert_dp);
   optimizer_ = std::make_unique<torch::optim::AdamW>(
@@ -108,6 +118,28 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
     samples_seen_ = state.samples_seen;
   }
   if (is_root()) metrics_ = std::make_unique<MetricsFile>(options.out_dir + "/metrics.jsonl", options.resume ? step_ : -1);
+}
+
+Batch Trainer::on_device(Batch b) const {
+  if (device_.is_cpu()) return b;
+  for (at::Tensor* t : {&b.tokens_BL, &b.real_BL, &b.targets_BL, &b.target_BL, &b.labels_B}) *t = t->to(device_);
+  return b;
+}
+
+// train.precision bf16: the model's matmuls under CUDA autocast in bfloat16 (the router
+// opts out and stays float32; losses are taken in float32 from the logits).
+ModelOutput Trainer::forward(const Batch& b, bool training) {
+  const bool autocast = config_.train.precision == "bf16";
+  if (autocast) {
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+  }
+  ModelOutput out = model_->forward(b.tokens_BL, b.real_BL, training);
+  if (autocast) {
+    at::autocast::set_autocast_enabled(at::kCUDA, false);
+    at::autocast::clear_cache();
+  }
+  return out;
 }
 
 StepMetrics Trainer::train_step() {
@@ -146,8 +178,8 @@ StepMetrics Trainer::train_step() {
   for (int64_t micro = 0; micro < micro_batches; ++micro) {
     std::vector<const Example*> mine(rows[micro].begin() + g.world_rank * slice,
                                      rows[micro].begin() + (g.world_rank + 1) * slice);
-    Batch b = make_batch(mine, length);
-    ModelOutput out = model_->forward(b.tokens_BL, b.real_BL, /*training=*/true);
+    Batch b = on_device(make_batch(mine, length));
+    ModelOutput out = forward(b, /*training=*/true);
     at::Tensor objective = (out.balance_loss + out.z_loss) / double(micro_batches);
     if (lm_) {
       at::Tensor lm = token_cross_entropy_sum(out.lm_logits_BLV, b.targets_BL, b.target_BL);
@@ -206,13 +238,14 @@ StepMetrics Trainer::train_step() {
 // so the squared norm is (replicated, local) + (experts, summed over the EP group).
 double Trainer::clip_gradients() {
   c10::NoGradGuard no_grad;
-  at::Tensor replicated = at::zeros({1}, at::kDouble), expert = at::zeros({1}, at::kDouble);
+  auto on_device = at::TensorOptions().dtype(at::kDouble).device(device_);
+  at::Tensor replicated = at::zeros({1}, on_device), expert = at::zeros({1}, on_device);
   for (const auto& p : parameters_) {
     at::Tensor sq = p.tensor.grad().to(at::kDouble).pow(2).sum();
     (p.sharding == Sharding::kExpert ? expert : replicated).add_(sq);
   }
   groups_.ep->allreduce_sum_(expert);
-  const double norm = std::sqrt((replicated + expert).item<double>());
+  const double norm = std::sqrt((replicated + expert).item<double>());  // device-to-host sync
   const double max_norm = config_.train.grad_clip;
   if (max_norm > 0 && norm > max_norm) {
     const double scale = max_norm / (norm + 1e-6);  // as torch.nn.utils.clip_grad_norm_
@@ -234,24 +267,24 @@ EvalMetrics Trainer::evaluate() {
     std::vector<const Example*> mine;  // the tail batch is padded with empty rows
     for (int64_t j = g.world_rank * slice; j < (g.world_rank + 1) * slice; ++j)
       mine.push_back(first + j < n ? &dataset_.test[first + j] : nullptr);
-    Batch b = make_batch(mine, config_.data.seq_len);
-    ModelOutput out = model_->forward(b.tokens_BL, b.real_BL, /*training=*/false);
+    Batch b = on_device(make_batch(mine, config_.data.seq_len));
+    ModelOutput out = forward(b, /*training=*/false);
     if (lm_) {
-      sums[0] += token_cross_entropy_sum(out.lm_logits_BLV, b.targets_BL, b.target_BL).to(at::kDouble);
-      sums[1] += b.target_BL.sum().to(at::kDouble);
+      sums[0] += token_cross_entropy_sum(out.lm_logits_BLV, b.targets_BL, b.target_BL).item<double>();
+      sums[1] += b.target_BL.sum().item<double>();
     }
     if (classify_) {
-      sums[2] += sequence_cross_entropy_sum(out.class_logits_BC, b.labels_B).to(at::kDouble);
+      sums[2] += sequence_cross_entropy_sum(out.class_logits_BC, b.labels_B).item<double>();
       sums[4] += double(correct_predictions(out.class_logits_BC, b.labels_B));
     }
-    sums[3] += (b.labels_B >= 0).sum().to(at::kDouble);
+    sums[3] += (b.labels_B >= 0).sum().item<double>();
     if (labels == 0) continue;
     at::Tensor label_BL = b.labels_B.unsqueeze(1).expand_as(b.tokens_BL);
     at::Tensor counted = (b.real_BL > 0) & (label_BL >= 0);
     for (size_t l = 0; l < layers; ++l) {
       at::Tensor cell = (label_BL * experts + out.top_expert_BL[l]).masked_select(counted);
       sums.narrow(0, 5 + int64_t(l) * labels * experts, labels * experts)
-          .add_(at::bincount(cell, {}, labels * experts).to(at::kDouble));
+          .add_(at::bincount(cell, {}, labels * experts).to(at::kCPU, at::kDouble));
     }
   }
   groups_.world->allreduce_sum_(sums);

@@ -198,7 +198,8 @@ INSTANTIATE_TEST_SUITE_P(
                   "",
                   {"train.learning_rate=0.1"},
                   "--set train.learning_rate=0.1: unknown key train.learning_rate; expected one "
-                  "of train.seed, train.dtype, train.steps, train.batch_size, train.lr, "
+                  "of train.seed, train.dtype, train.device, train.precision, train.steps, "
+                  "train.batch_size, train.lr, "
                   "train.warmup_steps, train.min_lr_ratio, train.weight_decay, train.grad_clip, "
                   "train.eval_every, train.log_every, train.loss, train.grad_accum_steps, "
                   "train.checkpoint_every, train.keep_checkpoints"},

@@ -1,0 +1,158 @@
+// Contenders run alternately, rep by rep, so machine noise hits them alike; each rep is
+// forward + backward of a random batch and ends with a host read (the device sync).
+// Active FLOPs per token: top_k experts x 3 matrices (SwiGLU) x 2 D H multiply-adds,
+// times 3 for forward + backward; the dense FFN has hidden width top_k * d_expert, the
+// same FLOPs. The router, permutation and combine are the MoE layer's overhead.
+#include "apps/bench_moe_layer.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <functional>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "model/feed_forward.h"
+#include "moe/moe_layer.h"
+
+namespace triage {
+namespace {
+
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+}
+
+void move_to(const ParameterList& params, at::Device device) {
+  for (const auto& p : params) {
+    at::Tensor handle = p.tensor;
+    handle.set_data(handle.to(device));
+  }
+}
+
+struct Contender {
+  std::string name;
+  std::function<at::Tensor(const at::Tensor&)> forward;
+  std::vector<double> seconds;
+};
+
+}  // namespace
+
+CLI::App* add_moe_layer_bench(CLI::App& bench, MoeLayerBenchOptions& o) {
+  CLI::App* layer = bench.add_subcommand(
+      "moe-layer", "MoE layer forward+backward vs dense SwiGLU of equal active FLOPs vs expert loop");
+  layer->add_option("--tokens", o.tokens, "Tokens per batch")->check(CLI::PositiveNumber);
+  layer->add_option("--d-model", o.d_model, "Model width")->check(CLI::PositiveNumber);
+  layer->add_option("--d-expert", o.d_expert, "Expert hidden width")->check(CLI::PositiveNumber);
+  layer->add_option("--experts", o.experts, "Experts")->check(CLI::PositiveNumber);
+  layer->add_option("--top-k", o.top_k, "Experts per token")->check(CLI::PositiveNumber);
+  layer->add_option("--reps", o.reps, "Timed repetitions")->check(CLI::PositiveNumber);
+  layer->add_option("--warmup", o.warmup, "Untimed repetitions first")->check(CLI::NonNegativeNumber);
+  layer->add_option("--device", o.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  layer->add_option("--dtype", o.dtype, "float32 or bfloat16")->check(CLI::IsMember({"float32", "bfloat16"}));
+  layer->add_option("--out", o.out, "Write the JSON result here (default: stdout)");
+  return layer;
+}
+
+int run_moe_layer_bench(const MoeLayerBenchOptions& o) {
+  if (o.top_k > o.experts)
+    throw Error("--top-k (" + std::to_string(o.top_k) + ") must be at most --experts (" + std::to_string(o.experts) + ")");
+  const at::Device device = o.device == "cuda" ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
+  if (device.is_cuda() && !at::hasCUDA()) throw Error("--device cuda: no CUDA device is visible in this build/machine");
+  const at::ScalarType dtype = o.dtype == "bfloat16" ? at::kBFloat16 : at::kFloat;
+
+  MoeConfig config;
+  config.num_experts = o.experts;
+  config.top_k = o.top_k;
+  config.d_expert = o.d_expert;
+  config.expert_type = "swiglu";
+  config.capacity_factor = 0.0;  // dropless: every assignment is computed
+  config.balance_loss_coef = 0.0;
+  config.z_loss_coef = 0.0;
+  MoeConfig grouped_config = config, loop_config = config;
+  grouped_config.expert_gemm = "grouped";
+  loop_config.expert_gemm = "loop";
+  MoeLayer grouped(grouped_config, o.d_model, dtype, 1, nullptr);
+  MoeLayer loop(loop_config, o.d_model, dtype, 1, nullptr);
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(2);
+  FeedForward dense(o.d_model, o.top_k * o.d_expert, ExpertType::kSwiglu, 0.02, dtype, gen);
+  move_to(grouped.parameters(), device);
+  move_to(loop.parameters(), device);
+  move_to(dense.parameters(), device);
+
+  std::vector<Contender> contenders;
+  at::Tensor probe = at::zeros({1, o.d_model}, at::TensorOptions().dtype(dtype).device(device));
+  bool grouped_ok = true;
+  try {
+    grouped_ok = grouped.experts().uses_grouped_gemm(probe);
+  } catch (const Error& e) {
+    grouped_ok = false;
+    std::cerr << "[bench] grouped GEMM skipped: " << e.what() << "\n";
+  }
+  if (grouped_ok) contenders.push_back({"moe_grouped_gemm", [&](const at::Tensor& x) { return grouped.forward(x, true).y; }, {}});
+  contenders.push_back({"moe_expert_loop", [&](const at::Tensor& x) { return loop.forward(x, true).y; }, {}});
+  contenders.push_back({"dense_swiglu_same_flops", [&](const at::Tensor& x) { return dense.forward(x); }, {}});
+
+  auto options = at::TensorOptions().dtype(dtype).device(device);
+  for (int64_t rep = 0; rep < o.warmup + o.reps; ++rep) {
+    at::Tensor x = at::randn({o.tokens, o.d_model}, gen, at::TensorOptions().dtype(at::kFloat)).to(options);
+    at::Tensor upstream = at::randn({o.tokens, o.d_model}, gen, at::TensorOptions().dtype(at::kFloat)).to(options);
+    for (size_t i = 0; i < contenders.size(); ++i) {
+      Contender& c = contenders[(i + size_t(rep)) % contenders.size()];  // rotate who goes first
+      at::Tensor input = x.detach().clone().set_requires_grad(true);
+      (void)input.sum().item<float>();  // inputs ready before the clock starts
+      const auto start = std::chrono::steady_clock::now();
+      at::Tensor y = c.forward(input);
+      y.backward(upstream);
+      (void)input.grad().sum().item<float>();  // device sync: the work is done
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (rep >= o.warmup) c.seconds.push_back(seconds);
+    }
+    std::cerr << "\r[bench] rep " << rep + 1 << "/" << o.warmup + o.reps << std::flush;
+  }
+  std::cerr << "\n";
+
+  const double active_flops = 3.0 * 2.0 * double(o.tokens) * double(o.top_k) * 3.0 * double(o.d_model) * double(o.d_expert);
+  nlohmann::ordered_json result = {{"benchmark", "moe-layer"}, {"device", o.device}, {"dtype", o.dtype},
+                                   {"tokens", o.tokens},     {"d_model", o.d_model}, {"d_expert", o.d_expert},
+                                   {"experts", o.experts},   {"top_k", o.top_k},     {"reps", o.reps},
+                                   {"active_flops_per_step", active_flops}};
+  std::cout << "# moe-layer benchmark: " << o.tokens << " tokens, d_model " << o.d_model << ", " << o.experts
+            << " SwiGLU experts of " << o.d_expert << ", top-" << o.top_k << ", " << o.dtype << " on " << o.device
+            << "; forward+backward, median of " << o.reps << " alternating reps\n"
+            << std::left << std::setw(26) << "what" << std::right << std::setw(10) << "ms" << std::setw(14)
+            << "tokens/s" << std::setw(10) << "TFLOP/s" << "\n";
+  std::map<std::string, double> medians;
+  for (const Contender& c : contenders) {
+    const double m = median(c.seconds);
+    medians[c.name] = m;
+    result["contenders"][c.name] = {{"median_s", m}, {"tokens_per_s", double(o.tokens) / m},
+                                    {"active_tflops", active_flops / m / 1e12}, {"seconds", c.seconds}};
+    std::cout << std::left << std::setw(26) << c.name << std::right << std::fixed << std::setprecision(3)
+              << std::setw(10) << 1000 * m << std::setw(14) << std::setprecision(0) << double(o.tokens) / m
+              << std::setw(10) << std::setprecision(3) << active_flops / m / 1e12 << "\n";
+  }
+  const std::string best_moe = grouped_ok ? "moe_grouped_gemm" : "moe_expert_loop";
+  result["moe_vs_dense_throughput"] = medians["dense_swiglu_same_flops"] / medians[best_moe];
+  std::cout << best_moe << " throughput / dense: " << std::setprecision(3) << double(result["moe_vs_dense_throughput"]);
+  if (grouped_ok) {
+    result["grouped_vs_loop_speedup"] = medians["moe_expert_loop"] / medians["moe_grouped_gemm"];
+    std::cout << "; grouped / loop speed-up: " << double(result["grouped_vs_loop_speedup"]);
+  }
+  std::cout << std::endl;
+  if (o.out.empty()) {
+    std::cout << result.dump() << "\n";
+  } else {
+    std::ofstream(o.out) << result.dump(2) << "\n";
+  }
+  return 0;
+}
+
+}  // namespace triage

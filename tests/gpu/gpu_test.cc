@@ -1,0 +1,161 @@
+// The GPU path against the CPU float64 reference. Every test skips, with the reason, on a
+// machine without a usable GPU or a build without CUDA (CTest then reports it skipped).
+// Tolerances: float32 has a unit roundoff of 6e-8; sums over at most a few hundred
+// products, through a few layers, stay well inside 1e-5 relative. bfloat16 keeps 8
+// mantissa bits (roundoff 4e-3): 1e-2 relative is about two roundoffs after accumulation
+// in float32, which is what autocast matmuls do.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <c10/core/GradMode.h>
+
+#include "../dist/mpi_test_support.h"
+#include "../unit/test_support.h"
+#include "dist/mpi_communicator.h"
+#include "dist/nccl_communicator.h"
+#include "kernels/device_query.h"
+#include "model/transformer.h"
+#include "moe/exchange.h"
+
+namespace triage {
+namespace {
+
+using namespace testing_support;
+
+#define REQUIRE_GPU()                                                                              \
+  do {                                                                                             \
+    GpuInfo info = query_gpus();                                                                   \
+    if (!info.cuda_built) GTEST_SKIP() << "no GPU test: this build has no CUDA path";              \
+    if (info.devices.empty() || !at::hasCUDA()) GTEST_SKIP() << "no GPU test: " << info.no_gpu_reason; \
+    select_gpu(0);                                                                                 \
+  } while (0)
+
+const at::Device kGpu(at::kCUDA, 0);
+
+// Copies every parameter of `from` into `to` (any dtype/device), by position.
+void copy_parameters(const ParameterList& from, const ParameterList& to) {
+  c10::NoGradGuard no_grad;
+  ASSERT_EQ(from.size(), to.size());
+  for (size_t i = 0; i < from.size(); ++i) to[i].tensor.copy_(from[i].tensor);
+}
+
+void move_parameters(const ParameterList& params, at::Device device) {
+  for (const auto& p : params) {
+    at::Tensor handle = p.tensor;
+    handle.set_data(handle.to(device));
+  }
+}
+
+MoeConfig gpu_moe_config(const std::string& gemm) {
+  MoeConfig config = ep_moe_config(8, 2);
+  config.d_expert = 32;
+  config.expert_gemm = gemm;
+  config.balance_loss_coef = 0.1;
+  config.z_loss_coef = 0.01;
+  return config;
+}
+
+struct LayerRun {
+  at::Tensor loss, y, grad_x;
+  std::vector<at::Tensor> grads;
+};
+
+LayerRun run_layer(MoeLayer& layer, const at::Tensor& x_in, const at::Tensor& r, bool bf16) {
+  LayerRun out;
+  at::Tensor x = x_in.detach().clone().set_requires_grad(true);
+  if (bf16) {
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+  }
+  MoeOutput moe = layer.forward(x, true);
+  if (bf16) {
+    at::autocast::set_autocast_enabled(at::kCUDA, false);
+    at::autocast::clear_cache();
+  }
+  out.y = moe.y.to(at::kCPU, at::kDouble);
+  out.loss = objective(moe, r.to(moe.y.device(), moe.y.scalar_type()));
+  out.loss.backward();
+  out.loss = out.loss.to(at::kCPU, at::kDouble);
+  out.grad_x = x.grad().to(at::kCPU, at::kDouble);
+  for (const auto& p : layer.parameters()) out.grads.push_back(p.tensor.grad().to(at::kCPU, at::kDouble));
+  return out;
+}
+
+void expect_layer_matches_reference(const std::string& gemm, bool bf16, double tolerance) {
+  const MoeConfig config = gpu_moe_config(gemm);
+  MoeLayer reference(config, 64, at::kDouble, 3, nullptr);
+  MoeLayer gpu(config, 64, at::kFloat, 3, nullptr);
+  copy_parameters(reference.parameters(), gpu.parameters());
+  move_parameters(gpu.parameters(), kGpu);
+  at::Generator gen = generator(4);
+  at::Tensor x = at::randn({96, 64}, gen, at::kDouble), r = at::randn({96, 64}, gen, at::kDouble);
+  LayerRun want = run_layer(reference, x, r, false);
+  LayerRun got = run_layer(gpu, x.to(kGpu, at::kFloat), r, bf16);
+  EXPECT_LT(relative_error(got.loss, want.loss), tolerance);
+  EXPECT_LT(relative_error(got.y, want.y), tolerance);
+  EXPECT_LT(relative_error(got.grad_x, want.grad_x), tolerance);
+  for (size_t i = 0; i < want.grads.size(); ++i)
+    EXPECT_LT(relative_error(got.grads[i], want.grads[i]), tolerance) << reference.parameters()[i].name;
+}
+
+TEST(GpuMoeLayer, Float32LoopMatchesCpuFloat64) {
+  REQUIRE_GPU();
+  expect_layer_matches_reference("loop", false, 1e-5);
+}
+
+TEST(GpuMoeLayer, Float32GroupedGemmMatchesCpuFloat64) {
+  REQUIRE_GPU();
+  expect_layer_matches_reference("grouped", false, 1e-5);
+}
+
+TEST(GpuMoeLayer, Bf16AutocastMatchesCpuFloat64) {
+  REQUIRE_GPU();
+  expect_layer_matches_reference("auto", true, 1e-2);
+}
+
+TEST(GpuTransformer, TrainingStepLossAndGradientsMatchCpuFloat64) {
+  REQUIRE_GPU();
+  Config config = default_config({"model.vocab_size=24", "model.d_model=32", "model.n_heads=4", "model.d_ff=64",
+                                  "model.max_seq_len=16", "moe.num_experts=4", "moe.d_expert=32",
+                                  "moe.num_shared_experts=1", "data.seq_len=16", "model.num_classes=3"});
+  Transformer reference(config, at::kDouble, nullptr, nullptr);
+  Transformer gpu(config, at::kFloat, nullptr, nullptr);
+  copy_parameters(reference.parameters(), gpu.parameters());
+  gpu.to(kGpu);
+  at::Generator gen = generator(8);
+  at::Tensor tokens = at::randint(4, 24, {4, 16}, gen, at::kLong), real = at::ones({4, 16}, at::kLong);
+  auto loss_of = [](const ModelOutput& out) {
+    return at::log_softmax(out.lm_logits_BLV.to(at::kDouble), -1).mean() + out.balance_loss.to(at::kDouble) +
+           out.z_loss.to(at::kDouble);
+  };
+  at::Tensor want = loss_of(reference.forward(tokens, real, true));
+  want.backward();
+  at::Tensor got = loss_of(gpu.forward(tokens.to(kGpu), real.to(kGpu), true));
+  got.backward();
+  EXPECT_LT(relative_error(got.cpu(), want), 1e-5);
+  ParameterList r = reference.parameters(), g = gpu.parameters();
+  for (size_t i = 0; i < r.size(); ++i)
+    EXPECT_LT(relative_error(g[i].tensor.grad().to(at::kCPU, at::kDouble), r[i].tensor.grad()), 1e-5) << r[i].name;
+}
+
+TEST(GpuNccl, ExchangeRoundTripReturnsTheRowsOnAWorldOfOne) {
+  REQUIRE_GPU();
+  std::unique_ptr<Communicator> nccl = make_nccl_communicator(MPI_COMM_WORLD);
+  ASSERT_EQ(nccl->size(), 1) << "run this test on one rank";
+  at::Tensor rows = at::randn({10, 6}, generator(1), at::kFloat).to(kGpu);
+  at::Tensor back = nccl->alltoallv_rows(rows, {10}, {10});
+  EXPECT_TRUE(at::equal(back.cpu(), rows.cpu()));
+  at::Tensor sum = rows.clone();
+  nccl->allreduce_sum_(sum);
+  EXPECT_TRUE(at::equal(sum.cpu(), rows.cpu()));
+  // The MoE exchange with uniform weights (top-1, all kept) is the identity.
+  at::Tensor experts = at::randint(0, 4, {10, 1}, generator(2), at::kLong).to(kGpu);
+  at::Tensor keep = at::ones({10, 1}, at::TensorOptions().dtype(at::kBool).device(kGpu));
+  Dispatched sent = dispatch(rows, experts, keep, 4, *nccl);
+  at::Tensor y = combine(sent.x_SD, at::ones({10, 1}, rows.options()), sent.plan, *nccl);
+  EXPECT_TRUE(at::allclose(y.cpu(), rows.cpu()));
+}
+
+}  // namespace
+}  // namespace triage
