@@ -23,7 +23,8 @@ RankPlacement plan_placement(int rank, const std::string& host, int local_rank, 
   p.local_size = local_size;
   p.threads = requested_threads > 0 ? int(requested_threads) : std::max(1, cores / std::max(1, local_size));
   if (use_gpus) {
-    if (visible_gpus == 0) throw Error("host " + host + ": no GPU visible; expected at least one for the GPU path");
+    if (visible_gpus == 0)
+      throw Error("train.device = cuda: host " + host + " sees no GPU; expected at least one, or train.device: cpu");
     if (local_size > visible_gpus)
       throw Error("host " + host + " runs " + std::to_string(local_size) + " ranks but sees " +
                   std::to_string(visible_gpus) + " GPU(s); expected at most one rank per GPU (--ranks-per-node " +

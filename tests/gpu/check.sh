@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# tests/gpu/check.sh: every GPU check in one run, for a lent GPU machine or any CUDA box.
+# Builds with ninja, runs the GPU tests (parity with the CPU float64 reference, NCCL
+# exchange), the MoE layer benchmark (Mixtral-like shape scaled to one GPU, bf16 and fp32)
+# and a short bf16 training run, and prints a table last. Aim: under 8 minutes on 16 cores.
+#   tests/gpu/check.sh [--build-dir DIR] [--configure-only]   (CHECK_USE_DEPS=1: use the carried
+#   dependencies even where the system has its own, to rehearse)
+# Open MPI, yaml-cpp, GoogleTest, CLI11 and nlohmann-json come from the system, or else
+# from tests/gpu/deps/root (tests/gpu/fetch_deps.sh, run beforehand where apt works, and
+# carried along). LibTorch is the machine's PyTorch. Results go to $OUT (or build dir).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+build=$root/build-gpu configure_only=false
+while (($#)); do
+  case $1 in
+    --build-dir) build=$2; shift 2 ;;
+    --configure-only) configure_only=true; shift ;;
+    *) echo "check.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+results=${OUT:-$build/gpu-results}
+mkdir -p "$results"
+say() { printf '[gpu-check %s] %s\n' "$(date +%T)" "$*"; }
+
+deps=$root/tests/gpu/deps/root
+cmake_args=(-G Ninja -DCMAKE_BUILD_TYPE=Release -DTORCH_CUDA_ARCH_LIST=9.0 -DCMAKE_CUDA_ARCHITECTURES=90)
+prefix="$(python3 -c 'import torch.utils; print(torch.utils.cmake_prefix_path)' 2>/dev/null || true)"
+[[ -n $prefix ]] || { say "error: no PyTorch for python3 (LibTorch comes from it)"; exit 1; }
+nccl_root=$(python3 -c 'import nvidia.nccl as n; print(list(n.__path__)[0])' 2>/dev/null || true)
+[[ -z $nccl_root ]] || cmake_args+=(-DNCCL_ROOT="$nccl_root")
+if [[ -d $deps ]] && { [[ ${CHECK_USE_DEPS:-} == 1 ]] || ! command -v mpicxx >/dev/null; }; then
+  say "using carried dependencies in $deps"
+  export OPAL_PREFIX=$deps/usr  # relocated Open MPI finds its files here
+  export PATH=$deps/usr/bin:$PATH
+  export LD_LIBRARY_PATH=$deps/usr/lib/x86_64-linux-gnu:$deps/lib/x86_64-linux-gnu:$deps/usr/lib/x86_64-linux-gnu/openmpi/lib:${LD_LIBRARY_PATH:-}
+  prefix="$prefix;$deps/usr;$deps/usr/lib/x86_64-linux-gnu/cmake"
+  cmake_args+=(-DMPI_CXX_COMPILER="$deps/usr/bin/mpicxx.openmpi" -DMPIEXEC_EXECUTABLE="$deps/usr/bin/orterun"
+               -DCLI11_DIR="$deps/usr/share/cmake/CLI11" -Dnlohmann_json_DIR="$deps/usr/share/cmake/nlohmann_json"
+               -DZLIB_ROOT="$deps/usr" -DZLIB_LIBRARY="$deps/lib/x86_64-linux-gnu/libz.so.1")
+fi
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+nvidia-smi -L 2>/dev/null | tee "$results/gpus.txt" || say "nvidia-smi: not available"
+
+say "configure $build"
+cmake -S "$root" -B "$build" "${cmake_args[@]}" -DCMAKE_PREFIX_PATH="$prefix" >"$results/configure.log" 2>&1 ||
+  { tail -30 "$results/configure.log"; exit 1; }
+grep -E "LibTorch|GPU path" "$results/configure.log" || true
+$configure_only && { say "configured (--configure-only)"; exit 0; }
+
+say "build (ninja, $(nproc) jobs)"
+cmake --build "$build" --target triage gpu_tests -- -j "$(nproc)" >"$results/build.log" 2>&1 ||
+  { tail -40 "$results/build.log"; exit 1; }
+"$build/bin/triage" info | tee "$results/info.txt"
+
+say "GPU tests"
+set +e
+"$build/bin/gpu_tests" --gtest_output="json:$results/gpu_tests.json" 2>&1 | tee "$results/gpu_tests.txt" | grep -E '^\[ +(OK|FAILED|SKIPPED) +\]'
+set -e
+
+say "MoE layer benchmark"
+bench() {  # name, then bench options
+  local name=$1; shift
+  "$build/bin/triage" bench moe-layer --device cuda "$@" --out "$results/$name.json" 2>/dev/null | grep -v '^{' || true
+}
+bench layer_bf16_mixtral_scaled --dtype bfloat16 --tokens 8192 --d-model 4096 --d-expert 14336 --experts 8 --top-k 2 --reps 10
+bench layer_fp32_small --dtype float32 --tokens 8192 --d-model 1024 --d-expert 2816 --experts 8 --top-k 2 --reps 10
+
+say "training: tiny config, bf16 on one GPU"
+"$build/bin/triage" train "$root/configs/tiny.yaml" --set train.device=cuda --set train.precision=bf16 \
+  --set parallel.expert=1 --set train.steps=20 --set train.warmup_steps=2 --out "$results/train_bf16" \
+  >"$results/train_bf16.log" 2>&1 || tail -5 "$results/train_bf16.log"
+
+say "summary"
+python3 - "$results" <<'PY'
+import json, pathlib, sys
+r = pathlib.Path(sys.argv[1])
+rows = []
+try:
+    t = json.loads((r / "gpu_tests.json").read_text())
+    for suite in t["testsuites"]:
+        for case in suite["testsuite"]:
+            status = "SKIPPED" if case.get("result") == "SKIPPED" else ("FAILED" if case.get("failures") else "OK")
+            rows.append((f"test {suite['name']}.{case['name']}", status))
+except Exception as e:
+    rows.append(("gpu tests", f"no result ({e})"))
+for name in ("layer_bf16_mixtral_scaled", "layer_fp32_small"):
+    try:
+        b = json.loads((r / f"{name}.json").read_text())
+        for c, v in b["contenders"].items():
+            rows.append((f"{name} {c}", f"{v['tokens_per_s']:,.0f} tok/s, {v['active_tflops']:.1f} TFLOP/s"))
+        rows.append((f"{name} moe/dense", f"{b['moe_vs_dense_throughput']:.2f} (target >= 0.70)"))
+        if "grouped_vs_loop_speedup" in b:
+            rows.append((f"{name} grouped/loop", f"{b['grouped_vs_loop_speedup']:.2f}x (target >= 2)"))
+    except Exception as e:
+        rows.append((name, f"no result ({e})"))
+try:
+    steps = [json.loads(l) for l in (r / "train_bf16" / "metrics.jsonl").read_text().splitlines()]
+    steps = [s for s in steps if not s.get("eval")]
+    rows.append(("train bf16 tiny: loss first -> last", f"{steps[0]['loss']:.4f} -> {steps[-1]['loss']:.4f}"))
+except Exception as e:
+    rows.append(("train bf16", f"no result ({e})"))
+width = max(len(a) for a, _ in rows)
+print("\n".join(f"{a:<{width}}  {b}" for a, b in rows))
+PY
