@@ -30,7 +30,10 @@ void CausalSelfAttention::to(at::Device device) {
 
 at::Tensor CausalSelfAttention::rotate(const at::Tensor& x_BHLd) const {
   const int64_t length = x_BHLd.size(2), half = x_BHLd.size(3) / 2;
-  at::Tensor cos = cos_Ld_.narrow(0, 0, length), sin = sin_Ld_.narrow(0, 0, length);
+  // In the tables' precision only when x has it: under bf16 autocast q, k and v must share
+  // one dtype for the attention kernel.
+  at::Tensor cos = cos_Ld_.narrow(0, 0, length).to(x_BHLd.scalar_type());
+  at::Tensor sin = sin_Ld_.narrow(0, 0, length).to(x_BHLd.scalar_type());
   at::Tensor x1 = x_BHLd.narrow(-1, 0, half), x2 = x_BHLd.narrow(-1, half, half);
   return at::cat({x1 * cos - x2 * sin, x1 * sin + x2 * cos}, -1);
 }

@@ -32,7 +32,8 @@ at::Tensor combine_rows(const at::Tensor& y_RD, const at::Tensor& weights_TK,
                         const ExpertOrder& order) {
   // One pass: an embedding bag per token over its kept rows, weighted and summed.
   at::Tensor kept_A = order.assignment_of_row_R.index_select(0, order.row_of_kept_A);
-  at::Tensor weight_A = weights_TK.reshape({-1}).index_select(0, kept_A);
+  // The weights take the rows' dtype (bf16 expert outputs under autocast, gates in fp32).
+  at::Tensor weight_A = weights_TK.reshape({-1}).index_select(0, kept_A).to(y_RD.scalar_type());
   return std::get<0>(at::embedding_bag(y_RD, order.row_of_kept_A, order.kept_offsets_T,
                                        /*scale_grad_by_freq=*/false, /*mode=sum*/ 0,
                                        /*sparse=*/false, weight_A));

@@ -60,7 +60,8 @@ set -e
 say "MoE layer benchmark"
 bench() {  # name, then bench options
   local name=$1; shift
-  "$build/bin/triage" bench moe-layer --device cuda "$@" --out "$results/$name.json" 2>/dev/null | grep -v '^{' || true
+  "$build/bin/triage" bench moe-layer --device cuda "$@" --out "$results/$name.json" 2>"$results/$name.log" ||
+    tail -3 "$results/$name.log"
 }
 bench layer_bf16_mixtral_scaled --dtype bfloat16 --tokens 8192 --d-model 4096 --d-expert 14336 --experts 8 --top-k 2 --reps 10
 bench layer_fp32_small --dtype float32 --tokens 8192 --d-model 1024 --d-expert 2816 --experts 8 --top-k 2 --reps 10
