@@ -30,13 +30,6 @@ double median(std::vector<double> values) {
   return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
 }
 
-void move_to(const ParameterList& params, at::Device device) {
-  for (const auto& p : params) {
-    at::Tensor handle = p.tensor;
-    handle.set_data(handle.to(device));
-  }
-}
-
 struct Contender {
   std::string name;
   std::function<at::Tensor(const at::Tensor&)> forward;
@@ -83,9 +76,9 @@ int run_moe_layer_bench(const MoeLayerBenchOptions& o) {
   MoeLayer loop(loop_config, o.d_model, dtype, 1, nullptr);
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(2);
   FeedForward dense(o.d_model, o.top_k * o.d_expert, ExpertType::kSwiglu, 0.02, dtype, gen);
-  move_to(grouped.parameters(), device);
-  move_to(loop.parameters(), device);
-  move_to(dense.parameters(), device);
+  move_parameters(grouped.parameters(), device);
+  move_parameters(loop.parameters(), device);
+  move_parameters(dense.parameters(), device);
 
   std::vector<Contender> contenders;
   at::Tensor probe = at::zeros({1, o.d_model}, at::TensorOptions().dtype(dtype).device(device));

@@ -28,6 +28,15 @@ inline void append_parameters(ParameterList& outer, const std::string& prefix,
   for (const auto& p : inner) outer.push_back({prefix + "." + p.name, p.tensor, p.sharding});
 }
 
+// Moves every parameter to `device` in place: the same leaf tensors (set_data), so
+// optimizers and parameter lists that hold them stay valid.
+inline void move_parameters(const ParameterList& params, at::Device device) {
+  for (const auto& p : params) {
+    at::Tensor handle = p.tensor;
+    handle.set_data(handle.to(device));
+  }
+}
+
 // A fresh leaf parameter drawn from N(0, std^2) with the given generator.
 inline at::Tensor normal_parameter(at::IntArrayRef shape, double std, at::ScalarType dtype,
                                    at::Generator& generator) {

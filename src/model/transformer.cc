@@ -111,10 +111,7 @@ ParameterList Transformer::parameters() const {
 
 void Transformer::to(at::Device device) {
   c10::NoGradGuard no_grad;
-  for (auto& p : parameters()) {
-    at::Tensor handle = p.tensor;
-    handle.set_data(handle.to(device));
-  }
+  move_parameters(parameters(), device);
   for (Block& block : blocks_) block.attention->to(device);
   for (MoeLayer* moe : moe_layers()) moe->router().expert_bias_E() = moe->router().expert_bias_E().to(device);
 }

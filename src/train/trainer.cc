@@ -36,12 +36,6 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-std::vector<at::Tensor> tensors_of(const ParameterList& params) {
-  std::vector<at::Tensor> out;
-  for (const auto& p : params) out.push_back(p.tensor);
-  return out;
-}
-
 class Trainer {
  public:
   Trainer(const Config& config, const TrainOptions& options);
@@ -101,11 +95,17 @@ Trainer::Trainer(const Config& config, const TrainOptions& options) : config_(co
   model_->to(device_);
   parameters_ = model_->parameters();
   sync_ = std::make_unique<GradientSync>(parameters_, *groups_.world, *groups_.expert_dp);
-  optimizer_ = std::make_unique<torch::optim::AdamW>(
-      tensors_of(parameters_), torch::optim::AdamWOptions(config.train.lr)
-                                   .betas({0.9, 0.95})
-                                   .eps(1e-8)
-                                   .weight_decay(config.train.weight_decay));
+  // Weight decay on matrices only; norm weights and biases (1-D) are not decayed, as in
+  // Megatron-LM and GPT-3.
+  auto adamw = torch::optim::AdamWOptions(config.train.lr).betas({0.9, 0.95}).eps(1e-8);
+  std::vector<at::Tensor> decayed, not_decayed;
+  for (const auto& p : parameters_) (p.tensor.dim() >= 2 ? decayed : not_decayed).push_back(p.tensor);
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decayed, std::make_unique<torch::optim::AdamWOptions>(
+                                   torch::optim::AdamWOptions(adamw).weight_decay(config.train.weight_decay)));
+  groups.emplace_back(not_decayed,
+                      std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(adamw).weight_decay(0)));
+  optimizer_ = std::make_unique<torch::optim::AdamW>(std::move(groups), adamw);
   order_ = std::make_unique<ExampleOrder>(int64_t(dataset_.train.size()), uint64_t(config.train.seed));
 
   const std::string checkpoints = options.out_dir + "/checkpoints";

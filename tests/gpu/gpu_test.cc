@@ -40,13 +40,6 @@ void copy_parameters(const ParameterList& from, const ParameterList& to) {
   for (size_t i = 0; i < from.size(); ++i) to[i].tensor.copy_(from[i].tensor);
 }
 
-void move_parameters(const ParameterList& params, at::Device device) {
-  for (const auto& p : params) {
-    at::Tensor handle = p.tensor;
-    handle.set_data(handle.to(device));
-  }
-}
-
 MoeConfig gpu_moe_config(const std::string& gemm) {
   MoeConfig config = ep_moe_config(8, 2);
   config.d_expert = 32;
