@@ -95,8 +95,9 @@ std::string moe_key(size_t layer, const char* what) { return "moe." + std::to_st
 // Verified file contents: size and crc32 as the manifest records them.
 TensorMap read_verified(const fs::path& folder, const std::string& name, const nlohmann::json& manifest) {
   const std::string path = (folder / name).string();
-  if (!manifest["files"].contains(name)) throw Error(path + ": not listed in the manifest");
-  const auto& entry = manifest["files"][name];
+  const nlohmann::json& files = manifest.at("files");  // const: a missing key throws, never inserts
+  if (!files.contains(name)) throw Error(path + ": not listed in the manifest");
+  const nlohmann::json& entry = files.at(name);
   const std::string bytes = read_all(path);
   const uint64_t want_bytes = entry.at("bytes").get<uint64_t>();
   if (bytes.size() != want_bytes)

@@ -114,20 +114,21 @@ at::Tensor Experts::forward_grouped(const at::Tensor& x_RD, const std::vector<Ex
 }
 
 at::Tensor Experts::forward(const at::Tensor& x_RD, const std::vector<ExpertRun>& runs) const {
-  for (const ExpertRun& run : runs)
+  int64_t covered = 0;
+  for (const ExpertRun& run : runs) {
     TRIAGE_ASSERT(run.expert >= 0 && run.expert < num_experts(),
                   "run for expert " << run.expert << " of " << num_experts());
+    covered += run.rows;
+  }
+  TRIAGE_ASSERT(covered == x_RD.size(0), "runs cover " << covered << " rows of " << x_RD.size(0));
   if (x_RD.size(0) > 0 && uses_grouped_gemm(x_RD)) return forward_grouped(x_RD, runs);
   std::vector<at::Tensor> outputs;
   int64_t offset = 0;
   for (const ExpertRun& run : runs) {
-    TRIAGE_ASSERT(run.expert >= 0 && run.expert < num_experts(),
-                  "run for expert " << run.expert << " of " << num_experts());
     if (run.rows == 0) continue;
     outputs.push_back(apply_one(run.expert, x_RD.narrow(0, offset, run.rows)));
     offset += run.rows;
   }
-  TRIAGE_ASSERT(offset == x_RD.size(0), "runs cover " << offset << " rows of " << x_RD.size(0));
   if (outputs.empty()) return at::zeros({0, w_out_EHD_.size(2)}, x_RD.options());
   return outputs.size() == 1 ? outputs[0] : at::cat(outputs, 0);
 }

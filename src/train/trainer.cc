@@ -174,6 +174,9 @@ StepMetrics Trainer::train_step() {
   const int64_t experts = config_.moe.num_experts;
   // Summed over ranks below: lm sum, class sum, balance, z, dropped, assignments, counts.
   std::vector<double> sums(6 + moe_layers.size() * experts, 0.0);
+  // The loss sums stay on the device until the step is done: reading them per micro-batch
+  // would stall a GPU between forward and backward.
+  at::Tensor loss_sums = at::zeros({4}, at::TensorOptions().dtype(at::kDouble).device(device_));
   const double world = double(g.world_size);
   for (int64_t micro = 0; micro < micro_batches; ++micro) {
     std::vector<const Example*> mine(rows[micro].begin() + g.world_rank * slice,
@@ -184,22 +187,24 @@ StepMetrics Trainer::train_step() {
     if (lm_) {
       at::Tensor lm = token_cross_entropy_sum(out.lm_logits_BLV, b.targets_BL, b.target_BL);
       objective = objective + lm * (world / std::max(1.0, targets));
-      sums[0] += lm.item<double>();
+      loss_sums[0] += lm.detach().to(at::kDouble);
     }
     if (classify_) {
       at::Tensor cls = sequence_cross_entropy_sum(out.class_logits_BC, b.labels_B);
       objective = objective + cls * (world / std::max(1.0, labelled));
-      sums[1] += cls.item<double>();
+      loss_sums[1] += cls.detach().to(at::kDouble);
     }
     objective.backward();
-    sums[2] += out.balance_loss.item<double>();
-    sums[3] += out.z_loss.item<double>();
+    loss_sums[2] += out.balance_loss.detach().to(at::kDouble);
+    loss_sums[3] += out.z_loss.detach().to(at::kDouble);
     for (size_t l = 0; l < out.moe_stats.size(); ++l) {
       sums[4] += double(out.moe_stats[l].dropped);
       sums[5] += double(out.moe_stats[l].assignments);
       for (int64_t e = 0; e < experts; ++e) sums[6 + l * experts + e] += double(out.moe_stats[l].tokens_per_expert[e]);
     }
   }
+  const at::Tensor host_sums = loss_sums.to(at::kCPU);  // device-to-host sync, once per step
+  std::copy(host_sums.data_ptr<double>(), host_sums.data_ptr<double>() + 4, sums.begin());
   sync_->synchronize();
   m.grad_norm = clip_gradients();
   optimizer_->step();
@@ -238,8 +243,8 @@ StepMetrics Trainer::train_step() {
 // so the squared norm is (replicated, local) + (experts, summed over the EP group).
 double Trainer::clip_gradients() {
   c10::NoGradGuard no_grad;
-  auto on_device = at::TensorOptions().dtype(at::kDouble).device(device_);
-  at::Tensor replicated = at::zeros({1}, on_device), expert = at::zeros({1}, on_device);
+  auto doubles = at::TensorOptions().dtype(at::kDouble).device(device_);
+  at::Tensor replicated = at::zeros({1}, doubles), expert = at::zeros({1}, doubles);
   for (const auto& p : parameters_) {
     at::Tensor sq = p.tensor.grad().to(at::kDouble).pow(2).sum();
     (p.sharding == Sharding::kExpert ? expert : replicated).add_(sq);
