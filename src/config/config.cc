@@ -182,6 +182,23 @@ void validate(const Config& c) {
                    const std::string& expected) {
     if (!ok) fail(origin_of(c, key), key, value, expected);
   };
+  RoutingOverride routing;
+  try {
+    routing = parse_routing_override(c.moe.routing_override);
+  } catch (const Error& e) {
+    fail(origin_of(c, "moe.routing_override"), "moe.routing_override", c.moe.routing_override, e.what());
+  }
+  check(routing.kind != RoutingOverride::Kind::kHot || routing.expert < c.moe.num_experts,
+        "moe.routing_override", c.moe.routing_override,
+        "a hot expert below moe.num_experts (" + std::to_string(c.moe.num_experts) + ")");
+  const int64_t per_rank = c.moe.num_experts / std::max<int64_t>(1, c.parallel.expert);
+  check(routing.kind != RoutingOverride::Kind::kEmptyRank ||
+            (routing.rank < c.parallel.expert && c.moe.top_k <= c.moe.num_experts - per_rank),
+        "moe.routing_override", c.moe.routing_override,
+        "an EP rank below parallel.expert (" + std::to_string(c.parallel.expert) +
+            ") whose removal leaves at least moe.top_k experts");
+  check(c.moe.max_receive_factor == 0 || c.moe.max_receive_factor >= 1, "moe.max_receive_factor",
+        format_value(c.moe.max_receive_factor), "0 (unbounded) or at least 1 (the balanced share)");
   check(c.moe.top_k <= c.moe.num_experts, "moe.top_k", format_value(c.moe.top_k),
         "at most moe.num_experts (" + std::to_string(c.moe.num_experts) + ")");
   check(c.model.d_model % c.model.n_heads == 0, "model.n_heads", format_value(c.model.n_heads),
@@ -247,6 +264,48 @@ void apply_overrides(Config& config, const std::vector<std::string>& overrides) 
 }
 
 }  // namespace
+
+RoutingOverride parse_routing_override(const std::string& text) {
+  static const std::regex kHot(R"(hot:(\d+):([0-9.eE+-]+))"), kZipf(R"(zipf:([0-9.eE+-]+))"),
+      kEmptyRank(R"(empty_rank:(\d+))");
+  const std::string expected = "none, balanced, hot:E:F (F in [0, 1]), zipf:S (S > 0) or empty_rank:R";
+  RoutingOverride r;
+  std::smatch m;
+  auto number = [&](const std::string& s) {
+    size_t used = 0;
+    double v = 0;
+    try {
+      v = std::stod(s, &used);
+    } catch (const std::exception&) {
+      throw Error(expected);
+    }
+    if (used != s.size() || !std::isfinite(v)) throw Error(expected);
+    return v;
+  };
+  auto integer = [&](const std::string& s) {
+    if (s.size() > 9) throw Error(expected);
+    return int64_t(std::stoll(s));
+  };
+  if (text == "none") return r;
+  if (text == "balanced") {
+    r.kind = RoutingOverride::Kind::kBalanced;
+  } else if (std::regex_match(text, m, kHot)) {
+    r.kind = RoutingOverride::Kind::kHot;
+    r.expert = integer(m[1]);
+    r.fraction = number(m[2]);
+    if (r.fraction < 0 || r.fraction > 1) throw Error(expected);
+  } else if (std::regex_match(text, m, kZipf)) {
+    r.kind = RoutingOverride::Kind::kZipf;
+    r.exponent = number(m[1]);
+    if (r.exponent <= 0 || r.exponent > 100) throw Error(expected);
+  } else if (std::regex_match(text, m, kEmptyRank)) {
+    r.kind = RoutingOverride::Kind::kEmptyRank;
+    r.rank = integer(m[1]);
+  } else {
+    throw Error(expected);
+  }
+  return r;
+}
 
 Config default_config(const std::vector<std::string>& overrides) {
   Config config;

@@ -60,7 +60,30 @@ struct MoeConfig {
   // DeepSeekMoE shared experts: dense FFNs every token passes through, added to the routed
   // output. Stored fused as one FFN of width num_shared_experts * d_expert (the same sum).
   int64_t num_shared_experts = 0;
+  // A testing and benchmarking tool, not a training method: replaces the router's choice of
+  // experts after it has scored them (the gate weights still come from the router's scores,
+  // so gradients flow). none | balanced (round-robin over global assignments) | hot:E:F (a
+  // share F of assignments go to expert E) | zipf:S (experts drawn with P(e) ~ 1/(e+1)^S) |
+  // empty_rank:R (top-k among experts not on EP rank R). Deterministic per global token.
+  std::string routing_override = "none";
+  // Receive bound: no rank receives more than factor x its balanced share (tokens x top_k)
+  // of rows; a source rank sends at most floor(factor * its tokens * top_k / EP size) rows
+  // to one rank, later tokens dropped first. 0 = unbounded (dropless may then receive up
+  // to EP size x tokens x top_k rows on one rank under skew).
+  double max_receive_factor = 0.0;
 };
+
+// moe.routing_override, parsed.
+struct RoutingOverride {
+  enum class Kind { kNone, kBalanced, kHot, kZipf, kEmptyRank };
+  Kind kind = Kind::kNone;
+  int64_t expert = 0;     // hot: the hot expert
+  double fraction = 0.0;  // hot: share of assignments sent to it, in [0, 1]
+  double exponent = 0.0;  // zipf: S > 0
+  int64_t rank = 0;       // empty_rank: the EP rank whose experts get nothing
+};
+// Throws Error("expected ...") naming the accepted forms.
+RoutingOverride parse_routing_override(const std::string& text);
 
 struct ParallelConfig {
   int64_t expert = 1;            // expert-parallel group size; must divide num_experts
@@ -88,6 +111,9 @@ struct TrainConfig {
   int64_t grad_accum_steps = 1;   // micro-batches per optimizer step (batch_size is per micro)
   int64_t checkpoint_every = 0;   // steps between checkpoints; 0 = only at the end
   int64_t keep_checkpoints = 2;   // newest checkpoints kept on disk; older ones are removed
+  // A collective (all-to-all, all-reduce, barrier) not done after this many seconds ends
+  // the job with a message naming the rank, the collective and what the others were doing.
+  double collective_timeout_s = 600.0;
 };
 
 struct DataConfig {
@@ -167,6 +193,8 @@ void visit_fields(MoeConfig& c, Visitor&& v) {
   v("first_dense_layers", c.first_dense_layers, IntRange{0, 1024});
   v("every_n_layers", c.every_n_layers, IntRange{1, 1024});
   v("num_shared_experts", c.num_shared_experts, IntRange{0, 1024});
+  v("routing_override", c.routing_override, Choices{});
+  v("max_receive_factor", c.max_receive_factor, RealRange{0.0, 1e6});
 }
 
 template <class Visitor>
@@ -194,6 +222,7 @@ void visit_fields(TrainConfig& c, Visitor&& v) {
   v("grad_accum_steps", c.grad_accum_steps, IntRange{1, 1 << 20});
   v("checkpoint_every", c.checkpoint_every, IntRange{0, std::numeric_limits<int64_t>::max()});
   v("keep_checkpoints", c.keep_checkpoints, IntRange{1, 1 << 20});
+  v("collective_timeout_s", c.collective_timeout_s, RealRange{0.0, 1e7, true});
 }
 
 template <class Visitor>

@@ -97,7 +97,13 @@ class NcclCommunicator : public Communicator {
     std::vector<int64_t> shape = in.sizes().vec();
     shape[0] = received;
     at::Tensor out = at::empty(shape, in.options());
-    const int64_t row_elements = in.numel() / std::max<int64_t>(1, in.size(0));
+    // The row width from the shape, not numel / rows: a rank that sends no rows still
+    // receives full-width rows (numel / rows would be 0 for an empty tensor).
+    int64_t row_elements = 1, sent = 0;
+    for (int64_t d = 1; d < in.dim(); ++d) row_elements *= in.size(d);
+    for (int64_t n : send_rows) sent += n;
+    TRIAGE_ASSERT(sent == in.size(0) && int(send_rows.size()) == size() && int(recv_rows.size()) == size(),
+                  "send counts sum to " << sent << " for " << in.size(0) << " rows");
     const size_t row_bytes = size_t(row_elements) * in.element_size();
     const ncclDataType_t type = nccl_type(in.scalar_type());
     run("alltoallv", {in, out}, [&](cudaStream_t stream) {

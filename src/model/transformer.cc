@@ -53,7 +53,8 @@ Transformer::Transformer(const Config& config, at::ScalarType dtype, Communicato
   }
 }
 
-ModelOutput Transformer::forward(const at::Tensor& tokens_BL, const at::Tensor& real_BL, bool training) {
+ModelOutput Transformer::forward(const at::Tensor& tokens_BL, const at::Tensor& real_BL, bool training,
+                                 int64_t first_token) {
   const double eps = config_.model.norm_eps;
   at::Tensor x = at::embedding(embedding_VD_, tokens_BL);
   if (positions_LD_.defined()) x = x + positions_LD_.narrow(0, 0, tokens_BL.size(1));
@@ -68,7 +69,7 @@ ModelOutput Transformer::forward(const at::Tensor& tokens_BL, const at::Tensor& 
       x = x + block.dense->forward(h);
       continue;
     }
-    MoeOutput moe = block.moe->forward(h, training);
+    MoeOutput moe = block.moe->forward(h, training, first_token);
     at::Tensor ffn = moe.y;
     if (block.shared) ffn = ffn + block.shared->forward(h);
     x = x + ffn;

@@ -41,7 +41,10 @@ class Transformer {
   Transformer(const Config& config, at::ScalarType dtype, Communicator* ep, Communicator* world);
 
   // tokens_BL: int64 ids; real_BL: 1 for real tokens, 0 for padding (for mean pooling).
-  ModelOutput forward(const at::Tensor& tokens_BL, const at::Tensor& real_BL, bool training);
+  // first_token: the global index of tokens_BL's first token (rank r of a batch split in
+  // slices passes r * B * L), which keeps moe.routing_override layout-independent.
+  ModelOutput forward(const at::Tensor& tokens_BL, const at::Tensor& real_BL, bool training,
+                      int64_t first_token = 0);
 
   ParameterList parameters() const;
   std::vector<MoeLayer*> moe_layers();

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace triage {
 
@@ -26,5 +27,18 @@ DropPolicy parse_drop_policy(const std::string& name);
 // scores_TK ranks assignments under kScore; it is ignored under kPosition.
 at::Tensor capacity_keep_mask(const at::Tensor& experts_TK, const at::Tensor& scores_TK,
                               int64_t num_experts, int64_t capacity, DropPolicy policy);
+
+// The receive bound (moe.max_receive_factor): a source rank sends at most
+//   quota = floor(factor * tokens * top_k / ranks)
+// rows to each of the EP group's ranks, so no rank receives more than factor x tokens x
+// top_k rows (its balanced share), whatever the routing. kDropless when factor is 0.
+int64_t receive_quota(double factor, int64_t tokens, int64_t top_k, int64_t ranks);
+
+// keep_TK with the assignments beyond `quota` to any one destination rank (experts
+// [p * experts_per_rank, (p + 1) * experts_per_rank) live on rank p) dropped, later tokens
+// first. dropped_per_rank (size ranks) receives how many were dropped for each destination.
+at::Tensor receive_bound_keep_mask(const at::Tensor& experts_TK, const at::Tensor& keep_TK,
+                                   int64_t experts_per_rank, int64_t ranks, int64_t quota,
+                                   std::vector<int64_t>& dropped_per_rank);
 
 }  // namespace triage

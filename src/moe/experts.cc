@@ -129,7 +129,10 @@ at::Tensor Experts::forward(const at::Tensor& x_RD, const std::vector<ExpertRun>
     outputs.push_back(apply_one(run.expert, x_RD.narrow(0, offset, run.rows)));
     offset += run.rows;
   }
-  if (outputs.empty()) return at::zeros({0, w_out_EHD_.size(2)}, x_RD.options());
+  // No rows: still an output of the expert weights and the received rows, so that this
+  // rank's backward reaches the exchange and its all-to-alls like every other rank's, and
+  // the expert gradients are zeros rather than missing.
+  if (outputs.empty()) return apply_one(0, x_RD);
   return outputs.size() == 1 ? outputs[0] : at::cat(outputs, 0);
 }
 

@@ -7,6 +7,7 @@
 
 #include "moe/exchange.h"
 #include "moe/permute.h"
+#include "moe/routing_override.h"
 
 namespace triage {
 
@@ -17,9 +18,12 @@ int64_t local_experts(const MoeConfig& config, Communicator* ep) {
 }  // namespace
 
 MoeLayer::MoeLayer(const MoeConfig& config, int64_t d_model, at::ScalarType dtype, uint64_t seed,
-                   Communicator* ep, Communicator* balance_group)
+                   Communicator* ep, Communicator* balance_group, int64_t reference_ep_size)
     : config_(config),
       drop_policy_(parse_drop_policy(config.drop_policy)),
+      routing_override_(parse_routing_override(config.routing_override)),
+      seed_(seed),
+      ep_size_(ep ? ep->size() : reference_ep_size),
       ep_(ep),
       balance_group_(balance_group ? balance_group : ep),
       router_(config, d_model, dtype, at::make_generator<at::CPUGeneratorImpl>(seed)),
@@ -27,7 +31,7 @@ MoeLayer::MoeLayer(const MoeConfig& config, int64_t d_model, at::ScalarType dtyp
                config.d_expert, parse_expert_type(config.expert_type), dtype, seed,
                parse_expert_gemm(config.expert_gemm)) {}
 
-MoeOutput MoeLayer::forward(const at::Tensor& x, bool training) {
+MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_token) {
   const int64_t d_model = x.size(-1);
   at::Tensor x_TD = x.reshape({-1, d_model});
   const int64_t tokens = x_TD.size(0);
@@ -35,15 +39,23 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training) {
 
   MoeOutput out;
   out.routing = router_.forward(x_TD, training);
-  const RouterOutput& r = out.routing;
+  RouterOutput& r = out.routing;
+  if (routing_override_.kind != RoutingOverride::Kind::kNone) {
+    r.experts_TK = override_routing(routing_override_, r.experts_TK, r.scores_TE, first_token, seed_,
+                                    num_experts / ep_size_);
+    r.weights_TK = router_.gate_weights(r.scores_TE, r.experts_TK, x_TD.scalar_type());
+  }
 
   const double factor = training ? config_.capacity_factor : config_.eval_capacity_factor;
   const int64_t capacity =
       expert_capacity(factor, tokens, config_.top_k, num_experts, config_.min_capacity);
   at::Tensor scores_TK = r.scores_TE.gather(1, r.experts_TK);
   out.keep_TK = capacity_keep_mask(r.experts_TK, scores_TK, num_experts, capacity, drop_policy_);
-
   MoeStats& s = out.stats;
+  s.receive_quota = receive_quota(config_.max_receive_factor, tokens, config_.top_k, ep_size_);
+  out.keep_TK = receive_bound_keep_mask(r.experts_TK, out.keep_TK, num_experts / ep_size_, ep_size_,
+                                        s.receive_quota, s.bound_dropped_per_rank);
+
   if (ep_) {
     Dispatched sent = dispatch(x_TD, r.experts_TK, out.keep_TK, num_experts, *ep_);
     at::Tensor y_SD = experts_.forward(sent.x_SD, sent.plan.runs);
@@ -67,7 +79,9 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training) {
   int64_t kept = 0;
   for (int64_t n : s.tokens_per_expert) kept += n;
   s.dropped = s.assignments - kept;
-  s.max_load = double(*std::max_element(s.tokens_per_expert.begin(), s.tokens_per_expert.end()));
+  s.max_load = s.tokens_per_expert.empty()
+                   ? 0.0
+                   : double(*std::max_element(s.tokens_per_expert.begin(), s.tokens_per_expert.end()));
   s.mean_load = double(kept) / double(num_experts);
   return out;
 }

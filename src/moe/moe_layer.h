@@ -28,6 +28,10 @@ struct MoeStats {
   int64_t capacity = kDropless;            // per expert; kDropless when no limit
   double max_load = 0;                     // most tokens any expert received
   double mean_load = 0;                    // kept assignments / E
+  // moe.max_receive_factor: assignments this rank dropped because their destination EP
+  // rank (index p) was at its bound, and the bound in rows per source rank.
+  std::vector<int64_t> bound_dropped_per_rank;
+  int64_t receive_quota = kDropless;
 };
 
 struct MoeOutput {
@@ -46,11 +50,14 @@ class MoeLayer {
   // through the exchange. The gate is seeded by `seed`, each expert by (seed, its id).
   // balance_group: the ranks whose batches the global balance loss covers (the trainer
   // passes the world, so the loss is the whole global batch's); nullptr means ep.
+  // reference_ep_size: for the reference (ep == nullptr) only, the EP size whose layout the
+  // rules that name ranks (routing_override empty_rank, max_receive_factor) assume.
   MoeLayer(const MoeConfig& config, int64_t d_model, at::ScalarType dtype, uint64_t seed,
-           Communicator* ep = nullptr, Communicator* balance_group = nullptr);
+           Communicator* ep = nullptr, Communicator* balance_group = nullptr, int64_t reference_ep_size = 1);
 
   // x: [..., D]. training picks capacity_factor vs eval_capacity_factor and enables jitter.
-  MoeOutput forward(const at::Tensor& x, bool training);
+  // first_token: the global index of x's first token (for moe.routing_override only).
+  MoeOutput forward(const at::Tensor& x, bool training, int64_t first_token = 0);
 
   Router& router() { return router_; }
   const Experts& experts() const { return experts_; }
@@ -60,6 +67,9 @@ class MoeLayer {
  private:
   MoeConfig config_;
   DropPolicy drop_policy_;
+  RoutingOverride routing_override_;
+  uint64_t seed_;
+  int64_t ep_size_;  // ranks the experts are spread over (1 for the plain reference)
   Communicator* ep_;
   Communicator* balance_group_;
   Router router_;

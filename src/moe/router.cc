@@ -48,10 +48,15 @@ RouterOutput Router::forward(const at::Tensor& x_TD, bool training) {
   at::Tensor selection_TE = out.scores_TE;
   if (config_.expert_bias) selection_TE = out.scores_TE.detach() + expert_bias_E_;
   out.experts_TK = std::get<1>(at::topk(selection_TE.detach(), config_.top_k, -1));
-  at::Tensor weights_TK = out.scores_TE.gather(1, out.experts_TK);
-  if (config_.renormalize) weights_TK = weights_TK / weights_TK.sum(-1, /*keepdim=*/true);
-  out.weights_TK = (weights_TK * config_.route_scale).to(x_TD.scalar_type());
+  out.weights_TK = gate_weights(out.scores_TE, out.experts_TK, x_TD.scalar_type());
   return out;
+}
+
+at::Tensor Router::gate_weights(const at::Tensor& scores_TE, const at::Tensor& experts_TK, at::ScalarType dtype) const {
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+  at::Tensor weights_TK = scores_TE.gather(1, experts_TK);
+  if (config_.renormalize) weights_TK = weights_TK / weights_TK.sum(-1, /*keepdim=*/true);
+  return (weights_TK * config_.route_scale).to(dtype);
 }
 
 void Router::update_expert_bias(const at::Tensor& tokens_per_expert_E) {

@@ -29,6 +29,10 @@ class Router {
   // training enables input jitter (if configured), drawn from this router's generator.
   RouterOutput forward(const at::Tensor& x_TD, bool training);
 
+  // Combine weights of the chosen experts: scores at experts_TK, renormalised if asked,
+  // times route_scale, in `dtype`. forward() uses it; so does a routing override.
+  at::Tensor gate_weights(const at::Tensor& scores_TE, const at::Tensor& experts_TK, at::ScalarType dtype) const;
+
   // Aux-loss-free balancing: bias_E += rate * sign(mean load - load_E). Not a gradient step;
   // call once per optimizer step with the tokens each expert received.
   void update_expert_bias(const at::Tensor& tokens_per_expert_E);

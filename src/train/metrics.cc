@@ -39,7 +39,8 @@ std::string step_line(const StepMetrics& m, double eta_seconds) {
                 "%7.0f tok/s | %6.1f ms | drop %5.2f%% | load max/mean %.2f | ETA %s",
                 width, (long long)m.step, (long long)m.steps, bar.c_str(), int(100 * m.step / std::max<int64_t>(1, m.steps)),
                 m.loss, m.balance_loss, m.z_loss, m.lr, m.grad_norm, m.tokens_per_s, m.step_ms, m.dropped_pct,
-                m.max_mean_load, duration(eta_seconds).c_str());
+                m.max_mean_load, duration(eta_seconds).c_str()) +
+         (m.bound_dropped > 0 ? format(" | bound drops %lld", (long long)m.bound_dropped) : std::string());
 }
 
 std::string eval_line(const EvalMetrics& m) {
@@ -55,7 +56,8 @@ nlohmann::json to_json(const StepMetrics& m) {
           {"class_loss", m.class_loss}, {"balance_loss", m.balance_loss}, {"z_loss", m.z_loss},
           {"lr", m.lr},              {"grad_norm", m.grad_norm}, {"tokens_per_s", m.tokens_per_s},
           {"step_ms", m.step_ms},    {"dropped_pct", m.dropped_pct}, {"max_mean_load", m.max_mean_load},
-          {"expert_tokens", m.expert_tokens}};
+          {"expert_tokens", m.expert_tokens}, {"bound_dropped", m.bound_dropped},
+          {"bound_dropped_per_rank", m.bound_dropped_per_rank}};
 }
 
 nlohmann::json to_json(const EvalMetrics& m, const std::vector<std::string>& label_names) {

@@ -24,6 +24,10 @@ struct StepMetrics {
   double dropped_pct = 0;     // assignments over capacity, all layers
   double max_mean_load = 0;   // busiest expert / mean, worst layer
   std::vector<std::vector<int64_t>> expert_tokens;  // [MoE layer][expert], whole world
+  // moe.max_receive_factor: [MoE layer][EP rank] assignments dropped at that rank's bound,
+  // whole world; bound_dropped is their sum (0 when unbounded).
+  std::vector<std::vector<int64_t>> bound_dropped_per_rank;
+  int64_t bound_dropped = 0;
 };
 
 struct EvalMetrics {

@@ -134,7 +134,10 @@ ModelOutput Trainer::forward(const Batch& b, bool training) {
     at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
     at::autocast::set_autocast_enabled(at::kCUDA, true);
   }
-  ModelOutput out = model_->forward(b.tokens_BL, b.real_BL, training);
+  // Rank r holds slice r of every global batch; its first token's global index keeps
+  // routing overrides independent of the layout.
+  const int64_t first_token = int64_t(groups_.layout.world_rank) * b.tokens_BL.numel();
+  ModelOutput out = model_->forward(b.tokens_BL, b.real_BL, training, first_token);
   if (autocast) {
     at::autocast::set_autocast_enabled(at::kCUDA, false);
     at::autocast::clear_cache();
@@ -172,8 +175,11 @@ StepMetrics Trainer::train_step() {
 
   const std::vector<MoeLayer*> moe_layers = model_->moe_layers();
   const int64_t experts = config_.moe.num_experts;
-  // Summed over ranks below: lm sum, class sum, balance, z, dropped, assignments, counts.
-  std::vector<double> sums(6 + moe_layers.size() * experts, 0.0);
+  // Summed over ranks below: lm sum, class sum, balance, z, dropped, assignments, counts
+  // [layer][expert], then receive-bound drops [layer][EP rank].
+  const int64_t ep_size = g.ep_size, layers = int64_t(moe_layers.size());
+  const int64_t bound_at = 6 + layers * experts;
+  std::vector<double> sums(bound_at + layers * ep_size, 0.0);
   // The loss sums stay on the device until the step is done: reading them per micro-batch
   // would stall a GPU between forward and backward.
   at::Tensor loss_sums = at::zeros({4}, at::TensorOptions().dtype(at::kDouble).device(device_));
@@ -201,6 +207,8 @@ StepMetrics Trainer::train_step() {
       sums[4] += double(out.moe_stats[l].dropped);
       sums[5] += double(out.moe_stats[l].assignments);
       for (int64_t e = 0; e < experts; ++e) sums[6 + l * experts + e] += double(out.moe_stats[l].tokens_per_expert[e]);
+      const std::vector<int64_t>& bound = out.moe_stats[l].bound_dropped_per_rank;
+      for (int64_t p = 0; p < int64_t(bound.size()) && p < ep_size; ++p) sums[bound_at + l * ep_size + p] += double(bound[p]);
     }
   }
   const at::Tensor host_sums = loss_sums.to(at::kCPU);  // device-to-host sync, once per step
@@ -231,6 +239,16 @@ StepMetrics Trainer::train_step() {
     // Aux-loss-free balancing sees the whole world's load, so every rank moves the bias alike.
     if (config_.moe.expert_bias) moe_layers[l]->router().update_expert_bias(at::tensor(counts, at::kLong));
     m.expert_tokens.push_back(std::move(counts));
+    std::vector<int64_t> bound(ep_size);
+    for (int64_t p = 0; p < ep_size; ++p) {
+      bound[p] = int64_t(total[bound_at + l * ep_size + p]);
+      m.bound_dropped += bound[p];
+      if (bound[p] > 0 && is_root())
+        std::cerr << "warning: step " << m.step << ", MoE layer " << l << ": " << bound[p]
+                  << " assignments to EP rank " << p << " dropped at moe.max_receive_factor = "
+                  << config_.moe.max_receive_factor << std::endl;
+    }
+    m.bound_dropped_per_rank.push_back(std::move(bound));
   }
   const double seconds = seconds_since(start);
   m.step_ms = 1000.0 * seconds;

@@ -59,7 +59,7 @@ void expect_ep_matches_reference(const MoeConfig& config, ReferenceShards shardi
 
   MoeLayer ep_layer(config, kWidth, at::kDouble, kSeed, groups.ep.get());
   at::Tensor x = my_slice(batch.x_GD).clone().set_requires_grad(true);
-  MoeOutput out = ep_layer.forward(x, true);
+  MoeOutput out = ep_layer.forward(x, true, first_token);
   at::Tensor loss = objective(out, my_slice(batch.r_GD));
   loss.backward();
   GradientSync(ep_layer.parameters(), *groups.world, *groups.expert_dp).synchronize();
@@ -67,7 +67,7 @@ void expect_ep_matches_reference(const MoeConfig& config, ReferenceShards shardi
   groups.world->allreduce_sum_(mean_loss);
   mean_loss /= g.world_size;
 
-  MoeLayer reference(config, kWidth, at::kDouble, kSeed);
+  MoeLayer reference(config, kWidth, at::kDouble, kSeed, nullptr, nullptr, g.ep_size);
   at::Tensor x_ref = batch.x_GD.clone().set_requires_grad(true);
   const int64_t shards = sharding == ReferenceShards::kPerRank ? g.world_size : g.dp_size;
   const int64_t shard_tokens = x_ref.size(0) / shards;
@@ -75,7 +75,7 @@ void expect_ep_matches_reference(const MoeConfig& config, ReferenceShards shardi
   at::Tensor reference_loss = at::zeros({}, at::kDouble), my_shard_balance;
   std::vector<at::Tensor> y_ref_parts;
   for (int64_t s = 0; s < shards; ++s) {
-    MoeOutput part = reference.forward(x_ref.narrow(0, s * shard_tokens, shard_tokens), true);
+    MoeOutput part = reference.forward(x_ref.narrow(0, s * shard_tokens, shard_tokens), true, s * shard_tokens);
     reference_loss =
         reference_loss +
         objective(part, batch.r_GD.narrow(0, s * shard_tokens, shard_tokens)) / double(shards);
@@ -127,6 +127,125 @@ TEST(ExpertParallelLayer, LocalBalanceMatchesOneRankPerRankShard) {
 TEST(ExpertParallelLayer, WithDropsMatchesOneRankApplyingCapacityPerRankShard) {
   MoeConfig config = layer_config("softmax", 2, 0.5, "local");  // capacity ceil(0.5*6*2/8) = 1
   config.drop_policy = "score";
+  expect_ep_matches_reference(config, ReferenceShards::kPerRank);
+}
+
+// Forced routing (moe.routing_override) keeps the EP layer equal to the reference however
+// skewed: every rank still issues the same collectives, forward and backward, including
+// ranks whose experts receive nothing.
+MoeConfig overridden(const std::string& rule, int64_t k) {
+  MoeConfig config = layer_config("softmax", k, 0.0, "global");
+  config.routing_override = rule;
+  return config;
+}
+
+TEST(ExpertParallelLayer, BalancedOverrideMatchesOneRank) {
+  expect_ep_matches_reference(overridden("balanced", 2), ReferenceShards::kPerEpGroup);
+}
+
+TEST(ExpertParallelLayer, AllAssignmentsOnExpertZeroMatchOneRank) {
+  expect_ep_matches_reference(overridden("hot:0:1.0", 1), ReferenceShards::kPerEpGroup);
+  expect_ep_matches_reference(overridden("hot:0:1.0", 2), ReferenceShards::kPerEpGroup);
+}
+
+TEST(ExpertParallelLayer, HotExpertOverrideMatchesOneRank) {
+  expect_ep_matches_reference(overridden("hot:5:0.7", 2), ReferenceShards::kPerEpGroup);
+}
+
+TEST(ExpertParallelLayer, ZipfOverrideMatchesOneRank) {
+  expect_ep_matches_reference(overridden("zipf:2.0", 2), ReferenceShards::kPerEpGroup);
+}
+
+TEST(ExpertParallelLayer, EmptyRankOverrideMatchesOneRank) {
+  const std::string last_rank = "empty_rank:" + std::to_string(g_ep_size - 1);
+  if (kExperts - kExperts / g_ep_size < 2) GTEST_SKIP() << "one EP rank holds every expert";
+  expect_ep_matches_reference(overridden(last_rank, 2), ReferenceShards::kPerEpGroup);
+}
+
+TEST(ExpertParallelLayer, EmptyRankReceivesNoRowsAndItsExpertGradientsAreZero) {
+  MoeConfig config = overridden("empty_rank:0", 2);
+  if (g_ep_size == 1) GTEST_SKIP() << "EP 1: rank 0 holds every expert";
+  ProcessGroups groups = groups_for(config);
+  MoeLayer layer(config, kWidth, at::kDouble, kSeed, groups.ep.get());
+  Batch batch = global_batch(groups.layout.world_size);
+  at::Tensor x = batch.x_GD.narrow(0, groups.layout.world_rank * kTokensPerRank, kTokensPerRank);
+  MoeOutput out = layer.forward(x, true, groups.layout.world_rank * kTokensPerRank);
+  out.y.sum().backward();
+  for (int64_t e = 0; e < kExperts / g_ep_size; ++e) EXPECT_EQ(out.stats.tokens_per_expert[e], 0) << "expert " << e;
+  if (groups.ep->rank() == 0)
+    for (const auto& p : layer.experts().parameters()) {
+      ASSERT_TRUE(p.tensor.grad().defined()) << p.name << ": gradient missing on the empty rank";
+      EXPECT_EQ(p.tensor.grad().abs().max().item<double>(), 0.0) << p.name;
+    }
+}
+
+// Ranks with different numbers of tokens, rank 0 with none: outputs and gradients equal
+// the reference over the EP group's concatenated tokens.
+TEST(ExpertParallelLayer, RankWithNoTokensMatchesOneRank) {
+  MoeConfig config = layer_config("softmax", 2, 0.0, "global");
+  config.balance_loss_coef = 0;  // the losses are means over tokens; this test sums
+  config.z_loss_coef = 0;
+  ProcessGroups groups = groups_for(config);
+  const GroupLayout& g = groups.layout;
+  auto tokens_of = [](int rank) { return int64_t(2 * rank); };
+  int64_t first = 0, group_first = 0, group_tokens = 0;
+  for (int r = 0; r < g.world_rank; ++r) first += tokens_of(r);
+  const int group_start = g.world_rank - groups.ep->rank();
+  for (int r = 0; r < group_start; ++r) group_first += tokens_of(r);
+  for (int r = group_start; r < group_start + g.ep_size; ++r) group_tokens += tokens_of(r);
+  int64_t total = 0;
+  for (int r = 0; r < g.world_size; ++r) total += tokens_of(r);
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(7);
+  at::Tensor x_all = at::randn({total, kWidth}, gen, at::kDouble);
+  at::Tensor r_all = at::randn({total, kWidth}, gen, at::kDouble);
+
+  MoeLayer layer(config, kWidth, at::kDouble, kSeed, groups.ep.get());
+  at::Tensor x = x_all.narrow(0, first, tokens_of(g.world_rank)).clone().set_requires_grad(true);
+  MoeOutput out = layer.forward(x, true);
+  (out.y * r_all.narrow(0, first, tokens_of(g.world_rank))).sum().backward();
+  GradientSync(layer.parameters(), *groups.world, *groups.expert_dp).synchronize();
+
+  MoeLayer reference(config, kWidth, at::kDouble, kSeed);
+  at::Tensor x_ref = x_all.narrow(0, group_first, group_tokens).clone().set_requires_grad(true);
+  MoeOutput ref = reference.forward(x_ref, true);
+  (ref.y * r_all.narrow(0, group_first, group_tokens)).sum().backward();
+
+  const int64_t mine = first - group_first;
+  EXPECT_LT(relative_error(out.y.detach(), ref.y.detach().narrow(0, mine, tokens_of(g.world_rank))), 1e-10);
+  EXPECT_LT(relative_error(x.grad(), x_ref.grad().narrow(0, mine, tokens_of(g.world_rank))), 1e-10);
+  // GradientSync averages over the world; the reference saw one EP group's batch of dp_size.
+  const double to_group_sum = double(g.world_size) / double(g.dp_size);
+  const int64_t first_expert = layer.experts().first_expert(), local = layer.experts().num_experts();
+  auto ep_params = layer.experts().parameters();
+  auto ref_params = reference.experts().parameters();
+  for (size_t i = 0; i < ep_params.size(); ++i)
+    if (g.dp_size == 1)
+      EXPECT_LT(relative_error(ep_params[i].tensor.grad() * to_group_sum,
+                               ref_params[i].tensor.grad().narrow(0, first_expert, local)),
+                1e-10)
+          << ep_params[i].name;
+}
+
+// The receive bound with every assignment on expert 0: rank 0 receives at most
+// floor(factor * T * K) rows, each source drops T*K - quota, and the layer equals the
+// reference applying the same rule to each rank's tokens.
+TEST(ExpertParallelLayer, ReceiveBoundHoldsUnderFullSkewAndMatchesOneRank) {
+  MoeConfig config = overridden("hot:0:1.0", 2);
+  config.max_receive_factor = 1.5;
+  config.balance_loss_mode = "local";
+  ProcessGroups groups = groups_for(config);
+  const int64_t P = g_ep_size, T = kTokensPerRank, K = 2;
+  const int64_t quota = int64_t(1.5 * T * K / P + 1e-9);
+  MoeLayer layer(config, kWidth, at::kDouble, kSeed, groups.ep.get());
+  Batch batch = global_batch(groups.layout.world_size);
+  MoeOutput out = layer.forward(batch.x_GD.narrow(0, groups.layout.world_rank * T, T), true, groups.layout.world_rank * T);
+  EXPECT_EQ(out.stats.receive_quota, quota);
+  ASSERT_EQ(int64_t(out.stats.bound_dropped_per_rank.size()), P);
+  EXPECT_EQ(out.stats.bound_dropped_per_rank[0], std::max<int64_t>(0, T * K - quota));
+  EXPECT_EQ(out.stats.tokens_per_expert[0], std::min(T * K, quota));
+  at::Tensor received = at::tensor(out.stats.tokens_per_expert, at::kDouble);
+  groups.ep->allreduce_sum_(received);
+  EXPECT_LE(received[0].item<double>(), 1.5 * T * K) << "rank 0 received more than its bound";
   expect_ep_matches_reference(config, ReferenceShards::kPerRank);
 }
 

@@ -89,4 +89,43 @@ TEST(TrainRuns, AccumulatedMicroBatchesMakeTheSameStepAsOneBatch) {
   expect_same_curve("accumulate_2x4", "accumulate_1x8", 1e-9);
 }
 
+TEST(TrainRuns, RoutingOverridesFollowTheOneRankCurveOnEveryLayout) {
+  for (const char* rule : {"balanced", "hot", "zipf"})
+    for (const char* layout : {"world4_ep4", "world4_ep2"})
+      expect_same_curve(std::string("override_") + rule + "_" + layout,
+                        std::string("override_") + rule + "_world1_ep1", 1e-9);
+  // The forced patterns are really there: hot:1:1.0 sends every assignment to expert 1.
+  for (const json& step : steps_of("override_hot_world4_ep4"))
+    for (const auto& layer : step["expert_tokens"]) {
+      EXPECT_EQ(layer[0], 0);
+      EXPECT_GT(layer[1], 0);
+      EXPECT_EQ(layer[2], 0);
+      EXPECT_EQ(layer[3], 0);
+    }
+}
+
+TEST(TrainRuns, EmptyRankOverrideSendsNothingToThatRank) {
+  std::vector<json> steps = steps_of("override_empty_rank_world4_ep4");
+  ASSERT_EQ(steps.size(), 4u);
+  for (const json& step : steps)
+    for (const auto& layer : step["expert_tokens"]) EXPECT_EQ(layer[3], 0) << "expert 3 lives on EP rank 3";
+}
+
+TEST(TrainRuns, CollapsedRouterTrainsToTheLastStep) {
+  std::vector<json> steps = steps_of("router_collapse_world4_ep4");
+  ASSERT_EQ(steps.size(), 60u);
+  EXPECT_EQ(steps.back()["step"], 60);
+  // The run did exercise the case that used to hang: some step left a rank's experts
+  // (4 per rank of 16) without a single row.
+  bool rank_without_rows = false;
+  for (const json& step : steps)
+    for (const auto& layer : step["expert_tokens"])
+      for (int rank = 0; rank < 4; ++rank) {
+        int64_t rows = 0;
+        for (int e = 4 * rank; e < 4 * rank + 4; ++e) rows += layer[e].get<int64_t>();
+        rank_without_rows = rank_without_rows || rows == 0;
+      }
+  EXPECT_TRUE(rank_without_rows) << "the router never collapsed far enough to starve a rank";
+}
+
 }  // namespace

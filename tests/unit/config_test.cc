@@ -202,7 +202,34 @@ INSTANTIATE_TEST_SUITE_P(
                   "train.batch_size, train.lr, "
                   "train.warmup_steps, train.min_lr_ratio, train.weight_decay, train.grad_clip, "
                   "train.eval_every, train.log_every, train.loss, train.grad_accum_steps, "
-                  "train.checkpoint_every, train.keep_checkpoints"},
+                  "train.checkpoint_every, train.keep_checkpoints, train.collective_timeout_s"},
+        BadConfig{"UnknownRoutingOverride",
+                  "moe:\n  routing_override: skewed\n",
+                  {},
+                  "{}:2: moe.routing_override = skewed: expected none, balanced, hot:E:F (F in [0, 1]), "
+                  "zipf:S (S > 0) or empty_rank:R"},
+        BadConfig{"HotFractionAboveOne",
+                  "",
+                  {"moe.routing_override=hot:0:1.5"},
+                  "--set moe.routing_override=hot:0:1.5: moe.routing_override = hot:0:1.5: expected none, "
+                  "balanced, hot:E:F (F in [0, 1]), zipf:S (S > 0) or empty_rank:R"},
+        BadConfig{"HotExpertBeyondExperts",
+                  "moe:\n  num_experts: 4\n  routing_override: hot:4:0.5\n",
+                  {},
+                  "{}:3: moe.routing_override = hot:4:0.5: expected a hot expert below moe.num_experts (4)"},
+        BadConfig{"EmptyRankBeyondExpertParallel",
+                  "moe:\n  routing_override: empty_rank:2\nparallel:\n  expert: 2\n",
+                  {},
+                  "{}:2: moe.routing_override = empty_rank:2: expected an EP rank below parallel.expert (2) "
+                  "whose removal leaves at least moe.top_k experts"},
+        BadConfig{"ReceiveFactorBelowOne",
+                  "moe:\n  max_receive_factor: 0.5\n",
+                  {},
+                  "{}:2: moe.max_receive_factor = 0.5: expected 0 (unbounded) or at least 1 (the balanced share)"},
+        BadConfig{"CollectiveTimeoutZero",
+                  "train:\n  collective_timeout_s: 0\n",
+                  {},
+                  "{}:2: train.collective_timeout_s = 0: expected a number in (0, 10000000]"},
         BadConfig{"SetMakesTopKInconsistent",
                   "moe:\n  num_experts: 4\n",
                   {"moe.top_k=8"},
