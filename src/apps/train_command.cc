@@ -1,4 +1,4 @@
-// `triage train CONFIG [--set k=v]... [--out DIR] [--resume] [--stop-after N]`: the MPI
+// `triage train CONFIG [--set k=v]... [--out DIR] [--resume | --overwrite] [--stop-after N]`: the MPI
 // training program (start it with mpirun, or through ./launch/run).
 #include <memory>
 #include <string>
@@ -6,7 +6,9 @@
 
 #include "apps/commands.h"
 #include "config/config.h"
+#include "dist/agreement.h"
 #include "dist/mpi_environment.h"
+#include "train/preemption.h"
 #include "train/trainer.h"
 
 namespace triage {
@@ -26,15 +28,24 @@ Command add_train_command(CLI::App& app) {
   sub->add_option("--set", args->overrides, "Override a config key: section.key=value (repeatable)");
   sub->add_option("--out", args->options.out_dir, "Output folder: metrics.jsonl, summary.json, checkpoints/")
       ->capture_default_str();
-  sub->add_flag("--resume", args->options.resume, "Continue from the latest checkpoint in --out");
+  CLI::Option* resume =
+      sub->add_flag("--resume", args->options.resume, "Continue from the latest checkpoint in --out");
+  sub->add_flag("--overwrite", args->options.overwrite,
+                "Start afresh in --out even if it holds an earlier run (its metrics and checkpoints are deleted)")
+      ->excludes(resume);
   sub->add_option("--stop-after", args->options.stop_after,
                   "Stop after this step with a checkpoint, as a job time limit would (then --resume)")
       ->check(CLI::PositiveNumber);
   return {sub, [args] {
             MpiEnvironment mpi(nullptr, nullptr);
-            const Config config = load_config(args->config_path, args->overrides);
-            train(config, args->options);
-            return 0;
+            try {
+              Config config;
+              agree([&] { config = load_config(args->config_path, args->overrides); });
+              const TrainResult result = train(config, args->options);
+              return result == TrainResult::kPreempted ? preemption::kExitPreempted : 0;
+            } catch (const ReportedFailure&) {
+              return 1;  // printed once already; MPI shuts down cleanly on every rank
+            }
           }};
 }
 

@@ -2,6 +2,8 @@
 #include "checkpoint/checkpoint.h"
 
 #include <fcntl.h>
+#include <stdio.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -9,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <array>
 #include <cerrno>
 #include <cstdio>
@@ -19,6 +22,9 @@
 
 #include "checkpoint/safetensors.h"
 #include "common/error.h"
+#include "dist/agreement.h"
+#include "dist/fault_injection.h"
+#include "dist/watchdog.h"
 
 namespace triage {
 
@@ -108,6 +114,51 @@ TensorMap read_verified(const fs::path& folder, const std::string& name, const n
   return decode_safetensors(bytes, path);
 }
 
+// Puts `fresh` in place of `target` in one atomic step (renameat2 RENAME_EXCHANGE, Linux
+// 3.15+), then removes the old folder: a crash in between leaves either the old or the
+// new checkpoint complete under `target`, never neither. Without the exchange (an old
+// kernel, or a filesystem without it) the old folder is moved aside first.
+void replace_folder(const fs::path& fresh, const fs::path& target) {
+  if (!fs::exists(target)) {
+    fs::rename(fresh, target);
+    return;
+  }
+  constexpr unsigned kRenameExchange = 1u << 1;
+  if (::syscall(SYS_renameat2, AT_FDCWD, fresh.c_str(), AT_FDCWD, target.c_str(), kRenameExchange) == 0) {
+    fs::remove_all(fresh);  // now the old checkpoint
+    return;
+  }
+  const fs::path aside = target.string() + ".replaced";
+  fs::remove_all(aside);
+  fs::rename(target, aside);
+  fs::rename(fresh, target);
+  fs::remove_all(aside);
+}
+
+// The run id and save time a checkpoint's manifest records ("" and 0 when unreadable).
+std::pair<std::string, int64_t> manifest_origin(const fs::path& folder) {
+  try {
+    std::ifstream in(folder / "manifest.json");
+    nlohmann::json m = nlohmann::json::parse(in);
+    return {m.value("run_id", std::string()), m.value("saved_at_ns", int64_t(0))};
+  } catch (const std::exception&) {
+    return {"", 0};
+  }
+}
+
+// Removes run_id's complete checkpoints beyond the `keep` most recently saved, sparing `just_written`.
+void prune(const fs::path& dir, const std::string& run_id, int64_t keep, const fs::path& just_written) {
+  std::vector<std::pair<int64_t, fs::path>> own;  // (saved at, folder)
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string n = entry.path().filename().string();
+    if (!entry.is_directory() || n.rfind("step-", 0) != 0 || n.find('.') != std::string::npos) continue;
+    auto [id, saved_at] = manifest_origin(entry.path());
+    if (id == run_id && entry.path() != just_written) own.push_back({saved_at, entry.path()});
+  }
+  std::sort(own.rbegin(), own.rend());  // newest first
+  for (size_t i = size_t(std::max<int64_t>(0, keep - 1)); i < own.size(); ++i) fs::remove_all(own[i].second);
+}
+
 std::string shape_text(at::IntArrayRef shape) {
   std::string text = "[";
   for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
@@ -129,8 +180,9 @@ const at::Tensor& expect(const TensorMap& tensors, const std::string& name, at::
 }  // namespace
 
 std::string save_checkpoint(const std::string& dir, const Config& config, ProcessGroups& groups,
-                            const TrainingState& state, int64_t keep) {
+                            const TrainingState& state, int64_t keep, const std::string& run_id) {
   const GroupLayout& layout = groups.layout;
+  watchdog::Scope scope("checkpoint of step " + std::to_string(state.step));
   char name[32];
   std::snprintf(name, sizeof name, "step-%08lld", static_cast<long long>(state.step));
   const fs::path final_dir = fs::path(dir) / name;
@@ -150,6 +202,7 @@ std::string save_checkpoint(const std::string& dir, const Config& config, Proces
     write_durably((partial / file).string(), bytes);
     records[row][0] = double(bytes.size());
     records[row][1] = double(crc32_of(bytes));
+    fault::inject(fault::Point::kCheckpointFileWritten, layout.world_rank, state.step);
   };
   torch::optim::AdamW& optimizer = *state.optimizer;
   if (layout.world_rank == 0) {
@@ -189,6 +242,10 @@ std::string save_checkpoint(const std::string& dir, const Config& config, Proces
     if (!state.parameters.empty()) optimizer_step = adam_state(optimizer, state.parameters[0].tensor).step();
     nlohmann::json manifest = {{"format", kFormat},
                                {"step", state.step},
+                               {"run_id", run_id},
+                               {"saved_at_ns", int64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                           std::chrono::system_clock::now().time_since_epoch())
+                                                           .count())},
                                {"samples_seen", state.samples_seen},
                                {"optimizer_step", optimizer_step},
                                {"world_size", layout.world_size},
@@ -204,32 +261,28 @@ std::string save_checkpoint(const std::string& dir, const Config& config, Proces
     for (int64_t g = 0; g < experts; ++g) add_file(1 + g, expert_file(g));
     write_durably((partial / "manifest.json").string(), manifest.dump(2) + "\n");
     sync_directory(partial.string());
-    fs::remove_all(final_dir);
-    fs::rename(partial, final_dir);
+    replace_folder(partial, final_dir);
     write_durably((fs::path(dir) / "latest.tmp").string(), std::string(name) + "\n");
     fs::rename(fs::path(dir) / "latest.tmp", fs::path(dir) / "latest");
     sync_directory(dir);
-    // Keep the newest `keep` complete checkpoints (names sort by step).
-    std::vector<fs::path> complete;
-    for (const auto& entry : fs::directory_iterator(dir)) {
-      const std::string n = entry.path().filename().string();
-      if (entry.is_directory() && n.rfind("step-", 0) == 0 && n.find(".partial") == std::string::npos)
-        complete.push_back(entry.path());
-    }
-    std::sort(complete.begin(), complete.end());
-    for (size_t i = 0; i + size_t(keep) < complete.size(); ++i) fs::remove_all(complete[i]);
+    prune(dir, run_id, keep, final_dir);
   }
   groups.world->barrier();
   return final_dir.string();
 }
 
-void load_checkpoint(const std::string& dir, const Config& config, ProcessGroups& groups, TrainingState& state) {
+namespace {
+
+// Reads, verifies and applies this rank's part of the checkpoint; no collectives.
+void load_local_part(const std::string& dir, const Config& config, ProcessGroups& groups, TrainingState& state) {
   const fs::path latest = fs::path(dir) / "latest";
   if (!fs::exists(latest))
     throw Error(latest.string() + ": no checkpoint to resume from; expected a run that saved one in " + dir);
   std::string name;
   std::ifstream(latest) >> name;
   const fs::path folder = fs::path(dir) / name;
+  if (!fs::is_directory(folder))
+    throw Error(latest.string() + ": names " + name + ", which is not in " + dir + " (deleted by hand?)");
   const std::string manifest_path = (folder / "manifest.json").string();
   nlohmann::json manifest;
   try {
@@ -311,7 +364,14 @@ void load_checkpoint(const std::string& dir, const Config& config, ProcessGroups
   } catch (const nlohmann::json::exception& e) {
     throw Error(manifest_path + ": malformed manifest (" + e.what() + ")");
   }
-  groups.world->barrier();
+}
+
+}  // namespace
+
+void load_checkpoint(const std::string& dir, const Config& config, ProcessGroups& groups, TrainingState& state) {
+  watchdog::Scope scope("loading the checkpoint");
+  // A file only some ranks read may be bad: the ranks agree, and the first to fail says why.
+  agree([&] { load_local_part(dir, config, groups, state); });
 }
 
 }  // namespace triage

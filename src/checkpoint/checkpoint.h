@@ -39,10 +39,13 @@ struct TrainingState {
   int64_t samples_seen = 0;  // position in the training-example order
 };
 
-// Writes <dir>/step-NNNNNNNN and points <dir>/latest at it; keeps the newest `keep`.
+// Writes <dir>/step-NNNNNNNN and points <dir>/latest at it, then keeps the `keep` most
+// recently saved checkpoints of run `run_id` (never the one just written; other runs'
+// checkpoints are left alone). Saving a step that exists swaps the new folder in
+// atomically, so `latest` always names a complete checkpoint.
 // Returns the checkpoint's folder. Collective over groups.world.
 std::string save_checkpoint(const std::string& dir, const Config& config, ProcessGroups& groups,
-                            const TrainingState& state, int64_t keep);
+                            const TrainingState& state, int64_t keep, const std::string& run_id);
 
 // Loads <dir>/latest into `state` (parameters, optimizer moments, router state, step,
 // samples_seen). Throws Error naming the file and what is wrong. Collective over the world.

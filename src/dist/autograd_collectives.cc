@@ -3,10 +3,20 @@
 
 #include <torch/csrc/autograd/custom_function.h>
 
+#include "dist/watchdog.h"
+
 namespace triage {
 namespace {
 
 using torch::autograd::AutogradContext;
+
+// "backward of <what the forward was doing>", without the labels the backward shares
+// with it (the step and micro-batch are still on the stack when backward runs).
+std::string backward_label(AutogradContext* ctx) {
+  const std::string& forward = ctx->saved_data["label"].toStringRef();
+  const std::string now = watchdog::current_label() + ", ";
+  return "backward of " + (forward.rfind(now, 0) == 0 ? forward.substr(now.size()) : forward);
+}
 using torch::autograd::variable_list;
 
 // saved_data holds only IValues, so the communicator travels as its address.
@@ -20,12 +30,15 @@ struct AllToAllRows : public torch::autograd::Function<AllToAllRows> {
     ctx->saved_data["comm"] = comm_address;
     ctx->saved_data["send"] = send_rows;
     ctx->saved_data["recv"] = recv_rows;
+    // Backward runs later, outside the forward's scopes: it carries the forward's label.
+    ctx->saved_data["label"] = watchdog::current_label();
     return communicator_at(ctx)->alltoallv_rows(rows, send_rows, recv_rows);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto send = ctx->saved_data["send"].toIntVector();
     auto recv = ctx->saved_data["recv"].toIntVector();
+    watchdog::Scope scope(backward_label(ctx));
     at::Tensor grad_rows = communicator_at(ctx)->alltoallv_rows(grads[0], recv, send);
     return {grad_rows, at::Tensor(), at::Tensor(), at::Tensor()};
   }
@@ -34,12 +47,14 @@ struct AllToAllRows : public torch::autograd::Function<AllToAllRows> {
 struct AllReduceSum : public torch::autograd::Function<AllReduceSum> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& tensor, int64_t comm_address) {
     ctx->saved_data["comm"] = comm_address;
+    ctx->saved_data["label"] = watchdog::current_label();
     at::Tensor sum = tensor.contiguous().clone();
     communicator_at(ctx)->allreduce_sum_(sum);
     return sum;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    watchdog::Scope scope(backward_label(ctx));
     at::Tensor grad = grads[0].contiguous().clone();
     communicator_at(ctx)->allreduce_sum_(grad);
     return {grad, at::Tensor()};

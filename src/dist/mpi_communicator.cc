@@ -6,6 +6,7 @@
 #include "common/error.h"
 #include "common/mpi_check.h"
 #include "dist/mpi_communicator.h"
+#include "dist/watchdog.h"
 
 namespace triage {
 namespace {
@@ -67,6 +68,7 @@ class MpiCommunicator : public Communicator {
                                                         << " values for " << size_ << " ranks");
     std::vector<int64_t> recv(send.size());
     const int per_peer = to_int(int64_t(send.size()) / size_);
+    watchdog::InCollective in_flight("all-to-all of counts");
     TRIAGE_MPI_CHECK(MPI_Alltoall(send.data(), per_peer, MPI_INT64_T, recv.data(), per_peer,
                                   MPI_INT64_T, comm_));
     return recv;
@@ -104,6 +106,7 @@ class MpiCommunicator : public Communicator {
     }
     TRIAGE_ASSERT(send_at == send.size(0),
                   "send counts sum to " << send_at << ", rows " << send.size(0));
+    watchdog::InCollective in_flight("all-to-all of rows");
     TRIAGE_MPI_CHECK(MPI_Alltoallv(send.data_ptr(), send_counts.data(), send_offsets.data(),
                                    row_type, recv.data_ptr(), recv_counts.data(),
                                    recv_offsets.data(), row_type, comm_));
@@ -117,6 +120,7 @@ class MpiCommunicator : public Communicator {
                   "allreduce needs a contiguous CPU tensor");
     TRIAGE_ASSERT(!at::isReducedFloatingType(tensor.scalar_type()),
                   "MPI cannot sum " << tensor.scalar_type() << "; reduce in float32");
+    watchdog::InCollective in_flight("all-reduce");
     TRIAGE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, tensor.data_ptr(), to_int(tensor.numel()),
                                    mpi_type(tensor.scalar_type()), MPI_SUM, comm_));
   }
@@ -125,11 +129,15 @@ class MpiCommunicator : public Communicator {
     require_cpu(tensor);
     TRIAGE_ASSERT(tensor.is_contiguous() && tensor.device().is_cpu(),
                   "broadcast needs a contiguous CPU tensor");
+    watchdog::InCollective in_flight("broadcast");
     TRIAGE_MPI_CHECK(MPI_Bcast(tensor.data_ptr(), to_int(tensor.numel()),
                                mpi_type(tensor.scalar_type()), root, comm_));
   }
 
-  void barrier() override { TRIAGE_MPI_CHECK(MPI_Barrier(comm_)); }
+  void barrier() override {
+    watchdog::InCollective in_flight("barrier");
+    TRIAGE_MPI_CHECK(MPI_Barrier(comm_));
+  }
 
  private:
   MPI_Comm comm_ = MPI_COMM_NULL;

@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "common/mpi_check.h"
+#include "dist/agreement.h"
 #include "kernels/device_query.h"
 
 namespace triage {
@@ -49,8 +50,11 @@ std::vector<RankPlacement> place_ranks(int64_t requested_threads, bool use_gpus)
   TRIAGE_MPI_CHECK(MPI_Get_processor_name(host, &host_length));
 
   const int gpus = use_gpus ? int(query_gpus().devices.size()) : 0;
-  RankPlacement mine = plan_placement(rank, host, local_rank, local_size,
-                                      int(std::thread::hardware_concurrency()), requested_threads, use_gpus, gpus);
+  RankPlacement mine;
+  agree([&] {  // a host without GPUs is refused once, by its lowest rank
+    mine = plan_placement(rank, host, local_rank, local_size, int(std::thread::hardware_concurrency()),
+                          requested_threads, use_gpus, gpus);
+  });
   if (mine.gpu >= 0) select_gpu(mine.gpu);
   at::set_num_threads(mine.threads);
 

@@ -7,6 +7,7 @@
 
 #include <cmath>
 
+#include "dist/watchdog.h"
 #include "model/rms_norm.h"
 
 namespace triage {
@@ -62,6 +63,7 @@ ModelOutput Transformer::forward(const at::Tensor& tokens_BL, const at::Tensor& 
   ModelOutput out;
   out.balance_loss = at::zeros({}, x.options());
   out.z_loss = at::zeros({}, x.options());
+  int64_t moe_index = 0;
   for (Block& block : blocks_) {
     x = x + block.attention->forward(rms_norm(x, block.attention_norm, eps));
     at::Tensor h = rms_norm(x, block.ffn_norm, eps);
@@ -69,6 +71,7 @@ ModelOutput Transformer::forward(const at::Tensor& tokens_BL, const at::Tensor& 
       x = x + block.dense->forward(h);
       continue;
     }
+    watchdog::Scope scope("MoE layer " + std::to_string(moe_index++));
     MoeOutput moe = block.moe->forward(h, training, first_token);
     at::Tensor ffn = moe.y;
     if (block.shared) ffn = ffn + block.shared->forward(h);

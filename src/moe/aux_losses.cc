@@ -2,6 +2,7 @@
 #include "moe/aux_losses.h"
 
 #include "dist/autograd_collectives.h"
+#include "dist/watchdog.h"
 
 namespace triage {
 
@@ -18,6 +19,7 @@ BalanceStats balance_stats(const at::Tensor& scores_TE, const at::Tensor& expert
 }
 
 BalanceStats all_reduce(const BalanceStats& local, Communicator& group) {
+  watchdog::Scope scope("balance-loss all-reduce");
   BalanceStats global = local;
   global.assignments_E = local.assignments_E.clone();
   group.allreduce_sum_(global.assignments_E);

@@ -5,6 +5,7 @@
 
 #include "common/error.h"
 #include "dist/autograd_collectives.h"
+#include "dist/watchdog.h"
 
 namespace triage {
 
@@ -23,7 +24,10 @@ Dispatched dispatch(const at::Tensor& x_TD, const at::Tensor& experts_TK, const 
     plan.send_rows[e / local_experts] += plan.order.rows_per_expert[e];
 
   // received_counts[p * L + l]: rows source rank p sends for my local expert l.
-  const std::vector<int64_t> received_counts = ep.alltoall(plan.order.rows_per_expert);
+  const std::vector<int64_t> received_counts = [&] {
+    watchdog::Scope scope("dispatch counts");
+    return ep.alltoall(plan.order.rows_per_expert);
+  }();
   plan.recv_rows.assign(ranks, 0);
   plan.rows_per_local_expert.assign(local_experts, 0);
   for (int64_t p = 0; p < ranks; ++p) {
@@ -36,13 +40,17 @@ Dispatched dispatch(const at::Tensor& x_TD, const at::Tensor& experts_TK, const 
   }
 
   at::Tensor sent_RD = gather_rows(x_TD, plan.order);
+  watchdog::Scope scope("dispatch rows");
   out.x_SD = alltoallv_rows_autograd(sent_RD, ep, plan.send_rows, plan.recv_rows);
   return out;
 }
 
 at::Tensor combine(const at::Tensor& y_SD, const at::Tensor& weights_TK, const DispatchPlan& plan,
                    Communicator& ep) {
-  at::Tensor returned_RD = alltoallv_rows_autograd(y_SD, ep, plan.recv_rows, plan.send_rows);
+  at::Tensor returned_RD = [&] {
+    watchdog::Scope scope("combine rows");
+    return alltoallv_rows_autograd(y_SD, ep, plan.recv_rows, plan.send_rows);
+  }();
   return combine_rows(returned_RD, weights_TK, plan.order);
 }
 

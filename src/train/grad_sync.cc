@@ -3,7 +3,10 @@
 
 #include <c10/core/GradMode.h>
 
+#include "dist/watchdog.h"
+
 #include <map>
+#include <string>
 #include <utility>
 
 namespace triage {
@@ -32,7 +35,9 @@ GradientSync::GradientSync(const ParameterList& parameters, Communicator& world,
 
 void GradientSync::synchronize() {
   c10::NoGradGuard no_grad;
-  for (Bucket& bucket : buckets_) {
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    Bucket& bucket = buckets_[b];
+    watchdog::Scope scope("gradient bucket " + std::to_string(b + 1) + "/" + std::to_string(buckets_.size()));
     std::vector<at::Tensor> flat_grads;
     for (at::Tensor& p : bucket.parameters) {
       if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);

@@ -8,6 +8,8 @@
 #include <torch/optim/adamw.h>
 
 #include <algorithm>
+#include <csignal>
+#include <cstring>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -15,6 +17,9 @@
 #include <memory>
 
 #include "checkpoint/checkpoint.h"
+#include "dist/agreement.h"
+#include "dist/fault_injection.h"
+#include "dist/watchdog.h"
 #include "common/error.h"
 #include "dist/nccl_communicator.h"
 #include "dist/placement.h"
@@ -25,6 +30,8 @@
 #include "train/lr_schedule.h"
 #include "train/metrics.h"
 #include "train/objective.h"
+#include "train/preemption.h"
+#include "train/run_folder.h"
 
 namespace triage {
 
@@ -39,7 +46,8 @@ double seconds_since(Clock::time_point start) {
 class Trainer {
  public:
   Trainer(const Config& config, const TrainOptions& options);
-  void run();
+  ~Trainer() { watchdog::stop(); }
+  TrainResult run();
 
  private:
   StepMetrics train_step();
@@ -68,6 +76,8 @@ class Trainer {
   int64_t step_ = 0;          // optimizer steps completed
   int64_t samples_seen_ = 0;  // position in order_
   bool lm_ = true, classify_ = false;
+  std::string run_id_;       // this run's id (rank 0), for checkpoint pruning
+  int preempt_signal_ = 0;   // a signal some rank received, agreed at the last step's end
 };
 
 Trainer::Trainer(const Config& config, const TrainOptions& options) : config_(config), options_(options) {
@@ -76,19 +86,24 @@ Trainer::Trainer(const Config& config, const TrainOptions& options) : config_(co
   placements_ = place_ranks(config.parallel.intra_op_threads, cuda);
   const int gpu = placements_.front().gpu;  // this rank's own (rank 0 holds all, its own first)
   device_ = cuda ? at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(gpu)) : at::Device(at::kCPU);
-  groups_ = make_process_groups(config, cuda ? make_nccl_communicator : nullptr);
+  // group_layout's checks fail on every rank alike, before any split: safe inside agree().
+  agree([&] { groups_ = make_process_groups(config, cuda ? make_nccl_communicator : nullptr); });
   const int world = groups_.layout.world_size;
-  if (config.train.batch_size % world != 0)
-    throw Error("train.batch_size = " + std::to_string(config.train.batch_size) +
-                ": expected a multiple of the number of ranks (" + std::to_string(world) + ")");
   lm_ = config.train.loss != "classify";
   classify_ = config.train.loss != "lm";
 
-  dataset_ = load_dataset(config.data, uint64_t(config.train.seed));
-  if (classify_ && int64_t(dataset_.label_names.size()) > config.model.num_classes)
-    throw Error("model.num_classes = " + std::to_string(config.model.num_classes) + ": expected at least the " +
-                std::to_string(dataset_.label_names.size()) + " labels found in " +
-                (config.data.path.empty() ? "the data" : config.data.path));
+  // Local checks and reads that every rank makes alike: a failure is reported once.
+  agree([&] {
+    if (config.train.batch_size % world != 0)
+      throw Error("train.batch_size = " + std::to_string(config.train.batch_size) +
+                  ": expected a multiple of the number of ranks (" + std::to_string(world) + ")");
+    refuse_to_clobber(options.out_dir, options.resume, options.overwrite);
+    dataset_ = load_dataset(config.data, uint64_t(config.train.seed));
+    if (classify_ && int64_t(dataset_.label_names.size()) > config.model.num_classes)
+      throw Error("model.num_classes = " + std::to_string(config.model.num_classes) + ": expected at least the " +
+                  std::to_string(dataset_.label_names.size()) + " labels found in " +
+                  (config.data.path.empty() ? "the data" : config.data.path));
+  });
 
   const at::ScalarType dtype = config.train.dtype == "float64" ? at::kDouble : at::kFloat;
   model_ = std::make_unique<Transformer>(config, dtype, groups_.ep.get(), groups_.world.get());
@@ -109,8 +124,14 @@ Trainer::Trainer(const Config& config, const TrainOptions& options) : config_(co
   order_ = std::make_unique<ExampleOrder>(int64_t(dataset_.train.size()), uint64_t(config.train.seed));
 
   const std::string checkpoints = options.out_dir + "/checkpoints";
-  if (is_root()) std::filesystem::create_directories(checkpoints);
+  if (is_root()) {
+    if (options.overwrite && !options.resume) remove_earlier_run(options.out_dir);
+    std::filesystem::create_directories(checkpoints);
+    run_id_ = open_run_id(options.out_dir, options.resume);
+  }
   groups_.world->barrier();
+  watchdog::start(config.train.collective_timeout_s, options.out_dir + "/ranks", groups_.layout.world_rank, world);
+  preemption::install_handlers();
   if (options.resume) {
     TrainingState state{parameters_, optimizer_.get(), model_->moe_layers()};
     load_checkpoint(checkpoints, config, groups_, state);
@@ -147,6 +168,8 @@ ModelOutput Trainer::forward(const Batch& b, bool training) {
 
 StepMetrics Trainer::train_step() {
   const auto start = Clock::now();
+  fault::inject(fault::Point::kStepStart, groups_.layout.world_rank, step_ + 1);
+  const std::string step_label = "step " + std::to_string(step_ + 1);
   const GroupLayout& g = groups_.layout;
   const int64_t batch = config_.train.batch_size, micro_batches = config_.train.grad_accum_steps;
   const int64_t slice = batch / g.world_size, length = config_.data.seq_len;
@@ -179,7 +202,9 @@ StepMetrics Trainer::train_step() {
   // [layer][expert], then receive-bound drops [layer][EP rank].
   const int64_t ep_size = g.ep_size, layers = int64_t(moe_layers.size());
   const int64_t bound_at = 6 + layers * experts;
-  std::vector<double> sums(bound_at + layers * ep_size, 0.0);
+  // The last entry is the preemption vote: a signal any rank received stops every rank.
+  std::vector<double> sums(bound_at + layers * ep_size + 1, 0.0);
+  const size_t vote_at = sums.size() - 1;
   // The loss sums stay on the device until the step is done: reading them per micro-batch
   // would stall a GPU between forward and backward.
   at::Tensor loss_sums = at::zeros({4}, at::TensorOptions().dtype(at::kDouble).device(device_));
@@ -187,6 +212,8 @@ StepMetrics Trainer::train_step() {
   for (int64_t micro = 0; micro < micro_batches; ++micro) {
     std::vector<const Example*> mine(rows[micro].begin() + g.world_rank * slice,
                                      rows[micro].begin() + (g.world_rank + 1) * slice);
+    watchdog::Scope scope(step_label + ", micro-batch " + std::to_string(micro + 1) + "/" +
+                          std::to_string(micro_batches));
     Batch b = on_device(make_batch(mine, length));
     ModelOutput out = forward(b, /*training=*/true);
     at::Tensor objective = (out.balance_loss + out.z_loss) / double(micro_batches);
@@ -213,14 +240,20 @@ StepMetrics Trainer::train_step() {
   }
   const at::Tensor host_sums = loss_sums.to(at::kCPU);  // device-to-host sync, once per step
   std::copy(host_sums.data_ptr<double>(), host_sums.data_ptr<double>() + 4, sums.begin());
+  watchdog::Scope scope(step_label);
   sync_->synchronize();
   m.grad_norm = clip_gradients();
   optimizer_->step();
   ++step_;
 
+  sums[vote_at] = double(preemption::requested());
   at::Tensor global = at::tensor(sums, at::kDouble);
-  groups_.world->allreduce_sum_(global);
+  {
+    watchdog::Scope stats("statistics all-reduce");
+    groups_.world->allreduce_sum_(global);
+  }
   auto total = global.accessor<double, 1>();
+  if (total[vote_at] > 0) preempt_signal_ = preemption::requested() ? preemption::requested() : SIGTERM;
   m.lm_loss = lm_ ? total[0] / std::max(1.0, targets) : 0.0;
   m.class_loss = classify_ ? total[1] / std::max(1.0, labelled) : 0.0;
   m.loss = m.lm_loss + m.class_loss;
@@ -267,7 +300,10 @@ double Trainer::clip_gradients() {
     at::Tensor sq = p.tensor.grad().to(at::kDouble).pow(2).sum();
     (p.sharding == Sharding::kExpert ? expert : replicated).add_(sq);
   }
-  groups_.ep->allreduce_sum_(expert);
+  {
+    watchdog::Scope scope("gradient-norm all-reduce");
+    groups_.ep->allreduce_sum_(expert);
+  }
   const double norm = std::sqrt((replicated + expert).item<double>());  // device-to-host sync
   const double max_norm = config_.train.grad_clip;
   if (max_norm > 0 && norm > max_norm) {
@@ -279,6 +315,7 @@ double Trainer::clip_gradients() {
 
 EvalMetrics Trainer::evaluate() {
   c10::NoGradGuard no_grad;
+  watchdog::Scope scope("evaluation after step " + std::to_string(step_));
   const GroupLayout& g = groups_.layout;
   const int64_t batch = config_.train.batch_size, slice = batch / g.world_size;
   const int64_t n = int64_t(dataset_.test.size());
@@ -331,7 +368,7 @@ EvalMetrics Trainer::evaluate() {
 void Trainer::save() {
   TrainingState state{parameters_, optimizer_.get(), model_->moe_layers(), step_, samples_seen_};
   const std::string folder =
-      save_checkpoint(options_.out_dir + "/checkpoints", config_, groups_, state, config_.train.keep_checkpoints);
+      save_checkpoint(options_.out_dir + "/checkpoints", config_, groups_, state, config_.train.keep_checkpoints, run_id_);
   if (is_root()) std::cout << "checkpoint: " << folder << std::endl;
 }
 
@@ -393,7 +430,7 @@ void Trainer::log_summary(const std::vector<StepMetrics>& history, const EvalMet
             << std::endl;
 }
 
-void Trainer::run() {
+TrainResult Trainer::run() {
   log_start();
   const auto start = Clock::now();
   std::vector<StepMetrics> history;
@@ -427,21 +464,29 @@ void Trainer::run() {
                           ((config_.train.eval_every > 0 && step_ % config_.train.eval_every == 0) || last);
     if (eval_now) run_eval();
     const bool stopping = options_.stop_after > 0 && step_ == options_.stop_after;
-    if (last || stopping || (config_.train.checkpoint_every > 0 && step_ % config_.train.checkpoint_every == 0))
-      save();
+    const bool periodic = config_.train.checkpoint_every > 0 && step_ % config_.train.checkpoint_every == 0;
+    if (last || stopping || periodic) save();
     if (stopping && !last) {
       if (is_root()) std::cout << "stopped after step " << step_ << " as asked; continue with --resume" << std::endl;
-      return;
+      return TrainResult::kStopped;
+    }
+    if (preempt_signal_ && !last) {
+      if (!stopping && !periodic) save();
+      if (is_root())
+        std::cout << "preempted by " << strsignal(preempt_signal_) << ": stopped after step " << step_
+                  << " with a checkpoint; continue with --resume" << std::endl;
+      return TrainResult::kPreempted;
     }
   }
   log_summary(history, baseline.get(), last_eval.get(), seconds_since(start));
+  return TrainResult::kFinished;
 }
 
 }  // namespace
 
-void train(const Config& config, const TrainOptions& options) {
+TrainResult train(const Config& config, const TrainOptions& options) {
   Trainer trainer(config, options);
-  trainer.run();
+  return trainer.run();
 }
 
 }  // namespace triage

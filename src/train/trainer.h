@@ -18,9 +18,17 @@ struct TrainOptions {
   std::string out_dir = "runs/latest";  // metrics.jsonl, summary.json, checkpoints/
   bool resume = false;                  // continue from out_dir/checkpoints/latest
   int64_t stop_after = 0;               // > 0: stop (with a checkpoint) after this step
+  bool overwrite = false;               // a fresh run may replace an earlier run in out_dir
 };
 
-// Collective over MPI_COMM_WORLD. Throws Error for bad data, layout or checkpoint.
-void train(const Config& config, const TrainOptions& options);
+enum class TrainResult {
+  kFinished,   // train.steps done
+  kStopped,    // --stop-after reached, checkpoint saved
+  kPreempted,  // SIGTERM / SIGUSR1: checkpoint saved at the agreed step boundary
+};
+
+// Collective over MPI_COMM_WORLD. Errors every rank finds (bad data, layout, run folder,
+// checkpoint) are reported once and thrown as ReportedFailure; others throw Error.
+TrainResult train(const Config& config, const TrainOptions& options);
 
 }  // namespace triage
