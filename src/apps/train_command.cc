@@ -38,6 +38,9 @@ Command add_train_command(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   return {sub, [args] {
             MpiEnvironment mpi(nullptr, nullptr);
+            // Early, so that a preemption signal during start-up stops the run at its first
+            // step boundary instead of killing it.
+            preemption::install_handlers();
             try {
               Config config;
               agree([&] { config = load_config(args->config_path, args->overrides); });

@@ -131,7 +131,6 @@ Trainer::Trainer(const Config& config, const TrainOptions& options) : config_(co
   }
   groups_.world->barrier();
   watchdog::start(config.train.collective_timeout_s, options.out_dir + "/ranks", groups_.layout.world_rank, world);
-  preemption::install_handlers();
   if (options.resume) {
     TrainingState state{parameters_, optimizer_.get(), model_->moe_layers()};
     load_checkpoint(checkpoints, config, groups_, state);

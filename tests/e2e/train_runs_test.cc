@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -87,6 +88,49 @@ TEST(TrainRuns, MultiNodeRunEqualsTheSingleHostRun) {
 
 TEST(TrainRuns, AccumulatedMicroBatchesMakeTheSameStepAsOneBatch) {
   expect_same_curve("accumulate_2x4", "accumulate_1x8", 1e-9);
+}
+
+void expect_bitwise_same_curve(const std::string& run, const std::string& reference) {
+  std::vector<json> a = steps_of(run), b = steps_of(reference);
+  ASSERT_EQ(a.size(), b.size()) << run << " vs " << reference;
+  for (size_t i = 0; i < b.size(); ++i)
+    for (const char* key : {"step", "loss", "lm_loss", "class_loss", "balance_loss", "z_loss", "lr", "grad_norm",
+                            "expert_tokens"})
+      EXPECT_EQ(a[i][key], b[i][key]) << run << " step " << b[i]["step"] << " " << key;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  EXPECT_TRUE(in.good()) << "missing " << path;
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+TEST(TrainRuns, CheckpointKilledMidWriteLeavesThePreviousOneAndResumesBitwise) {
+  expect_bitwise_same_curve("checkpoint_killed_by_rank0", "layout_world4_ep4");
+  expect_bitwise_same_curve("checkpoint_killed_by_rank1", "layout_world4_ep4");
+}
+
+TEST(TrainRuns, PreemptedRunResumesBitwise) {
+  expect_bitwise_same_curve("preempt_resumed", "preempt_uninterrupted");
+}
+
+TEST(TrainRuns, OverwriteReplacesTheEarlierRun) {
+  std::vector<json> steps = steps_of("overwrite_replaces_the_earlier_run");
+  ASSERT_EQ(steps.size(), 3u);
+  EXPECT_EQ(steps.back()["step"], 3);
+  EXPECT_EQ(read_text(runs_dir() + "/overwrite_replaces_the_earlier_run/checkpoints/latest"), "step-00000003\n");
+  EXPECT_FALSE(std::ifstream(runs_dir() + "/overwrite_replaces_the_earlier_run/checkpoints/step-00000008/manifest.json"))
+      << "the earlier run's checkpoint survived --overwrite";
+}
+
+TEST(TrainRuns, PruningKeepsLatestAndOtherRunsCheckpoints) {
+  const std::string run = runs_dir() + "/prune_keeps_latest_and_other_runs";
+  EXPECT_EQ(read_text(run + "/left.txt"), "latest\nstep-00000002\nstep-00000006\n");
+  EXPECT_EQ(read_text(run + "/checkpoints/latest"), "step-00000006\n");
+  json manifest = json::parse(read_text(run + "/checkpoints/step-00000006/manifest.json"));
+  EXPECT_EQ(manifest["step"], 6);
+  std::vector<json> steps = steps_of("prune_keeps_latest_and_other_runs");
+  ASSERT_EQ(steps.size(), 6u) << "metrics after step 4 of the first run are replaced by the resumed run's";
 }
 
 TEST(TrainRuns, RoutingOverridesFollowTheOneRankCurveOnEveryLayout) {
