@@ -35,7 +35,13 @@ Command add_train_command(CLI::App& app) {
       ->excludes(resume);
   sub->add_option("--stop-after", args->options.stop_after,
                   "Stop after this step with a checkpoint, as a job time limit would (then --resume)")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Validator(
+          [](std::string& text) {
+            const bool positive = !text.empty() && text.size() < 19 &&
+                                  text.find_first_not_of("0123456789") == std::string::npos && std::stoll(text) > 0;
+            return positive ? std::string() : text + ": expected a positive whole number";
+          },
+          "N"));
   return {sub, [args] {
             MpiEnvironment mpi(nullptr, nullptr);
             // Early, so that a preemption signal during start-up stops the run at its first

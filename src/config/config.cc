@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -315,6 +316,8 @@ Config default_config(const std::vector<std::string>& overrides) {
 }
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  std::error_code ignored;
+  if (std::filesystem::is_directory(path, ignored)) throw Error(path + ": is a directory; expected a YAML config file");
   YAML::Node root;
   try {
     root = YAML::LoadFile(path);
