@@ -20,6 +20,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "checkpoint/manifest.h"
 #include "checkpoint/safetensors.h"
 #include "common/error.h"
 #include "dist/agreement.h"
@@ -31,8 +32,6 @@ namespace triage {
 namespace fs = std::filesystem;
 
 namespace {
-
-constexpr const char* kFormat = "triage-checkpoint-1";
 
 std::string expert_file(int64_t global_id) {
   char name[32];
@@ -99,17 +98,16 @@ int64_t first_local_expert(const Config& config, const GroupLayout& layout) {
 std::string moe_key(size_t layer, const char* what) { return "moe." + std::to_string(layer) + "." + what; }
 
 // Verified file contents: size and crc32 as the manifest records them.
-TensorMap read_verified(const fs::path& folder, const std::string& name, const nlohmann::json& manifest) {
+TensorMap read_verified(const fs::path& folder, const std::string& name, const CheckpointManifest& manifest) {
   const std::string path = (folder / name).string();
-  const nlohmann::json& files = manifest.at("files");  // const: a missing key throws, never inserts
-  if (!files.contains(name)) throw Error(path + ": not listed in the manifest");
-  const nlohmann::json& entry = files.at(name);
+  auto entry = manifest.files.find(name);
+  if (entry == manifest.files.end()) throw Error(path + ": not listed in the manifest");
   const std::string bytes = read_all(path);
-  const uint64_t want_bytes = entry.at("bytes").get<uint64_t>();
+  const uint64_t want_bytes = entry->second.bytes;
   if (bytes.size() != want_bytes)
     throw Error(path + ": truncated or overwritten: " + std::to_string(bytes.size()) + " bytes, the manifest says " +
                 std::to_string(want_bytes));
-  if (crc32_of(bytes) != entry.at("crc32").get<uint32_t>())
+  if (crc32_of(bytes) != entry->second.crc32)
     throw Error(path + ": checksum mismatch: the file is corrupt");
   return decode_safetensors(bytes, path);
 }
@@ -240,7 +238,7 @@ std::string save_checkpoint(const std::string& dir, const Config& config, Proces
   if (layout.world_rank == 0) {
     int64_t optimizer_step = 0;
     if (!state.parameters.empty()) optimizer_step = adam_state(optimizer, state.parameters[0].tensor).step();
-    nlohmann::json manifest = {{"format", kFormat},
+    nlohmann::json manifest = {{"format", kCheckpointFormat},
                                {"step", state.step},
                                {"run_id", run_id},
                                {"saved_at_ns", int64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -284,22 +282,8 @@ void load_local_part(const std::string& dir, const Config& config, ProcessGroups
   if (!fs::is_directory(folder))
     throw Error(latest.string() + ": names " + name + ", which is not in " + dir + " (deleted by hand?)");
   const std::string manifest_path = (folder / "manifest.json").string();
-  nlohmann::json manifest;
-  try {
-    manifest = nlohmann::json::parse(read_all(manifest_path));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(manifest_path + ": not valid JSON (" + e.what() + ")");
-  }
-  try {
-    if (manifest.at("format") != kFormat)
-      throw Error(manifest_path + ": format " + manifest.at("format").dump() + "; expected \"" + kFormat + "\"");
-    if (manifest.at("num_experts").get<int64_t>() != config.moe.num_experts)
-      throw Error(manifest_path + ": num_experts = " + manifest.at("num_experts").dump() +
-                  "; expected moe.num_experts (" + std::to_string(config.moe.num_experts) + ")");
-    if (manifest.at("dtype").get<std::string>() != config.train.dtype)
-      throw Error(manifest_path + ": dtype = " + manifest.at("dtype").dump() + "; expected train.dtype (" +
-                  config.train.dtype + ")");
-
+  const CheckpointManifest manifest = parse_manifest(read_all(manifest_path), manifest_path, config);
+  {
     // Read and verify everything this rank needs before touching the live state.
     const GroupLayout& layout = groups.layout;
     const std::string replicated_path = (folder / "replicated.safetensors").string();
@@ -348,7 +332,7 @@ void load_local_part(const std::string& dir, const Config& config, ProcessGroups
     // All verified: apply.
     c10::NoGradGuard no_grad;
     for (auto& a : assignments) a.target.copy_(a.value);
-    const int64_t optimizer_step = manifest.at("optimizer_step").get<int64_t>();
+    const int64_t optimizer_step = manifest.optimizer_step;
     for (auto& [param, pair] : moments) {
       auto& adam = adam_state(*state.optimizer, param);
       adam.step(optimizer_step);
@@ -359,10 +343,8 @@ void load_local_part(const std::string& dir, const Config& config, ProcessGroups
       state.moe_layers[i]->router().expert_bias_E().copy_(biases[i].second);
       state.moe_layers[i]->router().generator().set_state(generators[i].second);
     }
-    state.step = manifest.at("step").get<int64_t>();
-    state.samples_seen = manifest.at("samples_seen").get<int64_t>();
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(manifest_path + ": malformed manifest (" + e.what() + ")");
+    state.step = manifest.step;
+    state.samples_seen = manifest.samples_seen;
   }
 }
 

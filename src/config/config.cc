@@ -333,9 +333,15 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   if (!root.IsNull() && !root.IsMap())
     throw Error(line_of(root) +
                 ": expected a mapping of sections (model, moe, parallel, train, data)");
+  // Keys must be plain names: YAML also allows a mapping or a list as a key ("? a: 1"),
+  // which no config key is (found by fuzzing: it escaped as a conversion exception).
+  auto name_of = [&](const YAML::Node& key) {
+    if (!key.IsScalar()) throw Error(line_of(key) + ": found " + written(key) + " as a key; expected a key name");
+    return key.Scalar();
+  };
   std::set<std::string> seen;
   for (const auto& section : root) {
-    const std::string section_name = section.first.as<std::string>();
+    const std::string section_name = name_of(section.first);
     if (!section.second.IsMap() && !section.second.IsNull())
       throw Error(line_of(section.first) + ": section " + section_name + " = " +
                   written(section.second) + ": expected a mapping of key: value");
@@ -344,7 +350,7 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
       throw Error(line_of(section.first) + ": section " + section_name + " appears twice");
     if (section.second.IsNull()) continue;  // an empty section keeps its defaults
     for (const auto& entry : section.second) {
-      const std::string key = entry.first.as<std::string>();
+      const std::string key = name_of(entry.first);
       const std::string full_key = section_name + "." + key;
       if (!seen.insert(full_key).second)
         throw Error(line_of(entry.first) + ": key " + full_key + " appears twice");

@@ -133,6 +133,19 @@ TEST(TrainRuns, PruningKeepsLatestAndOtherRunsCheckpoints) {
   ASSERT_EQ(steps.size(), 6u) << "metrics after step 4 of the first run are replaced by the resumed run's";
 }
 
+TEST(TrainRuns, ElasticRunContinuesOnTheCurveOfAResumedRun) {
+  const int64_t resumed = std::stoll(read_text(runs_dir() + "/elastic/resumed_from_step"));
+  std::vector<json> elastic = steps_of("elastic"), reference = steps_of("elastic-reference");
+  ASSERT_EQ(elastic.size(), 300u) << "the elastic run did not reach its last step";
+  ASSERT_EQ(reference.size(), size_t(300 - resumed));
+  for (size_t i = 0; i < reference.size(); ++i) {
+    const json& a = elastic[size_t(resumed) + i];
+    ASSERT_EQ(a["step"], reference[i]["step"]);
+    for (const char* key : {"loss", "balance_loss", "z_loss", "grad_norm"})
+      EXPECT_LT(relative(a[key], reference[i][key]), 1e-12) << "step " << a["step"] << " " << key;
+  }
+}
+
 TEST(TrainRuns, RoutingOverridesFollowTheOneRankCurveOnEveryLayout) {
   for (const char* rule : {"balanced", "hot", "zipf"})
     for (const char* layout : {"world4_ep4", "world4_ep2"})

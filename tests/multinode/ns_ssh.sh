@@ -8,5 +8,8 @@ while [[ ${1:-} == -* ]]; do shift; done  # ssh options, e.g. -x
 host=$1; shift
 [[ $host == "$TRIAGE_CLUSTER_SUBNET".* ]] || { echo "ns_ssh.sh: $host is not a host of this virtual cluster" >&2; exit 255; }
 h=${host##*.}
+# A host whose link is down does not answer, as ssh to a dead node would not.
+ip -n "$TRIAGE_CLUSTER_PREFIX-h$h" link show eth0 2>/dev/null | grep -q "state UP" ||
+  { echo "ssh: connect to host $host port 22: No route to host" >&2; exit 255; }
 # shellcheck disable=SC2016  # $0 and $* belong to the inner shells
 exec ip netns exec "$TRIAGE_CLUSTER_PREFIX-h$h" unshare --uts sh -c 'hostname "$0"; shift; exec sh -c "$*"' "host$h" - "$@"

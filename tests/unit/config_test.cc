@@ -203,6 +203,10 @@ INSTANTIATE_TEST_SUITE_P(
                   "train.warmup_steps, train.min_lr_ratio, train.weight_decay, train.grad_clip, "
                   "train.eval_every, train.log_every, train.loss, train.grad_accum_steps, "
                   "train.checkpoint_every, train.keep_checkpoints, train.collective_timeout_s"},
+        BadConfig{"MappingAsKey",  // found by fuzz_config
+                  "moe:\n? top_k: 4\ntrain:\ns steps: 3\n",
+                  {},
+                  "{}:2: found (a mapping) as a key; expected a key name"},
         BadConfig{"UnknownRoutingOverride",
                   "moe:\n  routing_override: skewed\n",
                   {},
