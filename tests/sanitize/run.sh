@@ -24,7 +24,7 @@ case $1 in
     else
       "$build_dir/bin/$binary" "$@" >"$log" 2>&1 || status=$?
     fi
-    grep -E "^\[  (PASSED|FAILED)|tests? ran" "$log" || true
+    grep -aE "(PASSED|FAILED) |tests? ran" "$log" | sed "s/\x1b\[[0-9;]*m//g" || true
     if ((status != 0)) || grep -qE "ERROR: AddressSanitizer|runtime error:" "$log"; then
       grep -E -A30 "ERROR: AddressSanitizer|runtime error:|FAILED" "$log" | head -80 || tail -n 60 "$log"
       rm -f "$log"; echo "FAIL: exit $status"; exit 1
