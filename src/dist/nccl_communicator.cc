@@ -159,8 +159,8 @@ class NcclCommunicator : public Communicator {
     TRIAGE_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
     TRIAGE_CUDA_CHECK(cudaEventRecord(ready, caller.stream()));
     TRIAGE_CUDA_CHECK(cudaStreamWaitEvent(stream_.stream(), ready, 0));
-    for (const at::Tensor& t : tensors)
-      c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(), stream_);
+    for (const at::Tensor& t : tensors)  // an empty tensor (a rank with no rows) owns no block
+      if (t.numel() > 0) c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(), stream_);
     launch(stream_.stream());
     TRIAGE_CUDA_CHECK(cudaEventRecord(done, stream_.stream()));
     TRIAGE_CUDA_CHECK(cudaStreamWaitEvent(caller.stream(), done, 0));
