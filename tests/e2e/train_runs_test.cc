@@ -148,7 +148,7 @@ TEST(TrainRuns, ElasticRunContinuesOnTheCurveOfAResumedRun) {
 
 TEST(TrainRuns, RoutingOverridesFollowTheOneRankCurveOnEveryLayout) {
   for (const char* rule : {"balanced", "hot", "zipf"})
-    for (const char* layout : {"world4_ep4", "world4_ep2"})
+    for (const char* layout : {"world2_ep2", "world4_ep4", "world4_ep2"})
       expect_same_curve(std::string("override_") + rule + "_" + layout,
                         std::string("override_") + rule + "_world1_ep1", 1e-9);
   // The forced patterns are really there: hot:1:1.0 sends every assignment to expert 1.
