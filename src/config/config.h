@@ -113,6 +113,7 @@ struct TrainConfig {
   int64_t keep_checkpoints = 2;   // newest checkpoints kept on disk; older ones are removed
   // A collective (all-to-all, all-reduce, barrier) not done after this many seconds ends
   // the job with a message naming the rank, the collective and what the others were doing.
+  // Ranks wait in a collective while rank 0 writes a checkpoint: keep it above that time.
   double collective_timeout_s = 600.0;
 };
 
