@@ -85,6 +85,20 @@ std::string others_text(const std::string& dir, int rank, int world_size) {
   return (named.empty() ? "" : "; look at rank(s) " + named) + out.str();
 }
 
+// Whether a lower rank is also waiting in a collective and alive (fresh status): then
+// that rank reports, and this one stays quiet for a grace period, so a timeout is
+// explained once rather than once per waiting rank.
+bool lower_rank_will_report(const std::string& dir, int rank) {
+  const std::time_t now = std::time(nullptr);
+  for (int r = 0; r < rank; ++r) {
+    std::ifstream in(status_path(dir, r));
+    std::time_t when = 0;
+    std::string what;
+    if (in >> when && std::getline(in >> std::ws, what) && what.rfind("in ", 0) == 0 && now - when <= 2) return true;
+  }
+  return false;
+}
+
 void watch(double timeout_s, std::string dir, int rank, int world_size) {
   State& s = state();
   std::unique_lock<std::mutex> lock(s.mutex);
@@ -100,7 +114,9 @@ void watch(double timeout_s, std::string dir, int rank, int world_size) {
                                               " s: " + label
                                         : "working: " + label;
     if (!dir.empty()) write_status(dir, rank, what);
-    if (collective && waited > timeout_s) {
+    constexpr double kGrace = 5.0;  // for a lower rank to report and mpirun to end the job
+    const bool defer = !dir.empty() && waited <= timeout_s + kGrace && lower_rank_will_report(dir, rank);
+    if (collective && waited > timeout_s && !defer) {
       std::ostringstream message;
       message << "[rank " << rank << "] error: collective timeout: " << collective << " at '" << label
               << "' not done after " << int(waited) << " s (train.collective_timeout_s = " << timeout_s

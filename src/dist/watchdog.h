@@ -4,7 +4,8 @@
 // combine rows") and marks the collective it is in; a thread checks twice a second, writes
 // the label to <run>/ranks/rank-NNNNN.txt, and ends the job when one collective has waited
 // longer than train.collective_timeout_s, naming this rank, the collective, the wait, and
-// the other ranks' last labels from their files.
+// the other ranks' last labels from their files. Of the ranks waiting, the lowest-numbered
+// one reports; the others stay quiet for a few seconds while mpirun ends the job.
 #pragma once
 
 #include <string>
