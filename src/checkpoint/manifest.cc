@@ -7,7 +7,8 @@
 
 namespace triage {
 
-CheckpointManifest parse_manifest(const std::string& text, const std::string& path, const Config& config) {
+CheckpointManifest parse_manifest(const std::string& text, const std::string& path,
+                                  const Config& config) {
   nlohmann::json json;
   try {
     json = nlohmann::json::parse(text);
@@ -22,11 +23,12 @@ CheckpointManifest parse_manifest(const std::string& text, const std::string& pa
       throw Error(path + ": format " + format.dump() + "; expected \"" + kCheckpointFormat + "\"");
     m.num_experts = json.at("num_experts").get<int64_t>();
     if (m.num_experts != config.moe.num_experts)
-      throw Error(path + ": num_experts = " + std::to_string(m.num_experts) + "; expected moe.num_experts (" +
-                  std::to_string(config.moe.num_experts) + ")");
+      throw Error(path + ": num_experts = " + std::to_string(m.num_experts) +
+                  "; expected moe.num_experts (" + std::to_string(config.moe.num_experts) + ")");
     m.dtype = json.at("dtype").get<std::string>();
     if (m.dtype != config.train.dtype)
-      throw Error(path + ": dtype = \"" + m.dtype + "\"; expected train.dtype (" + config.train.dtype + ")");
+      throw Error(path + ": dtype = \"" + m.dtype + "\"; expected train.dtype (" +
+                  config.train.dtype + ")");
     m.step = json.at("step").get<int64_t>();
     m.samples_seen = json.at("samples_seen").get<int64_t>();
     m.optimizer_step = json.at("optimizer_step").get<int64_t>();

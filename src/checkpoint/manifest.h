@@ -27,6 +27,7 @@ struct CheckpointManifest {
 
 // Parses `text` (read from `path`) and checks it against the model being trained: format,
 // expert count, dtype, and non-negative positions and sizes. Throws Error naming `path`.
-CheckpointManifest parse_manifest(const std::string& text, const std::string& path, const Config& config);
+CheckpointManifest parse_manifest(const std::string& text, const std::string& path,
+                                  const Config& config);
 
 }  // namespace triage

@@ -27,7 +27,8 @@ Fault parse() {
   Fault f;
   const char* text = std::getenv("TRIAGE_FAULT");
   if (!text || !*text) return f;
-  static const std::regex kForm(R"((stall|exit|exit_in_checkpoint):rank=(\d{1,6}):step=(\d{1,12}))");
+  static const std::regex kForm(
+      R"((stall|exit|exit_in_checkpoint):rank=(\d{1,6}):step=(\d{1,12}))");
   std::cmatch m;
   if (!std::regex_match(text, m, kForm))
     throw Error(std::string("TRIAGE_FAULT = ") + text +

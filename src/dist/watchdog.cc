@@ -75,7 +75,8 @@ std::string others_text(const std::string& dir, int rank, int world_size) {
     if (in >> when && std::getline(in >> std::ws, what)) {
       out << "; rank " << r << " (" << (now - when) << " s ago): " << what;
       // Not waiting in a collective, or silent for longer than a status period: suspect.
-      if (what.rfind("in ", 0) != 0 || now - when > 2) suspects << (suspects.tellp() > 0 ? ", " : "") << r;
+      if (what.rfind("in ", 0) != 0 || now - when > 2)
+        suspects << (suspects.tellp() > 0 ? ", " : "") << r;
     } else {
       out << "; rank " << r << ": no status file";
       suspects << (suspects.tellp() > 0 ? ", " : "") << r;
@@ -94,7 +95,9 @@ bool lower_rank_will_report(const std::string& dir, int rank) {
     std::ifstream in(status_path(dir, r));
     std::time_t when = 0;
     std::string what;
-    if (in >> when && std::getline(in >> std::ws, what) && what.rfind("in ", 0) == 0 && now - when <= 2) return true;
+    if (in >> when && std::getline(in >> std::ws, what) && what.rfind("in ", 0) == 0 &&
+        now - when <= 2)
+      return true;
   }
   return false;
 }
@@ -110,17 +113,19 @@ void watch(double timeout_s, std::string dir, int rank, int world_size) {
     const double waited =
         collective ? std::chrono::duration<double>(Clock::now() - s.collective_since).count() : 0.0;
     lock.unlock();
-    const std::string what = collective ? "in " + std::string(collective) + " for " + std::to_string(int(waited)) +
-                                              " s: " + label
+    const std::string what = collective ? "in " + std::string(collective) + " for " +
+                                              std::to_string(int(waited)) + " s: " + label
                                         : "working: " + label;
     if (!dir.empty()) write_status(dir, rank, what);
     constexpr double kGrace = 5.0;  // for a lower rank to report and mpirun to end the job
-    const bool defer = !dir.empty() && waited <= timeout_s + kGrace && lower_rank_will_report(dir, rank);
+    const bool defer =
+        !dir.empty() && waited <= timeout_s + kGrace && lower_rank_will_report(dir, rank);
     if (collective && waited > timeout_s && !defer) {
       std::ostringstream message;
-      message << "[rank " << rank << "] error: collective timeout: " << collective << " at '" << label
-              << "' not done after " << int(waited) << " s (train.collective_timeout_s = " << timeout_s
-              << "); a rank stopped taking part" << others_text(dir, rank, world_size) << "\n";
+      message << "[rank " << rank << "] error: collective timeout: " << collective << " at '"
+              << label << "' not done after " << int(waited)
+              << " s (train.collective_timeout_s = " << timeout_s << "); a rank stopped taking part"
+              << others_text(dir, rank, world_size) << "\n";
       std::cerr << message.str() << std::flush;
       _exit(kExitCollectiveTimeout);
     }

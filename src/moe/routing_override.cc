@@ -34,20 +34,24 @@ std::vector<double> zipf_cdf(int64_t experts, double exponent) {
 
 }  // namespace
 
-at::Tensor override_routing(const RoutingOverride& rule, const at::Tensor& experts_TK, const at::Tensor& scores_TE,
-                            int64_t first_token, uint64_t seed, int64_t experts_per_rank) {
+at::Tensor override_routing(const RoutingOverride& rule, const at::Tensor& experts_TK,
+                            const at::Tensor& scores_TE, int64_t first_token, uint64_t seed,
+                            int64_t experts_per_rank) {
   using Kind = RoutingOverride::Kind;
   if (rule.kind == Kind::kNone) return experts_TK;
-  const int64_t tokens = experts_TK.size(0), top_k = experts_TK.size(1), experts = scores_TE.size(1);
+  const int64_t tokens = experts_TK.size(0), top_k = experts_TK.size(1),
+                experts = scores_TE.size(1);
   if (rule.kind == Kind::kEmptyRank) {
     // The router's own top-k among the experts that rank R does not hold.
     at::Tensor selection_TE = scores_TE.detach().clone();
-    selection_TE.narrow(1, rule.rank * experts_per_rank, experts_per_rank).fill_(-std::numeric_limits<double>::infinity());
+    selection_TE.narrow(1, rule.rank * experts_per_rank, experts_per_rank)
+        .fill_(-std::numeric_limits<double>::infinity());
     return std::get<1>(at::topk(selection_TE, top_k, -1));
   }
   // -1: keep the router's choice for that assignment.
   std::vector<int64_t> forced(size_t(tokens * top_k), -1);
-  const std::vector<double> cdf = rule.kind == Kind::kZipf ? zipf_cdf(experts, rule.exponent) : std::vector<double>{};
+  const std::vector<double> cdf =
+      rule.kind == Kind::kZipf ? zipf_cdf(experts, rule.exponent) : std::vector<double>{};
   for (int64_t t = 0; t < tokens; ++t) {
     for (int64_t k = 0; k < top_k; ++k) {
       const int64_t a = (first_token + t) * top_k + k;  // global assignment index
@@ -63,7 +67,8 @@ at::Tensor override_routing(const RoutingOverride& rule, const at::Tensor& exper
       }
     }
   }
-  at::Tensor forced_TK = at::tensor(forced, at::kLong).view({tokens, top_k}).to(experts_TK.device());
+  at::Tensor forced_TK =
+      at::tensor(forced, at::kLong).view({tokens, top_k}).to(experts_TK.device());
   return at::where(forced_TK >= 0, forced_TK, experts_TK);
 }
 

@@ -20,7 +20,8 @@ namespace triage {
 // experts_TK: the router's choice; scores_TE: its scores (only read by empty_rank).
 // first_token: the global index of this batch's first token. experts_per_rank: E / EP size,
 // naming the experts of each EP rank for empty_rank. Returns int64 experts_TK.
-at::Tensor override_routing(const RoutingOverride& rule, const at::Tensor& experts_TK, const at::Tensor& scores_TE,
-                            int64_t first_token, uint64_t seed, int64_t experts_per_rank);
+at::Tensor override_routing(const RoutingOverride& rule, const at::Tensor& experts_TK,
+                            const at::Tensor& scores_TE, int64_t first_token, uint64_t seed,
+                            int64_t experts_per_rank);
 
 }  // namespace triage

@@ -40,11 +40,14 @@ void refuse_to_clobber(const std::string& out, bool resume, bool overwrite) {
   std::string list;
   for (size_t i = 0; i < found.size() && i < 3; ++i) list += (i ? ", " : "") + found[i];
   if (found.size() > 3) list += ", ...";
-  throw Error(out + ": holds an earlier run (" + list + "); continue it with --resume, write elsewhere with --out DIR, or replace it with --overwrite");
+  throw Error(out + ": holds an earlier run (" + list +
+              "); continue it with --resume, write elsewhere with --out DIR, or replace it with "
+              "--overwrite");
 }
 
 void remove_earlier_run(const std::string& out) {
-  for (const char* item : {"metrics.jsonl", "summary.json", "run.json", "checkpoints", "ranks", "report.md"})
+  for (const char* item :
+       {"metrics.jsonl", "summary.json", "run.json", "checkpoints", "ranks", "report.md"})
     fs::remove_all(fs::path(out) / item);
   if (!fs::is_directory(out)) return;
   for (const auto& entry : fs::directory_iterator(out))  // ./launch/report's plots
@@ -58,13 +61,15 @@ std::string open_run_id(const std::string& out, bool resume) {
       std::ifstream in(path);
       return nlohmann::json::parse(in).at("run_id").get<std::string>();
     } catch (const std::exception& e) {
-      throw Error(path.string() + ": not a run description (" + e.what() + "); expected {\"run_id\": ...}");
+      throw Error(path.string() + ": not a run description (" + e.what() +
+                  "); expected {\"run_id\": ...}");
     }
   }
   std::random_device entropy;
   std::ostringstream id;
-  id << std::hex << ((uint64_t(entropy()) << 32) ^ entropy() ^
-                     uint64_t(std::chrono::system_clock::now().time_since_epoch().count()));
+  id << std::hex
+     << ((uint64_t(entropy()) << 32) ^ entropy() ^
+         uint64_t(std::chrono::system_clock::now().time_since_epoch().count()));
   fs::create_directories(out);
   std::ofstream(path) << nlohmann::json{{"run_id", id.str()}}.dump() << "\n";
   return id.str();

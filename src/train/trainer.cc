@@ -8,22 +8,22 @@
 #include <torch/optim/adamw.h>
 
 #include <algorithm>
-#include <csignal>
-#include <cstring>
 #include <chrono>
 #include <cmath>
+#include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <memory>
 
 #include "checkpoint/checkpoint.h"
+#include "common/error.h"
 #include "dist/agreement.h"
 #include "dist/fault_injection.h"
-#include "dist/watchdog.h"
-#include "common/error.h"
 #include "dist/nccl_communicator.h"
 #include "dist/placement.h"
 #include "dist/process_groups.h"
+#include "dist/watchdog.h"
 #include "model/transformer.h"
 #include "train/dataset.h"
 #include "train/grad_sync.h"

@@ -32,12 +32,14 @@ RoutingOverride rule(Kind kind) {
 
 TEST(RoutingOverride, NoneKeepsTheRoutersChoice) {
   at::Tensor chosen = router_choice(5, 4);
-  EXPECT_TRUE(at::equal(override_routing(rule(Kind::kNone), chosen, uniform_scores(5, 4), 0, 1, 2), chosen));
+  EXPECT_TRUE(at::equal(override_routing(rule(Kind::kNone), chosen, uniform_scores(5, 4), 0, 1, 2),
+                        chosen));
 }
 
 TEST(RoutingOverride, BalancedIsRoundRobinOverGlobalAssignments) {
   // Tokens 3, 4 of the global batch, top-2 over 4 experts: assignments 6..9 -> 2, 3, 0, 1.
-  at::Tensor experts = override_routing(rule(Kind::kBalanced), router_choice(2, 4), uniform_scores(2, 4), 3, 1, 2);
+  at::Tensor experts =
+      override_routing(rule(Kind::kBalanced), router_choice(2, 4), uniform_scores(2, 4), 3, 1, 2);
   EXPECT_TRUE(at::equal(experts, longs({2, 3, 0, 1}, {2, 2})));
 }
 
@@ -65,16 +67,18 @@ TEST(RoutingOverride, ZipfFrequenciesFollowOneOverRankToTheS) {
   RoutingOverride zipf = rule(Kind::kZipf);
   zipf.exponent = 1.0;
   const int64_t tokens = 30000, experts = 4;
-  at::Tensor chosen = override_routing(zipf, router_choice(tokens, experts), uniform_scores(tokens, experts), 0, 9, 1);
+  at::Tensor chosen = override_routing(zipf, router_choice(tokens, experts),
+                                       uniform_scores(tokens, experts), 0, 9, 1);
   const double harmonic = 1.0 + 1.0 / 2 + 1.0 / 3 + 1.0 / 4;
   for (int64_t e = 0; e < experts; ++e)
-    EXPECT_NEAR((chosen == e).sum().item<double>() / double(2 * tokens), 1.0 / double(e + 1) / harmonic, 0.01)
+    EXPECT_NEAR((chosen == e).sum().item<double>() / double(2 * tokens),
+                1.0 / double(e + 1) / harmonic, 0.01)
         << "expert " << e;
 }
 
 TEST(RoutingOverride, EmptyRankTakesTheTopScoresAmongOtherRanksExperts) {
   RoutingOverride empty = rule(Kind::kEmptyRank);
-  empty.rank = 1;  // experts 2, 3 of 4 at 2 per rank
+  empty.rank = 1;                                    // experts 2, 3 of 4 at 2 per rank
   at::Tensor scores = doubles({0.1, 0.2, 0.4, 0.3,   //
                                0.5, 0.1, 0.3, 0.1},  //
                               {2, 4});
@@ -86,8 +90,10 @@ TEST(RoutingOverride, ABatchSplitInTwoRoutesLikeTheWholeBatch) {
   RoutingOverride zipf = rule(Kind::kZipf);
   zipf.exponent = 1.5;
   at::Tensor whole = override_routing(zipf, router_choice(10, 8), uniform_scores(10, 8), 0, 4, 2);
-  at::Tensor first = override_routing(zipf, router_choice(10, 8).narrow(0, 0, 4), uniform_scores(4, 8), 0, 4, 2);
-  at::Tensor second = override_routing(zipf, router_choice(10, 8).narrow(0, 4, 6), uniform_scores(6, 8), 4, 4, 2);
+  at::Tensor first =
+      override_routing(zipf, router_choice(10, 8).narrow(0, 0, 4), uniform_scores(4, 8), 0, 4, 2);
+  at::Tensor second =
+      override_routing(zipf, router_choice(10, 8).narrow(0, 4, 6), uniform_scores(6, 8), 4, 4, 2);
   EXPECT_TRUE(at::equal(at::cat({first, second}), whole));
 }
 
