@@ -1,6 +1,8 @@
 // `triage bench exchange` (run under mpirun): times the MoE exchange, dispatch + combine,
 // against raw MPI_Alltoallv moving the same byte matrix out and back, side by side in one
-// process. Repetitions alternate the two so machine noise hits both alike; each
+// process: forward alone (one round trip) and forward + backward (two). Routing is uniform
+// random or any moe.routing_override pattern (--routing), so skew is measured, not only
+// balance. Repetitions alternate the two so machine noise hits both alike; each
 // repetition's time is the slowest rank's. Prints a table on rank 0 and writes JSON.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -19,9 +21,11 @@
 #include "apps/commands.h"
 #include "common/error.h"
 #include "common/mpi_check.h"
+#include "dist/agreement.h"
 #include "dist/mpi_communicator.h"
 #include "dist/mpi_environment.h"
 #include "moe/exchange.h"
+#include "moe/routing_override.h"
 
 namespace triage {
 namespace {
@@ -33,7 +37,13 @@ struct BenchOptions {
   int64_t experts_per_rank = 2;
   int64_t reps = 20;
   int64_t warmup = 3;
+  std::string routing = "uniform";  // uniform, or a moe.routing_override pattern
   std::string out;
+};
+
+// Alternating repetitions of two timed functions; medians and per-rep ratios.
+struct SideBySide {
+  std::vector<double> first_s, second_s, ratios;
 };
 
 double now_seconds() {
@@ -70,15 +80,50 @@ void raw_alltoallv(const float* send, const std::vector<int64_t>& send_rows, flo
                                  MPI_COMM_WORLD));
 }
 
-int run_exchange_bench(const BenchOptions& o) {
-  MpiEnvironment mpi(nullptr, nullptr);
-  c10::NoGradGuard no_grad;  // forward-only timing
+template <class First, class Second>
+SideBySide alternate(const BenchOptions& o, int rank, const char* what, First&& first, Second&& second) {
+  SideBySide out;
+  for (int64_t rep = -o.warmup; rep < o.reps; ++rep) {
+    // Alternate which goes first so drift in machine load does not favour one side.
+    double a, b;
+    if (rep % 2 == 0) {
+      a = first();
+      b = second();
+    } else {
+      b = second();
+      a = first();
+    }
+    if (rep < 0) continue;
+    out.first_s.push_back(a);
+    out.second_s.push_back(b);
+    out.ratios.push_back(a / b);
+    if (rank == 0) std::cerr << "\r[bench] " << what << " rep " << rep + 1 << "/" << o.reps << std::flush;
+  }
+  if (rank == 0) std::cerr << "\n";
+  return out;
+}
+
+int exchange_bench(const BenchOptions& o) {
   auto ep = make_mpi_communicator(MPI_COMM_WORLD);
   const int rank = ep->rank(), ranks = ep->size();
   const int64_t num_experts = o.experts_per_rank * ranks;
-  if (o.top_k > num_experts)
-    throw Error("--top-k (" + std::to_string(o.top_k) + ") must be at most the experts (" +
-                std::to_string(num_experts) + ")");
+  RoutingOverride rule;
+  agree([&] {  // option mistakes are found by every rank alike: reported once
+    if (o.top_k > num_experts)
+      throw Error("--top-k (" + std::to_string(o.top_k) + ") must be at most the experts (" +
+                  std::to_string(num_experts) + ")");
+    if (o.routing == "uniform") return;
+    try {
+      rule = parse_routing_override(o.routing);
+    } catch (const Error& e) {
+      throw Error("--routing " + o.routing + ": expected uniform, " + e.what());
+    }
+    if ((rule.kind == RoutingOverride::Kind::kHot && rule.expert >= num_experts) ||
+        (rule.kind == RoutingOverride::Kind::kEmptyRank &&
+         (rule.rank >= ranks || o.top_k > num_experts - o.experts_per_rank)))
+      throw Error("--routing " + o.routing + ": expected an expert or rank of this layout (" +
+                  std::to_string(num_experts) + " experts on " + std::to_string(ranks) + " ranks)");
+  });
 
   // Inputs seeded by rank: uniform random top-k choices, all kept.
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(1234 + rank);
@@ -87,6 +132,10 @@ int run_exchange_bench(const BenchOptions& o) {
   for (int64_t t = 0; t < o.tokens; ++t)
     choices.push_back(at::randperm(num_experts, gen).narrow(0, 0, o.top_k));
   at::Tensor experts_TK = at::stack(choices);
+  if (rule.kind != RoutingOverride::Kind::kNone) {
+    at::Tensor scores_TE = at::rand({o.tokens, num_experts}, gen);
+    experts_TK = override_routing(rule, experts_TK, scores_TE, rank * o.tokens, 1234, o.experts_per_rank);
+  }
   at::Tensor keep_TK = at::ones({o.tokens, o.top_k}, at::kBool);
   at::Tensor weights_TK = at::full({o.tokens, o.top_k}, 1.0f / float(o.top_k));
 
@@ -101,11 +150,23 @@ int run_exchange_bench(const BenchOptions& o) {
   TRIAGE_MPI_CHECK(
       MPI_Allreduce(MPI_IN_PLACE, &rows_sent, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD));
 
+  at::Tensor x_grad = x.clone().set_requires_grad(true);
+  at::Tensor grad_y = at::ones_like(x);
   auto time_exchange = [&] {
+    c10::NoGradGuard no_grad;
     ep->barrier();
     const double start = now_seconds();
     Dispatched sent = dispatch(x, experts_TK, keep_TK, num_experts, *ep);
     at::Tensor y = combine(sent.x_SD, weights_TK, sent.plan, *ep);
+    return slowest_rank(now_seconds() - start);
+  };
+  // Forward and backward: the backward is the reversed exchange, a second round trip.
+  auto time_exchange_backward = [&] {
+    x_grad.mutable_grad() = at::Tensor();
+    ep->barrier();
+    const double start = now_seconds();
+    Dispatched sent = dispatch(x_grad, experts_TK, keep_TK, num_experts, *ep);
+    combine(sent.x_SD, weights_TK, sent.plan, *ep).backward(grad_y);
     return slowest_rank(now_seconds() - start);
   };
   auto time_raw = [&] {
@@ -117,25 +178,27 @@ int run_exchange_bench(const BenchOptions& o) {
                   plan.send_rows, o.width);
     return slowest_rank(now_seconds() - start);
   };
-
-  std::vector<double> exchange_s, raw_s, ratios;
-  for (int64_t rep = -o.warmup; rep < o.reps; ++rep) {
-    // Alternate which goes first so drift in machine load does not favour one side.
-    double e, r;
-    if (rep % 2 == 0) {
-      e = time_exchange();
-      r = time_raw();
-    } else {
-      r = time_raw();
-      e = time_exchange();
+  auto time_raw_twice = [&] {
+    ep->barrier();
+    const double start = now_seconds();
+    for (int trip = 0; trip < 2; ++trip) {
+      raw_alltoallv(raw_send.data_ptr<float>(), plan.send_rows, raw_recv.data_ptr<float>(),
+                    plan.recv_rows, o.width);
+      raw_alltoallv(raw_recv.data_ptr<float>(), plan.recv_rows, raw_back.data_ptr<float>(),
+                    plan.send_rows, o.width);
     }
-    if (rep < 0) continue;
-    exchange_s.push_back(e);
-    raw_s.push_back(r);
-    ratios.push_back(e / r);
-    if (rank == 0) std::cerr << "\r[bench] rep " << rep + 1 << "/" << o.reps << std::flush;
-  }
-  if (rank == 0) std::cerr << "\n";
+    return slowest_rank(now_seconds() - start);
+  };
+  // Rows each rank receives: the skew the routing makes (max over mean).
+  int64_t received = plan.recv_rows.empty() ? 0 : std::accumulate(plan.recv_rows.begin(), plan.recv_rows.end(), int64_t(0));
+  int64_t most_received = received;
+  TRIAGE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &most_received, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD));
+
+  const SideBySide forward = alternate(o, rank, "forward", time_exchange, time_raw);
+  const SideBySide backward = alternate(o, rank, "forward + backward", time_exchange_backward, time_raw_twice);
+  const std::vector<double>& exchange_s = forward.first_s;
+  const std::vector<double>& raw_s = forward.second_s;
+  const std::vector<double>& ratios = forward.ratios;
 
   const double bytes_each_way = double(rows_sent) * double(o.width) * sizeof(float);
   nlohmann::ordered_json result = {
@@ -146,6 +209,8 @@ int run_exchange_bench(const BenchOptions& o) {
       {"top_k", o.top_k},
       {"experts", num_experts},
       {"dtype", "float32"},
+      {"routing", o.routing},
+      {"most_rows_received_over_mean", double(most_received) * double(ranks) / std::max(1.0, double(rows_sent))},
       {"reps", o.reps},
       {"bytes_each_way", bytes_each_way},
       {"exchange_median_s", median(exchange_s)},
@@ -154,16 +219,24 @@ int run_exchange_bench(const BenchOptions& o) {
       {"median_of_ratios", median(ratios)},
       {"exchange_s", exchange_s},
       {"raw_alltoallv_s", raw_s},
+      {"forward_backward",
+       {{"exchange_median_s", median(backward.first_s)},
+        {"raw_alltoallv_twice_median_s", median(backward.second_s)},
+        {"ratio_of_medians", median(backward.first_s) / median(backward.second_s)},
+        {"median_of_ratios", median(backward.ratios)}}},
   };
   if (rank == 0) {
     std::cout << "# exchange benchmark: " << ranks << " ranks, " << o.tokens << " tokens x "
               << o.width << " floats per rank, top-" << o.top_k << ", " << num_experts
-              << " experts; median of " << o.reps << " reps (slowest rank)\n"
+              << " experts, routing " << o.routing << "; median of " << o.reps << " reps (slowest rank)\n"
               << std::fixed << std::setprecision(3) << std::left << std::setw(34) << "what"
               << "ms\n"
               << std::setw(34) << "dispatch + combine" << median(exchange_s) * 1e3 << "\n"
               << std::setw(34) << "raw MPI_Alltoallv out + back" << median(raw_s) * 1e3 << "\n"
-              << std::setw(34) << "ratio (median of per-rep ratios)" << median(ratios) << "\n";
+              << std::setw(34) << "ratio (median of per-rep ratios)" << median(ratios) << "\n"
+              << std::setw(34) << "forward + backward" << median(backward.first_s) * 1e3 << "\n"
+              << std::setw(34) << "raw MPI_Alltoallv, two trips" << median(backward.second_s) * 1e3 << "\n"
+              << std::setw(34) << "ratio (median of per-rep ratios)" << median(backward.ratios) << "\n";
     if (!o.out.empty()) {
       std::ofstream file(o.out);
       if (!file) throw Error(o.out + ": cannot write the benchmark result");
@@ -173,6 +246,15 @@ int run_exchange_bench(const BenchOptions& o) {
     }
   }
   return 0;
+}
+
+int run_exchange_bench(const BenchOptions& o) {
+  MpiEnvironment mpi(nullptr, nullptr);
+  try {
+    return exchange_bench(o);
+  } catch (const ReportedFailure&) {
+    return 1;  // printed once already; MPI shuts down cleanly on every rank
+  }
 }
 
 }  // namespace
@@ -192,6 +274,9 @@ Command add_bench_command(CLI::App& app) {
   exchange->add_option("--reps", options->reps, "Timed repetitions")->check(CLI::PositiveNumber);
   exchange->add_option("--warmup", options->warmup, "Untimed repetitions first")
       ->check(CLI::NonNegativeNumber);
+  exchange->add_option("--routing", options->routing,
+                       "uniform (random top-k), or balanced | hot:E:F | zipf:S | empty_rank:R")
+      ->capture_default_str();
   exchange->add_option("--out", options->out, "Write the JSON result here (default: stdout)");
   auto layer_options = std::make_shared<MoeLayerBenchOptions>();
   CLI::App* layer = add_moe_layer_bench(*sub, *layer_options);

@@ -199,6 +199,7 @@ row cli_negative_stop_after 2 "--stop-after: -1: expected a positive whole numbe
 row cli_resume_and_overwrite 2 "--resume excludes --overwrite" "${T[@]}" "$tiny" --resume --overwrite
 row cli_missing_config 2 "config is required" "${T[@]}"
 row cli_bad_fault_injection 1 "TRIAGE_FAULT = crash:rank=0: expected stall|exit|exit_in_checkpoint" env TRIAGE_FAULT=crash:rank=0 "${T[@]}" "$tiny" "${one[@]}" --out fault_run
+row cli_bad_bench_routing 1 "error: --routing skew: expected uniform, none, balanced" "$triage" bench exchange --routing skew
 row cli_clobbering_run 1 "good: holds an earlier run" "${T[@]}" "$tiny" "${one[@]}" --out good
 
 # Launcher options and hostfiles.
