@@ -2,7 +2,6 @@
 #include "checkpoint/checkpoint.h"
 
 #include <fcntl.h>
-#include <stdio.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -11,8 +10,8 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <chrono>
 #include <array>
+#include <chrono>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -283,69 +282,67 @@ void load_local_part(const std::string& dir, const Config& config, ProcessGroups
     throw Error(latest.string() + ": names " + name + ", which is not in " + dir + " (deleted by hand?)");
   const std::string manifest_path = (folder / "manifest.json").string();
   const CheckpointManifest manifest = parse_manifest(read_all(manifest_path), manifest_path, config);
-  {
-    // Read and verify everything this rank needs before touching the live state.
-    const GroupLayout& layout = groups.layout;
-    const std::string replicated_path = (folder / "replicated.safetensors").string();
-    const TensorMap replicated = read_verified(folder, "replicated.safetensors", manifest);
-    const int64_t first = first_local_expert(config, layout), local = config.moe.num_experts / layout.ep_size;
-    std::vector<TensorMap> experts;
-    for (int64_t i = 0; i < local; ++i) experts.push_back(read_verified(folder, expert_file(first + i), manifest));
+  // Read and verify everything this rank needs before touching the live state.
+  const GroupLayout& layout = groups.layout;
+  const std::string replicated_path = (folder / "replicated.safetensors").string();
+  const TensorMap replicated = read_verified(folder, "replicated.safetensors", manifest);
+  const int64_t first = first_local_expert(config, layout), local = config.moe.num_experts / layout.ep_size;
+  std::vector<TensorMap> experts;
+  for (int64_t i = 0; i < local; ++i) experts.push_back(read_verified(folder, expert_file(first + i), manifest));
 
-    struct Assignment {
-      at::Tensor target;
-      at::Tensor value;
-    };
-    std::vector<Assignment> assignments;
-    std::vector<std::pair<at::Tensor, std::array<at::Tensor, 2>>> moments;  // param, (exp_avg, exp_avg_sq)
-    for (const auto& p : state.parameters) {
-      const at::ScalarType dtype = p.tensor.scalar_type();
-      if (p.sharding == Sharding::kReplicated) {
-        std::array<at::Tensor, 3> values;
-        const char* suffixes[3] = {"", "#exp_avg", "#exp_avg_sq"};
-        for (int k = 0; k < 3; ++k)
-          values[k] = expect(replicated, p.name + suffixes[k], p.tensor.sizes(), dtype, replicated_path);
-        assignments.push_back({p.tensor, values[0]});
-        moments.push_back({p.tensor, {values[1], values[2]}});
-        continue;
-      }
-      std::array<std::vector<at::Tensor>, 3> slices;
-      for (int64_t i = 0; i < local; ++i) {
-        const std::string file = (folder / expert_file(first + i)).string();
-        const char* suffixes[3] = {"", "#exp_avg", "#exp_avg_sq"};
-        for (int k = 0; k < 3; ++k)
-          slices[k].push_back(expect(experts[i], p.name + suffixes[k], p.tensor.sizes().slice(1), dtype, file));
-      }
-      assignments.push_back({p.tensor, at::stack(slices[0])});
-      moments.push_back({p.tensor, {at::stack(slices[1]), at::stack(slices[2])}});
+  struct Assignment {
+    at::Tensor target;
+    at::Tensor value;
+  };
+  std::vector<Assignment> assignments;
+  std::vector<std::pair<at::Tensor, std::array<at::Tensor, 2>>> moments;  // param, (exp_avg, exp_avg_sq)
+  for (const auto& p : state.parameters) {
+    const at::ScalarType dtype = p.tensor.scalar_type();
+    if (p.sharding == Sharding::kReplicated) {
+      std::array<at::Tensor, 3> values;
+      const char* suffixes[3] = {"", "#exp_avg", "#exp_avg_sq"};
+      for (int k = 0; k < 3; ++k)
+        values[k] = expect(replicated, p.name + suffixes[k], p.tensor.sizes(), dtype, replicated_path);
+      assignments.push_back({p.tensor, values[0]});
+      moments.push_back({p.tensor, {values[1], values[2]}});
+      continue;
     }
-    std::vector<std::pair<at::Tensor, at::Tensor>> biases, generators;
-    for (size_t i = 0; i < state.moe_layers.size(); ++i) {
-      Router& router = state.moe_layers[i]->router();
-      biases.push_back({router.expert_bias_E(), expect(replicated, moe_key(i, "expert_bias"),
-                                                       router.expert_bias_E().sizes(),
-                                                       router.expert_bias_E().scalar_type(), replicated_path)});
-      at::Tensor rng = router.generator().get_state();
-      generators.push_back({rng, expect(replicated, moe_key(i, "router_rng"), rng.sizes(), at::kByte, replicated_path)});
+    std::array<std::vector<at::Tensor>, 3> slices;
+    for (int64_t i = 0; i < local; ++i) {
+      const std::string file = (folder / expert_file(first + i)).string();
+      const char* suffixes[3] = {"", "#exp_avg", "#exp_avg_sq"};
+      for (int k = 0; k < 3; ++k)
+        slices[k].push_back(expect(experts[i], p.name + suffixes[k], p.tensor.sizes().slice(1), dtype, file));
     }
-
-    // All verified: apply.
-    c10::NoGradGuard no_grad;
-    for (auto& a : assignments) a.target.copy_(a.value);
-    const int64_t optimizer_step = manifest.optimizer_step;
-    for (auto& [param, pair] : moments) {
-      auto& adam = adam_state(*state.optimizer, param);
-      adam.step(optimizer_step);
-      adam.exp_avg(pair[0].to(param.device(), /*non_blocking=*/false, /*copy=*/true));
-      adam.exp_avg_sq(pair[1].to(param.device(), /*non_blocking=*/false, /*copy=*/true));
-    }
-    for (size_t i = 0; i < state.moe_layers.size(); ++i) {
-      state.moe_layers[i]->router().expert_bias_E().copy_(biases[i].second);
-      state.moe_layers[i]->router().generator().set_state(generators[i].second);
-    }
-    state.step = manifest.step;
-    state.samples_seen = manifest.samples_seen;
+    assignments.push_back({p.tensor, at::stack(slices[0])});
+    moments.push_back({p.tensor, {at::stack(slices[1]), at::stack(slices[2])}});
   }
+  std::vector<std::pair<at::Tensor, at::Tensor>> biases, generators;
+  for (size_t i = 0; i < state.moe_layers.size(); ++i) {
+    Router& router = state.moe_layers[i]->router();
+    biases.push_back({router.expert_bias_E(), expect(replicated, moe_key(i, "expert_bias"),
+                                                     router.expert_bias_E().sizes(),
+                                                     router.expert_bias_E().scalar_type(), replicated_path)});
+    at::Tensor rng = router.generator().get_state();
+    generators.push_back({rng, expect(replicated, moe_key(i, "router_rng"), rng.sizes(), at::kByte, replicated_path)});
+  }
+
+  // All verified: apply.
+  c10::NoGradGuard no_grad;
+  for (auto& a : assignments) a.target.copy_(a.value);
+  const int64_t optimizer_step = manifest.optimizer_step;
+  for (auto& [param, pair] : moments) {
+    auto& adam = adam_state(*state.optimizer, param);
+    adam.step(optimizer_step);
+    adam.exp_avg(pair[0].to(param.device(), /*non_blocking=*/false, /*copy=*/true));
+    adam.exp_avg_sq(pair[1].to(param.device(), /*non_blocking=*/false, /*copy=*/true));
+  }
+  for (size_t i = 0; i < state.moe_layers.size(); ++i) {
+    state.moe_layers[i]->router().expert_bias_E().copy_(biases[i].second);
+    state.moe_layers[i]->router().generator().set_state(generators[i].second);
+  }
+  state.step = manifest.step;
+  state.samples_seen = manifest.samples_seen;
 }
 
 }  // namespace

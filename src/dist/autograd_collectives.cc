@@ -9,6 +9,7 @@ namespace triage {
 namespace {
 
 using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
 
 // "backward of <what the forward was doing>", without the labels the backward shares
 // with it (the step and micro-batch are still on the stack when backward runs).
@@ -17,7 +18,6 @@ std::string backward_label(AutogradContext* ctx) {
   const std::string now = watchdog::current_label() + ", ";
   return "backward of " + (forward.rfind(now, 0) == 0 ? forward.substr(now.size()) : forward);
 }
-using torch::autograd::variable_list;
 
 // saved_data holds only IValues, so the communicator travels as its address.
 Communicator* communicator_at(AutogradContext* ctx) {

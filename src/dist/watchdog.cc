@@ -63,42 +63,49 @@ void write_status(const std::string& dir, int rank, const std::string& what) {
   std::filesystem::rename(path + ".tmp", path, ignored);
 }
 
+// Another rank's last status, from its file.
+struct PeerStatus {
+  bool known = false;  // the file exists and parses
+  std::time_t age_s = 0;
+  std::string what;
+  // Waiting in a collective, with a status fresher than two periods: alive and stuck too.
+  bool waiting_and_alive() const { return known && what.rfind("in ", 0) == 0 && age_s <= 2; }
+};
+
+PeerStatus read_status(const std::string& dir, int rank) {
+  PeerStatus status;
+  std::ifstream in(status_path(dir, rank));
+  std::time_t when = 0;
+  if (in >> when && std::getline(in >> std::ws, status.what)) {
+    status.known = true;
+    status.age_s = std::time(nullptr) - when;
+  }
+  return status;
+}
+
 std::string others_text(const std::string& dir, int rank, int world_size) {
   if (dir.empty()) return "";
   std::ostringstream out, suspects;
-  const std::time_t now = std::time(nullptr);
   for (int r = 0; r < world_size; ++r) {
     if (r == rank) continue;
-    std::ifstream in(status_path(dir, r));
-    std::time_t when = 0;
-    std::string what;
-    if (in >> when && std::getline(in >> std::ws, what)) {
-      out << "; rank " << r << " (" << (now - when) << " s ago): " << what;
-      // Not waiting in a collective, or silent for longer than a status period: suspect.
-      if (what.rfind("in ", 0) != 0 || now - when > 2)
-        suspects << (suspects.tellp() > 0 ? ", " : "") << r;
-    } else {
+    const PeerStatus peer = read_status(dir, r);
+    if (peer.known)
+      out << "; rank " << r << " (" << peer.age_s << " s ago): " << peer.what;
+    else
       out << "; rank " << r << ": no status file";
-      suspects << (suspects.tellp() > 0 ? ", " : "") << r;
-    }
+    // Not waiting in a collective, or silent for longer than a status period: suspect.
+    if (!peer.waiting_and_alive()) suspects << (suspects.tellp() > 0 ? ", " : "") << r;
   }
   const std::string named = suspects.str();
   return (named.empty() ? "" : "; look at rank(s) " + named) + out.str();
 }
 
-// Whether a lower rank is also waiting in a collective and alive (fresh status): then
-// that rank reports, and this one stays quiet for a grace period, so a timeout is
-// explained once rather than once per waiting rank.
+// Whether a lower rank is also waiting in a collective and alive: then that rank reports,
+// and this one stays quiet for a grace period, so a timeout is explained once rather than
+// once per waiting rank.
 bool lower_rank_will_report(const std::string& dir, int rank) {
-  const std::time_t now = std::time(nullptr);
-  for (int r = 0; r < rank; ++r) {
-    std::ifstream in(status_path(dir, r));
-    std::time_t when = 0;
-    std::string what;
-    if (in >> when && std::getline(in >> std::ws, what) && what.rfind("in ", 0) == 0 &&
-        now - when <= 2)
-      return true;
-  }
+  for (int r = 0; r < rank; ++r)
+    if (read_status(dir, r).waiting_and_alive()) return true;
   return false;
 }
 
@@ -118,9 +125,11 @@ void watch(double timeout_s, std::string dir, int rank, int world_size) {
                                         : "working: " + label;
     if (!dir.empty()) write_status(dir, rank, what);
     constexpr double kGrace = 5.0;  // for a lower rank to report and mpirun to end the job
-    const bool defer =
-        !dir.empty() && waited <= timeout_s + kGrace && lower_rank_will_report(dir, rank);
-    if (collective && waited > timeout_s && !defer) {
+    // Other ranks' files are read only once this rank has timed out.
+    const bool timed_out = collective && waited > timeout_s;
+    const bool defer = timed_out && !dir.empty() && waited <= timeout_s + kGrace &&
+                       lower_rank_will_report(dir, rank);
+    if (timed_out && !defer) {
       std::ostringstream message;
       message << "[rank " << rank << "] error: collective timeout: " << collective << " at '"
               << label << "' not done after " << int(waited)

@@ -79,9 +79,7 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_to
   int64_t kept = 0;
   for (int64_t n : s.tokens_per_expert) kept += n;
   s.dropped = s.assignments - kept;
-  s.max_load = s.tokens_per_expert.empty()
-                   ? 0.0
-                   : double(*std::max_element(s.tokens_per_expert.begin(), s.tokens_per_expert.end()));
+  s.max_load = double(*std::max_element(s.tokens_per_expert.begin(), s.tokens_per_expert.end()));
   s.mean_load = double(kept) / double(num_experts);
   return out;
 }

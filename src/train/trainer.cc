@@ -10,7 +10,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -77,7 +76,7 @@ class Trainer {
   int64_t samples_seen_ = 0;  // position in order_
   bool lm_ = true, classify_ = false;
   std::string run_id_;       // this run's id (rank 0), for checkpoint pruning
-  int preempt_signal_ = 0;   // a signal some rank received, agreed at the last step's end
+  int preempt_signal_ = 0;   // agreed at a step's end: this rank's signal, or -1 for another rank's
 };
 
 Trainer::Trainer(const Config& config, const TrainOptions& options) : config_(config), options_(options) {
@@ -234,7 +233,7 @@ StepMetrics Trainer::train_step() {
       sums[5] += double(out.moe_stats[l].assignments);
       for (int64_t e = 0; e < experts; ++e) sums[6 + l * experts + e] += double(out.moe_stats[l].tokens_per_expert[e]);
       const std::vector<int64_t>& bound = out.moe_stats[l].bound_dropped_per_rank;
-      for (int64_t p = 0; p < int64_t(bound.size()) && p < ep_size; ++p) sums[bound_at + l * ep_size + p] += double(bound[p]);
+      for (int64_t p = 0; p < ep_size; ++p) sums[bound_at + l * ep_size + p] += double(bound[p]);
     }
   }
   const at::Tensor host_sums = loss_sums.to(at::kCPU);  // device-to-host sync, once per step
@@ -252,7 +251,8 @@ StepMetrics Trainer::train_step() {
     groups_.world->allreduce_sum_(global);
   }
   auto total = global.accessor<double, 1>();
-  if (total[vote_at] > 0) preempt_signal_ = preemption::requested() ? preemption::requested() : SIGTERM;
+  // The vote sums signal numbers, so only this rank's own signal can be named.
+  if (total[vote_at] > 0) preempt_signal_ = preemption::requested() ? preemption::requested() : -1;
   m.lm_loss = lm_ ? total[0] / std::max(1.0, targets) : 0.0;
   m.class_loss = classify_ ? total[1] / std::max(1.0, labelled) : 0.0;
   m.loss = m.lm_loss + m.class_loss;
@@ -472,7 +472,9 @@ TrainResult Trainer::run() {
     if (preempt_signal_ && !last) {
       if (!stopping && !periodic) save();
       if (is_root())
-        std::cout << "preempted by " << strsignal(preempt_signal_) << ": stopped after step " << step_
+        std::cout << "preempted by "
+                  << (preempt_signal_ > 0 ? strsignal(preempt_signal_) : "a signal to another rank")
+                  << ": stopped after step " << step_
                   << " with a checkpoint; continue with --resume" << std::endl;
       return TrainResult::kPreempted;
     }
