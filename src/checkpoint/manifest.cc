@@ -3,9 +3,28 @@
 
 #include <nlohmann/json.hpp>
 
+#include <limits>
+
 #include "common/error.h"
 
 namespace triage {
+
+namespace {
+
+// json[key] as an integer in [min, max]; a float or an out-of-range number is refused
+// (nlohmann's get<> of 2e62 as an integer is undefined behaviour; found by fuzz_checkpoint).
+template <class T>
+T integer_at(const nlohmann::json& json, const std::string& key, const std::string& path) {
+  const nlohmann::json& value = json.at(key);
+  const bool fits = value.is_number_unsigned()  ? value.get<uint64_t>() <= uint64_t(std::numeric_limits<T>::max())
+                    : value.is_number_integer() ? value.get<int64_t>() >= int64_t(std::numeric_limits<T>::min()) &&
+                                                      (std::numeric_limits<T>::is_signed || value.get<int64_t>() >= 0)
+                                                : false;
+  if (!fits) throw Error(path + ": " + key + " = " + value.dump() + "; expected a whole number in range");
+  return value.get<T>();
+}
+
+}  // namespace
 
 CheckpointManifest parse_manifest(const std::string& text, const std::string& path,
                                   const Config& config) {
@@ -21,7 +40,7 @@ CheckpointManifest parse_manifest(const std::string& text, const std::string& pa
     const nlohmann::json& format = json.at("format");
     if (format != kCheckpointFormat)
       throw Error(path + ": format " + format.dump() + "; expected \"" + kCheckpointFormat + "\"");
-    m.num_experts = json.at("num_experts").get<int64_t>();
+    m.num_experts = integer_at<int64_t>(json, "num_experts", path);
     if (m.num_experts != config.moe.num_experts)
       throw Error(path + ": num_experts = " + std::to_string(m.num_experts) +
                   "; expected moe.num_experts (" + std::to_string(config.moe.num_experts) + ")");
@@ -29,14 +48,15 @@ CheckpointManifest parse_manifest(const std::string& text, const std::string& pa
     if (m.dtype != config.train.dtype)
       throw Error(path + ": dtype = \"" + m.dtype + "\"; expected train.dtype (" +
                   config.train.dtype + ")");
-    m.step = json.at("step").get<int64_t>();
-    m.samples_seen = json.at("samples_seen").get<int64_t>();
-    m.optimizer_step = json.at("optimizer_step").get<int64_t>();
+    m.step = integer_at<int64_t>(json, "step", path);
+    m.samples_seen = integer_at<int64_t>(json, "samples_seen", path);
+    m.optimizer_step = integer_at<int64_t>(json, "optimizer_step", path);
     if (m.step < 0 || m.samples_seen < 0 || m.optimizer_step < 0)
       throw Error(path + ": step, samples_seen and optimizer_step must not be negative");
     m.run_id = json.value("run_id", std::string());
     for (const auto& [name, entry] : json.at("files").items())
-      m.files[name] = {entry.at("bytes").get<uint64_t>(), entry.at("crc32").get<uint32_t>()};
+      m.files[name] = {integer_at<uint64_t>(entry, "bytes", path + " " + name),
+                       integer_at<uint32_t>(entry, "crc32", path + " " + name)};
   } catch (const nlohmann::json::exception& e) {
     throw Error(path + ": malformed manifest (" + e.what() + ")");
   }
