@@ -17,7 +17,9 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 
+#include "apps/bench_layer.h"
 #include "apps/bench_moe_layer.h"
+#include "apps/bench_stats.h"
 #include "apps/commands.h"
 #include "common/error.h"
 #include "common/mpi_check.h"
@@ -29,6 +31,11 @@
 
 namespace triage {
 namespace {
+
+using bench::median;
+using bench::now_seconds;
+using bench::raw_alltoallv;
+using bench::slowest_rank;
 
 struct BenchOptions {
   int64_t tokens = 4096;  // per rank
@@ -45,40 +52,6 @@ struct BenchOptions {
 struct SideBySide {
   std::vector<double> first_s, second_s, ratios;
 };
-
-double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-double slowest_rank(double seconds) {
-  TRIAGE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &seconds, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
-  return seconds;
-}
-
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  const size_t n = values.size();
-  return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
-}
-
-// MPI_Alltoallv of `rows` float rows of `width`, per-peer row counts, into `recv`.
-void raw_alltoallv(const float* send, const std::vector<int64_t>& send_rows, float* recv,
-                   const std::vector<int64_t>& recv_rows, int64_t width) {
-  const size_t ranks = send_rows.size();
-  std::vector<int> send_counts(ranks), send_offsets(ranks), recv_counts(ranks), recv_offsets(ranks);
-  int64_t send_at = 0, recv_at = 0;
-  for (size_t p = 0; p < ranks; ++p) {
-    send_counts[p] = int(send_rows[p] * width);
-    send_offsets[p] = int(send_at);
-    recv_counts[p] = int(recv_rows[p] * width);
-    recv_offsets[p] = int(recv_at);
-    send_at += send_counts[p];
-    recv_at += recv_counts[p];
-  }
-  TRIAGE_MPI_CHECK(MPI_Alltoallv(send, send_counts.data(), send_offsets.data(), MPI_FLOAT, recv,
-                                 recv_counts.data(), recv_offsets.data(), MPI_FLOAT,
-                                 MPI_COMM_WORLD));
-}
 
 template <class First, class Second>
 SideBySide alternate(const BenchOptions& o, int rank, const char* what, First&& first, Second&& second) {
@@ -278,10 +251,13 @@ Command add_bench_command(CLI::App& app) {
                        "uniform (random top-k), or balanced | hot:E:F | zipf:S | empty_rank:R")
       ->capture_default_str();
   exchange->add_option("--out", options->out, "Write the JSON result here (default: stdout)");
-  auto layer_options = std::make_shared<MoeLayerBenchOptions>();
-  CLI::App* layer = add_moe_layer_bench(*sub, *layer_options);
-  return {sub, [options, layer_options, layer] {
-            if (layer->parsed()) return run_moe_layer_bench(*layer_options);
+  auto one_process_options = std::make_shared<MoeLayerBenchOptions>();
+  CLI::App* one_process = add_moe_layer_bench(*sub, *one_process_options);
+  auto layer_options = std::make_shared<LayerBenchOptions>();
+  CLI::App* layer = add_layer_bench(*sub, *layer_options);
+  return {sub, [=] {
+            if (one_process->parsed()) return run_moe_layer_bench(*one_process_options);
+            if (layer->parsed()) return run_layer_bench(*layer_options);
             return run_exchange_bench(*options);
           }};
 }

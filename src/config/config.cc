@@ -268,8 +268,9 @@ void apply_overrides(Config& config, const std::vector<std::string>& overrides) 
 
 RoutingOverride parse_routing_override(const std::string& text) {
   static const std::regex kHot(R"(hot:(\d+):([0-9.eE+-]+))"), kZipf(R"(zipf:([0-9.eE+-]+))"),
-      kEmptyRank(R"(empty_rank:(\d+))");
-  const std::string expected = "none, balanced, hot:E:F (F in [0, 1]), zipf:S (S > 0) or empty_rank:R";
+      kEmptyRank(R"(empty_rank:(\d+))"), kReplay(R"(replay:(.+))");
+  const std::string expected =
+      "none, balanced, hot:E:F (F in [0, 1]), zipf:S (S > 0), empty_rank:R or replay:RUN_DIR";
   RoutingOverride r;
   std::smatch m;
   auto number = [&](const std::string& s) {
@@ -302,6 +303,9 @@ RoutingOverride parse_routing_override(const std::string& text) {
   } else if (std::regex_match(text, m, kEmptyRank)) {
     r.kind = RoutingOverride::Kind::kEmptyRank;
     r.rank = integer(m[1]);
+  } else if (std::regex_match(text, m, kReplay)) {
+    r.kind = RoutingOverride::Kind::kReplay;
+    r.run_dir = m[1];
   } else {
     throw Error(expected);
   }

@@ -75,8 +75,12 @@ struct MoeConfig {
 
 // moe.routing_override, parsed.
 struct RoutingOverride {
-  enum class Kind { kNone, kBalanced, kHot, kZipf, kEmptyRank };
+  enum class Kind { kNone, kBalanced, kHot, kZipf, kEmptyRank, kReplay };
   Kind kind = Kind::kNone;
+  std::string run_dir;    // replay: a run folder whose metrics.jsonl gives the loads
+  // replay: per recorded training step, the first MoE layer's tokens per expert (filled by
+  // load_replay_loads when the layer is built, not by parsing).
+  std::vector<std::vector<double>> replay_loads;
   int64_t expert = 0;     // hot: the hot expert
   double fraction = 0.0;  // hot: share of assignments sent to it, in [0, 1]
   double exponent = 0.0;  // zipf: S > 0

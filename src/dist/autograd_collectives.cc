@@ -3,6 +3,7 @@
 
 #include <torch/csrc/autograd/custom_function.h>
 
+#include "dist/phase_clock.h"
 #include "dist/watchdog.h"
 
 namespace triage {
@@ -26,12 +27,19 @@ Communicator* communicator_at(AutogradContext* ctx) {
 
 struct AllToAllRows : public torch::autograd::Function<AllToAllRows> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& rows, int64_t comm_address,
-                            std::vector<int64_t> send_rows, std::vector<int64_t> recv_rows) {
+                            std::vector<int64_t> send_rows, std::vector<int64_t> recv_rows,
+                            std::string phase, std::string after_backward) {
     ctx->saved_data["comm"] = comm_address;
+    ctx->saved_data["phase"] = phase;
+    ctx->saved_data["after_backward"] = after_backward;
     ctx->saved_data["send"] = send_rows;
     ctx->saved_data["recv"] = recv_rows;
     // Backward runs later, outside the forward's scopes: it carries the forward's label.
     ctx->saved_data["label"] = watchdog::current_label();
+    if (!phase.empty()) {
+      phase_clock::enter(phase);
+      phase_clock::wait_for_peers(*communicator_at(ctx));
+    }
     return communicator_at(ctx)->alltoallv_rows(rows, send_rows, recv_rows);
   }
 
@@ -39,8 +47,14 @@ struct AllToAllRows : public torch::autograd::Function<AllToAllRows> {
     auto send = ctx->saved_data["send"].toIntVector();
     auto recv = ctx->saved_data["recv"].toIntVector();
     watchdog::Scope scope(backward_label(ctx));
+    const std::string& phase = ctx->saved_data["phase"].toStringRef();
+    if (!phase.empty()) {
+      phase_clock::enter(phase + " bwd");
+      phase_clock::wait_for_peers(*communicator_at(ctx), /*backward=*/true);
+    }
     at::Tensor grad_rows = communicator_at(ctx)->alltoallv_rows(grads[0], recv, send);
-    return {grad_rows, at::Tensor(), at::Tensor(), at::Tensor()};
+    if (!phase.empty()) phase_clock::enter(ctx->saved_data["after_backward"].toStringRef());
+    return {grad_rows, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -65,8 +79,10 @@ struct AllReduceSum : public torch::autograd::Function<AllReduceSum> {
 
 at::Tensor alltoallv_rows_autograd(const at::Tensor& rows, Communicator& comm,
                                    const std::vector<int64_t>& send_rows,
-                                   const std::vector<int64_t>& recv_rows) {
-  return AllToAllRows::apply(rows, reinterpret_cast<int64_t>(&comm), send_rows, recv_rows);
+                                   const std::vector<int64_t>& recv_rows,
+                                   const ExchangePhases& phases) {
+  return AllToAllRows::apply(rows, reinterpret_cast<int64_t>(&comm), send_rows, recv_rows,
+                             phases.rows, phases.after_backward);
 }
 
 at::Tensor allreduce_sum_autograd(const at::Tensor& tensor, Communicator& comm) {

@@ -7,15 +7,25 @@
 
 #include <ATen/ATen.h>
 
+#include <string>
 #include <vector>
 
 #include "dist/communicator.h"
 
 namespace triage {
 
+// Phase labels for phase_clock (benchmarks): the transfer is timed as `rows` forward and
+// `rows` + " bwd" backward, each after a timed wait for peers; when the backward transfer
+// is done, `after_backward` opens (the backward of what preceded the forward transfer).
+struct ExchangePhases {
+  std::string rows;
+  std::string after_backward;
+};
+
 at::Tensor alltoallv_rows_autograd(const at::Tensor& rows, Communicator& comm,
                                    const std::vector<int64_t>& send_rows,
-                                   const std::vector<int64_t>& recv_rows);
+                                   const std::vector<int64_t>& recv_rows,
+                                   const ExchangePhases& phases = {});
 
 // Returns the sum of `tensor` over all ranks of comm (a new tensor; the input is untouched).
 at::Tensor allreduce_sum_autograd(const at::Tensor& tensor, Communicator& comm);

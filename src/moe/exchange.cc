@@ -5,6 +5,7 @@
 
 #include "common/error.h"
 #include "dist/autograd_collectives.h"
+#include "dist/phase_clock.h"
 #include "dist/watchdog.h"
 
 namespace triage {
@@ -17,6 +18,7 @@ Dispatched dispatch(const at::Tensor& x_TD, const at::Tensor& experts_TK, const 
 
   Dispatched out;
   DispatchPlan& plan = out.plan;
+  phase_clock::enter("sort/pack");
   plan.order = sort_by_expert(experts_TK, keep_TK, num_experts);
   // Rows are grouped by global expert, hence already by destination rank.
   plan.send_rows.assign(ranks, 0);
@@ -26,6 +28,8 @@ Dispatched dispatch(const at::Tensor& x_TD, const at::Tensor& experts_TK, const 
   // received_counts[p * L + l]: rows source rank p sends for my local expert l.
   const std::vector<int64_t> received_counts = [&] {
     watchdog::Scope scope("dispatch counts");
+    phase_clock::enter("count exchange");
+    phase_clock::wait_for_peers(ep);
     return ep.alltoall(plan.order.rows_per_expert);
   }();
   plan.recv_rows.assign(ranks, 0);
@@ -39,9 +43,12 @@ Dispatched dispatch(const at::Tensor& x_TD, const at::Tensor& experts_TK, const 
     }
   }
 
+  phase_clock::enter("sort/pack");
   at::Tensor sent_RD = gather_rows(x_TD, plan.order);
   watchdog::Scope scope("dispatch rows");
-  out.x_SD = alltoallv_rows_autograd(sent_RD, ep, plan.send_rows, plan.recv_rows);
+  // The router's backward runs after the packing's (autograd runs later nodes first).
+  out.x_SD = alltoallv_rows_autograd(sent_RD, ep, plan.send_rows, plan.recv_rows,
+                                     {"dispatch rows", "sort/pack + route bwd"});
   return out;
 }
 
@@ -49,8 +56,10 @@ at::Tensor combine(const at::Tensor& y_SD, const at::Tensor& weights_TK, const D
                    Communicator& ep) {
   at::Tensor returned_RD = [&] {
     watchdog::Scope scope("combine rows");
-    return alltoallv_rows_autograd(y_SD, ep, plan.recv_rows, plan.send_rows);
+    return alltoallv_rows_autograd(y_SD, ep, plan.recv_rows, plan.send_rows,
+                                   {"combine rows", "experts bwd"});
   }();
+  phase_clock::enter("combine");
   return combine_rows(returned_RD, weights_TK, plan.order);
 }
 

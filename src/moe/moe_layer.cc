@@ -5,6 +5,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include "dist/phase_clock.h"
 #include "moe/exchange.h"
 #include "moe/permute.h"
 #include "moe/routing_override.h"
@@ -29,7 +30,10 @@ MoeLayer::MoeLayer(const MoeConfig& config, int64_t d_model, at::ScalarType dtyp
       router_(config, d_model, dtype, at::make_generator<at::CPUGeneratorImpl>(seed)),
       experts_(ep ? ep->rank() * local_experts(config, ep) : 0, local_experts(config, ep), d_model,
                config.d_expert, parse_expert_type(config.expert_type), dtype, seed,
-               parse_expert_gemm(config.expert_gemm)) {}
+               parse_expert_gemm(config.expert_gemm)) {
+  if (routing_override_.kind == RoutingOverride::Kind::kReplay)
+    routing_override_.replay_loads = load_replay_loads(routing_override_.run_dir, config.num_experts);
+}
 
 MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_token) {
   const int64_t d_model = x.size(-1);
@@ -38,11 +42,13 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_to
   const int64_t num_experts = config_.num_experts;
 
   MoeOutput out;
+  const std::string outer_phase = phase_clock::current();
+  phase_clock::enter("route");
   out.routing = router_.forward(x_TD, training);
   RouterOutput& r = out.routing;
   if (routing_override_.kind != RoutingOverride::Kind::kNone) {
     r.experts_TK = override_routing(routing_override_, r.experts_TK, r.scores_TE, first_token, seed_,
-                                    num_experts / ep_size_);
+                                    num_experts / ep_size_, routing_step_);
     r.weights_TK = router_.gate_weights(r.scores_TE, r.experts_TK, x_TD.scalar_type());
   }
 
@@ -58,6 +64,7 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_to
 
   if (ep_) {
     Dispatched sent = dispatch(x_TD, r.experts_TK, out.keep_TK, num_experts, *ep_);
+    phase_clock::enter("experts");
     at::Tensor y_SD = experts_.forward(sent.x_SD, sent.plan.runs);
     out.y = combine(y_SD, r.weights_TK, sent.plan, *ep_).view(x.sizes());
     s.tokens_per_expert = std::move(sent.plan.order.rows_per_expert);
@@ -69,6 +76,7 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_to
     s.tokens_per_expert = std::move(order.rows_per_expert);
   }
 
+  phase_clock::enter("route");  // the auxiliary losses are the router's
   BalanceStats balance = balance_stats(r.scores_TE, r.experts_TK);
   if (balance_group_ && config_.balance_loss_mode == "global") balance = all_reduce(balance, *balance_group_);
   out.balance_loss = balance_loss(balance, config_.balance_loss_coef);
@@ -81,6 +89,7 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_to
   s.dropped = s.assignments - kept;
   s.max_load = double(*std::max_element(s.tokens_per_expert.begin(), s.tokens_per_expert.end()));
   s.mean_load = double(kept) / double(num_experts);
+  phase_clock::enter(outer_phase);
   return out;
 }
 

@@ -59,6 +59,9 @@ class MoeLayer {
   // first_token: the global index of x's first token (for moe.routing_override only).
   MoeOutput forward(const at::Tensor& x, bool training, int64_t first_token = 0);
 
+  // Which recorded step moe.routing_override replay:RUN_DIR draws from next.
+  void set_routing_step(int64_t step) { routing_step_ = step; }
+
   Router& router() { return router_; }
   const Experts& experts() const { return experts_; }
   const MoeConfig& config() const { return config_; }
@@ -69,6 +72,7 @@ class MoeLayer {
   DropPolicy drop_policy_;
   RoutingOverride routing_override_;
   uint64_t seed_;
+  int64_t routing_step_ = 0;
   int64_t ep_size_;  // ranks the experts are spread over (1 for the plain reference)
   Communicator* ep_;
   Communicator* balance_group_;

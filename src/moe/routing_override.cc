@@ -4,8 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <vector>
+
+#include "common/error.h"
 
 namespace triage {
 namespace {
@@ -23,20 +27,28 @@ double uniform(uint64_t seed, int64_t assignment) {
   return double(mix(seed ^ mix(uint64_t(assignment))) >> 11) * 0x1.0p-53;
 }
 
-// Inverse CDF of P(e) ~ 1 / (e + 1)^s over e in [0, E).
-std::vector<double> zipf_cdf(int64_t experts, double exponent) {
-  std::vector<double> cdf(experts);
+// Cumulative shares of the given (unnormalised) loads, the inverse CDF to draw from.
+std::vector<double> cdf_of(const std::vector<double>& loads) {
+  std::vector<double> cdf(loads.size());
   double sum = 0;
-  for (int64_t e = 0; e < experts; ++e) cdf[e] = sum += std::pow(double(e + 1), -exponent);
-  for (double& c : cdf) c /= sum;
+  for (size_t e = 0; e < loads.size(); ++e) cdf[e] = sum += loads[e];
+  for (size_t e = 0; e < loads.size(); ++e)  // a step with no load at all draws uniformly
+    cdf[e] = sum > 0 ? cdf[e] / sum : double(e + 1) / double(loads.size());
   return cdf;
+}
+
+// P(e) ~ 1 / (e + 1)^s over e in [0, E).
+std::vector<double> zipf_loads(int64_t experts, double exponent) {
+  std::vector<double> loads(experts);
+  for (int64_t e = 0; e < experts; ++e) loads[e] = std::pow(double(e + 1), -exponent);
+  return loads;
 }
 
 }  // namespace
 
 at::Tensor override_routing(const RoutingOverride& rule, const at::Tensor& experts_TK,
                             const at::Tensor& scores_TE, int64_t first_token, uint64_t seed,
-                            int64_t experts_per_rank) {
+                            int64_t experts_per_rank, int64_t step) {
   using Kind = RoutingOverride::Kind;
   if (rule.kind == Kind::kNone) return experts_TK;
   const int64_t tokens = experts_TK.size(0), top_k = experts_TK.size(1),
@@ -50,8 +62,13 @@ at::Tensor override_routing(const RoutingOverride& rule, const at::Tensor& exper
   }
   // -1: keep the router's choice for that assignment.
   std::vector<int64_t> forced(size_t(tokens * top_k), -1);
-  const std::vector<double> cdf =
-      rule.kind == Kind::kZipf ? zipf_cdf(experts, rule.exponent) : std::vector<double>{};
+  std::vector<double> cdf;
+  if (rule.kind == Kind::kZipf) cdf = cdf_of(zipf_loads(experts, rule.exponent));
+  if (rule.kind == Kind::kReplay) {
+    const auto& loads = rule.replay_loads;
+    TRIAGE_ASSERT(!loads.empty() && int64_t(loads[0].size()) == experts, "replay loads not loaded");
+    cdf = cdf_of(loads[size_t(step % int64_t(loads.size()))]);
+  }
   for (int64_t t = 0; t < tokens; ++t) {
     for (int64_t k = 0; k < top_k; ++k) {
       const int64_t a = (first_token + t) * top_k + k;  // global assignment index
@@ -70,6 +87,34 @@ at::Tensor override_routing(const RoutingOverride& rule, const at::Tensor& exper
   at::Tensor forced_TK =
       at::tensor(forced, at::kLong).view({tokens, top_k}).to(experts_TK.device());
   return at::where(forced_TK >= 0, forced_TK, experts_TK);
+}
+
+std::vector<std::vector<double>> load_replay_loads(const std::string& run_dir, int64_t num_experts) {
+  const std::string path = run_dir + "/metrics.jsonl";
+  std::ifstream in(path);
+  if (!in) throw Error(path + ": cannot read; replay:RUN_DIR expects a training run's folder");
+  std::vector<std::vector<double>> loads;
+  std::string line;
+  for (int64_t number = 1; std::getline(in, line); ++number) {
+    const std::string where = path + ":" + std::to_string(number) + ": ";
+    const nlohmann::json record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!record.is_object()) throw Error(where + "expected one JSON object per line");
+    if (record.contains("eval")) continue;
+    const auto layers = record.find("expert_tokens");
+    if (layers == record.end() || !layers->is_array() || layers->empty() || !(*layers)[0].is_array())
+      throw Error(where + "expected expert_tokens, a list of per-layer token counts");
+    std::vector<double> counts;
+    for (const auto& n : (*layers)[0]) {
+      if (!n.is_number() || n.get<double>() < 0) throw Error(where + "expected token counts >= 0 in expert_tokens");
+      counts.push_back(n.get<double>());
+    }
+    if (int64_t(counts.size()) != num_experts)
+      throw Error(where + "expert_tokens has " + std::to_string(counts.size()) + " experts per layer; expected " +
+                  std::to_string(num_experts) + ", the experts being routed");
+    loads.push_back(std::move(counts));
+  }
+  if (loads.empty()) throw Error(path + ": no training steps recorded; expected at least one");
+  return loads;
 }
 
 }  // namespace triage

@@ -12,6 +12,8 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "config/config.h"
 
@@ -19,9 +21,15 @@ namespace triage {
 
 // experts_TK: the router's choice; scores_TE: its scores (only read by empty_rank).
 // first_token: the global index of this batch's first token. experts_per_rank: E / EP size,
-// naming the experts of each EP rank for empty_rank. Returns int64 experts_TK.
+// naming the experts of each EP rank for empty_rank. step: which recorded step replay
+// draws from (cycling). Returns int64 experts_TK.
 at::Tensor override_routing(const RoutingOverride& rule, const at::Tensor& experts_TK,
                             const at::Tensor& scores_TE, int64_t first_token, uint64_t seed,
-                            int64_t experts_per_rank);
+                            int64_t experts_per_rank, int64_t step = 0);
+
+// replay:RUN_DIR reads RUN_DIR/metrics.jsonl: each training step's expert_tokens of the
+// first MoE layer, which must have num_experts entries. Throws Error naming the file and
+// line on anything else.
+std::vector<std::vector<double>> load_replay_loads(const std::string& run_dir, int64_t num_experts);
 
 }  // namespace triage

@@ -22,6 +22,7 @@
 #include "dist/nccl_communicator.h"
 #include "dist/placement.h"
 #include "dist/process_groups.h"
+#include "dist/phase_clock.h"
 #include "dist/watchdog.h"
 #include "model/transformer.h"
 #include "train/dataset.h"
@@ -195,6 +196,7 @@ StepMetrics Trainer::train_step() {
   optimizer_->zero_grad();
 
   const std::vector<MoeLayer*> moe_layers = model_->moe_layers();
+  for (MoeLayer* layer : moe_layers) layer->set_routing_step(step_);
   const int64_t experts = config_.moe.num_experts;
   // Summed over ranks below: lm sum, class sum, balance, z, dropped, assignments, counts
   // [layer][expert], then receive-bound drops [layer][EP rank].
@@ -212,6 +214,7 @@ StepMetrics Trainer::train_step() {
                                      rows[micro].begin() + (g.world_rank + 1) * slice);
     watchdog::Scope scope(step_label + ", micro-batch " + std::to_string(micro + 1) + "/" +
                           std::to_string(micro_batches));
+    phase_clock::enter("compute");  // the model outside its MoE layers' own phases
     Batch b = on_device(make_batch(mine, length));
     ModelOutput out = forward(b, /*training=*/true);
     at::Tensor objective = (out.balance_loss + out.z_loss) / double(micro_batches);
@@ -225,6 +228,7 @@ StepMetrics Trainer::train_step() {
       objective = objective + cls * (world / std::max(1.0, labelled));
       loss_sums[1] += cls.detach().to(at::kDouble);
     }
+    phase_clock::enter("compute bwd");
     objective.backward();
     loss_sums[2] += out.balance_loss.detach().to(at::kDouble);
     loss_sums[3] += out.z_loss.detach().to(at::kDouble);
@@ -239,10 +243,15 @@ StepMetrics Trainer::train_step() {
   const at::Tensor host_sums = loss_sums.to(at::kCPU);  // device-to-host sync, once per step
   std::copy(host_sums.data_ptr<double>(), host_sums.data_ptr<double>() + 4, sums.begin());
   watchdog::Scope scope(step_label);
+  phase_clock::enter("gradient sync");
+  phase_clock::wait_for_peers(*groups_.world);
   sync_->synchronize();
+  phase_clock::enter("gradient clip");
   m.grad_norm = clip_gradients();
+  phase_clock::enter("optimizer");
   optimizer_->step();
   ++step_;
+  phase_clock::enter("statistics");
 
   sums[vote_at] = double(preemption::requested());
   at::Tensor global = at::tensor(sums, at::kDouble);
@@ -282,6 +291,7 @@ StepMetrics Trainer::train_step() {
     }
     m.bound_dropped_per_rank.push_back(std::move(bound));
   }
+  phase_clock::lap();
   const double seconds = seconds_since(start);
   m.step_ms = 1000.0 * seconds;
   m.tokens_per_s = tokens / std::max(1e-9, seconds);

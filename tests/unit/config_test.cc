@@ -211,12 +211,12 @@ INSTANTIATE_TEST_SUITE_P(
                   "moe:\n  routing_override: skewed\n",
                   {},
                   "{}:2: moe.routing_override = skewed: expected none, balanced, hot:E:F (F in [0, 1]), "
-                  "zipf:S (S > 0) or empty_rank:R"},
+                  "zipf:S (S > 0), empty_rank:R or replay:RUN_DIR"},
         BadConfig{"HotFractionAboveOne",
                   "",
                   {"moe.routing_override=hot:0:1.5"},
                   "--set moe.routing_override=hot:0:1.5: moe.routing_override = hot:0:1.5: expected none, "
-                  "balanced, hot:E:F (F in [0, 1]), zipf:S (S > 0) or empty_rank:R"},
+                  "balanced, hot:E:F (F in [0, 1]), zipf:S (S > 0), empty_rank:R or replay:RUN_DIR"},
         BadConfig{"HotExpertBeyondExperts",
                   "moe:\n  num_experts: 4\n  routing_override: hot:4:0.5\n",
                   {},

@@ -1,0 +1,335 @@
+// Each repetition draws a batch per rank, routes it once untimed (for the raw baseline's
+// byte matrix), then runs four contenders in a rotating order so that machine drift hits
+// them alike: the MoE layer, the dense FFN, the raw all-to-alls and the MoE layer again
+// with phase_clock on. Every contender starts after a barrier and its time is each rank's
+// own; the repetition's time is the slowest rank's. The phased run pays for its barriers,
+// so its phases explain the layer's time and the unphased run is the headline.
+//
+// Active FLOPs per token (SwiGLU): K experts x 3 matrices x 2 D H, times 3 for forward +
+// backward. The dense FFN's hidden width K H gives it the same FLOPs; it is data-parallel,
+// so its time includes the all-reduce of its gradients, as the MoE time includes the
+// router's. Legend: T tokens per rank, D width, H expert width, E experts, K top-k, P ranks.
+#include "apps/bench_layer.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/GradMode.h>
+
+#include <algorithm>
+#include <iomanip>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <set>
+
+#include "apps/bench_stats.h"
+#include "common/error.h"
+#include "common/mpi_check.h"
+#include "dist/agreement.h"
+#include "dist/mpi_communicator.h"
+#include "dist/mpi_environment.h"
+#include "dist/phase_clock.h"
+#include "dist/placement.h"
+#include "model/feed_forward.h"
+#include "moe/moe_layer.h"
+
+namespace triage {
+namespace {
+
+using bench::gather_from_ranks;
+using bench::median;
+using bench::now_seconds;
+
+// The phases phase_clock reports for one layer call, forward then backward, in order.
+const std::vector<std::string> kPhases = {
+    "route",       "sort/pack",        "count exchange", "wait",
+    "dispatch rows", "experts",        "combine rows",   "combine",
+    "combine bwd", "combine rows bwd", "wait bwd",       "experts bwd",
+    "dispatch rows bwd", "sort/pack + route bwd"};
+const std::set<std::string> kExchangePhases = {"count exchange", "dispatch rows", "combine rows",
+                                               "combine rows bwd", "dispatch rows bwd"};
+
+MoeConfig layer_config(const LayerBenchOptions& o) {
+  MoeConfig c;
+  c.num_experts = o.experts;
+  c.top_k = o.top_k;
+  c.d_expert = o.d_expert;
+  c.expert_type = "swiglu";
+  c.capacity_factor = o.capacity_factor;
+  c.eval_capacity_factor = o.capacity_factor;
+  c.expert_gemm = o.expert_gemm;
+  c.routing_override = o.routing == "uniform" ? "none" : o.routing;
+  return c;
+}
+
+void check_options(const LayerBenchOptions& o, int ranks) {
+  auto expected = [](const std::string& option, const std::string& value, const std::string& what) {
+    return Error(option + " " + value + ": expected " + what);
+  };
+  if (o.experts % ranks != 0)
+    throw expected("--experts", std::to_string(o.experts), "a multiple of the ranks (" + std::to_string(ranks) + ")");
+  if (o.top_k > o.experts)
+    throw expected("--top-k", std::to_string(o.top_k), "at most --experts (" + std::to_string(o.experts) + ")");
+  if (o.routing == "uniform") return;
+  RoutingOverride rule;
+  try {
+    rule = parse_routing_override(o.routing);
+  } catch (const Error& e) {
+    throw expected("--routing", o.routing, std::string("uniform, ") + e.what());
+  }
+  const int64_t per_rank = o.experts / ranks;
+  if ((rule.kind == RoutingOverride::Kind::kHot && rule.expert >= o.experts) ||
+      (rule.kind == RoutingOverride::Kind::kEmptyRank &&
+       (rule.rank >= ranks || o.top_k > o.experts - per_rank)))
+    throw expected("--routing", o.routing,
+                   "an expert or rank of this layout (" + std::to_string(o.experts) + " experts on " +
+                       std::to_string(ranks) + " ranks)");
+}
+
+void clear_grads(const ParameterList& params) {
+  for (const auto& p : params) p.tensor.mutable_grad() = at::Tensor();
+}
+
+// One flat all-reduce of the gradients, as GradientSync does with one bucket.
+void allreduce_grads(const ParameterList& params, Communicator& world) {
+  std::vector<at::Tensor> grads;
+  for (const auto& p : params)
+    if (p.tensor.grad().defined()) grads.push_back(p.tensor.grad().reshape(-1));
+  if (grads.empty()) return;
+  at::Tensor flat = at::cat(grads);
+  world.allreduce_sum_(flat);
+}
+
+struct Contender {
+  std::string name;
+  std::function<void()> run;  // the timed work, after a barrier
+  std::vector<double> slowest_s;
+  std::vector<int> slowest_rank;
+};
+
+int layer_bench(const LayerBenchOptions& o) {
+  auto world = make_mpi_communicator(MPI_COMM_WORLD);
+  const int rank = world->rank(), ranks = world->size();
+  const std::vector<RankPlacement> placements = place_ranks(0, false);
+  std::unique_ptr<MoeLayer> layer;
+  agree([&] {  // option mistakes and unreadable replay runs are the same on every rank
+    check_options(o, ranks);
+    layer = std::make_unique<MoeLayer>(layer_config(o), o.d_model, at::kFloat, 7, world.get(), world.get());
+  });
+  at::Generator init = at::make_generator<at::CPUGeneratorImpl>(11);
+  FeedForward dense(o.d_model, o.top_k * o.d_expert, ExpertType::kSwiglu, 0.02, at::kFloat, init);
+  const ParameterList moe_params = layer->parameters(), dense_params = dense.parameters();
+  ParameterList router_params;
+  for (const auto& p : moe_params)
+    if (p.sharding == Sharding::kReplicated) router_params.push_back(p);
+
+  // The current repetition's inputs and routing, set before its contenders run.
+  at::Tensor x, upstream;
+  int64_t first_token = 0;
+  std::vector<int64_t> send_rows, recv_rows;
+  at::Tensor raw_send, raw_recv, raw_back;
+  phase_clock::Totals phases;
+
+  auto moe_forward_backward = [&] {
+    at::Tensor input = x.detach().requires_grad_(true);
+    MoeOutput out = layer->forward(input, /*training=*/true, first_token);
+    at::Tensor objective = (out.y * upstream).sum() + out.balance_loss + out.z_loss;
+    phase_clock::enter("combine bwd");
+    objective.backward();
+    phase_clock::enter("");
+    allreduce_grads(router_params, *world);
+  };
+  std::vector<Contender> contenders = {
+      {"moe", moe_forward_backward, {}, {}},
+      {"dense", [&] {
+         at::Tensor input = x.detach().requires_grad_(true);
+         (dense.forward(input) * upstream).sum().backward();
+         allreduce_grads(dense_params, *world);
+       }, {}, {}},
+      {"raw_alltoall", [&] {  // dispatch and combine, forward and backward: two round trips
+         for (int trip = 0; trip < 2; ++trip) {
+           bench::raw_alltoallv(raw_send.data_ptr<float>(), send_rows, raw_recv.data_ptr<float>(), recv_rows, o.d_model);
+           bench::raw_alltoallv(raw_recv.data_ptr<float>(), recv_rows, raw_back.data_ptr<float>(), send_rows, o.d_model);
+         }
+       }, {}, {}},
+      {"moe_phased", [&] {
+         phase_clock::start({});
+         moe_forward_backward();
+         phases = phase_clock::stop();
+       }, {}, {}},
+  };
+
+  std::vector<std::vector<double>> phase_mean(kPhases.size()), phase_max(kPhases.size());
+  std::vector<double> received_max_over_mean, dropped_share;
+  for (int64_t rep = -o.warmup; rep < o.reps; ++rep) {
+    const int64_t step = rep + o.warmup;
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(uint64_t(1000 + step * 7919 + rank));
+    x = at::randn({o.tokens, o.d_model}, gen, at::kFloat);
+    upstream = at::randn({o.tokens, o.d_model}, gen, at::kFloat);
+    first_token = (step * ranks + rank) * o.tokens;
+    layer->set_routing_step(step);
+    {  // The routing this repetition will see, for the raw baseline and the skew.
+      c10::NoGradGuard no_grad;
+      const MoeStats stats = layer->forward(x, true, first_token).stats;
+      const int64_t per_rank = o.experts / ranks;
+      send_rows.assign(ranks, 0);
+      for (int64_t e = 0; e < o.experts; ++e) send_rows[e / per_rank] += stats.tokens_per_expert[e];
+      recv_rows = world->alltoall(send_rows);
+      const int64_t received = std::accumulate(recv_rows.begin(), recv_rows.end(), int64_t(0));
+      const std::vector<double> all = gather_from_ranks(double(received));
+      const double mean = std::accumulate(all.begin(), all.end(), 0.0) / ranks;
+      received_max_over_mean.push_back(mean > 0 ? *std::max_element(all.begin(), all.end()) / mean : 0.0);
+      const std::vector<double> dropped = gather_from_ranks(double(stats.dropped));
+      dropped_share.push_back(std::accumulate(dropped.begin(), dropped.end(), 0.0) /
+                              double(ranks * o.tokens * o.top_k));
+      const int64_t sent = std::accumulate(send_rows.begin(), send_rows.end(), int64_t(0));
+      raw_send = at::randn({sent, o.d_model}, gen, at::kFloat);
+      raw_recv = at::empty({received, o.d_model}, at::kFloat);
+      raw_back = at::empty({sent, o.d_model}, at::kFloat);
+    }
+    for (size_t i = 0; i < contenders.size(); ++i) {
+      Contender& c = contenders[(i + size_t(step)) % contenders.size()];  // rotate who goes first
+      clear_grads(moe_params);
+      clear_grads(dense_params);
+      world->barrier();
+      const double start = now_seconds();
+      c.run();
+      const std::vector<double> seconds = gather_from_ranks(now_seconds() - start);
+      if (rep < 0) continue;
+      const auto slowest = std::max_element(seconds.begin(), seconds.end());
+      c.slowest_s.push_back(*slowest);
+      c.slowest_rank.push_back(int(slowest - seconds.begin()));
+    }
+    if (rep >= 0) {
+      for (size_t p = 0; p < kPhases.size(); ++p) {
+        double mine = 0;
+        for (const auto& [label, s] : phases) {
+          TRIAGE_ASSERT(std::find(kPhases.begin(), kPhases.end(), label) != kPhases.end(), "unknown phase " << label);
+          if (label == kPhases[p]) mine = s;
+        }
+        const std::vector<double> all = gather_from_ranks(mine);
+        phase_mean[p].push_back(std::accumulate(all.begin(), all.end(), 0.0) / ranks);
+        phase_max[p].push_back(*std::max_element(all.begin(), all.end()));
+      }
+    }
+    if (rank == 0) std::cerr << "\r[bench layer] rep " << step + 1 << "/" << o.warmup + o.reps << std::flush;
+  }
+  if (rank == 0) std::cerr << "\n";
+  if (rank != 0) return 0;
+
+  std::set<std::string> hosts;
+  for (const RankPlacement& p : placements) hosts.insert(p.host);
+  const double tokens = double(ranks * o.tokens);
+  const double active_flops = 3.0 * 2.0 * tokens * double(o.top_k) * 3.0 * double(o.d_model) * double(o.d_expert);
+  const double moe_s = median(contenders[0].slowest_s), dense_s = median(contenders[1].slowest_s),
+               raw_s = median(contenders[2].slowest_s);
+  nlohmann::ordered_json result = {
+      {"benchmark", "layer"},
+      {"ranks", ranks},
+      {"hosts", hosts.size()},
+      {"threads_per_rank", placements[0].threads},
+      {"tokens_per_rank", o.tokens},
+      {"d_model", o.d_model},
+      {"d_expert", o.d_expert},
+      {"experts", o.experts},
+      {"top_k", o.top_k},
+      {"capacity_factor", o.capacity_factor},
+      {"routing", o.routing},
+      {"expert_gemm", o.expert_gemm},
+      {"dtype", "float32"},
+      {"reps", o.reps},
+      {"active_flops", active_flops},
+      {"rows_received_max_over_mean", median(received_max_over_mean)},
+      {"dropped_share", median(dropped_share)},
+      {"bytes_per_rank_each_way", tokens * double(o.top_k) * double(o.d_model) * 4.0 / ranks},
+  };
+  for (const Contender& c : contenders) {
+    nlohmann::ordered_json entry = bench::summary(c.slowest_s);
+    std::vector<int> slowest_count(ranks, 0);
+    for (int r : c.slowest_rank) ++slowest_count[r];
+    entry["slowest_rank_counts"] = slowest_count;
+    result["contenders"][c.name] = entry;
+  }
+  double exchange_s = 0, phased_sum = 0;
+  for (size_t p = 0; p < kPhases.size(); ++p) {
+    const bool backward = kPhases[p].size() > 4 && kPhases[p].substr(kPhases[p].size() - 4) == " bwd";
+    result["phases"].push_back({{"phase", kPhases[p]},
+                                {"pass", backward ? "backward" : "forward"},
+                                {"mean_over_ranks_s", median(phase_mean[p])},
+                                {"slowest_rank_s", median(phase_max[p])}});
+    phased_sum += median(phase_mean[p]);
+    if (kExchangePhases.count(kPhases[p])) exchange_s += median(phase_mean[p]);
+  }
+  result["moe_per_token_s"] = moe_s / tokens;
+  result["moe_tflops_per_rank"] = active_flops / moe_s / ranks / 1e12;
+  result["dense_tflops_per_rank"] = active_flops / dense_s / ranks / 1e12;
+  result["moe_over_dense"] = moe_s / dense_s;
+  result["phased_exchange_s"] = exchange_s;
+  result["exchange_over_raw"] = exchange_s / raw_s;
+
+  std::cout << "# layer benchmark: " << ranks << " ranks on " << hosts.size() << " host(s), " << o.tokens
+            << " tokens/rank, D " << o.d_model << ", " << o.experts << " SwiGLU experts of " << o.d_expert
+            << ", top-" << o.top_k << ", capacity " << o.capacity_factor << ", routing " << o.routing << ", gemm "
+            << o.expert_gemm << "; forward + backward, median of " << o.reps << " alternating reps (slowest rank)\n"
+            << std::fixed << std::setprecision(3) << std::left << std::setw(28) << "contender" << std::right
+            << std::setw(10) << "ms" << std::setw(10) << "p10" << std::setw(10) << "p90" << "\n";
+  for (const Contender& c : contenders)
+    std::cout << std::left << std::setw(28) << c.name << std::right << std::setw(10) << 1e3 * median(c.slowest_s)
+              << std::setw(10) << 1e3 * bench::quantile(c.slowest_s, 0.1) << std::setw(10)
+              << 1e3 * bench::quantile(c.slowest_s, 0.9) << "\n";
+  std::cout << std::left << std::setw(28) << "phase (phased run)" << std::right << std::setw(10) << "mean ms"
+            << std::setw(10) << "max ms" << "\n";
+  for (size_t p = 0; p < kPhases.size(); ++p)
+    std::cout << std::left << std::setw(28) << kPhases[p] << std::right << std::setw(10) << 1e3 * median(phase_mean[p])
+              << std::setw(10) << 1e3 * median(phase_max[p]) << "\n";
+  std::cout << "MoE / dense time " << std::setprecision(2) << moe_s / dense_s << "; exchange phases / raw all-to-alls "
+            << exchange_s / raw_s << "; busiest rank receives " << median(received_max_over_mean)
+            << "x the mean rows\n";
+  if (o.out.empty()) {
+    std::cout << result.dump() << "\n";
+  } else {
+    bench::append_json_line(o.out, result);
+  }
+  return 0;
+}
+
+}  // namespace
+
+CLI::App* add_layer_bench(CLI::App& bench, LayerBenchOptions& o) {
+  CLI::App* layer = bench.add_subcommand(
+      "layer", "Expert-parallel MoE layer forward+backward vs dense FFN vs raw all-to-alls, per phase");
+  layer->add_option("--tokens", o.tokens, "Tokens per rank")->check(CLI::PositiveNumber)->capture_default_str();
+  layer->add_option("--d-model", o.d_model, "Model width")->check(CLI::PositiveNumber)->capture_default_str();
+  layer->add_option("--d-expert", o.d_expert, "Expert hidden width")->check(CLI::PositiveNumber)->capture_default_str();
+  layer->add_option("--experts", o.experts, "Experts in all (a multiple of the ranks)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  layer->add_option("--top-k", o.top_k, "Experts per token")->check(CLI::PositiveNumber)->capture_default_str();
+  layer->add_option("--capacity-factor", o.capacity_factor, "Expert capacity factor; 0 = dropless")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  layer->add_option("--routing", o.routing,
+                    "uniform (the random router), balanced | hot:E:F | zipf:S | empty_rank:R | replay:RUN_DIR")
+      ->capture_default_str();
+  layer->add_option("--expert-gemm", o.expert_gemm, "loop | grouped | auto")
+      ->check(CLI::IsMember({"loop", "grouped", "auto"}))
+      ->capture_default_str();
+  layer->add_option("--reps", o.reps, "Timed repetitions")->check(CLI::PositiveNumber)->capture_default_str();
+  layer->add_option("--warmup", o.warmup, "Untimed repetitions first")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  layer->add_option("--out", o.out, "Append the JSON line to this file (default: stdout)");
+  return layer;
+}
+
+int run_layer_bench(const LayerBenchOptions& o) {
+  MpiEnvironment mpi(nullptr, nullptr);
+  try {
+    return layer_bench(o);
+  } catch (const ReportedFailure&) {
+    return 1;  // printed once already; MPI shuts down cleanly on every rank
+  }
+}
+
+}  // namespace triage

@@ -1,0 +1,31 @@
+// `triage bench layer` (under mpirun): the expert-parallel MoE layer, forward + backward at
+// EP = the world, side by side with a data-parallel dense FFN of equal active FLOPs and
+// with raw MPI all-to-alls of the same bytes, plus a per-phase breakdown from the same
+// layer run with phase_clock on. One JSON line per run (sweeps append to one file).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <string>
+
+namespace triage {
+
+struct LayerBenchOptions {
+  int64_t tokens = 2048;  // per rank
+  int64_t d_model = 256;
+  int64_t d_expert = 512;
+  int64_t experts = 8;             // in all; a multiple of the ranks
+  int64_t top_k = 2;
+  double capacity_factor = 0.0;    // 0: dropless
+  std::string routing = "uniform";  // uniform (the random router), or a moe.routing_override
+  std::string expert_gemm = "loop";  // loop | grouped | auto (moe.expert_gemm)
+  int64_t reps = 10;
+  int64_t warmup = 2;
+  std::string out;  // append the JSON line here (default: stdout)
+};
+
+CLI::App* add_layer_bench(CLI::App& bench, LayerBenchOptions& options);
+int run_layer_bench(const LayerBenchOptions& options);
+
+}  // namespace triage

@@ -1,0 +1,35 @@
+// What every `triage bench` shares: wall-clock seconds, robust summaries of repeated
+// timings (median and spread, never the mean of a noisy machine), gathering one number
+// from every rank, and appending a result as one JSON line.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace triage::bench {
+
+double now_seconds();
+
+// q in [0, 1], linear between order statistics; median = quantile(values, 0.5).
+double quantile(std::vector<double> values, double q);
+double median(const std::vector<double>& values);
+
+// {"median_s", "p10_s", "p90_s", "min_s", "max_s", "seconds"}.
+nlohmann::ordered_json summary(const std::vector<double>& seconds);
+
+// Every rank's value, in rank order, on every rank (MPI_COMM_WORLD).
+std::vector<double> gather_from_ranks(double value);
+double slowest_rank(double seconds);  // the largest value over the ranks
+
+// MPI_Alltoallv of float rows of `width`: send_rows[p] rows to rank p, recv_rows[p] from
+// it, in rank order; the baseline the exchange is held against.
+void raw_alltoallv(const float* send, const std::vector<int64_t>& send_rows, float* recv,
+                   const std::vector<int64_t>& recv_rows, int64_t width);
+
+// Appends one line to `path` (rank 0 only calls it); Error naming the file if it cannot.
+void append_json_line(const std::string& path, const nlohmann::ordered_json& record);
+
+}  // namespace triage::bench
