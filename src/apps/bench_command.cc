@@ -20,6 +20,7 @@
 #include "apps/bench_layer.h"
 #include "apps/bench_moe_layer.h"
 #include "apps/bench_stats.h"
+#include "apps/bench_step.h"
 #include "apps/commands.h"
 #include "common/error.h"
 #include "common/mpi_check.h"
@@ -255,7 +256,10 @@ Command add_bench_command(CLI::App& app) {
   CLI::App* one_process = add_moe_layer_bench(*sub, *one_process_options);
   auto layer_options = std::make_shared<LayerBenchOptions>();
   CLI::App* layer = add_layer_bench(*sub, *layer_options);
+  auto step_options = std::make_shared<StepBenchOptions>();
+  CLI::App* step = add_step_bench(*sub, *step_options);
   return {sub, [=] {
+            if (step->parsed()) return run_step_bench(*step_options);
             if (one_process->parsed()) return run_moe_layer_bench(*one_process_options);
             if (layer->parsed()) return run_layer_bench(*layer_options);
             return run_exchange_bench(*options);
