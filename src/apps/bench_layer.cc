@@ -111,7 +111,7 @@ struct Contender {
 int layer_bench(const LayerBenchOptions& o) {
   auto world = make_mpi_communicator(MPI_COMM_WORLD);
   const int rank = world->rank(), ranks = world->size();
-  const std::vector<RankPlacement> placements = place_ranks(0, false);
+  const std::vector<RankPlacement> placements = place_ranks(o.threads, false);
   std::unique_ptr<MoeLayer> layer;
   agree([&] {  // option mistakes and unreadable replay runs are the same on every rank
     check_options(o, ranks);
@@ -314,6 +314,10 @@ CLI::App* add_layer_bench(CLI::App& bench, LayerBenchOptions& o) {
       ->capture_default_str();
   layer->add_option("--expert-gemm", o.expert_gemm, "loop | grouped | auto")
       ->check(CLI::IsMember({"loop", "grouped", "auto"}))
+      ->capture_default_str();
+  layer->add_option("--threads", o.threads,
+                    "LibTorch threads per rank (1 makes ranks the unit of hardware; 0 = cores / ranks)")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   layer->add_option("--reps", o.reps, "Timed repetitions")->check(CLI::PositiveNumber)->capture_default_str();
   layer->add_option("--warmup", o.warmup, "Untimed repetitions first")
