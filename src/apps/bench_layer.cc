@@ -239,6 +239,7 @@ int layer_bench(const LayerBenchOptions& o) {
       {"expert_gemm", o.expert_gemm},
       {"dtype", "float32"},
       {"reps", o.reps},
+      {"warmup", o.warmup},
       {"active_flops", active_flops},
       {"rows_received_max_over_mean", median(received_max_over_mean)},
       {"dropped_share", median(dropped_share)},

@@ -1,0 +1,29 @@
+// `triage bench model --params FILE (--check RESULTS.jsonl | CONFIG --ranks ...)`: the
+// scaling model (scaling_model.h) checked against measured `bench layer` points, or
+// projecting a config's training step to other world sizes and clusters.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace triage {
+
+struct BenchModelOptions {
+  std::string params;
+  std::string check;
+  std::string config_path;
+  std::vector<std::string> overrides;
+  std::vector<int64_t> ranks = {8, 16, 32, 64, 128, 256, 512, 1024};
+  int64_t ranks_per_host = 8;
+  int64_t tokens_per_rank = 4096;
+  std::string routing = "uniform";
+  std::string out;
+};
+
+CLI::App* add_model_bench(CLI::App& bench, BenchModelOptions& options);
+int run_model_bench(const BenchModelOptions& options);
+
+}  // namespace triage

@@ -1,0 +1,246 @@
+// The model's arithmetic; see the header. A "fluid" routing model: every source rank
+// sends each expert its expected share of its T K assignments, so the busiest rank is the
+// one whose experts hold the largest share (random fluctuation around it is ignored).
+#include "apps/scaling_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <numeric>
+
+#include "common/error.h"
+
+namespace triage::model {
+namespace {
+
+constexpr double kFloatBytes = 4.0;
+
+double positive(const nlohmann::json& section, const std::string& path, const std::string& where,
+                const std::string& key, bool required = true) {
+  const auto found = section.find(key);
+  if (found == section.end()) {
+    if (!required) return 0.0;
+    throw Error(path + ": " + where + key + ": missing; expected a positive number");
+  }
+  if (!found->is_number() || found->get<double>() <= 0 || !std::isfinite(found->get<double>()))
+    throw Error(path + ": " + where + key + " = " + found->dump() + ": expected a positive number");
+  return found->get<double>();
+}
+
+const nlohmann::json& object_at(const nlohmann::json& parent, const std::string& path, const std::string& key) {
+  const auto found = parent.find(key);
+  if (found == parent.end() || !found->is_object())
+    throw Error(path + ": " + key + ": expected a mapping of numbers");
+  return *found;
+}
+
+Link read_link(const nlohmann::json& links, const std::string& path, const std::string& name, bool required) {
+  const auto found = links.find(name);
+  if (found == links.end()) {
+    if (required) throw Error(path + ": links." + name + ": missing; expected latency_s and bandwidth_Bps");
+    return {};
+  }
+  return {positive(*found, path, "links." + name + ".", "latency_s"),
+          positive(*found, path, "links." + name + ".", "bandwidth_Bps")};
+}
+
+// Ring all-reduce of `bytes` over `ranks`: 2 (P - 1) steps of bytes / P each.
+double ring_allreduce_s(double bytes, int64_t ranks, const Link& link) {
+  if (ranks <= 1) return 0.0;
+  const double p = double(ranks);
+  return 2.0 * (p - 1.0) * link.latency_s + 2.0 * (p - 1.0) / p * bytes / link.bandwidth_Bps;
+}
+
+// When a host's ranks outnumber its slots they share them ("processor sharing"): n busy
+// ranks run at min(1, slots / n) speed, so the busiest rank speeds up as the others finish
+// and wait. Returns when the last of these ranks' work (seconds at full speed) is done.
+double shared_finish_s(std::vector<double> work, double slots) {
+  std::sort(work.begin(), work.end());
+  double t = 0, done = 0;
+  for (size_t i = 0; i < work.size(); ++i) {
+    const double speed = std::min(1.0, slots / double(work.size() - i));
+    t += (work[i] - done) / speed;
+    done = work[i];
+  }
+  return t;
+}
+
+}  // namespace
+
+Params read_params(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(path + ": cannot read the model parameters");
+  const nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) throw Error(path + ": expected a JSON object (see `triage bench calibrate`)");
+  Params p;
+  p.slots_per_host = positive(j, path, "", "slots_per_host");
+  const nlohmann::json& links = object_at(j, path, "links");
+  p.intra_host = read_link(links, path, "intra_host", true);
+  p.inter_host = read_link(links, path, "inter_host", false);
+  const nlohmann::json& c = object_at(j, path, "compute");
+  const std::string where = "compute.";
+  p.route_flops_per_s = positive(c, path, where, "route_flops_per_s");
+  p.pack_bytes_per_s = positive(c, path, where, "pack_bytes_per_s");
+  p.expert_forward_flops_per_s = positive(c, path, where, "expert_forward_flops_per_s");
+  p.combine_bytes_per_s = positive(c, path, where, "combine_bytes_per_s");
+  p.combine_backward_bytes_per_s = positive(c, path, where, "combine_backward_bytes_per_s");
+  p.expert_backward_flops_per_s = positive(c, path, where, "expert_backward_flops_per_s");
+  p.pack_route_backward_bytes_per_s = positive(c, path, where, "pack_route_backward_bytes_per_s");
+  p.dense_flops_per_s = positive(c, path, where, "dense_flops_per_s");
+  p.optimizer_bytes_per_s = positive(c, path, where, "optimizer_bytes_per_s");
+  if (j.contains("assumptions")) {
+    if (!j["assumptions"].is_array()) throw Error(path + ": assumptions: expected a list of sentences");
+    for (const auto& a : j["assumptions"]) p.assumptions.push_back(a.is_string() ? a.get<std::string>() : a.dump());
+  }
+  return p;
+}
+
+nlohmann::ordered_json to_json(const Params& p) {
+  auto link = [](const Link& l) { return nlohmann::ordered_json{{"latency_s", l.latency_s}, {"bandwidth_Bps", l.bandwidth_Bps}}; };
+  nlohmann::ordered_json links = {{"intra_host", link(p.intra_host)}};
+  if (p.inter_host.bandwidth_Bps > 0) links["inter_host"] = link(p.inter_host);
+  return {{"slots_per_host", p.slots_per_host},
+          {"links", links},
+          {"compute",
+           {{"route_flops_per_s", p.route_flops_per_s},
+            {"pack_bytes_per_s", p.pack_bytes_per_s},
+            {"expert_forward_flops_per_s", p.expert_forward_flops_per_s},
+            {"combine_bytes_per_s", p.combine_bytes_per_s},
+            {"combine_backward_bytes_per_s", p.combine_backward_bytes_per_s},
+            {"expert_backward_flops_per_s", p.expert_backward_flops_per_s},
+            {"pack_route_backward_bytes_per_s", p.pack_route_backward_bytes_per_s},
+            {"dense_flops_per_s", p.dense_flops_per_s},
+            {"optimizer_bytes_per_s", p.optimizer_bytes_per_s}}},
+          {"assumptions", p.assumptions}};
+}
+
+Prediction predict_layer(const Params& params, const Layout& layout, const LayerShape& shape,
+                         const std::vector<double>& expert_shares) {
+  const int64_t P = layout.ranks, per_host = std::min(layout.ranks_per_host, P);
+  const int64_t hosts = (P + per_host - 1) / per_host, local = shape.experts / P;
+  TRIAGE_ASSERT(int64_t(expert_shares.size()) == shape.experts && shape.experts % P == 0, "layout");
+  if (hosts > 1 && params.inter_host.bandwidth_Bps <= 0)
+    throw Error("the layout spans " + std::to_string(hosts) + " hosts but the params have no links.inter_host");
+  // Ranks sharing a host beyond its slots run proportionally slower.
+  const double slow = std::max(1.0, double(per_host) / params.slots_per_host);
+  const double T = double(shape.tokens_per_rank), K = double(shape.top_k), D = double(shape.d_model),
+               H = double(shape.d_expert), E = double(shape.experts);
+  const double row_bytes = D * kFloatBytes, assignments = T * K;
+
+  std::vector<double> rank_share(P, 0.0), host_share(hosts, 0.0);
+  std::vector<int64_t> host_ranks(hosts, 0);
+  for (int64_t e = 0; e < shape.experts; ++e) rank_share[e / local] += expert_shares[e];
+  for (int64_t r = 0; r < P; ++r) {
+    host_share[r / per_host] += rank_share[r];
+    ++host_ranks[r / per_host];
+  }
+  // One row exchange: the busiest rank's on-host bytes and the busiest host's off-host bytes.
+  double busiest_intra = 0, busiest_inter = 0;
+  for (int64_t r = 0; r < P; ++r) {
+    const int64_t h = r / per_host;
+    const double same_host_others = host_share[h] - rank_share[r];
+    const double send = assignments * same_host_others;
+    const double receive = double(host_ranks[h] - 1) * assignments * rank_share[r];
+    busiest_intra = std::max({busiest_intra, send, receive});
+  }
+  for (int64_t h = 0; h < hosts; ++h) {
+    const double send = double(host_ranks[h]) * assignments * (1.0 - host_share[h]);
+    const double receive = double(P - host_ranks[h]) * assignments * host_share[h];
+    busiest_inter = std::max({busiest_inter, send, receive});
+  }
+  const Link& first = hosts > 1 ? params.inter_host : params.intra_host;
+  double row_exchange = 0, count_exchange = 0;
+  if (P > 1) {
+    count_exchange = first.latency_s;
+    row_exchange = first.latency_s +
+                   std::max(slow * busiest_intra * row_bytes / params.intra_host.bandwidth_Bps,
+                            hosts > 1 ? busiest_inter * row_bytes / params.inter_host.bandwidth_Bps : 0.0);
+  }
+
+  const double copy_bytes = 2.0 * assignments * row_bytes;  // read + write every routed row
+  std::vector<double> rows_of(P);  // rows each rank's experts receive
+  double mean_rows = 0;
+  for (int64_t r = 0; r < P; ++r) {
+    rows_of[r] = double(P) * assignments * rank_share[r];
+    mean_rows += rows_of[r] / double(P);
+  }
+  const double expert_flops_per_row = 2.0 * double(shape.expert_matrices) * D * H;
+  // The experts' segment: each host's ranks share its slots; the slowest host decides.
+  // "experts" is the time had every rank the mean load; "wait" what the skew adds.
+  auto experts_segment = [&](double flops_per_row, double rate) {
+    double finish = 0;
+    for (int64_t h = 0; h < hosts; ++h) {
+      std::vector<double> work;
+      for (int64_t r = h * per_host; r < std::min(P, (h + 1) * per_host); ++r)
+        work.push_back(rows_of[r] * flops_per_row / rate);
+      finish = std::max(finish, shared_finish_s(work, params.slots_per_host));
+    }
+    const double balanced = slow * mean_rows * flops_per_row / rate;
+    return std::pair<double, double>{balanced, std::max(0.0, finish - balanced)};
+  };
+  const auto [experts_forward, forward_wait] = experts_segment(expert_flops_per_row, params.expert_forward_flops_per_s);
+  const auto [experts_backward, backward_wait] =
+      experts_segment(2.0 * expert_flops_per_row, params.expert_backward_flops_per_s);
+  Prediction out;
+  auto add = [&](const std::string& phase, double seconds) { out.phases.emplace_back(phase, seconds); };
+  add("route", slow * 2.0 * T * D * E / params.route_flops_per_s);
+  add("sort/pack", slow * copy_bytes / params.pack_bytes_per_s);
+  add("count exchange", count_exchange);
+  add("wait", forward_wait);
+  add("dispatch rows", row_exchange);
+  add("experts", experts_forward);
+  add("combine rows", row_exchange);
+  add("combine", slow * copy_bytes / params.combine_bytes_per_s);
+  add("combine bwd", slow * copy_bytes / params.combine_backward_bytes_per_s);
+  add("combine rows bwd", row_exchange);
+  add("wait bwd", backward_wait);
+  add("experts bwd", experts_backward);
+  add("dispatch rows bwd", row_exchange);
+  add("sort/pack + route bwd", slow * copy_bytes / params.pack_route_backward_bytes_per_s);
+  add("router all-reduce", ring_allreduce_s(D * E * kFloatBytes, P, first));
+  for (const auto& [phase, seconds] : out.phases) {
+    out.total_s += seconds;
+    if (phase.find("exchange") != std::string::npos || phase.find("rows") != std::string::npos ||
+        phase == "router all-reduce")
+      out.exchange_s += seconds;
+  }
+  return out;
+}
+
+Prediction predict_step(const Params& params, const Layout& layout, const StepShape& shape,
+                        const std::vector<double>& expert_shares) {
+  const int64_t P = layout.ranks, per_host = std::min(layout.ranks_per_host, P);
+  const int64_t ep = layout.expert_parallel > 0 ? layout.expert_parallel : P;
+  const bool multi_host = P > per_host;
+  const double slow = std::max(1.0, double(per_host) / params.slots_per_host);
+  const double T = double(shape.moe.tokens_per_rank), D = double(shape.moe.d_model);
+  // Forward FLOPs; backward is twice forward, so forward + backward is three times.
+  const double attention = 8.0 * T * D * D + 4.0 * T * double(shape.seq_len) * D;
+  const double dense_ffn = 6.0 * T * D * double(shape.dense_ffn_hidden);
+  const double shared_experts = 6.0 * T * D * double(shape.shared_expert_hidden);
+  const double head = 2.0 * T * D * double(shape.vocab);
+  const double dense_flops =
+      3.0 * (double(shape.layers) * attention + double(shape.dense_ffn_layers) * dense_ffn +
+             double(shape.moe_layers) * shared_experts + head);
+  Prediction layer = predict_layer(params, {ep, per_host, ep}, shape.moe, expert_shares);
+
+  Prediction out;
+  const double moe_compute = double(shape.moe_layers) * (layer.total_s - layer.exchange_s);
+  out.phases.emplace_back("compute", slow * dense_flops / params.dense_flops_per_s + moe_compute);
+  out.phases.emplace_back("exchange", double(shape.moe_layers) * layer.exchange_s);
+  const Link& slowest_link = multi_host ? params.inter_host : params.intra_host;
+  // Replicated gradients over the world; each expert's over its P / EP copies, which sit
+  // on other hosts whenever an EP group fills its hosts.
+  const Link& expert_link = ep >= per_host && P > ep ? params.inter_host : params.intra_host;
+  out.phases.emplace_back(
+      "gradient sync", ring_allreduce_s(shape.replicated_parameters * kFloatBytes, P, slowest_link) +
+                           ring_allreduce_s(shape.expert_parameters_per_rank * kFloatBytes, P / ep, expert_link));
+  // AdamW reads parameter, gradient and two moments and writes three of them back.
+  const double parameters = shape.replicated_parameters + shape.expert_parameters_per_rank;
+  out.phases.emplace_back("optimizer", slow * 28.0 * parameters / params.optimizer_bytes_per_s);
+  for (const auto& [phase, seconds] : out.phases) out.total_s += seconds;
+  out.exchange_s = out.phases[1].second;
+  return out;
+}
+
+}  // namespace triage::model

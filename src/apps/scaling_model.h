@@ -1,0 +1,88 @@
+// An alpha-beta model of the expert-parallel MoE layer and training step. Compute phases
+// run at measured (or stated) rates; each collective costs a latency plus its busiest
+// link's bytes over that link's bandwidth; and since every collective synchronises the
+// ranks, the layer's time is the sum, segment by segment, of the slowest rank's compute
+// between collectives plus the collectives themselves. Routing enters through each
+// expert's share of the assignments, so skew makes one rank's experts and links the
+// critical path, as it does in the real layer.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace triage::model {
+
+struct Link {
+  double latency_s = 0;      // alpha: one message's fixed cost
+  double bandwidth_Bps = 0;  // beta: bytes per second through the busiest endpoint
+};
+
+// Rates are per rank. Bytes count reads plus writes of float32 rows.
+struct Params {
+  double slots_per_host = 1;  // ranks a host runs at full speed at once (cores at 1 thread, GPUs)
+  Link intra_host, inter_host;
+  double route_flops_per_s = 0;         // router GEMM 2 T D E, with softmax and top-k
+  double pack_bytes_per_s = 0;          // sort/pack: 2 T K D floats
+  double expert_forward_flops_per_s = 0;   // 6 R D H (three SwiGLU matrices)
+  double combine_bytes_per_s = 0;       // combine: 2 T K D floats
+  double combine_backward_bytes_per_s = 0;
+  double expert_backward_flops_per_s = 0;  // 12 R D H
+  double pack_route_backward_bytes_per_s = 0;  // 2 T K D floats
+  double dense_flops_per_s = 0;         // attention and dense layers, forward and backward
+  double optimizer_bytes_per_s = 0;     // AdamW: 16 bytes of state traffic per parameter
+  std::vector<std::string> assumptions;  // stated, for projections
+};
+
+// Reads a params file (JSON); Error naming the file and key on anything missing or bad.
+Params read_params(const std::string& path);
+nlohmann::ordered_json to_json(const Params& params);
+
+struct Layout {
+  int64_t ranks = 1;           // the EP group for a layer; the world for a step
+  int64_t ranks_per_host = 1;
+  int64_t expert_parallel = 0;  // step only: EP group size (consecutive ranks); 0 = ranks
+};
+
+struct LayerShape {
+  int64_t tokens_per_rank = 0;
+  int64_t d_model = 0;
+  int64_t d_expert = 0;
+  int64_t experts = 0;
+  int64_t top_k = 1;
+  int64_t expert_matrices = 3;  // SwiGLU 3, GELU 2
+};
+
+// Phases named as `triage bench layer` names them, in its order, plus "router all-reduce".
+struct Prediction {
+  std::vector<std::pair<std::string, double>> phases;  // seconds on the critical path
+  double total_s = 0;
+  double exchange_s = 0;  // the share spent in collectives
+};
+
+// expert_shares[e]: expert e's share of all assignments (sums to 1), the routing's skew.
+Prediction predict_layer(const Params& params, const Layout& layout, const LayerShape& shape,
+                         const std::vector<double>& expert_shares);
+
+struct StepShape {
+  LayerShape moe;              // per MoE layer; tokens_per_rank = batch slice * seq_len
+  int64_t moe_layers = 0;
+  int64_t dense_ffn_layers = 0;  // layers with a dense FFN instead of experts
+  int64_t dense_ffn_hidden = 0;
+  int64_t shared_expert_hidden = 0;  // per MoE layer, a dense SwiGLU every token passes
+  int64_t layers = 0;            // attention blocks
+  int64_t seq_len = 0;
+  int64_t vocab = 0;
+  double replicated_parameters = 0;  // synced over the world
+  double expert_parameters_per_rank = 0;
+};
+
+// Step = layers x (attention + FFN or MoE layer) + head, then gradient sync and optimizer.
+// Categories: compute, exchange, gradient sync, optimizer.
+Prediction predict_step(const Params& params, const Layout& layout, const StepShape& shape,
+                        const std::vector<double>& expert_shares);
+
+}  // namespace triage::model
