@@ -43,20 +43,6 @@ struct Fit {
   std::vector<std::pair<double, double>> points;  // (bytes, seconds)
 };
 
-// Least squares of t = alpha + bytes / beta, weighting each point by 1 / t^2.
-model::Link fit_link(const std::vector<std::pair<double, double>>& points) {
-  double s_w = 0, s_x = 0, s_xx = 0, s_y = 0, s_xy = 0;
-  for (auto [x, t] : points) {
-    const double w = 1.0 / (t * t);
-    s_w += w, s_x += w * x, s_xx += w * x * x, s_y += w * t, s_xy += w * x * t;
-  }
-  const double det = s_w * s_xx - s_x * s_x;
-  double slope = (s_w * s_xy - s_x * s_y) / det, alpha = (s_xx * s_y - s_x * s_xy) / det;
-  slope = std::max(slope, 1e-15);
-  alpha = std::max(alpha, 1e-9);
-  return {alpha, 1.0 / slope};
-}
-
 std::vector<int64_t> message_sizes(int64_t max_bytes) {
   std::vector<int64_t> sizes;
   for (int64_t b = 8; b <= max_bytes; b *= 8) sizes.push_back(b);
@@ -67,7 +53,7 @@ std::vector<int64_t> message_sizes(int64_t max_bytes) {
 int reps_for(int64_t bytes) { return int(std::clamp<int64_t>((int64_t(1) << 26) / std::max<int64_t>(bytes, 1), 3, 50)); }
 
 // Half the round trip between ranks a and b of comm (others idle); median over reps.
-Fit ping_pong(MPI_Comm comm, int a, int b, int64_t max_bytes) {
+Fit ping_pong(MPI_Comm comm, int a, int b, int64_t max_bytes, double typical_bytes) {
   int me = 0;
   TRIAGE_MPI_CHECK(MPI_Comm_rank(comm, &me));
   Fit fit;
@@ -91,13 +77,13 @@ Fit ping_pong(MPI_Comm comm, int a, int b, int64_t max_bytes) {
     TRIAGE_MPI_CHECK(MPI_Bcast(&t, 1, MPI_DOUBLE, a, comm));
     fit.points.emplace_back(double(bytes), t);
   }
-  fit.link = fit_link(fit.points);
+  fit.link = model::fit_link(fit.points, typical_bytes);
   return fit;
 }
 
 // MPI_Alltoall with `bytes` per peer; a point is (bytes each rank sends to others, the
 // slowest rank's time), the quantity the model's row exchange charges.
-Fit all_to_all(MPI_Comm comm, int64_t max_bytes) {
+Fit all_to_all(MPI_Comm comm, int64_t max_bytes, double typical_bytes) {
   int size = 0;
   TRIAGE_MPI_CHECK(MPI_Comm_size(comm, &size));
   Fit fit;
@@ -115,7 +101,7 @@ Fit all_to_all(MPI_Comm comm, int64_t max_bytes) {
     }
     fit.points.emplace_back(double(bytes * (size - 1)), median(times));
   }
-  fit.link = fit_link(fit.points);
+  fit.link = model::fit_link(fit.points, typical_bytes);
   return fit;
 }
 
@@ -201,7 +187,18 @@ int calibrate(const CalibrateOptions& o) {
   });
 
   model::Params p;
-  p.slots_per_host = double(int(std::thread::hardware_concurrency()));
+  // Virtual hosts on one machine share its cores: the caller says how many each gets.
+  p.slots_per_host = o.slots_per_host > 0 ? o.slots_per_host : double(int(std::thread::hardware_concurrency()));
+  // Rates of a rank at full speed: when this host's ranks outnumber its slots, each ran
+  // at slots / ranks of it while they all computed at once.
+  int host_ranks = 1;
+  {
+    MPI_Comm node;
+    TRIAGE_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node));
+    TRIAGE_MPI_CHECK(MPI_Comm_size(node, &host_ranks));
+    TRIAGE_MPI_CHECK(MPI_Comm_free(&node));
+  }
+  const double shared = std::max(1.0, double(host_ranks) / p.slots_per_host);
   p.route_flops_per_s = 2.0 * T * D * E / at("route");
   p.pack_bytes_per_s = copy_bytes / at("sort/pack");
   p.expert_forward_flops_per_s = expert_flops / at("experts");
@@ -211,6 +208,11 @@ int calibrate(const CalibrateOptions& o) {
   p.pack_route_backward_bytes_per_s = copy_bytes / at("sort/pack + route bwd");
   p.dense_flops_per_s = 3.0 * expert_flops / dense_s;
   p.optimizer_bytes_per_s = 28.0 * double(n) / adam_s;
+  for (double* rate : {&p.route_flops_per_s, &p.pack_bytes_per_s, &p.expert_forward_flops_per_s,
+                       &p.combine_bytes_per_s, &p.combine_backward_bytes_per_s, &p.expert_backward_flops_per_s,
+                       &p.pack_route_backward_bytes_per_s, &p.dense_flops_per_s, &p.optimizer_bytes_per_s})
+    *rate *= shared;
+  const double typical = T * K * D * 4.0;  // bytes a rank sends per row exchange
 
   // Links: ranks of rank 0's host; then one rank per host.
   MPI_Comm host, leaders;
@@ -238,8 +240,8 @@ int calibrate(const CalibrateOptions& o) {
     if (rank == 0) std::cerr << "[calibrate] shared memory: ping-pong and all-to-all, 8 B to " << o.max_bytes << " B" << std::endl;
     Fit pp, a2a;
     if (on_host0) {
-      pp = ping_pong(host, 0, 1, o.max_bytes);
-      a2a = all_to_all(host, o.max_bytes);
+      pp = ping_pong(host, 0, 1, o.max_bytes, typical);
+      a2a = all_to_all(host, o.max_bytes, typical);
     }
     TRIAGE_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
     p.intra_host = a2a.link;
@@ -249,12 +251,22 @@ int calibrate(const CalibrateOptions& o) {
     if (rank == 0) std::cerr << "[calibrate] network: ping-pong and all-to-all between " << hosts << " hosts" << std::endl;
     Fit pp, a2a;
     if (local_rank == 0) {
-      pp = ping_pong(leaders, 0, 1, o.max_bytes);
-      a2a = all_to_all(leaders, o.max_bytes);
+      pp = ping_pong(leaders, 0, 1, o.max_bytes, typical);
+      a2a = all_to_all(leaders, o.max_bytes, typical);
     }
     TRIAGE_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
     p.inter_host = a2a.link;
     measured["inter_host"] = {{"hosts", hosts}, {"ping_pong", to_json(pp)}, {"all_to_all", to_json(a2a)}};
+  }
+  if (shared > 1.0 || [&] {  // any host oversubscribed: then collectives wait for the scheduler
+        int mine = shared > 1.0;
+        TRIAGE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &mine, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+        return mine > 0;
+      }()) {
+    if (rank == 0) std::cerr << "[calibrate] oversubscribed hosts: all-to-all over all " << ranks << " ranks" << std::endl;
+    const Fit world = all_to_all(MPI_COMM_WORLD, o.max_bytes, typical);
+    p.oversubscribed = world.link;
+    measured["oversubscribed_world"] = {{"ranks", ranks}, {"all_to_all", to_json(world)}};
   }
   if (leaders != MPI_COMM_NULL) TRIAGE_MPI_CHECK(MPI_Comm_free(&leaders));
   TRIAGE_MPI_CHECK(MPI_Comm_free(&host));
@@ -309,6 +321,10 @@ CLI::App* add_calibrate_bench(CLI::App& bench, CalibrateOptions& o) {
   c->add_option("--max-bytes", o.max_bytes, "Largest message (ping-pong; all-to-all per rank)")
       ->check(CLI::Range(int64_t(8), int64_t(1) << 30))
       ->capture_default_str();
+  c->add_option("--slots-per-host", o.slots_per_host,
+                "Ranks a host runs at full speed (default: its hardware threads; virtual hosts on one "
+                "machine: its cores / the hosts)")
+      ->check(CLI::NonNegativeNumber);
   c->add_option("--out", o.out, "Params file to write")->required();
   return c;
 }

@@ -20,6 +20,7 @@ struct CalibrateOptions {
   int64_t reps = 10;
   int64_t warmup = 2;
   int64_t max_bytes = int64_t(64) << 20;
+  double slots_per_host = 0;  // ranks a host runs at full speed; 0 = its hardware threads
   std::string out;
 };
 

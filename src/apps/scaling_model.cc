@@ -67,6 +67,24 @@ double shared_finish_s(std::vector<double> work, double slots) {
 
 }  // namespace
 
+// t = alpha + bytes / beta, robustly: alpha is the fastest small message (<= 4 KiB; a
+// median per size already), beta the least-squares slope through the points whose
+// sizes lie within 16x of `typical_bytes` (the exchange's), where the layer operates;
+// caches and TCP windows make one straight line over 8 B to 64 MiB a poor fit.
+Link fit_link(const std::vector<std::pair<double, double>>& points, double typical_bytes) {
+  double alpha = 1e30;
+  for (auto [bytes, t] : points)
+    if (bytes <= 4096) alpha = std::min(alpha, t);
+  if (alpha == 1e30) alpha = points.front().second;
+  double s_xx = 0, s_xy = 0;
+  for (auto [bytes, t] : points)
+    if (bytes >= typical_bytes / 16 && bytes <= typical_bytes * 16) s_xx += bytes * bytes, s_xy += bytes * (t - alpha);
+  if (s_xx == 0)
+    for (auto [bytes, t] : points)
+      if (bytes > 4096) s_xx += bytes * bytes, s_xy += bytes * (t - alpha);
+  return {alpha, s_xy > 0 ? s_xx / s_xy : 1e30};
+}
+
 Params read_params(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw Error(path + ": cannot read the model parameters");
@@ -77,6 +95,7 @@ Params read_params(const std::string& path) {
   const nlohmann::json& links = object_at(j, path, "links");
   p.intra_host = read_link(links, path, "intra_host", true);
   p.inter_host = read_link(links, path, "inter_host", false);
+  p.oversubscribed = read_link(links, path, "oversubscribed", false);
   const nlohmann::json& c = object_at(j, path, "compute");
   const std::string where = "compute.";
   p.route_flops_per_s = positive(c, path, where, "route_flops_per_s");
@@ -99,6 +118,7 @@ nlohmann::ordered_json to_json(const Params& p) {
   auto link = [](const Link& l) { return nlohmann::ordered_json{{"latency_s", l.latency_s}, {"bandwidth_Bps", l.bandwidth_Bps}}; };
   nlohmann::ordered_json links = {{"intra_host", link(p.intra_host)}};
   if (p.inter_host.bandwidth_Bps > 0) links["inter_host"] = link(p.inter_host);
+  if (p.oversubscribed.bandwidth_Bps > 0) links["oversubscribed"] = link(p.oversubscribed);
   return {{"slots_per_host", p.slots_per_host},
           {"links", links},
           {"compute",
@@ -148,7 +168,9 @@ Prediction predict_layer(const Params& params, const Layout& layout, const Layer
     const double receive = double(P - host_ranks[h]) * assignments * host_share[h];
     busiest_inter = std::max({busiest_inter, send, receive});
   }
-  const Link& first = hosts > 1 ? params.inter_host : params.intra_host;
+  Link first = hosts > 1 ? params.inter_host : params.intra_host;
+  if (slow > 1.0 && params.oversubscribed.latency_s > 0)
+    first.latency_s = std::max(first.latency_s, params.oversubscribed.latency_s);
   double row_exchange = 0, count_exchange = 0;
   if (P > 1) {
     count_exchange = first.latency_s;

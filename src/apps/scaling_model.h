@@ -21,10 +21,18 @@ struct Link {
   double bandwidth_Bps = 0;  // beta: bytes per second through the busiest endpoint
 };
 
+// Fits (bytes, seconds) points: alpha the fastest message of at most 4 KiB, beta the
+// least-squares slope over the sizes within 16x of typical_bytes (the exchange's own),
+// since caches and TCP windows bend the line between 8 B and 64 MiB.
+Link fit_link(const std::vector<std::pair<double, double>>& points, double typical_bytes);
+
 // Rates are per rank. Bytes count reads plus writes of float32 rows.
 struct Params {
   double slots_per_host = 1;  // ranks a host runs at full speed at once (cores at 1 thread, GPUs)
   Link intra_host, inter_host;
+  // Measured only when calibration itself ran more ranks than slots on a host: there a
+  // collective also waits for the scheduler to run every rank, which this latency holds.
+  Link oversubscribed;
   double route_flops_per_s = 0;         // router GEMM 2 T D E, with softmax and top-k
   double pack_bytes_per_s = 0;          // sort/pack: 2 T K D floats
   double expert_forward_flops_per_s = 0;   // 6 R D H (three SwiGLU matrices)

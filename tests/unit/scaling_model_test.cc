@@ -1,0 +1,109 @@
+// The scaling model's arithmetic, on layouts small enough to work out by hand.
+#include <gtest/gtest.h>
+
+#include "apps/scaling_model.h"
+#include "common/error.h"
+#include "test_support.h"
+
+namespace triage::model {
+namespace {
+
+// Every rate 1 unit per second and links of 1 us + 1 GB/s, on hosts of `slots` slots.
+Params unit_params(double slots) {
+  Params p;
+  p.slots_per_host = slots;
+  p.intra_host = {1e-6, 1e9};
+  p.inter_host = {1e-5, 1e8};
+  p.route_flops_per_s = p.pack_bytes_per_s = p.expert_forward_flops_per_s = p.combine_bytes_per_s =
+      p.combine_backward_bytes_per_s = p.expert_backward_flops_per_s = p.pack_route_backward_bytes_per_s =
+          p.dense_flops_per_s = p.optimizer_bytes_per_s = 1.0;
+  return p;
+}
+
+double phase(const Prediction& p, const std::string& name) {
+  for (const auto& [label, s] : p.phases)
+    if (label == name) return s;
+  ADD_FAILURE() << "no phase " << name;
+  return 0;
+}
+
+TEST(FitLink, RecoversLatencyAndBandwidthOfAnExactLine) {
+  std::vector<std::pair<double, double>> points;
+  for (double bytes = 8; bytes <= 64 << 20; bytes *= 8) points.emplace_back(bytes, 1e-5 + bytes / 1e9);
+  const Link link = fit_link(points, 1 << 20);
+  EXPECT_NEAR(link.latency_s, 1e-5, 1e-8);  // the 8-byte point: 1e-5 + 8e-9
+  EXPECT_NEAR(link.bandwidth_Bps, 1e9, 1e9 * 1e-3);
+}
+
+TEST(FitLink, ASmallMessageDelayedByTheSchedulerDoesNotSetTheLatency) {
+  std::vector<std::pair<double, double>> points = {{8, 4e-3}, {64, 1e-5}, {512, 1e-5}, {1 << 20, 1e-5 + 1e-3}};
+  EXPECT_NEAR(fit_link(points, 1 << 20).latency_s, 1e-5, 1e-12);
+}
+
+TEST(PredictLayer, OneRankComputesEveryAssignmentAndExchangesNothing) {
+  // T 10, K 2, D 3, H 5, E 2: experts forward = 20 rows x 6 D H = 1800 flops at 1/s.
+  const Prediction p = predict_layer(unit_params(1), {1, 1, 0}, {10, 3, 5, 2, 2, 3}, {0.5, 0.5});
+  EXPECT_DOUBLE_EQ(phase(p, "experts"), 1800.0);
+  EXPECT_DOUBLE_EQ(phase(p, "experts bwd"), 3600.0);
+  EXPECT_DOUBLE_EQ(phase(p, "route"), 2.0 * 10 * 3 * 2);
+  EXPECT_DOUBLE_EQ(phase(p, "sort/pack"), 2.0 * 20 * 3 * 4);
+  EXPECT_DOUBLE_EQ(p.exchange_s, 0.0);
+}
+
+TEST(PredictLayer, BalancedRowExchangeOnOneHostCostsLatencyPlusHalfTheRowsOverBandwidth) {
+  // T 100, K 2, D 10, 2 ranks: each sends 100 of its 200 rows (40 bytes each) to the
+  // other and receives 100: 1e-6 + 4000 / 1e9 seconds.
+  const Prediction p = predict_layer(unit_params(2), {2, 2, 0}, {100, 10, 20, 4, 2, 3}, {0.25, 0.25, 0.25, 0.25});
+  EXPECT_NEAR(phase(p, "dispatch rows"), 5e-6, 1e-15);
+  EXPECT_NEAR(phase(p, "combine rows bwd"), 5e-6, 1e-15);
+  EXPECT_DOUBLE_EQ(phase(p, "wait"), 0.0);
+}
+
+TEST(PredictLayer, AcrossTwoHostsTheBusiestHostsOffHostBytesUseTheNetwork) {
+  // Rank 1 on host 2 holds every expert: host 1 sends all 200 rows (8000 bytes) to it.
+  const Prediction p = predict_layer(unit_params(1), {2, 1, 0}, {100, 10, 20, 2, 2, 3}, {0.0, 1.0});
+  EXPECT_NEAR(phase(p, "dispatch rows"), 1e-5 + 8000.0 / 1e8, 1e-15);
+}
+
+TEST(PredictLayer, ASkewedRankWaitsOnlyForItsOwnExtraRowsWhenItHasTheCores) {
+  // Rank 0 gets 3/4 of 2 x 100 rows = 150, rank 1 50; 6 flops per row (D = H = 1) at 1/s.
+  // With a slot each: experts at the mean (100 rows, 600 s), then 50 rows more of waiting.
+  const Prediction p = predict_layer(unit_params(2), {2, 2, 0}, {100, 1, 1, 2, 1, 3}, {0.75, 0.25});
+  EXPECT_DOUBLE_EQ(phase(p, "experts"), 600.0);
+  EXPECT_DOUBLE_EQ(phase(p, "wait"), 300.0);
+}
+
+TEST(PredictLayer, RanksSharingOneSlotFinishWhenTheirTotalWorkIsDone) {
+  // The same loads on one slot: both run at half speed until rank 1's 300 s of work is
+  // done (600 s), then rank 0 alone at full speed for its remaining 600 s: 1200 s in all,
+  // exactly the 1200 s of work; the balanced share (2 x 600 s) leaves no waiting.
+  const Prediction p = predict_layer(unit_params(1), {2, 2, 0}, {100, 1, 1, 2, 1, 3}, {0.75, 0.25});
+  EXPECT_DOUBLE_EQ(phase(p, "experts"), 1200.0);
+  EXPECT_DOUBLE_EQ(phase(p, "wait"), 0.0);
+}
+
+TEST(ReadParams, AMissingRateIsNamedWithTheFile) {
+  const std::string path = testing_support::write_temp_file(
+      "params_missing.json", R"({"slots_per_host": 2, "links": {"intra_host": {"latency_s": 1e-6, "bandwidth_Bps": 1e9}},
+                             "compute": {"route_flops_per_s": 1}})");
+  try {
+    read_params(path);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), path + ": compute.pack_bytes_per_s: missing; expected a positive number");
+  }
+}
+
+TEST(ReadParams, WrittenParamsReadBackUnchanged) {
+  Params p = unit_params(8);
+  p.assumptions = {"stated for a test"};
+  const std::string path = testing_support::write_temp_file("params_round_trip.json", to_json(p).dump());
+  const Params q = read_params(path);
+  EXPECT_EQ(q.slots_per_host, 8);
+  EXPECT_EQ(q.inter_host.bandwidth_Bps, 1e8);
+  EXPECT_EQ(q.expert_backward_flops_per_s, 1.0);
+  EXPECT_EQ(q.assumptions, p.assumptions);
+}
+
+}  // namespace
+}  // namespace triage::model
