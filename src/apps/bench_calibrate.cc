@@ -16,6 +16,7 @@
 #include <iomanip>
 #include <iostream>
 #include <map>
+#include <chrono>
 #include <functional>
 #include <set>
 #include <thread>
@@ -43,11 +44,26 @@ struct Fit {
   std::vector<std::pair<double, double>> points;  // (bytes, seconds)
 };
 
-std::vector<int64_t> message_sizes(int64_t max_bytes) {
-  std::vector<int64_t> sizes;
-  for (int64_t b = 8; b <= max_bytes; b *= 8) sizes.push_back(b);
-  if (sizes.back() != max_bytes) sizes.push_back(max_bytes);
-  return sizes;
+// 8 B to max_bytes by factors of 8, plus half, once and twice `typical` (the exchange's
+// message), where the fit takes its bandwidth.
+std::vector<int64_t> message_sizes(int64_t max_bytes, int64_t typical) {
+  std::set<int64_t> sizes;
+  for (int64_t b = 8; b <= max_bytes; b *= 8) sizes.insert(b);
+  sizes.insert(max_bytes);
+  for (int64_t b : {typical / 2, typical, typical * 2})
+    if (b >= 8 && b <= max_bytes) sizes.insert(b);
+  return {sizes.begin(), sizes.end()};
+}
+
+// A barrier that sleeps instead of spinning: ranks that sit out a link test must leave
+// the cores to the ranks measuring (spinning ones cost them a scheduler tick per message).
+void quiet_barrier(MPI_Comm comm) {
+  MPI_Request request;
+  TRIAGE_MPI_CHECK(MPI_Ibarrier(comm, &request));
+  for (int done = 0; !done;) {
+    TRIAGE_MPI_CHECK(MPI_Test(&request, &done, MPI_STATUS_IGNORE));
+    if (!done) std::this_thread::sleep_for(std::chrono::microseconds(500));
+  }
 }
 
 int reps_for(int64_t bytes) { return int(std::clamp<int64_t>((int64_t(1) << 26) / std::max<int64_t>(bytes, 1), 3, 50)); }
@@ -57,7 +73,7 @@ Fit ping_pong(MPI_Comm comm, int a, int b, int64_t max_bytes, double typical_byt
   int me = 0;
   TRIAGE_MPI_CHECK(MPI_Comm_rank(comm, &me));
   Fit fit;
-  for (int64_t bytes : message_sizes(max_bytes)) {
+  for (int64_t bytes : message_sizes(max_bytes, int64_t(typical_bytes))) {
     std::vector<char> buffer(static_cast<size_t>(bytes));
     std::vector<double> times;
     const int reps = reps_for(bytes);
@@ -81,13 +97,14 @@ Fit ping_pong(MPI_Comm comm, int a, int b, int64_t max_bytes, double typical_byt
   return fit;
 }
 
-// MPI_Alltoall with `bytes` per peer; a point is (bytes each rank sends to others, the
+// MPI_Alltoall with `bytes` per peer, back to back (pausing first was tried: on a tc tbf
+// link it made TCP slower, not faster); a point is (bytes each rank sends to others, the
 // slowest rank's time), the quantity the model's row exchange charges.
 Fit all_to_all(MPI_Comm comm, int64_t max_bytes, double typical_bytes) {
   int size = 0;
   TRIAGE_MPI_CHECK(MPI_Comm_size(comm, &size));
   Fit fit;
-  for (int64_t bytes : message_sizes(std::max<int64_t>(8, max_bytes / size))) {
+  for (int64_t bytes : message_sizes(std::max<int64_t>(8, max_bytes / size), int64_t(typical_bytes) / size)) {
     std::vector<char> send(size_t(bytes * size)), receive(size_t(bytes * size));
     std::vector<double> times;
     const int reps = reps_for(bytes * size);
@@ -110,7 +127,7 @@ nlohmann::ordered_json to_json(const Fit& fit) {
 }
 
 // The layer alone on each rank (all experts local): median seconds per phase.
-std::map<std::string, double> layer_phases(const CalibrateOptions& o, Communicator& self) {
+std::map<std::string, double> layer_phases(const CalibrateOptions& o, int64_t tokens, Communicator& self) {
   MoeConfig c;
   c.num_experts = o.experts;
   c.top_k = o.top_k;
@@ -122,8 +139,8 @@ std::map<std::string, double> layer_phases(const CalibrateOptions& o, Communicat
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(3);
   std::map<std::string, std::vector<double>> seconds;
   for (int64_t rep = 0; rep < o.warmup + o.reps; ++rep) {
-    at::Tensor x = at::randn({o.tokens, o.d_model}, gen).requires_grad_(true);
-    at::Tensor upstream = at::randn({o.tokens, o.d_model}, gen);
+    at::Tensor x = at::randn({tokens, o.d_model}, gen).requires_grad_(true);
+    at::Tensor upstream = at::randn({tokens, o.d_model}, gen);
     for (const auto& p : layer.parameters()) p.tensor.mutable_grad() = at::Tensor();
     TRIAGE_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));  // every slot busy at once
     phase_clock::start({});
@@ -164,7 +181,7 @@ int calibrate(const CalibrateOptions& o) {
   auto self = make_mpi_communicator(MPI_COMM_SELF);
 
   if (rank == 0) std::cerr << "[calibrate] compute: the MoE layer on every rank at once" << std::endl;
-  const std::map<std::string, double> phase = layer_phases(o, *self);
+  const std::map<std::string, double> phase = layer_phases(o, o.tokens, *self);
   auto at = [&](const char* name) { return phase.count(name) ? phase.at(name) : 0.0; };
   const double T = double(o.tokens), K = double(o.top_k), D = double(o.d_model), H = double(o.d_expert),
                E = double(o.experts);
@@ -208,6 +225,14 @@ int calibrate(const CalibrateOptions& o) {
   p.pack_route_backward_bytes_per_s = copy_bytes / at("sort/pack + route bwd");
   p.dense_flops_per_s = 3.0 * expert_flops / dense_s;
   p.optimizer_bytes_per_s = 28.0 * double(n) / adam_s;
+  // The experts again at 2, 4 and 8 times the rows per expert: GEMMs speed up with rows.
+  for (int64_t scale : {1, 2, 4, 8}) {
+    if (rank == 0) std::cerr << "[calibrate] compute: experts at " << scale << "x the rows" << std::endl;
+    const std::map<std::string, double> scaled = scale == 1 ? phase : layer_phases(o, o.tokens * scale, *self);
+    const double rows = T * K * double(scale) / E, flops = expert_flops * double(scale);
+    p.expert_forward_by_rows.emplace_back(rows, flops / scaled.at("experts") * shared);
+    p.expert_backward_by_rows.emplace_back(rows, 2.0 * flops / scaled.at("experts bwd") * shared);
+  }
   for (double* rate : {&p.route_flops_per_s, &p.pack_bytes_per_s, &p.expert_forward_flops_per_s,
                        &p.combine_bytes_per_s, &p.combine_backward_bytes_per_s, &p.expert_backward_flops_per_s,
                        &p.pack_route_backward_bytes_per_s, &p.dense_flops_per_s, &p.optimizer_bytes_per_s})
@@ -236,17 +261,25 @@ int calibrate(const CalibrateOptions& o) {
     TRIAGE_MPI_CHECK(MPI_Bcast(host0.data(), MPI_MAX_PROCESSOR_NAME, MPI_CHAR, 0, MPI_COMM_WORLD));
     on_host0 = host0 == host_name;
   }
+  // Shared memory among as many of rank 0's host's ranks as it has slots (at least 2), so
+  // the link is measured unhurried; the oversubscribed case is measured below.
+  const int intra_ranks = std::min(host0_ranks, std::max(2, int(p.slots_per_host)));
+  MPI_Comm intra;
+  TRIAGE_MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, on_host0 && local_rank < intra_ranks ? 0 : MPI_UNDEFINED, rank, &intra));
   if (host0_ranks >= 2) {
-    if (rank == 0) std::cerr << "[calibrate] shared memory: ping-pong and all-to-all, 8 B to " << o.max_bytes << " B" << std::endl;
+    if (rank == 0)
+      std::cerr << "[calibrate] shared memory (" << intra_ranks << " ranks): ping-pong and all-to-all, 8 B to "
+                << o.max_bytes << " B" << std::endl;
     Fit pp, a2a;
-    if (on_host0) {
-      pp = ping_pong(host, 0, 1, o.max_bytes, typical);
-      a2a = all_to_all(host, o.max_bytes, typical);
+    if (intra != MPI_COMM_NULL) {
+      pp = ping_pong(intra, 0, 1, o.max_bytes, typical);
+      a2a = all_to_all(intra, o.max_bytes, typical);
     }
-    TRIAGE_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+    quiet_barrier(MPI_COMM_WORLD);
     p.intra_host = a2a.link;
-    measured["intra_host"] = {{"ranks", host0_ranks}, {"ping_pong", to_json(pp)}, {"all_to_all", to_json(a2a)}};
+    measured["intra_host"] = {{"ranks", intra_ranks}, {"ping_pong", to_json(pp)}, {"all_to_all", to_json(a2a)}};
   }
+  if (intra != MPI_COMM_NULL) TRIAGE_MPI_CHECK(MPI_Comm_free(&intra));
   if (hosts >= 2) {
     if (rank == 0) std::cerr << "[calibrate] network: ping-pong and all-to-all between " << hosts << " hosts" << std::endl;
     Fit pp, a2a;
@@ -254,7 +287,7 @@ int calibrate(const CalibrateOptions& o) {
       pp = ping_pong(leaders, 0, 1, o.max_bytes, typical);
       a2a = all_to_all(leaders, o.max_bytes, typical);
     }
-    TRIAGE_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+    quiet_barrier(MPI_COMM_WORLD);
     p.inter_host = a2a.link;
     measured["inter_host"] = {{"hosts", hosts}, {"ping_pong", to_json(pp)}, {"all_to_all", to_json(a2a)}};
   }

@@ -13,8 +13,6 @@
 namespace triage::model {
 namespace {
 
-constexpr double kFloatBytes = 4.0;
-
 double positive(const nlohmann::json& section, const std::string& path, const std::string& where,
                 const std::string& key, bool required = true) {
   const auto found = section.find(key);
@@ -44,11 +42,13 @@ Link read_link(const nlohmann::json& links, const std::string& path, const std::
           positive(*found, path, "links." + name + ".", "bandwidth_Bps")};
 }
 
-// Ring all-reduce of `bytes` over `ranks`: 2 (P - 1) steps of bytes / P each.
-double ring_allreduce_s(double bytes, int64_t ranks, const Link& link) {
+// All-reduce of `bytes` over `ranks` as MPI and NCCL pick by size: log2 P latencies (the
+// recursive-doubling bound small messages reach) plus the ring's 2 (P - 1) / P of the
+// bytes through each rank's link (the bound large ones reach).
+double allreduce_s(double bytes, int64_t ranks, const Link& link) {
   if (ranks <= 1) return 0.0;
   const double p = double(ranks);
-  return 2.0 * (p - 1.0) * link.latency_s + 2.0 * (p - 1.0) / p * bytes / link.bandwidth_Bps;
+  return std::ceil(std::log2(p)) * link.latency_s + 2.0 * (p - 1.0) / p * bytes / link.bandwidth_Bps;
 }
 
 // When a host's ranks outnumber its slots they share them ("processor sharing"): n busy
@@ -78,12 +78,42 @@ Link fit_link(const std::vector<std::pair<double, double>>& points, double typic
   if (alpha == 1e30) alpha = points.front().second;
   double s_xx = 0, s_xy = 0;
   for (auto [bytes, t] : points)
-    if (bytes >= typical_bytes / 16 && bytes <= typical_bytes * 16) s_xx += bytes * bytes, s_xy += bytes * (t - alpha);
+    if (bytes >= typical_bytes / 4 && bytes <= typical_bytes * 4) s_xx += bytes * bytes, s_xy += bytes * (t - alpha);
   if (s_xx == 0)
     for (auto [bytes, t] : points)
       if (bytes > 4096) s_xx += bytes * bytes, s_xy += bytes * (t - alpha);
   return {alpha, s_xy > 0 ? s_xx / s_xy : 1e30};
 }
+
+double rate_at(const std::vector<std::pair<double, double>>& curve, double rows, double fallback) {
+  if (curve.empty()) return fallback;
+  if (rows <= curve.front().first) return curve.front().second;
+  for (size_t i = 1; i < curve.size(); ++i) {
+    const auto [r0, v0] = curve[i - 1];
+    const auto [r1, v1] = curve[i];
+    if (rows <= r1) return v0 + (v1 - v0) * std::log(rows / r0) / std::log(r1 / r0);
+  }
+  return curve.back().second;
+}
+
+namespace {
+std::vector<std::pair<double, double>> read_curve(const nlohmann::json& c, const std::string& path,
+                                                  const std::string& key) {
+  std::vector<std::pair<double, double>> curve;
+  const auto found = c.find(key);
+  if (found == c.end()) return curve;
+  const std::string expected = path + ": compute." + key + ": expected [[rows per expert, rate], ...] rising in rows";
+  if (!found->is_array()) throw Error(expected);
+  for (const auto& point : *found) {
+    if (!point.is_array() || point.size() != 2 || !point[0].is_number() || !point[1].is_number() ||
+        point[0].get<double>() <= 0 || point[1].get<double>() <= 0 ||
+        (!curve.empty() && point[0].get<double>() <= curve.back().first))
+      throw Error(expected);
+    curve.emplace_back(point[0].get<double>(), point[1].get<double>());
+  }
+  return curve;
+}
+}  // namespace
 
 Params read_params(const std::string& path) {
   std::ifstream in(path);
@@ -92,6 +122,8 @@ Params read_params(const std::string& path) {
   if (!j.is_object()) throw Error(path + ": expected a JSON object (see `triage bench calibrate`)");
   Params p;
   p.slots_per_host = positive(j, path, "", "slots_per_host");
+  if (j.contains("activation_bytes")) p.activation_bytes = positive(j, path, "", "activation_bytes");
+  if (j.contains("gradient_bytes")) p.gradient_bytes = positive(j, path, "", "gradient_bytes");
   const nlohmann::json& links = object_at(j, path, "links");
   p.intra_host = read_link(links, path, "intra_host", true);
   p.inter_host = read_link(links, path, "inter_host", false);
@@ -105,6 +137,8 @@ Params read_params(const std::string& path) {
   p.combine_backward_bytes_per_s = positive(c, path, where, "combine_backward_bytes_per_s");
   p.expert_backward_flops_per_s = positive(c, path, where, "expert_backward_flops_per_s");
   p.pack_route_backward_bytes_per_s = positive(c, path, where, "pack_route_backward_bytes_per_s");
+  p.expert_forward_by_rows = read_curve(c, path, "expert_forward_by_rows");
+  p.expert_backward_by_rows = read_curve(c, path, "expert_backward_by_rows");
   p.dense_flops_per_s = positive(c, path, where, "dense_flops_per_s");
   p.optimizer_bytes_per_s = positive(c, path, where, "optimizer_bytes_per_s");
   if (j.contains("assumptions")) {
@@ -120,6 +154,8 @@ nlohmann::ordered_json to_json(const Params& p) {
   if (p.inter_host.bandwidth_Bps > 0) links["inter_host"] = link(p.inter_host);
   if (p.oversubscribed.bandwidth_Bps > 0) links["oversubscribed"] = link(p.oversubscribed);
   return {{"slots_per_host", p.slots_per_host},
+          {"activation_bytes", p.activation_bytes},
+          {"gradient_bytes", p.gradient_bytes},
           {"links", links},
           {"compute",
            {{"route_flops_per_s", p.route_flops_per_s},
@@ -130,7 +166,9 @@ nlohmann::ordered_json to_json(const Params& p) {
             {"expert_backward_flops_per_s", p.expert_backward_flops_per_s},
             {"pack_route_backward_bytes_per_s", p.pack_route_backward_bytes_per_s},
             {"dense_flops_per_s", p.dense_flops_per_s},
-            {"optimizer_bytes_per_s", p.optimizer_bytes_per_s}}},
+            {"optimizer_bytes_per_s", p.optimizer_bytes_per_s},
+            {"expert_forward_by_rows", p.expert_forward_by_rows},
+            {"expert_backward_by_rows", p.expert_backward_by_rows}}},
           {"assumptions", p.assumptions}};
 }
 
@@ -145,7 +183,7 @@ Prediction predict_layer(const Params& params, const Layout& layout, const Layer
   const double slow = std::max(1.0, double(per_host) / params.slots_per_host);
   const double T = double(shape.tokens_per_rank), K = double(shape.top_k), D = double(shape.d_model),
                H = double(shape.d_expert), E = double(shape.experts);
-  const double row_bytes = D * kFloatBytes, assignments = T * K;
+  const double row_bytes = D * params.activation_bytes, assignments = T * K;
 
   std::vector<double> rank_share(P, 0.0), host_share(hosts, 0.0);
   std::vector<int64_t> host_ranks(hosts, 0);
@@ -168,14 +206,20 @@ Prediction predict_layer(const Params& params, const Layout& layout, const Layer
     const double receive = double(P - host_ranks[h]) * assignments * host_share[h];
     busiest_inter = std::max({busiest_inter, send, receive});
   }
-  Link first = hosts > 1 ? params.inter_host : params.intra_host;
-  if (slow > 1.0 && params.oversubscribed.latency_s > 0)
+  // Ranks sharing cores: collectives as measured among ranks sharing them (when measured).
+  // Otherwise on-host copies slow down with the cores' sharing.
+  Link first = hosts > 1 ? params.inter_host : params.intra_host, intra = params.intra_host;
+  double copy_slowdown = slow;
+  if (slow > 1.0 && params.oversubscribed.latency_s > 0) {
     first.latency_s = std::max(first.latency_s, params.oversubscribed.latency_s);
+    intra = params.oversubscribed;
+    copy_slowdown = 1.0;
+  }
   double row_exchange = 0, count_exchange = 0;
   if (P > 1) {
     count_exchange = first.latency_s;
     row_exchange = first.latency_s +
-                   std::max(slow * busiest_intra * row_bytes / params.intra_host.bandwidth_Bps,
+                   std::max(copy_slowdown * busiest_intra * row_bytes / intra.bandwidth_Bps,
                             hosts > 1 ? busiest_inter * row_bytes / params.inter_host.bandwidth_Bps : 0.0);
   }
 
@@ -189,20 +233,22 @@ Prediction predict_layer(const Params& params, const Layout& layout, const Layer
   const double expert_flops_per_row = 2.0 * double(shape.expert_matrices) * D * H;
   // The experts' segment: each host's ranks share its slots; the slowest host decides.
   // "experts" is the time had every rank the mean load; "wait" what the skew adds.
-  auto experts_segment = [&](double flops_per_row, double rate) {
+  auto experts_segment = [&](double flops_per_row, const std::vector<std::pair<double, double>>& curve,
+                             double fallback) {
+    auto seconds = [&](double rows) { return rows * flops_per_row / rate_at(curve, rows / double(local), fallback); };
     double finish = 0;
     for (int64_t h = 0; h < hosts; ++h) {
       std::vector<double> work;
-      for (int64_t r = h * per_host; r < std::min(P, (h + 1) * per_host); ++r)
-        work.push_back(rows_of[r] * flops_per_row / rate);
+      for (int64_t r = h * per_host; r < std::min(P, (h + 1) * per_host); ++r) work.push_back(seconds(rows_of[r]));
       finish = std::max(finish, shared_finish_s(work, params.slots_per_host));
     }
-    const double balanced = slow * mean_rows * flops_per_row / rate;
+    const double balanced = slow * seconds(mean_rows);
     return std::pair<double, double>{balanced, std::max(0.0, finish - balanced)};
   };
-  const auto [experts_forward, forward_wait] = experts_segment(expert_flops_per_row, params.expert_forward_flops_per_s);
+  const auto [experts_forward, forward_wait] =
+      experts_segment(expert_flops_per_row, params.expert_forward_by_rows, params.expert_forward_flops_per_s);
   const auto [experts_backward, backward_wait] =
-      experts_segment(2.0 * expert_flops_per_row, params.expert_backward_flops_per_s);
+      experts_segment(2.0 * expert_flops_per_row, params.expert_backward_by_rows, params.expert_backward_flops_per_s);
   Prediction out;
   auto add = [&](const std::string& phase, double seconds) { out.phases.emplace_back(phase, seconds); };
   add("route", slow * 2.0 * T * D * E / params.route_flops_per_s);
@@ -219,7 +265,7 @@ Prediction predict_layer(const Params& params, const Layout& layout, const Layer
   add("experts bwd", experts_backward);
   add("dispatch rows bwd", row_exchange);
   add("sort/pack + route bwd", slow * copy_bytes / params.pack_route_backward_bytes_per_s);
-  add("router all-reduce", ring_allreduce_s(D * E * kFloatBytes, P, first));
+  add("router all-reduce", allreduce_s(D * E * params.gradient_bytes, P, first));
   for (const auto& [phase, seconds] : out.phases) {
     out.total_s += seconds;
     if (phase.find("exchange") != std::string::npos || phase.find("rows") != std::string::npos ||
@@ -255,8 +301,8 @@ Prediction predict_step(const Params& params, const Layout& layout, const StepSh
   // on other hosts whenever an EP group fills its hosts.
   const Link& expert_link = ep >= per_host && P > ep ? params.inter_host : params.intra_host;
   out.phases.emplace_back(
-      "gradient sync", ring_allreduce_s(shape.replicated_parameters * kFloatBytes, P, slowest_link) +
-                           ring_allreduce_s(shape.expert_parameters_per_rank * kFloatBytes, P / ep, expert_link));
+      "gradient sync", allreduce_s(shape.replicated_parameters * params.gradient_bytes, P, slowest_link) +
+                           allreduce_s(shape.expert_parameters_per_rank * params.gradient_bytes, P / ep, expert_link));
   // AdamW reads parameter, gradient and two moments and writes three of them back.
   const double parameters = shape.replicated_parameters + shape.expert_parameters_per_rank;
   out.phases.emplace_back("optimizer", slow * 28.0 * parameters / params.optimizer_bytes_per_s);

@@ -22,13 +22,15 @@ struct Link {
 };
 
 // Fits (bytes, seconds) points: alpha the fastest message of at most 4 KiB, beta the
-// least-squares slope over the sizes within 16x of typical_bytes (the exchange's own),
+// least-squares slope over the sizes within 4x of typical_bytes (the exchange's own),
 // since caches and TCP windows bend the line between 8 B and 64 MiB.
 Link fit_link(const std::vector<std::pair<double, double>>& points, double typical_bytes);
 
 // Rates are per rank. Bytes count reads plus writes of float32 rows.
 struct Params {
   double slots_per_host = 1;  // ranks a host runs at full speed at once (cores at 1 thread, GPUs)
+  double activation_bytes = 4;  // per element of an exchanged row (float32 here; bf16 on GPUs: 2)
+  double gradient_bytes = 4;    // per element of a synced gradient
   Link intra_host, inter_host;
   // Measured only when calibration itself ran more ranks than slots on a host: there a
   // collective also waits for the scheduler to run every rank, which this latency holds.
@@ -39,11 +41,17 @@ struct Params {
   double combine_bytes_per_s = 0;       // combine: 2 T K D floats
   double combine_backward_bytes_per_s = 0;
   double expert_backward_flops_per_s = 0;  // 12 R D H
+  // Optional: the expert rates measured at several rows per expert (GEMMs grow more
+  // efficient with rows); between points linear in log(rows), beyond them the end value.
+  std::vector<std::pair<double, double>> expert_forward_by_rows, expert_backward_by_rows;
   double pack_route_backward_bytes_per_s = 0;  // 2 T K D floats
   double dense_flops_per_s = 0;         // attention and dense layers, forward and backward
   double optimizer_bytes_per_s = 0;     // AdamW: 16 bytes of state traffic per parameter
   std::vector<std::string> assumptions;  // stated, for projections
 };
+
+// A rate curve at `rows` (see Params); `fallback` when the curve is empty.
+double rate_at(const std::vector<std::pair<double, double>>& curve, double rows, double fallback);
 
 // Reads a params file (JSON); Error naming the file and key on anything missing or bad.
 Params read_params(const std::string& path);

@@ -200,6 +200,15 @@ row cli_resume_and_overwrite 2 "--resume excludes --overwrite" "${T[@]}" "$tiny"
 row cli_missing_config 2 "config is required" "${T[@]}"
 row cli_bad_fault_injection 1 "TRIAGE_FAULT = crash:rank=0: expected stall|exit|exit_in_checkpoint" env TRIAGE_FAULT=crash:rank=0 "${T[@]}" "$tiny" "${one[@]}" --out fault_run
 row cli_bad_bench_routing 1 "error: --routing skew: expected uniform, none, balanced" "$triage" bench exchange --routing skew
+printf '{"slots_per_host": 1, "links": {"intra_host": {"latency_s": 1e-6, "bandwidth_Bps": 1e9}}}\n' >params_bad.json
+printf 'grid:\n  rank: [1, 2]\n' >sweep_key.yaml
+printf 'grid:\n  ranks: [two]\n' >sweep_value.yaml
+row cli_bench_layer_top_k 1 "error: --top-k 9: expected at most --experts (8)" "$triage" bench layer --top-k 9
+row cli_bench_layer_missing_replay 1 "error: /nonexistent-run/metrics.jsonl: cannot read; replay:RUN_DIR expects a training run's folder" "$triage" bench layer --routing replay:/nonexistent-run
+row cli_bench_model_neither_use 1 "error: bench model: expected either --check RESULTS.jsonl or a CONFIG" "$triage" bench model --params params_bad.json
+row cli_bench_model_bad_params 1 "error: params_bad.json: compute: expected a mapping of numbers" "$triage" bench model --params params_bad.json "$tiny"
+row sweep_unknown_key 2 "error: sweep_key.yaml: grid.rank: unknown key" "$src/launch/bench" sweep_key.yaml --out sweep_out
+row sweep_bad_value 2 "error: sweep_value.yaml: grid.ranks = 'two': expected a positive int" "$src/launch/bench" sweep_value.yaml --out sweep_out
 row cli_clobbering_run 1 "good: holds an earlier run" "${T[@]}" "$tiny" "${one[@]}" --out good
 
 # Launcher options and hostfiles.

@@ -82,6 +82,14 @@ TEST(PredictLayer, RanksSharingOneSlotFinishWhenTheirTotalWorkIsDone) {
   EXPECT_DOUBLE_EQ(phase(p, "wait"), 0.0);
 }
 
+TEST(RateAt, InterpolatesLinearlyInLogRowsAndHoldsTheEnds) {
+  const std::vector<std::pair<double, double>> curve = {{100, 1.0}, {400, 3.0}};
+  EXPECT_DOUBLE_EQ(rate_at(curve, 200, 0), 2.0);  // halfway in log(rows): 1 + 2 * log 2 / log 4
+  EXPECT_DOUBLE_EQ(rate_at(curve, 50, 0), 1.0);
+  EXPECT_DOUBLE_EQ(rate_at(curve, 1000, 0), 3.0);
+  EXPECT_DOUBLE_EQ(rate_at({}, 1000, 7.0), 7.0);
+}
+
 TEST(ReadParams, AMissingRateIsNamedWithTheFile) {
   const std::string path = testing_support::write_temp_file(
       "params_missing.json", R"({"slots_per_host": 2, "links": {"intra_host": {"latency_s": 1e-6, "bandwidth_Bps": 1e9}},

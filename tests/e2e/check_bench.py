@@ -1,0 +1,70 @@
+#!/usr/bin/python3
+"""check_bench.py KIND PATH: asserts what a benchmark's output must hold, with expected
+values worked out from the benchmark's inputs (see each check). Exit 1 with the reason."""
+import json
+import sys
+from pathlib import Path
+
+LAYER_PHASES = ["route", "sort/pack", "count exchange", "wait", "dispatch rows", "experts", "combine rows",
+                "combine", "combine bwd", "combine rows bwd", "wait bwd", "experts bwd", "dispatch rows bwd",
+                "sort/pack + route bwd"]
+
+
+def expect(condition, message):
+    if not condition:
+        print(f"FAIL: {message}")
+        sys.exit(1)
+
+
+def lines(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def layer_hot(path):
+    # 2 ranks, 64 tokens each, top-2, width 16, hot:0:1.0: every row goes to rank 0, which
+    # receives all 2 x 64 x 2 = 256 rows, twice the mean of 128.
+    [r] = lines(path)
+    expect(r["rows_received_max_over_mean"] == 2.0, f"busiest over mean {r['rows_received_max_over_mean']}, expected 2")
+    expect(r["bytes_per_rank_each_way"] == 64 * 2 * 16 * 4, f"bytes {r['bytes_per_rank_each_way']}")
+    expect([p["phase"] for p in r["phases"]] == LAYER_PHASES, f"phases {[p['phase'] for p in r['phases']]}")
+    expect(set(r["contenders"]) == {"moe", "dense", "raw_alltoall", "moe_phased"}, f"contenders {set(r['contenders'])}")
+    expect(all(len(c["seconds"]) == 3 for c in r["contenders"].values()), "3 timed reps per contender")
+    expect(r["contenders"]["moe"]["slowest_rank_counts"] and sum(r["contenders"]["moe"]["slowest_rank_counts"]) == 3,
+           "every rep names its slowest rank")
+
+
+def step(path):
+    [r] = lines(path)
+    names = [c["category"] for c in r["categories"]]
+    expect(names == ["compute", "exchange", "wait", "gradient sync", "optimizer", "bookkeeping"], f"categories {names}")
+    expect(len(r["step"]["seconds"]) == 2, "2 timed steps")
+    expect(all(c["mean_over_ranks_s"] > 0 for c in r["categories"] if c["category"] != "wait"), "every category timed")
+
+
+def sweep(folder):
+    # tests/e2e/sweep_tiny.yaml: ranks [1, 2] x routing [uniform, hot:0:1.0] = 4 points.
+    folder = Path(folder)
+    records = lines(folder / "results.jsonl")
+    expect(len(records) == 4, f"{len(records)} points, expected 4")
+    expect({(r["ranks"], r["routing"]) for r in records} == {(1, "uniform"), (2, "uniform"), (1, "hot:0:1.0"),
+                                                               (2, "hot:0:1.0")}, "the grid's points")
+    csv_rows = (folder / "results.csv").read_text().splitlines()
+    expect(len(csv_rows) == 5, f"results.csv has {len(csv_rows)} lines, expected a header and 4 rows")
+    for name in ("results.md", "phases.png", "scaling.png", "moe_vs_dense.png"):
+        expect((folder / name).stat().st_size > 0, f"{name} missing or empty")
+    expect((folder / "phases.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", "phases.png is a PNG")
+
+
+def projection(path):
+    # --ranks 8,64: two points, EP = gcd(ranks, 128 experts) = 8 and 64.
+    r = json.loads(Path(path).read_text())
+    expect([p["ranks"] for p in r["points"]] == [8, 64], "projected sizes")
+    expect([p["expert_parallel"] for p in r["points"]] == [8, 64], "EP is gcd(ranks, experts)")
+    expect(all(0 < p["exchange_share"] < 1 for p in r["points"]), "exchange share in (0, 1)")
+    expect(r["points"][0]["weak_scaling_efficiency"] == 1.0, "efficiency is relative to the first size")
+    expect(len(r["assumptions"]) > 0, "assumptions are carried into the projection")
+
+
+if __name__ == "__main__":
+    {"layer_hot": layer_hot, "step": step, "sweep": sweep, "projection": projection}[sys.argv[1]](sys.argv[2])
+    print("ok")
