@@ -12,12 +12,12 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <chrono>
 #include <fstream>
+#include <functional>
 #include <iomanip>
 #include <iostream>
 #include <map>
-#include <chrono>
-#include <functional>
 #include <set>
 #include <thread>
 
@@ -66,7 +66,9 @@ void quiet_barrier(MPI_Comm comm) {
   }
 }
 
-int reps_for(int64_t bytes) { return int(std::clamp<int64_t>((int64_t(1) << 26) / std::max<int64_t>(bytes, 1), 3, 50)); }
+int reps_for(int64_t bytes) {
+  return int(std::clamp<int64_t>((int64_t(1) << 26) / std::max<int64_t>(bytes, 1), 3, 50));
+}
 
 // Half the round trip between ranks a and b of comm (others idle); median over reps.
 Fit ping_pong(MPI_Comm comm, int a, int b, int64_t max_bytes, double typical_bytes) {
@@ -82,9 +84,11 @@ Fit ping_pong(MPI_Comm comm, int a, int b, int64_t max_bytes, double typical_byt
       const double start = now_seconds();
       if (me == a) {
         TRIAGE_MPI_CHECK(MPI_Send(buffer.data(), int(bytes), MPI_CHAR, b, 0, comm));
-        TRIAGE_MPI_CHECK(MPI_Recv(buffer.data(), int(bytes), MPI_CHAR, b, 0, comm, MPI_STATUS_IGNORE));
+        TRIAGE_MPI_CHECK(
+            MPI_Recv(buffer.data(), int(bytes), MPI_CHAR, b, 0, comm, MPI_STATUS_IGNORE));
       } else if (me == b) {
-        TRIAGE_MPI_CHECK(MPI_Recv(buffer.data(), int(bytes), MPI_CHAR, a, 0, comm, MPI_STATUS_IGNORE));
+        TRIAGE_MPI_CHECK(
+            MPI_Recv(buffer.data(), int(bytes), MPI_CHAR, a, 0, comm, MPI_STATUS_IGNORE));
         TRIAGE_MPI_CHECK(MPI_Send(buffer.data(), int(bytes), MPI_CHAR, a, 0, comm));
       }
       times.push_back((now_seconds() - start) / 2.0);
@@ -104,14 +108,16 @@ Fit all_to_all(MPI_Comm comm, int64_t max_bytes, double typical_bytes) {
   int size = 0;
   TRIAGE_MPI_CHECK(MPI_Comm_size(comm, &size));
   Fit fit;
-  for (int64_t bytes : message_sizes(std::max<int64_t>(8, max_bytes / size), int64_t(typical_bytes) / size)) {
+  for (int64_t bytes :
+       message_sizes(std::max<int64_t>(8, max_bytes / size), int64_t(typical_bytes) / size)) {
     std::vector<char> send(size_t(bytes * size)), receive(size_t(bytes * size));
     std::vector<double> times;
     const int reps = reps_for(bytes * size);
     for (int rep = 0; rep < reps; ++rep) {
       TRIAGE_MPI_CHECK(MPI_Barrier(comm));
       const double start = now_seconds();
-      TRIAGE_MPI_CHECK(MPI_Alltoall(send.data(), int(bytes), MPI_CHAR, receive.data(), int(bytes), MPI_CHAR, comm));
+      TRIAGE_MPI_CHECK(MPI_Alltoall(send.data(), int(bytes), MPI_CHAR, receive.data(), int(bytes),
+                                    MPI_CHAR, comm));
       double t = now_seconds() - start;
       TRIAGE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, comm));
       times.push_back(t);
@@ -123,11 +129,14 @@ Fit all_to_all(MPI_Comm comm, int64_t max_bytes, double typical_bytes) {
 }
 
 nlohmann::ordered_json to_json(const Fit& fit) {
-  return {{"latency_s", fit.link.latency_s}, {"bandwidth_Bps", fit.link.bandwidth_Bps}, {"points", fit.points}};
+  return {{"latency_s", fit.link.latency_s},
+          {"bandwidth_Bps", fit.link.bandwidth_Bps},
+          {"points", fit.points}};
 }
 
 // The layer alone on each rank (all experts local): median seconds per phase.
-std::map<std::string, double> layer_phases(const CalibrateOptions& o, int64_t tokens, Communicator& self) {
+std::map<std::string, double> layer_phases(const CalibrateOptions& o, int64_t tokens,
+                                           Communicator& self) {
   MoeConfig c;
   c.num_experts = o.experts;
   c.top_k = o.top_k;
@@ -175,16 +184,19 @@ int calibrate(const CalibrateOptions& o) {
   TRIAGE_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &ranks));
   agree([&] {
     if (o.top_k > o.experts)
-      throw Error("--top-k " + std::to_string(o.top_k) + ": expected at most --experts (" + std::to_string(o.experts) + ")");
-    if (ranks < 2) throw Error("calibrate needs at least 2 ranks (mpirun -n 2 ...) to measure a link");
+      throw Error("--top-k " + std::to_string(o.top_k) + ": expected at most --experts (" +
+                  std::to_string(o.experts) + ")");
+    if (ranks < 2)
+      throw Error("calibrate needs at least 2 ranks (mpirun -n 2 ...) to measure a link");
   });
   auto self = make_mpi_communicator(MPI_COMM_SELF);
 
-  if (rank == 0) std::cerr << "[calibrate] compute: the MoE layer on every rank at once" << std::endl;
+  if (rank == 0)
+    std::cerr << "[calibrate] compute: the MoE layer on every rank at once" << std::endl;
   const std::map<std::string, double> phase = layer_phases(o, o.tokens, *self);
   auto at = [&](const char* name) { return phase.count(name) ? phase.at(name) : 0.0; };
-  const double T = double(o.tokens), K = double(o.top_k), D = double(o.d_model), H = double(o.d_expert),
-               E = double(o.experts);
+  const double T = double(o.tokens), K = double(o.top_k), D = double(o.d_model),
+               H = double(o.d_expert), E = double(o.experts);
   const double copy_bytes = 2.0 * T * K * D * 4.0, expert_flops = 6.0 * T * K * D * H;
 
   if (rank == 0) std::cerr << "[calibrate] compute: dense FFN and AdamW update" << std::endl;
@@ -196,7 +208,8 @@ int calibrate(const CalibrateOptions& o) {
     dense.forward(input).sum().backward();
   });
   const int64_t n = int64_t(1) << 22;
-  at::Tensor w = at::randn({n}, init), g = at::randn({n}, init), m1 = at::zeros({n}), m2 = at::zeros({n});
+  at::Tensor w = at::randn({n}, init), g = at::randn({n}, init), m1 = at::zeros({n}),
+             m2 = at::zeros({n});
   const double adam_s = median_seconds(o.reps, [&] {  // the update torch's AdamW makes
     m1.mul_(0.9).add_(g, 0.1);
     m2.mul_(0.95).addcmul_(g, g, 0.05);
@@ -205,13 +218,15 @@ int calibrate(const CalibrateOptions& o) {
 
   model::Params p;
   // Virtual hosts on one machine share its cores: the caller says how many each gets.
-  p.slots_per_host = o.slots_per_host > 0 ? o.slots_per_host : double(int(std::thread::hardware_concurrency()));
+  p.slots_per_host =
+      o.slots_per_host > 0 ? o.slots_per_host : double(int(std::thread::hardware_concurrency()));
   // Rates of a rank at full speed: when this host's ranks outnumber its slots, each ran
   // at slots / ranks of it while they all computed at once.
   int host_ranks = 1;
   {
     MPI_Comm node;
-    TRIAGE_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node));
+    TRIAGE_MPI_CHECK(
+        MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node));
     TRIAGE_MPI_CHECK(MPI_Comm_size(node, &host_ranks));
     TRIAGE_MPI_CHECK(MPI_Comm_free(&node));
   }
@@ -227,25 +242,30 @@ int calibrate(const CalibrateOptions& o) {
   p.optimizer_bytes_per_s = 28.0 * double(n) / adam_s;
   // The experts again at 2, 4 and 8 times the rows per expert: GEMMs speed up with rows.
   for (int64_t scale : {1, 2, 4, 8}) {
-    if (rank == 0) std::cerr << "[calibrate] compute: experts at " << scale << "x the rows" << std::endl;
-    const std::map<std::string, double> scaled = scale == 1 ? phase : layer_phases(o, o.tokens * scale, *self);
+    if (rank == 0)
+      std::cerr << "[calibrate] compute: experts at " << scale << "x the rows" << std::endl;
+    const std::map<std::string, double> scaled =
+        scale == 1 ? phase : layer_phases(o, o.tokens * scale, *self);
     const double rows = T * K * double(scale) / E, flops = expert_flops * double(scale);
     p.expert_forward_by_rows.emplace_back(rows, flops / scaled.at("experts") * shared);
     p.expert_backward_by_rows.emplace_back(rows, 2.0 * flops / scaled.at("experts bwd") * shared);
   }
-  for (double* rate : {&p.route_flops_per_s, &p.pack_bytes_per_s, &p.expert_forward_flops_per_s,
-                       &p.combine_bytes_per_s, &p.combine_backward_bytes_per_s, &p.expert_backward_flops_per_s,
-                       &p.pack_route_backward_bytes_per_s, &p.dense_flops_per_s, &p.optimizer_bytes_per_s})
+  for (double* rate :
+       {&p.route_flops_per_s, &p.pack_bytes_per_s, &p.expert_forward_flops_per_s,
+        &p.combine_bytes_per_s, &p.combine_backward_bytes_per_s, &p.expert_backward_flops_per_s,
+        &p.pack_route_backward_bytes_per_s, &p.dense_flops_per_s, &p.optimizer_bytes_per_s})
     *rate *= shared;
   const double typical = T * K * D * 4.0;  // bytes a rank sends per row exchange
 
   // Links: ranks of rank 0's host; then one rank per host.
   MPI_Comm host, leaders;
-  TRIAGE_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &host));
+  TRIAGE_MPI_CHECK(
+      MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &host));
   int local_rank = 0, local_size = 1;
   TRIAGE_MPI_CHECK(MPI_Comm_rank(host, &local_rank));
   TRIAGE_MPI_CHECK(MPI_Comm_size(host, &local_size));
-  TRIAGE_MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, local_rank == 0 ? 0 : MPI_UNDEFINED, rank, &leaders));
+  TRIAGE_MPI_CHECK(
+      MPI_Comm_split(MPI_COMM_WORLD, local_rank == 0 ? 0 : MPI_UNDEFINED, rank, &leaders));
   int hosts = 0;
   if (rank == 0) TRIAGE_MPI_CHECK(MPI_Comm_size(leaders, &hosts));
   TRIAGE_MPI_CHECK(MPI_Bcast(&hosts, 1, MPI_INT, 0, MPI_COMM_WORLD));
@@ -265,11 +285,12 @@ int calibrate(const CalibrateOptions& o) {
   // the link is measured unhurried; the oversubscribed case is measured below.
   const int intra_ranks = std::min(host0_ranks, std::max(2, int(p.slots_per_host)));
   MPI_Comm intra;
-  TRIAGE_MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, on_host0 && local_rank < intra_ranks ? 0 : MPI_UNDEFINED, rank, &intra));
+  TRIAGE_MPI_CHECK(MPI_Comm_split(
+      MPI_COMM_WORLD, on_host0 && local_rank < intra_ranks ? 0 : MPI_UNDEFINED, rank, &intra));
   if (host0_ranks >= 2) {
     if (rank == 0)
-      std::cerr << "[calibrate] shared memory (" << intra_ranks << " ranks): ping-pong and all-to-all, 8 B to "
-                << o.max_bytes << " B" << std::endl;
+      std::cerr << "[calibrate] shared memory (" << intra_ranks
+                << " ranks): ping-pong and all-to-all, 8 B to " << o.max_bytes << " B" << std::endl;
     Fit pp, a2a;
     if (intra != MPI_COMM_NULL) {
       pp = ping_pong(intra, 0, 1, o.max_bytes, typical);
@@ -277,11 +298,14 @@ int calibrate(const CalibrateOptions& o) {
     }
     quiet_barrier(MPI_COMM_WORLD);
     p.intra_host = a2a.link;
-    measured["intra_host"] = {{"ranks", intra_ranks}, {"ping_pong", to_json(pp)}, {"all_to_all", to_json(a2a)}};
+    measured["intra_host"] = {
+        {"ranks", intra_ranks}, {"ping_pong", to_json(pp)}, {"all_to_all", to_json(a2a)}};
   }
   if (intra != MPI_COMM_NULL) TRIAGE_MPI_CHECK(MPI_Comm_free(&intra));
   if (hosts >= 2) {
-    if (rank == 0) std::cerr << "[calibrate] network: ping-pong and all-to-all between " << hosts << " hosts" << std::endl;
+    if (rank == 0)
+      std::cerr << "[calibrate] network: ping-pong and all-to-all between " << hosts << " hosts"
+                << std::endl;
     Fit pp, a2a;
     if (local_rank == 0) {
       pp = ping_pong(leaders, 0, 1, o.max_bytes, typical);
@@ -289,14 +313,17 @@ int calibrate(const CalibrateOptions& o) {
     }
     quiet_barrier(MPI_COMM_WORLD);
     p.inter_host = a2a.link;
-    measured["inter_host"] = {{"hosts", hosts}, {"ping_pong", to_json(pp)}, {"all_to_all", to_json(a2a)}};
+    measured["inter_host"] = {
+        {"hosts", hosts}, {"ping_pong", to_json(pp)}, {"all_to_all", to_json(a2a)}};
   }
   if (shared > 1.0 || [&] {  // any host oversubscribed: then collectives wait for the scheduler
         int mine = shared > 1.0;
         TRIAGE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &mine, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
         return mine > 0;
       }()) {
-    if (rank == 0) std::cerr << "[calibrate] oversubscribed hosts: all-to-all over all " << ranks << " ranks" << std::endl;
+    if (rank == 0)
+      std::cerr << "[calibrate] oversubscribed hosts: all-to-all over all " << ranks << " ranks"
+                << std::endl;
     const Fit world = all_to_all(MPI_COMM_WORLD, o.max_bytes, typical);
     p.oversubscribed = world.link;
     measured["oversubscribed_world"] = {{"ranks", ranks}, {"all_to_all", to_json(world)}};
@@ -318,8 +345,12 @@ int calibrate(const CalibrateOptions& o) {
                        {"hosts", host_names.size()},
                        {"threads_per_rank", 1},
                        {"shape",
-                        {{"tokens", o.tokens}, {"d_model", o.d_model}, {"d_expert", o.d_expert}, {"experts", o.experts},
-                         {"top_k", o.top_k}, {"expert_gemm", o.expert_gemm}}},
+                        {{"tokens", o.tokens},
+                         {"d_model", o.d_model},
+                         {"d_expert", o.d_expert},
+                         {"experts", o.experts},
+                         {"top_k", o.top_k},
+                         {"expert_gemm", o.expert_gemm}}},
                        {"layer_phases_s", phase},
                        {"links", measured}};
   std::cout << std::scientific << std::setprecision(3) << "# calibration (" << ranks << " ranks, "
@@ -330,7 +361,8 @@ int calibrate(const CalibrateOptions& o) {
     std::cout << "inter-host all-to-all: latency " << p.inter_host.latency_s << " s, bandwidth "
               << p.inter_host.bandwidth_Bps << " B/s\n";
   std::cout << "expert GEMM forward " << p.expert_forward_flops_per_s << " FLOP/s, backward "
-            << p.expert_backward_flops_per_s << " FLOP/s; dense " << p.dense_flops_per_s << " FLOP/s\n";
+            << p.expert_backward_flops_per_s << " FLOP/s; dense " << p.dense_flops_per_s
+            << " FLOP/s\n";
   std::ofstream file(o.out);
   if (!file) throw Error(o.out + ": cannot write the model parameters");
   file << out.dump(2) << "\n";
@@ -341,34 +373,43 @@ int calibrate(const CalibrateOptions& o) {
 }  // namespace
 
 CLI::App* add_calibrate_bench(CLI::App& bench, CalibrateOptions& o) {
-  CLI::App* c = bench.add_subcommand("calibrate", "Measure links and compute rates for `bench model` (params file)");
-  c->add_option("--tokens", o.tokens, "Tokens per rank of the calibration layer")->check(CLI::PositiveNumber)->capture_default_str();
-  c->add_option("--d-model", o.d_model, "Model width")->check(CLI::PositiveNumber)->capture_default_str();
-  c->add_option("--d-expert", o.d_expert, "Expert hidden width")->check(CLI::PositiveNumber)->capture_default_str();
-  c->add_option("--experts", o.experts, "Experts")->check(CLI::PositiveNumber)->capture_default_str();
-  c->add_option("--top-k", o.top_k, "Experts per token")->check(CLI::PositiveNumber)->capture_default_str();
+  CLI::App* c = bench.add_subcommand(
+      "calibrate", "Measure links and compute rates for `bench model` (params file)");
+  c->add_option("--tokens", o.tokens, "Tokens per rank of the calibration layer")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  c->add_option("--d-model", o.d_model, "Model width")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  c->add_option("--d-expert", o.d_expert, "Expert hidden width")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  c->add_option("--experts", o.experts, "Experts")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  c->add_option("--top-k", o.top_k, "Experts per token")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   c->add_option("--expert-gemm", o.expert_gemm, "loop | grouped | auto")
       ->check(CLI::IsMember({"loop", "grouped", "auto"}))
       ->capture_default_str();
-  c->add_option("--reps", o.reps, "Timed repetitions")->check(CLI::PositiveNumber)->capture_default_str();
+  c->add_option("--reps", o.reps, "Timed repetitions")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   c->add_option("--max-bytes", o.max_bytes, "Largest message (ping-pong; all-to-all per rank)")
       ->check(CLI::Range(int64_t(8), int64_t(1) << 30))
       ->capture_default_str();
-  c->add_option("--slots-per-host", o.slots_per_host,
-                "Ranks a host runs at full speed (default: its hardware threads; virtual hosts on one "
-                "machine: its cores / the hosts)")
+  c->add_option(
+       "--slots-per-host", o.slots_per_host,
+       "Ranks a host runs at full speed (default: its hardware threads; virtual hosts on one "
+       "machine: its cores / the hosts)")
       ->check(CLI::NonNegativeNumber);
   c->add_option("--out", o.out, "Params file to write")->required();
   return c;
 }
 
 int run_calibrate_bench(const CalibrateOptions& o) {
-  MpiEnvironment mpi(nullptr, nullptr);
-  try {
-    return calibrate(o);
-  } catch (const ReportedFailure&) {
-    return 1;
-  }
+  return bench::run_under_mpi([&] { return calibrate(o); });
 }
 
 }  // namespace triage

@@ -225,12 +225,7 @@ int exchange_bench(const BenchOptions& o) {
 }
 
 int run_exchange_bench(const BenchOptions& o) {
-  MpiEnvironment mpi(nullptr, nullptr);
-  try {
-    return exchange_bench(o);
-  } catch (const ReportedFailure&) {
-    return 1;  // printed once already; MPI shuts down cleanly on every rank
-  }
+  return bench::run_under_mpi([&] { return exchange_bench(o); });
 }
 
 }  // namespace

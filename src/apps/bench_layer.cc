@@ -42,11 +42,20 @@ using bench::median;
 using bench::now_seconds;
 
 // The phases phase_clock reports for one layer call, forward then backward, in order.
-const std::vector<std::string> kPhases = {
-    "route",       "sort/pack",        "count exchange", "wait",
-    "dispatch rows", "experts",        "combine rows",   "combine",
-    "combine bwd", "combine rows bwd", "wait bwd",       "experts bwd",
-    "dispatch rows bwd", "sort/pack + route bwd"};
+const std::vector<std::string> kPhases = {"route",
+                                          "sort/pack",
+                                          "count exchange",
+                                          "wait",
+                                          "dispatch rows",
+                                          "experts",
+                                          "combine rows",
+                                          "combine",
+                                          "combine bwd",
+                                          "combine rows bwd",
+                                          "wait bwd",
+                                          "experts bwd",
+                                          "dispatch rows bwd",
+                                          "sort/pack + route bwd"};
 const std::set<std::string> kExchangePhases = {"count exchange", "dispatch rows", "combine rows",
                                                "combine rows bwd", "dispatch rows bwd"};
 
@@ -68,9 +77,11 @@ void check_options(const LayerBenchOptions& o, int ranks) {
     return Error(option + " " + value + ": expected " + what);
   };
   if (o.experts % ranks != 0)
-    throw expected("--experts", std::to_string(o.experts), "a multiple of the ranks (" + std::to_string(ranks) + ")");
+    throw expected("--experts", std::to_string(o.experts),
+                   "a multiple of the ranks (" + std::to_string(ranks) + ")");
   if (o.top_k > o.experts)
-    throw expected("--top-k", std::to_string(o.top_k), "at most --experts (" + std::to_string(o.experts) + ")");
+    throw expected("--top-k", std::to_string(o.top_k),
+                   "at most --experts (" + std::to_string(o.experts) + ")");
   if (o.routing == "uniform") return;
   RoutingOverride rule;
   try {
@@ -83,8 +94,8 @@ void check_options(const LayerBenchOptions& o, int ranks) {
       (rule.kind == RoutingOverride::Kind::kEmptyRank &&
        (rule.rank >= ranks || o.top_k > o.experts - per_rank)))
     throw expected("--routing", o.routing,
-                   "an expert or rank of this layout (" + std::to_string(o.experts) + " experts on " +
-                       std::to_string(ranks) + " ranks)");
+                   "an expert or rank of this layout (" + std::to_string(o.experts) +
+                       " experts on " + std::to_string(ranks) + " ranks)");
 }
 
 void clear_grads(const ParameterList& params) {
@@ -115,7 +126,8 @@ int layer_bench(const LayerBenchOptions& o) {
   std::unique_ptr<MoeLayer> layer;
   agree([&] {  // option mistakes and unreadable replay runs are the same on every rank
     check_options(o, ranks);
-    layer = std::make_unique<MoeLayer>(layer_config(o), o.d_model, at::kFloat, 7, world.get(), world.get());
+    layer = std::make_unique<MoeLayer>(layer_config(o), o.d_model, at::kFloat, 7, world.get(),
+                                       world.get());
   });
   at::Generator init = at::make_generator<at::CPUGeneratorImpl>(11);
   FeedForward dense(o.d_model, o.top_k * o.d_expert, ExpertType::kSwiglu, 0.02, at::kFloat, init);
@@ -142,29 +154,41 @@ int layer_bench(const LayerBenchOptions& o) {
   };
   std::vector<Contender> contenders = {
       {"moe", moe_forward_backward, {}, {}},
-      {"dense", [&] {
+      {"dense",
+       [&] {
          at::Tensor input = x.detach().requires_grad_(true);
          (dense.forward(input) * upstream).sum().backward();
          allreduce_grads(dense_params, *world);
-       }, {}, {}},
-      {"raw_alltoall", [&] {  // dispatch and combine, forward and backward: two round trips
+       },
+       {},
+       {}},
+      {"raw_alltoall",
+       [&] {  // dispatch and combine, forward and backward: two round trips
          for (int trip = 0; trip < 2; ++trip) {
-           bench::raw_alltoallv(raw_send.data_ptr<float>(), send_rows, raw_recv.data_ptr<float>(), recv_rows, o.d_model);
-           bench::raw_alltoallv(raw_recv.data_ptr<float>(), recv_rows, raw_back.data_ptr<float>(), send_rows, o.d_model);
+           bench::raw_alltoallv(raw_send.data_ptr<float>(), send_rows, raw_recv.data_ptr<float>(),
+                                recv_rows, o.d_model);
+           bench::raw_alltoallv(raw_recv.data_ptr<float>(), recv_rows, raw_back.data_ptr<float>(),
+                                send_rows, o.d_model);
          }
-       }, {}, {}},
-      {"moe_phased", [&] {
+       },
+       {},
+       {}},
+      {"moe_phased",
+       [&] {
          phase_clock::start({});
          moe_forward_backward();
          phases = phase_clock::stop();
-       }, {}, {}},
+       },
+       {},
+       {}},
   };
 
   std::vector<std::vector<double>> phase_mean(kPhases.size()), phase_max(kPhases.size());
   std::vector<double> received_max_over_mean, dropped_share;
   for (int64_t rep = -o.warmup; rep < o.reps; ++rep) {
     const int64_t step = rep + o.warmup;
-    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(uint64_t(1000 + step * 7919 + rank));
+    at::Generator gen =
+        at::make_generator<at::CPUGeneratorImpl>(uint64_t(1000 + step * 7919 + rank));
     x = at::randn({o.tokens, o.d_model}, gen, at::kFloat);
     upstream = at::randn({o.tokens, o.d_model}, gen, at::kFloat);
     first_token = (step * ranks + rank) * o.tokens;
@@ -179,7 +203,8 @@ int layer_bench(const LayerBenchOptions& o) {
       const int64_t received = std::accumulate(recv_rows.begin(), recv_rows.end(), int64_t(0));
       const std::vector<double> all = gather_from_ranks(double(received));
       const double mean = std::accumulate(all.begin(), all.end(), 0.0) / ranks;
-      received_max_over_mean.push_back(mean > 0 ? *std::max_element(all.begin(), all.end()) / mean : 0.0);
+      received_max_over_mean.push_back(mean > 0 ? *std::max_element(all.begin(), all.end()) / mean
+                                                : 0.0);
       const std::vector<double> dropped = gather_from_ranks(double(stats.dropped));
       dropped_share.push_back(std::accumulate(dropped.begin(), dropped.end(), 0.0) /
                               double(ranks * o.tokens * o.top_k));
@@ -205,7 +230,8 @@ int layer_bench(const LayerBenchOptions& o) {
       for (size_t p = 0; p < kPhases.size(); ++p) {
         double mine = 0;
         for (const auto& [label, s] : phases) {
-          TRIAGE_ASSERT(std::find(kPhases.begin(), kPhases.end(), label) != kPhases.end(), "unknown phase " << label);
+          TRIAGE_ASSERT(std::find(kPhases.begin(), kPhases.end(), label) != kPhases.end(),
+                        "unknown phase " << label);
           if (label == kPhases[p]) mine = s;
         }
         const std::vector<double> all = gather_from_ranks(mine);
@@ -213,7 +239,8 @@ int layer_bench(const LayerBenchOptions& o) {
         phase_max[p].push_back(*std::max_element(all.begin(), all.end()));
       }
     }
-    if (rank == 0) std::cerr << "\r[bench layer] rep " << step + 1 << "/" << o.warmup + o.reps << std::flush;
+    if (rank == 0)
+      std::cerr << "\r[bench layer] rep " << step + 1 << "/" << o.warmup + o.reps << std::flush;
   }
   if (rank == 0) std::cerr << "\n";
   if (rank != 0) return 0;
@@ -221,7 +248,8 @@ int layer_bench(const LayerBenchOptions& o) {
   std::set<std::string> hosts;
   for (const RankPlacement& p : placements) hosts.insert(p.host);
   const double tokens = double(ranks * o.tokens);
-  const double active_flops = 3.0 * 2.0 * tokens * double(o.top_k) * 3.0 * double(o.d_model) * double(o.d_expert);
+  const double active_flops =
+      3.0 * 2.0 * tokens * double(o.top_k) * 3.0 * double(o.d_model) * double(o.d_expert);
   const double moe_s = median(contenders[0].slowest_s), dense_s = median(contenders[1].slowest_s),
                raw_s = median(contenders[2].slowest_s);
   nlohmann::ordered_json result = {
@@ -254,7 +282,8 @@ int layer_bench(const LayerBenchOptions& o) {
   }
   double exchange_s = 0, phased_sum = 0;
   for (size_t p = 0; p < kPhases.size(); ++p) {
-    const bool backward = kPhases[p].size() > 4 && kPhases[p].substr(kPhases[p].size() - 4) == " bwd";
+    const bool backward =
+        kPhases[p].size() > 4 && kPhases[p].substr(kPhases[p].size() - 4) == " bwd";
     result["phases"].push_back({{"phase", kPhases[p]},
                                 {"pass", backward ? "backward" : "forward"},
                                 {"mean_over_ranks_s", median(phase_mean[p])},
@@ -269,24 +298,29 @@ int layer_bench(const LayerBenchOptions& o) {
   result["phased_exchange_s"] = exchange_s;
   result["exchange_over_raw"] = exchange_s / raw_s;
 
-  std::cout << "# layer benchmark: " << ranks << " ranks on " << hosts.size() << " host(s), " << o.tokens
-            << " tokens/rank, D " << o.d_model << ", " << o.experts << " SwiGLU experts of " << o.d_expert
-            << ", top-" << o.top_k << ", capacity " << o.capacity_factor << ", routing " << o.routing << ", gemm "
-            << o.expert_gemm << "; forward + backward, median of " << o.reps << " alternating reps (slowest rank)\n"
-            << std::fixed << std::setprecision(3) << std::left << std::setw(28) << "contender" << std::right
-            << std::setw(10) << "ms" << std::setw(10) << "p10" << std::setw(10) << "p90" << "\n";
+  std::cout << "# layer benchmark: " << ranks << " ranks on " << hosts.size() << " host(s), "
+            << o.tokens << " tokens/rank, D " << o.d_model << ", " << o.experts
+            << " SwiGLU experts of " << o.d_expert << ", top-" << o.top_k << ", capacity "
+            << o.capacity_factor << ", routing " << o.routing << ", gemm " << o.expert_gemm
+            << "; forward + backward, median of " << o.reps << " alternating reps (slowest rank)\n"
+            << std::fixed << std::setprecision(3) << std::left << std::setw(28) << "contender"
+            << std::right << std::setw(10) << "ms" << std::setw(10) << "p10" << std::setw(10)
+            << "p90"
+            << "\n";
   for (const Contender& c : contenders)
-    std::cout << std::left << std::setw(28) << c.name << std::right << std::setw(10) << 1e3 * median(c.slowest_s)
-              << std::setw(10) << 1e3 * bench::quantile(c.slowest_s, 0.1) << std::setw(10)
+    std::cout << std::left << std::setw(28) << c.name << std::right << std::setw(10)
+              << 1e3 * median(c.slowest_s) << std::setw(10)
+              << 1e3 * bench::quantile(c.slowest_s, 0.1) << std::setw(10)
               << 1e3 * bench::quantile(c.slowest_s, 0.9) << "\n";
-  std::cout << std::left << std::setw(28) << "phase (phased run)" << std::right << std::setw(10) << "mean ms"
-            << std::setw(10) << "max ms" << "\n";
+  std::cout << std::left << std::setw(28) << "phase (phased run)" << std::right << std::setw(10)
+            << "mean ms" << std::setw(10) << "max ms"
+            << "\n";
   for (size_t p = 0; p < kPhases.size(); ++p)
-    std::cout << std::left << std::setw(28) << kPhases[p] << std::right << std::setw(10) << 1e3 * median(phase_mean[p])
-              << std::setw(10) << 1e3 * median(phase_max[p]) << "\n";
-  std::cout << "MoE / dense time " << std::setprecision(2) << moe_s / dense_s << "; exchange phases / raw all-to-alls "
-            << exchange_s / raw_s << "; busiest rank receives " << median(received_max_over_mean)
-            << "x the mean rows\n";
+    std::cout << std::left << std::setw(28) << kPhases[p] << std::right << std::setw(10)
+              << 1e3 * median(phase_mean[p]) << std::setw(10) << 1e3 * median(phase_max[p]) << "\n";
+  std::cout << "MoE / dense time " << std::setprecision(2) << moe_s / dense_s
+            << "; exchange phases / raw all-to-alls " << exchange_s / raw_s
+            << "; busiest rank receives " << median(received_max_over_mean) << "x the mean rows\n";
   if (o.out.empty()) {
     std::cout << result.dump() << "\n";
   } else {
@@ -299,28 +333,43 @@ int layer_bench(const LayerBenchOptions& o) {
 
 CLI::App* add_layer_bench(CLI::App& bench, LayerBenchOptions& o) {
   CLI::App* layer = bench.add_subcommand(
-      "layer", "Expert-parallel MoE layer forward+backward vs dense FFN vs raw all-to-alls, per phase");
-  layer->add_option("--tokens", o.tokens, "Tokens per rank")->check(CLI::PositiveNumber)->capture_default_str();
-  layer->add_option("--d-model", o.d_model, "Model width")->check(CLI::PositiveNumber)->capture_default_str();
-  layer->add_option("--d-expert", o.d_expert, "Expert hidden width")->check(CLI::PositiveNumber)->capture_default_str();
+      "layer",
+      "Expert-parallel MoE layer forward+backward vs dense FFN vs raw all-to-alls, per phase");
+  layer->add_option("--tokens", o.tokens, "Tokens per rank")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  layer->add_option("--d-model", o.d_model, "Model width")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  layer->add_option("--d-expert", o.d_expert, "Expert hidden width")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   layer->add_option("--experts", o.experts, "Experts in all (a multiple of the ranks)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  layer->add_option("--top-k", o.top_k, "Experts per token")->check(CLI::PositiveNumber)->capture_default_str();
+  layer->add_option("--top-k", o.top_k, "Experts per token")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   layer->add_option("--capacity-factor", o.capacity_factor, "Expert capacity factor; 0 = dropless")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  layer->add_option("--routing", o.routing,
-                    "uniform (the random router), balanced | hot:E:F | zipf:S | empty_rank:R | replay:RUN_DIR")
+  layer
+      ->add_option("--routing", o.routing,
+                   "uniform (the random router), balanced | hot:E:F | zipf:S | empty_rank:R | "
+                   "replay:RUN_DIR")
       ->capture_default_str();
   layer->add_option("--expert-gemm", o.expert_gemm, "loop | grouped | auto")
       ->check(CLI::IsMember({"loop", "grouped", "auto"}))
       ->capture_default_str();
-  layer->add_option("--threads", o.threads,
-                    "LibTorch threads per rank (1 makes ranks the unit of hardware; 0 = cores / ranks)")
+  layer
+      ->add_option(
+          "--threads", o.threads,
+          "LibTorch threads per rank (1 makes ranks the unit of hardware; 0 = cores / ranks)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  layer->add_option("--reps", o.reps, "Timed repetitions")->check(CLI::PositiveNumber)->capture_default_str();
+  layer->add_option("--reps", o.reps, "Timed repetitions")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   layer->add_option("--warmup", o.warmup, "Untimed repetitions first")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
@@ -329,12 +378,7 @@ CLI::App* add_layer_bench(CLI::App& bench, LayerBenchOptions& o) {
 }
 
 int run_layer_bench(const LayerBenchOptions& o) {
-  MpiEnvironment mpi(nullptr, nullptr);
-  try {
-    return layer_bench(o);
-  } catch (const ReportedFailure&) {
-    return 1;  // printed once already; MPI shuts down cleanly on every rank
-  }
+  return bench::run_under_mpi([&] { return layer_bench(o); });
 }
 
 }  // namespace triage

@@ -33,8 +33,8 @@ constexpr double kMissTarget = 0.15;
 
 // Each expert's share of the assignments under `routing` (uniform: the random router),
 // from 4096 random tokens; replay draws from recorded step `step`.
-std::vector<double> expert_shares(const std::string& routing, int64_t d_model, int64_t experts, int64_t top_k,
-                                  uint64_t seed, int64_t ep_size, int64_t step = 0) {
+std::vector<double> expert_shares(const std::string& routing, int64_t d_model, int64_t experts,
+                                  int64_t top_k, uint64_t seed, int64_t ep_size, int64_t step = 0) {
   c10::NoGradGuard no_grad;
   MoeConfig c;
   c.num_experts = experts;
@@ -46,7 +46,8 @@ std::vector<double> expert_shares(const std::string& routing, int64_t d_model, i
   at::Tensor chosen = r.experts_TK;
   if (routing != "uniform") {
     RoutingOverride rule = parse_routing_override(routing);
-    if (rule.kind == RoutingOverride::Kind::kReplay) rule.replay_loads = load_replay_loads(rule.run_dir, experts);
+    if (rule.kind == RoutingOverride::Kind::kReplay)
+      rule.replay_loads = load_replay_loads(rule.run_dir, experts);
     chosen = override_routing(rule, chosen, r.scores_TE, 0, seed, experts / ep_size, step);
   }
   at::Tensor counts = at::bincount(chosen.reshape(-1), {}, experts).to(at::kDouble);
@@ -68,10 +69,11 @@ int check(const BenchModelOptions& o, const model::Params& params) {
   int misses = 0;
   std::cout << "# scaling model vs measurement: " << o.check << " with " << o.params
             << " (layer forward + backward, median of slowest rank)\n"
-            << std::left << std::setw(6) << "ranks" << std::setw(6) << "hosts" << std::setw(8) << "experts"
-            << std::setw(16) << "routing" << std::right << std::setw(12) << "measured ms" << std::setw(13)
-            << "predicted ms" << std::setw(9) << "error" << std::setw(14) << "exchange ms" << std::setw(10)
-            << "model" << "\n";
+            << std::left << std::setw(6) << "ranks" << std::setw(6) << "hosts" << std::setw(8)
+            << "experts" << std::setw(16) << "routing" << std::right << std::setw(12)
+            << "measured ms" << std::setw(13) << "predicted ms" << std::setw(9) << "error"
+            << std::setw(14) << "exchange ms" << std::setw(10) << "model"
+            << "\n";
   for (int64_t number = 1; std::getline(in, line); ++number) {
     const std::string where = o.check + ":" + std::to_string(number) + ": ";
     const nlohmann::json r = nlohmann::json::parse(line, nullptr, false);
@@ -80,28 +82,31 @@ int check(const BenchModelOptions& o, const model::Params& params) {
     model::Layout layout;
     layout.ranks = r.at("ranks");
     layout.ranks_per_host = layout.ranks / std::max<int64_t>(1, r.at("hosts").get<int64_t>());
-    model::LayerShape shape{r.at("tokens_per_rank"), r.at("d_model"), r.at("d_expert"), r.at("experts"),
-                            r.at("top_k")};
+    model::LayerShape shape{r.at("tokens_per_rank"), r.at("d_model"), r.at("d_expert"),
+                            r.at("experts"), r.at("top_k")};
     const std::string routing = r.at("routing");
     // A replayed run changes skew every step: predict each timed step, take the median.
     std::vector<double> totals;
     model::Prediction prediction;
-    const int64_t first = r.value("warmup", 0), steps = routing.rfind("replay:", 0) == 0 ? r.at("reps").get<int64_t>() : 1;
+    const int64_t first = r.value("warmup", 0),
+                  steps = routing.rfind("replay:", 0) == 0 ? r.at("reps").get<int64_t>() : 1;
     for (int64_t step = first; step < first + steps; ++step) {
       prediction = model::predict_layer(
-          params, layout, shape, expert_shares(routing, shape.d_model, shape.experts, shape.top_k, 7, layout.ranks, step));
+          params, layout, shape,
+          expert_shares(routing, shape.d_model, shape.experts, shape.top_k, 7, layout.ranks, step));
       totals.push_back(prediction.total_s);
     }
     const double predicted = bench::median(totals);
     const double measured = r.at("contenders").at("moe").at("median_s");
     const double error = predicted / measured - 1.0;
     misses += std::abs(error) > kMissTarget;
-    std::cout << std::left << std::setw(6) << layout.ranks << std::setw(6) << r.at("hosts").get<int64_t>()
-              << std::setw(8) << shape.experts << std::setw(16) << routing << std::right << std::fixed
-              << std::setprecision(2) << std::setw(12) << 1e3 * measured << std::setw(13) << 1e3 * predicted
-              << std::setw(9) << percent(error) << std::setw(14) << 1e3 * r.value("phased_exchange_s", 0.0)
-              << std::setw(10) << 1e3 * prediction.exchange_s << (std::abs(error) > kMissTarget ? "  MISS" : "")
-              << "\n";
+    std::cout << std::left << std::setw(6) << layout.ranks << std::setw(6)
+              << r.at("hosts").get<int64_t>() << std::setw(8) << shape.experts << std::setw(16)
+              << routing << std::right << std::fixed << std::setprecision(2) << std::setw(12)
+              << 1e3 * measured << std::setw(13) << 1e3 * predicted << std::setw(9)
+              << percent(error) << std::setw(14) << 1e3 * r.value("phased_exchange_s", 0.0)
+              << std::setw(10) << 1e3 * prediction.exchange_s
+              << (std::abs(error) > kMissTarget ? "  MISS" : "") << "\n";
     nlohmann::ordered_json phases;
     for (const auto& [phase, s] : prediction.phases) phases[phase] = s;
     rows.push_back({{"ranks", layout.ranks},
@@ -131,16 +136,18 @@ model::StepShape step_shape(const Config& c, int64_t tokens_per_rank, int64_t ep
   s.moe = {tokens_per_rank, D, c.moe.d_expert, E, c.moe.top_k, matrices};
   s.layers = c.model.n_layers;
   for (int64_t l = 0; l < c.model.n_layers; ++l)
-    if (l >= c.moe.first_dense_layers && (l - c.moe.first_dense_layers) % c.moe.every_n_layers == 0) ++s.moe_layers;
+    if (l >= c.moe.first_dense_layers && (l - c.moe.first_dense_layers) % c.moe.every_n_layers == 0)
+      ++s.moe_layers;
   s.dense_ffn_layers = s.layers - s.moe_layers;
   s.dense_ffn_hidden = c.model.d_ff;
   s.shared_expert_hidden = c.moe.num_shared_experts * c.moe.d_expert;
   s.seq_len = c.data.seq_len;
   s.vocab = c.model.vocab_size;
   const double d = double(D);
-  s.replicated_parameters = 2.0 * double(c.model.vocab_size) * d + double(s.layers) * 4.0 * d * d +
-                            double(s.dense_ffn_layers) * 3.0 * d * double(c.model.d_ff) +
-                            double(s.moe_layers) * (d * double(E) + 3.0 * d * double(s.shared_expert_hidden));
+  s.replicated_parameters =
+      2.0 * double(c.model.vocab_size) * d + double(s.layers) * 4.0 * d * d +
+      double(s.dense_ffn_layers) * 3.0 * d * double(c.model.d_ff) +
+      double(s.moe_layers) * (d * double(E) + 3.0 * d * double(s.shared_expert_hidden));
   s.expert_parameters_per_rank =
       double(s.moe_layers) * double(E / ep) * double(matrices) * d * double(c.moe.d_expert);
   return s;
@@ -155,31 +162,33 @@ int project(const BenchModelOptions& o, const model::Params& params) {
                                    {"tokens_per_rank", o.tokens_per_rank},
                                    {"routing", o.routing},
                                    {"assumptions", params.assumptions}};
-  std::cout << "# projected training step: " << o.config_path << ", " << o.tokens_per_rank << " tokens per rank, "
-            << o.ranks_per_host << " ranks per host, routing " << o.routing << "\n"
-            << std::right << std::setw(7) << "ranks" << std::setw(5) << "EP" << std::setw(12) << "step ms"
-            << std::setw(12) << "compute" << std::setw(12) << "exchange" << std::setw(12) << "grad sync"
-            << std::setw(12) << "optimizer" << std::setw(10) << "exch %" << std::setw(12) << "efficiency"
+  std::cout << "# projected training step: " << o.config_path << ", " << o.tokens_per_rank
+            << " tokens per rank, " << o.ranks_per_host << " ranks per host, routing " << o.routing
+            << "\n"
+            << std::right << std::setw(7) << "ranks" << std::setw(5) << "EP" << std::setw(12)
+            << "step ms" << std::setw(12) << "compute" << std::setw(12) << "exchange"
+            << std::setw(12) << "grad sync" << std::setw(12) << "optimizer" << std::setw(10)
+            << "exch %" << std::setw(12) << "efficiency"
             << "\n";
   double first_step = 0;
   for (int64_t ranks : o.ranks) {
     const int64_t ep = std::gcd(ranks, E);  // the largest EP group that divides both
     model::Layout layout{ranks, std::min(o.ranks_per_host, ranks), ep};
     const model::StepShape shape = step_shape(config, o.tokens_per_rank, ep);
-    const std::vector<double> shares =
-        expert_shares(o.routing, shape.moe.d_model, E, shape.moe.top_k, uint64_t(config.train.seed), ep);
+    const std::vector<double> shares = expert_shares(
+        o.routing, shape.moe.d_model, E, shape.moe.top_k, uint64_t(config.train.seed), ep);
     const model::Prediction p = model::predict_step(params, layout, shape, shares);
     if (first_step == 0) first_step = p.total_s;
     const double efficiency = first_step / p.total_s;  // weak scaling: same tokens per rank
-    std::cout << std::setw(7) << ranks << std::setw(5) << ep << std::fixed << std::setprecision(1) << std::setw(12)
-              << 1e3 * p.total_s;
+    std::cout << std::setw(7) << ranks << std::setw(5) << ep << std::fixed << std::setprecision(1)
+              << std::setw(12) << 1e3 * p.total_s;
     nlohmann::ordered_json row = {{"ranks", ranks}, {"expert_parallel", ep}, {"step_s", p.total_s}};
     for (const auto& [phase, s] : p.phases) {
       std::cout << std::setw(12) << 1e3 * s;
       row["phases_s"][phase] = s;
     }
-    std::cout << std::setw(9) << 100.0 * p.exchange_s / p.total_s << "%" << std::setw(12) << std::setprecision(3)
-              << efficiency << "\n";
+    std::cout << std::setw(9) << 100.0 * p.exchange_s / p.total_s << "%" << std::setw(12)
+              << std::setprecision(3) << efficiency << "\n";
     row["exchange_share"] = p.exchange_s / p.total_s;
     row["weak_scaling_efficiency"] = efficiency;
     result["points"].push_back(row);
@@ -196,29 +205,37 @@ int project(const BenchModelOptions& o, const model::Params& params) {
 }  // namespace
 
 CLI::App* add_model_bench(CLI::App& bench, BenchModelOptions& o) {
-  CLI::App* m = bench.add_subcommand("model", "Scaling model: check it against bench layer results, or project a config");
+  CLI::App* m = bench.add_subcommand(
+      "model", "Scaling model: check it against bench layer results, or project a config");
   m->add_option("--params", o.params, "Params file (from `triage bench calibrate`, or stated)")
       ->required()
       ->check(CLI::ExistingFile);
-  m->add_option("--check", o.check, "bench layer results (JSON lines) to predict and compare")->check(CLI::ExistingFile);
-  m->add_option("config", o.config_path, "YAML config whose training step to project")->check(CLI::ExistingFile);
+  m->add_option("--check", o.check, "bench layer results (JSON lines) to predict and compare")
+      ->check(CLI::ExistingFile);
+  m->add_option("config", o.config_path, "YAML config whose training step to project")
+      ->check(CLI::ExistingFile);
   m->add_option("--set", o.overrides, "Override a config key: section.key=value (repeatable)");
   m->add_option("--ranks", o.ranks, "World sizes to project (comma-separated)")
       ->delimiter(',')
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  m->add_option("--ranks-per-host", o.ranks_per_host, "Ranks (GPUs) per host")->check(CLI::PositiveNumber)->capture_default_str();
+  m->add_option("--ranks-per-host", o.ranks_per_host, "Ranks (GPUs) per host")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   m->add_option("--tokens-per-rank", o.tokens_per_rank, "Tokens each rank processes per step")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  m->add_option("--routing", o.routing, "uniform (the random router) or a moe.routing_override")->capture_default_str();
+  m->add_option("--routing", o.routing, "uniform (the random router) or a moe.routing_override")
+      ->capture_default_str();
   m->add_option("--out", o.out, "Write the result as JSON here");
   return m;
 }
 
 int run_model_bench(const BenchModelOptions& o) {
   if (o.check.empty() == o.config_path.empty())
-    throw Error("bench model: expected either --check RESULTS.jsonl or a CONFIG to project, not both or neither");
+    throw Error(
+        "bench model: expected either --check RESULTS.jsonl or a CONFIG to project, not both or "
+        "neither");
   const model::Params params = model::read_params(o.params);
   return o.check.empty() ? project(o, params) : check(o, params);
 }

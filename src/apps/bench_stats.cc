@@ -9,6 +9,8 @@
 
 #include "common/error.h"
 #include "common/mpi_check.h"
+#include "dist/agreement.h"
+#include "dist/mpi_environment.h"
 
 namespace triage::bench {
 
@@ -28,12 +30,9 @@ double quantile(std::vector<double> values, double q) {
 double median(const std::vector<double>& values) { return quantile(values, 0.5); }
 
 nlohmann::ordered_json summary(const std::vector<double>& seconds) {
-  return {{"median_s", median(seconds)},
-          {"p10_s", quantile(seconds, 0.1)},
-          {"p90_s", quantile(seconds, 0.9)},
-          {"min_s", quantile(seconds, 0.0)},
-          {"max_s", quantile(seconds, 1.0)},
-          {"seconds", seconds}};
+  return {{"median_s", median(seconds)},     {"p10_s", quantile(seconds, 0.1)},
+          {"p90_s", quantile(seconds, 0.9)}, {"min_s", quantile(seconds, 0.0)},
+          {"max_s", quantile(seconds, 1.0)}, {"seconds", seconds}};
 }
 
 std::vector<double> gather_from_ranks(double value) {
@@ -63,7 +62,17 @@ void raw_alltoallv(const float* send, const std::vector<int64_t>& send_rows, flo
     recv_at += recv_counts[p];
   }
   TRIAGE_MPI_CHECK(MPI_Alltoallv(send, send_counts.data(), send_offsets.data(), MPI_FLOAT, recv,
-                                 recv_counts.data(), recv_offsets.data(), MPI_FLOAT, MPI_COMM_WORLD));
+                                 recv_counts.data(), recv_offsets.data(), MPI_FLOAT,
+                                 MPI_COMM_WORLD));
+}
+
+int run_under_mpi(const std::function<int()>& benchmark) {
+  MpiEnvironment mpi(nullptr, nullptr);
+  try {
+    return benchmark();
+  } catch (const ReportedFailure&) {
+    return 1;  // printed once already; MPI shuts down cleanly on every rank
+  }
 }
 
 void append_json_line(const std::string& path, const nlohmann::ordered_json& record) {

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,10 @@ double slowest_rank(double seconds);  // the largest value over the ranks
 // it, in rank order; the baseline the exchange is held against.
 void raw_alltoallv(const float* send, const std::vector<int64_t>& send_rows, float* recv,
                    const std::vector<int64_t>& recv_rows, int64_t width);
+
+// Runs a benchmark under MPI (MPI_Init .. MPI_Finalize); an error every rank found and
+// reported once (ReportedFailure) becomes exit status 1, other errors propagate to main.
+int run_under_mpi(const std::function<int()>& benchmark);
 
 // Appends one line to `path` (rank 0 only calls it); Error naming the file if it cannot.
 void append_json_line(const std::string& path, const nlohmann::ordered_json& record);

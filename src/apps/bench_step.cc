@@ -22,26 +22,35 @@
 namespace triage {
 namespace {
 
-const std::vector<std::string> kCategories = {"compute", "exchange", "wait", "gradient sync", "optimizer",
-                                              "bookkeeping"};
+const std::vector<std::string> kCategories = {"compute",       "exchange",  "wait",
+                                              "gradient sync", "optimizer", "bookkeeping"};
 
 const std::string& category_of(const std::string& phase) {
   static const std::map<std::string, std::string> kCategoryOf = {
-      {"compute", "compute"},          {"compute bwd", "compute"},
-      {"route", "compute"},            {"sort/pack", "compute"},
-      {"experts", "compute"},          {"combine", "compute"},
-      {"combine bwd", "compute"},      {"experts bwd", "compute"},
+      {"compute", "compute"},
+      {"compute bwd", "compute"},
+      {"route", "compute"},
+      {"sort/pack", "compute"},
+      {"experts", "compute"},
+      {"combine", "compute"},
+      {"combine bwd", "compute"},
+      {"experts bwd", "compute"},
       {"sort/pack + route bwd", "compute"},
-      {"count exchange", "exchange"},  {"dispatch rows", "exchange"},
-      {"combine rows", "exchange"},    {"combine rows bwd", "exchange"},
+      {"count exchange", "exchange"},
+      {"dispatch rows", "exchange"},
+      {"combine rows", "exchange"},
+      {"combine rows bwd", "exchange"},
       {"dispatch rows bwd", "exchange"},
-      {"wait", "wait"},                {"wait bwd", "wait"},
+      {"wait", "wait"},
+      {"wait bwd", "wait"},
       {"gradient sync", "gradient sync"},
-      {"gradient clip", "optimizer"},  {"optimizer", "optimizer"},
+      {"gradient clip", "optimizer"},
+      {"optimizer", "optimizer"},
       {"statistics", "bookkeeping"},
   };
   const auto found = kCategoryOf.find(phase);
-  TRIAGE_ASSERT(found != kCategoryOf.end(), "phase '" << phase << "' has no category in bench step");
+  TRIAGE_ASSERT(found != kCategoryOf.end(),
+                "phase '" << phase << "' has no category in bench step");
   return found->second;
 }
 
@@ -59,7 +68,8 @@ int step_bench(const StepBenchOptions& o) {
   train(config, train_options);
   phase_clock::stop();
   const std::vector<phase_clock::Totals>& laps = phase_clock::laps();
-  TRIAGE_ASSERT(int64_t(laps.size()) == config.train.steps, laps.size() << " laps for " << config.train.steps << " steps");
+  TRIAGE_ASSERT(int64_t(laps.size()) == config.train.steps,
+                laps.size() << " laps for " << config.train.steps << " steps");
 
   // Per timed step: each category's seconds, mean and max over the ranks.
   std::map<std::string, std::vector<double>> mean_s, max_s;
@@ -91,22 +101,25 @@ int step_bench(const StepBenchOptions& o) {
                                    {"expert_parallel", config.parallel.expert},
                                    {"steps", o.steps},
                                    {"step", bench::summary(step_s)}};
-  std::cout << "# step benchmark: " << o.config_path << ", " << ranks << " ranks, EP " << config.parallel.expert
-            << "; median of " << o.steps << " steps (phases timed with barriers before collectives)\n"
-            << std::fixed << std::setprecision(3) << std::left << std::setw(16) << "category" << std::right
-            << std::setw(12) << "mean ms" << std::setw(12) << "max ms" << std::setw(10) << "share" << "\n";
+  std::cout << "# step benchmark: " << o.config_path << ", " << ranks << " ranks, EP "
+            << config.parallel.expert << "; median of " << o.steps
+            << " steps (phases timed with barriers before collectives)\n"
+            << std::fixed << std::setprecision(3) << std::left << std::setw(16) << "category"
+            << std::right << std::setw(12) << "mean ms" << std::setw(12) << "max ms"
+            << std::setw(10) << "share"
+            << "\n";
   double sum = 0;
   for (const std::string& c : kCategories) sum += bench::median(mean_s[c]);
   for (const std::string& c : kCategories) {
     const double m = bench::median(mean_s[c]);
     result["categories"].push_back(
         {{"category", c}, {"mean_over_ranks_s", m}, {"slowest_rank_s", bench::median(max_s[c])}});
-    std::cout << std::left << std::setw(16) << c << std::right << std::setw(12) << 1e3 * m << std::setw(12)
-              << 1e3 * bench::median(max_s[c]) << std::setw(9) << std::setprecision(1) << 100 * m / sum << "%"
-              << std::setprecision(3) << "\n";
+    std::cout << std::left << std::setw(16) << c << std::right << std::setw(12) << 1e3 * m
+              << std::setw(12) << 1e3 * bench::median(max_s[c]) << std::setw(9)
+              << std::setprecision(1) << 100 * m / sum << "%" << std::setprecision(3) << "\n";
   }
-  std::cout << std::left << std::setw(16) << "step" << std::right << std::setw(12) << 1e3 * bench::median(step_s)
-            << "\n";
+  std::cout << std::left << std::setw(16) << "step" << std::right << std::setw(12)
+            << 1e3 * bench::median(step_s) << "\n";
   if (o.out.empty()) {
     std::cout << result.dump() << "\n";
   } else {
@@ -119,24 +132,27 @@ int step_bench(const StepBenchOptions& o) {
 
 CLI::App* add_step_bench(CLI::App& bench, StepBenchOptions& o) {
   CLI::App* step = bench.add_subcommand(
-      "step", "Whole training steps of a config: compute, exchange, wait, gradient sync, optimizer");
-  step->add_option("config", o.config_path, "YAML config file")->required()->check(CLI::ExistingFile);
+      "step",
+      "Whole training steps of a config: compute, exchange, wait, gradient sync, optimizer");
+  step->add_option("config", o.config_path, "YAML config file")
+      ->required()
+      ->check(CLI::ExistingFile);
   step->add_option("--set", o.overrides, "Override a config key: section.key=value (repeatable)");
-  step->add_option("--steps", o.steps, "Timed steps")->check(CLI::PositiveNumber)->capture_default_str();
-  step->add_option("--warmup", o.warmup, "Untimed steps first")->check(CLI::NonNegativeNumber)->capture_default_str();
-  step->add_option("--run-dir", o.run_dir, "The benchmark's scratch run folder (replaced each time)")
+  step->add_option("--steps", o.steps, "Timed steps")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  step->add_option("--warmup", o.warmup, "Untimed steps first")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  step->add_option("--run-dir", o.run_dir,
+                   "The benchmark's scratch run folder (replaced each time)")
       ->capture_default_str();
   step->add_option("--out", o.out, "Append the JSON line to this file (default: stdout)");
   return step;
 }
 
 int run_step_bench(const StepBenchOptions& o) {
-  MpiEnvironment mpi(nullptr, nullptr);
-  try {
-    return step_bench(o);
-  } catch (const ReportedFailure&) {
-    return 1;  // printed once already; MPI shuts down cleanly on every rank
-  }
+  return bench::run_under_mpi([&] { return step_bench(o); });
 }
 
 }  // namespace triage

@@ -13,11 +13,11 @@ namespace triage {
 
 struct StepBenchOptions {
   std::string config_path;
-  std::vector<std::string> overrides;  // --set section.key=value
-  int64_t steps = 5;                   // timed steps
-  int64_t warmup = 2;                  // untimed steps first
+  std::vector<std::string> overrides;       // --set section.key=value
+  int64_t steps = 5;                        // timed steps
+  int64_t warmup = 2;                       // untimed steps first
   std::string run_dir = "runs/bench-step";  // the bench's own scratch run (replaced)
-  std::string out;                     // append the JSON line here (default: stdout)
+  std::string out;                          // append the JSON line here (default: stdout)
 };
 
 CLI::App* add_step_bench(CLI::App& bench, StepBenchOptions& options);

@@ -25,17 +25,20 @@ double positive(const nlohmann::json& section, const std::string& path, const st
   return found->get<double>();
 }
 
-const nlohmann::json& object_at(const nlohmann::json& parent, const std::string& path, const std::string& key) {
+const nlohmann::json& object_at(const nlohmann::json& parent, const std::string& path,
+                                const std::string& key) {
   const auto found = parent.find(key);
   if (found == parent.end() || !found->is_object())
     throw Error(path + ": " + key + ": expected a mapping of numbers");
   return *found;
 }
 
-Link read_link(const nlohmann::json& links, const std::string& path, const std::string& name, bool required) {
+Link read_link(const nlohmann::json& links, const std::string& path, const std::string& name,
+               bool required) {
   const auto found = links.find(name);
   if (found == links.end()) {
-    if (required) throw Error(path + ": links." + name + ": missing; expected latency_s and bandwidth_Bps");
+    if (required)
+      throw Error(path + ": links." + name + ": missing; expected latency_s and bandwidth_Bps");
     return {};
   }
   return {positive(*found, path, "links." + name + ".", "latency_s"),
@@ -48,7 +51,8 @@ Link read_link(const nlohmann::json& links, const std::string& path, const std::
 double allreduce_s(double bytes, int64_t ranks, const Link& link) {
   if (ranks <= 1) return 0.0;
   const double p = double(ranks);
-  return std::ceil(std::log2(p)) * link.latency_s + 2.0 * (p - 1.0) / p * bytes / link.bandwidth_Bps;
+  return std::ceil(std::log2(p)) * link.latency_s +
+         2.0 * (p - 1.0) / p * bytes / link.bandwidth_Bps;
 }
 
 // When a host's ranks outnumber its slots they share them ("processor sharing"): n busy
@@ -78,7 +82,8 @@ Link fit_link(const std::vector<std::pair<double, double>>& points, double typic
   if (alpha == 1e30) alpha = points.front().second;
   double s_xx = 0, s_xy = 0;
   for (auto [bytes, t] : points)
-    if (bytes >= typical_bytes / 4 && bytes <= typical_bytes * 4) s_xx += bytes * bytes, s_xy += bytes * (t - alpha);
+    if (bytes >= typical_bytes / 4 && bytes <= typical_bytes * 4)
+      s_xx += bytes * bytes, s_xy += bytes * (t - alpha);
   if (s_xx == 0)
     for (auto [bytes, t] : points)
       if (bytes > 4096) s_xx += bytes * bytes, s_xy += bytes * (t - alpha);
@@ -102,7 +107,8 @@ std::vector<std::pair<double, double>> read_curve(const nlohmann::json& c, const
   std::vector<std::pair<double, double>> curve;
   const auto found = c.find(key);
   if (found == c.end()) return curve;
-  const std::string expected = path + ": compute." + key + ": expected [[rows per expert, rate], ...] rising in rows";
+  const std::string expected =
+      path + ": compute." + key + ": expected [[rows per expert, rate], ...] rising in rows";
   if (!found->is_array()) throw Error(expected);
   for (const auto& point : *found) {
     if (!point.is_array() || point.size() != 2 || !point[0].is_number() || !point[1].is_number() ||
@@ -122,7 +128,8 @@ Params read_params(const std::string& path) {
   if (!j.is_object()) throw Error(path + ": expected a JSON object (see `triage bench calibrate`)");
   Params p;
   p.slots_per_host = positive(j, path, "", "slots_per_host");
-  if (j.contains("activation_bytes")) p.activation_bytes = positive(j, path, "", "activation_bytes");
+  if (j.contains("activation_bytes"))
+    p.activation_bytes = positive(j, path, "", "activation_bytes");
   if (j.contains("gradient_bytes")) p.gradient_bytes = positive(j, path, "", "gradient_bytes");
   const nlohmann::json& links = object_at(j, path, "links");
   p.intra_host = read_link(links, path, "intra_host", true);
@@ -142,14 +149,18 @@ Params read_params(const std::string& path) {
   p.dense_flops_per_s = positive(c, path, where, "dense_flops_per_s");
   p.optimizer_bytes_per_s = positive(c, path, where, "optimizer_bytes_per_s");
   if (j.contains("assumptions")) {
-    if (!j["assumptions"].is_array()) throw Error(path + ": assumptions: expected a list of sentences");
-    for (const auto& a : j["assumptions"]) p.assumptions.push_back(a.is_string() ? a.get<std::string>() : a.dump());
+    if (!j["assumptions"].is_array())
+      throw Error(path + ": assumptions: expected a list of sentences");
+    for (const auto& a : j["assumptions"])
+      p.assumptions.push_back(a.is_string() ? a.get<std::string>() : a.dump());
   }
   return p;
 }
 
 nlohmann::ordered_json to_json(const Params& p) {
-  auto link = [](const Link& l) { return nlohmann::ordered_json{{"latency_s", l.latency_s}, {"bandwidth_Bps", l.bandwidth_Bps}}; };
+  auto link = [](const Link& l) {
+    return nlohmann::ordered_json{{"latency_s", l.latency_s}, {"bandwidth_Bps", l.bandwidth_Bps}};
+  };
   nlohmann::ordered_json links = {{"intra_host", link(p.intra_host)}};
   if (p.inter_host.bandwidth_Bps > 0) links["inter_host"] = link(p.inter_host);
   if (p.oversubscribed.bandwidth_Bps > 0) links["oversubscribed"] = link(p.oversubscribed);
@@ -178,11 +189,12 @@ Prediction predict_layer(const Params& params, const Layout& layout, const Layer
   const int64_t hosts = (P + per_host - 1) / per_host, local = shape.experts / P;
   TRIAGE_ASSERT(int64_t(expert_shares.size()) == shape.experts && shape.experts % P == 0, "layout");
   if (hosts > 1 && params.inter_host.bandwidth_Bps <= 0)
-    throw Error("the layout spans " + std::to_string(hosts) + " hosts but the params have no links.inter_host");
+    throw Error("the layout spans " + std::to_string(hosts) +
+                " hosts but the params have no links.inter_host");
   // Ranks sharing a host beyond its slots run proportionally slower.
   const double slow = std::max(1.0, double(per_host) / params.slots_per_host);
-  const double T = double(shape.tokens_per_rank), K = double(shape.top_k), D = double(shape.d_model),
-               H = double(shape.d_expert), E = double(shape.experts);
+  const double T = double(shape.tokens_per_rank), K = double(shape.top_k),
+               D = double(shape.d_model), H = double(shape.d_expert), E = double(shape.experts);
   const double row_bytes = D * params.activation_bytes, assignments = T * K;
 
   std::vector<double> rank_share(P, 0.0), host_share(hosts, 0.0);
@@ -218,13 +230,14 @@ Prediction predict_layer(const Params& params, const Layout& layout, const Layer
   double row_exchange = 0, count_exchange = 0;
   if (P > 1) {
     count_exchange = first.latency_s;
-    row_exchange = first.latency_s +
-                   std::max(copy_slowdown * busiest_intra * row_bytes / intra.bandwidth_Bps,
-                            hosts > 1 ? busiest_inter * row_bytes / params.inter_host.bandwidth_Bps : 0.0);
+    row_exchange =
+        first.latency_s +
+        std::max(copy_slowdown * busiest_intra * row_bytes / intra.bandwidth_Bps,
+                 hosts > 1 ? busiest_inter * row_bytes / params.inter_host.bandwidth_Bps : 0.0);
   }
 
   const double copy_bytes = 2.0 * assignments * row_bytes;  // read + write every routed row
-  std::vector<double> rows_of(P);  // rows each rank's experts receive
+  std::vector<double> rows_of(P);                           // rows each rank's experts receive
   double mean_rows = 0;
   for (int64_t r = 0; r < P; ++r) {
     rows_of[r] = double(P) * assignments * rank_share[r];
@@ -233,24 +246,30 @@ Prediction predict_layer(const Params& params, const Layout& layout, const Layer
   const double expert_flops_per_row = 2.0 * double(shape.expert_matrices) * D * H;
   // The experts' segment: each host's ranks share its slots; the slowest host decides.
   // "experts" is the time had every rank the mean load; "wait" what the skew adds.
-  auto experts_segment = [&](double flops_per_row, const std::vector<std::pair<double, double>>& curve,
-                             double fallback) {
-    auto seconds = [&](double rows) { return rows * flops_per_row / rate_at(curve, rows / double(local), fallback); };
+  auto experts_segment = [&](double flops_per_row,
+                             const std::vector<std::pair<double, double>>& curve, double fallback) {
+    auto seconds = [&](double rows) {
+      return rows * flops_per_row / rate_at(curve, rows / double(local), fallback);
+    };
     double finish = 0;
     for (int64_t h = 0; h < hosts; ++h) {
       std::vector<double> work;
-      for (int64_t r = h * per_host; r < std::min(P, (h + 1) * per_host); ++r) work.push_back(seconds(rows_of[r]));
+      for (int64_t r = h * per_host; r < std::min(P, (h + 1) * per_host); ++r)
+        work.push_back(seconds(rows_of[r]));
       finish = std::max(finish, shared_finish_s(work, params.slots_per_host));
     }
     const double balanced = slow * seconds(mean_rows);
     return std::pair<double, double>{balanced, std::max(0.0, finish - balanced)};
   };
-  const auto [experts_forward, forward_wait] =
-      experts_segment(expert_flops_per_row, params.expert_forward_by_rows, params.expert_forward_flops_per_s);
+  const auto [experts_forward, forward_wait] = experts_segment(
+      expert_flops_per_row, params.expert_forward_by_rows, params.expert_forward_flops_per_s);
   const auto [experts_backward, backward_wait] =
-      experts_segment(2.0 * expert_flops_per_row, params.expert_backward_by_rows, params.expert_backward_flops_per_s);
+      experts_segment(2.0 * expert_flops_per_row, params.expert_backward_by_rows,
+                      params.expert_backward_flops_per_s);
   Prediction out;
-  auto add = [&](const std::string& phase, double seconds) { out.phases.emplace_back(phase, seconds); };
+  auto add = [&](const std::string& phase, double seconds) {
+    out.phases.emplace_back(phase, seconds);
+  };
   add("route", slow * 2.0 * T * D * E / params.route_flops_per_s);
   add("sort/pack", slow * copy_bytes / params.pack_bytes_per_s);
   add("count exchange", count_exchange);
@@ -301,8 +320,10 @@ Prediction predict_step(const Params& params, const Layout& layout, const StepSh
   // on other hosts whenever an EP group fills its hosts.
   const Link& expert_link = ep >= per_host && P > ep ? params.inter_host : params.intra_host;
   out.phases.emplace_back(
-      "gradient sync", allreduce_s(shape.replicated_parameters * params.gradient_bytes, P, slowest_link) +
-                           allreduce_s(shape.expert_parameters_per_rank * params.gradient_bytes, P / ep, expert_link));
+      "gradient sync",
+      allreduce_s(shape.replicated_parameters * params.gradient_bytes, P, slowest_link) +
+          allreduce_s(shape.expert_parameters_per_rank * params.gradient_bytes, P / ep,
+                      expert_link));
   // AdamW reads parameter, gradient and two moments and writes three of them back.
   const double parameters = shape.replicated_parameters + shape.expert_parameters_per_rank;
   out.phases.emplace_back("optimizer", slow * 28.0 * parameters / params.optimizer_bytes_per_s);

@@ -28,26 +28,26 @@ Link fit_link(const std::vector<std::pair<double, double>>& points, double typic
 
 // Rates are per rank. Bytes count reads plus writes of float32 rows.
 struct Params {
-  double slots_per_host = 1;  // ranks a host runs at full speed at once (cores at 1 thread, GPUs)
+  double slots_per_host = 1;    // ranks a host runs at full speed at once (cores at 1 thread, GPUs)
   double activation_bytes = 4;  // per element of an exchanged row (float32 here; bf16 on GPUs: 2)
   double gradient_bytes = 4;    // per element of a synced gradient
   Link intra_host, inter_host;
   // Measured only when calibration itself ran more ranks than slots on a host: there a
   // collective also waits for the scheduler to run every rank, which this latency holds.
   Link oversubscribed;
-  double route_flops_per_s = 0;         // router GEMM 2 T D E, with softmax and top-k
-  double pack_bytes_per_s = 0;          // sort/pack: 2 T K D floats
-  double expert_forward_flops_per_s = 0;   // 6 R D H (three SwiGLU matrices)
-  double combine_bytes_per_s = 0;       // combine: 2 T K D floats
+  double route_flops_per_s = 0;           // router GEMM 2 T D E, with softmax and top-k
+  double pack_bytes_per_s = 0;            // sort/pack: 2 T K D floats
+  double expert_forward_flops_per_s = 0;  // 6 R D H (three SwiGLU matrices)
+  double combine_bytes_per_s = 0;         // combine: 2 T K D floats
   double combine_backward_bytes_per_s = 0;
   double expert_backward_flops_per_s = 0;  // 12 R D H
   // Optional: the expert rates measured at several rows per expert (GEMMs grow more
   // efficient with rows); between points linear in log(rows), beyond them the end value.
   std::vector<std::pair<double, double>> expert_forward_by_rows, expert_backward_by_rows;
   double pack_route_backward_bytes_per_s = 0;  // 2 T K D floats
-  double dense_flops_per_s = 0;         // attention and dense layers, forward and backward
-  double optimizer_bytes_per_s = 0;     // AdamW: 16 bytes of state traffic per parameter
-  std::vector<std::string> assumptions;  // stated, for projections
+  double dense_flops_per_s = 0;                // attention and dense layers, forward and backward
+  double optimizer_bytes_per_s = 0;            // AdamW: 16 bytes of state traffic per parameter
+  std::vector<std::string> assumptions;        // stated, for projections
 };
 
 // A rate curve at `rows` (see Params); `fallback` when the curve is empty.
@@ -58,7 +58,7 @@ Params read_params(const std::string& path);
 nlohmann::ordered_json to_json(const Params& params);
 
 struct Layout {
-  int64_t ranks = 1;           // the EP group for a layer; the world for a step
+  int64_t ranks = 1;  // the EP group for a layer; the world for a step
   int64_t ranks_per_host = 1;
   int64_t expert_parallel = 0;  // step only: EP group size (consecutive ranks); 0 = ranks
 };
@@ -84,12 +84,12 @@ Prediction predict_layer(const Params& params, const Layout& layout, const Layer
                          const std::vector<double>& expert_shares);
 
 struct StepShape {
-  LayerShape moe;              // per MoE layer; tokens_per_rank = batch slice * seq_len
+  LayerShape moe;  // per MoE layer; tokens_per_rank = batch slice * seq_len
   int64_t moe_layers = 0;
   int64_t dense_ffn_layers = 0;  // layers with a dense FFN instead of experts
   int64_t dense_ffn_hidden = 0;
   int64_t shared_expert_hidden = 0;  // per MoE layer, a dense SwiGLU every token passes
-  int64_t layers = 0;            // attention blocks
+  int64_t layers = 0;                // attention blocks
   int64_t seq_len = 0;
   int64_t vocab = 0;
   double replicated_parameters = 0;  // synced over the world

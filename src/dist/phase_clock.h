@@ -18,7 +18,7 @@ namespace triage::phase_clock {
 using Totals = std::vector<std::pair<std::string, double>>;
 
 struct Options {
-  bool wait_for_peers = true;        // time a barrier before each marked collective
+  bool wait_for_peers = true;         // time a barrier before each marked collective
   std::function<void()> device_sync;  // called at every mark (a GPU runs asynchronously)
 };
 

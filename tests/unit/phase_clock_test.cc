@@ -16,7 +16,8 @@ struct CountingCommunicator : Communicator {
   int rank() const override { return 0; }
   int size() const override { return 1; }
   std::vector<int64_t> alltoall(const std::vector<int64_t>& send) override { return send; }
-  at::Tensor alltoallv_rows(const at::Tensor& rows, const std::vector<int64_t>&, const std::vector<int64_t>&) override {
+  at::Tensor alltoallv_rows(const at::Tensor& rows, const std::vector<int64_t>&,
+                            const std::vector<int64_t>&) override {
     return rows;
   }
   void allreduce_sum_(at::Tensor&) override {}

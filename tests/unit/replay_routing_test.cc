@@ -20,8 +20,7 @@ std::string run_with_metrics(const std::string& name, const std::string& lines) 
 }
 
 TEST(ReplayRouting, LoadsTheFirstLayersCountsOfEachTrainingStepAndSkipsEvaluations) {
-  const std::string dir = run_with_metrics(
-      "replay_ok", R"({"step":1,"expert_tokens":[[3,1],[9,9]]}
+  const std::string dir = run_with_metrics("replay_ok", R"({"step":1,"expert_tokens":[[3,1],[9,9]]}
 {"eval":true,"step":1,"lm_loss":2.0}
 {"step":2,"expert_tokens":[[0,4],[1,1]]}
 )");
@@ -32,14 +31,17 @@ TEST(ReplayRouting, LoadsTheFirstLayersCountsOfEachTrainingStepAndSkipsEvaluatio
 }
 
 TEST(ReplayRouting, AnotherNumberOfExpertsIsRefusedWithFileAndLine) {
-  const std::string dir = run_with_metrics("replay_wrong_experts", R"({"step":1,"expert_tokens":[[3,1,2]]})"
-                                                                   "\n");
+  const std::string dir =
+      run_with_metrics("replay_wrong_experts", R"({"step":1,"expert_tokens":[[3,1,2]]})"
+                                               "\n");
   try {
     load_replay_loads(dir, 2);
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_EQ(std::string(e.what()), dir + "/metrics.jsonl:1: expert_tokens has 3 experts per layer; expected 2, "
-                                           "the experts being routed");
+    EXPECT_EQ(std::string(e.what()),
+              dir +
+                  "/metrics.jsonl:1: expert_tokens has 3 experts per layer; expected 2, "
+                  "the experts being routed");
   }
 }
 
@@ -54,11 +56,14 @@ TEST(ReplayRouting, DrawsEachExpertInProportionToTheReplayedStepsLoad) {
   const int64_t tokens = 20000;
   at::Tensor chosen = at::zeros({tokens, 1}, at::kLong);
   at::Tensor scores = at::full({tokens, 2}, 0.5, at::kDouble);
-  const double step0 = override_routing(rule, chosen, scores, 0, 5, 1, 0).eq(0).sum().item<double>() / tokens;
+  const double step0 =
+      override_routing(rule, chosen, scores, 0, 5, 1, 0).eq(0).sum().item<double>() / tokens;
   EXPECT_NEAR(step0, 0.75, 0.02);  // 3 of 4; binomial sd 0.003
-  const double step1 = override_routing(rule, chosen, scores, 0, 5, 1, 1).eq(0).sum().item<double>() / tokens;
+  const double step1 =
+      override_routing(rule, chosen, scores, 0, 5, 1, 1).eq(0).sum().item<double>() / tokens;
   EXPECT_EQ(step1, 0.0);  // expert 0 had no load that step
-  const double step2 = override_routing(rule, chosen, scores, 0, 5, 1, 2).eq(0).sum().item<double>() / tokens;
+  const double step2 =
+      override_routing(rule, chosen, scores, 0, 5, 1, 2).eq(0).sum().item<double>() / tokens;
   EXPECT_EQ(step2, step0);  // steps cycle
 }
 

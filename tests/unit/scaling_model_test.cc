@@ -15,8 +15,8 @@ Params unit_params(double slots) {
   p.intra_host = {1e-6, 1e9};
   p.inter_host = {1e-5, 1e8};
   p.route_flops_per_s = p.pack_bytes_per_s = p.expert_forward_flops_per_s = p.combine_bytes_per_s =
-      p.combine_backward_bytes_per_s = p.expert_backward_flops_per_s = p.pack_route_backward_bytes_per_s =
-          p.dense_flops_per_s = p.optimizer_bytes_per_s = 1.0;
+      p.combine_backward_bytes_per_s = p.expert_backward_flops_per_s =
+          p.pack_route_backward_bytes_per_s = p.dense_flops_per_s = p.optimizer_bytes_per_s = 1.0;
   return p;
 }
 
@@ -29,14 +29,16 @@ double phase(const Prediction& p, const std::string& name) {
 
 TEST(FitLink, RecoversLatencyAndBandwidthOfAnExactLine) {
   std::vector<std::pair<double, double>> points;
-  for (double bytes = 8; bytes <= 64 << 20; bytes *= 8) points.emplace_back(bytes, 1e-5 + bytes / 1e9);
+  for (double bytes = 8; bytes <= 64 << 20; bytes *= 8)
+    points.emplace_back(bytes, 1e-5 + bytes / 1e9);
   const Link link = fit_link(points, 1 << 20);
   EXPECT_NEAR(link.latency_s, 1e-5, 1e-8);  // the 8-byte point: 1e-5 + 8e-9
   EXPECT_NEAR(link.bandwidth_Bps, 1e9, 1e9 * 1e-3);
 }
 
 TEST(FitLink, ASmallMessageDelayedByTheSchedulerDoesNotSetTheLatency) {
-  std::vector<std::pair<double, double>> points = {{8, 4e-3}, {64, 1e-5}, {512, 1e-5}, {1 << 20, 1e-5 + 1e-3}};
+  std::vector<std::pair<double, double>> points = {
+      {8, 4e-3}, {64, 1e-5}, {512, 1e-5}, {1 << 20, 1e-5 + 1e-3}};
   EXPECT_NEAR(fit_link(points, 1 << 20).latency_s, 1e-5, 1e-12);
 }
 
@@ -53,7 +55,8 @@ TEST(PredictLayer, OneRankComputesEveryAssignmentAndExchangesNothing) {
 TEST(PredictLayer, BalancedRowExchangeOnOneHostCostsLatencyPlusHalfTheRowsOverBandwidth) {
   // T 100, K 2, D 10, 2 ranks: each sends 100 of its 200 rows (40 bytes each) to the
   // other and receives 100: 1e-6 + 4000 / 1e9 seconds.
-  const Prediction p = predict_layer(unit_params(2), {2, 2, 0}, {100, 10, 20, 4, 2, 3}, {0.25, 0.25, 0.25, 0.25});
+  const Prediction p =
+      predict_layer(unit_params(2), {2, 2, 0}, {100, 10, 20, 4, 2, 3}, {0.25, 0.25, 0.25, 0.25});
   EXPECT_NEAR(phase(p, "dispatch rows"), 5e-6, 1e-15);
   EXPECT_NEAR(phase(p, "combine rows bwd"), 5e-6, 1e-15);
   EXPECT_DOUBLE_EQ(phase(p, "wait"), 0.0);
@@ -92,20 +95,23 @@ TEST(RateAt, InterpolatesLinearlyInLogRowsAndHoldsTheEnds) {
 
 TEST(ReadParams, AMissingRateIsNamedWithTheFile) {
   const std::string path = testing_support::write_temp_file(
-      "params_missing.json", R"({"slots_per_host": 2, "links": {"intra_host": {"latency_s": 1e-6, "bandwidth_Bps": 1e9}},
+      "params_missing.json",
+      R"({"slots_per_host": 2, "links": {"intra_host": {"latency_s": 1e-6, "bandwidth_Bps": 1e9}},
                              "compute": {"route_flops_per_s": 1}})");
   try {
     read_params(path);
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_EQ(std::string(e.what()), path + ": compute.pack_bytes_per_s: missing; expected a positive number");
+    EXPECT_EQ(std::string(e.what()),
+              path + ": compute.pack_bytes_per_s: missing; expected a positive number");
   }
 }
 
 TEST(ReadParams, WrittenParamsReadBackUnchanged) {
   Params p = unit_params(8);
   p.assumptions = {"stated for a test"};
-  const std::string path = testing_support::write_temp_file("params_round_trip.json", to_json(p).dump());
+  const std::string path =
+      testing_support::write_temp_file("params_round_trip.json", to_json(p).dump());
   const Params q = read_params(path);
   EXPECT_EQ(q.slots_per_host, 8);
   EXPECT_EQ(q.inter_host.bandwidth_Bps, 1e8);
