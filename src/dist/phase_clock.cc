@@ -66,7 +66,7 @@ Totals stop() {
 
 bool active() { return clock().running; }
 
-void enter(const std::string& label) {
+void enter(std::string_view label) {
   Clock& c = clock();
   if (!c.running) return;
   close_open_phase();

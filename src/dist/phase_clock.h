@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -27,7 +28,7 @@ Totals stop();                       // closes the open phase; the totals since 
 bool active();
 
 // Closes the open phase (if any) and opens `label`. A no-op unless the clock runs.
-void enter(const std::string& label);
+void enter(std::string_view label);
 const std::string& current();  // the open phase's label; empty when none
 
 // The totals since the previous lap (or start), kept in laps(); the open phase carries on.

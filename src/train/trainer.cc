@@ -21,10 +21,11 @@
 #include "dist/fault_injection.h"
 #include "dist/nccl_communicator.h"
 #include "dist/placement.h"
-#include "dist/process_groups.h"
 #include "dist/phase_clock.h"
+#include "dist/process_groups.h"
 #include "dist/watchdog.h"
 #include "model/transformer.h"
+#include "moe/routing_override.h"
 #include "train/dataset.h"
 #include "train/grad_sync.h"
 #include "train/lr_schedule.h"
@@ -98,6 +99,9 @@ Trainer::Trainer(const Config& config, const TrainOptions& options) : config_(co
       throw Error("train.batch_size = " + std::to_string(config.train.batch_size) +
                   ": expected a multiple of the number of ranks (" + std::to_string(world) + ")");
     refuse_to_clobber(options.out_dir, options.resume, options.overwrite);
+    const RoutingOverride routing = parse_routing_override(config.moe.routing_override);
+    if (routing.kind == RoutingOverride::Kind::kReplay)  // read again by each MoE layer
+      load_replay_loads(routing.run_dir, config.moe.num_experts);
     dataset_ = load_dataset(config.data, uint64_t(config.train.seed));
     if (classify_ && int64_t(dataset_.label_names.size()) > config.model.num_classes)
       throw Error("model.num_classes = " + std::to_string(config.model.num_classes) + ": expected at least the " +

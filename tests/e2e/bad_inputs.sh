@@ -209,6 +209,7 @@ row cli_bench_model_neither_use 1 "error: bench model: expected either --check R
 row cli_bench_model_bad_params 1 "error: params_bad.json: compute: expected a mapping of numbers" "$triage" bench model --params params_bad.json "$tiny"
 row sweep_unknown_key 2 "error: sweep_key.yaml: grid.rank: unknown key" "$src/launch/bench" sweep_key.yaml --out sweep_out
 row sweep_bad_value 2 "error: sweep_value.yaml: grid.ranks = 'two': expected a positive int" "$src/launch/bench" sweep_value.yaml --out sweep_out
+row train_missing_replay_run 1 "error: /nonexistent-run/metrics.jsonl: cannot read; replay:RUN_DIR expects a training run's folder" "${T[@]}" "$tiny" "${one[@]}" --set moe.routing_override=replay:/nonexistent-run --out replay_run
 row cli_clobbering_run 1 "good: holds an earlier run" "${T[@]}" "$tiny" "${one[@]}" --out good
 
 # Launcher options and hostfiles.
