@@ -134,6 +134,21 @@ nlohmann::ordered_json to_json(const Fit& fit) {
           {"points", fit.points}};
 }
 
+// Ping-pong (ranks 0 and 1) and all-to-all on `comm` by the ranks in it (MPI_COMM_NULL on
+// the others, which wait without spinning); the all-to-all fit is the model's link.
+model::Link measure_link(MPI_Comm comm, int64_t max_bytes, double typical,
+                         nlohmann::ordered_json& record) {
+  Fit pp, a2a;
+  if (comm != MPI_COMM_NULL) {
+    pp = ping_pong(comm, 0, 1, max_bytes, typical);
+    a2a = all_to_all(comm, max_bytes, typical);
+  }
+  quiet_barrier(MPI_COMM_WORLD);
+  record["ping_pong"] = to_json(pp);
+  record["all_to_all"] = to_json(a2a);
+  return a2a.link;
+}
+
 // The layer alone on each rank (all experts local): median seconds per phase.
 std::map<std::string, double> layer_phases(const CalibrateOptions& o, int64_t tokens,
                                            Communicator& self) {
@@ -291,36 +306,21 @@ int calibrate(const CalibrateOptions& o) {
     if (rank == 0)
       std::cerr << "[calibrate] shared memory (" << intra_ranks
                 << " ranks): ping-pong and all-to-all, 8 B to " << o.max_bytes << " B" << std::endl;
-    Fit pp, a2a;
-    if (intra != MPI_COMM_NULL) {
-      pp = ping_pong(intra, 0, 1, o.max_bytes, typical);
-      a2a = all_to_all(intra, o.max_bytes, typical);
-    }
-    quiet_barrier(MPI_COMM_WORLD);
-    p.intra_host = a2a.link;
-    measured["intra_host"] = {
-        {"ranks", intra_ranks}, {"ping_pong", to_json(pp)}, {"all_to_all", to_json(a2a)}};
+    p.intra_host = measure_link(intra, o.max_bytes, typical, measured["intra_host"]);
+    measured["intra_host"]["ranks"] = intra_ranks;
   }
   if (intra != MPI_COMM_NULL) TRIAGE_MPI_CHECK(MPI_Comm_free(&intra));
   if (hosts >= 2) {
     if (rank == 0)
       std::cerr << "[calibrate] network: ping-pong and all-to-all between " << hosts << " hosts"
                 << std::endl;
-    Fit pp, a2a;
-    if (local_rank == 0) {
-      pp = ping_pong(leaders, 0, 1, o.max_bytes, typical);
-      a2a = all_to_all(leaders, o.max_bytes, typical);
-    }
-    quiet_barrier(MPI_COMM_WORLD);
-    p.inter_host = a2a.link;
-    measured["inter_host"] = {
-        {"hosts", hosts}, {"ping_pong", to_json(pp)}, {"all_to_all", to_json(a2a)}};
+    p.inter_host = measure_link(local_rank == 0 ? leaders : MPI_COMM_NULL, o.max_bytes, typical,
+                                measured["inter_host"]);
+    measured["inter_host"]["hosts"] = hosts;
   }
-  if (shared > 1.0 || [&] {  // any host oversubscribed: then collectives wait for the scheduler
-        int mine = shared > 1.0;
-        TRIAGE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &mine, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
-        return mine > 0;
-      }()) {
+  int any_shared = shared > 1.0;  // every rank must join this all-reduce, shared or not
+  TRIAGE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &any_shared, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+  if (any_shared) {  // a host's ranks outnumber its slots: collectives wait for the scheduler
     if (rank == 0)
       std::cerr << "[calibrate] oversubscribed hosts: all-to-all over all " << ranks << " ranks"
                 << std::endl;

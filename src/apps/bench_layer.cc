@@ -321,11 +321,7 @@ int layer_bench(const LayerBenchOptions& o) {
   std::cout << "MoE / dense time " << std::setprecision(2) << moe_s / dense_s
             << "; exchange phases / raw all-to-alls " << exchange_s / raw_s
             << "; busiest rank receives " << median(received_max_over_mean) << "x the mean rows\n";
-  if (o.out.empty()) {
-    std::cout << result.dump() << "\n";
-  } else {
-    bench::append_json_line(o.out, result);
-  }
+  bench::emit_result(o.out, result);
   return 0;
 }
 

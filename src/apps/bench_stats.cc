@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <iostream>
 
 #include "common/error.h"
 #include "common/mpi_check.h"
@@ -80,6 +81,18 @@ void append_json_line(const std::string& path, const nlohmann::ordered_json& rec
   if (!file) throw Error(path + ": cannot append the benchmark result");
   file << record.dump() << "\n";
   if (!file) throw Error(path + ": writing the benchmark result failed");
+}
+
+}  // namespace triage::bench
+
+namespace triage::bench {
+
+void emit_result(const std::string& path, const nlohmann::ordered_json& record) {
+  if (path.empty()) {
+    std::cout << record.dump() << "\n";
+  } else {
+    append_json_line(path, record);
+  }
 }
 
 }  // namespace triage::bench

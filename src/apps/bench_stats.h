@@ -36,5 +36,7 @@ int run_under_mpi(const std::function<int()>& benchmark);
 
 // Appends one line to `path` (rank 0 only calls it); Error naming the file if it cannot.
 void append_json_line(const std::string& path, const nlohmann::ordered_json& record);
+// The result line: appended to `path`, or printed on stdout when `path` is empty.
+void emit_result(const std::string& path, const nlohmann::ordered_json& record);
 
 }  // namespace triage::bench

@@ -120,11 +120,7 @@ int step_bench(const StepBenchOptions& o) {
   }
   std::cout << std::left << std::setw(16) << "step" << std::right << std::setw(12)
             << 1e3 * bench::median(step_s) << "\n";
-  if (o.out.empty()) {
-    std::cout << result.dump() << "\n";
-  } else {
-    bench::append_json_line(o.out, result);
-  }
+  bench::emit_result(o.out, result);
   return 0;
 }
 
