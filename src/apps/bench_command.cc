@@ -57,7 +57,8 @@ struct SideBySide {
 };
 
 template <class First, class Second>
-SideBySide alternate(const BenchOptions& o, int rank, const char* what, First&& first, Second&& second) {
+SideBySide alternate(const BenchOptions& o, int rank, const char* what, First&& first,
+                     Second&& second) {
   SideBySide out;
   for (int64_t rep = -o.warmup; rep < o.reps; ++rep) {
     // Alternate which goes first so drift in machine load does not favour one side.
@@ -73,7 +74,8 @@ SideBySide alternate(const BenchOptions& o, int rank, const char* what, First&& 
     out.first_s.push_back(a);
     out.second_s.push_back(b);
     out.ratios.push_back(a / b);
-    if (rank == 0) std::cerr << "\r[bench] " << what << " rep " << rep + 1 << "/" << o.reps << std::flush;
+    if (rank == 0)
+      std::cerr << "\r[bench] " << what << " rep " << rep + 1 << "/" << o.reps << std::flush;
   }
   if (rank == 0) std::cerr << "\n";
   return out;
@@ -88,17 +90,7 @@ int exchange_bench(const BenchOptions& o) {
     if (o.top_k > num_experts)
       throw Error("--top-k (" + std::to_string(o.top_k) + ") must be at most the experts (" +
                   std::to_string(num_experts) + ")");
-    if (o.routing == "uniform") return;
-    try {
-      rule = parse_routing_override(o.routing);
-    } catch (const Error& e) {
-      throw Error("--routing " + o.routing + ": expected uniform, " + e.what());
-    }
-    if ((rule.kind == RoutingOverride::Kind::kHot && rule.expert >= num_experts) ||
-        (rule.kind == RoutingOverride::Kind::kEmptyRank &&
-         (rule.rank >= ranks || o.top_k > num_experts - o.experts_per_rank)))
-      throw Error("--routing " + o.routing + ": expected an expert or rank of this layout (" +
-                  std::to_string(num_experts) + " experts on " + std::to_string(ranks) + " ranks)");
+    rule = bench::parse_bench_routing(o.routing, num_experts, ranks, o.top_k);
   });
 
   // Inputs seeded by rank: uniform random top-k choices, all kept.
@@ -110,7 +102,8 @@ int exchange_bench(const BenchOptions& o) {
   at::Tensor experts_TK = at::stack(choices);
   if (rule.kind != RoutingOverride::Kind::kNone) {
     at::Tensor scores_TE = at::rand({o.tokens, num_experts}, gen);
-    experts_TK = override_routing(rule, experts_TK, scores_TE, rank * o.tokens, 1234, o.experts_per_rank);
+    experts_TK =
+        override_routing(rule, experts_TK, scores_TE, rank * o.tokens, 1234, o.experts_per_rank);
   }
   at::Tensor keep_TK = at::ones({o.tokens, o.top_k}, at::kBool);
   at::Tensor weights_TK = at::full({o.tokens, o.top_k}, 1.0f / float(o.top_k));
@@ -166,12 +159,16 @@ int exchange_bench(const BenchOptions& o) {
     return slowest_rank(now_seconds() - start);
   };
   // Rows each rank receives: the skew the routing makes (max over mean).
-  int64_t received = plan.recv_rows.empty() ? 0 : std::accumulate(plan.recv_rows.begin(), plan.recv_rows.end(), int64_t(0));
+  int64_t received = plan.recv_rows.empty() ? 0
+                                            : std::accumulate(plan.recv_rows.begin(),
+                                                              plan.recv_rows.end(), int64_t(0));
   int64_t most_received = received;
-  TRIAGE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &most_received, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD));
+  TRIAGE_MPI_CHECK(
+      MPI_Allreduce(MPI_IN_PLACE, &most_received, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD));
 
   const SideBySide forward = alternate(o, rank, "forward", time_exchange, time_raw);
-  const SideBySide backward = alternate(o, rank, "forward + backward", time_exchange_backward, time_raw_twice);
+  const SideBySide backward =
+      alternate(o, rank, "forward + backward", time_exchange_backward, time_raw_twice);
   const std::vector<double>& exchange_s = forward.first_s;
   const std::vector<double>& raw_s = forward.second_s;
   const std::vector<double>& ratios = forward.ratios;
@@ -186,7 +183,8 @@ int exchange_bench(const BenchOptions& o) {
       {"experts", num_experts},
       {"dtype", "float32"},
       {"routing", o.routing},
-      {"most_rows_received_over_mean", double(most_received) * double(ranks) / std::max(1.0, double(rows_sent))},
+      {"most_rows_received_over_mean",
+       double(most_received) * double(ranks) / std::max(1.0, double(rows_sent))},
       {"reps", o.reps},
       {"bytes_each_way", bytes_each_way},
       {"exchange_median_s", median(exchange_s)},
@@ -204,15 +202,18 @@ int exchange_bench(const BenchOptions& o) {
   if (rank == 0) {
     std::cout << "# exchange benchmark: " << ranks << " ranks, " << o.tokens << " tokens x "
               << o.width << " floats per rank, top-" << o.top_k << ", " << num_experts
-              << " experts, routing " << o.routing << "; median of " << o.reps << " reps (slowest rank)\n"
+              << " experts, routing " << o.routing << "; median of " << o.reps
+              << " reps (slowest rank)\n"
               << std::fixed << std::setprecision(3) << std::left << std::setw(34) << "what"
               << "ms\n"
               << std::setw(34) << "dispatch + combine" << median(exchange_s) * 1e3 << "\n"
               << std::setw(34) << "raw MPI_Alltoallv out + back" << median(raw_s) * 1e3 << "\n"
               << std::setw(34) << "ratio (median of per-rep ratios)" << median(ratios) << "\n"
               << std::setw(34) << "forward + backward" << median(backward.first_s) * 1e3 << "\n"
-              << std::setw(34) << "raw MPI_Alltoallv, two trips" << median(backward.second_s) * 1e3 << "\n"
-              << std::setw(34) << "ratio (median of per-rep ratios)" << median(backward.ratios) << "\n";
+              << std::setw(34) << "raw MPI_Alltoallv, two trips" << median(backward.second_s) * 1e3
+              << "\n"
+              << std::setw(34) << "ratio (median of per-rep ratios)" << median(backward.ratios)
+              << "\n";
     if (!o.out.empty()) {
       std::ofstream file(o.out);
       if (!file) throw Error(o.out + ": cannot write the benchmark result");
@@ -245,8 +246,9 @@ Command add_bench_command(CLI::App& app) {
   exchange->add_option("--reps", options->reps, "Timed repetitions")->check(CLI::PositiveNumber);
   exchange->add_option("--warmup", options->warmup, "Untimed repetitions first")
       ->check(CLI::NonNegativeNumber);
-  exchange->add_option("--routing", options->routing,
-                       "uniform (random top-k), or balanced | hot:E:F | zipf:S | empty_rank:R")
+  exchange
+      ->add_option("--routing", options->routing,
+                   "uniform (random top-k), or balanced | hot:E:F | zipf:S | empty_rank:R")
       ->capture_default_str();
   exchange->add_option("--out", options->out, "Write the JSON result here (default: stdout)");
   auto one_process_options = std::make_shared<MoeLayerBenchOptions>();

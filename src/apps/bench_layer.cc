@@ -82,20 +82,7 @@ void check_options(const LayerBenchOptions& o, int ranks) {
   if (o.top_k > o.experts)
     throw expected("--top-k", std::to_string(o.top_k),
                    "at most --experts (" + std::to_string(o.experts) + ")");
-  if (o.routing == "uniform") return;
-  RoutingOverride rule;
-  try {
-    rule = parse_routing_override(o.routing);
-  } catch (const Error& e) {
-    throw expected("--routing", o.routing, std::string("uniform, ") + e.what());
-  }
-  const int64_t per_rank = o.experts / ranks;
-  if ((rule.kind == RoutingOverride::Kind::kHot && rule.expert >= o.experts) ||
-      (rule.kind == RoutingOverride::Kind::kEmptyRank &&
-       (rule.rank >= ranks || o.top_k > o.experts - per_rank)))
-    throw expected("--routing", o.routing,
-                   "an expert or rank of this layout (" + std::to_string(o.experts) +
-                       " experts on " + std::to_string(ranks) + " ranks)");
+  bench::parse_bench_routing(o.routing, o.experts, ranks, o.top_k);
 }
 
 void clear_grads(const ParameterList& params) {

@@ -12,6 +12,7 @@
 #include "common/mpi_check.h"
 #include "dist/agreement.h"
 #include "dist/mpi_environment.h"
+#include "moe/routing_override.h"
 
 namespace triage::bench {
 
@@ -47,6 +48,26 @@ std::vector<double> gather_from_ranks(double value) {
 double slowest_rank(double seconds) {
   TRIAGE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &seconds, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
   return seconds;
+}
+
+RoutingOverride parse_bench_routing(const std::string& routing, int64_t experts, int64_t ranks,
+                                    int64_t top_k) {
+  if (routing == "uniform") return {};
+  RoutingOverride rule;
+  try {
+    rule = parse_routing_override(routing);
+  } catch (const Error& e) {
+    throw Error("--routing " + routing + ": expected uniform, " + e.what());
+  }
+  const int64_t per_rank = experts / ranks;
+  if ((rule.kind == RoutingOverride::Kind::kHot && rule.expert >= experts) ||
+      (rule.kind == RoutingOverride::Kind::kEmptyRank &&
+       (rule.rank >= ranks || top_k > experts - per_rank)))
+    throw Error("--routing " + routing + ": expected an expert or rank of this layout (" +
+                std::to_string(experts) + " experts on " + std::to_string(ranks) + " ranks)");
+  if (rule.kind == RoutingOverride::Kind::kReplay)
+    rule.replay_loads = load_replay_loads(rule.run_dir, experts);
+  return rule;
 }
 
 void raw_alltoallv(const float* send, const std::vector<int64_t>& send_rows, float* recv,

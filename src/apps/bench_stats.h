@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "config/config.h"
+
 namespace triage::bench {
 
 double now_seconds();
@@ -24,6 +26,12 @@ nlohmann::ordered_json summary(const std::vector<double>& seconds);
 // Every rank's value, in rank order, on every rank (MPI_COMM_WORLD).
 std::vector<double> gather_from_ranks(double value);
 double slowest_rank(double seconds);  // the largest value over the ranks
+
+// --routing of a benchmark: "uniform" (Kind::kNone: the router decides) or a
+// moe.routing_override naming only experts and ranks of this layout; replay's loads are
+// read here. Error "--routing R: expected ..." otherwise.
+RoutingOverride parse_bench_routing(const std::string& routing, int64_t experts, int64_t ranks,
+                                    int64_t top_k);
 
 // MPI_Alltoallv of float rows of `width`: send_rows[p] rows to rank p, recv_rows[p] from
 // it, in rank order; the baseline the exchange is held against.
