@@ -31,25 +31,25 @@ namespace {
 
 constexpr double kMissTarget = 0.15;
 
-// Each expert's share of the assignments under `routing` (uniform: the random router),
-// from 4096 random tokens; replay draws from recorded step `step`.
-std::vector<double> expert_shares(const std::string& routing, int64_t d_model, int64_t experts,
-                                  int64_t top_k, uint64_t seed, int64_t ep_size, int64_t step = 0) {
+// The random router's choice for 4096 random tokens: the skew `uniform` routing has, and
+// the scores a routing override reads. Computed once per layer shape.
+RouterOutput sample_router(int64_t d_model, int64_t experts, int64_t top_k, uint64_t seed) {
   c10::NoGradGuard no_grad;
   MoeConfig c;
   c.num_experts = experts;
   c.top_k = top_k;
   Router router(c, d_model, at::kFloat, at::make_generator<at::CPUGeneratorImpl>(seed));
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(99);
-  const int64_t tokens = 4096;
-  RouterOutput r = router.forward(at::randn({tokens, d_model}, gen), true);
-  at::Tensor chosen = r.experts_TK;
-  if (routing != "uniform") {
-    RoutingOverride rule = parse_routing_override(routing);
-    if (rule.kind == RoutingOverride::Kind::kReplay)
-      rule.replay_loads = load_replay_loads(rule.run_dir, experts);
-    chosen = override_routing(rule, chosen, r.scores_TE, 0, seed, experts / ep_size, step);
-  }
+  return router.forward(at::randn({4096, d_model}, gen), true);
+}
+
+// Each expert's share of the sampled assignments under `rule` (kNone: the router's own);
+// replay draws from recorded step `step`.
+std::vector<double> expert_shares(const RouterOutput& sample, const RoutingOverride& rule,
+                                  uint64_t seed, int64_t ep_size, int64_t step = 0) {
+  const int64_t experts = sample.scores_TE.size(1);
+  const at::Tensor chosen =
+      override_routing(rule, sample.experts_TK, sample.scores_TE, 0, seed, experts / ep_size, step);
   at::Tensor counts = at::bincount(chosen.reshape(-1), {}, experts).to(at::kDouble);
   counts = counts / counts.sum();
   return std::vector<double>(counts.data_ptr<double>(), counts.data_ptr<double>() + experts);
@@ -90,10 +90,13 @@ int check(const BenchModelOptions& o, const model::Params& params) {
     model::Prediction prediction;
     const int64_t first = r.value("warmup", 0),
                   steps = routing.rfind("replay:", 0) == 0 ? r.at("reps").get<int64_t>() : 1;
+    // Seed 7: the layer seed `bench layer` uses, so the sampled router is the measured one.
+    const RouterOutput sample = sample_router(shape.d_model, shape.experts, shape.top_k, 7);
+    const RoutingOverride rule =
+        bench::parse_bench_routing(routing, shape.experts, layout.ranks, shape.top_k);
     for (int64_t step = first; step < first + steps; ++step) {
-      prediction = model::predict_layer(
-          params, layout, shape,
-          expert_shares(routing, shape.d_model, shape.experts, shape.top_k, 7, layout.ranks, step));
+      prediction = model::predict_layer(params, layout, shape,
+                                        expert_shares(sample, rule, 7, layout.ranks, step));
       totals.push_back(prediction.total_s);
     }
     const double predicted = bench::median(totals);
@@ -170,13 +173,19 @@ int project(const BenchModelOptions& o, const model::Params& params) {
             << std::setw(12) << "grad sync" << std::setw(12) << "optimizer" << std::setw(10)
             << "exch %" << std::setw(12) << "efficiency"
             << "\n";
+  const uint64_t seed = uint64_t(config.train.seed);
+  const RouterOutput sample = sample_router(config.model.d_model, E, config.moe.top_k, seed);
+  // Checked against the largest EP group there can be (E ranks); each size's below.
+  const RoutingOverride rule = bench::parse_bench_routing(o.routing, E, E, config.moe.top_k);
   double first_step = 0;
   for (int64_t ranks : o.ranks) {
     const int64_t ep = std::gcd(ranks, E);  // the largest EP group that divides both
     model::Layout layout{ranks, std::min(o.ranks_per_host, ranks), ep};
     const model::StepShape shape = step_shape(config, o.tokens_per_rank, ep);
-    const std::vector<double> shares = expert_shares(
-        o.routing, shape.moe.d_model, E, shape.moe.top_k, uint64_t(config.train.seed), ep);
+    if (rule.kind == RoutingOverride::Kind::kEmptyRank && rule.rank >= ep)
+      throw Error("--routing " + o.routing + ": expected an EP rank below " + std::to_string(ep) +
+                  " at " + std::to_string(ranks) + " ranks");
+    const std::vector<double> shares = expert_shares(sample, rule, seed, ep);
     const model::Prediction p = model::predict_step(params, layout, shape, shares);
     if (first_step == 0) first_step = p.total_s;
     const double efficiency = first_step / p.total_s;  // weak scaling: same tokens per rank
