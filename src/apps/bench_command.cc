@@ -45,6 +45,7 @@ struct BenchOptions {
   int64_t width = 1024;   // floats per token row
   int64_t top_k = 2;
   int64_t experts_per_rank = 2;
+  int64_t chunks = 1;  // moe.exchange_chunks
   int64_t reps = 20;
   int64_t warmup = 3;
   std::string routing = "uniform";  // uniform, or a moe.routing_override pattern
@@ -118,6 +119,10 @@ int exchange_bench(const BenchOptions& o) {
   int64_t rows_sent = raw_send.size(0);
   TRIAGE_MPI_CHECK(
       MPI_Allreduce(MPI_IN_PLACE, &rows_sent, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD));
+  // Rows for another rank's experts: what crosses a link (rows for this rank's own stay).
+  int64_t rows_on_wire = raw_send.size(0) - plan.send_rows[rank];
+  TRIAGE_MPI_CHECK(
+      MPI_Allreduce(MPI_IN_PLACE, &rows_on_wire, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD));
 
   at::Tensor x_grad = x.clone().set_requires_grad(true);
   at::Tensor grad_y = at::ones_like(x);
@@ -125,8 +130,8 @@ int exchange_bench(const BenchOptions& o) {
     c10::NoGradGuard no_grad;
     ep->barrier();
     const double start = now_seconds();
-    Dispatched sent = dispatch(x, experts_TK, keep_TK, num_experts, *ep);
-    at::Tensor y = combine(sent.x_SD, weights_TK, sent.plan, *ep);
+    Dispatched sent = dispatch(x, experts_TK, keep_TK, num_experts, *ep, o.chunks);
+    at::Tensor y = combine(exchange_rows(sent.x_RD, sent.plan.layout, *ep), weights_TK, sent.plan);
     return slowest_rank(now_seconds() - start);
   };
   // Forward and backward: the backward is the reversed exchange, a second round trip.
@@ -134,8 +139,9 @@ int exchange_bench(const BenchOptions& o) {
     x_grad.mutable_grad() = at::Tensor();
     ep->barrier();
     const double start = now_seconds();
-    Dispatched sent = dispatch(x_grad, experts_TK, keep_TK, num_experts, *ep);
-    combine(sent.x_SD, weights_TK, sent.plan, *ep).backward(grad_y);
+    Dispatched sent = dispatch(x_grad, experts_TK, keep_TK, num_experts, *ep, o.chunks);
+    combine(exchange_rows(sent.x_RD, sent.plan.layout, *ep), weights_TK, sent.plan)
+        .backward(grad_y);
     return slowest_rank(now_seconds() - start);
   };
   auto time_raw = [&] {
@@ -187,6 +193,9 @@ int exchange_bench(const BenchOptions& o) {
        double(most_received) * double(ranks) / std::max(1.0, double(rows_sent))},
       {"reps", o.reps},
       {"bytes_each_way", bytes_each_way},
+      {"exchange_chunks", o.chunks},
+      {"wire_bytes_per_token_each_way",
+       double(rows_on_wire) * double(o.width) * sizeof(float) / double(o.tokens * ranks)},
       {"exchange_median_s", median(exchange_s)},
       {"raw_alltoallv_median_s", median(raw_s)},
       {"ratio_of_medians", median(exchange_s) / median(raw_s)},
@@ -242,6 +251,10 @@ Command add_bench_command(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   exchange->add_option("--top-k", options->top_k, "Experts per token")->check(CLI::PositiveNumber);
   exchange->add_option("--experts-per-rank", options->experts_per_rank, "Experts on each rank")
+      ->check(CLI::PositiveNumber);
+  exchange
+      ->add_option("--chunks", options->chunks,
+                   "moe.exchange_chunks: the exchange in this many pieces")
       ->check(CLI::PositiveNumber);
   exchange->add_option("--reps", options->reps, "Timed repetitions")->check(CLI::PositiveNumber);
   exchange->add_option("--warmup", options->warmup, "Untimed repetitions first")

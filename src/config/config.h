@@ -20,7 +20,7 @@ struct ModelConfig {
   int64_t max_seq_len = 128;         // longest sequence the positions cover
   std::string positions = "rotary";  // rotary | learned
   double norm_eps = 1e-5;            // RMSNorm epsilon
-  int64_t num_classes = 0;  // > 0 adds a mean-pooled sequence-classification head
+  int64_t num_classes = 0;           // > 0 adds a mean-pooled sequence-classification head
 };
 
 struct MoeConfig {
@@ -44,7 +44,7 @@ struct MoeConfig {
   // the whole global batch, whatever the layout (one small all-reduce per layer); local:
   // each rank's own batch.
   std::string balance_loss_mode = "global";
-  double z_loss_coef = 0.001;       // beta of the router z-loss
+  double z_loss_coef = 0.001;  // beta of the router z-loss
   // Aux-loss-free balancing (DeepSeek-V3): a per-expert bias added to the scores only to
   // choose experts, nudged by bias_update_rate towards under-loaded experts after each step.
   bool expert_bias = false;
@@ -53,6 +53,11 @@ struct MoeConfig {
   // shapes must be 16-byte aligned), loop (one GEMM per expert), or auto (grouped on CUDA
   // where the shapes allow it, else loop). Both give the same results.
   std::string expert_gemm = "auto";
+  // The expert-parallel exchange in this many pieces (groups of each rank's local experts,
+  // at most their number): experts compute on one piece while the next travels, and each
+  // piece's outputs start home as soon as they are ready. Results are the same bit for bit
+  // for any value (the loop path; the grouped path exchanges whole).
+  int64_t exchange_chunks = 1;
   // Which blocks get an MoE FFN: none of the first `first_dense_layers`, then every
   // `every_n_layers`-th block (1 = all of the rest); the others get a dense FFN of d_ff.
   int64_t first_dense_layers = 0;
@@ -77,7 +82,7 @@ struct MoeConfig {
 struct RoutingOverride {
   enum class Kind { kNone, kBalanced, kHot, kZipf, kEmptyRank, kReplay };
   Kind kind = Kind::kNone;
-  std::string run_dir;    // replay: a run folder whose metrics.jsonl gives the loads
+  std::string run_dir;  // replay: a run folder whose metrics.jsonl gives the loads
   // replay: per recorded training step, the first MoE layer's tokens per expert (filled by
   // load_replay_loads when the layer is built, not by parsing).
   std::vector<std::vector<double>> replay_loads;
@@ -112,9 +117,9 @@ struct TrainConfig {
   int64_t log_every = 1;       // steps between log lines
   // lm: next-token loss; classify: sequence labels (needs model.num_classes); lm+classify.
   std::string loss = "lm";
-  int64_t grad_accum_steps = 1;   // micro-batches per optimizer step (batch_size is per micro)
-  int64_t checkpoint_every = 0;   // steps between checkpoints; 0 = only at the end
-  int64_t keep_checkpoints = 2;   // newest checkpoints kept on disk; older ones are removed
+  int64_t grad_accum_steps = 1;  // micro-batches per optimizer step (batch_size is per micro)
+  int64_t checkpoint_every = 0;  // steps between checkpoints; 0 = only at the end
+  int64_t keep_checkpoints = 2;  // newest checkpoints kept on disk; older ones are removed
   // A collective (all-to-all, all-reduce, barrier) not done after this many seconds ends
   // the job with a message naming the rank, the collective and what the others were doing.
   // Ranks wait in a collective while rank 0 writes a checkpoint: keep it above that time.
@@ -125,11 +130,11 @@ struct DataConfig {
   // synthetic: Markov-chain families; proteins: FASTA / Stockholm files (format read from
   // the content, gzip or plain); text: any file, one token per byte.
   std::string kind = "synthetic";
-  std::string path = "";  // input files, comma-separated
-  int64_t seq_len = 64;            // tokens per training sequence; <= model.max_seq_len
-  int64_t num_families = 4;        // synthetic: number of Markov-chain families
-  int64_t num_sequences = 1024;    // synthetic: sequences to generate
-  double test_fraction = 0.1;      // held-out share, in [0, 1)
+  std::string path = "";         // input files, comma-separated
+  int64_t seq_len = 64;          // tokens per training sequence; <= model.max_seq_len
+  int64_t num_families = 4;      // synthetic: number of Markov-chain families
+  int64_t num_sequences = 1024;  // synthetic: sequences to generate
+  double test_fraction = 0.1;    // held-out share, in [0, 1)
   // proteins: "" labels each sequence by its file (file = family); otherwise a regex
   // whose first capture group, searched in the sequence name, is the label.
   std::string label_pattern = "";
@@ -195,6 +200,7 @@ void visit_fields(MoeConfig& c, Visitor&& v) {
   v("expert_bias", c.expert_bias, AnyBool{});
   v("bias_update_rate", c.bias_update_rate, RealRange{0.0, 1.0});
   v("expert_gemm", c.expert_gemm, Choices{{"auto", "grouped", "loop"}});
+  v("exchange_chunks", c.exchange_chunks, IntRange{1, 1 << 16});
   v("first_dense_layers", c.first_dense_layers, IntRange{0, 1024});
   v("every_n_layers", c.every_n_layers, IntRange{1, 1024});
   v("num_shared_experts", c.num_shared_experts, IntRange{0, 1024});

@@ -12,14 +12,6 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// "backward of <what the forward was doing>", without the labels the backward shares
-// with it (the step and micro-batch are still on the stack when backward runs).
-std::string backward_label(AutogradContext* ctx) {
-  const std::string& forward = ctx->saved_data["label"].toStringRef();
-  const std::string now = watchdog::current_label() + ", ";
-  return "backward of " + (forward.rfind(now, 0) == 0 ? forward.substr(now.size()) : forward);
-}
-
 // saved_data holds only IValues, so the communicator travels as its address.
 Communicator* communicator_at(AutogradContext* ctx) {
   return reinterpret_cast<Communicator*>(ctx->saved_data["comm"].toInt());
@@ -46,7 +38,7 @@ struct AllToAllRows : public torch::autograd::Function<AllToAllRows> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto send = ctx->saved_data["send"].toIntVector();
     auto recv = ctx->saved_data["recv"].toIntVector();
-    watchdog::Scope scope(backward_label(ctx));
+    watchdog::Scope scope(backward_label(ctx->saved_data["label"].toStringRef()));
     const std::string& phase = ctx->saved_data["phase"].toStringRef();
     if (!phase.empty()) {
       phase_clock::enter(phase + " bwd");
@@ -68,7 +60,7 @@ struct AllReduceSum : public torch::autograd::Function<AllReduceSum> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    watchdog::Scope scope(backward_label(ctx));
+    watchdog::Scope scope(backward_label(ctx->saved_data["label"].toStringRef()));
     at::Tensor grad = grads[0].contiguous().clone();
     communicator_at(ctx)->allreduce_sum_(grad);
     return {grad, at::Tensor()};
@@ -76,6 +68,11 @@ struct AllReduceSum : public torch::autograd::Function<AllReduceSum> {
 };
 
 }  // namespace
+
+std::string backward_label(const std::string& forward) {
+  const std::string now = watchdog::current_label() + ", ";
+  return "backward of " + (forward.rfind(now, 0) == 0 ? forward.substr(now.size()) : forward);
+}
 
 at::Tensor alltoallv_rows_autograd(const at::Tensor& rows, Communicator& comm,
                                    const std::vector<int64_t>& send_rows,

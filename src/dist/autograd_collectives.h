@@ -27,6 +27,10 @@ at::Tensor alltoallv_rows_autograd(const at::Tensor& rows, Communicator& comm,
                                    const std::vector<int64_t>& recv_rows,
                                    const ExchangePhases& phases = {});
 
+// The watchdog label for a backward: "backward of <what the forward was doing>", less the
+// labels the backward shares with it (the step and micro-batch are still on the stack).
+std::string backward_label(const std::string& forward_label);
+
 // Returns the sum of `tensor` over all ranks of comm (a new tensor; the input is untouched).
 at::Tensor allreduce_sum_autograd(const at::Tensor& tensor, Communicator& comm);
 

@@ -7,9 +7,27 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace triage {
+
+// Rows [offset, offset + rows) of a tensor.
+struct RowSpan {
+  int64_t offset = 0;
+  int64_t rows = 0;
+};
+
+// A row exchange in flight. Its tensors must stay alive and untouched until wait() returns;
+// destroying one that was not waited for waits for it.
+class PendingRows {
+ public:
+  virtual ~PendingRows() = default;
+  // Lets the transfer advance while the caller computes (MPI moves large messages only
+  // inside MPI calls); true once it is complete.
+  virtual bool progress() = 0;
+  virtual void wait() = 0;
+};
 
 class Communicator {
  public:
@@ -26,6 +44,14 @@ class Communicator {
   // the rows received, recv_rows[p] from rank p, in rank order. Only real rows travel.
   virtual at::Tensor alltoallv_rows(const at::Tensor& rows, const std::vector<int64_t>& send_rows,
                                     const std::vector<int64_t>& recv_rows) = 0;
+
+  // Starts sending rows send_spans[p] of `send` to rank p while rows from rank p land at
+  // recv_spans[p] of `recv`; spans may leave gaps and be empty (rows for this rank that
+  // the caller handles in place need not travel). Collective: every rank starts the same
+  // sequence of exchanges. Both tensors are contiguous with equal row shapes.
+  virtual std::unique_ptr<PendingRows> start_alltoallv_rows(
+      const at::Tensor& send, const std::vector<RowSpan>& send_spans, const at::Tensor& recv,
+      const std::vector<RowSpan>& recv_spans) = 0;
 
   virtual void allreduce_sum_(at::Tensor& tensor) = 0;  // in place, over all ranks
   virtual void broadcast_(at::Tensor& tensor, int root) = 0;

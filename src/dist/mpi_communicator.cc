@@ -34,7 +34,8 @@ MPI_Datatype mpi_type(at::ScalarType type) {
 
 // This MPI is not assumed CUDA-aware: device memory must go through the NCCL backend.
 void require_cpu(const at::Tensor& tensor) {
-  TRIAGE_ASSERT(!tensor.is_cuda(), "the MPI communicator got a CUDA tensor; GPU runs use NCCL (train.device: cuda)");
+  TRIAGE_ASSERT(!tensor.is_cuda(),
+                "the MPI communicator got a CUDA tensor; GPU runs use NCCL (train.device: cuda)");
 }
 
 int to_int(int64_t value) {
@@ -42,6 +43,67 @@ int to_int(int64_t value) {
                 "count " << value << " does not fit MPI's int");
   return static_cast<int>(value);
 }
+
+MPI_Datatype committed_row_type(const at::Tensor& rows) {
+  int64_t row_width = 1;
+  for (int64_t d = 1; d < rows.dim(); ++d) row_width *= rows.size(d);
+  MPI_Datatype row_type;
+  TRIAGE_MPI_CHECK(MPI_Type_contiguous(to_int(row_width), mpi_type(rows.scalar_type()), &row_type));
+  TRIAGE_MPI_CHECK(MPI_Type_commit(&row_type));
+  return row_type;
+}
+
+// An MPI_Ialltoallv and what it needs until it completes: the counts and offsets arrays
+// (MPI may read them until then) and the row datatype.
+class MpiPendingRows : public PendingRows {
+ public:
+  MpiPendingRows(const at::Tensor& send, const std::vector<RowSpan>& send_spans,
+                 const at::Tensor& recv, const std::vector<RowSpan>& recv_spans, MPI_Comm comm)
+      : send_(send), recv_(recv), row_type_(committed_row_type(send)) {
+    for (const RowSpan& span : send_spans) {
+      TRIAGE_ASSERT(
+          span.offset >= 0 && span.offset + span.rows <= send.size(0),
+          "send span [" << span.offset << ", +" << span.rows << ") of " << send.size(0) << " rows");
+      send_counts_.push_back(to_int(span.rows));
+      send_offsets_.push_back(to_int(span.offset));
+    }
+    for (const RowSpan& span : recv_spans) {
+      TRIAGE_ASSERT(span.offset >= 0 && span.offset + span.rows <= recv.size(0),
+                    "receive span [" << span.offset << ", +" << span.rows << ") of " << recv.size(0)
+                                     << " rows");
+      recv_counts_.push_back(to_int(span.rows));
+      recv_offsets_.push_back(to_int(span.offset));
+    }
+    TRIAGE_MPI_CHECK(MPI_Ialltoallv(send.data_ptr(), send_counts_.data(), send_offsets_.data(),
+                                    row_type_, recv.data_ptr(), recv_counts_.data(),
+                                    recv_offsets_.data(), row_type_, comm, &request_));
+  }
+  ~MpiPendingRows() override {
+    if (request_ != MPI_REQUEST_NULL && std::uncaught_exceptions() == 0) wait();
+    MPI_Type_free(&row_type_);
+  }
+  MpiPendingRows(const MpiPendingRows&) = delete;
+  MpiPendingRows& operator=(const MpiPendingRows&) = delete;
+
+  bool progress() override {
+    if (request_ == MPI_REQUEST_NULL) return true;
+    int done = 0;
+    TRIAGE_MPI_CHECK(MPI_Test(&request_, &done, MPI_STATUS_IGNORE));
+    return done != 0;
+  }
+
+  void wait() override {
+    if (request_ == MPI_REQUEST_NULL) return;
+    watchdog::InCollective in_flight("all-to-all of rows");
+    TRIAGE_MPI_CHECK(MPI_Wait(&request_, MPI_STATUS_IGNORE));
+  }
+
+ private:
+  at::Tensor send_, recv_;  // kept alive while MPI reads and writes them
+  MPI_Datatype row_type_;
+  std::vector<int> send_counts_, send_offsets_, recv_counts_, recv_offsets_;
+  MPI_Request request_ = MPI_REQUEST_NULL;
+};
 
 class MpiCommunicator : public Communicator {
  public:
@@ -86,12 +148,7 @@ class MpiCommunicator : public Communicator {
     shape[0] = total_recv;
     at::Tensor recv = at::empty(shape, send.options());
 
-    int64_t row_width = 1;
-    for (int64_t d = 1; d < send.dim(); ++d) row_width *= send.size(d);
-    MPI_Datatype row_type;
-    TRIAGE_MPI_CHECK(
-        MPI_Type_contiguous(to_int(row_width), mpi_type(send.scalar_type()), &row_type));
-    TRIAGE_MPI_CHECK(MPI_Type_commit(&row_type));
+    MPI_Datatype row_type = committed_row_type(send);
 
     std::vector<int> send_counts(size_), send_offsets(size_), recv_counts(size_),
         recv_offsets(size_);
@@ -112,6 +169,19 @@ class MpiCommunicator : public Communicator {
                                    recv_offsets.data(), row_type, comm_));
     TRIAGE_MPI_CHECK(MPI_Type_free(&row_type));
     return recv;
+  }
+
+  std::unique_ptr<PendingRows> start_alltoallv_rows(
+      const at::Tensor& send, const std::vector<RowSpan>& send_spans, const at::Tensor& recv,
+      const std::vector<RowSpan>& recv_spans) override {
+    require_cpu(send);
+    require_cpu(recv);
+    TRIAGE_ASSERT(int(send_spans.size()) == size_ && int(recv_spans.size()) == size_,
+                  "need one span per rank");
+    TRIAGE_ASSERT(
+        send.is_contiguous() && recv.is_contiguous() && send.scalar_type() == recv.scalar_type(),
+        "row exchange needs contiguous tensors of one dtype");
+    return std::make_unique<MpiPendingRows>(send, send_spans, recv, recv_spans, comm_);
   }
 
   void allreduce_sum_(at::Tensor& tensor) override {

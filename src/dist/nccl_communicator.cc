@@ -23,12 +23,13 @@
 #include "kernels/cuda_check.h"
 
 // TRIAGE_NCCL_CHECK(call): throws with the call, file, line and NCCL's error text.
-#define TRIAGE_NCCL_CHECK(call)                                                                    \
-  do {                                                                                             \
-    ncclResult_t triage_nccl_status_ = (call);                                                     \
-    if (triage_nccl_status_ != ncclSuccess)                                                        \
-      throw std::runtime_error(std::string("NCCL error: ") + #call + " at " + __FILE__ + ":" +     \
-                               std::to_string(__LINE__) + ": " + ncclGetErrorString(triage_nccl_status_)); \
+#define TRIAGE_NCCL_CHECK(call)                                                                \
+  do {                                                                                         \
+    ncclResult_t triage_nccl_status_ = (call);                                                 \
+    if (triage_nccl_status_ != ncclSuccess)                                                    \
+      throw std::runtime_error(std::string("NCCL error: ") + #call + " at " + __FILE__ + ":" + \
+                               std::to_string(__LINE__) + ": " +                               \
+                               ncclGetErrorString(triage_nccl_status_));                       \
   } while (0)
 
 namespace triage {
@@ -36,15 +37,23 @@ namespace {
 
 ncclDataType_t nccl_type(at::ScalarType type) {
   switch (type) {
-    case at::kDouble: return ncclFloat64;
-    case at::kFloat: return ncclFloat32;
-    case at::kBFloat16: return ncclBfloat16;
-    case at::kHalf: return ncclFloat16;
-    case at::kLong: return ncclInt64;
-    case at::kInt: return ncclInt32;
+    case at::kDouble:
+      return ncclFloat64;
+    case at::kFloat:
+      return ncclFloat32;
+    case at::kBFloat16:
+      return ncclBfloat16;
+    case at::kHalf:
+      return ncclFloat16;
+    case at::kLong:
+      return ncclInt64;
+    case at::kInt:
+      return ncclInt32;
     case at::kByte:
-    case at::kBool: return ncclUint8;
-    default: TRIAGE_ASSERT(false, "no NCCL type for " << type);
+    case at::kBool:
+      return ncclUint8;
+    default:
+      TRIAGE_ASSERT(false, "no NCCL type for " << type);
   }
 }
 
@@ -52,6 +61,28 @@ double timeout_seconds() {
   const char* text = std::getenv("TRIAGE_NCCL_TIMEOUT_S");
   return text ? std::atof(text) : 600.0;
 }
+
+class NcclPendingRows : public PendingRows {
+ public:
+  explicit NcclPendingRows(cudaEvent_t finished) : finished_(finished) {}
+  ~NcclPendingRows() override {
+    if (!waited_ && std::uncaught_exceptions() == 0) wait();
+    cudaEventDestroy(finished_);
+  }
+  NcclPendingRows(const NcclPendingRows&) = delete;
+  NcclPendingRows& operator=(const NcclPendingRows&) = delete;
+
+  bool progress() override { return cudaEventQuery(finished_) == cudaSuccess; }
+  void wait() override {
+    TRIAGE_CUDA_CHECK(
+        cudaStreamWaitEvent(c10::cuda::getCurrentCUDAStream().stream(), finished_, 0));
+    waited_ = true;
+  }
+
+ private:
+  cudaEvent_t finished_;
+  bool waited_ = false;
+};
 
 class NcclCommunicator : public Communicator {
  public:
@@ -86,7 +117,9 @@ class NcclCommunicator : public Communicator {
 
   // Counts are host data: MPI moves them (the caller already paid the one device-to-host
   // sync that produced them, in sort_by_expert).
-  std::vector<int64_t> alltoall(const std::vector<int64_t>& send) override { return host_->alltoall(send); }
+  std::vector<int64_t> alltoall(const std::vector<int64_t>& send) override {
+    return host_->alltoall(send);
+  }
 
   at::Tensor alltoallv_rows(const at::Tensor& rows, const std::vector<int64_t>& send_rows,
                             const std::vector<int64_t>& recv_rows) override {
@@ -102,8 +135,9 @@ class NcclCommunicator : public Communicator {
     int64_t row_elements = 1, sent = 0;
     for (int64_t d = 1; d < in.dim(); ++d) row_elements *= in.size(d);
     for (int64_t n : send_rows) sent += n;
-    TRIAGE_ASSERT(sent == in.size(0) && int(send_rows.size()) == size() && int(recv_rows.size()) == size(),
-                  "send counts sum to " << sent << " for " << in.size(0) << " rows");
+    TRIAGE_ASSERT(
+        sent == in.size(0) && int(send_rows.size()) == size() && int(recv_rows.size()) == size(),
+        "send counts sum to " << sent << " for " << in.size(0) << " rows");
     const size_t row_bytes = size_t(row_elements) * in.element_size();
     const ncclDataType_t type = nccl_type(in.scalar_type());
     run("alltoallv", {in, out}, [&](cudaStream_t stream) {
@@ -111,17 +145,50 @@ class NcclCommunicator : public Communicator {
       int64_t send_offset = 0, recv_offset = 0;
       for (int peer = 0; peer < size(); ++peer) {
         if (send_rows[peer] > 0)
-          TRIAGE_NCCL_CHECK(ncclSend(static_cast<const char*>(in.data_ptr()) + send_offset * row_bytes,
-                                     size_t(send_rows[peer] * row_elements), type, peer, comm_, stream));
+          TRIAGE_NCCL_CHECK(
+              ncclSend(static_cast<const char*>(in.data_ptr()) + send_offset * row_bytes,
+                       size_t(send_rows[peer] * row_elements), type, peer, comm_, stream));
         if (recv_rows[peer] > 0)
           TRIAGE_NCCL_CHECK(ncclRecv(static_cast<char*>(out.data_ptr()) + recv_offset * row_bytes,
-                                     size_t(recv_rows[peer] * row_elements), type, peer, comm_, stream));
+                                     size_t(recv_rows[peer] * row_elements), type, peer, comm_,
+                                     stream));
         send_offset += send_rows[peer];
         recv_offset += recv_rows[peer];
       }
       TRIAGE_NCCL_CHECK(ncclGroupEnd());
     });
     return out;
+  }
+
+  // The exchange runs on the communication stream while the caller's stream computes;
+  // wait() orders the caller's stream after it (the host does not block).
+  std::unique_ptr<PendingRows> start_alltoallv_rows(
+      const at::Tensor& send, const std::vector<RowSpan>& send_spans, const at::Tensor& recv,
+      const std::vector<RowSpan>& recv_spans) override {
+    if (!send.is_cuda()) return host_->start_alltoallv_rows(send, send_spans, recv, recv_spans);
+    TRIAGE_ASSERT(send.is_contiguous() && recv.is_contiguous() &&
+                      int(send_spans.size()) == size() && int(recv_spans.size()) == size(),
+                  "row exchange needs contiguous tensors and one span per rank");
+    int64_t row_elements = 1;
+    for (int64_t d = 1; d < send.dim(); ++d) row_elements *= send.size(d);
+    const size_t row_bytes = size_t(row_elements) * send.element_size();
+    const ncclDataType_t type = nccl_type(send.scalar_type());
+    cudaEvent_t finished = enqueue("alltoallv", {send, recv}, [&](cudaStream_t stream) {
+      TRIAGE_NCCL_CHECK(ncclGroupStart());
+      for (int peer = 0; peer < size(); ++peer) {
+        const RowSpan& out = send_spans[peer];
+        const RowSpan& in = recv_spans[peer];
+        if (out.rows > 0)
+          TRIAGE_NCCL_CHECK(
+              ncclSend(static_cast<const char*>(send.data_ptr()) + out.offset * row_bytes,
+                       size_t(out.rows * row_elements), type, peer, comm_, stream));
+        if (in.rows > 0)
+          TRIAGE_NCCL_CHECK(ncclRecv(static_cast<char*>(recv.data_ptr()) + in.offset * row_bytes,
+                                     size_t(in.rows * row_elements), type, peer, comm_, stream));
+      }
+      TRIAGE_NCCL_CHECK(ncclGroupEnd());
+    });
+    return std::make_unique<NcclPendingRows>(finished);
   }
 
   void allreduce_sum_(at::Tensor& tensor) override {
@@ -153,23 +220,36 @@ class NcclCommunicator : public Communicator {
   // stream so the caching allocator does not reuse their memory too early.
   template <class Launch>
   void run(const char* what, std::initializer_list<at::Tensor> tensors, Launch&& launch) {
+    cudaEvent_t finished = enqueue(what, tensors, std::forward<Launch>(launch));
+    TRIAGE_CUDA_CHECK(cudaStreamWaitEvent(c10::cuda::getCurrentCUDAStream().stream(), finished, 0));
+    TRIAGE_CUDA_CHECK(cudaEventDestroy(finished));
+  }
+
+  // `launch` on the communication stream after the caller's stream's work; returns an
+  // event (the caller's to destroy) recorded after it. The watchdog tracks it meanwhile.
+  template <class Launch>
+  cudaEvent_t enqueue(const char* what, std::initializer_list<at::Tensor> tensors,
+                      Launch&& launch) {
     c10::cuda::CUDAStream caller = c10::cuda::getCurrentCUDAStream();
-    cudaEvent_t ready, done;
+    cudaEvent_t ready, done, finished;
     TRIAGE_CUDA_CHECK(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
     TRIAGE_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+    TRIAGE_CUDA_CHECK(cudaEventCreateWithFlags(&finished, cudaEventDisableTiming));
     TRIAGE_CUDA_CHECK(cudaEventRecord(ready, caller.stream()));
     TRIAGE_CUDA_CHECK(cudaStreamWaitEvent(stream_.stream(), ready, 0));
     for (const at::Tensor& t : tensors)  // an empty tensor (a rank with no rows) owns no block
-      if (t.numel() > 0) c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(), stream_);
+      if (t.numel() > 0)
+        c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(), stream_);
     launch(stream_.stream());
     TRIAGE_CUDA_CHECK(cudaEventRecord(done, stream_.stream()));
-    TRIAGE_CUDA_CHECK(cudaStreamWaitEvent(caller.stream(), done, 0));
+    TRIAGE_CUDA_CHECK(cudaEventRecord(finished, stream_.stream()));
     TRIAGE_CUDA_CHECK(cudaEventDestroy(ready));
     {
       std::lock_guard<std::mutex> lock(mutex_);
       pending_.push_back({what, done, std::chrono::steady_clock::now()});
     }
     wake_.notify_all();
+    return finished;
   }
 
   // The watchdog: retires finished collectives, and aborts the job on an asynchronous
@@ -191,10 +271,11 @@ class NcclCommunicator : public Communicator {
         const double age =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - front.started).count();
         if (async != ncclSuccess || age > timeout_s_) {
-          const std::string reason = async != ncclSuccess
-                                         ? std::string("asynchronous NCCL error: ") + ncclGetErrorString(async)
-                                         : "did not finish in " + std::to_string(int(timeout_s_)) +
-                                               " s (TRIAGE_NCCL_TIMEOUT_S); a peer rank is stuck or gone";
+          const std::string reason =
+              async != ncclSuccess
+                  ? std::string("asynchronous NCCL error: ") + ncclGetErrorString(async)
+                  : "did not finish in " + std::to_string(int(timeout_s_)) +
+                        " s (TRIAGE_NCCL_TIMEOUT_S); a peer rank is stuck or gone";
           ncclCommAbort(comm_);
           abort_job(std::string("error: NCCL ") + front.what + " " + reason, 1);
         }

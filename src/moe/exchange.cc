@@ -1,4 +1,4 @@
-// Dispatch and combine over a Communicator; see exchange.h.
+// Dispatch, the experts across ranks, and combine; see exchange.h.
 #include "moe/exchange.h"
 
 #include <cstdint>
@@ -11,7 +11,7 @@
 namespace triage {
 
 Dispatched dispatch(const at::Tensor& x_TD, const at::Tensor& experts_TK, const at::Tensor& keep_TK,
-                    int64_t num_experts, Communicator& ep) {
+                    int64_t num_experts, Communicator& ep, int64_t chunks) {
   const int64_t ranks = ep.size();
   TRIAGE_ASSERT(num_experts % ranks == 0, num_experts << " experts over " << ranks << " ranks");
   const int64_t local_experts = num_experts / ranks;
@@ -44,23 +44,31 @@ Dispatched dispatch(const at::Tensor& x_TD, const at::Tensor& experts_TK, const 
   }
 
   phase_clock::enter("sort/pack");
-  at::Tensor sent_RD = gather_rows(x_TD, plan.order);
-  watchdog::Scope scope("dispatch rows");
-  // The router's backward runs after the packing's (autograd runs later nodes first).
-  out.x_SD = alltoallv_rows_autograd(sent_RD, ep, plan.send_rows, plan.recv_rows,
-                                     {"dispatch rows", "sort/pack + route bwd"});
+  plan.layout = expert_parallel_layout(plan.order.rows_per_expert, received_counts, ep.rank(),
+                                       int(ranks), chunks);
+  out.x_RD = gather_rows(x_TD, plan.order);
   return out;
 }
 
-at::Tensor combine(const at::Tensor& y_SD, const at::Tensor& weights_TK, const DispatchPlan& plan,
-                   Communicator& ep) {
-  at::Tensor returned_RD = [&] {
-    watchdog::Scope scope("combine rows");
-    return alltoallv_rows_autograd(y_SD, ep, plan.recv_rows, plan.send_rows,
-                                   {"combine rows", "experts bwd"});
+at::Tensor expert_outputs(const at::Tensor& x_RD, const DispatchPlan& plan, const Experts& experts,
+                          Communicator& ep) {
+  if (!experts.uses_grouped_gemm(x_RD)) return experts.forward_across(x_RD, plan.layout, ep);
+  // The router's backward runs after the packing's (autograd runs later nodes first).
+  at::Tensor x_SD = [&] {
+    watchdog::Scope scope("dispatch rows");
+    return alltoallv_rows_autograd(x_RD, ep, plan.send_rows, plan.recv_rows,
+                                   {"dispatch rows", "sort/pack + route bwd"});
   }();
+  phase_clock::enter("experts");
+  at::Tensor y_SD = experts.forward(x_SD, plan.runs);
+  watchdog::Scope scope("combine rows");
+  return alltoallv_rows_autograd(y_SD, ep, plan.recv_rows, plan.send_rows,
+                                 {"combine rows", "experts bwd"});
+}
+
+at::Tensor combine(const at::Tensor& y_RD, const at::Tensor& weights_TK, const DispatchPlan& plan) {
   phase_clock::enter("combine");
-  return combine_rows(returned_RD, weights_TK, plan.order);
+  return combine_rows(y_RD, weights_TK, plan.order);
 }
 
 }  // namespace triage

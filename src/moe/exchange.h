@@ -1,14 +1,16 @@
 // The expert-parallel exchange: the only code in the MoE layer that communicates.
-// dispatch() sends each kept assignment's token row to the rank that owns its expert;
-// what arrives is ordered by source rank, then local expert, and is described as runs of
-// rows per local expert, so the experts compute on it in place (no regrouping copy).
-// combine() sends the results back the same way and forms the gate-weighted sum.
-// dispatch keeps no state: it returns a plan that combine takes back. Both directions are
-// differentiable: the backward of an all-to-all is the all-to-all of the gradients with
-// send and receive counts swapped.
+// dispatch() sorts the kept assignments by global expert (hence by owning rank), swaps the
+// counts with every rank and packs each assignment's token row: the plan of what travels.
+// expert_outputs() then applies the experts to the packed rows wherever they live; its
+// loop path pipelines the row exchange with the expert compute (expert_pipeline.h); its
+// grouped path sends all rows, runs one grouped GEMM per matrix, and sends the results
+// back. combine() forms each token's gate-weighted sum of its rows' outputs. All three are
+// differentiable; the backward of a row exchange is the exchange of the gradients the
+// other way.
 //
 // Legend: T local tokens, K choices, D width, E global experts, P ranks in the EP group,
-// L = E / P local experts (rank p owns experts p*L .. p*L+L-1), S rows received.
+// L = E / P local experts (rank p owns experts p*L .. p*L+L-1), R packed rows, S rows
+// received.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -16,6 +18,7 @@
 #include <vector>
 
 #include "dist/communicator.h"
+#include "moe/expert_pipeline.h"
 #include "moe/experts.h"
 #include "moe/permute.h"
 
@@ -27,17 +30,22 @@ struct DispatchPlan {
   std::vector<int64_t> recv_rows;              // P: rows received from each rank
   std::vector<ExpertRun> runs;                 // received rows: (source, local expert) runs
   std::vector<int64_t> rows_per_local_expert;  // L: rows each local expert received
+  ExpertLayout layout;                         // the pipelined exchange (loop path)
 };
 
 struct Dispatched {
-  at::Tensor x_SD;  // received rows, by source rank then local expert (see plan.runs)
+  at::Tensor x_RD;  // each kept assignment's token row, by global expert
   DispatchPlan plan;
 };
 
+// `chunks`: moe.exchange_chunks.
 Dispatched dispatch(const at::Tensor& x_TD, const at::Tensor& experts_TK, const at::Tensor& keep_TK,
-                    int64_t num_experts, Communicator& ep);
+                    int64_t num_experts, Communicator& ep, int64_t chunks = 1);
 
-at::Tensor combine(const at::Tensor& y_SD, const at::Tensor& weights_TK, const DispatchPlan& plan,
-                   Communicator& ep);
+// Each packed row's expert output, in packed order.
+at::Tensor expert_outputs(const at::Tensor& x_RD, const DispatchPlan& plan, const Experts& experts,
+                          Communicator& ep);
+
+at::Tensor combine(const at::Tensor& y_RD, const at::Tensor& weights_TK, const DispatchPlan& plan);
 
 }  // namespace triage

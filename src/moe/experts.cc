@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "common/error.h"
+#include "moe/expert_pipeline.h"
 
 namespace triage {
 
@@ -50,14 +51,11 @@ Experts::Experts(int64_t first_expert, int64_t num_experts, int64_t d_model, int
   w_out_EHD_ = at::stack(w_out).set_requires_grad(true);
 }
 
-at::Tensor Experts::apply_one(int64_t expert, const at::Tensor& x_ND) const {
-  at::Tensor hidden = at::mm(x_ND, w_in_EDH_[expert]);
-  if (type_ == ExpertType::kGelu) {
-    hidden = at::gelu(hidden);
-  } else {
-    hidden = at::silu(hidden) * at::mm(x_ND, w_up_EDH_[expert]);
-  }
-  return at::mm(hidden, w_out_EHD_[expert]);
+ExpertWeights Experts::weights() const { return {type_, w_in_EDH_, w_up_EDH_, w_out_EHD_}; }
+
+at::Tensor Experts::forward_across(const at::Tensor& x_RD, const ExpertLayout& layout,
+                                   Communicator& ep) const {
+  return run_experts(x_RD, weights(), layout, &ep);
 }
 
 bool Experts::uses_grouped_gemm(const at::Tensor& x_RD) const {
@@ -70,9 +68,11 @@ bool Experts::uses_grouped_gemm(const at::Tensor& x_RD) const {
   const bool aligned = w_in_EDH_.size(1) % align == 0 && w_in_EDH_.size(2) % align == 0;
   if (gemm_ == ExpertGemm::kGrouped) {
     if (!supported_type || !aligned)
-      throw Error("moe.expert_gemm = grouped: expected float32/bfloat16 and d_model, d_expert multiples of " +
-                  std::to_string(align) + " (got " + std::string(c10::toString(type)) + ", " +
-                  std::to_string(w_in_EDH_.size(1)) + ", " + std::to_string(w_in_EDH_.size(2)) + ")");
+      throw Error(
+          "moe.expert_gemm = grouped: expected float32/bfloat16 and d_model, d_expert multiples "
+          "of " +
+          std::to_string(align) + " (got " + std::string(c10::toString(type)) + ", " +
+          std::to_string(w_in_EDH_.size(1)) + ", " + std::to_string(w_in_EDH_.size(2)) + ")");
     return true;
   }
   return x_RD.is_cuda() && supported_type && aligned;
@@ -82,7 +82,8 @@ bool Experts::uses_grouped_gemm(const at::Tensor& x_RD) const {
 // (runs from several source ranks interleave experts), then one grouped GEMM per matrix
 // over all experts, then the rows put back in run order. The permutation is built on the
 // host from the run lengths, which are host data already: no device sync.
-at::Tensor Experts::forward_grouped(const at::Tensor& x_RD, const std::vector<ExpertRun>& runs) const {
+at::Tensor Experts::forward_grouped(const at::Tensor& x_RD,
+                                    const std::vector<ExpertRun>& runs) const {
   const int64_t experts = num_experts();
   std::vector<std::vector<std::pair<int64_t, int64_t>>> ranges(experts);  // (first row, rows)
   int64_t offset = 0;
@@ -107,7 +108,8 @@ at::Tensor Experts::forward_grouped(const at::Tensor& x_RD, const std::vector<Ex
   };
   at::Tensor x_sorted = x_RD.index_select(0, rows);
   at::Tensor hidden = gemm(x_sorted, w_in_EDH_);
-  hidden = type_ == ExpertType::kGelu ? at::gelu(hidden) : at::silu(hidden) * gemm(x_sorted, w_up_EDH_);
+  hidden =
+      type_ == ExpertType::kGelu ? at::gelu(hidden) : at::silu(hidden) * gemm(x_sorted, w_up_EDH_);
   at::Tensor y_sorted = gemm(hidden, w_out_EHD_);
   // Back to run order: row order[i] of the output is row i of y_sorted.
   return at::zeros({offset, y_sorted.size(1)}, y_sorted.options()).index_copy(0, rows, y_sorted);
@@ -122,18 +124,13 @@ at::Tensor Experts::forward(const at::Tensor& x_RD, const std::vector<ExpertRun>
   }
   TRIAGE_ASSERT(covered == x_RD.size(0), "runs cover " << covered << " rows of " << x_RD.size(0));
   if (x_RD.size(0) > 0 && uses_grouped_gemm(x_RD)) return forward_grouped(x_RD, runs);
-  std::vector<at::Tensor> outputs;
+  ExpertLayout layout;
   int64_t offset = 0;
   for (const ExpertRun& run : runs) {
-    if (run.rows == 0) continue;
-    outputs.push_back(apply_one(run.expert, x_RD.narrow(0, offset, run.rows)));
+    if (run.rows > 0) layout.own_runs.push_back({run.expert, offset, run.rows});
     offset += run.rows;
   }
-  // No rows: still an output of the expert weights and the received rows, so that this
-  // rank's backward reaches the exchange and its all-to-alls like every other rank's, and
-  // the expert gradients are zeros rather than missing.
-  if (outputs.empty()) return apply_one(0, x_RD);
-  return outputs.size() == 1 ? outputs[0] : at::cat(outputs, 0);
+  return run_experts(x_RD, weights(), layout, nullptr);
 }
 
 ParameterList Experts::parameters() const {

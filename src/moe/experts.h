@@ -15,12 +15,16 @@
 
 namespace triage {
 
+class Communicator;
+struct ExpertLayout;
+struct ExpertWeights;
+
 enum class ExpertType { kGelu, kSwiglu };
 
 // How the experts' matrices are applied to their rows (moe.expert_gemm).
 enum class ExpertGemm {
   kAuto,     // grouped on CUDA when the shapes allow it, else loop
-  kLoop,     // one GEMM per (run, matrix)
+  kLoop,     // one GEMM per (run, matrix), pipelined with the exchange
   kGrouped,  // rows regrouped by expert, one at::_grouped_mm per matrix
 };
 
@@ -39,12 +43,18 @@ class Experts {
   // Holds global experts first_expert .. first_expert + num_experts - 1. Each expert's
   // initial weights depend only on (seed, global id), so every sharding starts identical.
   Experts(int64_t first_expert, int64_t num_experts, int64_t d_model, int64_t d_hidden,
-          ExpertType type, at::ScalarType dtype, uint64_t seed, ExpertGemm gemm = ExpertGemm::kAuto);
+          ExpertType type, at::ScalarType dtype, uint64_t seed,
+          ExpertGemm gemm = ExpertGemm::kAuto);
 
   // x_RD is a sequence of runs: runs[i].rows consecutive rows for local expert
   // runs[i].expert. Only those rows are computed by that expert; an expert may own several
   // runs (one per source rank after the exchange) or none, and then does no work.
   at::Tensor forward(const at::Tensor& x_RD, const std::vector<ExpertRun>& runs) const;
+
+  // The loop path across ranks: x_RD packed by global expert, moved and computed as
+  // `layout` says (see expert_pipeline.h); returns each packed row's output.
+  at::Tensor forward_across(const at::Tensor& x_RD, const ExpertLayout& layout,
+                            Communicator& ep) const;
 
   // Whether forward(x_RD, ...) takes the grouped GEMM path (setting, device, alignment).
   bool uses_grouped_gemm(const at::Tensor& x_RD) const;
@@ -53,9 +63,9 @@ class Experts {
   int64_t first_expert() const { return first_expert_; }
   ExpertType type() const { return type_; }
   ParameterList parameters() const;
+  ExpertWeights weights() const;
 
  private:
-  at::Tensor apply_one(int64_t expert, const at::Tensor& x_ND) const;
   at::Tensor forward_grouped(const at::Tensor& x_RD, const std::vector<ExpertRun>& runs) const;
 
   ExpertType type_;

@@ -63,13 +63,14 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_to
                                         s.receive_quota, s.bound_dropped_per_rank);
 
   if (ep_) {
-    Dispatched sent = dispatch(x_TD, r.experts_TK, out.keep_TK, num_experts, *ep_);
-    phase_clock::enter("experts");
-    at::Tensor y_SD = experts_.forward(sent.x_SD, sent.plan.runs);
-    out.y = combine(y_SD, r.weights_TK, sent.plan, *ep_).view(x.sizes());
+    Dispatched sent =
+        dispatch(x_TD, r.experts_TK, out.keep_TK, num_experts, *ep_, config_.exchange_chunks);
+    at::Tensor y_RD = expert_outputs(sent.x_RD, sent.plan, experts_, *ep_);
+    out.y = combine(y_RD, r.weights_TK, sent.plan).view(x.sizes());
     s.tokens_per_expert = std::move(sent.plan.order.rows_per_expert);
   } else {
     ExpertOrder order = sort_by_expert(r.experts_TK, out.keep_TK, num_experts);
+    phase_clock::enter("experts");
     at::Tensor y_RD =
         experts_.forward(gather_rows(x_TD, order), runs_per_expert(order.rows_per_expert));
     out.y = combine_rows(y_RD, r.weights_TK, order).view(x.sizes());

@@ -1,12 +1,14 @@
-// The exchange under mpirun: dispatch + combine is the identity (values and gradients),
-// every received row is exactly what its sender meant for this rank's expert, and
-// uneven loads (empty ranks, one hot expert) work.
+// The exchange under mpirun: dispatch + the pipelined row exchange + combine is the
+// identity (values and gradients) in one piece or several, every row the grouped path
+// receives is exactly what its sender meant for this rank's expert, and uneven loads
+// (empty ranks, one hot expert) work.
 #include <gtest/gtest.h>
 
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
 
+#include "dist/autograd_collectives.h"
 #include "moe/exchange.h"
 #include "mpi_test_support.h"
 
@@ -28,15 +30,17 @@ at::Tensor random_choices(int64_t tokens, int64_t k, at::Generator& gen) {
 
 // Dispatch, pass rows through unchanged, combine with weights 1/K; checks y == x and
 // d(sum(y * R))/dx == R.
-void expect_round_trip_is_identity(const at::Tensor& experts_TK, at::Generator& gen) {
+void expect_round_trip_is_identity(const at::Tensor& experts_TK, at::Generator& gen,
+                                   int64_t chunks = 1) {
   ProcessGroups groups = groups_for(ep_moe_config(kExperts, experts_TK.size(1)));
   const int64_t tokens = experts_TK.size(0), k = experts_TK.size(1);
   at::Tensor x = at::randn({tokens, kWidth}, gen, at::kDouble).set_requires_grad(true);
   at::Tensor keep = at::ones({tokens, k}, at::kBool);
   at::Tensor weights = at::full({tokens, k}, 1.0 / double(k), at::kDouble);
 
-  Dispatched sent = dispatch(x, experts_TK, keep, kExperts, *groups.ep);
-  at::Tensor y = combine(sent.x_SD, weights, sent.plan, *groups.ep);
+  Dispatched sent = dispatch(x, experts_TK, keep, kExperts, *groups.ep, chunks);
+  at::Tensor y =
+      combine(exchange_rows(sent.x_RD, sent.plan.layout, *groups.ep), weights, sent.plan);
   at::Tensor r = at::randn({tokens, kWidth}, gen, at::kDouble);
   (y * r).sum().backward();
 
@@ -55,6 +59,13 @@ TEST(Exchange, RoundTripReturnsInputAndGradientForTopTwo) {
   int rank = groups_for(ep_moe_config(kExperts, 2)).layout.world_rank;
   at::Generator gen = generator(200 + rank);
   expect_round_trip_is_identity(random_choices(5 + 3 * rank, 2, gen), gen);
+}
+
+TEST(Exchange, RoundTripInSeveralChunksReturnsInputAndGradient) {
+  int rank = groups_for(ep_moe_config(kExperts, 2)).layout.world_rank;
+  at::Generator gen = generator(600 + rank);
+  for (int64_t chunks : {2, 3, 8})
+    expect_round_trip_is_identity(random_choices(9 + rank, 2, gen), gen, chunks);
 }
 
 TEST(Exchange, RankWithNoTokensStillTakesPart) {
@@ -78,7 +89,10 @@ TEST(Exchange, EveryTokenChoosingTheLastExpertGoesToOneRank) {
   Dispatched sent = dispatch(at::zeros({6, kWidth}, at::kDouble), choices,
                              at::ones({6, 1}, at::kBool), kExperts, *groups.ep);
   const bool owns_last = groups.layout.ep_rank == groups.layout.ep_size - 1;
-  EXPECT_EQ(sent.x_SD.size(0), owns_last ? 6 * groups.layout.ep_size : 0);
+  int64_t own_rows = 0;
+  for (const ExpertRowRun& run : sent.plan.layout.own_runs) own_rows += run.rows;
+  EXPECT_EQ(own_rows, owns_last ? 6 : 0);
+  EXPECT_EQ(sent.plan.layout.received_rows, owns_last ? 6 * (groups.layout.ep_size - 1) : 0);
 }
 
 // Token t of EP rank p carries value code(p, t) + d / 1000 in column d, and chooses the
@@ -88,7 +102,7 @@ int64_t choice(int64_t rank, int64_t token, int64_t j) {
   return (3 * rank + 5 * token + 3 * j) % kExperts;
 }
 
-TEST(Exchange, EveryReceivedRowIsWhatItsSenderMeantForThisExpert) {
+TEST(Exchange, EveryRowTheGroupedPathReceivesIsWhatItsSenderMeantForThisExpert) {
   const int64_t k = 2;
   ProcessGroups groups = groups_for(ep_moe_config(kExperts, k));
   const int64_t me = groups.layout.ep_rank, ranks = groups.layout.ep_size;
@@ -103,6 +117,9 @@ TEST(Exchange, EveryReceivedRowIsWhatItsSenderMeantForThisExpert) {
   }
   Dispatched sent =
       dispatch(x, choices, at::ones({tokens_of(me), k}, at::kBool), kExperts, *groups.ep);
+  // What the grouped path receives: all rows, own ones included, by source rank.
+  const at::Tensor received =
+      alltoallv_rows_autograd(sent.x_RD, *groups.ep, sent.plan.send_rows, sent.plan.recv_rows);
 
   // Expected: rank-major, then local expert, then token order; plan.runs must say so too.
   int64_t wrong = 0, row = 0;
@@ -114,8 +131,8 @@ TEST(Exchange, EveryReceivedRowIsWhatItsSenderMeantForThisExpert) {
         bool chose = false;
         for (int64_t j = 0; j < k; ++j) chose |= choice(p, t, j) == expert;
         if (!chose) continue;
-        for (int64_t d = 0; d < kWidth && row < sent.x_SD.size(0); ++d)
-          wrong += sent.x_SD[row][d].item<double>() != code(p, t) + double(d) / 1000;
+        for (int64_t d = 0; d < kWidth && row < received.size(0); ++d)
+          wrong += received[row][d].item<double>() != code(p, t) + double(d) / 1000;
         ++row;
       }
       if (row > first_row) expected_runs.push_back({l, row - first_row});
@@ -126,7 +143,7 @@ TEST(Exchange, EveryReceivedRowIsWhatItsSenderMeantForThisExpert) {
     EXPECT_EQ(sent.plan.runs[i].expert, expected_runs[i].expert) << "run " << i;
     EXPECT_EQ(sent.plan.runs[i].rows, expected_runs[i].rows) << "run " << i;
   }
-  EXPECT_EQ(row, sent.x_SD.size(0)) << "rows received";
+  EXPECT_EQ(row, received.size(0)) << "rows received";
   EXPECT_EQ(wrong, 0) << "wrong elements";
 }
 

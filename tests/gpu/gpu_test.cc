@@ -23,12 +23,13 @@ namespace {
 
 using namespace testing_support;
 
-#define REQUIRE_GPU()                                                                              \
-  do {                                                                                             \
-    GpuInfo info = query_gpus();                                                                   \
-    if (!info.cuda_built) GTEST_SKIP() << "no GPU test: this build has no CUDA path";              \
-    if (info.devices.empty() || !at::hasCUDA()) GTEST_SKIP() << "no GPU test: " << info.no_gpu_reason; \
-    select_gpu(0);                                                                                 \
+#define REQUIRE_GPU()                                                                 \
+  do {                                                                                \
+    GpuInfo info = query_gpus();                                                      \
+    if (!info.cuda_built) GTEST_SKIP() << "no GPU test: this build has no CUDA path"; \
+    if (info.devices.empty() || !at::hasCUDA())                                       \
+      GTEST_SKIP() << "no GPU test: " << info.no_gpu_reason;                          \
+    select_gpu(0);                                                                    \
   } while (0)
 
 const at::Device kGpu(at::kCUDA, 0);
@@ -71,7 +72,8 @@ LayerRun run_layer(MoeLayer& layer, const at::Tensor& x_in, const at::Tensor& r,
   out.loss.backward();
   out.loss = out.loss.to(at::kCPU, at::kDouble);
   out.grad_x = x.grad().to(at::kCPU, at::kDouble);
-  for (const auto& p : layer.parameters()) out.grads.push_back(p.tensor.grad().to(at::kCPU, at::kDouble));
+  for (const auto& p : layer.parameters())
+    out.grads.push_back(p.tensor.grad().to(at::kCPU, at::kDouble));
   return out;
 }
 
@@ -89,7 +91,8 @@ void expect_layer_matches_reference(const std::string& gemm, bool bf16, double t
   EXPECT_LT(relative_error(got.y, want.y), tolerance);
   EXPECT_LT(relative_error(got.grad_x, want.grad_x), tolerance);
   for (size_t i = 0; i < want.grads.size(); ++i)
-    EXPECT_LT(relative_error(got.grads[i], want.grads[i]), tolerance) << reference.parameters()[i].name;
+    EXPECT_LT(relative_error(got.grads[i], want.grads[i]), tolerance)
+        << reference.parameters()[i].name;
 }
 
 TEST(GpuMoeLayer, Float32LoopMatchesCpuFloat64) {
@@ -109,18 +112,20 @@ TEST(GpuMoeLayer, Bf16AutocastMatchesCpuFloat64) {
 
 TEST(GpuTransformer, TrainingStepLossAndGradientsMatchCpuFloat64) {
   REQUIRE_GPU();
-  Config config = default_config({"model.vocab_size=24", "model.d_model=32", "model.n_heads=4", "model.d_ff=64",
-                                  "model.max_seq_len=16", "moe.num_experts=4", "moe.d_expert=32",
-                                  "moe.num_shared_experts=1", "data.seq_len=16", "model.num_classes=3"});
+  Config config =
+      default_config({"model.vocab_size=24", "model.d_model=32", "model.n_heads=4", "model.d_ff=64",
+                      "model.max_seq_len=16", "moe.num_experts=4", "moe.d_expert=32",
+                      "moe.num_shared_experts=1", "data.seq_len=16", "model.num_classes=3"});
   Transformer reference(config, at::kDouble, nullptr, nullptr);
   Transformer gpu(config, at::kFloat, nullptr, nullptr);
   copy_parameters(reference.parameters(), gpu.parameters());
   gpu.to(kGpu);
   at::Generator gen = generator(8);
-  at::Tensor tokens = at::randint(4, 24, {4, 16}, gen, at::kLong), real = at::ones({4, 16}, at::kLong);
+  at::Tensor tokens = at::randint(4, 24, {4, 16}, gen, at::kLong),
+             real = at::ones({4, 16}, at::kLong);
   auto loss_of = [](const ModelOutput& out) {
-    return at::log_softmax(out.lm_logits_BLV.to(at::kDouble), -1).mean() + out.balance_loss.to(at::kDouble) +
-           out.z_loss.to(at::kDouble);
+    return at::log_softmax(out.lm_logits_BLV.to(at::kDouble), -1).mean() +
+           out.balance_loss.to(at::kDouble) + out.z_loss.to(at::kDouble);
   };
   at::Tensor want = loss_of(reference.forward(tokens, real, true));
   want.backward();
@@ -129,7 +134,9 @@ TEST(GpuTransformer, TrainingStepLossAndGradientsMatchCpuFloat64) {
   EXPECT_LT(relative_error(got.cpu(), want), 1e-5);
   ParameterList r = reference.parameters(), g = gpu.parameters();
   for (size_t i = 0; i < r.size(); ++i)
-    EXPECT_LT(relative_error(g[i].tensor.grad().to(at::kCPU, at::kDouble), r[i].tensor.grad()), 1e-5) << r[i].name;
+    EXPECT_LT(relative_error(g[i].tensor.grad().to(at::kCPU, at::kDouble), r[i].tensor.grad()),
+              1e-5)
+        << r[i].name;
 }
 
 TEST(GpuNccl, ExchangeRoundTripReturnsTheRowsOnAWorldOfOne) {
@@ -146,8 +153,13 @@ TEST(GpuNccl, ExchangeRoundTripReturnsTheRowsOnAWorldOfOne) {
   at::Tensor experts = at::randint(0, 4, {10, 1}, generator(2), at::kLong).to(kGpu);
   at::Tensor keep = at::ones({10, 1}, at::TensorOptions().dtype(at::kBool).device(kGpu));
   Dispatched sent = dispatch(rows, experts, keep, 4, *nccl);
-  at::Tensor y = combine(sent.x_SD, at::ones({10, 1}, rows.options()), sent.plan, *nccl);
+  at::Tensor y = combine(exchange_rows(sent.x_RD, sent.plan.layout, *nccl),
+                         at::ones({10, 1}, rows.options()), sent.plan);
   EXPECT_TRUE(at::allclose(y.cpu(), rows.cpu()));
+  // The pipeline's non-blocking exchange, on the communication stream: rows 2..8 to self.
+  at::Tensor landed = at::zeros({10, 6}, rows.options());
+  nccl->start_alltoallv_rows(rows, {{2, 6}}, landed, {{4, 6}})->wait();
+  EXPECT_TRUE(at::equal(landed.narrow(0, 4, 6).cpu(), rows.narrow(0, 2, 6).cpu()));
 }
 
 }  // namespace

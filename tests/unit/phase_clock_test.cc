@@ -20,6 +20,11 @@ struct CountingCommunicator : Communicator {
                             const std::vector<int64_t>&) override {
     return rows;
   }
+  std::unique_ptr<PendingRows> start_alltoallv_rows(const at::Tensor&, const std::vector<RowSpan>&,
+                                                    const at::Tensor&,
+                                                    const std::vector<RowSpan>&) override {
+    return nullptr;
+  }
   void allreduce_sum_(at::Tensor&) override {}
   void broadcast_(at::Tensor&, int) override {}
   void barrier() override {

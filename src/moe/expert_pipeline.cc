@@ -1,0 +1,313 @@
+// Exchange and experts as one pipelined autograd function; see the header.
+#include "moe/expert_pipeline.h"
+
+#include <ATen/autocast_mode.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <algorithm>
+#include <memory>
+
+#include "common/error.h"
+#include "dist/autograd_collectives.h"
+#include "dist/phase_clock.h"
+#include "dist/watchdog.h"
+
+namespace triage {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+using Pending = std::vector<std::unique_ptr<PendingRows>>;
+
+// The layout travels to backward inside saved_data, which holds only IValues: as one flat
+// list of integers.
+void encode_runs(const std::vector<ExpertRowRun>& runs, std::vector<int64_t>& code) {
+  code.push_back(int64_t(runs.size()));
+  for (const ExpertRowRun& run : runs) code.insert(code.end(), {run.expert, run.offset, run.rows});
+}
+
+std::vector<int64_t> encode(const ExpertLayout& layout, int ranks) {
+  std::vector<int64_t> code = {ranks, layout.received_rows};
+  encode_runs(layout.own_runs, code);
+  code.push_back(int64_t(layout.chunks.size()));
+  for (const ExchangeChunk& chunk : layout.chunks) {
+    for (const auto* spans : {&chunk.send, &chunk.recv})
+      for (const RowSpan& span : *spans) code.insert(code.end(), {span.offset, span.rows});
+    encode_runs(chunk.runs, code);
+  }
+  return code;
+}
+
+ExpertLayout decode(const std::vector<int64_t>& code) {
+  size_t at = 0;
+  auto next = [&] { return code.at(at++); };
+  auto runs = [&] {
+    std::vector<ExpertRowRun> out(static_cast<size_t>(next()));
+    for (ExpertRowRun& run : out) run = {next(), next(), next()};
+    return out;
+  };
+  ExpertLayout layout;
+  const int64_t ranks = next();
+  layout.received_rows = next();
+  layout.own_runs = runs();
+  layout.chunks.resize(size_t(next()));
+  for (ExchangeChunk& chunk : layout.chunks) {
+    for (auto* spans : {&chunk.send, &chunk.recv}) {
+      spans->resize(size_t(ranks));
+      for (RowSpan& span : *spans) span = {next(), next()};
+    }
+    chunk.runs = runs();
+  }
+  return layout;
+}
+
+// Row slices of the pre-activation buffers: own runs first (in packed-buffer order), then
+// the received rows at their receive-buffer offsets.
+int64_t own_rows(const ExpertLayout& layout) {
+  int64_t rows = 0;
+  for (const ExpertRowRun& run : layout.own_runs) rows += run.rows;
+  return rows;
+}
+
+at::Tensor rows_of(const at::Tensor& buffer, int64_t offset, int64_t rows) {
+  return buffer.defined() ? buffer.narrow(0, offset, rows) : buffer;
+}
+
+void progress(Pending& pending) {
+  for (auto& transfer : pending)
+    if (transfer) transfer->progress();
+}
+
+// Type code kPassThrough: every expert is the identity (the exchange alone, for benchmarks).
+constexpr int64_t kPassThrough = -1;
+
+// Autograd functions take defined tensors only: a weight a type lacks (w_up of gelu, all
+// of pass-through) travels as an empty placeholder and is dropped again here.
+at::Tensor or_placeholder(const at::Tensor& weight) {
+  return weight.defined() ? weight : at::empty({0});
+}
+
+ExpertWeights weights_of(int64_t type, const at::Tensor& w_in, const at::Tensor& w_up,
+                         const at::Tensor& w_out) {
+  if (type == kPassThrough) return {ExpertType::kGelu, {}, {}, {}};
+  const ExpertType expert_type = ExpertType(type);
+  return {expert_type, w_in, expert_type == ExpertType::kSwiglu ? w_up : at::Tensor(), w_out};
+}
+
+void run_forward(const ExpertWeights& weights, bool pass_through, int64_t expert,
+                 const at::Tensor& x_ND, const at::Tensor& gate_NH, const at::Tensor& up_NH,
+                 at::Tensor y_ND) {
+  if (pass_through) {
+    y_ND.copy_(x_ND);
+  } else {
+    expert_forward(weights, expert, x_ND, gate_NH, up_NH, y_ND);
+  }
+}
+
+void run_backward(const ExpertWeights& weights, bool pass_through, int64_t expert,
+                  const at::Tensor& x_ND, const at::Tensor& gate_NH, const at::Tensor& up_NH,
+                  const at::Tensor& grad_y_ND, at::Tensor grad_x_ND, ExpertGrads& grads) {
+  if (pass_through) {
+    grad_x_ND.copy_(grad_y_ND);
+  } else {
+    expert_backward(weights, expert, x_ND, gate_NH, up_NH, grad_y_ND, grad_x_ND, grads);
+  }
+}
+
+struct RunExperts : public torch::autograd::Function<RunExperts> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w_in,
+                            const at::Tensor& w_up, const at::Tensor& w_out, int64_t type,
+                            std::vector<int64_t> layout_code, int64_t comm_address) {
+    const ExpertLayout layout = decode(layout_code);
+    auto* ep = reinterpret_cast<Communicator*>(comm_address);
+    const ExpertWeights weights = weights_of(type, w_in, w_up, w_out);
+    const bool pass = type == kPassThrough;
+    const at::Tensor x_RD = x.contiguous();
+    const int64_t d_model = x_RD.size(1), hidden = pass ? 0 : weights.w_in_EDH.size(2),
+                  own = own_rows(layout);
+    const auto options = x_RD.options();
+    at::Tensor y_RD = at::empty({x_RD.size(0), d_model}, options);
+    at::Tensor received_SD = at::empty({layout.received_rows, d_model}, options);
+    at::Tensor outputs_SD = at::empty({layout.received_rows, d_model}, options);
+    at::Tensor gate = at::empty({own + layout.received_rows, hidden}, options);
+    at::Tensor up =
+        !pass && weights.type == ExpertType::kSwiglu ? at::empty_like(gate) : at::Tensor();
+
+    Pending dispatches, combines;
+    if (!layout.chunks.empty()) {
+      phase_clock::enter("dispatch rows");
+      phase_clock::wait_for_peers(*ep);
+      watchdog::Scope scope("dispatch rows");
+      for (const ExchangeChunk& chunk : layout.chunks)
+        dispatches.push_back(ep->start_alltoallv_rows(x_RD, chunk.send, received_SD, chunk.recv));
+    }
+    phase_clock::enter("experts");
+    int64_t act = 0;
+    for (const ExpertRowRun& run : layout.own_runs) {
+      run_forward(weights, pass, run.expert, rows_of(x_RD, run.offset, run.rows),
+                  rows_of(gate, act, run.rows), rows_of(up, act, run.rows),
+                  rows_of(y_RD, run.offset, run.rows));
+      act += run.rows;
+      progress(dispatches);
+    }
+    for (size_t j = 0; j < layout.chunks.size(); ++j) {
+      const ExchangeChunk& chunk = layout.chunks[j];
+      {
+        phase_clock::enter("dispatch rows");
+        watchdog::Scope scope("dispatch rows");
+        dispatches[j]->wait();
+        dispatches[j].reset();
+      }
+      phase_clock::enter("experts");
+      for (const ExpertRowRun& run : chunk.runs) {
+        run_forward(weights, pass, run.expert, rows_of(received_SD, run.offset, run.rows),
+                    rows_of(gate, own + run.offset, run.rows),
+                    rows_of(up, own + run.offset, run.rows),
+                    rows_of(outputs_SD, run.offset, run.rows));
+        progress(dispatches);
+        progress(combines);
+      }
+      combines.push_back(ep->start_alltoallv_rows(outputs_SD, chunk.recv, y_RD, chunk.send));
+    }
+    if (!combines.empty()) {
+      phase_clock::enter("combine rows");
+      watchdog::Scope scope("combine rows");
+      for (auto& transfer : combines) transfer->wait();
+    }
+    ctx->save_for_backward({x_RD, received_SD, gate, up, w_in, w_up, w_out});
+    ctx->saved_data["type"] = type;
+    ctx->saved_data["layout"] = layout_code;
+    ctx->saved_data["comm"] = comm_address;
+    ctx->saved_data["label"] = watchdog::current_label();
+    return y_RD;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const ExpertLayout layout = decode(ctx->saved_data["layout"].toIntVector());
+    auto* ep = reinterpret_cast<Communicator*>(ctx->saved_data["comm"].toInt());
+    const variable_list saved = ctx->get_saved_variables();
+    const at::Tensor &x_RD = saved[0], &received_SD = saved[1], &gate = saved[2], &up = saved[3];
+    const int64_t type = ctx->saved_data["type"].toInt();
+    const bool pass = type == kPassThrough;
+    const ExpertWeights weights = weights_of(type, saved[4], saved[5], saved[6]);
+    watchdog::Scope scope(backward_label(ctx->saved_data["label"].toStringRef()));
+    const at::Tensor grad_y_RD = grads[0].to(x_RD.scalar_type()).contiguous();
+    const int64_t own = own_rows(layout);
+    at::Tensor grad_x_RD = at::empty_like(x_RD);
+    at::Tensor grad_outputs_SD = at::empty_like(received_SD);
+    at::Tensor grad_received_SD = at::empty_like(received_SD);
+    ExpertGrads weight_grads = pass ? ExpertGrads{} : unwritten_grads(weights);
+
+    Pending returns, sends;
+    if (!layout.chunks.empty()) {
+      phase_clock::enter("combine rows bwd");
+      phase_clock::wait_for_peers(*ep, /*backward=*/true);
+      for (const ExchangeChunk& chunk : layout.chunks)
+        returns.push_back(
+            ep->start_alltoallv_rows(grad_y_RD, chunk.send, grad_outputs_SD, chunk.recv));
+    }
+    phase_clock::enter("experts bwd");
+    int64_t act = 0;
+    for (const ExpertRowRun& run : layout.own_runs) {
+      run_backward(weights, pass, run.expert, rows_of(x_RD, run.offset, run.rows),
+                   rows_of(gate, act, run.rows), rows_of(up, act, run.rows),
+                   rows_of(grad_y_RD, run.offset, run.rows),
+                   rows_of(grad_x_RD, run.offset, run.rows), weight_grads);
+      act += run.rows;
+      progress(returns);
+    }
+    for (size_t j = 0; j < layout.chunks.size(); ++j) {
+      const ExchangeChunk& chunk = layout.chunks[j];
+      phase_clock::enter("combine rows bwd");
+      returns[j]->wait();
+      returns[j].reset();
+      phase_clock::enter("experts bwd");
+      for (const ExpertRowRun& run : chunk.runs) {
+        run_backward(weights, pass, run.expert, rows_of(received_SD, run.offset, run.rows),
+                     rows_of(gate, own + run.offset, run.rows),
+                     rows_of(up, own + run.offset, run.rows),
+                     rows_of(grad_outputs_SD, run.offset, run.rows),
+                     rows_of(grad_received_SD, run.offset, run.rows), weight_grads);
+        progress(returns);
+        progress(sends);
+      }
+      sends.push_back(
+          ep->start_alltoallv_rows(grad_received_SD, chunk.recv, grad_x_RD, chunk.send));
+    }
+    if (!sends.empty()) {
+      phase_clock::enter("dispatch rows bwd");
+      for (auto& transfer : sends) transfer->wait();
+    }
+    if (!pass) zero_unwritten(weight_grads);
+    if (!layout.chunks.empty()) phase_clock::enter("sort/pack + route bwd");
+    return {grad_x_RD,    weight_grads.w_in_EDH, weight_grads.w_up_EDH, weight_grads.w_out_EHD,
+            at::Tensor(), at::Tensor(),          at::Tensor()};
+  }
+};
+
+}  // namespace
+
+ExpertLayout expert_parallel_layout(const std::vector<int64_t>& send_counts_PL,
+                                    const std::vector<int64_t>& recv_counts_PL, int rank, int ranks,
+                                    int64_t chunks) {
+  const int64_t local = int64_t(send_counts_PL.size()) / ranks;
+  TRIAGE_ASSERT(local > 0 && int64_t(send_counts_PL.size()) == local * ranks &&
+                    recv_counts_PL.size() == send_counts_PL.size(),
+                "counts for " << send_counts_PL.size() << " experts over " << ranks << " ranks");
+  chunks = std::clamp<int64_t>(chunks, 1, local);
+  std::vector<int64_t> packed_offset(send_counts_PL.size() + 1, 0);
+  for (size_t i = 0; i < send_counts_PL.size(); ++i)
+    packed_offset[i + 1] = packed_offset[i] + send_counts_PL[i];
+
+  ExpertLayout layout;
+  for (int64_t l = 0; l < local; ++l) {
+    const int64_t i = rank * local + l;
+    TRIAGE_ASSERT(send_counts_PL[i] == recv_counts_PL[i],
+                  "own expert " << l << ": " << send_counts_PL[i] << " rows packed, "
+                                << recv_counts_PL[i] << " expected");
+    if (send_counts_PL[i] > 0) layout.own_runs.push_back({l, packed_offset[i], send_counts_PL[i]});
+  }
+  if (ranks == 1) return layout;
+  for (int64_t j = 0; j < chunks; ++j) {
+    // Chunk j: local experts [first, last) of every rank, near-equal groups.
+    const int64_t first = j * local / chunks, last = (j + 1) * local / chunks;
+    ExchangeChunk chunk;
+    chunk.send.resize(size_t(ranks));
+    chunk.recv.resize(size_t(ranks));
+    for (int p = 0; p < ranks; ++p) {
+      if (p == rank) continue;
+      const int64_t begin = packed_offset[p * local + first], end = packed_offset[p * local + last];
+      chunk.send[p] = {begin, end - begin};
+      chunk.recv[p].offset = layout.received_rows;
+      for (int64_t l = first; l < last; ++l) {
+        const int64_t rows = recv_counts_PL[p * local + l];
+        if (rows > 0) chunk.runs.push_back({l, layout.received_rows, rows});
+        layout.received_rows += rows;
+      }
+      chunk.recv[p].rows = layout.received_rows - chunk.recv[p].offset;
+    }
+    layout.chunks.push_back(std::move(chunk));
+  }
+  return layout;
+}
+
+at::Tensor exchange_rows(const at::Tensor& x_RD, const ExpertLayout& layout, Communicator& ep) {
+  const at::Tensor none = or_placeholder({});
+  return RunExperts::apply(x_RD, none, none, none, kPassThrough, encode(layout, ep.size()),
+                           reinterpret_cast<int64_t>(&ep));
+}
+
+at::Tensor run_experts(const at::Tensor& x_RD, const ExpertWeights& weights,
+                       const ExpertLayout& layout, Communicator* ep) {
+  TRIAGE_ASSERT(ep || layout.chunks.empty(), "an exchange needs a communicator");
+  at::Tensor x = x_RD;
+  // The matmuls run in the autocast dtype like LibTorch's own under autocast; the cast is
+  // outside the function so that its backward returns the input's dtype.
+  const at::DeviceType device = x.device().type();
+  if (at::autocast::is_autocast_enabled(device)) x = x.to(at::autocast::get_autocast_dtype(device));
+  return RunExperts::apply(x, weights.w_in_EDH, or_placeholder(weights.w_up_EDH), weights.w_out_EHD,
+                           int64_t(weights.type), encode(layout, ep ? ep->size() : 1),
+                           reinterpret_cast<int64_t>(ep));
+}
+
+}  // namespace triage
