@@ -40,25 +40,30 @@ struct Contender {
 
 CLI::App* add_moe_layer_bench(CLI::App& bench, MoeLayerBenchOptions& o) {
   CLI::App* layer = bench.add_subcommand(
-      "moe-layer", "MoE layer forward+backward vs dense SwiGLU of equal active FLOPs vs expert loop");
+      "moe-layer",
+      "MoE layer forward+backward vs dense SwiGLU of equal active FLOPs vs expert loop");
   layer->add_option("--tokens", o.tokens, "Tokens per batch")->check(CLI::PositiveNumber);
   layer->add_option("--d-model", o.d_model, "Model width")->check(CLI::PositiveNumber);
   layer->add_option("--d-expert", o.d_expert, "Expert hidden width")->check(CLI::PositiveNumber);
   layer->add_option("--experts", o.experts, "Experts")->check(CLI::PositiveNumber);
   layer->add_option("--top-k", o.top_k, "Experts per token")->check(CLI::PositiveNumber);
   layer->add_option("--reps", o.reps, "Timed repetitions")->check(CLI::PositiveNumber);
-  layer->add_option("--warmup", o.warmup, "Untimed repetitions first")->check(CLI::NonNegativeNumber);
+  layer->add_option("--warmup", o.warmup, "Untimed repetitions first")
+      ->check(CLI::NonNegativeNumber);
   layer->add_option("--device", o.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
-  layer->add_option("--dtype", o.dtype, "float32 or bfloat16")->check(CLI::IsMember({"float32", "bfloat16"}));
+  layer->add_option("--dtype", o.dtype, "float32 or bfloat16")
+      ->check(CLI::IsMember({"float32", "bfloat16"}));
   layer->add_option("--out", o.out, "Write the JSON result here (default: stdout)");
   return layer;
 }
 
 int run_moe_layer_bench(const MoeLayerBenchOptions& o) {
   if (o.top_k > o.experts)
-    throw Error("--top-k (" + std::to_string(o.top_k) + ") must be at most --experts (" + std::to_string(o.experts) + ")");
+    throw Error("--top-k (" + std::to_string(o.top_k) + ") must be at most --experts (" +
+                std::to_string(o.experts) + ")");
   const at::Device device = o.device == "cuda" ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
-  if (device.is_cuda() && !at::hasCUDA()) throw Error("--device cuda: no CUDA device is visible in this build/machine");
+  if (device.is_cuda() && !at::hasCUDA())
+    throw Error("--device cuda: no CUDA device is visible in this build/machine");
   const at::ScalarType dtype = o.dtype == "bfloat16" ? at::kBFloat16 : at::kFloat;
 
   MoeConfig config;
@@ -80,6 +85,8 @@ int run_moe_layer_bench(const MoeLayerBenchOptions& o) {
   move_parameters(loop.parameters(), device);
   move_parameters(dense.parameters(), device);
 
+  const ParameterList grouped_params = grouped.parameters(), loop_params = loop.parameters(),
+                      dense_params = dense.parameters();
   std::vector<Contender> contenders;
   at::Tensor probe = at::zeros({1, o.d_model}, at::TensorOptions().dtype(dtype).device(device));
   bool grouped_ok = true;
@@ -89,52 +96,72 @@ int run_moe_layer_bench(const MoeLayerBenchOptions& o) {
     grouped_ok = false;
     std::cerr << "[bench] grouped GEMM skipped: " << e.what() << "\n";
   }
-  if (grouped_ok) contenders.push_back({"moe_grouped_gemm", [&](const at::Tensor& x) { return grouped.forward(x, true).y; }, {}});
-  contenders.push_back({"moe_expert_loop", [&](const at::Tensor& x) { return loop.forward(x, true).y; }, {}});
-  contenders.push_back({"dense_swiglu_same_flops", [&](const at::Tensor& x) { return dense.forward(x); }, {}});
+  if (grouped_ok)
+    contenders.push_back(
+        {"moe_grouped_gemm", [&](const at::Tensor& x) { return grouped.forward(x, true).y; }, {}});
+  contenders.push_back(
+      {"moe_expert_loop", [&](const at::Tensor& x) { return loop.forward(x, true).y; }, {}});
+  contenders.push_back(
+      {"dense_swiglu_same_flops", [&](const at::Tensor& x) { return dense.forward(x); }, {}});
 
   auto options = at::TensorOptions().dtype(dtype).device(device);
   for (int64_t rep = 0; rep < o.warmup + o.reps; ++rep) {
-    at::Tensor x = at::randn({o.tokens, o.d_model}, gen, at::TensorOptions().dtype(at::kFloat)).to(options);
-    at::Tensor upstream = at::randn({o.tokens, o.d_model}, gen, at::TensorOptions().dtype(at::kFloat)).to(options);
+    at::Tensor x =
+        at::randn({o.tokens, o.d_model}, gen, at::TensorOptions().dtype(at::kFloat)).to(options);
+    at::Tensor upstream =
+        at::randn({o.tokens, o.d_model}, gen, at::TensorOptions().dtype(at::kFloat)).to(options);
     for (size_t i = 0; i < contenders.size(); ++i) {
       Contender& c = contenders[(i + size_t(rep)) % contenders.size()];  // rotate who goes first
       at::Tensor input = x.detach().clone().set_requires_grad(true);
+      // Like a training step after optimizer.zero_grad(): gradients start unset, so the
+      // backward's gradients become .grad instead of being added into a stale one.
+      for (const ParameterList* params : {&grouped_params, &loop_params, &dense_params})
+        for (const auto& p : *params) p.tensor.mutable_grad() = at::Tensor();
       (void)input.sum().item<float>();  // inputs ready before the clock starts
       const auto start = std::chrono::steady_clock::now();
       at::Tensor y = c.forward(input);
       y.backward(upstream);
       (void)input.grad().sum().item<float>();  // device sync: the work is done
-      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      const double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (rep >= o.warmup) c.seconds.push_back(seconds);
     }
     std::cerr << "\r[bench] rep " << rep + 1 << "/" << o.warmup + o.reps << std::flush;
   }
   std::cerr << "\n";
 
-  const double active_flops = 3.0 * 2.0 * double(o.tokens) * double(o.top_k) * 3.0 * double(o.d_model) * double(o.d_expert);
-  nlohmann::ordered_json result = {{"benchmark", "moe-layer"}, {"device", o.device}, {"dtype", o.dtype},
-                                   {"tokens", o.tokens},     {"d_model", o.d_model}, {"d_expert", o.d_expert},
-                                   {"experts", o.experts},   {"top_k", o.top_k},     {"reps", o.reps},
-                                   {"active_flops_per_step", active_flops}};
-  std::cout << "# moe-layer benchmark: " << o.tokens << " tokens, d_model " << o.d_model << ", " << o.experts
-            << " SwiGLU experts of " << o.d_expert << ", top-" << o.top_k << ", " << o.dtype << " on " << o.device
-            << "; forward+backward, median of " << o.reps << " alternating reps\n"
-            << std::left << std::setw(26) << "what" << std::right << std::setw(10) << "ms" << std::setw(14)
-            << "tokens/s" << std::setw(10) << "TFLOP/s" << "\n";
+  const double active_flops =
+      3.0 * 2.0 * double(o.tokens) * double(o.top_k) * 3.0 * double(o.d_model) * double(o.d_expert);
+  nlohmann::ordered_json result = {
+      {"benchmark", "moe-layer"}, {"device", o.device},
+      {"dtype", o.dtype},         {"tokens", o.tokens},
+      {"d_model", o.d_model},     {"d_expert", o.d_expert},
+      {"experts", o.experts},     {"top_k", o.top_k},
+      {"reps", o.reps},           {"active_flops_per_step", active_flops}};
+  std::cout << "# moe-layer benchmark: " << o.tokens << " tokens, d_model " << o.d_model << ", "
+            << o.experts << " SwiGLU experts of " << o.d_expert << ", top-" << o.top_k << ", "
+            << o.dtype << " on " << o.device << "; forward+backward, median of " << o.reps
+            << " alternating reps\n"
+            << std::left << std::setw(26) << "what" << std::right << std::setw(10) << "ms"
+            << std::setw(14) << "tokens/s" << std::setw(10) << "TFLOP/s"
+            << "\n";
   std::map<std::string, double> medians;
   for (const Contender& c : contenders) {
     const double m = median(c.seconds);
     medians[c.name] = m;
-    result["contenders"][c.name] = {{"median_s", m}, {"tokens_per_s", double(o.tokens) / m},
-                                    {"active_tflops", active_flops / m / 1e12}, {"seconds", c.seconds}};
-    std::cout << std::left << std::setw(26) << c.name << std::right << std::fixed << std::setprecision(3)
-              << std::setw(10) << 1000 * m << std::setw(14) << std::setprecision(0) << double(o.tokens) / m
-              << std::setw(10) << std::setprecision(3) << active_flops / m / 1e12 << "\n";
+    result["contenders"][c.name] = {{"median_s", m},
+                                    {"tokens_per_s", double(o.tokens) / m},
+                                    {"active_tflops", active_flops / m / 1e12},
+                                    {"seconds", c.seconds}};
+    std::cout << std::left << std::setw(26) << c.name << std::right << std::fixed
+              << std::setprecision(3) << std::setw(10) << 1000 * m << std::setw(14)
+              << std::setprecision(0) << double(o.tokens) / m << std::setw(10)
+              << std::setprecision(3) << active_flops / m / 1e12 << "\n";
   }
   const std::string best_moe = grouped_ok ? "moe_grouped_gemm" : "moe_expert_loop";
   result["moe_vs_dense_throughput"] = medians["dense_swiglu_same_flops"] / medians[best_moe];
-  std::cout << best_moe << " throughput / dense: " << std::setprecision(3) << double(result["moe_vs_dense_throughput"]);
+  std::cout << best_moe << " throughput / dense: " << std::setprecision(3)
+            << double(result["moe_vs_dense_throughput"]);
   if (grouped_ok) {
     result["grouped_vs_loop_speedup"] = medians["moe_expert_loop"] / medians["moe_grouped_gemm"];
     std::cout << "; grouped / loop speed-up: " << double(result["grouped_vs_loop_speedup"]);

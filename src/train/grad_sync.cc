@@ -37,12 +37,16 @@ void GradientSync::synchronize() {
   c10::NoGradGuard no_grad;
   for (size_t b = 0; b < buckets_.size(); ++b) {
     Bucket& bucket = buckets_[b];
-    watchdog::Scope scope("gradient bucket " + std::to_string(b + 1) + "/" + std::to_string(buckets_.size()));
-    std::vector<at::Tensor> flat_grads;
-    for (at::Tensor& p : bucket.parameters) {
+    watchdog::Scope scope("gradient bucket " + std::to_string(b + 1) + "/" +
+                          std::to_string(buckets_.size()));
+    for (at::Tensor& p : bucket.parameters)
       if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
-      flat_grads.push_back(p.grad().reshape({-1}));
+    if (bucket.comm->size() == 1) {  // nothing to sum (expert weights at EP = world): no copies
+      for (at::Tensor& p : bucket.parameters) p.mutable_grad().mul_(scale_);
+      continue;
     }
+    std::vector<at::Tensor> flat_grads;
+    for (at::Tensor& p : bucket.parameters) flat_grads.push_back(p.grad().reshape({-1}));
     at::Tensor flat = at::cat(flat_grads);
     bucket.comm->allreduce_sum_(flat);
     flat.mul_(scale_);
