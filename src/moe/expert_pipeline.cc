@@ -98,7 +98,7 @@ void run_forward(const ExpertWeights& weights, bool pass_through, int64_t expert
                  const at::Tensor& x_ND, const at::Tensor& gate_NH, const at::Tensor& up_NH,
                  at::Tensor y_ND) {
   if (pass_through) {
-    y_ND.copy_(x_ND);
+    if (y_ND.data_ptr() != x_ND.data_ptr()) y_ND.copy_(x_ND);
   } else {
     expert_forward(weights, expert, x_ND, gate_NH, up_NH, y_ND);
   }
@@ -108,7 +108,7 @@ void run_backward(const ExpertWeights& weights, bool pass_through, int64_t exper
                   const at::Tensor& x_ND, const at::Tensor& gate_NH, const at::Tensor& up_NH,
                   const at::Tensor& grad_y_ND, at::Tensor grad_x_ND, ExpertGrads& grads) {
   if (pass_through) {
-    grad_x_ND.copy_(grad_y_ND);
+    if (grad_x_ND.data_ptr() != grad_y_ND.data_ptr()) grad_x_ND.copy_(grad_y_ND);
   } else {
     expert_backward(weights, expert, x_ND, gate_NH, up_NH, grad_y_ND, grad_x_ND, grads);
   }
@@ -128,7 +128,9 @@ struct RunExperts : public torch::autograd::Function<RunExperts> {
     const auto options = x_RD.options();
     at::Tensor y_RD = at::empty({x_RD.size(0), d_model}, options);
     at::Tensor received_SD = at::empty({layout.received_rows, d_model}, options);
-    at::Tensor outputs_SD = at::empty({layout.received_rows, d_model}, options);
+    // Pass-through: received rows go back as they came, from the receive buffer itself.
+    at::Tensor outputs_SD =
+        pass ? received_SD : at::empty({layout.received_rows, d_model}, options);
     at::Tensor gate = at::empty({own + layout.received_rows, hidden}, options);
     at::Tensor up =
         !pass && weights.type == ExpertType::kSwiglu ? at::empty_like(gate) : at::Tensor();
@@ -195,7 +197,7 @@ struct RunExperts : public torch::autograd::Function<RunExperts> {
     const int64_t own = own_rows(layout);
     at::Tensor grad_x_RD = at::empty_like(x_RD);
     at::Tensor grad_outputs_SD = at::empty_like(received_SD);
-    at::Tensor grad_received_SD = at::empty_like(received_SD);
+    at::Tensor grad_received_SD = pass ? grad_outputs_SD : at::empty_like(received_SD);
     ExpertGrads weight_grads = pass ? ExpertGrads{} : unwritten_grads(weights);
 
     Pending returns, sends;

@@ -1,7 +1,85 @@
 // Token <-> expert order permutation. The only host sync is reading the per-expert counts.
 #include "moe/permute.h"
 
+#include <torch/csrc/autograd/custom_function.h>
+
 namespace triage {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// Every token's kept rows summed back into the token: an embedding bag over the rows (one
+// pass, no per-row scatter).
+at::Tensor sum_rows_per_token(const at::Tensor& rows_RD, const ExpertOrder& order) {
+  return std::get<0>(at::embedding_bag(rows_RD, order.row_of_kept_A, order.kept_offsets_T,
+                                       /*scale_grad_by_freq=*/false, /*mode=sum*/ 0));
+}
+
+ExpertOrder order_from(AutogradContext* ctx) {
+  const variable_list saved = ctx->get_saved_variables();
+  ExpertOrder order;
+  order.token_of_row_R = saved[0];
+  order.row_of_kept_A = saved[1];
+  order.kept_offsets_T = saved[2];
+  return order;
+}
+
+void save_order(AutogradContext* ctx, const ExpertOrder& order, std::vector<at::Tensor> more = {}) {
+  std::vector<at::Tensor> saved = {order.token_of_row_R, order.row_of_kept_A, order.kept_offsets_T};
+  saved.insert(saved.end(), more.begin(), more.end());
+  ctx->save_for_backward(saved);
+}
+
+// Packing and combining are each other's transpose: the backward of the gather is the
+// per-token sum, and the backward of the weighted sum is a gather, scaled. LibTorch's own
+// backwards of index_select and embedding_bag add row by row (measured at 2-4x these), and
+// its embedding() gathers rows at copy speed where index_select takes 2.5x as long.
+struct GatherRows : public torch::autograd::Function<GatherRows> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x_TD,
+                            const at::Tensor& token_of_row_R, const at::Tensor& row_of_kept_A,
+                            const at::Tensor& kept_offsets_T) {
+    save_order(ctx, {{}, token_of_row_R, {}, row_of_kept_A, kept_offsets_T});
+    return at::embedding(x_TD, token_of_row_R);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const at::Tensor grad_x_TD = sum_rows_per_token(grads[0].contiguous(), order_from(ctx));
+    return {grad_x_TD, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+// Weights per kept assignment in token order (the embedding bag's per-sample weights).
+struct CombineRows : public torch::autograd::Function<CombineRows> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& y_RD,
+                            const at::Tensor& weight_A, const at::Tensor& token_of_row_R,
+                            const at::Tensor& row_of_kept_A, const at::Tensor& kept_offsets_T) {
+    auto [y_TD, offset2bag, bag_size, max_indices] =
+        at::embedding_bag(y_RD, row_of_kept_A, kept_offsets_T, /*scale_grad_by_freq=*/false,
+                          /*mode=sum*/ 0, /*sparse=*/false, weight_A);
+    save_order(ctx, {{}, token_of_row_R, {}, row_of_kept_A, kept_offsets_T},
+               {y_RD, weight_A, offset2bag});
+    return y_TD;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list saved = ctx->get_saved_variables();
+    const ExpertOrder order = order_from(ctx);
+    const at::Tensor &y_RD = saved[3], &weight_A = saved[4], &offset2bag = saved[5];
+    const at::Tensor grad_TD = grads[0].contiguous();
+    // Row r's gradient: its token's, times its weight (the weights in row order).
+    at::Tensor grad_RD = at::embedding(grad_TD, order.token_of_row_R);
+    const at::Tensor weight_R =
+        at::empty_like(weight_A).index_copy_(0, order.row_of_kept_A, weight_A);
+    grad_RD.mul_(weight_R.unsqueeze(1));
+    // A weight's gradient: <its token's gradient, its row>, LibTorch's kernel for exactly this.
+    at::Tensor grad_weight_A;
+    if (ctx->needs_input_grad(1))
+      grad_weight_A = at::_embedding_bag_per_sample_weights_backward(
+          grad_TD, y_RD, order.row_of_kept_A, order.kept_offsets_T, offset2bag, 0);
+    return {grad_RD, grad_weight_A, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
 
 ExpertOrder sort_by_expert(const at::Tensor& experts_TK, const at::Tensor& keep_TK,
                            int64_t num_experts) {
@@ -25,18 +103,18 @@ ExpertOrder sort_by_expert(const at::Tensor& experts_TK, const at::Tensor& keep_
 }
 
 at::Tensor gather_rows(const at::Tensor& x_TD, const ExpertOrder& order) {
-  return x_TD.index_select(0, order.token_of_row_R);
+  return GatherRows::apply(x_TD, order.token_of_row_R, order.row_of_kept_A, order.kept_offsets_T);
 }
 
 at::Tensor combine_rows(const at::Tensor& y_RD, const at::Tensor& weights_TK,
                         const ExpertOrder& order) {
-  // One pass: an embedding bag per token over its kept rows, weighted and summed.
-  at::Tensor kept_A = order.assignment_of_row_R.index_select(0, order.row_of_kept_A);
-  // The weights take the rows' dtype (bf16 expert outputs under autocast, gates in fp32).
-  at::Tensor weight_A = weights_TK.reshape({-1}).index_select(0, kept_A).to(y_RD.scalar_type());
-  return std::get<0>(at::embedding_bag(y_RD, order.row_of_kept_A, order.kept_offsets_T,
-                                       /*scale_grad_by_freq=*/false, /*mode=sum*/ 0,
-                                       /*sparse=*/false, weight_A));
+  // Each kept assignment's gate weight in token order, in the rows' dtype (bf16 expert
+  // outputs under autocast, gates in fp32); differentiable, so the router learns from it.
+  const at::Tensor kept_A = order.assignment_of_row_R.index_select(0, order.row_of_kept_A);
+  const at::Tensor weight_A =
+      weights_TK.reshape({-1}).index_select(0, kept_A).to(y_RD.scalar_type());
+  return CombineRows::apply(y_RD, weight_A, order.token_of_row_R, order.row_of_kept_A,
+                            order.kept_offsets_T);
 }
 
 }  // namespace triage
