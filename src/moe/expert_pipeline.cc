@@ -241,7 +241,7 @@ struct RunExperts : public torch::autograd::Function<RunExperts> {
       for (auto& transfer : sends) transfer->wait();
     }
     if (!pass) zero_unwritten(weight_grads);
-    if (!layout.chunks.empty()) phase_clock::enter("sort/pack + route bwd");
+    phase_clock::enter("sort/pack + route bwd");
     return {grad_x_RD,    weight_grads.w_in_EDH, weight_grads.w_up_EDH, weight_grads.w_out_EHD,
             at::Tensor(), at::Tensor(),          at::Tensor()};
   }
