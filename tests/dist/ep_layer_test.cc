@@ -75,7 +75,8 @@ void expect_ep_matches_reference(const MoeConfig& config, ReferenceShards shardi
   at::Tensor reference_loss = at::zeros({}, at::kDouble), my_shard_balance;
   std::vector<at::Tensor> y_ref_parts;
   for (int64_t s = 0; s < shards; ++s) {
-    MoeOutput part = reference.forward(x_ref.narrow(0, s * shard_tokens, shard_tokens), true, s * shard_tokens);
+    MoeOutput part =
+        reference.forward(x_ref.narrow(0, s * shard_tokens, shard_tokens), true, s * shard_tokens);
     reference_loss =
         reference_loss +
         objective(part, batch.r_GD.narrow(0, s * shard_tokens, shard_tokens)) / double(shards);
@@ -171,7 +172,8 @@ TEST(ExpertParallelLayer, EmptyRankReceivesNoRowsAndItsExpertGradientsAreZero) {
   at::Tensor x = batch.x_GD.narrow(0, groups.layout.world_rank * kTokensPerRank, kTokensPerRank);
   MoeOutput out = layer.forward(x, true, groups.layout.world_rank * kTokensPerRank);
   out.y.sum().backward();
-  for (int64_t e = 0; e < kExperts / g_ep_size; ++e) EXPECT_EQ(out.stats.tokens_per_expert[e], 0) << "expert " << e;
+  for (int64_t e = 0; e < kExperts / g_ep_size; ++e)
+    EXPECT_EQ(out.stats.tokens_per_expert[e], 0) << "expert " << e;
   if (groups.ep->rank() == 0)
     for (const auto& p : layer.experts().parameters()) {
       ASSERT_TRUE(p.tensor.grad().defined()) << p.name << ": gradient missing on the empty rank";
@@ -211,11 +213,13 @@ TEST(ExpertParallelLayer, RankWithNoTokensMatchesOneRank) {
   (ref.y * r_all.narrow(0, group_first, group_tokens)).sum().backward();
 
   const int64_t mine = first - group_first;
-  EXPECT_LT(relative_error(out.y.detach(), ref.y.detach().narrow(0, mine, tokens_of(g.world_rank))), 1e-10);
+  EXPECT_LT(relative_error(out.y.detach(), ref.y.detach().narrow(0, mine, tokens_of(g.world_rank))),
+            1e-10);
   EXPECT_LT(relative_error(x.grad(), x_ref.grad().narrow(0, mine, tokens_of(g.world_rank))), 1e-10);
   // GradientSync averages over the world; the reference saw one EP group's batch of dp_size.
   const double to_group_sum = double(g.world_size) / double(g.dp_size);
-  const int64_t first_expert = layer.experts().first_expert(), local = layer.experts().num_experts();
+  const int64_t first_expert = layer.experts().first_expert(),
+                local = layer.experts().num_experts();
   auto ep_params = layer.experts().parameters();
   auto ref_params = reference.experts().parameters();
   for (size_t i = 0; i < ep_params.size(); ++i)
@@ -224,6 +228,41 @@ TEST(ExpertParallelLayer, RankWithNoTokensMatchesOneRank) {
                                ref_params[i].tensor.grad().narrow(0, first_expert, local)),
                 1e-10)
           << ep_params[i].name;
+}
+
+// moe.exchange_chunks changes when rows travel, never what is computed: outputs, input
+// gradients and expert gradients are bit for bit those of the exchange in one piece.
+TEST(ExpertParallelLayer, ChunkedExchangeIsBitwiseTheSameAsOnePiece) {
+  MoeConfig config = layer_config("softmax", 2, 0.0, "global");
+  ProcessGroups groups = groups_for(config);
+  Batch batch = global_batch(groups.layout.world_size);
+  const int64_t first_token = groups.layout.world_rank * kTokensPerRank;
+  struct Result {
+    at::Tensor y, x_grad;
+    std::vector<at::Tensor> expert_grads;
+  };
+  auto run = [&](int64_t chunks) {
+    MoeConfig chunked = config;
+    chunked.exchange_chunks = chunks;
+    MoeLayer layer(chunked, kWidth, at::kDouble, kSeed, groups.ep.get());
+    at::Tensor x =
+        batch.x_GD.narrow(0, first_token, kTokensPerRank).clone().set_requires_grad(true);
+    MoeOutput out = layer.forward(x, true, first_token);
+    (out.y * batch.r_GD.narrow(0, first_token, kTokensPerRank)).sum().backward();
+    Result result{out.y.detach(), x.grad(), {}};
+    for (const auto& p : layer.experts().parameters())
+      result.expert_grads.push_back(p.tensor.grad());
+    return result;
+  };
+  const Result whole = run(1);
+  for (int64_t chunks : {2, 4}) {
+    const Result pieces = run(chunks);
+    EXPECT_TRUE(at::equal(pieces.y, whole.y)) << chunks << " chunks: outputs";
+    EXPECT_TRUE(at::equal(pieces.x_grad, whole.x_grad)) << chunks << " chunks: input gradients";
+    for (size_t i = 0; i < whole.expert_grads.size(); ++i)
+      EXPECT_TRUE(at::equal(pieces.expert_grads[i], whole.expert_grads[i]))
+          << chunks << " chunks: expert gradient " << i;
+  }
 }
 
 // The receive bound with every assignment on expert 0: rank 0 receives at most
@@ -238,7 +277,8 @@ TEST(ExpertParallelLayer, ReceiveBoundHoldsUnderFullSkewAndMatchesOneRank) {
   const int64_t quota = int64_t(1.5 * T * K / P + 1e-9);
   MoeLayer layer(config, kWidth, at::kDouble, kSeed, groups.ep.get());
   Batch batch = global_batch(groups.layout.world_size);
-  MoeOutput out = layer.forward(batch.x_GD.narrow(0, groups.layout.world_rank * T, T), true, groups.layout.world_rank * T);
+  MoeOutput out = layer.forward(batch.x_GD.narrow(0, groups.layout.world_rank * T, T), true,
+                                groups.layout.world_rank * T);
   EXPECT_EQ(out.stats.receive_quota, quota);
   ASSERT_EQ(int64_t(out.stats.bound_dropped_per_rank.size()), P);
   EXPECT_EQ(out.stats.bound_dropped_per_rank[0], std::max<int64_t>(0, T * K - quota));
