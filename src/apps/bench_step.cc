@@ -54,27 +54,25 @@ const std::string& category_of(const std::string& phase) {
   return found->second;
 }
 
-int step_bench(const StepBenchOptions& o) {
-  Config config;
-  agree([&] { config = load_config(o.config_path, o.overrides); });
-  config.train.steps = o.warmup + o.steps;
-  config.train.warmup_steps = std::min(config.train.warmup_steps, config.train.steps);
-  config.train.eval_every = 0;
+// Per timed step: the slowest rank's step and each category's mean and max over ranks.
+struct StepTimes {
+  std::vector<double> step_s;
+  std::map<std::string, std::vector<double>> mean_s, max_s;
+  int ranks = 1;
+};
+
+void measure_steps(const Config& config, const StepBenchOptions& o, StepTimes& times) {
   TrainOptions train_options;
   train_options.out_dir = o.run_dir;
   train_options.overwrite = true;
-
-  phase_clock::start({});
+  phase_clock::Options clock;
+  clock.wait_for_peers = o.barriers;
+  phase_clock::start(clock);
   train(config, train_options);
   phase_clock::stop();
   const std::vector<phase_clock::Totals>& laps = phase_clock::laps();
   TRIAGE_ASSERT(int64_t(laps.size()) == config.train.steps,
                 laps.size() << " laps for " << config.train.steps << " steps");
-
-  // Per timed step: each category's seconds, mean and max over the ranks.
-  std::map<std::string, std::vector<double>> mean_s, max_s;
-  std::vector<double> step_s;
-  int ranks = 1;
   for (size_t step = size_t(o.warmup); step < laps.size(); ++step) {
     std::map<std::string, double> mine;
     double total = 0;
@@ -84,11 +82,60 @@ int step_bench(const StepBenchOptions& o) {
     }
     for (const std::string& c : kCategories) {
       const std::vector<double> all = bench::gather_from_ranks(mine[c]);
-      ranks = int(all.size());
-      mean_s[c].push_back(std::accumulate(all.begin(), all.end(), 0.0) / double(all.size()));
-      max_s[c].push_back(*std::max_element(all.begin(), all.end()));
+      times.ranks = int(all.size());
+      times.mean_s[c].push_back(std::accumulate(all.begin(), all.end(), 0.0) / double(all.size()));
+      times.max_s[c].push_back(*std::max_element(all.begin(), all.end()));
     }
-    step_s.push_back(bench::slowest_rank(total));
+    times.step_s.push_back(bench::slowest_rank(total));
+  }
+}
+
+Config dense_twin_of(Config config) {
+  config.model.d_ff = (config.moe.top_k + config.moe.num_shared_experts) * config.moe.d_expert;
+  config.moe.first_dense_layers = config.model.n_layers;
+  return config;
+}
+
+nlohmann::ordered_json categories_json(const StepTimes& t) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  for (const std::string& c : kCategories)
+    out.push_back({{"category", c},
+                   {"mean_over_ranks_s", bench::median(t.mean_s.at(c))},
+                   {"slowest_rank_s", bench::median(t.max_s.at(c))}});
+  return out;
+}
+
+void print_table(const std::string& title, const StepTimes& t) {
+  std::cout << std::fixed << std::setprecision(3) << std::left << std::setw(16) << title
+            << std::right << std::setw(12) << "mean ms" << std::setw(12) << "max ms"
+            << std::setw(10) << "share"
+            << "\n";
+  double sum = 0;
+  for (const std::string& c : kCategories) sum += bench::median(t.mean_s.at(c));
+  for (const std::string& c : kCategories) {
+    const double m = bench::median(t.mean_s.at(c));
+    std::cout << std::left << std::setw(16) << c << std::right << std::setw(12) << 1e3 * m
+              << std::setw(12) << 1e3 * bench::median(t.max_s.at(c)) << std::setw(9)
+              << std::setprecision(1) << 100 * m / sum << "%" << std::setprecision(3) << "\n";
+  }
+  std::cout << std::left << std::setw(16) << "step" << std::right << std::setw(12)
+            << 1e3 * bench::median(t.step_s) << "\n";
+}
+
+int step_bench(const StepBenchOptions& o) {
+  Config config;
+  agree([&] { config = load_config(o.config_path, o.overrides); });
+  config.train.steps = o.warmup + o.steps;
+  config.train.warmup_steps = std::min(config.train.warmup_steps, config.train.steps);
+  config.train.eval_every = 0;
+  const Config twin = dense_twin_of(config);
+
+  // With a twin, the two alternate round by round so that drift in machine load falls on
+  // both alike.
+  StepTimes moe, dense;
+  for (int64_t round = 0; round < (o.dense_twin ? o.rounds : 1); ++round) {
+    measure_steps(config, o, moe);
+    if (o.dense_twin) measure_steps(twin, o, dense);
   }
   int rank = 0;
   TRIAGE_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
@@ -97,29 +144,29 @@ int step_bench(const StepBenchOptions& o) {
   nlohmann::ordered_json result = {{"benchmark", "step"},
                                    {"config", o.config_path},
                                    {"overrides", o.overrides},
-                                   {"ranks", ranks},
+                                   {"ranks", moe.ranks},
                                    {"expert_parallel", config.parallel.expert},
-                                   {"steps", o.steps},
-                                   {"step", bench::summary(step_s)}};
-  std::cout << "# step benchmark: " << o.config_path << ", " << ranks << " ranks, EP "
-            << config.parallel.expert << "; median of " << o.steps
-            << " steps (phases timed with barriers before collectives)\n"
-            << std::fixed << std::setprecision(3) << std::left << std::setw(16) << "category"
-            << std::right << std::setw(12) << "mean ms" << std::setw(12) << "max ms"
-            << std::setw(10) << "share"
+                                   {"steps", int64_t(moe.step_s.size())},
+                                   {"barriers", o.barriers},
+                                   {"step", bench::summary(moe.step_s)},
+                                   {"categories", categories_json(moe)}};
+  std::cout << "# step benchmark: " << o.config_path << ", " << moe.ranks << " ranks, EP "
+            << config.parallel.expert << "; median of " << moe.step_s.size() << " steps"
+            << (o.barriers ? " (phases timed with barriers before collectives)"
+                           : " (no barriers: waiting for peers counts in the collective's phase)")
             << "\n";
-  double sum = 0;
-  for (const std::string& c : kCategories) sum += bench::median(mean_s[c]);
-  for (const std::string& c : kCategories) {
-    const double m = bench::median(mean_s[c]);
-    result["categories"].push_back(
-        {{"category", c}, {"mean_over_ranks_s", m}, {"slowest_rank_s", bench::median(max_s[c])}});
-    std::cout << std::left << std::setw(16) << c << std::right << std::setw(12) << 1e3 * m
-              << std::setw(12) << 1e3 * bench::median(max_s[c]) << std::setw(9)
-              << std::setprecision(1) << 100 * m / sum << "%" << std::setprecision(3) << "\n";
+  print_table("category", moe);
+  if (o.dense_twin) {
+    const double ratio = bench::median(moe.step_s) / bench::median(dense.step_s);
+    result["dense_twin"] = {{"d_ff", twin.model.d_ff},
+                            {"step", bench::summary(dense.step_s)},
+                            {"categories", categories_json(dense)}};
+    result["moe_over_dense"] = ratio;
+    std::cout << "# dense twin: every block dense, d_ff " << twin.model.d_ff << "; " << o.rounds
+              << " alternating rounds\n";
+    print_table("dense twin", dense);
+    std::cout << "MoE step / dense twin step " << std::setprecision(2) << ratio << "\n";
   }
-  std::cout << std::left << std::setw(16) << "step" << std::right << std::setw(12)
-            << 1e3 * bench::median(step_s) << "\n";
   bench::emit_result(o.out, result);
   return 0;
 }
@@ -144,6 +191,13 @@ CLI::App* add_step_bench(CLI::App& bench, StepBenchOptions& o) {
                    "The benchmark's scratch run folder (replaced each time)")
       ->capture_default_str();
   step->add_option("--out", o.out, "Append the JSON line to this file (default: stdout)");
+  step->add_flag("--dense-twin", o.dense_twin,
+                 "Also time the dense twin of equal active FLOPs, alternating with the config");
+  step->add_option("--rounds", o.rounds, "Alternating rounds with --dense-twin")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  step->add_flag("!--no-barriers", o.barriers,
+                 "No timed barrier before collectives (the true step time; no separate wait)");
   return step;
 }
 

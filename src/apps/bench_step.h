@@ -18,6 +18,11 @@ struct StepBenchOptions {
   int64_t warmup = 2;                       // untimed steps first
   std::string run_dir = "runs/bench-step";  // the bench's own scratch run (replaced)
   std::string out;                          // append the JSON line here (default: stdout)
+  // Also the config's dense twin of equal active FLOPs (every block dense, d_ff = (top_k +
+  // shared experts) x d_expert), alternating with the config for `rounds` rounds.
+  bool dense_twin = false;
+  int64_t rounds = 2;
+  bool barriers = true;  // a timed barrier before each collective (splits out "wait")
 };
 
 CLI::App* add_step_bench(CLI::App& bench, StepBenchOptions& options);
