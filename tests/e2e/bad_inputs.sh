@@ -45,6 +45,7 @@ cfg override 'moe:\n  routing_override: skewed\n'
 cfg hot 'moe:\n  num_experts: 4\n  routing_override: hot:4:0.5\n'
 cfg emptyrank 'moe:\n  routing_override: empty_rank:2\nparallel:\n  expert: 2\n'
 cfg receive 'moe:\n  max_receive_factor: 0.5\n'
+cfg chunks 'moe:\n  exchange_chunks: 0\n'
 cfg timeout 'train:\n  collective_timeout_s: 0\n'
 cfg null 'moe:\n  top_k:\n'
 cfg steps 'train:\n  steps: 0\n'
@@ -126,6 +127,7 @@ row config_section_not_mapping 1 "section moe = 3: expected a mapping" "$triage"
 row config_top_level_list 1 "expected a mapping of sections" "$triage" config toplist.yaml
 row config_word_for_integer 1 "moe.top_k = two: expected an integer" "$triage" config word.yaml
 row config_fraction_for_integer 1 "model.d_model = 64.5: expected an integer" "$triage" config fraction.yaml
+row config_zero_exchange_chunks 1 "moe.exchange_chunks = 0: expected an integer in [1, 65536]" "$triage" config chunks.yaml
 row config_zero_experts 1 "moe.num_experts = 0: expected an integer in [1, 65536]" "$triage" config zero.yaml
 row config_negative_capacity 1 "moe.capacity_factor = -1: expected a number in [0, 1000000]" "$triage" config negative.yaml
 row config_nan 1 "moe.jitter_noise = .nan" "$triage" config nan.yaml

@@ -41,6 +41,21 @@ def step(path):
     expect(all(c["mean_over_ranks_s"] > 0 for c in r["categories"] if c["category"] != "wait"), "every category timed")
 
 
+def step_twin(path):
+    # configs/tiny.yaml: top-2 of experts 16 wide plus 1 shared expert, so the dense twin's
+    # d_ff is (2 + 1) x 16 = 48; 2 rounds of 2 timed steps each; no barriers, so no "wait".
+    [r] = lines(path)
+    expect(r["dense_twin"]["d_ff"] == 48, f"dense twin d_ff {r['dense_twin']['d_ff']}, expected 48")
+    expect(len(r["step"]["seconds"]) == 4 and len(r["dense_twin"]["step"]["seconds"]) == 4, "2 rounds x 2 steps each")
+    expect(r["barriers"] is False, "--no-barriers recorded")
+    wait = [c for c in r["categories"] if c["category"] == "wait"][0]
+    expect(wait["mean_over_ranks_s"] == 0, f"no barriers, yet {wait['mean_over_ranks_s']} s of waiting")
+    ratio = r["step"]["median_s"] / r["dense_twin"]["step"]["median_s"]
+    expect(abs(r["moe_over_dense"] - ratio) < 1e-12, f"ratio {r['moe_over_dense']} is not the medians' {ratio}")
+    dense_exchange = [c for c in r["dense_twin"]["categories"] if c["category"] == "exchange"][0]
+    expect(dense_exchange["mean_over_ranks_s"] == 0, "the dense twin has no expert exchange")
+
+
 def sweep(folder):
     # tests/e2e/sweep_tiny.yaml: ranks [1, 2] x routing [uniform, hot:0:1.0] = 4 points.
     folder = Path(folder)
@@ -66,5 +81,5 @@ def projection(path):
 
 
 if __name__ == "__main__":
-    {"layer_hot": layer_hot, "step": step, "sweep": sweep, "projection": projection}[sys.argv[1]](sys.argv[2])
+    {"layer_hot": layer_hot, "step": step, "step_twin": step_twin, "sweep": sweep, "projection": projection}[sys.argv[1]](sys.argv[2])
     print("ok")
