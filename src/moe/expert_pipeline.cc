@@ -5,6 +5,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
+#include <functional>
 #include <memory>
 
 #include "common/error.h"
@@ -78,6 +79,66 @@ void progress(Pending& pending) {
     if (transfer) transfer->progress();
 }
 
+// One direction of the pipeline (forward: rows out, outputs back; backward: output
+// gradients out, input gradients back), over four buffers.
+struct PipelineBuffers {
+  at::Tensor packed_in;   // read by own runs; the outgoing exchange's source
+  at::Tensor received;    // where the outgoing exchange lands
+  at::Tensor remote_out;  // the remote runs' results; the return exchange's source
+  at::Tensor packed_out;  // the own runs' results; where the return exchange lands
+};
+
+struct PipelinePhases {
+  const char* out;      // waiting for the outgoing exchange
+  const char* compute;  // the experts
+  const char* back;     // waiting for the return exchange
+  bool backward;
+};
+
+// compute(run, own, act): one run; own runs read packed_in and write packed_out at
+// run.offset, remote runs read received and write remote_out at run.offset; act is the
+// run's first row in the pre-activation buffers. Every chunk's outgoing exchange starts at
+// once; own runs compute while they travel; then chunk by chunk: wait, compute, send back.
+void drive_pipeline(const ExpertLayout& layout, Communicator* ep, const PipelineBuffers& b,
+                    const PipelinePhases& phases,
+                    const std::function<void(const ExpertRowRun&, bool, int64_t)>& compute) {
+  Pending out, back;
+  if (!layout.chunks.empty()) {
+    phase_clock::enter(phases.out);
+    phase_clock::wait_for_peers(*ep, phases.backward);
+    for (const ExchangeChunk& chunk : layout.chunks)
+      out.push_back(ep->start_alltoallv_rows(b.packed_in, chunk.send, b.received, chunk.recv));
+  }
+  phase_clock::enter(phases.compute);
+  int64_t act = 0;
+  for (const ExpertRowRun& run : layout.own_runs) {
+    compute(run, /*own=*/true, act);
+    act += run.rows;
+    progress(out);
+  }
+  for (size_t j = 0; j < layout.chunks.size(); ++j) {
+    const ExchangeChunk& chunk = layout.chunks[j];
+    {
+      phase_clock::enter(phases.out);
+      watchdog::Scope scope(phases.out);
+      out[j]->wait();
+      out[j].reset();
+    }
+    phase_clock::enter(phases.compute);
+    for (const ExpertRowRun& run : chunk.runs) {
+      compute(run, /*own=*/false, act + run.offset);
+      progress(out);
+      progress(back);
+    }
+    back.push_back(ep->start_alltoallv_rows(b.remote_out, chunk.recv, b.packed_out, chunk.send));
+  }
+  if (!back.empty()) {
+    phase_clock::enter(phases.back);
+    watchdog::Scope scope(phases.back);
+    for (auto& transfer : back) transfer->wait();
+  }
+}
+
 // Type code kPassThrough: every expert is the identity (the exchange alone, for benchmarks).
 constexpr int64_t kPassThrough = -1;
 
@@ -135,47 +196,15 @@ struct RunExperts : public torch::autograd::Function<RunExperts> {
     at::Tensor up =
         !pass && weights.type == ExpertType::kSwiglu ? at::empty_like(gate) : at::Tensor();
 
-    Pending dispatches, combines;
-    if (!layout.chunks.empty()) {
-      phase_clock::enter("dispatch rows");
-      phase_clock::wait_for_peers(*ep);
-      watchdog::Scope scope("dispatch rows");
-      for (const ExchangeChunk& chunk : layout.chunks)
-        dispatches.push_back(ep->start_alltoallv_rows(x_RD, chunk.send, received_SD, chunk.recv));
-    }
-    phase_clock::enter("experts");
-    int64_t act = 0;
-    for (const ExpertRowRun& run : layout.own_runs) {
-      run_forward(weights, pass, run.expert, rows_of(x_RD, run.offset, run.rows),
-                  rows_of(gate, act, run.rows), rows_of(up, act, run.rows),
-                  rows_of(y_RD, run.offset, run.rows));
-      act += run.rows;
-      progress(dispatches);
-    }
-    for (size_t j = 0; j < layout.chunks.size(); ++j) {
-      const ExchangeChunk& chunk = layout.chunks[j];
-      {
-        phase_clock::enter("dispatch rows");
-        watchdog::Scope scope("dispatch rows");
-        dispatches[j]->wait();
-        dispatches[j].reset();
-      }
-      phase_clock::enter("experts");
-      for (const ExpertRowRun& run : chunk.runs) {
-        run_forward(weights, pass, run.expert, rows_of(received_SD, run.offset, run.rows),
-                    rows_of(gate, own + run.offset, run.rows),
-                    rows_of(up, own + run.offset, run.rows),
-                    rows_of(outputs_SD, run.offset, run.rows));
-        progress(dispatches);
-        progress(combines);
-      }
-      combines.push_back(ep->start_alltoallv_rows(outputs_SD, chunk.recv, y_RD, chunk.send));
-    }
-    if (!combines.empty()) {
-      phase_clock::enter("combine rows");
-      watchdog::Scope scope("combine rows");
-      for (auto& transfer : combines) transfer->wait();
-    }
+    drive_pipeline(layout, ep, {x_RD, received_SD, outputs_SD, y_RD},
+                   {"dispatch rows", "experts", "combine rows", false},
+                   [&](const ExpertRowRun& run, bool own_run, int64_t act) {
+                     const at::Tensor& in = own_run ? x_RD : received_SD;
+                     const at::Tensor& out = own_run ? y_RD : outputs_SD;
+                     run_forward(weights, pass, run.expert, rows_of(in, run.offset, run.rows),
+                                 rows_of(gate, act, run.rows), rows_of(up, act, run.rows),
+                                 rows_of(out, run.offset, run.rows));
+                   });
     ctx->save_for_backward({x_RD, received_SD, gate, up, w_in, w_up, w_out});
     ctx->saved_data["type"] = type;
     ctx->saved_data["layout"] = layout_code;
@@ -194,52 +223,22 @@ struct RunExperts : public torch::autograd::Function<RunExperts> {
     const ExpertWeights weights = weights_of(type, saved[4], saved[5], saved[6]);
     watchdog::Scope scope(backward_label(ctx->saved_data["label"].toStringRef()));
     const at::Tensor grad_y_RD = grads[0].to(x_RD.scalar_type()).contiguous();
-    const int64_t own = own_rows(layout);
     at::Tensor grad_x_RD = at::empty_like(x_RD);
     at::Tensor grad_outputs_SD = at::empty_like(received_SD);
     at::Tensor grad_received_SD = pass ? grad_outputs_SD : at::empty_like(received_SD);
     ExpertGrads weight_grads = pass ? ExpertGrads{} : unwritten_grads(weights);
 
-    Pending returns, sends;
-    if (!layout.chunks.empty()) {
-      phase_clock::enter("combine rows bwd");
-      phase_clock::wait_for_peers(*ep, /*backward=*/true);
-      for (const ExchangeChunk& chunk : layout.chunks)
-        returns.push_back(
-            ep->start_alltoallv_rows(grad_y_RD, chunk.send, grad_outputs_SD, chunk.recv));
-    }
-    phase_clock::enter("experts bwd");
-    int64_t act = 0;
-    for (const ExpertRowRun& run : layout.own_runs) {
-      run_backward(weights, pass, run.expert, rows_of(x_RD, run.offset, run.rows),
-                   rows_of(gate, act, run.rows), rows_of(up, act, run.rows),
-                   rows_of(grad_y_RD, run.offset, run.rows),
-                   rows_of(grad_x_RD, run.offset, run.rows), weight_grads);
-      act += run.rows;
-      progress(returns);
-    }
-    for (size_t j = 0; j < layout.chunks.size(); ++j) {
-      const ExchangeChunk& chunk = layout.chunks[j];
-      phase_clock::enter("combine rows bwd");
-      returns[j]->wait();
-      returns[j].reset();
-      phase_clock::enter("experts bwd");
-      for (const ExpertRowRun& run : chunk.runs) {
-        run_backward(weights, pass, run.expert, rows_of(received_SD, run.offset, run.rows),
-                     rows_of(gate, own + run.offset, run.rows),
-                     rows_of(up, own + run.offset, run.rows),
-                     rows_of(grad_outputs_SD, run.offset, run.rows),
-                     rows_of(grad_received_SD, run.offset, run.rows), weight_grads);
-        progress(returns);
-        progress(sends);
-      }
-      sends.push_back(
-          ep->start_alltoallv_rows(grad_received_SD, chunk.recv, grad_x_RD, chunk.send));
-    }
-    if (!sends.empty()) {
-      phase_clock::enter("dispatch rows bwd");
-      for (auto& transfer : sends) transfer->wait();
-    }
+    drive_pipeline(layout, ep, {grad_y_RD, grad_outputs_SD, grad_received_SD, grad_x_RD},
+                   {"combine rows bwd", "experts bwd", "dispatch rows bwd", true},
+                   [&](const ExpertRowRun& run, bool own_run, int64_t act) {
+                     const at::Tensor& x = own_run ? x_RD : received_SD;
+                     const at::Tensor& grad_y = own_run ? grad_y_RD : grad_outputs_SD;
+                     const at::Tensor& grad_x = own_run ? grad_x_RD : grad_received_SD;
+                     run_backward(weights, pass, run.expert, rows_of(x, run.offset, run.rows),
+                                  rows_of(gate, act, run.rows), rows_of(up, act, run.rows),
+                                  rows_of(grad_y, run.offset, run.rows),
+                                  rows_of(grad_x, run.offset, run.rows), weight_grads);
+                   });
     if (!pass) zero_unwritten(weight_grads);
     phase_clock::enter("sort/pack + route bwd");
     return {grad_x_RD,    weight_grads.w_in_EDH, weight_grads.w_up_EDH, weight_grads.w_out_EHD,
