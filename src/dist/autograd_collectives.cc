@@ -51,8 +51,10 @@ struct AllToAllRows : public torch::autograd::Function<AllToAllRows> {
 };
 
 struct AllReduceSum : public torch::autograd::Function<AllReduceSum> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& tensor, int64_t comm_address) {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& tensor, int64_t comm_address,
+                            bool used_alike) {
     ctx->saved_data["comm"] = comm_address;
+    ctx->saved_data["used_alike"] = used_alike;
     ctx->saved_data["label"] = watchdog::current_label();
     at::Tensor sum = tensor.contiguous().clone();
     communicator_at(ctx)->allreduce_sum_(sum);
@@ -60,10 +62,13 @@ struct AllReduceSum : public torch::autograd::Function<AllReduceSum> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    Communicator* comm = communicator_at(ctx);
+    if (ctx->saved_data["used_alike"].toBool())  // every rank's gradient is this one
+      return {grads[0] * double(comm->size()), at::Tensor(), at::Tensor()};
     watchdog::Scope scope(backward_label(ctx->saved_data["label"].toStringRef()));
     at::Tensor grad = grads[0].contiguous().clone();
-    communicator_at(ctx)->allreduce_sum_(grad);
-    return {grad, at::Tensor()};
+    comm->allreduce_sum_(grad);
+    return {grad, at::Tensor(), at::Tensor()};
   }
 };
 
@@ -82,8 +87,8 @@ at::Tensor alltoallv_rows_autograd(const at::Tensor& rows, Communicator& comm,
                              phases.rows, phases.after_backward);
 }
 
-at::Tensor allreduce_sum_autograd(const at::Tensor& tensor, Communicator& comm) {
-  return AllReduceSum::apply(tensor, reinterpret_cast<int64_t>(&comm));
+at::Tensor allreduce_sum_autograd(const at::Tensor& tensor, Communicator& comm, bool used_alike) {
+  return AllReduceSum::apply(tensor, reinterpret_cast<int64_t>(&comm), used_alike);
 }
 
 }  // namespace triage

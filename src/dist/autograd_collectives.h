@@ -32,6 +32,11 @@ at::Tensor alltoallv_rows_autograd(const at::Tensor& rows, Communicator& comm,
 std::string backward_label(const std::string& forward_label);
 
 // Returns the sum of `tensor` over all ranks of comm (a new tensor; the input is untouched).
-at::Tensor allreduce_sum_autograd(const at::Tensor& tensor, Communicator& comm);
+// used_alike: every rank then uses the sum in the same way (the same function of it, with
+// the same weight in its loss, as the global balance loss is), so every rank's gradient of
+// it is the same and their sum is this rank's times the group size: backward needs no
+// all-reduce, one sync point fewer.
+at::Tensor allreduce_sum_autograd(const at::Tensor& tensor, Communicator& comm,
+                                  bool used_alike = false);
 
 }  // namespace triage

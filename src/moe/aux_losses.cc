@@ -1,6 +1,8 @@
 // Load-balancing and z-loss formulas (see the header for the definitions).
 #include "moe/aux_losses.h"
 
+#include <cmath>
+
 #include "dist/autograd_collectives.h"
 #include "dist/watchdog.h"
 
@@ -20,13 +22,19 @@ BalanceStats balance_stats(const at::Tensor& scores_TE, const at::Tensor& expert
 
 BalanceStats all_reduce(const BalanceStats& local, Communicator& group) {
   watchdog::Scope scope("balance-loss all-reduce");
+  // One all-reduce for the three sums (each is a sync point every rank waits at): the
+  // probability sums (differentiable), the assignment counts and the token count, as whole
+  // numbers in the scores' dtype (exact in float32 up to 2^24 per expert and step).
+  const int64_t experts = local.prob_sum_E.size(0);
+  const at::Tensor packed =
+      at::cat({local.prob_sum_E, local.assignments_E.to(local.prob_sum_E.scalar_type()),
+               at::full({1}, double(local.tokens), local.prob_sum_E.options())});
+  // Every rank adds the same balance loss of these sums to its loss (see balance_loss).
+  const at::Tensor summed = allreduce_sum_autograd(packed, group, /*used_alike=*/true);
   BalanceStats global = local;
-  global.assignments_E = local.assignments_E.clone();
-  group.allreduce_sum_(global.assignments_E);
-  global.prob_sum_E = allreduce_sum_autograd(local.prob_sum_E, group);
-  at::Tensor tokens = at::full({1}, local.tokens, local.assignments_E.options().dtype(at::kLong));
-  group.allreduce_sum_(tokens);
-  global.tokens = tokens.item<int64_t>();
+  global.prob_sum_E = summed.narrow(0, 0, experts);
+  global.assignments_E = summed.narrow(0, experts, experts).detach();
+  global.tokens = std::llround(summed[2 * experts].item<double>());
   return global;
 }
 
