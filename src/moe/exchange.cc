@@ -33,12 +33,10 @@ Dispatched dispatch(const at::Tensor& x_TD, const at::Tensor& experts_TK, const 
     return ep.alltoall(plan.order.rows_per_expert);
   }();
   plan.recv_rows.assign(ranks, 0);
-  plan.rows_per_local_expert.assign(local_experts, 0);
   for (int64_t p = 0; p < ranks; ++p) {
     for (int64_t l = 0; l < local_experts; ++l) {
       const int64_t rows = received_counts[p * local_experts + l];
       plan.recv_rows[p] += rows;
-      plan.rows_per_local_expert[l] += rows;
       if (rows > 0) plan.runs.push_back({l, rows});
     }
   }

@@ -25,12 +25,11 @@
 namespace triage {
 
 struct DispatchPlan {
-  ExpertOrder order;                           // kept local assignments, by global expert
-  std::vector<int64_t> send_rows;              // P: rows sent to each rank
-  std::vector<int64_t> recv_rows;              // P: rows received from each rank
-  std::vector<ExpertRun> runs;                 // received rows: (source, local expert) runs
-  std::vector<int64_t> rows_per_local_expert;  // L: rows each local expert received
-  ExpertLayout layout;                         // the pipelined exchange (loop path)
+  ExpertOrder order;               // kept local assignments, by global expert
+  std::vector<int64_t> send_rows;  // P: rows sent to each rank
+  std::vector<int64_t> recv_rows;  // P: rows received from each rank
+  std::vector<ExpertRun> runs;     // grouped path's received rows: (source, local expert) runs
+  ExpertLayout layout;             // the pipelined exchange (loop path)
 };
 
 struct Dispatched {
