@@ -32,8 +32,71 @@ double median(std::vector<double> values) {
 
 struct Contender {
   std::string name;
-  std::function<at::Tensor(const at::Tensor&)> forward;
+  // One forward + backward of input x with upstream gradient; returns a tensor whose read
+  // waits for the work (the device sync).
+  std::function<at::Tensor(const at::Tensor& x, const at::Tensor& upstream)> step;
   std::vector<double> seconds;
+};
+
+// The nine GEMMs of the SwiGLU experts' forward + backward, and nothing else: each expert's
+// share of the rows (as balanced as integers allow) through at::mm into preallocated
+// buffers. The floor the GEMM library sets for the expert loop at this many experts: the
+// layer cannot grow from 8 to E experts by less than these GEMMs do.
+class ExpertGemmsOnly {
+ public:
+  ExpertGemmsOnly(const MoeLayerBenchOptions& o, const at::TensorOptions& options,
+                  at::Generator& gen)
+      : rows_(o.tokens * o.top_k) {
+    const double scale = 0.02;
+    auto weights = [&](int64_t in, int64_t out) {
+      return (at::randn({o.experts, in, out}, gen, at::kFloat) * scale).to(options);
+    };
+    w_gate_ = weights(o.d_model, o.d_expert);
+    w_up_ = weights(o.d_model, o.d_expert);
+    w_down_ = weights(o.d_expert, o.d_model);
+    grad_gate_ = at::empty_like(w_gate_);
+    grad_up_ = at::empty_like(w_up_);
+    grad_down_ = at::empty_like(w_down_);
+    x_ = at::randn({rows_, o.d_model}, gen, at::kFloat).to(options);
+    grad_x_ = at::empty_like(x_);
+    gate_ = at::empty({rows_, o.d_expert}, options);
+    up_ = at::empty_like(gate_);
+    grad_hidden_ = at::empty_like(gate_);
+    y_ = at::empty({rows_, o.d_model}, options);
+    grad_y_ = at::randn({rows_, o.d_model}, gen, at::kFloat).to(options);
+    for (int64_t e = 0, first = 0; e < o.experts; ++e) {
+      const int64_t rows = rows_ / o.experts + (e < rows_ % o.experts ? 1 : 0);
+      runs_.push_back({first, rows});
+      first += rows;
+    }
+  }
+
+  at::Tensor step() {
+    for (int64_t e = 0; e < int64_t(runs_.size()); ++e) {
+      const auto [first, rows] = runs_[size_t(e)];
+      if (rows == 0) continue;
+      auto cut = [&](const at::Tensor& t) { return t.narrow(0, first, rows); };
+      at::Tensor x = cut(x_), gate = cut(gate_), up = cut(up_), y = cut(y_);
+      at::Tensor grad_x = cut(grad_x_), grad_y = cut(grad_y_), grad_hidden = cut(grad_hidden_);
+      at::mm_out(gate, x, w_gate_[e]);  // forward: gate, up, down
+      at::mm_out(up, x, w_up_[e]);
+      at::mm_out(y, gate, w_down_[e]);
+      at::mm_out(grad_hidden, grad_y, w_down_[e].t());  // backward: three for the inputs
+      at::mm_out(grad_x, grad_hidden, w_gate_[e].t());
+      grad_x.addmm_(grad_hidden, w_up_[e].t());
+      at::Tensor grad_down = grad_down_[e], grad_gate = grad_gate_[e], grad_up = grad_up_[e];
+      at::mm_out(grad_down, gate.t(), grad_y);  // and three for the weights
+      at::mm_out(grad_gate, x.t(), grad_hidden);
+      at::mm_out(grad_up, x.t(), grad_hidden);
+    }
+    return grad_x_;
+  }
+
+ private:
+  int64_t rows_;
+  at::Tensor w_gate_, w_up_, w_down_, grad_gate_, grad_up_, grad_down_;
+  at::Tensor x_, grad_x_, gate_, up_, grad_hidden_, y_, grad_y_;
+  std::vector<std::pair<int64_t, int64_t>> runs_;  // (first row, rows) per expert
 };
 
 }  // namespace
@@ -96,15 +159,31 @@ int run_moe_layer_bench(const MoeLayerBenchOptions& o) {
     grouped_ok = false;
     std::cerr << "[bench] grouped GEMM skipped: " << e.what() << "\n";
   }
+  // An autograd contender: forward, backward, and the input's gradient to wait for.
+  auto autograd_step = [](std::function<at::Tensor(const at::Tensor&)> forward) {
+    return [forward](const at::Tensor& x, const at::Tensor& upstream) {
+      at::Tensor input = x.detach().clone().set_requires_grad(true);
+      forward(input).backward(upstream);
+      return input.grad();
+    };
+  };
   if (grouped_ok)
     contenders.push_back(
-        {"moe_grouped_gemm", [&](const at::Tensor& x) { return grouped.forward(x, true).y; }, {}});
-  contenders.push_back(
-      {"moe_expert_loop", [&](const at::Tensor& x) { return loop.forward(x, true).y; }, {}});
-  contenders.push_back(
-      {"dense_swiglu_same_flops", [&](const at::Tensor& x) { return dense.forward(x); }, {}});
-
+        {"moe_grouped_gemm",
+         autograd_step([&](const at::Tensor& x) { return grouped.forward(x, true).y; }),
+         {}});
+  contenders.push_back({"moe_expert_loop",
+                        autograd_step([&](const at::Tensor& x) { return loop.forward(x, true).y; }),
+                        {}});
+  contenders.push_back({"dense_swiglu_same_flops",
+                        autograd_step([&](const at::Tensor& x) { return dense.forward(x); }),
+                        {}});
   auto options = at::TensorOptions().dtype(dtype).device(device);
+  ExpertGemmsOnly gemms_only(o, options, gen);
+  contenders.push_back({"expert_gemms_only",
+                        [&](const at::Tensor&, const at::Tensor&) { return gemms_only.step(); },
+                        {}});
+
   for (int64_t rep = 0; rep < o.warmup + o.reps; ++rep) {
     at::Tensor x =
         at::randn({o.tokens, o.d_model}, gen, at::TensorOptions().dtype(at::kFloat)).to(options);
@@ -112,16 +191,13 @@ int run_moe_layer_bench(const MoeLayerBenchOptions& o) {
         at::randn({o.tokens, o.d_model}, gen, at::TensorOptions().dtype(at::kFloat)).to(options);
     for (size_t i = 0; i < contenders.size(); ++i) {
       Contender& c = contenders[(i + size_t(rep)) % contenders.size()];  // rotate who goes first
-      at::Tensor input = x.detach().clone().set_requires_grad(true);
       // Like a training step after optimizer.zero_grad(): gradients start unset, so the
       // backward's gradients become .grad instead of being added into a stale one.
       for (const ParameterList* params : {&grouped_params, &loop_params, &dense_params})
         for (const auto& p : *params) p.tensor.mutable_grad() = at::Tensor();
-      (void)input.sum().item<float>();  // inputs ready before the clock starts
+      (void)x.sum().item<float>();  // inputs ready before the clock starts
       const auto start = std::chrono::steady_clock::now();
-      at::Tensor y = c.forward(input);
-      y.backward(upstream);
-      (void)input.grad().sum().item<float>();  // device sync: the work is done
+      (void)c.step(x, upstream).sum().item<float>();  // device sync: the work is done
       const double seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (rep >= o.warmup) c.seconds.push_back(seconds);
@@ -166,6 +242,11 @@ int run_moe_layer_bench(const MoeLayerBenchOptions& o) {
     result["grouped_vs_loop_speedup"] = medians["moe_expert_loop"] / medians["moe_grouped_gemm"];
     std::cout << "; grouped / loop speed-up: " << double(result["grouped_vs_loop_speedup"]);
   }
+  // What the experts' GEMMs alone cost against the dense FFN: the part of MoE / dense that
+  // the GEMM library sets, however little the layer does around them.
+  result["gemms_only_over_dense"] =
+      medians["expert_gemms_only"] / medians["dense_swiglu_same_flops"];
+  std::cout << "; expert GEMMs alone / dense: " << double(result["gemms_only_over_dense"]);
   std::cout << std::endl;
   if (o.out.empty()) {
     std::cout << result.dump() << "\n";
