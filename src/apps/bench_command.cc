@@ -26,9 +26,9 @@
 #include "apps/commands.h"
 #include "common/error.h"
 #include "common/mpi_check.h"
-#include "dist/agreement.h"
-#include "dist/mpi_communicator.h"
-#include "dist/mpi_environment.h"
+#include "parallel/agreement.h"
+#include "parallel/mpi_communicator.h"
+#include "parallel/mpi_environment.h"
 #include "moe/exchange.h"
 #include "moe/routing_override.h"
 

@@ -10,8 +10,8 @@
 
 #include "common/error.h"
 #include "common/mpi_check.h"
-#include "dist/agreement.h"
-#include "dist/mpi_environment.h"
+#include "parallel/agreement.h"
+#include "parallel/mpi_environment.h"
 #include "moe/routing_override.h"
 
 namespace triage::bench {

@@ -14,9 +14,10 @@
 #include "common/error.h"
 #include "common/mpi_check.h"
 #include "config/config.h"
-#include "dist/agreement.h"
-#include "dist/mpi_environment.h"
-#include "dist/phase_clock.h"
+#include "parallel/agreement.h"
+#include "parallel/mpi_environment.h"
+#include "parallel/nccl_communicator.h"
+#include "parallel/phase_clock.h"
 #include "train/trainer.h"
 
 namespace triage {
@@ -65,6 +66,7 @@ void measure_steps(const Config& config, const StepBenchOptions& o, StepTimes& t
   TrainOptions train_options;
   train_options.out_dir = o.run_dir;
   train_options.overwrite = true;
+  train_options.gpu_communicator = make_nccl_communicator;
   phase_clock::Options clock;
   clock.wait_for_peers = o.barriers;
   phase_clock::start(clock);

@@ -6,7 +6,7 @@
 
 #include "apps/commands.h"
 #include "common/mpi_check.h"
-#include "kernels/device_query.h"
+#include "cuda/device_query.h"
 
 namespace triage {
 

@@ -6,8 +6,9 @@
 
 #include "apps/commands.h"
 #include "config/config.h"
-#include "dist/agreement.h"
-#include "dist/mpi_environment.h"
+#include "parallel/agreement.h"
+#include "parallel/mpi_environment.h"
+#include "parallel/nccl_communicator.h"
 #include "train/preemption.h"
 #include "train/trainer.h"
 
@@ -50,7 +51,9 @@ Command add_train_command(CLI::App& app) {
             try {
               Config config;
               agree([&] { config = load_config(args->config_path, args->overrides); });
-              const TrainResult result = train(config, args->options);
+              TrainOptions options = args->options;
+              options.gpu_communicator = make_nccl_communicator;
+              const TrainResult result = train(config, options);
               return result == TrainResult::kPreempted ? preemption::kExitPreempted : 0;
             } catch (const ReportedFailure&) {
               return 1;  // printed once already; MPI shuts down cleanly on every rank

@@ -7,7 +7,7 @@
 #include "apps/commands.h"
 #include "common/allocator.h"
 #include "common/error.h"
-#include "dist/mpi_environment.h"
+#include "parallel/mpi_environment.h"
 
 int main(int argc, char** argv) {
   triage::keep_freed_memory();

@@ -22,9 +22,9 @@
 #include "checkpoint/manifest.h"
 #include "checkpoint/safetensors.h"
 #include "common/error.h"
-#include "dist/agreement.h"
-#include "dist/fault_injection.h"
-#include "dist/watchdog.h"
+#include "parallel/agreement.h"
+#include "parallel/fault_injection.h"
+#include "parallel/watchdog.h"
 
 namespace triage {
 

@@ -25,7 +25,7 @@
 
 #include "common/parameters.h"
 #include "config/config.h"
-#include "dist/process_groups.h"
+#include "parallel/process_groups.h"
 #include "moe/moe_layer.h"
 
 namespace triage {

@@ -1,5 +1,5 @@
 // TRIAGE_MPI_CHECK(call): runs an MPI call and throws with the call, file, line and MPI's
-// own error text when it fails. (MPI's default handler aborts instead; the dist layer
+// own error text when it fails. (MPI's default handler aborts instead; the parallel layer
 // installs MPI_ERRORS_RETURN so that failures reach this macro.)
 #pragma once
 

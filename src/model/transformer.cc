@@ -7,7 +7,7 @@
 
 #include <cmath>
 
-#include "dist/watchdog.h"
+#include "parallel/watchdog.h"
 #include "model/rms_norm.h"
 
 namespace triage {

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "config/config.h"
-#include "dist/communicator.h"
+#include "parallel/communicator.h"
 #include "model/attention.h"
 #include "model/feed_forward.h"
 #include "moe/moe_layer.h"

@@ -3,8 +3,8 @@
 
 #include <cmath>
 
-#include "dist/autograd_collectives.h"
-#include "dist/watchdog.h"
+#include "parallel/autograd_collectives.h"
+#include "parallel/watchdog.h"
 
 namespace triage {
 

@@ -13,7 +13,7 @@
 
 #include <ATen/ATen.h>
 
-#include "dist/communicator.h"
+#include "parallel/communicator.h"
 
 namespace triage {
 

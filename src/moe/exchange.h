@@ -17,7 +17,7 @@
 
 #include <vector>
 
-#include "dist/communicator.h"
+#include "parallel/communicator.h"
 #include "moe/expert_pipeline.h"
 #include "moe/experts.h"
 #include "moe/permute.h"

@@ -9,9 +9,9 @@
 #include <memory>
 
 #include "common/error.h"
-#include "dist/autograd_collectives.h"
-#include "dist/phase_clock.h"
-#include "dist/watchdog.h"
+#include "parallel/autograd_collectives.h"
+#include "parallel/phase_clock.h"
+#include "parallel/watchdog.h"
 
 namespace triage {
 namespace {

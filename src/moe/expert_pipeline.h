@@ -19,7 +19,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "dist/communicator.h"
+#include "parallel/communicator.h"
 #include "moe/expert_math.h"
 
 namespace triage {

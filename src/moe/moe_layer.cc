@@ -5,7 +5,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
-#include "dist/phase_clock.h"
+#include "parallel/phase_clock.h"
 #include "moe/exchange.h"
 #include "moe/permute.h"
 #include "moe/routing_override.h"

@@ -12,7 +12,7 @@
 
 #include "common/parameters.h"
 #include "config/config.h"
-#include "dist/communicator.h"
+#include "parallel/communicator.h"
 #include "moe/aux_losses.h"
 #include "moe/capacity.h"
 #include "moe/experts.h"

@@ -3,7 +3,7 @@
 
 #include <c10/core/GradMode.h>
 
-#include "dist/watchdog.h"
+#include "parallel/watchdog.h"
 
 #include <map>
 #include <string>

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "common/parameters.h"
-#include "dist/communicator.h"
+#include "parallel/communicator.h"
 
 namespace triage {
 

@@ -17,16 +17,15 @@
 
 #include "checkpoint/checkpoint.h"
 #include "common/error.h"
-#include "dist/agreement.h"
-#include "dist/fault_injection.h"
-#include "dist/nccl_communicator.h"
-#include "dist/placement.h"
-#include "dist/phase_clock.h"
-#include "dist/process_groups.h"
-#include "dist/watchdog.h"
+#include "parallel/agreement.h"
+#include "parallel/fault_injection.h"
+#include "parallel/placement.h"
+#include "parallel/phase_clock.h"
+#include "parallel/process_groups.h"
+#include "parallel/watchdog.h"
 #include "model/transformer.h"
 #include "moe/routing_override.h"
-#include "train/dataset.h"
+#include "data/dataset.h"
 #include "train/grad_sync.h"
 #include "train/lr_schedule.h"
 #include "train/metrics.h"
@@ -88,7 +87,11 @@ Trainer::Trainer(const Config& config, const TrainOptions& options) : config_(co
   const int gpu = placements_.front().gpu;  // this rank's own (rank 0 holds all, its own first)
   device_ = cuda ? at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(gpu)) : at::Device(at::kCPU);
   // group_layout's checks fail on every rank alike, before any split: safe inside agree().
-  agree([&] { groups_ = make_process_groups(config, cuda ? make_nccl_communicator : nullptr); });
+  agree([&] {
+    if (cuda && !options.gpu_communicator)
+      throw Error("train.device = cuda: this program has no GPU communicator backend");
+    groups_ = make_process_groups(config, cuda ? options.gpu_communicator : nullptr);
+  });
   const int world = groups_.layout.world_size;
   lm_ = config.train.loss != "classify";
   classify_ = config.train.loss != "lm";

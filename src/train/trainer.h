@@ -11,6 +11,7 @@
 #include <string>
 
 #include "config/config.h"
+#include "parallel/process_groups.h"
 
 namespace triage {
 
@@ -19,6 +20,9 @@ struct TrainOptions {
   bool resume = false;                  // continue from out_dir/checkpoints/latest
   int64_t stop_after = 0;               // > 0: stop (with a checkpoint) after this step
   bool overwrite = false;               // a fresh run may replace an earlier run in out_dir
+  // Makes the communicators of train.device = cuda (the executable passes NCCL's), so that
+  // the trainer, like the layer, never names a backend.
+  CommunicatorFactory gpu_communicator = nullptr;
 };
 
 enum class TrainResult {

@@ -2,7 +2,7 @@
 // read as sequences or are refused with triage::Error.
 #include "common/error.h"
 #include "fuzz_input.h"
-#include "train/sequence_io.h"
+#include "data/sequence_io.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string path = triage::fuzzing::as_file(data, size);

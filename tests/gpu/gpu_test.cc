@@ -10,11 +10,11 @@
 #include <ATen/autocast_mode.h>
 #include <c10/core/GradMode.h>
 
-#include "../dist/mpi_test_support.h"
+#include "../mpi/mpi_test_support.h"
 #include "../unit/test_support.h"
-#include "dist/mpi_communicator.h"
-#include "dist/nccl_communicator.h"
-#include "kernels/device_query.h"
+#include "parallel/mpi_communicator.h"
+#include "parallel/nccl_communicator.h"
+#include "cuda/device_query.h"
 #include "model/transformer.h"
 #include "moe/exchange.h"
 

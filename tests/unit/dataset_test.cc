@@ -4,8 +4,8 @@
 #include <set>
 
 #include "test_support.h"
-#include "train/dataset.h"
-#include "train/tokenizer.h"
+#include "data/dataset.h"
+#include "data/tokenizer.h"
 
 namespace triage {
 namespace {

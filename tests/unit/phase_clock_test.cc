@@ -5,7 +5,7 @@
 #include <chrono>
 #include <thread>
 
-#include "dist/phase_clock.h"
+#include "parallel/phase_clock.h"
 
 namespace triage {
 namespace {

@@ -1,7 +1,7 @@
 // Rank placement arithmetic: GPUs by local rank, threads from the host's cores.
 #include <gtest/gtest.h>
 
-#include "dist/placement.h"
+#include "parallel/placement.h"
 #include "test_support.h"
 
 namespace triage {

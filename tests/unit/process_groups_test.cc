@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "common/error.h"
-#include "dist/process_groups.h"
+#include "parallel/process_groups.h"
 
 namespace triage {
 namespace {

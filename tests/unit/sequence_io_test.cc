@@ -6,7 +6,7 @@
 
 #include "common/error.h"
 #include "test_support.h"
-#include "train/sequence_io.h"
+#include "data/sequence_io.h"
 
 namespace triage {
 namespace {

@@ -3,7 +3,7 @@
 
 #include <set>
 
-#include "train/sequence_set.h"
+#include "data/sequence_set.h"
 
 namespace triage {
 namespace {

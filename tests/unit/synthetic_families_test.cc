@@ -3,7 +3,7 @@
 
 #include <array>
 
-#include "train/synthetic_families.h"
+#include "data/synthetic_families.h"
 
 namespace triage {
 namespace {

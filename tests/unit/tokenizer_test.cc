@@ -1,7 +1,7 @@
 // Amino-acid tokenizer ids, worked out from the documented table.
 #include <gtest/gtest.h>
 
-#include "train/tokenizer.h"
+#include "data/tokenizer.h"
 
 namespace triage {
 namespace {

@@ -1,0 +1,27 @@
+// Preparing a labelled sequence collection for training: drop duplicates (the same
+// protein can appear in several Pfam files) and hold out a deterministic test split.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "data/sequence_io.h"
+
+namespace triage {
+
+struct Deduplicated {
+  std::vector<SequenceRecord> records;  // first occurrence kept, input order preserved
+  int64_t dropped = 0;                  // later records with a name or residues seen before
+};
+
+Deduplicated deduplicate(std::vector<SequenceRecord> records);
+
+struct Split {
+  std::vector<SequenceRecord> train, test;
+};
+
+// Holds out round(test_fraction * n) records chosen by a seeded shuffle; both parts keep
+// the input order. The same (records, fraction, seed) give the same split on every rank.
+Split hold_out(const std::vector<SequenceRecord>& records, double test_fraction, uint64_t seed);
+
+}  // namespace triage

@@ -1,0 +1,42 @@
+// Collectives that autograd can differentiate through, for the few places where a
+// forward value depends on other ranks' tensors:
+//   all-to-all of rows:  backward is the all-to-all of the gradients, counts swapped
+//   all-reduce (sum):    backward is the all-reduce (sum) of the gradients
+// The communicator must outlive every graph built with it (one training step).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <string>
+#include <vector>
+
+#include "parallel/communicator.h"
+
+namespace triage {
+
+// Phase labels for phase_clock (benchmarks): the transfer is timed as `rows` forward and
+// `rows` + " bwd" backward, each after a timed wait for peers; when the backward transfer
+// is done, `after_backward` opens (the backward of what preceded the forward transfer).
+struct ExchangePhases {
+  std::string rows;
+  std::string after_backward;
+};
+
+at::Tensor alltoallv_rows_autograd(const at::Tensor& rows, Communicator& comm,
+                                   const std::vector<int64_t>& send_rows,
+                                   const std::vector<int64_t>& recv_rows,
+                                   const ExchangePhases& phases = {});
+
+// The watchdog label for a backward: "backward of <what the forward was doing>", less the
+// labels the backward shares with it (the step and micro-batch are still on the stack).
+std::string backward_label(const std::string& forward_label);
+
+// Returns the sum of `tensor` over all ranks of comm (a new tensor; the input is untouched).
+// used_alike: every rank then uses the sum in the same way (the same function of it, with
+// the same weight in its loss, as the global balance loss is), so every rank's gradient of
+// it is the same and their sum is this rank's times the group size: backward needs no
+// all-reduce, one sync point fewer.
+at::Tensor allreduce_sum_autograd(const at::Tensor& tensor, Communicator& comm,
+                                  bool used_alike = false);
+
+}  // namespace triage

@@ -1,0 +1,54 @@
+// MPI start-up and job-wide failure handling.
+#include "parallel/mpi_environment.h"
+
+#include <mpi.h>
+
+#include <cstdlib>
+#include <exception>
+#include <iostream>
+
+#include "common/mpi_check.h"
+
+namespace triage {
+
+MpiEnvironment::MpiEnvironment(int* argc, char*** argv) {
+  int provided = 0;
+  // FUNNELED: only the main thread calls MPI; LibTorch's worker threads never do.
+  TRIAGE_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
+  TRIAGE_MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+  TRIAGE_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank_));
+  TRIAGE_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &world_size_));
+  // An exception escaping any thread ends the whole job, not just this rank.
+  std::set_terminate([] { abort_job("terminated by an uncaught exception", 3); });
+}
+
+MpiEnvironment::~MpiEnvironment() {
+  // Unwinding from an error: MPI_Finalize would wait for ranks that are waiting for us.
+  // Leave MPI up so the handler that catches the error can abort the whole job.
+  if (std::uncaught_exceptions() > 0) return;
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+bool in_multi_rank_job() {
+  int initialized = 0, finalized = 0, size = 1;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (!initialized || finalized) return false;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  return size > 1;
+}
+
+void abort_job(const std::string& message, int exit_code) {
+  int initialized = 0, finalized = 0, rank = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  const bool mpi_up = initialized && !finalized;
+  if (mpi_up) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  std::cerr << "[rank " << rank << "] " << message << std::endl;
+  if (mpi_up) MPI_Abort(MPI_COMM_WORLD, exit_code);
+  std::exit(exit_code);
+}
+
+}  // namespace triage
