@@ -15,5 +15,7 @@ Command add_config_command(CLI::App& app);
 Command add_info_command(CLI::App& app);
 Command add_bench_command(CLI::App& app);
 Command add_train_command(CLI::App& app);
+Command add_export_command(CLI::App& app);
+Command add_logits_command(CLI::App& app);
 
 }  // namespace triage

@@ -19,6 +19,8 @@ int main(int argc, char** argv) {
       triage::add_info_command(app),
       triage::add_bench_command(app),
       triage::add_train_command(app),
+      triage::add_export_command(app),
+      triage::add_logits_command(app),
   };
   try {
     app.parse(argc, argv);

@@ -353,4 +353,63 @@ void load_checkpoint(const std::string& dir, const Config& config, ProcessGroups
   agree([&] { load_local_part(dir, config, groups, state); });
 }
 
+CheckpointContents read_checkpoint(const std::string& dir) {
+  fs::path folder = dir;
+  if (fs::exists(folder / "latest")) {
+    std::string name;
+    std::ifstream(folder / "latest") >> name;
+    folder /= name;
+  }
+  const std::string manifest_path = (folder / "manifest.json").string();
+  if (!fs::exists(manifest_path))
+    throw Error(dir + ": not a checkpoint; expected a folder with manifest.json, or a run's checkpoints "
+                "folder with a `latest` file");
+  CheckpointContents contents;
+  contents.folder = folder.string();
+  const std::string text = read_all(manifest_path);
+  // The manifest records the whole config as key -> value rows; they rebuild it exactly.
+  std::vector<std::string> rows;
+  try {
+    const nlohmann::json manifest = nlohmann::json::parse(text);  // outlives the loop below
+    for (const auto& [key, value] : manifest.at("config").items())
+      rows.push_back(key + "=" + value.get<std::string>());
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(manifest_path + ": no readable config in the manifest: " + e.what());
+  }
+  try {
+    contents.config = default_config(rows);
+  } catch (const Error& e) {
+    throw Error(manifest_path + ": its config: " + e.what());
+  }
+  contents.manifest = parse_manifest(text, manifest_path, contents.config);
+  contents.replicated = read_verified(folder, "replicated.safetensors", contents.manifest);
+  for (int64_t e = 0; e < contents.config.moe.num_experts; ++e)
+    contents.experts.push_back(read_verified(folder, expert_file(e), contents.manifest));
+  return contents;
+}
+
+void load_weights(const CheckpointContents& contents, const ParameterList& parameters,
+                  const std::vector<MoeLayer*>& moe_layers) {
+  const std::string replicated_path = contents.folder + "/replicated.safetensors";
+  c10::NoGradGuard no_grad;
+  for (const auto& p : parameters) {
+    const at::ScalarType dtype = p.tensor.scalar_type();
+    if (p.sharding == Sharding::kReplicated) {
+      p.tensor.copy_(expect(contents.replicated, p.name, p.tensor.sizes(), dtype, replicated_path));
+      continue;
+    }
+    TRIAGE_ASSERT(p.tensor.size(0) == int64_t(contents.experts.size()),
+                  p.name << " holds " << p.tensor.size(0) << " experts; the checkpoint has "
+                         << contents.experts.size());
+    for (size_t e = 0; e < contents.experts.size(); ++e)
+      p.tensor[int64_t(e)].copy_(expect(contents.experts[e], p.name, p.tensor.sizes().slice(1), dtype,
+                                        contents.folder + "/" + expert_file(int64_t(e))));
+  }
+  for (size_t i = 0; i < moe_layers.size(); ++i) {
+    at::Tensor bias = moe_layers[i]->router().expert_bias_E();
+    bias.copy_(expect(contents.replicated, moe_key(i, "expert_bias"), bias.sizes(), bias.scalar_type(),
+                      replicated_path));
+  }
+}
+
 }  // namespace triage

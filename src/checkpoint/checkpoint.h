@@ -23,6 +23,8 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint/manifest.h"
+#include "checkpoint/safetensors.h"
 #include "common/parameters.h"
 #include "config/config.h"
 #include "parallel/process_groups.h"
@@ -51,5 +53,24 @@ std::string save_checkpoint(const std::string& dir, const Config& config, Proces
 // samples_seen). Throws Error naming the file and what is wrong. Collective over the world.
 void load_checkpoint(const std::string& dir, const Config& config, ProcessGroups& groups,
                      TrainingState& state);
+
+// A whole checkpoint read by one process with every file verified, for tools that convert
+// it (export, inspection) rather than resume training from it.
+struct CheckpointContents {
+  std::string folder;               // the step folder that was read
+  Config config;                    // the model and run it was saved from (its manifest)
+  CheckpointManifest manifest;
+  TensorMap replicated;             // by parameter name (and name#exp_avg, ...), router state
+  std::vector<TensorMap> experts;   // by global expert id
+};
+
+// dir: a run's checkpoint folder (its `latest` is read) or one step-NNNNNNNN folder.
+// Throws Error naming the file and what is wrong.
+CheckpointContents read_checkpoint(const std::string& dir);
+
+// Copies the checkpoint's weights into `parameters` of a model that holds every expert
+// (gathered from the expert files by global id) and the routers' selection biases.
+void load_weights(const CheckpointContents& contents, const ParameterList& parameters,
+                  const std::vector<MoeLayer*>& moe_layers);
 
 }  // namespace triage

@@ -25,8 +25,10 @@ at::ScalarType dtype_of(const std::string& name, const std::string& where) {
 
 }  // namespace
 
-std::string encode_safetensors(const TensorMap& tensors) {
+std::string encode_safetensors(const TensorMap& tensors,
+                               const std::map<std::string, std::string>& metadata) {
   nlohmann::json header = nlohmann::json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
   std::vector<at::Tensor> contiguous;
   uint64_t offset = 0;
   for (const auto& [name, tensor] : tensors) {

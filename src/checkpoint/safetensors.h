@@ -14,8 +14,10 @@ namespace triage {
 
 using TensorMap = std::map<std::string, at::Tensor>;
 
-// Serialised file contents; CPU tensors of float32/float64/int64/uint8.
-std::string encode_safetensors(const TensorMap& tensors);
+// Serialised file contents; CPU tensors of float32/float64/int64/uint8. metadata: the
+// format's optional string map (Hugging Face loaders expect {"format": "pt"}).
+std::string encode_safetensors(const TensorMap& tensors,
+                               const std::map<std::string, std::string>& metadata = {});
 
 // Parses `bytes` (read from `path`, named in errors); the tensors own their memory.
 TensorMap decode_safetensors(const std::string& bytes, const std::string& path);
