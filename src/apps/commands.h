@@ -16,6 +16,7 @@ Command add_info_command(CLI::App& app);
 Command add_bench_command(CLI::App& app);
 Command add_train_command(CLI::App& app);
 Command add_export_command(CLI::App& app);
+Command add_import_command(CLI::App& app);
 Command add_logits_command(CLI::App& app);
 
 }  // namespace triage

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
       triage::add_bench_command(app),
       triage::add_train_command(app),
       triage::add_export_command(app),
+      triage::add_import_command(app),
       triage::add_logits_command(app),
   };
   try {

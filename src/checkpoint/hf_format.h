@@ -36,4 +36,15 @@ HfModel to_hf_model(const CheckpointContents& checkpoint, bool drop_class_head);
 // max_shard_bytes, model-0000k-of-0000n.safetensors and model.safetensors.index.json.
 void write_hf_model(const HfModel& model, const std::string& out_dir, uint64_t max_shard_bytes);
 
+// The inverse of to_hf_model: the Triage model a Mixtral or Qwen2-MoE folder (config.json
+// with model.safetensors, or shards and their index; the Hub's per-expert tensors or
+// transformers' fused ones) describes, and its weights by Triage's parameter names (experts
+// stacked by global id). Throws Error naming the file and what Triage cannot represent.
+struct ImportedModel {
+  Config config;                   // model and moe sections from config.json; the rest defaults
+  TensorMap parameters;            // by Triage's names, in the checkpoint's dtype
+  std::vector<std::string> notes;  // exact rewrites made on the way
+};
+ImportedModel read_hf_model(const std::string& dir);
+
 }  // namespace triage

@@ -1,14 +1,17 @@
 // `triage export`: a checkpoint (any EP layout) in Hugging Face transformers' layout.
+// `triage import`: such a model (Mixtral, Qwen2-MoE) as a run folder to train on from.
 // `triage logits`: the checkpoint's own next-token logits on seeded random sequences, the
 // reference an exported model is compared with (tests/e2e/hf_export_check.py).
-// Both run in one process with every expert local; neither needs mpirun.
+// All run in one process with every expert local; none needs mpirun.
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/GradMode.h>
+#include <torch/optim/adamw.h>
 
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <sstream>
 #include <string>
 
 #include "apps/commands.h"
@@ -17,6 +20,9 @@
 #include "checkpoint/safetensors.h"
 #include "common/error.h"
 #include "model/transformer.h"
+#include "parallel/mpi_environment.h"
+#include "parallel/process_groups.h"
+#include "train/run_folder.h"
 
 namespace triage {
 
@@ -27,6 +33,27 @@ struct ExportArgs {
   bool drop_class_head = false;
   double max_shard_mb = 5000;  // the Hub's usual shard size
 };
+
+struct ImportArgs {
+  std::string source, format = "hf", out;
+};
+
+// The imported model's config, for `triage train OUT/config.yaml --out OUT --resume`: every
+// key, by section, as `triage config` prints them.
+void write_config_yaml(const Config& config, const std::string& path) {
+  std::ofstream file(path);
+  file << "# Written by triage import: the model and moe sections describe the imported model;\n"
+       << "# set data (and train) for your run, keeping the vocabulary the model was trained "
+          "with.\n";
+  std::string section;
+  for (const ConfigRow& row : config_rows(config)) {
+    const std::string row_section = row.key.substr(0, row.key.find('.'));
+    if (row_section != section) file << row_section << ":\n";
+    section = row_section;
+    file << "  " << row.key.substr(row.key.find('.') + 1) << ": " << row.value << "\n";
+  }
+  if (!file) throw Error(path + ": cannot write");
+}
 
 struct LogitsArgs {
   std::string checkpoint, out;
@@ -61,6 +88,62 @@ Command add_export_command(CLI::App& app) {
                       << checkpoint.experts.size() << " expert files) as " << model.architecture
                       << " to " << args->out << "\n";
             for (const std::string& note : model.notes) std::cout << "  note: " << note << "\n";
+            return 0;
+          }};
+}
+
+Command add_import_command(CLI::App& app) {
+  auto args = std::make_shared<ImportArgs>();
+  CLI::App* sub = app.add_subcommand(
+      "import",
+      "Make a run folder from a Hugging Face Mixtral or Qwen2-MoE model, to train on from");
+  sub->add_option("model", args->source,
+                  "Folder with config.json and model.safetensors (or shards)")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  sub->add_option("--format", args->format, "Input format")->check(CLI::IsMember({"hf"}));
+  sub->add_option("--out", args->out, "Run folder to create: checkpoints/ and config.yaml")
+      ->required();
+  return {sub, [args] {
+            MpiEnvironment mpi(nullptr, nullptr);
+            if (mpi.world_size() != 1)
+              throw Error("triage import runs as one process, not under mpirun");
+            ImportedModel imported = read_hf_model(args->source);
+            Config& config = imported.config;
+            refuse_to_clobber(args->out, /*resume=*/false, /*overwrite=*/false);
+            ProcessGroups groups = make_process_groups(config);
+            const at::ScalarType dtype = config.train.dtype == "float64" ? at::kDouble : at::kFloat;
+            Transformer model(config, dtype, groups.ep.get(), groups.world.get());
+            const ParameterList parameters = model.parameters();
+            std::vector<at::Tensor> tensors;
+            {
+              c10::NoGradGuard no_grad;
+              for (const NamedParameter& p : parameters) {
+                auto it = imported.parameters.find(p.name);
+                TRIAGE_ASSERT(it != imported.parameters.end(), "no imported tensor for " << p.name);
+                if (it->second.sizes() != p.tensor.sizes()) {
+                  std::ostringstream text;
+                  text << args->source << ": " << p.name << " has shape " << it->second.sizes()
+                       << " where the model needs " << p.tensor.sizes();
+                  throw Error(text.str());
+                }
+                p.tensor.copy_(it->second);
+                tensors.push_back(p.tensor);
+              }
+            }
+            // A fresh optimizer: step 0, zero moments, as a run's first checkpoint would hold.
+            torch::optim::AdamW optimizer(tensors, torch::optim::AdamWOptions(config.train.lr));
+            TrainingState state{parameters, &optimizer, model.moe_layers(), 0, 0};
+            const std::string run_id = open_run_id(args->out, /*resume=*/false);
+            const std::string folder =
+                save_checkpoint(args->out + "/checkpoints", config, groups, state, 1, run_id);
+            write_config_yaml(config, args->out + "/config.yaml");
+            std::cout << "imported " << args->source << " (" << config.moe.num_experts
+                      << " experts, " << config.model.n_layers << " layers, " << config.train.dtype
+                      << ") as " << folder << "\ntrain on from it: triage train " << args->out
+                      << "/config.yaml --out " << args->out
+                      << " --resume (after setting its data section)\n";
+            for (const std::string& note : imported.notes) std::cout << "  note: " << note << "\n";
             return 0;
           }};
 }
