@@ -3,7 +3,8 @@
 # export, transformers agrees), imports the export with `triage import --format hf`, and
 # checks the round trip is exact: exporting the imported checkpoint gives the same tensor
 # bytes, and the imported checkpoint's logits are bitwise Triage's original ones. Then
-# trains two more steps from the imported run folder on RANKS ranks.
+# trains two more steps from the imported run folder on RANKS ranks. A copy with
+# transformers' fused expert tensors (hf_fuse_experts.py) must import to the same logits.
 set -euo pipefail
 triage=$1
 work=$2
@@ -18,7 +19,14 @@ for file in "$work"/hf/model*.safetensors; do
 done
 "$triage" logits "$work/imported/checkpoints" --sequences 4 --length 32 --out "$work/imported_logits.safetensors"
 cmp "$work/triage_logits.safetensors" "$work/imported_logits.safetensors"
-echo "round trip exact: export -> import -> export gives the same tensors, and the same logits bitwise"
+# transformers' fused expert tensors import to the same model.
+# shellcheck source=launch/env.sh
+source "$here/../../launch/env.sh"
+"$TRIAGE_VENV/bin/python" "$here/hf_fuse_experts.py" "$work/hf" "$work/hf_fused"
+"$triage" import --format hf "$work/hf_fused" --out "$work/imported_fused" >/dev/null
+"$triage" logits "$work/imported_fused/checkpoints" --sequences 4 --length 32 --out "$work/fused_logits.safetensors"
+cmp "$work/triage_logits.safetensors" "$work/fused_logits.safetensors"
+echo "round trip exact: export -> import -> export gives the same tensors, and the same logits bitwise (also from fused experts)"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
 mpirun -n "$ranks" --oversubscribe --bind-to none "$triage" train "$work/imported/config.yaml" \
   --out "$work/imported" --resume --set train.steps=2 --set train.warmup_steps=1 --set train.batch_size=8 --set data.seq_len=32 \
