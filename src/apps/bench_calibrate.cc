@@ -23,15 +23,15 @@
 
 #include "apps/bench_stats.h"
 #include "apps/scaling_model.h"
+#include "common/check.h"
 #include "common/error.h"
-#include "common/mpi_check.h"
+#include "model/feed_forward.h"
+#include "moe/moe_layer.h"
 #include "parallel/agreement.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/mpi_environment.h"
 #include "parallel/phase_clock.h"
 #include "parallel/placement.h"
-#include "model/feed_forward.h"
-#include "moe/moe_layer.h"
 
 namespace triage {
 namespace {

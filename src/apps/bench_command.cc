@@ -8,6 +8,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/GradMode.h>
 
+#include <mpi.h>
 #include <algorithm>
 #include <chrono>
 #include <fstream>
@@ -24,13 +25,13 @@
 #include "apps/bench_stats.h"
 #include "apps/bench_step.h"
 #include "apps/commands.h"
+#include "common/check.h"
 #include "common/error.h"
-#include "common/mpi_check.h"
+#include "moe/exchange.h"
+#include "moe/routing_override.h"
 #include "parallel/agreement.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/mpi_environment.h"
-#include "moe/exchange.h"
-#include "moe/routing_override.h"
 
 namespace triage {
 namespace {

@@ -8,11 +8,11 @@
 #include <fstream>
 #include <iostream>
 
+#include "common/check.h"
 #include "common/error.h"
-#include "common/mpi_check.h"
+#include "moe/routing_override.h"
 #include "parallel/agreement.h"
 #include "parallel/mpi_environment.h"
-#include "moe/routing_override.h"
 
 namespace triage::bench {
 

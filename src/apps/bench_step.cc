@@ -3,6 +3,7 @@
 // categories below; a label no category names is a bug in this table, not "other".
 #include "apps/bench_step.h"
 
+#include <mpi.h>
 #include <algorithm>
 #include <iomanip>
 #include <iostream>
@@ -11,8 +12,8 @@
 #include <numeric>
 
 #include "apps/bench_stats.h"
+#include "common/check.h"
 #include "common/error.h"
-#include "common/mpi_check.h"
 #include "config/config.h"
 #include "parallel/agreement.h"
 #include "parallel/mpi_environment.h"

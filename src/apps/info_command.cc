@@ -2,10 +2,11 @@
 // at a glance whether the GPU path is compiled in and usable here.
 #include <ATen/Parallel.h>
 
+#include <mpi.h>
 #include <iostream>
 
 #include "apps/commands.h"
-#include "common/mpi_check.h"
+#include "common/check.h"
 #include "cuda/device_query.h"
 
 namespace triage {

@@ -5,7 +5,7 @@
 
 #include <sstream>
 
-#include "cuda/cuda_check.h"
+#include "common/check.h"
 #include "cuda/device_query.h"
 
 namespace triage {

@@ -1,12 +1,13 @@
 // One MPI_Allreduce of a flag per rank; see the header.
 #include "parallel/agreement.h"
 
+#include <mpi.h>
 #include <iostream>
 #include <string>
 #include <vector>
 
+#include "common/check.h"
 #include "common/error.h"
-#include "common/mpi_check.h"
 #include "parallel/watchdog.h"
 
 namespace triage {

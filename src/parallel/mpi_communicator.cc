@@ -1,10 +1,11 @@
 // Communicator over MPI for CPU tensors. Rows travel as one derived datatype per row so
 // that counts stay small integers however wide a row is.
+#include <mpi.h>
 #include <exception>
 #include <limits>
 
+#include "common/check.h"
 #include "common/error.h"
-#include "common/mpi_check.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/watchdog.h"
 

@@ -7,7 +7,7 @@
 #include <exception>
 #include <iostream>
 
-#include "common/mpi_check.h"
+#include "common/check.h"
 
 namespace triage {
 

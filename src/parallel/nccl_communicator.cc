@@ -16,21 +16,10 @@
 #include <string>
 #include <thread>
 
+#include "common/check.h"
 #include "common/error.h"
-#include "common/mpi_check.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/mpi_environment.h"
-#include "cuda/cuda_check.h"
-
-// TRIAGE_NCCL_CHECK(call): throws with the call, file, line and NCCL's error text.
-#define TRIAGE_NCCL_CHECK(call)                                                                \
-  do {                                                                                         \
-    ncclResult_t triage_nccl_status_ = (call);                                                 \
-    if (triage_nccl_status_ != ncclSuccess)                                                    \
-      throw std::runtime_error(std::string("NCCL error: ") + #call + " at " + __FILE__ + ":" + \
-                               std::to_string(__LINE__) + ": " +                               \
-                               ncclGetErrorString(triage_nccl_status_));                       \
-  } while (0)
 
 namespace triage {
 namespace {

@@ -8,27 +8,31 @@
 #include <cstring>
 #include <thread>
 
+#include "common/check.h"
 #include "common/error.h"
-#include "common/mpi_check.h"
-#include "parallel/agreement.h"
 #include "cuda/device_query.h"
+#include "parallel/agreement.h"
 
 namespace triage {
 
-RankPlacement plan_placement(int rank, const std::string& host, int local_rank, int local_size, int cores,
-                             int64_t requested_threads, bool use_gpus, int visible_gpus) {
+RankPlacement plan_placement(int rank, const std::string& host, int local_rank, int local_size,
+                             int cores, int64_t requested_threads, bool use_gpus,
+                             int visible_gpus) {
   RankPlacement p;
   p.rank = rank;
   p.host = host;
   p.local_rank = local_rank;
   p.local_size = local_size;
-  p.threads = requested_threads > 0 ? int(requested_threads) : std::max(1, cores / std::max(1, local_size));
+  p.threads =
+      requested_threads > 0 ? int(requested_threads) : std::max(1, cores / std::max(1, local_size));
   if (use_gpus) {
     if (visible_gpus == 0)
-      throw Error("train.device = cuda: host " + host + " sees no GPU; expected at least one, or train.device: cpu");
+      throw Error("train.device = cuda: host " + host +
+                  " sees no GPU; expected at least one, or train.device: cpu");
     if (local_size > visible_gpus)
       throw Error("host " + host + " runs " + std::to_string(local_size) + " ranks but sees " +
-                  std::to_string(visible_gpus) + " GPU(s); expected at most one rank per GPU (--ranks-per-node " +
+                  std::to_string(visible_gpus) +
+                  " GPU(s); expected at most one rank per GPU (--ranks-per-node " +
                   std::to_string(visible_gpus) + ")");
     p.gpu = local_rank % visible_gpus;
   }
@@ -40,7 +44,8 @@ std::vector<RankPlacement> place_ranks(int64_t requested_threads, bool use_gpus)
   TRIAGE_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
   TRIAGE_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size));
   MPI_Comm node;
-  TRIAGE_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node));
+  TRIAGE_MPI_CHECK(
+      MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node));
   int local_rank = 0, local_size = 1;
   TRIAGE_MPI_CHECK(MPI_Comm_rank(node, &local_rank));
   TRIAGE_MPI_CHECK(MPI_Comm_size(node, &local_size));
@@ -52,8 +57,9 @@ std::vector<RankPlacement> place_ranks(int64_t requested_threads, bool use_gpus)
   const int gpus = use_gpus ? int(query_gpus().devices.size()) : 0;
   RankPlacement mine;
   agree([&] {  // a host without GPUs is refused once, by its lowest rank
-    mine = plan_placement(rank, host, local_rank, local_size, int(std::thread::hardware_concurrency()),
-                          requested_threads, use_gpus, gpus);
+    mine =
+        plan_placement(rank, host, local_rank, local_size, int(std::thread::hardware_concurrency()),
+                       requested_threads, use_gpus, gpus);
   });
   if (mine.gpu >= 0) select_gpu(mine.gpu);
   at::set_num_threads(mine.threads);
@@ -66,13 +72,13 @@ std::vector<RankPlacement> place_ranks(int64_t requested_threads, bool use_gpus)
   } record{{mine.rank, mine.local_rank, mine.local_size, mine.gpu, mine.threads}, {}};
   std::snprintf(record.host, kHost, "%s", mine.host.c_str());
   std::vector<Record> records(rank == 0 ? size : 0);
-  TRIAGE_MPI_CHECK(MPI_Gather(&record, sizeof record, MPI_BYTE, records.data(), sizeof record, MPI_BYTE, 0,
-                              MPI_COMM_WORLD));
+  TRIAGE_MPI_CHECK(MPI_Gather(&record, sizeof record, MPI_BYTE, records.data(), sizeof record,
+                              MPI_BYTE, 0, MPI_COMM_WORLD));
   if (rank != 0) return {mine};
   std::vector<RankPlacement> all;
   for (const Record& r : records)
-    all.push_back({r.values[0], std::string(r.host, strnlen(r.host, kHost)), r.values[1], r.values[2], r.values[3],
-                   r.values[4]});
+    all.push_back({r.values[0], std::string(r.host, strnlen(r.host, kHost)), r.values[1],
+                   r.values[2], r.values[3], r.values[4]});
   return all;
 }
 
@@ -86,15 +92,18 @@ std::string environment_line() {
   TRIAGE_MPI_CHECK(MPI_Query_thread(&level));
   const char* names[] = {"SINGLE", "FUNNELED", "SERIALIZED", "MULTIPLE"};
   std::string line = "runtime: " + mpi + ", thread level " + names[std::clamp(level, 0, 3)];
-  if (level < MPI_THREAD_FUNNELED) line += " (warning: below FUNNELED; LibTorch threads may disturb MPI)";
+  if (level < MPI_THREAD_FUNNELED)
+    line += " (warning: below FUNNELED; LibTorch threads may disturb MPI)";
   const GpuInfo gpus = query_gpus();
   if (!gpus.cuda_built) return line + "; CUDA path not built";
   line += "; CUDA runtime " + std::to_string(gpus.runtime_version / 1000) + "." +
           std::to_string(gpus.runtime_version % 1000 / 10);
   if (gpus.nccl_version > 0)
-    line += ", NCCL " + std::to_string(gpus.nccl_version / 10000) + "." + std::to_string(gpus.nccl_version / 100 % 100) +
-            "." + std::to_string(gpus.nccl_version % 100);
-  line += "; GPUs: " + (gpus.devices.empty() ? "none (" + gpus.no_gpu_reason + ")" : std::to_string(gpus.devices.size()));
+    line += ", NCCL " + std::to_string(gpus.nccl_version / 10000) + "." +
+            std::to_string(gpus.nccl_version / 100 % 100) + "." +
+            std::to_string(gpus.nccl_version % 100);
+  line += "; GPUs: " + (gpus.devices.empty() ? "none (" + gpus.no_gpu_reason + ")"
+                                             : std::to_string(gpus.devices.size()));
   return line;
 }
 
@@ -103,13 +112,13 @@ std::string placement_table(const std::vector<RankPlacement>& placements) {
   for (const auto& p : placements) host_width = std::max(host_width, p.host.size());
   std::string out;
   char line[256];
-  std::snprintf(line, sizeof line, "%4s  %-*s  %5s  %6s  %7s\n", "rank", int(host_width), "host", "local", "device",
-                "threads");
+  std::snprintf(line, sizeof line, "%4s  %-*s  %5s  %6s  %7s\n", "rank", int(host_width), "host",
+                "local", "device", "threads");
   out += line;
   for (const auto& p : placements) {
     const std::string device = p.gpu >= 0 ? "cuda:" + std::to_string(p.gpu) : "cpu";
-    std::snprintf(line, sizeof line, "%4d  %-*s  %2d/%-2d  %6s  %7d\n", p.rank, int(host_width), p.host.c_str(),
-                  p.local_rank, p.local_size, device.c_str(), p.threads);
+    std::snprintf(line, sizeof line, "%4d  %-*s  %2d/%-2d  %6s  %7d\n", p.rank, int(host_width),
+                  p.host.c_str(), p.local_rank, p.local_size, device.c_str(), p.threads);
     out += line;
   }
   return out;

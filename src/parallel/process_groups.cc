@@ -5,16 +5,17 @@
 
 #include <mpi.h>
 
+#include "common/check.h"
 #include "common/error.h"
-#include "common/mpi_check.h"
 #include "parallel/mpi_communicator.h"
 
 namespace triage {
 
 GroupLayout group_layout(int world_size, int world_rank, int64_t ep_size, int64_t num_experts) {
   if (ep_size < 1 || world_size % ep_size != 0)
-    throw Error("parallel.expert = " + std::to_string(ep_size) + ": expected a divisor of the number of ranks (" +
-                std::to_string(world_size) + "); run with more ranks or --set parallel.expert=" +
+    throw Error("parallel.expert = " + std::to_string(ep_size) +
+                ": expected a divisor of the number of ranks (" + std::to_string(world_size) +
+                "); run with more ranks or --set parallel.expert=" +
                 std::to_string(std::gcd(int64_t(world_size), ep_size)));
   if (num_experts % ep_size != 0)
     throw Error("parallel.expert (" + std::to_string(ep_size) + ") must divide moe.num_experts (" +
