@@ -75,7 +75,8 @@ Command add_config_command(CLI::App& app) {
                   std::cout << row.value << "\n";
                   return 0;
                 }
-              throw Error("--get " + options->get + ": unknown key; expected section.key, e.g. parallel.expert");
+              throw Error("--get " + options->get +
+                          ": unknown key; expected section.key, e.g. parallel.expert");
             }
             if (options->json) {
               print_json(rows);

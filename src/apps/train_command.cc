@@ -1,5 +1,5 @@
-// `triage train CONFIG [--set k=v]... [--out DIR] [--resume | --overwrite] [--stop-after N]`: the MPI
-// training program (start it with mpirun, or through ./launch/run).
+// `triage train CONFIG [--set k=v]... [--out DIR] [--resume | --overwrite] [--stop-after N]`: the
+// MPI training program (start it with mpirun, or through ./launch/run).
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,22 +24,30 @@ struct TrainArguments {
 
 Command add_train_command(CLI::App& app) {
   auto args = std::make_shared<TrainArguments>();
-  CLI::App* sub = app.add_subcommand("train", "Train an MoE transformer (run under mpirun or ./launch/run)");
-  sub->add_option("config", args->config_path, "YAML config file")->required()->check(CLI::ExistingFile);
-  sub->add_option("--set", args->overrides, "Override a config key: section.key=value (repeatable)");
-  sub->add_option("--out", args->options.out_dir, "Output folder: metrics.jsonl, summary.json, checkpoints/")
+  CLI::App* sub =
+      app.add_subcommand("train", "Train an MoE transformer (run under mpirun or ./launch/run)");
+  sub->add_option("config", args->config_path, "YAML config file")
+      ->required()
+      ->check(CLI::ExistingFile);
+  sub->add_option("--set", args->overrides,
+                  "Override a config key: section.key=value (repeatable)");
+  sub->add_option("--out", args->options.out_dir,
+                  "Output folder: metrics.jsonl, summary.json, checkpoints/")
       ->capture_default_str();
-  CLI::Option* resume =
-      sub->add_flag("--resume", args->options.resume, "Continue from the latest checkpoint in --out");
+  CLI::Option* resume = sub->add_flag("--resume", args->options.resume,
+                                      "Continue from the latest checkpoint in --out");
   sub->add_flag("--overwrite", args->options.overwrite,
-                "Start afresh in --out even if it holds an earlier run (its metrics and checkpoints are deleted)")
+                "Start afresh in --out even if it holds an earlier run (its metrics and "
+                "checkpoints are deleted)")
       ->excludes(resume);
-  sub->add_option("--stop-after", args->options.stop_after,
-                  "Stop after this step with a checkpoint, as a job time limit would (then --resume)")
+  sub->add_option(
+         "--stop-after", args->options.stop_after,
+         "Stop after this step with a checkpoint, as a job time limit would (then --resume)")
       ->check(CLI::Validator(
           [](std::string& text) {
             const bool positive = !text.empty() && text.size() < 19 &&
-                                  text.find_first_not_of("0123456789") == std::string::npos && std::stoll(text) > 0;
+                                  text.find_first_not_of("0123456789") == std::string::npos &&
+                                  std::stoll(text) > 0;
             return positive ? std::string() : text + ": expected a positive whole number";
           },
           "N"));

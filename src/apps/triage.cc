@@ -15,12 +15,9 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "triage 0.1.0");
   std::vector<triage::Command> commands = {
-      triage::add_config_command(app),
-      triage::add_info_command(app),
-      triage::add_bench_command(app),
-      triage::add_train_command(app),
-      triage::add_export_command(app),
-      triage::add_import_command(app),
+      triage::add_config_command(app), triage::add_info_command(app),
+      triage::add_bench_command(app),  triage::add_train_command(app),
+      triage::add_export_command(app), triage::add_import_command(app),
       triage::add_logits_command(app),
   };
   try {

@@ -11,8 +11,8 @@
 
 #include <algorithm>
 #include <array>
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -39,7 +39,8 @@ std::string expert_file(int64_t global_id) {
 }
 
 uint32_t crc32_of(const std::string& bytes) {
-  return uint32_t(crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(bytes.data()), uInt(bytes.size())));
+  return uint32_t(crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(bytes.data()),
+                        uInt(bytes.size())));
 }
 
 void check_posix(bool ok, const std::string& what, const std::string& path) {
@@ -94,18 +95,21 @@ int64_t first_local_expert(const Config& config, const GroupLayout& layout) {
   return layout.ep_rank * (config.moe.num_experts / layout.ep_size);
 }
 
-std::string moe_key(size_t layer, const char* what) { return "moe." + std::to_string(layer) + "." + what; }
+std::string moe_key(size_t layer, const char* what) {
+  return "moe." + std::to_string(layer) + "." + what;
+}
 
 // Verified file contents: size and crc32 as the manifest records them.
-TensorMap read_verified(const fs::path& folder, const std::string& name, const CheckpointManifest& manifest) {
+TensorMap read_verified(const fs::path& folder, const std::string& name,
+                        const CheckpointManifest& manifest) {
   const std::string path = (folder / name).string();
   auto entry = manifest.files.find(name);
   if (entry == manifest.files.end()) throw Error(path + ": not listed in the manifest");
   const std::string bytes = read_all(path);
   const uint64_t want_bytes = entry->second.bytes;
   if (bytes.size() != want_bytes)
-    throw Error(path + ": truncated or overwritten: " + std::to_string(bytes.size()) + " bytes, the manifest says " +
-                std::to_string(want_bytes));
+    throw Error(path + ": truncated or overwritten: " + std::to_string(bytes.size()) +
+                " bytes, the manifest says " + std::to_string(want_bytes));
   if (crc32_of(bytes) != entry->second.crc32)
     throw Error(path + ": checksum mismatch: the file is corrupt");
   return decode_safetensors(bytes, path);
@@ -121,7 +125,8 @@ void replace_folder(const fs::path& fresh, const fs::path& target) {
     return;
   }
   constexpr unsigned kRenameExchange = 1u << 1;
-  if (::syscall(SYS_renameat2, AT_FDCWD, fresh.c_str(), AT_FDCWD, target.c_str(), kRenameExchange) == 0) {
+  if (::syscall(SYS_renameat2, AT_FDCWD, fresh.c_str(), AT_FDCWD, target.c_str(),
+                kRenameExchange) == 0) {
     fs::remove_all(fresh);  // now the old checkpoint
     return;
   }
@@ -143,17 +148,21 @@ std::pair<std::string, int64_t> manifest_origin(const fs::path& folder) {
   }
 }
 
-// Removes run_id's complete checkpoints beyond the `keep` most recently saved, sparing `just_written`.
-void prune(const fs::path& dir, const std::string& run_id, int64_t keep, const fs::path& just_written) {
+// Removes run_id's complete checkpoints beyond the `keep` most recently saved, sparing
+// `just_written`.
+void prune(const fs::path& dir, const std::string& run_id, int64_t keep,
+           const fs::path& just_written) {
   std::vector<std::pair<int64_t, fs::path>> own;  // (saved at, folder)
   for (const auto& entry : fs::directory_iterator(dir)) {
     const std::string n = entry.path().filename().string();
-    if (!entry.is_directory() || n.rfind("step-", 0) != 0 || n.find('.') != std::string::npos) continue;
+    if (!entry.is_directory() || n.rfind("step-", 0) != 0 || n.find('.') != std::string::npos)
+      continue;
     auto [id, saved_at] = manifest_origin(entry.path());
     if (id == run_id && entry.path() != just_written) own.push_back({saved_at, entry.path()});
   }
   std::sort(own.rbegin(), own.rend());  // newest first
-  for (size_t i = size_t(std::max<int64_t>(0, keep - 1)); i < own.size(); ++i) fs::remove_all(own[i].second);
+  for (size_t i = size_t(std::max<int64_t>(0, keep - 1)); i < own.size(); ++i)
+    fs::remove_all(own[i].second);
 }
 
 std::string shape_text(at::IntArrayRef shape) {
@@ -166,11 +175,13 @@ std::string shape_text(at::IntArrayRef shape) {
 const at::Tensor& expect(const TensorMap& tensors, const std::string& name, at::IntArrayRef shape,
                          at::ScalarType dtype, const std::string& file) {
   auto it = tensors.find(name);
-  if (it == tensors.end()) throw Error(file + ": missing tensor " + name + " (a checkpoint of a different model?)");
+  if (it == tensors.end())
+    throw Error(file + ": missing tensor " + name + " (a checkpoint of a different model?)");
   if (it->second.sizes() != shape || it->second.scalar_type() != dtype)
     throw Error(file + ": tensor " + name + " is " + shape_text(it->second.sizes()) + " " +
-                std::string(c10::toString(it->second.scalar_type())) + "; this model expects " + shape_text(shape) +
-                " " + c10::toString(dtype) + " (was the model config or train.dtype changed?)");
+                std::string(c10::toString(it->second.scalar_type())) + "; this model expects " +
+                shape_text(shape) + " " + c10::toString(dtype) +
+                " (was the model config or train.dtype changed?)");
   return it->second;
 }
 
@@ -236,19 +247,21 @@ std::string save_checkpoint(const std::string& dir, const Config& config, Proces
 
   if (layout.world_rank == 0) {
     int64_t optimizer_step = 0;
-    if (!state.parameters.empty()) optimizer_step = adam_state(optimizer, state.parameters[0].tensor).step();
-    nlohmann::json manifest = {{"format", kCheckpointFormat},
-                               {"step", state.step},
-                               {"run_id", run_id},
-                               {"saved_at_ns", int64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                                           std::chrono::system_clock::now().time_since_epoch())
-                                                           .count())},
-                               {"samples_seen", state.samples_seen},
-                               {"optimizer_step", optimizer_step},
-                               {"world_size", layout.world_size},
-                               {"expert_parallel", layout.ep_size},
-                               {"num_experts", experts},
-                               {"dtype", config.train.dtype}};
+    if (!state.parameters.empty())
+      optimizer_step = adam_state(optimizer, state.parameters[0].tensor).step();
+    nlohmann::json manifest = {
+        {"format", kCheckpointFormat},
+        {"step", state.step},
+        {"run_id", run_id},
+        {"saved_at_ns", int64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                    std::chrono::system_clock::now().time_since_epoch())
+                                    .count())},
+        {"samples_seen", state.samples_seen},
+        {"optimizer_step", optimizer_step},
+        {"world_size", layout.world_size},
+        {"expert_parallel", layout.ep_size},
+        {"num_experts", experts},
+        {"dtype", config.train.dtype}};
     for (const auto& row : config_rows(config)) manifest["config"][row.key] = row.value;
     auto add_file = [&](int64_t row, const std::string& file) {
       manifest["files"][file] = {{"bytes", uint64_t(records[row][0].item<double>())},
@@ -271,38 +284,46 @@ std::string save_checkpoint(const std::string& dir, const Config& config, Proces
 namespace {
 
 // Reads, verifies and applies this rank's part of the checkpoint; no collectives.
-void load_local_part(const std::string& dir, const Config& config, ProcessGroups& groups, TrainingState& state) {
+void load_local_part(const std::string& dir, const Config& config, ProcessGroups& groups,
+                     TrainingState& state) {
   const fs::path latest = fs::path(dir) / "latest";
   if (!fs::exists(latest))
-    throw Error(latest.string() + ": no checkpoint to resume from; expected a run that saved one in " + dir);
+    throw Error(latest.string() +
+                ": no checkpoint to resume from; expected a run that saved one in " + dir);
   std::string name;
   std::ifstream(latest) >> name;
   const fs::path folder = fs::path(dir) / name;
   if (!fs::is_directory(folder))
-    throw Error(latest.string() + ": names " + name + ", which is not in " + dir + " (deleted by hand?)");
+    throw Error(latest.string() + ": names " + name + ", which is not in " + dir +
+                " (deleted by hand?)");
   const std::string manifest_path = (folder / "manifest.json").string();
-  const CheckpointManifest manifest = parse_manifest(read_all(manifest_path), manifest_path, config);
+  const CheckpointManifest manifest =
+      parse_manifest(read_all(manifest_path), manifest_path, config);
   // Read and verify everything this rank needs before touching the live state.
   const GroupLayout& layout = groups.layout;
   const std::string replicated_path = (folder / "replicated.safetensors").string();
   const TensorMap replicated = read_verified(folder, "replicated.safetensors", manifest);
-  const int64_t first = first_local_expert(config, layout), local = config.moe.num_experts / layout.ep_size;
+  const int64_t first = first_local_expert(config, layout),
+                local = config.moe.num_experts / layout.ep_size;
   std::vector<TensorMap> experts;
-  for (int64_t i = 0; i < local; ++i) experts.push_back(read_verified(folder, expert_file(first + i), manifest));
+  for (int64_t i = 0; i < local; ++i)
+    experts.push_back(read_verified(folder, expert_file(first + i), manifest));
 
   struct Assignment {
     at::Tensor target;
     at::Tensor value;
   };
   std::vector<Assignment> assignments;
-  std::vector<std::pair<at::Tensor, std::array<at::Tensor, 2>>> moments;  // param, (exp_avg, exp_avg_sq)
+  std::vector<std::pair<at::Tensor, std::array<at::Tensor, 2>>>
+      moments;  // param, (exp_avg, exp_avg_sq)
   for (const auto& p : state.parameters) {
     const at::ScalarType dtype = p.tensor.scalar_type();
     if (p.sharding == Sharding::kReplicated) {
       std::array<at::Tensor, 3> values;
       const char* suffixes[3] = {"", "#exp_avg", "#exp_avg_sq"};
       for (int k = 0; k < 3; ++k)
-        values[k] = expect(replicated, p.name + suffixes[k], p.tensor.sizes(), dtype, replicated_path);
+        values[k] =
+            expect(replicated, p.name + suffixes[k], p.tensor.sizes(), dtype, replicated_path);
       assignments.push_back({p.tensor, values[0]});
       moments.push_back({p.tensor, {values[1], values[2]}});
       continue;
@@ -312,7 +333,8 @@ void load_local_part(const std::string& dir, const Config& config, ProcessGroups
       const std::string file = (folder / expert_file(first + i)).string();
       const char* suffixes[3] = {"", "#exp_avg", "#exp_avg_sq"};
       for (int k = 0; k < 3; ++k)
-        slices[k].push_back(expect(experts[i], p.name + suffixes[k], p.tensor.sizes().slice(1), dtype, file));
+        slices[k].push_back(
+            expect(experts[i], p.name + suffixes[k], p.tensor.sizes().slice(1), dtype, file));
     }
     assignments.push_back({p.tensor, at::stack(slices[0])});
     moments.push_back({p.tensor, {at::stack(slices[1]), at::stack(slices[2])}});
@@ -320,11 +342,12 @@ void load_local_part(const std::string& dir, const Config& config, ProcessGroups
   std::vector<std::pair<at::Tensor, at::Tensor>> biases, generators;
   for (size_t i = 0; i < state.moe_layers.size(); ++i) {
     Router& router = state.moe_layers[i]->router();
-    biases.push_back({router.expert_bias_E(), expect(replicated, moe_key(i, "expert_bias"),
-                                                     router.expert_bias_E().sizes(),
-                                                     router.expert_bias_E().scalar_type(), replicated_path)});
+    biases.push_back({router.expert_bias_E(),
+                      expect(replicated, moe_key(i, "expert_bias"), router.expert_bias_E().sizes(),
+                             router.expert_bias_E().scalar_type(), replicated_path)});
     at::Tensor rng = router.generator().get_state();
-    generators.push_back({rng, expect(replicated, moe_key(i, "router_rng"), rng.sizes(), at::kByte, replicated_path)});
+    generators.push_back({rng, expect(replicated, moe_key(i, "router_rng"), rng.sizes(), at::kByte,
+                                      replicated_path)});
   }
 
   // All verified: apply.
@@ -347,7 +370,8 @@ void load_local_part(const std::string& dir, const Config& config, ProcessGroups
 
 }  // namespace
 
-void load_checkpoint(const std::string& dir, const Config& config, ProcessGroups& groups, TrainingState& state) {
+void load_checkpoint(const std::string& dir, const Config& config, ProcessGroups& groups,
+                     TrainingState& state) {
   watchdog::Scope scope("loading the checkpoint");
   // A file only some ranks read may be bad: the ranks agree, and the first to fail says why.
   agree([&] { load_local_part(dir, config, groups, state); });
@@ -362,7 +386,8 @@ CheckpointContents read_checkpoint(const std::string& dir) {
   }
   const std::string manifest_path = (folder / "manifest.json").string();
   if (!fs::exists(manifest_path))
-    throw Error(dir + ": not a checkpoint; expected a folder with manifest.json, or a run's checkpoints "
+    throw Error(dir +
+                ": not a checkpoint; expected a folder with manifest.json, or a run's checkpoints "
                 "folder with a `latest` file");
   CheckpointContents contents;
   contents.folder = folder.string();
@@ -402,13 +427,13 @@ void load_weights(const CheckpointContents& contents, const ParameterList& param
                   p.name << " holds " << p.tensor.size(0) << " experts; the checkpoint has "
                          << contents.experts.size());
     for (size_t e = 0; e < contents.experts.size(); ++e)
-      p.tensor[int64_t(e)].copy_(expect(contents.experts[e], p.name, p.tensor.sizes().slice(1), dtype,
-                                        contents.folder + "/" + expert_file(int64_t(e))));
+      p.tensor[int64_t(e)].copy_(expect(contents.experts[e], p.name, p.tensor.sizes().slice(1),
+                                        dtype, contents.folder + "/" + expert_file(int64_t(e))));
   }
   for (size_t i = 0; i < moe_layers.size(); ++i) {
     at::Tensor bias = moe_layers[i]->router().expert_bias_E();
-    bias.copy_(expect(contents.replicated, moe_key(i, "expert_bias"), bias.sizes(), bias.scalar_type(),
-                      replicated_path));
+    bias.copy_(expect(contents.replicated, moe_key(i, "expert_bias"), bias.sizes(),
+                      bias.scalar_type(), replicated_path));
   }
 }
 

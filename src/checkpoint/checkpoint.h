@@ -27,8 +27,8 @@
 #include "checkpoint/safetensors.h"
 #include "common/parameters.h"
 #include "config/config.h"
-#include "parallel/process_groups.h"
 #include "moe/moe_layer.h"
+#include "parallel/process_groups.h"
 
 namespace triage {
 
@@ -57,11 +57,11 @@ void load_checkpoint(const std::string& dir, const Config& config, ProcessGroups
 // A whole checkpoint read by one process with every file verified, for tools that convert
 // it (export, inspection) rather than resume training from it.
 struct CheckpointContents {
-  std::string folder;               // the step folder that was read
-  Config config;                    // the model and run it was saved from (its manifest)
+  std::string folder;  // the step folder that was read
+  Config config;       // the model and run it was saved from (its manifest)
   CheckpointManifest manifest;
-  TensorMap replicated;             // by parameter name (and name#exp_avg, ...), router state
-  std::vector<TensorMap> experts;   // by global expert id
+  TensorMap replicated;            // by parameter name (and name#exp_avg, ...), router state
+  std::vector<TensorMap> experts;  // by global expert id
 };
 
 // dir: a run's checkpoint folder (its `latest` is read) or one step-NNNNNNNN folder.

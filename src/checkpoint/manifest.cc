@@ -16,11 +16,14 @@ namespace {
 template <class T>
 T integer_at(const nlohmann::json& json, const std::string& key, const std::string& path) {
   const nlohmann::json& value = json.at(key);
-  const bool fits = value.is_number_unsigned()  ? value.get<uint64_t>() <= uint64_t(std::numeric_limits<T>::max())
-                    : value.is_number_integer() ? value.get<int64_t>() >= int64_t(std::numeric_limits<T>::min()) &&
-                                                      (std::numeric_limits<T>::is_signed || value.get<int64_t>() >= 0)
-                                                : false;
-  if (!fits) throw Error(path + ": " + key + " = " + value.dump() + "; expected a whole number in range");
+  const bool fits = value.is_number_unsigned()
+                        ? value.get<uint64_t>() <= uint64_t(std::numeric_limits<T>::max())
+                    : value.is_number_integer()
+                        ? value.get<int64_t>() >= int64_t(std::numeric_limits<T>::min()) &&
+                              (std::numeric_limits<T>::is_signed || value.get<int64_t>() >= 0)
+                        : false;
+  if (!fits)
+    throw Error(path + ": " + key + " = " + value.dump() + "; expected a whole number in range");
   return value.get<T>();
 }
 

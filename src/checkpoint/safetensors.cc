@@ -34,9 +34,12 @@ std::string encode_safetensors(const TensorMap& tensors,
   for (const auto& [name, tensor] : tensors) {
     at::Tensor t = tensor.detach().to(at::kCPU).contiguous();
     auto dtype = dtype_names().find(t.scalar_type());
-    TRIAGE_ASSERT(dtype != dtype_names().end(), "cannot store " << name << " of " << t.scalar_type());
+    TRIAGE_ASSERT(dtype != dtype_names().end(),
+                  "cannot store " << name << " of " << t.scalar_type());
     const uint64_t bytes = t.numel() * t.element_size();
-    header[name] = {{"dtype", dtype->second}, {"shape", t.sizes().vec()}, {"data_offsets", {offset, offset + bytes}}};
+    header[name] = {{"dtype", dtype->second},
+                    {"shape", t.sizes().vec()},
+                    {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
     contiguous.push_back(t);
   }
@@ -52,10 +55,12 @@ std::string encode_safetensors(const TensorMap& tensors,
 }
 
 TensorMap decode_safetensors(const std::string& bytes, const std::string& path) {
-  if (bytes.size() < 8) throw Error(path + ": " + std::to_string(bytes.size()) + " bytes; not a tensor file");
+  if (bytes.size() < 8)
+    throw Error(path + ": " + std::to_string(bytes.size()) + " bytes; not a tensor file");
   uint64_t length = 0;
   for (int i = 0; i < 8; ++i) length |= uint64_t(uint8_t(bytes[i])) << (8 * i);
-  if (length > bytes.size() - 8) throw Error(path + ": header length " + std::to_string(length) + " exceeds the file");
+  if (length > bytes.size() - 8)
+    throw Error(path + ": header length " + std::to_string(length) + " exceeds the file");
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(bytes.substr(8, length));
@@ -73,7 +78,8 @@ TensorMap decode_safetensors(const std::string& bytes, const std::string& path) 
       const auto offsets = entry.at("data_offsets").get<std::vector<uint64_t>>();
       at::Tensor t = at::empty(shape, at::TensorOptions().dtype(dtype));
       const uint64_t want = t.numel() * t.element_size();
-      if (offsets.size() != 2 || offsets[1] < offsets[0] || offsets[1] - offsets[0] != want || offsets[1] > data_size)
+      if (offsets.size() != 2 || offsets[1] < offsets[0] || offsets[1] - offsets[0] != want ||
+          offsets[1] > data_size)
         throw Error(where + ": data_offsets do not fit its shape or the file");
       std::memcpy(t.data_ptr(), bytes.data() + data_start + offsets[0], want);
       tensors[name] = t;

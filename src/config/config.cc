@@ -187,7 +187,8 @@ void validate(const Config& c) {
   try {
     routing = parse_routing_override(c.moe.routing_override);
   } catch (const Error& e) {
-    fail(origin_of(c, "moe.routing_override"), "moe.routing_override", c.moe.routing_override, e.what());
+    fail(origin_of(c, "moe.routing_override"), "moe.routing_override", c.moe.routing_override,
+         e.what());
   }
   check(routing.kind != RoutingOverride::Kind::kHot || routing.expert < c.moe.num_experts,
         "moe.routing_override", c.moe.routing_override,
@@ -221,10 +222,10 @@ void validate(const Config& c) {
   check(c.moe.first_dense_layers <= c.model.n_layers, "moe.first_dense_layers",
         format_value(c.moe.first_dense_layers),
         "at most model.n_layers (" + std::to_string(c.model.n_layers) + ")");
-  check(c.train.precision != "bf16" || c.train.device == "cuda", "train.precision", c.train.precision,
-        "fp32 when train.device is cpu (bf16 autocast is the GPU path)");
-  check(c.train.precision != "bf16" || c.train.dtype == "float32", "train.precision", c.train.precision,
-        "fp32 when train.dtype is float64");
+  check(c.train.precision != "bf16" || c.train.device == "cuda", "train.precision",
+        c.train.precision, "fp32 when train.device is cpu (bf16 autocast is the GPU path)");
+  check(c.train.precision != "bf16" || c.train.dtype == "float32", "train.precision",
+        c.train.precision, "fp32 when train.dtype is float64");
   const bool classify = c.train.loss != "lm";
   check(!classify || c.model.num_classes > 0, "model.num_classes",
         format_value(c.model.num_classes), "at least 1 when train.loss is " + c.train.loss);
@@ -321,7 +322,8 @@ Config default_config(const std::vector<std::string>& overrides) {
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
   std::error_code ignored;
-  if (std::filesystem::is_directory(path, ignored)) throw Error(path + ": is a directory; expected a YAML config file");
+  if (std::filesystem::is_directory(path, ignored))
+    throw Error(path + ": is a directory; expected a YAML config file");
   YAML::Node root;
   try {
     root = YAML::LoadFile(path);
@@ -340,7 +342,8 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   // Keys must be plain names: YAML also allows a mapping or a list as a key ("? a: 1"),
   // which no config key is (found by fuzzing: it escaped as a conversion exception).
   auto name_of = [&](const YAML::Node& key) {
-    if (!key.IsScalar()) throw Error(line_of(key) + ": found " + written(key) + " as a key; expected a key name");
+    if (!key.IsScalar())
+      throw Error(line_of(key) + ": found " + written(key) + " as a key; expected a key name");
     return key.Scalar();
   };
   std::set<std::string> seen;

@@ -44,8 +44,9 @@ void label_by_pattern(std::vector<SequenceRecord>& records, const std::string& p
   for (size_t i = 0; i < records.size(); ++i) {
     std::smatch match;
     if (!std::regex_search(records[i].name, match, re) || match.size() < 2 || !match[1].matched)
-      throw Error(files + ": sequence " + records[i].name + " (line " + std::to_string(records[i].line) +
-                  ") does not match data.label_pattern " + pattern);
+      throw Error(files + ": sequence " + records[i].name + " (line " +
+                  std::to_string(records[i].line) + ") does not match data.label_pattern " +
+                  pattern);
     names[i] = match[1].str();
     ids[names[i]] = 0;
   }
@@ -69,21 +70,25 @@ std::vector<SequenceRecord> read_protein_files(const DataConfig& data, Dataset& 
       for (auto& r : records) r.label = int64_t(f);
       dataset.label_names.push_back(family_name(paths[f]));
     }
-    all.insert(all.end(), std::make_move_iterator(records.begin()), std::make_move_iterator(records.end()));
+    all.insert(all.end(), std::make_move_iterator(records.begin()),
+               std::make_move_iterator(records.end()));
   }
   if (!data.label_pattern.empty()) label_by_pattern(all, data.label_pattern, data.path, dataset);
-  dataset.source = std::to_string(all.size()) + " sequences from " + std::to_string(paths.size()) + " file(s)";
+  dataset.source =
+      std::to_string(all.size()) + " sequences from " + std::to_string(paths.size()) + " file(s)";
   return all;
 }
 
-std::vector<SequenceRecord> synthetic_records(const DataConfig& data, uint64_t seed, Dataset& dataset) {
+std::vector<SequenceRecord> synthetic_records(const DataConfig& data, uint64_t seed,
+                                              Dataset& dataset) {
   SyntheticFamilies options;
   options.families = data.num_families;
   options.sequences = data.num_sequences;
   options.max_length = std::max<int64_t>(1, data.seq_len - 2);
   options.min_length = std::max<int64_t>(1, options.max_length / 2);
   options.seed = seed;
-  for (int64_t f = 0; f < data.num_families; ++f) dataset.label_names.push_back("fam" + std::to_string(f));
+  for (int64_t f = 0; f < data.num_families; ++f)
+    dataset.label_names.push_back("fam" + std::to_string(f));
   dataset.source = std::to_string(data.num_sequences) + " synthetic sequences in " +
                    std::to_string(data.num_families) + " families";
   return generate_families(options);
@@ -96,13 +101,16 @@ Dataset load_text(const DataConfig& data, uint64_t seed) {
   if (!in) throw Error(data.path + ": cannot open the text file");
   const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (int64_t(bytes.size()) < data.seq_len)
-    throw Error(data.path + ": " + std::to_string(bytes.size()) + " bytes; expected at least data.seq_len (" +
-                std::to_string(data.seq_len) + ")");
+    throw Error(data.path + ": " + std::to_string(bytes.size()) +
+                " bytes; expected at least data.seq_len (" + std::to_string(data.seq_len) + ")");
   std::vector<SequenceRecord> chunks;
-  for (size_t start = 0; start + size_t(data.seq_len) <= bytes.size(); start += size_t(data.seq_len))
-    chunks.push_back({"chunk" + std::to_string(chunks.size()), bytes.substr(start, data.seq_len), 0, -1});
+  for (size_t start = 0; start + size_t(data.seq_len) <= bytes.size();
+       start += size_t(data.seq_len))
+    chunks.push_back(
+        {"chunk" + std::to_string(chunks.size()), bytes.substr(start, data.seq_len), 0, -1});
   Dataset dataset;
-  dataset.source = std::to_string(bytes.size()) + " bytes of text in " + std::to_string(chunks.size()) + " chunks";
+  dataset.source = std::to_string(bytes.size()) + " bytes of text in " +
+                   std::to_string(chunks.size()) + " chunks";
   Split split = hold_out(chunks, data.test_fraction, seed);
   auto tokens_of = [](const SequenceRecord& r) {
     Example e;
@@ -119,8 +127,9 @@ Dataset load_text(const DataConfig& data, uint64_t seed) {
 Dataset load_dataset(const DataConfig& data, uint64_t seed) {
   if (data.kind == "text") return load_text(data, seed);
   Dataset dataset;
-  std::vector<SequenceRecord> records =
-      data.kind == "synthetic" ? synthetic_records(data, seed, dataset) : read_protein_files(data, dataset);
+  std::vector<SequenceRecord> records = data.kind == "synthetic"
+                                            ? synthetic_records(data, seed, dataset)
+                                            : read_protein_files(data, dataset);
   Deduplicated unique = deduplicate(std::move(records));
   dataset.duplicates = unique.dropped;
   Split split = hold_out(unique.records, data.test_fraction, seed);
@@ -142,7 +151,8 @@ Dataset load_dataset(const DataConfig& data, uint64_t seed) {
   to_examples(split.train, dataset.train);
   to_examples(split.test, dataset.test);
   if (dataset.train.empty())
-    throw Error(data.path.empty() ? "data: no training sequences" : data.path + ": no training sequences left");
+    throw Error(data.path.empty() ? "data: no training sequences"
+                                  : data.path + ": no training sequences left");
   return dataset;
 }
 
@@ -153,7 +163,8 @@ ExampleOrder::ExampleOrder(int64_t examples, uint64_t seed) : examples_(examples
 int64_t ExampleOrder::at(int64_t position) {
   const int64_t epoch = position / examples_;
   if (epoch != epoch_) {
-    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed_ + 0x9E3779B97F4A7C15ull * uint64_t(epoch + 1));
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed_ + 0x9E3779B97F4A7C15ull *
+                                                                             uint64_t(epoch + 1));
     at::Tensor order = at::randperm(examples_, gen);
     permutation_.assign(order.data_ptr<int64_t>(), order.data_ptr<int64_t>() + examples_);
     epoch_ = epoch;

@@ -119,7 +119,8 @@ std::vector<SequenceRecord> read_stockholm(const std::string& path, int64_t max_
     }
     // Exactly two fields: a name and its aligned residues.
     const size_t split = line.find_first_of(" \t");
-    const size_t residues = split == std::string::npos ? split : line.find_first_not_of(" \t", split);
+    const size_t residues =
+        split == std::string::npos ? split : line.find_first_not_of(" \t", split);
     const size_t last = line.find_last_not_of(" \t\r");
     if (residues == std::string::npos || line.find_first_of(" \t", residues) < last)
       throw Error(in.where() + ": found '" + shorten(line) +
@@ -129,7 +130,9 @@ std::vector<SequenceRecord> read_stockholm(const std::string& path, int64_t max_
     if (fresh) records.push_back({name, "", in.number()});
     append_residues(line.substr(split), records[it->second].residues, in, name);
   }
-  if (!terminated) throw Error(in.where() + ": the alignment ends without '//'; expected a complete Stockholm file");
+  if (!terminated)
+    throw Error(in.where() +
+                ": the alignment ends without '//'; expected a complete Stockholm file");
   check_lengths(path, records, max_residues);
   return records;
 }

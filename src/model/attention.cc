@@ -6,8 +6,8 @@
 namespace triage {
 
 CausalSelfAttention::CausalSelfAttention(int64_t d_model, int64_t n_heads, bool rotary,
-                                         int64_t max_seq_len, double out_std,
-                                         at::ScalarType dtype, at::Generator& generator)
+                                         int64_t max_seq_len, double out_std, at::ScalarType dtype,
+                                         at::Generator& generator)
     : n_heads_(n_heads), rotary_(rotary) {
   w_qkv_ = normal_parameter({d_model, 3 * d_model}, 0.02, dtype, generator);
   w_out_ = normal_parameter({d_model, d_model}, out_std, dtype, generator);

@@ -24,8 +24,8 @@ class CausalSelfAttention {
 
   int64_t n_heads_;
   bool rotary_;
-  at::Tensor w_qkv_;  // [D, 3D]: queries, keys, values side by side
-  at::Tensor w_out_;  // [D, D]
+  at::Tensor w_qkv_;            // [D, 3D]: queries, keys, values side by side
+  at::Tensor w_out_;            // [D, D]
   at::Tensor cos_Ld_, sin_Ld_;  // rotary tables for positions 0 .. max_seq_len-1 (d/2 wide)
 };
 

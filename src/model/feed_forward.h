@@ -19,8 +19,8 @@ class FeedForward {
 
  private:
   ExpertType type_;
-  at::Tensor w_in_;  // [D, H]; swiglu: the gated (silu) branch
-  at::Tensor w_up_;  // [D, H]; swiglu only
+  at::Tensor w_in_;   // [D, H]; swiglu: the gated (silu) branch
+  at::Tensor w_up_;   // [D, H]; swiglu only
   at::Tensor w_out_;  // [H, D]
 };
 

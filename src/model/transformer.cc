@@ -7,26 +7,31 @@
 
 #include <cmath>
 
-#include "parallel/watchdog.h"
 #include "model/rms_norm.h"
+#include "parallel/watchdog.h"
 
 namespace triage {
 
 bool is_moe_block(const MoeConfig& moe, int64_t layer) {
-  return layer >= moe.first_dense_layers && (layer - moe.first_dense_layers) % moe.every_n_layers == 0;
+  return layer >= moe.first_dense_layers &&
+         (layer - moe.first_dense_layers) % moe.every_n_layers == 0;
 }
 
-Transformer::Transformer(const Config& config, at::ScalarType dtype, Communicator* ep, Communicator* world)
+Transformer::Transformer(const Config& config, at::ScalarType dtype, Communicator* ep,
+                         Communicator* world)
     : config_(config) {
   const ModelConfig& m = config.model;
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(config.train.seed);
-  auto ones = [&](int64_t n) { return at::ones({n}, at::TensorOptions().dtype(dtype)).set_requires_grad(true); };
+  auto ones = [&](int64_t n) {
+    return at::ones({n}, at::TensorOptions().dtype(dtype)).set_requires_grad(true);
+  };
   // GPT-2 initialisation: N(0, 0.02), residual output projections scaled by 1/sqrt(2 * layers).
   const double out_std = 0.02 / std::sqrt(2.0 * double(m.n_layers));
   const ExpertType ffn_type = parse_expert_type(config.moe.expert_type);
 
   embedding_VD_ = normal_parameter({m.vocab_size, m.d_model}, 0.02, dtype, gen);
-  if (m.positions == "learned") positions_LD_ = normal_parameter({m.max_seq_len, m.d_model}, 0.02, dtype, gen);
+  if (m.positions == "learned")
+    positions_LD_ = normal_parameter({m.max_seq_len, m.d_model}, 0.02, dtype, gen);
   for (int64_t layer = 0; layer < m.n_layers; ++layer) {
     Block block;
     block.attention_norm = ones(m.d_model);
@@ -39,7 +44,8 @@ Transformer::Transformer(const Config& config, at::ScalarType dtype, Communicato
       block.moe = std::make_unique<MoeLayer>(config.moe, m.d_model, dtype, layer_seed, ep, world);
       if (config.moe.num_shared_experts > 0)
         block.shared = std::make_unique<FeedForward>(
-            m.d_model, config.moe.num_shared_experts * config.moe.d_expert, ffn_type, out_std, dtype, gen);
+            m.d_model, config.moe.num_shared_experts * config.moe.d_expert, ffn_type, out_std,
+            dtype, gen);
     } else {
       block.dense = std::make_unique<FeedForward>(m.d_model, m.d_ff, ffn_type, out_std, dtype, gen);
     }
@@ -50,12 +56,13 @@ Transformer::Transformer(const Config& config, at::ScalarType dtype, Communicato
     lm_head_DV_ = normal_parameter({m.d_model, m.vocab_size}, 0.02, dtype, gen);
   if (m.num_classes > 0) {
     class_head_DC_ = normal_parameter({m.d_model, m.num_classes}, 0.02, dtype, gen);
-    class_bias_C_ = at::zeros({m.num_classes}, at::TensorOptions().dtype(dtype)).set_requires_grad(true);
+    class_bias_C_ =
+        at::zeros({m.num_classes}, at::TensorOptions().dtype(dtype)).set_requires_grad(true);
   }
 }
 
-ModelOutput Transformer::forward(const at::Tensor& tokens_BL, const at::Tensor& real_BL, bool training,
-                                 int64_t first_token) {
+ModelOutput Transformer::forward(const at::Tensor& tokens_BL, const at::Tensor& real_BL,
+                                 bool training, int64_t first_token) {
   const double eps = config_.model.norm_eps;
   at::Tensor x = at::embedding(embedding_VD_, tokens_BL);
   if (positions_LD_.defined()) x = x + positions_LD_.narrow(0, 0, tokens_BL.size(1));
@@ -117,7 +124,8 @@ void Transformer::to(at::Device device) {
   c10::NoGradGuard no_grad;
   move_parameters(parameters(), device);
   for (Block& block : blocks_) block.attention->to(device);
-  for (MoeLayer* moe : moe_layers()) moe->router().expert_bias_E() = moe->router().expert_bias_E().to(device);
+  for (MoeLayer* moe : moe_layers())
+    moe->router().expert_bias_E() = moe->router().expert_bias_E().to(device);
 }
 
 std::vector<MoeLayer*> Transformer::moe_layers() {

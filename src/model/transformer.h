@@ -14,10 +14,10 @@
 #include <vector>
 
 #include "config/config.h"
-#include "parallel/communicator.h"
 #include "model/attention.h"
 #include "model/feed_forward.h"
 #include "moe/moe_layer.h"
+#include "parallel/communicator.h"
 
 namespace triage {
 
@@ -25,12 +25,12 @@ namespace triage {
 bool is_moe_block(const MoeConfig& moe, int64_t layer);
 
 struct ModelOutput {
-  at::Tensor lm_logits_BLV;     // defined unless the loss is classification only
-  at::Tensor class_logits_BC;   // defined when model.num_classes > 0
-  at::Tensor balance_loss;      // summed over MoE blocks, scalar
-  at::Tensor z_loss;            // summed over MoE blocks, scalar
-  std::vector<MoeStats> moe_stats;         // per MoE block, in order
-  std::vector<at::Tensor> top_expert_BL;   // per MoE block: each token's first choice
+  at::Tensor lm_logits_BLV;               // defined unless the loss is classification only
+  at::Tensor class_logits_BC;             // defined when model.num_classes > 0
+  at::Tensor balance_loss;                // summed over MoE blocks, scalar
+  at::Tensor z_loss;                      // summed over MoE blocks, scalar
+  std::vector<MoeStats> moe_stats;        // per MoE block, in order
+  std::vector<at::Tensor> top_expert_BL;  // per MoE block: each token's first choice
 };
 
 class Transformer {

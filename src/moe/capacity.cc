@@ -53,7 +53,8 @@ at::Tensor capacity_keep_mask(const at::Tensor& experts_TK, const at::Tensor& sc
 int64_t receive_quota(double factor, int64_t tokens, int64_t top_k, int64_t ranks) {
   if (factor <= 0) return kDropless;
   // The epsilon keeps an exact quotient such as 1.5 * 8 * 2 / 4 = 6 from rounding down to 5.
-  return static_cast<int64_t>(std::floor(factor * double(tokens) * double(top_k) / double(ranks) + 1e-9));
+  return static_cast<int64_t>(
+      std::floor(factor * double(tokens) * double(top_k) / double(ranks) + 1e-9));
 }
 
 at::Tensor receive_bound_keep_mask(const at::Tensor& experts_TK, const at::Tensor& keep_TK,
@@ -69,9 +70,12 @@ at::Tensor receive_bound_keep_mask(const at::Tensor& experts_TK, const at::Tenso
   at::Tensor position_A = one_hot_AP.cumsum(0).gather(1, destination_A.unsqueeze(1)).squeeze(1);
   at::Tensor bounded_A = kept_A.logical_and(position_A <= quota);
   // Device-to-host sync of P counts; the bound is a safety net, off by default.
-  at::Tensor dropped_P = at::bincount(destination_A.masked_select(kept_A.logical_and(bounded_A.logical_not())), {}, ranks)
-                             .to(at::kCPU);
-  for (int64_t p = 0; p < ranks; ++p) dropped_per_rank[size_t(p)] = dropped_P.data_ptr<int64_t>()[p];
+  at::Tensor dropped_P =
+      at::bincount(destination_A.masked_select(kept_A.logical_and(bounded_A.logical_not())), {},
+                   ranks)
+          .to(at::kCPU);
+  for (int64_t p = 0; p < ranks; ++p)
+    dropped_per_rank[size_t(p)] = dropped_P.data_ptr<int64_t>()[p];
   return bounded_A.view(keep_TK.sizes());
 }
 

@@ -17,10 +17,10 @@
 
 #include <vector>
 
-#include "parallel/communicator.h"
 #include "moe/expert_pipeline.h"
 #include "moe/experts.h"
 #include "moe/permute.h"
+#include "parallel/communicator.h"
 
 namespace triage {
 

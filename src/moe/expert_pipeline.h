@@ -19,8 +19,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "parallel/communicator.h"
 #include "moe/expert_math.h"
+#include "parallel/communicator.h"
 
 namespace triage {
 

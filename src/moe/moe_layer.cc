@@ -5,10 +5,10 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
-#include "parallel/phase_clock.h"
 #include "moe/exchange.h"
 #include "moe/permute.h"
 #include "moe/routing_override.h"
+#include "parallel/phase_clock.h"
 
 namespace triage {
 
@@ -32,7 +32,8 @@ MoeLayer::MoeLayer(const MoeConfig& config, int64_t d_model, at::ScalarType dtyp
                config.d_expert, parse_expert_type(config.expert_type), dtype, seed,
                parse_expert_gemm(config.expert_gemm)) {
   if (routing_override_.kind == RoutingOverride::Kind::kReplay)
-    routing_override_.replay_loads = load_replay_loads(routing_override_.run_dir, config.num_experts);
+    routing_override_.replay_loads =
+        load_replay_loads(routing_override_.run_dir, config.num_experts);
 }
 
 MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_token) {
@@ -47,8 +48,8 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_to
   out.routing = router_.forward(x_TD, training);
   RouterOutput& r = out.routing;
   if (routing_override_.kind != RoutingOverride::Kind::kNone) {
-    r.experts_TK = override_routing(routing_override_, r.experts_TK, r.scores_TE, first_token, seed_,
-                                    num_experts / ep_size_, routing_step_);
+    r.experts_TK = override_routing(routing_override_, r.experts_TK, r.scores_TE, first_token,
+                                    seed_, num_experts / ep_size_, routing_step_);
     r.weights_TK = router_.gate_weights(r.scores_TE, r.experts_TK, x_TD.scalar_type());
   }
 
@@ -79,7 +80,8 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_to
 
   phase_clock::enter("route");  // the auxiliary losses are the router's
   BalanceStats balance = balance_stats(r.scores_TE, r.experts_TK);
-  if (balance_group_ && config_.balance_loss_mode == "global") balance = all_reduce(balance, *balance_group_);
+  if (balance_group_ && config_.balance_loss_mode == "global")
+    balance = all_reduce(balance, *balance_group_);
   out.balance_loss = balance_loss(balance, config_.balance_loss_coef);
   out.z_loss = z_loss(r.logits_TE, config_.z_loss_coef);
 

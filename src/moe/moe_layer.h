@@ -12,11 +12,11 @@
 
 #include "common/parameters.h"
 #include "config/config.h"
-#include "parallel/communicator.h"
 #include "moe/aux_losses.h"
 #include "moe/capacity.h"
 #include "moe/experts.h"
 #include "moe/router.h"
+#include "parallel/communicator.h"
 
 namespace triage {
 
@@ -53,7 +53,8 @@ class MoeLayer {
   // reference_ep_size: for the reference (ep == nullptr) only, the EP size whose layout the
   // rules that name ranks (routing_override empty_rank, max_receive_factor) assume.
   MoeLayer(const MoeConfig& config, int64_t d_model, at::ScalarType dtype, uint64_t seed,
-           Communicator* ep = nullptr, Communicator* balance_group = nullptr, int64_t reference_ep_size = 1);
+           Communicator* ep = nullptr, Communicator* balance_group = nullptr,
+           int64_t reference_ep_size = 1);
 
   // x: [..., D]. training picks capacity_factor vs eval_capacity_factor and enables jitter.
   // first_token: the global index of x's first token (for moe.routing_override only).

@@ -37,8 +37,9 @@ RouterOutput Router::forward(const at::Tensor& x_TD, bool training) {
     // Switch Transformer jitter: multiplicative noise on the router's input only. Drawn on
     // the CPU generator whatever the device, so CPU and GPU runs see the same noise.
     const double eps = config_.jitter_noise;
-    at::Tensor noise = at::rand(gate_input.sizes(), generator_, gate_input.options().device(at::kCPU))
-                           .to(gate_input.device());
+    at::Tensor noise =
+        at::rand(gate_input.sizes(), generator_, gate_input.options().device(at::kCPU))
+            .to(gate_input.device());
     gate_input = gate_input * (noise * (2 * eps) + (1 - eps));
   }
   RouterOutput out;
@@ -52,7 +53,8 @@ RouterOutput Router::forward(const at::Tensor& x_TD, bool training) {
   return out;
 }
 
-at::Tensor Router::gate_weights(const at::Tensor& scores_TE, const at::Tensor& experts_TK, at::ScalarType dtype) const {
+at::Tensor Router::gate_weights(const at::Tensor& scores_TE, const at::Tensor& experts_TK,
+                                at::ScalarType dtype) const {
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   at::Tensor weights_TK = scores_TE.gather(1, experts_TK);
   if (config_.renormalize) weights_TK = weights_TK / weights_TK.sum(-1, /*keepdim=*/true);

@@ -31,7 +31,8 @@ class Router {
 
   // Combine weights of the chosen experts: scores at experts_TK, renormalised if asked,
   // times route_scale, in `dtype`. forward() uses it; so does a routing override.
-  at::Tensor gate_weights(const at::Tensor& scores_TE, const at::Tensor& experts_TK, at::ScalarType dtype) const;
+  at::Tensor gate_weights(const at::Tensor& scores_TE, const at::Tensor& experts_TK,
+                          at::ScalarType dtype) const;
 
   // Aux-loss-free balancing: bias_E += rate * sign(mean load - load_E). Not a gradient step;
   // call once per optimizer step with the tokens each expert received.

@@ -89,7 +89,8 @@ at::Tensor override_routing(const RoutingOverride& rule, const at::Tensor& exper
   return at::where(forced_TK >= 0, forced_TK, experts_TK);
 }
 
-std::vector<std::vector<double>> load_replay_loads(const std::string& run_dir, int64_t num_experts) {
+std::vector<std::vector<double>> load_replay_loads(const std::string& run_dir,
+                                                   int64_t num_experts) {
   const std::string path = run_dir + "/metrics.jsonl";
   std::ifstream in(path);
   if (!in) throw Error(path + ": cannot read; replay:RUN_DIR expects a training run's folder");
@@ -101,16 +102,19 @@ std::vector<std::vector<double>> load_replay_loads(const std::string& run_dir, i
     if (!record.is_object()) throw Error(where + "expected one JSON object per line");
     if (record.contains("eval")) continue;
     const auto layers = record.find("expert_tokens");
-    if (layers == record.end() || !layers->is_array() || layers->empty() || !(*layers)[0].is_array())
+    if (layers == record.end() || !layers->is_array() || layers->empty() ||
+        !(*layers)[0].is_array())
       throw Error(where + "expected expert_tokens, a list of per-layer token counts");
     std::vector<double> counts;
     for (const auto& n : (*layers)[0]) {
-      if (!n.is_number() || n.get<double>() < 0) throw Error(where + "expected token counts >= 0 in expert_tokens");
+      if (!n.is_number() || n.get<double>() < 0)
+        throw Error(where + "expected token counts >= 0 in expert_tokens");
       counts.push_back(n.get<double>());
     }
     if (int64_t(counts.size()) != num_experts)
-      throw Error(where + "expert_tokens has " + std::to_string(counts.size()) + " experts per layer; expected " +
-                  std::to_string(num_experts) + ", the experts being routed");
+      throw Error(where + "expert_tokens has " + std::to_string(counts.size()) +
+                  " experts per layer; expected " + std::to_string(num_experts) +
+                  ", the experts being routed");
     loads.push_back(std::move(counts));
   }
   if (loads.empty()) throw Error(path + ": no training steps recorded; expected at least one");

@@ -5,8 +5,9 @@
 namespace triage {
 
 std::unique_ptr<Communicator> make_nccl_communicator(MPI_Comm) {
-  throw Error("train.device = cuda: this build has no CUDA path (no nvcc or nccl.h at configure time); "
-              "expected cpu, or rebuild where the CUDA toolkit with NCCL is installed");
+  throw Error(
+      "train.device = cuda: this build has no CUDA path (no nvcc or nccl.h at configure time); "
+      "expected cpu, or rebuild where the CUDA toolkit with NCCL is installed");
 }
 
 }  // namespace triage

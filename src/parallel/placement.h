@@ -20,8 +20,8 @@ struct RankPlacement {
 
 // Pure arithmetic, testable without MPI. requested_threads 0: cores / local ranks, at
 // least 1. With use_gpus, throws Error when a host has more ranks than visible GPUs.
-RankPlacement plan_placement(int rank, const std::string& host, int local_rank, int local_size, int cores,
-                             int64_t requested_threads, bool use_gpus, int visible_gpus);
+RankPlacement plan_placement(int rank, const std::string& host, int local_rank, int local_size,
+                             int cores, int64_t requested_threads, bool use_gpus, int visible_gpus);
 
 // Collective over MPI_COMM_WORLD: finds this rank's host and local rank, plans, selects
 // the GPU (when used) and sets LibTorch's thread count. Returns every rank's placement

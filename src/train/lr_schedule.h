@@ -9,7 +9,8 @@
 
 namespace triage {
 
-inline double learning_rate(int64_t step, int64_t steps, int64_t warmup, double peak, double min_ratio) {
+inline double learning_rate(int64_t step, int64_t steps, int64_t warmup, double peak,
+                            double min_ratio) {
   if (step < warmup) return peak * double(step + 1) / double(warmup);
   const int64_t decay_steps = std::max<int64_t>(1, steps - 1 - warmup);
   const double progress = std::min(1.0, double(step - warmup) / double(decay_steps));

@@ -24,7 +24,9 @@ std::string format(const char* pattern, ...) {
 
 std::string duration(double seconds) {
   const int64_t s = int64_t(std::max(0.0, seconds) + 0.5);
-  if (s >= 3600) return format("%lld:%02lld:%02lld", (long long)(s / 3600), (long long)(s / 60 % 60), (long long)(s % 60));
+  if (s >= 3600)
+    return format("%lld:%02lld:%02lld", (long long)(s / 3600), (long long)(s / 60 % 60),
+                  (long long)(s % 60));
   return format("%lld:%02lld", (long long)(s / 60), (long long)(s % 60));
 }
 
@@ -35,38 +37,58 @@ std::string step_line(const StepMetrics& m, double eta_seconds) {
   const int filled = int(kBar * m.step / std::max<int64_t>(1, m.steps));
   const std::string bar = std::string(filled, '#') + std::string(kBar - filled, '.');
   const int width = int(std::to_string(m.steps).size());
-  return format("step %*lld/%lld [%s] %3d%% | loss %.4f | bal %.4f | z %.4f | lr %.2e | gnorm %.3f | "
-                "%7.0f tok/s | %6.1f ms | drop %5.2f%% | load max/mean %.2f | ETA %s",
-                width, (long long)m.step, (long long)m.steps, bar.c_str(), int(100 * m.step / std::max<int64_t>(1, m.steps)),
-                m.loss, m.balance_loss, m.z_loss, m.lr, m.grad_norm, m.tokens_per_s, m.step_ms, m.dropped_pct,
-                m.max_mean_load, duration(eta_seconds).c_str()) +
-         (m.bound_dropped > 0 ? format(" | bound drops %lld", (long long)m.bound_dropped) : std::string());
+  return format(
+             "step %*lld/%lld [%s] %3d%% | loss %.4f | bal %.4f | z %.4f | lr %.2e | gnorm %.3f | "
+             "%7.0f tok/s | %6.1f ms | drop %5.2f%% | load max/mean %.2f | ETA %s",
+             width, (long long)m.step, (long long)m.steps, bar.c_str(),
+             int(100 * m.step / std::max<int64_t>(1, m.steps)), m.loss, m.balance_loss, m.z_loss,
+             m.lr, m.grad_norm, m.tokens_per_s, m.step_ms, m.dropped_pct, m.max_mean_load,
+             duration(eta_seconds).c_str()) +
+         (m.bound_dropped > 0 ? format(" | bound drops %lld", (long long)m.bound_dropped)
+                              : std::string());
 }
 
 std::string eval_line(const EvalMetrics& m) {
-  std::string line = format("eval at step %lld: %lld held-out sequences | lm loss %.4f", (long long)m.step,
-                            (long long)m.sequences, m.lm_loss);
-  if (m.class_loss > 0 || m.accuracy > 0) line += format(" | class loss %.4f | accuracy %.1f%%", m.class_loss, 100 * m.accuracy);
+  std::string line = format("eval at step %lld: %lld held-out sequences | lm loss %.4f",
+                            (long long)m.step, (long long)m.sequences, m.lm_loss);
+  if (m.class_loss > 0 || m.accuracy > 0)
+    line += format(" | class loss %.4f | accuracy %.1f%%", m.class_loss, 100 * m.accuracy);
   for (size_t i = 0; i < m.nmi.size(); ++i) line += format(" | NMI moe%zu %.3f", i, m.nmi[i]);
   return line;
 }
 
 nlohmann::json to_json(const StepMetrics& m) {
-  return {{"step", m.step},          {"loss", m.loss},           {"lm_loss", m.lm_loss},
-          {"class_loss", m.class_loss}, {"balance_loss", m.balance_loss}, {"z_loss", m.z_loss},
-          {"lr", m.lr},              {"grad_norm", m.grad_norm}, {"tokens_per_s", m.tokens_per_s},
-          {"step_ms", m.step_ms},    {"dropped_pct", m.dropped_pct}, {"max_mean_load", m.max_mean_load},
-          {"expert_tokens", m.expert_tokens}, {"bound_dropped", m.bound_dropped},
+  return {{"step", m.step},
+          {"loss", m.loss},
+          {"lm_loss", m.lm_loss},
+          {"class_loss", m.class_loss},
+          {"balance_loss", m.balance_loss},
+          {"z_loss", m.z_loss},
+          {"lr", m.lr},
+          {"grad_norm", m.grad_norm},
+          {"tokens_per_s", m.tokens_per_s},
+          {"step_ms", m.step_ms},
+          {"dropped_pct", m.dropped_pct},
+          {"max_mean_load", m.max_mean_load},
+          {"expert_tokens", m.expert_tokens},
+          {"bound_dropped", m.bound_dropped},
           {"bound_dropped_per_rank", m.bound_dropped_per_rank}};
 }
 
 nlohmann::json to_json(const EvalMetrics& m, const std::vector<std::string>& label_names) {
-  return {{"eval", true},           {"step", m.step},         {"lm_loss", m.lm_loss},
-          {"class_loss", m.class_loss}, {"accuracy", m.accuracy}, {"sequences", m.sequences},
-          {"labels", label_names},  {"contingency", m.tables}, {"nmi", m.nmi}};
+  return {{"eval", true},
+          {"step", m.step},
+          {"lm_loss", m.lm_loss},
+          {"class_loss", m.class_loss},
+          {"accuracy", m.accuracy},
+          {"sequences", m.sequences},
+          {"labels", label_names},
+          {"contingency", m.tables},
+          {"nmi", m.nmi}};
 }
 
-std::string contingency_text(const ContingencyTable& table, const std::vector<std::string>& label_names) {
+std::string contingency_text(const ContingencyTable& table,
+                             const std::vector<std::string>& label_names) {
   size_t name_width = 6;
   for (const auto& name : label_names) name_width = std::max(name_width, name.size());
   std::ostringstream out;
@@ -89,7 +111,8 @@ MetricsFile::MetricsFile(const std::string& path, int64_t keep_through_step) {
     std::ifstream in(path);
     for (std::string line; std::getline(in, line);) {
       auto record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-      if (record.is_object() && record.value("step", int64_t(0)) <= keep_through_step) kept.push_back(line);
+      if (record.is_object() && record.value("step", int64_t(0)) <= keep_through_step)
+        kept.push_back(line);
     }
   }
   out_.open(path, std::ios::trunc);

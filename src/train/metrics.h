@@ -21,8 +21,8 @@ struct StepMetrics {
   double balance_loss = 0, z_loss = 0;  // summed over MoE layers
   double lr = 0, grad_norm = 0;
   double tokens_per_s = 0, step_ms = 0;
-  double dropped_pct = 0;     // assignments over capacity, all layers
-  double max_mean_load = 0;   // busiest expert / mean, worst layer
+  double dropped_pct = 0;                           // assignments over capacity, all layers
+  double max_mean_load = 0;                         // busiest expert / mean, worst layer
   std::vector<std::vector<int64_t>> expert_tokens;  // [MoE layer][expert], whole world
   // moe.max_receive_factor: [MoE layer][EP rank] assignments dropped at that rank's bound,
   // whole world; bound_dropped is their sum (0 when unbounded).
@@ -45,7 +45,8 @@ nlohmann::json to_json(const StepMetrics& m);
 nlohmann::json to_json(const EvalMetrics& m, const std::vector<std::string>& label_names);
 
 // The contingency table as aligned text: one row per label, one column per expert.
-std::string contingency_text(const ContingencyTable& table, const std::vector<std::string>& label_names);
+std::string contingency_text(const ContingencyTable& table,
+                             const std::vector<std::string>& label_names);
 
 // <out>/metrics.jsonl, opened for appending. On resume, records after `keep_through_step`
 // (written by the interrupted run past its last checkpoint) are dropped first, so the file

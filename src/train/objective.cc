@@ -5,7 +5,8 @@ namespace triage {
 namespace {
 // Cross-entropy is taken in at least float32, also when the logits come out of bf16 autocast.
 at::Tensor log_probabilities(const at::Tensor& logits) {
-  return at::log_softmax(logits, -1, logits.scalar_type() == at::kDouble ? at::kDouble : at::kFloat);
+  return at::log_softmax(logits, -1,
+                         logits.scalar_type() == at::kDouble ? at::kDouble : at::kFloat);
 }
 }  // namespace
 

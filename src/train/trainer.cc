@@ -3,8 +3,8 @@
 #include "train/trainer.h"
 
 #include <ATen/Parallel.h>
-#include <c10/core/GradMode.h>
 #include <ATen/autocast_mode.h>
+#include <c10/core/GradMode.h>
 #include <torch/optim/adamw.h>
 
 #include <algorithm>
@@ -17,15 +17,15 @@
 
 #include "checkpoint/checkpoint.h"
 #include "common/error.h"
-#include "parallel/agreement.h"
-#include "parallel/fault_injection.h"
-#include "parallel/placement.h"
-#include "parallel/phase_clock.h"
-#include "parallel/process_groups.h"
-#include "parallel/watchdog.h"
+#include "data/dataset.h"
 #include "model/transformer.h"
 #include "moe/routing_override.h"
-#include "data/dataset.h"
+#include "parallel/agreement.h"
+#include "parallel/fault_injection.h"
+#include "parallel/phase_clock.h"
+#include "parallel/placement.h"
+#include "parallel/process_groups.h"
+#include "parallel/watchdog.h"
 #include "train/grad_sync.h"
 #include "train/lr_schedule.h"
 #include "train/metrics.h"
@@ -76,11 +76,12 @@ class Trainer {
   int64_t step_ = 0;          // optimizer steps completed
   int64_t samples_seen_ = 0;  // position in order_
   bool lm_ = true, classify_ = false;
-  std::string run_id_;       // this run's id (rank 0), for checkpoint pruning
-  int preempt_signal_ = 0;   // agreed at a step's end: this rank's signal, or -1 for another rank's
+  std::string run_id_;      // this run's id (rank 0), for checkpoint pruning
+  int preempt_signal_ = 0;  // agreed at a step's end: this rank's signal, or -1 for another rank's
 };
 
-Trainer::Trainer(const Config& config, const TrainOptions& options) : config_(config), options_(options) {
+Trainer::Trainer(const Config& config, const TrainOptions& options)
+    : config_(config), options_(options) {
   // The GPU first (from the node-local rank), then NCCL communicators on it.
   const bool cuda = config.train.device == "cuda";
   placements_ = place_ranks(config.parallel.intra_op_threads, cuda);
@@ -107,9 +108,9 @@ Trainer::Trainer(const Config& config, const TrainOptions& options) : config_(co
       load_replay_loads(routing.run_dir, config.moe.num_experts);
     dataset_ = load_dataset(config.data, uint64_t(config.train.seed));
     if (classify_ && int64_t(dataset_.label_names.size()) > config.model.num_classes)
-      throw Error("model.num_classes = " + std::to_string(config.model.num_classes) + ": expected at least the " +
-                  std::to_string(dataset_.label_names.size()) + " labels found in " +
-                  (config.data.path.empty() ? "the data" : config.data.path));
+      throw Error("model.num_classes = " + std::to_string(config.model.num_classes) +
+                  ": expected at least the " + std::to_string(dataset_.label_names.size()) +
+                  " labels found in " + (config.data.path.empty() ? "the data" : config.data.path));
   });
 
   const at::ScalarType dtype = config.train.dtype == "float64" ? at::kDouble : at::kFloat;
@@ -121,14 +122,17 @@ Trainer::Trainer(const Config& config, const TrainOptions& options) : config_(co
   // Megatron-LM and GPT-3.
   auto adamw = torch::optim::AdamWOptions(config.train.lr).betas({0.9, 0.95}).eps(1e-8);
   std::vector<at::Tensor> decayed, not_decayed;
-  for (const auto& p : parameters_) (p.tensor.dim() >= 2 ? decayed : not_decayed).push_back(p.tensor);
+  for (const auto& p : parameters_)
+    (p.tensor.dim() >= 2 ? decayed : not_decayed).push_back(p.tensor);
   std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(decayed, std::make_unique<torch::optim::AdamWOptions>(
-                                   torch::optim::AdamWOptions(adamw).weight_decay(config.train.weight_decay)));
-  groups.emplace_back(not_decayed,
-                      std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(adamw).weight_decay(0)));
+  groups.emplace_back(
+      decayed, std::make_unique<torch::optim::AdamWOptions>(
+                   torch::optim::AdamWOptions(adamw).weight_decay(config.train.weight_decay)));
+  groups.emplace_back(not_decayed, std::make_unique<torch::optim::AdamWOptions>(
+                                       torch::optim::AdamWOptions(adamw).weight_decay(0)));
   optimizer_ = std::make_unique<torch::optim::AdamW>(std::move(groups), adamw);
-  order_ = std::make_unique<ExampleOrder>(int64_t(dataset_.train.size()), uint64_t(config.train.seed));
+  order_ =
+      std::make_unique<ExampleOrder>(int64_t(dataset_.train.size()), uint64_t(config.train.seed));
 
   const std::string checkpoints = options.out_dir + "/checkpoints";
   if (is_root()) {
@@ -137,19 +141,23 @@ Trainer::Trainer(const Config& config, const TrainOptions& options) : config_(co
     run_id_ = open_run_id(options.out_dir, options.resume);
   }
   groups_.world->barrier();
-  watchdog::start(config.train.collective_timeout_s, options.out_dir + "/ranks", groups_.layout.world_rank, world);
+  watchdog::start(config.train.collective_timeout_s, options.out_dir + "/ranks",
+                  groups_.layout.world_rank, world);
   if (options.resume) {
     TrainingState state{parameters_, optimizer_.get(), model_->moe_layers()};
     load_checkpoint(checkpoints, config, groups_, state);
     step_ = state.step;
     samples_seen_ = state.samples_seen;
   }
-  if (is_root()) metrics_ = std::make_unique<MetricsFile>(options.out_dir + "/metrics.jsonl", options.resume ? step_ : -1);
+  if (is_root())
+    metrics_ = std::make_unique<MetricsFile>(options.out_dir + "/metrics.jsonl",
+                                             options.resume ? step_ : -1);
 }
 
 Batch Trainer::on_device(Batch b) const {
   if (device_.is_cpu()) return b;
-  for (at::Tensor* t : {&b.tokens_BL, &b.real_BL, &b.targets_BL, &b.target_BL, &b.labels_B}) *t = t->to(device_);
+  for (at::Tensor* t : {&b.tokens_BL, &b.real_BL, &b.targets_BL, &b.target_BL, &b.labels_B})
+    *t = t->to(device_);
   return b;
 }
 
@@ -242,7 +250,8 @@ StepMetrics Trainer::train_step() {
     for (size_t l = 0; l < out.moe_stats.size(); ++l) {
       sums[4] += double(out.moe_stats[l].dropped);
       sums[5] += double(out.moe_stats[l].assignments);
-      for (int64_t e = 0; e < experts; ++e) sums[6 + l * experts + e] += double(out.moe_stats[l].tokens_per_expert[e]);
+      for (int64_t e = 0; e < experts; ++e)
+        sums[6 + l * experts + e] += double(out.moe_stats[l].tokens_per_expert[e]);
       const std::vector<int64_t>& bound = out.moe_stats[l].bound_dropped_per_rank;
       for (int64_t p = 0; p < ep_size; ++p) sums[bound_at + l * ep_size + p] += double(bound[p]);
     }
@@ -285,7 +294,8 @@ StepMetrics Trainer::train_step() {
     }
     if (sum > 0) m.max_mean_load = std::max(m.max_mean_load, busiest / (sum / double(experts)));
     // Aux-loss-free balancing sees the whole world's load, so every rank moves the bias alike.
-    if (config_.moe.expert_bias) moe_layers[l]->router().update_expert_bias(at::tensor(counts, at::kLong));
+    if (config_.moe.expert_bias)
+      moe_layers[l]->router().update_expert_bias(at::tensor(counts, at::kLong));
     m.expert_tokens.push_back(std::move(counts));
     std::vector<int64_t> bound(ep_size);
     for (int64_t p = 0; p < ep_size; ++p) {
@@ -293,8 +303,9 @@ StepMetrics Trainer::train_step() {
       m.bound_dropped += bound[p];
       if (bound[p] > 0 && is_root())
         std::cerr << "warning: step " << m.step << ", MoE layer " << l << ": " << bound[p]
-                  << " assignments to EP rank " << p << " dropped at moe.max_receive_factor = "
-                  << config_.moe.max_receive_factor << std::endl;
+                  << " assignments to EP rank " << p
+                  << " dropped at moe.max_receive_factor = " << config_.moe.max_receive_factor
+                  << std::endl;
     }
     m.bound_dropped_per_rank.push_back(std::move(bound));
   }
@@ -346,7 +357,8 @@ EvalMetrics Trainer::evaluate() {
     Batch b = on_device(make_batch(mine, config_.data.seq_len));
     ModelOutput out = forward(b, /*training=*/false);
     if (lm_) {
-      sums[0] += token_cross_entropy_sum(out.lm_logits_BLV, b.targets_BL, b.target_BL).item<double>();
+      sums[0] +=
+          token_cross_entropy_sum(out.lm_logits_BLV, b.targets_BL, b.target_BL).item<double>();
       sums[1] += b.target_BL.sum().item<double>();
     }
     if (classify_) {
@@ -374,7 +386,8 @@ EvalMetrics Trainer::evaluate() {
   for (size_t l = 0; l < layers && labels > 0; ++l) {
     ContingencyTable table(labels, std::vector<int64_t>(experts));
     for (int64_t i = 0; i < labels; ++i)
-      for (int64_t e = 0; e < experts; ++e) table[i][e] = int64_t(s[5 + (l * labels + i) * experts + e]);
+      for (int64_t e = 0; e < experts; ++e)
+        table[i][e] = int64_t(s[5 + (l * labels + i) * experts + e]);
     m.nmi.push_back(normalized_mutual_information(table));
     m.tables.push_back(std::move(table));
   }
@@ -383,8 +396,8 @@ EvalMetrics Trainer::evaluate() {
 
 void Trainer::save() {
   TrainingState state{parameters_, optimizer_.get(), model_->moe_layers(), step_, samples_seen_};
-  const std::string folder =
-      save_checkpoint(options_.out_dir + "/checkpoints", config_, groups_, state, config_.train.keep_checkpoints, run_id_);
+  const std::string folder = save_checkpoint(options_.out_dir + "/checkpoints", config_, groups_,
+                                             state, config_.train.keep_checkpoints, run_id_);
   if (is_root()) std::cout << "checkpoint: " << folder << std::endl;
 }
 
@@ -392,24 +405,28 @@ void Trainer::log_start() const {
   if (!is_root()) return;
   const GroupLayout& g = groups_.layout;
   int64_t replicated = 0, expert = 0;
-  for (const auto& p : parameters_) (p.sharding == Sharding::kExpert ? expert : replicated) += p.tensor.numel();
+  for (const auto& p : parameters_)
+    (p.sharding == Sharding::kExpert ? expert : replicated) += p.tensor.numel();
   const int64_t experts_total = expert * g.ep_size;
-  std::cout << "triage train: " << g.world_size << " rank(s), expert-parallel " << g.ep_size << " x data-parallel "
-            << g.dp_size << ", " << config_.train.dtype << "\n"
+  std::cout << "triage train: " << g.world_size << " rank(s), expert-parallel " << g.ep_size
+            << " x data-parallel " << g.dp_size << ", " << config_.train.dtype << "\n"
             << environment_line() << "\n"
-            << placement_table(placements_)
-            << "model: " << config_.model.n_layers << " layers (" << model_->moe_layers().size() << " MoE), "
-            << config_.moe.num_experts << " experts top-" << config_.moe.top_k << ", "
-            << (replicated + experts_total) << " parameters (" << experts_total << " in experts, "
-            << (replicated + expert) << " on each rank)\n"
-            << "data: " << dataset_.source << "; " << dataset_.train.size() << " train / " << dataset_.test.size()
-            << " held out";
+            << placement_table(placements_) << "model: " << config_.model.n_layers << " layers ("
+            << model_->moe_layers().size() << " MoE), " << config_.moe.num_experts
+            << " experts top-" << config_.moe.top_k << ", " << (replicated + experts_total)
+            << " parameters (" << experts_total << " in experts, " << (replicated + expert)
+            << " on each rank)\n"
+            << "data: " << dataset_.source << "; " << dataset_.train.size() << " train / "
+            << dataset_.test.size() << " held out";
   if (dataset_.duplicates) std::cout << "; " << dataset_.duplicates << " duplicates removed";
   if (dataset_.skipped_too_long)
-    std::cout << "; warning: " << dataset_.skipped_too_long << " sequences over data.seq_len skipped";
-  if (dataset_.cropped_too_long) std::cout << "; " << dataset_.cropped_too_long << " sequences cropped to data.seq_len";
+    std::cout << "; warning: " << dataset_.skipped_too_long
+              << " sequences over data.seq_len skipped";
+  if (dataset_.cropped_too_long)
+    std::cout << "; " << dataset_.cropped_too_long << " sequences cropped to data.seq_len";
   std::cout << "\n";
-  if (step_ > 0) std::cout << "resumed at step " << step_ << " (" << samples_seen_ << " sequences seen)\n";
+  if (step_ > 0)
+    std::cout << "resumed at step " << step_ << " (" << samples_seen_ << " sequences seen)\n";
   std::cout << std::flush;
 }
 
@@ -438,12 +455,13 @@ void Trainer::log_summary(const std::vector<StepMetrics>& history, const EvalMet
       std::cout << "\n";
     }
     for (size_t l = 0; l < last_eval->tables.size(); ++l)
-      std::cout << "\n  expert choice by family, MoE layer " << l << " (NMI " << last_eval->nmi[l] << "):\n"
+      std::cout << "\n  expert choice by family, MoE layer " << l << " (NMI " << last_eval->nmi[l]
+                << "):\n"
                 << contingency_text(last_eval->tables[l], dataset_.label_names);
   }
   std::ofstream(options_.out_dir + "/summary.json") << summary.dump(2) << "\n";
-  std::cout << "\nmetrics: " << options_.out_dir << "/metrics.jsonl, summary: " << options_.out_dir << "/summary.json"
-            << std::endl;
+  std::cout << "\nmetrics: " << options_.out_dir << "/metrics.jsonl, summary: " << options_.out_dir
+            << "/summary.json" << std::endl;
 }
 
 TrainResult Trainer::run() {
@@ -476,14 +494,18 @@ TrainResult Trainer::run() {
       }
     }
     const bool last = step_ == steps;
-    const bool eval_now = !dataset_.test.empty() &&
-                          ((config_.train.eval_every > 0 && step_ % config_.train.eval_every == 0) || last);
+    const bool eval_now =
+        !dataset_.test.empty() &&
+        ((config_.train.eval_every > 0 && step_ % config_.train.eval_every == 0) || last);
     if (eval_now) run_eval();
     const bool stopping = options_.stop_after > 0 && step_ == options_.stop_after;
-    const bool periodic = config_.train.checkpoint_every > 0 && step_ % config_.train.checkpoint_every == 0;
+    const bool periodic =
+        config_.train.checkpoint_every > 0 && step_ % config_.train.checkpoint_every == 0;
     if (last || stopping || periodic) save();
     if (stopping && !last) {
-      if (is_root()) std::cout << "stopped after step " << step_ << " as asked; continue with --resume" << std::endl;
+      if (is_root())
+        std::cout << "stopped after step " << step_ << " as asked; continue with --resume"
+                  << std::endl;
       return TrainResult::kStopped;
     }
     if (preempt_signal_ && !last) {

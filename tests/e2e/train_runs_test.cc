@@ -42,7 +42,8 @@ std::vector<json> steps_of(const std::string& run) {
 
 double relative(double a, double b) { return std::abs(a - b) / std::max(std::abs(b), 1e-300); }
 
-void expect_same_curve(const std::string& run, const std::string& reference, double tolerance, int64_t from_step = 1) {
+void expect_same_curve(const std::string& run, const std::string& reference, double tolerance,
+                       int64_t from_step = 1) {
   std::vector<json> a = steps_of(run), b = steps_of(reference);
   ASSERT_EQ(a.size(), b.size()) << run << " vs " << reference;
   ASSERT_FALSE(a.empty());
@@ -50,7 +51,8 @@ void expect_same_curve(const std::string& run, const std::string& reference, dou
     if (a[i]["step"].get<int64_t>() < from_step) continue;
     for (const char* key : {"loss", "balance_loss", "z_loss", "grad_norm"})
       EXPECT_LT(relative(a[i][key], b[i][key]), tolerance)
-          << run << " step " << a[i]["step"] << " " << key << ": " << a[i][key] << " vs " << b[i][key];
+          << run << " step " << a[i]["step"] << " " << key << ": " << a[i][key] << " vs "
+          << b[i][key];
   }
 }
 
@@ -66,11 +68,12 @@ TEST(TrainRuns, LossFallsOnTheTinyConfig) {
 }
 
 TEST(TrainRuns, ResumedRunEqualsTheUninterruptedRunBitwise) {
-  std::vector<json> resumed = steps_of("resume_interrupted"), full = steps_of("resume_uninterrupted");
+  std::vector<json> resumed = steps_of("resume_interrupted"),
+                    full = steps_of("resume_uninterrupted");
   ASSERT_EQ(resumed.size(), full.size());
   for (size_t i = 0; i < full.size(); ++i)
-    for (const char* key : {"step", "loss", "lm_loss", "class_loss", "balance_loss", "z_loss", "lr", "grad_norm",
-                            "dropped_pct", "expert_tokens"})
+    for (const char* key : {"step", "loss", "lm_loss", "class_loss", "balance_loss", "z_loss", "lr",
+                            "grad_norm", "dropped_pct", "expert_tokens"})
       EXPECT_EQ(resumed[i][key], full[i][key]) << "step " << full[i]["step"] << " " << key;
 }
 
@@ -94,8 +97,8 @@ void expect_bitwise_same_curve(const std::string& run, const std::string& refere
   std::vector<json> a = steps_of(run), b = steps_of(reference);
   ASSERT_EQ(a.size(), b.size()) << run << " vs " << reference;
   for (size_t i = 0; i < b.size(); ++i)
-    for (const char* key : {"step", "loss", "lm_loss", "class_loss", "balance_loss", "z_loss", "lr", "grad_norm",
-                            "expert_tokens"})
+    for (const char* key : {"step", "loss", "lm_loss", "class_loss", "balance_loss", "z_loss", "lr",
+                            "grad_norm", "expert_tokens"})
       EXPECT_EQ(a[i][key], b[i][key]) << run << " step " << b[i]["step"] << " " << key;
 }
 
@@ -118,8 +121,10 @@ TEST(TrainRuns, OverwriteReplacesTheEarlierRun) {
   std::vector<json> steps = steps_of("overwrite_replaces_the_earlier_run");
   ASSERT_EQ(steps.size(), 3u);
   EXPECT_EQ(steps.back()["step"], 3);
-  EXPECT_EQ(read_text(runs_dir() + "/overwrite_replaces_the_earlier_run/checkpoints/latest"), "step-00000003\n");
-  EXPECT_FALSE(std::ifstream(runs_dir() + "/overwrite_replaces_the_earlier_run/checkpoints/step-00000008/manifest.json"))
+  EXPECT_EQ(read_text(runs_dir() + "/overwrite_replaces_the_earlier_run/checkpoints/latest"),
+            "step-00000003\n");
+  EXPECT_FALSE(std::ifstream(
+      runs_dir() + "/overwrite_replaces_the_earlier_run/checkpoints/step-00000008/manifest.json"))
       << "the earlier run's checkpoint survived --overwrite";
 }
 
@@ -130,7 +135,8 @@ TEST(TrainRuns, PruningKeepsLatestAndOtherRunsCheckpoints) {
   json manifest = json::parse(read_text(run + "/checkpoints/step-00000006/manifest.json"));
   EXPECT_EQ(manifest["step"], 6);
   std::vector<json> steps = steps_of("prune_keeps_latest_and_other_runs");
-  ASSERT_EQ(steps.size(), 6u) << "metrics after step 4 of the first run are replaced by the resumed run's";
+  ASSERT_EQ(steps.size(), 6u)
+      << "metrics after step 4 of the first run are replaced by the resumed run's";
 }
 
 TEST(TrainRuns, ElasticRunContinuesOnTheCurveOfAResumedRun) {
@@ -165,7 +171,8 @@ TEST(TrainRuns, EmptyRankOverrideSendsNothingToThatRank) {
   std::vector<json> steps = steps_of("override_empty_rank_world4_ep4");
   ASSERT_EQ(steps.size(), 4u);
   for (const json& step : steps)
-    for (const auto& layer : step["expert_tokens"]) EXPECT_EQ(layer[3], 0) << "expert 3 lives on EP rank 3";
+    for (const auto& layer : step["expert_tokens"])
+      EXPECT_EQ(layer[3], 0) << "expert 3 lives on EP rank 3";
 }
 
 TEST(TrainRuns, CollapsedRouterTrainsToTheLastStep) {

@@ -12,11 +12,11 @@
 
 #include "../mpi/mpi_test_support.h"
 #include "../unit/test_support.h"
-#include "parallel/mpi_communicator.h"
-#include "parallel/nccl_communicator.h"
 #include "cuda/device_query.h"
 #include "model/transformer.h"
 #include "moe/exchange.h"
+#include "parallel/mpi_communicator.h"
+#include "parallel/nccl_communicator.h"
 
 namespace triage {
 namespace {

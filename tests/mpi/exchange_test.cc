@@ -8,9 +8,9 @@
 
 #include <cmath>
 
-#include "parallel/autograd_collectives.h"
 #include "moe/exchange.h"
 #include "mpi_test_support.h"
+#include "parallel/autograd_collectives.h"
 
 namespace triage {
 namespace {

@@ -7,8 +7,8 @@
 #include <cstdlib>
 #include <string>
 
-#include "parallel/mpi_environment.h"
 #include "mpi_test_support.h"
+#include "parallel/mpi_environment.h"
 
 namespace {
 

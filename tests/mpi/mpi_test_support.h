@@ -9,8 +9,8 @@
 #include <algorithm>
 
 #include "config/config.h"
-#include "parallel/process_groups.h"
 #include "moe/moe_layer.h"
+#include "parallel/process_groups.h"
 
 namespace triage::testing_support {
 
@@ -32,7 +32,8 @@ inline ProcessGroups groups_for(const MoeConfig& moe) {
 
 // max |actual - expected| relative to the larger of 1 and max |expected|.
 inline double relative_error(const at::Tensor& actual, const at::Tensor& expected) {
-  if (expected.numel() == 0) return actual.sizes() == expected.sizes() ? 0.0 : 1e300;  // a rank with no tokens
+  if (expected.numel() == 0)
+    return actual.sizes() == expected.sizes() ? 0.0 : 1e300;  // a rank with no tokens
   double scale = std::max(1.0, expected.abs().max().item<double>());
   return (actual - expected).abs().max().item<double>() / scale;
 }

@@ -207,29 +207,35 @@ INSTANTIATE_TEST_SUITE_P(
                   "moe:\n? top_k: 4\ntrain:\ns steps: 3\n",
                   {},
                   "{}:2: found (a mapping) as a key; expected a key name"},
-        BadConfig{"UnknownRoutingOverride",
-                  "moe:\n  routing_override: skewed\n",
-                  {},
-                  "{}:2: moe.routing_override = skewed: expected none, balanced, hot:E:F (F in [0, 1]), "
-                  "zipf:S (S > 0), empty_rank:R or replay:RUN_DIR"},
-        BadConfig{"HotFractionAboveOne",
-                  "",
-                  {"moe.routing_override=hot:0:1.5"},
-                  "--set moe.routing_override=hot:0:1.5: moe.routing_override = hot:0:1.5: expected none, "
-                  "balanced, hot:E:F (F in [0, 1]), zipf:S (S > 0), empty_rank:R or replay:RUN_DIR"},
+        BadConfig{
+            "UnknownRoutingOverride",
+            "moe:\n  routing_override: skewed\n",
+            {},
+            "{}:2: moe.routing_override = skewed: expected none, balanced, hot:E:F (F in [0, 1]), "
+            "zipf:S (S > 0), empty_rank:R or replay:RUN_DIR"},
+        BadConfig{
+            "HotFractionAboveOne",
+            "",
+            {"moe.routing_override=hot:0:1.5"},
+            "--set moe.routing_override=hot:0:1.5: moe.routing_override = hot:0:1.5: expected "
+            "none, "
+            "balanced, hot:E:F (F in [0, 1]), zipf:S (S > 0), empty_rank:R or replay:RUN_DIR"},
         BadConfig{"HotExpertBeyondExperts",
                   "moe:\n  num_experts: 4\n  routing_override: hot:4:0.5\n",
                   {},
-                  "{}:3: moe.routing_override = hot:4:0.5: expected a hot expert below moe.num_experts (4)"},
+                  "{}:3: moe.routing_override = hot:4:0.5: expected a hot expert below "
+                  "moe.num_experts (4)"},
         BadConfig{"EmptyRankBeyondExpertParallel",
                   "moe:\n  routing_override: empty_rank:2\nparallel:\n  expert: 2\n",
                   {},
-                  "{}:2: moe.routing_override = empty_rank:2: expected an EP rank below parallel.expert (2) "
+                  "{}:2: moe.routing_override = empty_rank:2: expected an EP rank below "
+                  "parallel.expert (2) "
                   "whose removal leaves at least moe.top_k experts"},
         BadConfig{"ReceiveFactorBelowOne",
                   "moe:\n  max_receive_factor: 0.5\n",
                   {},
-                  "{}:2: moe.max_receive_factor = 0.5: expected 0 (unbounded) or at least 1 (the balanced share)"},
+                  "{}:2: moe.max_receive_factor = 0.5: expected 0 (unbounded) or at least 1 (the "
+                  "balanced share)"},
         BadConfig{"CollectiveTimeoutZero",
                   "train:\n  collective_timeout_s: 0\n",
                   {},

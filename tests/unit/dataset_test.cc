@@ -3,9 +3,9 @@
 
 #include <set>
 
-#include "test_support.h"
 #include "data/dataset.h"
 #include "data/tokenizer.h"
+#include "test_support.h"
 
 namespace triage {
 namespace {
@@ -32,7 +32,8 @@ TEST(ProteinDataset, LabelsEachSequenceByItsFile) {
 }
 
 TEST(ProteinDataset, LabelsByTheCaptureGroupOfTheLabelPattern) {
-  const std::string a = write_temp_file("mixed.fa", ">HBA_HUMAN\nACDE\n>MYG_HORSE\nGHIK\n>HBB_HUMAN\nLMNP\n");
+  const std::string a =
+      write_temp_file("mixed.fa", ">HBA_HUMAN\nACDE\n>MYG_HORSE\nGHIK\n>HBB_HUMAN\nLMNP\n");
   DataConfig data = protein_files(a);
   data.label_pattern = "_([A-Z]+)$";
   Dataset d = load_dataset(data, 1);
@@ -80,16 +81,21 @@ TEST(TextDataset, RefusesAFileShorterThanOneSequence) {
   data.kind = "text";
   data.path = write_temp_file("short.txt", "abc");
   data.seq_len = 4;
-  EXPECT_EQ(error_of([&] { load_dataset(data, 1); }), data.path + ": 3 bytes; expected at least data.seq_len (4)");
+  EXPECT_EQ(error_of([&] { load_dataset(data, 1); }),
+            data.path + ": 3 bytes; expected at least data.seq_len (4)");
 }
 
 TEST(Batch, PadsRowsAndShiftsTargetsByOne) {
   Example a{{1, 5, 6, 2}, 3}, b{{1, 7, 2}, 0};
   Batch batch = make_batch({&a, &b, nullptr}, 5);
-  EXPECT_TRUE(at::equal(batch.tokens_BL, longs({1, 5, 6, 2, 0, 1, 7, 2, 0, 0, 0, 0, 0, 0, 0}, {3, 5})));
-  EXPECT_TRUE(at::equal(batch.real_BL, longs({1, 1, 1, 1, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0}, {3, 5})));
-  EXPECT_TRUE(at::equal(batch.targets_BL, longs({5, 6, 2, 0, 0, 7, 2, 0, 0, 0, 0, 0, 0, 0, 0}, {3, 5})));
-  EXPECT_TRUE(at::equal(batch.target_BL, longs({1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0}, {3, 5})));
+  EXPECT_TRUE(
+      at::equal(batch.tokens_BL, longs({1, 5, 6, 2, 0, 1, 7, 2, 0, 0, 0, 0, 0, 0, 0}, {3, 5})));
+  EXPECT_TRUE(
+      at::equal(batch.real_BL, longs({1, 1, 1, 1, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0}, {3, 5})));
+  EXPECT_TRUE(
+      at::equal(batch.targets_BL, longs({5, 6, 2, 0, 0, 7, 2, 0, 0, 0, 0, 0, 0, 0, 0}, {3, 5})));
+  EXPECT_TRUE(
+      at::equal(batch.target_BL, longs({1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0}, {3, 5})));
   EXPECT_TRUE(at::equal(batch.labels_B, longs({3, 0, -1}, {3})));
 }
 

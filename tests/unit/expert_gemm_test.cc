@@ -17,7 +17,8 @@ struct PathResult {
   std::vector<at::Tensor> grad_weights;
 };
 
-PathResult run_path(ExpertType type, ExpertGemm gemm, const std::vector<ExpertRun>& runs, int64_t rows) {
+PathResult run_path(ExpertType type, ExpertGemm gemm, const std::vector<ExpertRun>& runs,
+                    int64_t rows) {
   Experts experts(0, kExperts, kWidth, kHidden, type, at::kFloat, /*seed=*/5, gemm);
   at::Generator gen = generator(9);
   at::Tensor x = at::randn({rows, kWidth}, gen, at::kFloat).set_requires_grad(true);
@@ -42,7 +43,8 @@ TEST_P(ExpertGemmPaths, GroupedMatchesLoopForInterleavedRuns) {
   EXPECT_TRUE(at::allclose(grouped.grad_x, loop.grad_x, 1e-5, 1e-6));
   ASSERT_EQ(grouped.grad_weights.size(), loop.grad_weights.size());
   for (size_t i = 0; i < loop.grad_weights.size(); ++i)
-    EXPECT_TRUE(at::allclose(grouped.grad_weights[i], loop.grad_weights[i], 1e-5, 1e-6)) << "weight " << i;
+    EXPECT_TRUE(at::allclose(grouped.grad_weights[i], loop.grad_weights[i], 1e-5, 1e-6))
+        << "weight " << i;
 }
 
 TEST_P(ExpertGemmPaths, GroupedHandlesAnExpertWithoutRows) {
@@ -52,23 +54,32 @@ TEST_P(ExpertGemmPaths, GroupedHandlesAnExpertWithoutRows) {
   EXPECT_TRUE(at::allclose(grouped.y, loop.y, 1e-5, 1e-6));
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, ExpertGemmPaths, testing::Values(ExpertType::kGelu, ExpertType::kSwiglu),
-                         [](const auto& info) { return info.param == ExpertType::kGelu ? "gelu" : "swiglu"; });
+INSTANTIATE_TEST_SUITE_P(Types, ExpertGemmPaths,
+                         testing::Values(ExpertType::kGelu, ExpertType::kSwiglu),
+                         [](const auto& info) {
+                           return info.param == ExpertType::kGelu ? "gelu" : "swiglu";
+                         });
 
 TEST(ExpertGemm, AutoTakesTheLoopOnTheCpu) {
-  Experts experts(0, kExperts, kWidth, kHidden, ExpertType::kSwiglu, at::kFloat, 5, ExpertGemm::kAuto);
+  Experts experts(0, kExperts, kWidth, kHidden, ExpertType::kSwiglu, at::kFloat, 5,
+                  ExpertGemm::kAuto);
   EXPECT_FALSE(experts.uses_grouped_gemm(at::zeros({4, kWidth})));
 }
 
 TEST(ExpertGemm, GroupedRefusesUnalignedShapesNamingTheKey) {
-  Experts experts(0, kExperts, 6, kHidden, ExpertType::kSwiglu, at::kFloat, 5, ExpertGemm::kGrouped);
-  EXPECT_EQ(error_of([&] { experts.uses_grouped_gemm(at::zeros({4, 6})); }),
-            "moe.expert_gemm = grouped: expected float32/bfloat16 and d_model, d_expert multiples of 4 "
-            "(got Float, 6, 16)");
+  Experts experts(0, kExperts, 6, kHidden, ExpertType::kSwiglu, at::kFloat, 5,
+                  ExpertGemm::kGrouped);
+  EXPECT_EQ(
+      error_of([&] {
+        experts.uses_grouped_gemm(at::zeros({4, 6}));
+      }),
+      "moe.expert_gemm = grouped: expected float32/bfloat16 and d_model, d_expert multiples of 4 "
+      "(got Float, 6, 16)");
 }
 
 TEST(ExpertGemm, GroupedRefusesFloat64) {
-  Experts experts(0, kExperts, kWidth, kHidden, ExpertType::kGelu, at::kDouble, 5, ExpertGemm::kGrouped);
+  Experts experts(0, kExperts, kWidth, kHidden, ExpertType::kGelu, at::kDouble, 5,
+                  ExpertGemm::kGrouped);
   EXPECT_NE(error_of([&] { experts.uses_grouped_gemm(at::zeros({4, kWidth}, at::kDouble)); }), "");
 }
 

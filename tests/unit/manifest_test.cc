@@ -37,7 +37,8 @@ TEST(Manifest, FractionalOrHugeSizesAreRefusedWithOneLine) {
   for (const char* bad : {"2.01e+62", "20160.5", "-1"}) {
     const std::string message =
         error_of([&] { parse_manifest(manifest_with_bytes(bad), "m.json", four_experts()); });
-    EXPECT_NE(message.find("m.json replicated.safetensors: bytes = "), std::string::npos) << bad << ": " << message;
+    EXPECT_NE(message.find("m.json replicated.safetensors: bytes = "), std::string::npos)
+        << bad << ": " << message;
     EXPECT_NE(message.find("expected a whole number in range"), std::string::npos) << message;
   }
 }

@@ -17,7 +17,8 @@ TEST(TokenCrossEntropy, SumsMinusLogProbabilityOfEachRealTarget) {
   at::Tensor targets = longs({1, 0}, {1, 2});
   at::Tensor real = longs({1, 0}, {1, 2});
   // softmax(0, log 3) = (1/4, 3/4): -log(3/4).
-  EXPECT_NEAR(token_cross_entropy_sum(logits, targets, real).item<double>(), -std::log(0.75), 1e-12);
+  EXPECT_NEAR(token_cross_entropy_sum(logits, targets, real).item<double>(), -std::log(0.75),
+              1e-12);
 }
 
 TEST(SequenceCrossEntropy, SkipsRowsWithoutALabel) {

@@ -11,11 +11,15 @@ using testing_support::error_of;
 
 TEST(Placement, SharesTheHostsCoresBetweenItsRanks) {
   EXPECT_EQ(plan_placement(0, "a", 0, 4, 16, 0, false, 0).threads, 4);
-  EXPECT_EQ(plan_placement(0, "a", 0, 4, 2, 0, false, 0).threads, 1);  // oversubscribed: at least one
-  EXPECT_EQ(plan_placement(0, "a", 0, 4, 16, 3, false, 0).threads, 3);  // parallel.intra_op_threads wins
+  EXPECT_EQ(plan_placement(0, "a", 0, 4, 2, 0, false, 0).threads,
+            1);  // oversubscribed: at least one
+  EXPECT_EQ(plan_placement(0, "a", 0, 4, 16, 3, false, 0).threads,
+            3);  // parallel.intra_op_threads wins
 }
 
-TEST(Placement, RunsOnTheCpuWithoutGpus) { EXPECT_EQ(plan_placement(5, "a", 1, 2, 8, 0, false, 8).gpu, -1); }
+TEST(Placement, RunsOnTheCpuWithoutGpus) {
+  EXPECT_EQ(plan_placement(5, "a", 1, 2, 8, 0, false, 8).gpu, -1);
+}
 
 TEST(Placement, GivesEachLocalRankItsOwnGpu) {
   EXPECT_EQ(plan_placement(9, "b", 1, 4, 64, 0, true, 8).gpu, 1);
@@ -24,7 +28,8 @@ TEST(Placement, GivesEachLocalRankItsOwnGpu) {
 
 TEST(Placement, RefusesMoreRanksOnAHostThanItsGpus) {
   EXPECT_EQ(error_of([] { plan_placement(0, "node7", 0, 4, 64, 0, true, 2); }),
-            "host node7 runs 4 ranks but sees 2 GPU(s); expected at most one rank per GPU (--ranks-per-node 2)");
+            "host node7 runs 4 ranks but sees 2 GPU(s); expected at most one rank per GPU "
+            "(--ranks-per-node 2)");
 }
 
 TEST(Placement, PrintsOneRowPerRank) {

@@ -5,8 +5,8 @@
 #include <fstream>
 
 #include "common/error.h"
-#include "test_support.h"
 #include "data/sequence_io.h"
+#include "test_support.h"
 
 namespace triage {
 namespace {
@@ -90,9 +90,11 @@ TEST(SequenceFiles, HeaderWithoutResiduesIsRefused) {
 
 TEST(SequenceFiles, SequenceLongerThanTheContextIsRefused) {
   auto path = write_file("long.fa", ">short\nACD\n>long\nACDEFG\n");
-  EXPECT_EQ(read_error(path, 5),
-            path + ":3: sequence long has 6 residues; expected at most 5 (data.seq_len less BOS and EOS), "
-            "or data.too_long: crop or skip");
+  EXPECT_EQ(
+      read_error(path, 5),
+      path +
+          ":3: sequence long has 6 residues; expected at most 5 (data.seq_len less BOS and EOS), "
+          "or data.too_long: crop or skip");
   EXPECT_EQ(read_error(path, 6), "");
 }
 
@@ -110,8 +112,7 @@ TEST(Stockholm, ReaderDemandsTheStockholmHeader) {
 
 TEST(Stockholm, RefusesALineThatIsNotNameAndResidues) {
   auto path = write_file("words.sto", "# STOCKHOLM 1.0\nA/1-5  ACDEF\na b c\n//\n");
-  EXPECT_EQ(read_error(path),
-            path + ":3: found 'a b c'; expected 'NAME  ALIGNED-RESIDUES'");
+  EXPECT_EQ(read_error(path), path + ":3: found 'a b c'; expected 'NAME  ALIGNED-RESIDUES'");
 }
 
 TEST(Stockholm, RefusesATruncatedAlignmentWithoutTheEndMarker) {

@@ -23,7 +23,8 @@ TEST(NormalizedMutualInformation, MatchesTheDefinitionOnATwoByTwoTable) {
                         0.25 * std::log(0.25 / (0.5 * 0.25));
   const double h_family = std::log(2.0);
   const double h_expert = -(0.75 * std::log(0.75) + 0.25 * std::log(0.25));
-  EXPECT_NEAR(normalized_mutual_information({{2, 0}, {1, 1}}), mutual / ((h_family + h_expert) / 2), 1e-12);
+  EXPECT_NEAR(normalized_mutual_information({{2, 0}, {1, 1}}), mutual / ((h_family + h_expert) / 2),
+              1e-12);
 }
 
 TEST(NormalizedMutualInformation, IgnoresExpertsNoTokenChose) {

@@ -12,9 +12,10 @@ namespace {
 using namespace testing_support;
 
 Config small_config() {
-  Config c = default_config({"model.vocab_size=24", "model.d_model=8", "model.n_heads=2", "model.d_ff=12",
-                             "model.n_layers=3", "model.max_seq_len=10", "moe.num_experts=4",
-                             "moe.d_expert=6", "train.dtype=float64", "data.seq_len=10"});
+  Config c =
+      default_config({"model.vocab_size=24", "model.d_model=8", "model.n_heads=2", "model.d_ff=12",
+                      "model.n_layers=3", "model.max_seq_len=10", "moe.num_experts=4",
+                      "moe.d_expert=6", "train.dtype=float64", "data.seq_len=10"});
   return c;
 }
 
@@ -65,9 +66,12 @@ TEST(Transformer, PaddingDoesNotChangeTheClassLogits) {
   Config c = small_config();
   c.model.num_classes = 3;
   Transformer model(c, at::kDouble, nullptr, nullptr);  // dropless: routing is per token
-  at::Tensor short_row = model.forward(longs({1, 5, 9, 2}, {1, 4}), at::ones({1, 4}, at::kLong), false).class_logits_BC;
-  at::Tensor padded = model.forward(longs({1, 5, 9, 2, 0, 0}, {1, 6}), longs({1, 1, 1, 1, 0, 0}, {1, 6}), false)
-                          .class_logits_BC;
+  at::Tensor short_row =
+      model.forward(longs({1, 5, 9, 2}, {1, 4}), at::ones({1, 4}, at::kLong), false)
+          .class_logits_BC;
+  at::Tensor padded =
+      model.forward(longs({1, 5, 9, 2, 0, 0}, {1, 6}), longs({1, 1, 1, 1, 0, 0}, {1, 6}), false)
+          .class_logits_BC;
   EXPECT_TRUE(at::allclose(short_row, padded, 0, 1e-12));
 }
 
@@ -76,7 +80,8 @@ TEST(Transformer, SameSeedBuildsTheSameReplicatedWeights) {
   Transformer a(c, at::kDouble, nullptr, nullptr), b(c, at::kDouble, nullptr, nullptr);
   ParameterList pa = a.parameters(), pb = b.parameters();
   ASSERT_EQ(pa.size(), pb.size());
-  for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(at::equal(pa[i].tensor, pb[i].tensor)) << pa[i].name;
+  for (size_t i = 0; i < pa.size(); ++i)
+    EXPECT_TRUE(at::equal(pa[i].tensor, pb[i].tensor)) << pa[i].name;
 }
 
 }  // namespace
