@@ -13,7 +13,8 @@ FeedForward::FeedForward(int64_t d_model, int64_t d_hidden, ExpertType type, dou
 
 at::Tensor FeedForward::forward(const at::Tensor& x) const {
   at::Tensor hidden = at::matmul(x, w_in_);
-  hidden = type_ == ExpertType::kGelu ? at::gelu(hidden) : at::silu(hidden) * at::matmul(x, w_up_);
+  hidden = expert_hidden(type_, hidden,
+                         type_ == ExpertType::kSwiglu ? at::matmul(x, w_up_) : at::Tensor());
   return at::matmul(hidden, w_out_);
 }
 

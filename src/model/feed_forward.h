@@ -5,7 +5,7 @@
 #include <ATen/ATen.h>
 
 #include "common/parameters.h"
-#include "moe/experts.h"
+#include "moe/expert_type.h"
 
 namespace triage {
 

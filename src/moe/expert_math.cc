@@ -42,14 +42,10 @@ void zero_unwritten(ExpertGrads& grads) {
 void expert_forward(const ExpertWeights& weights, int64_t expert, const at::Tensor& x_ND,
                     at::Tensor gate_NH, at::Tensor up_NH, at::Tensor y_ND) {
   at::mm_out(gate_NH, x_ND, matrix(weights.w_in_EDH, expert, x_ND));
-  at::Tensor hidden_NH;
-  if (weights.type == ExpertType::kGelu) {
-    hidden_NH = at::gelu(gate_NH);
-  } else {
+  if (weights.type == ExpertType::kSwiglu)
     at::mm_out(up_NH, x_ND, matrix(weights.w_up_EDH, expert, x_ND));
-    hidden_NH = at::silu(gate_NH).mul_(up_NH);
-  }
-  at::mm_out(y_ND, hidden_NH, matrix(weights.w_out_EHD, expert, x_ND));
+  at::mm_out(y_ND, expert_hidden(weights.type, gate_NH, up_NH),
+             matrix(weights.w_out_EHD, expert, x_ND));
 }
 
 void expert_backward(const ExpertWeights& weights, int64_t expert, const at::Tensor& x_ND,

@@ -24,12 +24,6 @@ ExpertGemm parse_expert_gemm(const std::string& name) {
   return ExpertGemm::kAuto;
 }
 
-ExpertType parse_expert_type(const std::string& name) {
-  if (name == "gelu") return ExpertType::kGelu;
-  TRIAGE_ASSERT(name == "swiglu", "unknown expert type " << name);
-  return ExpertType::kSwiglu;
-}
-
 Experts::Experts(int64_t first_expert, int64_t num_experts, int64_t d_model, int64_t d_hidden,
                  ExpertType type, at::ScalarType dtype, uint64_t seed, ExpertGemm gemm)
     : type_(type), gemm_(gemm), first_expert_(first_expert) {

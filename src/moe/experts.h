@@ -12,14 +12,13 @@
 #include <vector>
 
 #include "common/parameters.h"
+#include "moe/expert_type.h"
 
 namespace triage {
 
 class Communicator;
 struct ExpertLayout;
 struct ExpertWeights;
-
-enum class ExpertType { kGelu, kSwiglu };
 
 // How the experts' matrices are applied to their rows (moe.expert_gemm).
 enum class ExpertGemm {
@@ -35,7 +34,6 @@ struct ExpertRun {
 
 // One run per expert, in expert order: the layout of rows sorted by expert.
 std::vector<ExpertRun> runs_per_expert(const std::vector<int64_t>& rows_per_expert);
-ExpertType parse_expert_type(const std::string& name);
 ExpertGemm parse_expert_gemm(const std::string& name);
 
 class Experts {
