@@ -17,18 +17,13 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "apps/bench_stats.h"
 #include "common/error.h"
 #include "model/feed_forward.h"
 #include "moe/moe_layer.h"
 
 namespace triage {
 namespace {
-
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  const size_t n = values.size();
-  return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
-}
 
 struct Contender {
   std::string name;
@@ -223,7 +218,7 @@ int run_moe_layer_bench(const MoeLayerBenchOptions& o) {
             << "\n";
   std::map<std::string, double> medians;
   for (const Contender& c : contenders) {
-    const double m = median(c.seconds);
+    const double m = bench::median(c.seconds);
     medians[c.name] = m;
     result["contenders"][c.name] = {{"median_s", m},
                                     {"tokens_per_s", double(o.tokens) / m},

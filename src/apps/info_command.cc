@@ -8,6 +8,7 @@
 #include "apps/commands.h"
 #include "common/check.h"
 #include "cuda/device_query.h"
+#include "parallel/mpi_environment.h"
 
 namespace triage {
 
@@ -15,12 +16,8 @@ Command add_info_command(CLI::App& app) {
   CLI::App* sub = app.add_subcommand("info", "Show the build's features and visible devices");
   return {sub, [] {
             GpuInfo gpus = query_gpus();
-            char mpi_version[MPI_MAX_LIBRARY_VERSION_STRING];
-            int length = 0;
-            TRIAGE_MPI_CHECK(MPI_Get_library_version(mpi_version, &length));
-            std::string mpi(mpi_version, length);
-            mpi = mpi.substr(0, mpi.find_first_of(",\n"));
-            std::cout << "triage 0.1.0\n"
+            const std::string mpi = mpi_library_version();
+            std::cout << "triage " << TRIAGE_VERSION << "\n"
                       << "LibTorch      " << TRIAGE_TORCH_VERSION << " (" << at::get_num_threads()
                       << " intra-op threads)\n"
                       << "MPI           " << mpi << "\n"

@@ -13,7 +13,7 @@ int main(int argc, char** argv) {
   triage::keep_freed_memory();
   CLI::App app{"Triage: Mixture-of-Experts training with expert parallelism", "triage"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "triage 0.1.0");
+  app.set_version_flag("--version", std::string("triage ") + TRIAGE_VERSION);
   std::vector<triage::Command> commands = {
       triage::add_config_command(app), triage::add_info_command(app),
       triage::add_bench_command(app),  triage::add_train_command(app),

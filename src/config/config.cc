@@ -231,7 +231,7 @@ void validate(const Config& c) {
         format_value(c.model.num_classes), "at least 1 when train.loss is " + c.train.loss);
   check(!classify || c.data.kind != "text", "train.loss", c.train.loss,
         "lm when data.kind is text (text has no labels)");
-  const int64_t min_vocab = c.data.kind == "text" ? 256 : 24;
+  const int64_t min_vocab = c.data.kind == "text" ? kByteVocabSize : kAminoAcidVocabSize;
   check(c.model.vocab_size >= min_vocab, "model.vocab_size", format_value(c.model.vocab_size),
         "at least " + std::to_string(min_vocab) + " for data.kind " + c.data.kind +
             (c.data.kind == "text" ? " (one id per byte)" : " (20 residues + 4 specials)"));

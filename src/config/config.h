@@ -11,6 +11,11 @@
 
 namespace triage {
 
+// The vocabularies of the built-in data kinds (data/tokenizer, data/dataset): model.vocab_size
+// must cover the kind's ids.
+constexpr int64_t kAminoAcidVocabSize = 24;  // 20 residues + PAD, BOS, EOS, UNK
+constexpr int64_t kByteVocabSize = 256;      // text: one id per byte
+
 struct ModelConfig {
   int64_t vocab_size = 32;           // token ids in [0, vocab_size); 20 amino acids + specials fit
   int64_t d_model = 64;              // residual stream width

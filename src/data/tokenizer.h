@@ -6,13 +6,15 @@
 #include <string>
 #include <vector>
 
+#include "config/config.h"
+
 namespace triage {
 
 class AminoTokenizer {
  public:
   static constexpr int64_t kPad = 0, kBos = 1, kEos = 2, kUnknown = 3;
   static constexpr const char* kResidues = "ACDEFGHIKLMNPQRSTVWY";
-  static constexpr int64_t kVocabSize = 24;
+  static constexpr int64_t kVocabSize = kAminoAcidVocabSize;
 
   // BOS, one id per residue, EOS.
   std::vector<int64_t> encode(const std::string& residues) const;

@@ -51,4 +51,12 @@ void abort_job(const std::string& message, int exit_code) {
   std::exit(exit_code);
 }
 
+std::string mpi_library_version() {
+  char library[MPI_MAX_LIBRARY_VERSION_STRING];
+  int length = 0;
+  TRIAGE_MPI_CHECK(MPI_Get_library_version(library, &length));
+  const std::string text(library, size_t(length));
+  return text.substr(0, text.find_first_of(",\n"));
+}
+
 }  // namespace triage

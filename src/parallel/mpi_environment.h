@@ -29,4 +29,8 @@ class MpiEnvironment {
 // this rank must abort the job, or the others would wait for it in their next collective.
 bool in_multi_rank_job();
 
+// The MPI library's name and version, e.g. "Open MPI v4.1.4" (the first line of
+// MPI_Get_library_version, up to its first comma).
+std::string mpi_library_version();
+
 }  // namespace triage

@@ -12,6 +12,7 @@
 #include "common/error.h"
 #include "cuda/device_query.h"
 #include "parallel/agreement.h"
+#include "parallel/mpi_environment.h"
 
 namespace triage {
 
@@ -83,11 +84,7 @@ std::vector<RankPlacement> place_ranks(int64_t requested_threads, bool use_gpus)
 }
 
 std::string environment_line() {
-  char library[MPI_MAX_LIBRARY_VERSION_STRING];
-  int length = 0;
-  TRIAGE_MPI_CHECK(MPI_Get_library_version(library, &length));
-  std::string mpi(library, length);
-  mpi = mpi.substr(0, mpi.find_first_of(",\n"));
+  const std::string mpi = mpi_library_version();
   int level = MPI_THREAD_SINGLE;
   TRIAGE_MPI_CHECK(MPI_Query_thread(&level));
   const char* names[] = {"SINGLE", "FUNNELED", "SERIALIZED", "MULTIPLE"};
