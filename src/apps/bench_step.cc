@@ -67,7 +67,9 @@ void measure_steps(const Config& config, const StepBenchOptions& o, StepTimes& t
   TrainOptions train_options;
   train_options.out_dir = o.run_dir;
   train_options.overwrite = true;
-  train_options.gpu_communicator = make_nccl_communicator;
+  train_options.gpu_communicator = [timeout = config.train.collective_timeout_s](MPI_Comm comm) {
+    return make_nccl_communicator(comm, timeout);
+  };
   phase_clock::Options clock;
   clock.wait_for_peers = o.barriers;
   phase_clock::start(clock);

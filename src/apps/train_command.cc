@@ -51,22 +51,25 @@ Command add_train_command(CLI::App& app) {
             return positive ? std::string() : text + ": expected a positive whole number";
           },
           "N"));
-  return {sub, [args] {
-            MpiEnvironment mpi(nullptr, nullptr);
-            // Early, so that a preemption signal during start-up stops the run at its first
-            // step boundary instead of killing it.
-            preemption::install_handlers();
-            try {
-              Config config;
-              agree([&] { config = load_config(args->config_path, args->overrides); });
-              TrainOptions options = args->options;
-              options.gpu_communicator = make_nccl_communicator;
-              const TrainResult result = train(config, options);
-              return result == TrainResult::kPreempted ? preemption::kExitPreempted : 0;
-            } catch (const ReportedFailure&) {
-              return 1;  // printed once already; MPI shuts down cleanly on every rank
-            }
-          }};
+  return {
+      sub, [args] {
+        MpiEnvironment mpi(nullptr, nullptr);
+        // Early, so that a preemption signal during start-up stops the run at its first
+        // step boundary instead of killing it.
+        preemption::install_handlers();
+        try {
+          Config config;
+          agree([&] { config = load_config(args->config_path, args->overrides); });
+          TrainOptions options = args->options;
+          options.gpu_communicator = [timeout = config.train.collective_timeout_s](MPI_Comm comm) {
+            return make_nccl_communicator(comm, timeout);
+          };
+          const TrainResult result = train(config, options);
+          return result == TrainResult::kPreempted ? preemption::kExitPreempted : 0;
+        } catch (const ReportedFailure&) {
+          return 1;  // printed once already; MPI shuts down cleanly on every rank
+        }
+      }};
 }
 
 }  // namespace triage

@@ -9,6 +9,8 @@
 // With perfectly uniform routing L_bal = alpha.
 //
 // Router z-loss  L_z = beta * (1/T) * sum_t logsumexp(logits_t)^2  keeps logits small.
+//
+// Communication: all_reduce() is the MoE layer's one collective besides the exchange.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -28,8 +30,10 @@ struct BalanceStats {
 BalanceStats balance_stats(const at::Tensor& scores_TE, const at::Tensor& experts_TK);
 
 // The global mode: the stats summed over `group` (the world, in training), so every rank forms
-// the loss of the group's whole batch. prob_sum keeps its gradient: the all-reduce's
-// backward sums the gradients of every rank's copy of the loss.
+// the loss of the group's whole batch. The three sums travel in one packed all-reduce per
+// layer; prob_sum keeps its gradient, and its backward needs no collective: every rank
+// adds the same loss of the same sums, so each rank's gradient of the sum is the group
+// size times its own.
 BalanceStats all_reduce(const BalanceStats& local, Communicator& group);
 
 at::Tensor balance_loss(const BalanceStats& stats, double alpha);

@@ -46,11 +46,6 @@ ncclDataType_t nccl_type(at::ScalarType type) {
   }
 }
 
-double timeout_seconds() {
-  const char* text = std::getenv("TRIAGE_NCCL_TIMEOUT_S");
-  return text ? std::atof(text) : 600.0;
-}
-
 class NcclPendingRows : public PendingRows {
  public:
   explicit NcclPendingRows(cudaEvent_t finished) : finished_(finished) {}
@@ -75,10 +70,10 @@ class NcclPendingRows : public PendingRows {
 
 class NcclCommunicator : public Communicator {
  public:
-  explicit NcclCommunicator(MPI_Comm comm)
+  NcclCommunicator(MPI_Comm comm, double timeout_s)
       : host_(make_mpi_communicator(comm)),
         stream_(c10::cuda::getStreamFromPool(/*isHighPriority=*/true)),
-        timeout_s_(timeout_seconds()) {
+        timeout_s_(timeout_s) {
     ncclUniqueId id;
     if (host_->rank() == 0) TRIAGE_NCCL_CHECK(ncclGetUniqueId(&id));
     at::Tensor id_bytes = at::empty({int64_t(sizeof id)}, at::kByte);
@@ -264,7 +259,7 @@ class NcclCommunicator : public Communicator {
               async != ncclSuccess
                   ? std::string("asynchronous NCCL error: ") + ncclGetErrorString(async)
                   : "did not finish in " + std::to_string(int(timeout_s_)) +
-                        " s (TRIAGE_NCCL_TIMEOUT_S); a peer rank is stuck or gone";
+                        " s (train.collective_timeout_s); a peer rank is stuck or gone";
           ncclCommAbort(comm_);
           abort_job(std::string("error: NCCL ") + front.what + " " + reason, 1);
         }
@@ -292,8 +287,8 @@ class NcclCommunicator : public Communicator {
 
 }  // namespace
 
-std::unique_ptr<Communicator> make_nccl_communicator(MPI_Comm comm) {
-  return std::make_unique<NcclCommunicator>(comm);
+std::unique_ptr<Communicator> make_nccl_communicator(MPI_Comm comm, double timeout_s) {
+  return std::make_unique<NcclCommunicator>(comm, timeout_s);
 }
 
 }  // namespace triage

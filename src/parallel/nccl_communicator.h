@@ -7,8 +7,8 @@
 // node-local rank). Collectives run on a dedicated communication stream, ordered after
 // the caller's stream by an event and back again, so independent compute can overlap.
 // A watchdog thread ends the whole job when a collective reports an asynchronous NCCL
-// error or does not finish within TRIAGE_NCCL_TIMEOUT_S seconds (default 600):
-// ncclCommAbort, then MPI_Abort, never a silent hang.
+// error or does not finish within timeout_s (train.collective_timeout_s, like every other
+// collective): ncclCommAbort, then MPI_Abort, never a silent hang.
 #pragma once
 
 #include <mpi.h>
@@ -20,6 +20,6 @@
 namespace triage {
 
 // Throws Error in a build without the CUDA path. Collective over `comm`.
-std::unique_ptr<Communicator> make_nccl_communicator(MPI_Comm comm);
+std::unique_ptr<Communicator> make_nccl_communicator(MPI_Comm comm, double timeout_s);
 
 }  // namespace triage

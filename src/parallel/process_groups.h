@@ -9,6 +9,7 @@
 
 #include <mpi.h>
 
+#include <functional>
 #include <memory>
 
 #include "config/config.h"
@@ -33,7 +34,7 @@ struct ProcessGroups {
 };
 
 // Makes the communicator of one group: MPI (the default) or NCCL (make_nccl_communicator).
-using CommunicatorFactory = std::unique_ptr<Communicator> (*)(MPI_Comm);
+using CommunicatorFactory = std::function<std::unique_ptr<Communicator>(MPI_Comm)>;
 
 // Splits MPI_COMM_WORLD per the config. Collective: every rank must call it.
 ProcessGroups make_process_groups(const Config& config, CommunicatorFactory make = nullptr);

@@ -141,7 +141,7 @@ TEST(GpuTransformer, TrainingStepLossAndGradientsMatchCpuFloat64) {
 
 TEST(GpuNccl, ExchangeRoundTripReturnsTheRowsOnAWorldOfOne) {
   REQUIRE_GPU();
-  std::unique_ptr<Communicator> nccl = make_nccl_communicator(MPI_COMM_WORLD);
+  std::unique_ptr<Communicator> nccl = make_nccl_communicator(MPI_COMM_WORLD, /*timeout_s=*/600);
   ASSERT_EQ(nccl->size(), 1) << "run this test on one rank";
   at::Tensor rows = at::randn({10, 6}, generator(1), at::kFloat).to(kGpu);
   at::Tensor back = nccl->alltoallv_rows(rows, {10}, {10});
