@@ -32,6 +32,7 @@
 #include "train/objective.h"
 #include "train/preemption.h"
 #include "train/run_folder.h"
+#include "train/step_totals.h"
 
 namespace triage {
 
@@ -212,14 +213,8 @@ StepMetrics Trainer::train_step() {
 
   const std::vector<MoeLayer*> moe_layers = model_->moe_layers();
   for (MoeLayer* layer : moe_layers) layer->set_routing_step(step_);
-  const int64_t experts = config_.moe.num_experts;
-  // Summed over ranks below: lm sum, class sum, balance, z, dropped, assignments, counts
-  // [layer][expert], then receive-bound drops [layer][EP rank].
-  const int64_t ep_size = g.ep_size, layers = int64_t(moe_layers.size());
-  const int64_t bound_at = 6 + layers * experts;
-  // The last entry is the preemption vote: a signal any rank received stops every rank.
-  std::vector<double> sums(bound_at + layers * ep_size + 1, 0.0);
-  const size_t vote_at = sums.size() - 1;
+  const int64_t experts = config_.moe.num_experts, ep_size = g.ep_size;
+  StepTotals totals(int64_t(moe_layers.size()), experts, ep_size);
   // The loss sums stay on the device until the step is done: reading them per micro-batch
   // would stall a GPU between forward and backward.
   at::Tensor loss_sums = at::zeros({4}, at::TensorOptions().dtype(at::kDouble).device(device_));
@@ -247,17 +242,14 @@ StepMetrics Trainer::train_step() {
     objective.backward();
     loss_sums[2] += out.balance_loss.detach().to(at::kDouble);
     loss_sums[3] += out.z_loss.detach().to(at::kDouble);
-    for (size_t l = 0; l < out.moe_stats.size(); ++l) {
-      sums[4] += double(out.moe_stats[l].dropped);
-      sums[5] += double(out.moe_stats[l].assignments);
-      for (int64_t e = 0; e < experts; ++e)
-        sums[6 + l * experts + e] += double(out.moe_stats[l].tokens_per_expert[e]);
-      const std::vector<int64_t>& bound = out.moe_stats[l].bound_dropped_per_rank;
-      for (int64_t p = 0; p < ep_size; ++p) sums[bound_at + l * ep_size + p] += double(bound[p]);
-    }
+    totals.add(out.moe_stats);
   }
   const at::Tensor host_sums = loss_sums.to(at::kCPU);  // device-to-host sync, once per step
-  std::copy(host_sums.data_ptr<double>(), host_sums.data_ptr<double>() + 4, sums.begin());
+  const double* loss = host_sums.data_ptr<double>();
+  totals.lm_loss_sum = loss[0];
+  totals.class_loss_sum = loss[1];
+  totals.balance_loss = loss[2];
+  totals.z_loss = loss[3];
   watchdog::Scope scope(step_label);
   phase_clock::enter("gradient sync");
   phase_clock::wait_for_peers(*groups_.world);
@@ -269,26 +261,25 @@ StepMetrics Trainer::train_step() {
   ++step_;
   phase_clock::enter("statistics");
 
-  sums[vote_at] = double(preemption::requested());
-  at::Tensor global = at::tensor(sums, at::kDouble);
+  totals.preemption_votes = double(preemption::requested());
   {
     watchdog::Scope stats("statistics all-reduce");
-    groups_.world->allreduce_sum_(global);
+    totals.sum_over(*groups_.world);
   }
-  auto total = global.accessor<double, 1>();
-  // The vote sums signal numbers, so only this rank's own signal can be named.
-  if (total[vote_at] > 0) preempt_signal_ = preemption::requested() ? preemption::requested() : -1;
-  m.lm_loss = lm_ ? total[0] / std::max(1.0, targets) : 0.0;
-  m.class_loss = classify_ ? total[1] / std::max(1.0, labelled) : 0.0;
+  // The votes sum signal numbers, so only this rank's own signal can be named.
+  if (totals.preemption_votes > 0)
+    preempt_signal_ = preemption::requested() ? preemption::requested() : -1;
+  m.lm_loss = lm_ ? totals.lm_loss_sum / std::max(1.0, targets) : 0.0;
+  m.class_loss = classify_ ? totals.class_loss_sum / std::max(1.0, labelled) : 0.0;
   m.loss = m.lm_loss + m.class_loss;
-  m.balance_loss = total[2] / (world * double(micro_batches));
-  m.z_loss = total[3] / (world * double(micro_batches));
-  m.dropped_pct = total[5] > 0 ? 100.0 * total[4] / total[5] : 0.0;
+  m.balance_loss = totals.balance_loss / (world * double(micro_batches));
+  m.z_loss = totals.z_loss / (world * double(micro_batches));
+  m.dropped_pct = totals.assignments > 0 ? 100.0 * totals.dropped / totals.assignments : 0.0;
   for (size_t l = 0; l < moe_layers.size(); ++l) {
     std::vector<int64_t> counts(experts);
     double sum = 0, busiest = 0;
     for (int64_t e = 0; e < experts; ++e) {
-      counts[e] = int64_t(total[6 + l * experts + e]);
+      counts[e] = int64_t(totals.tokens_per_expert[l][size_t(e)]);
       sum += double(counts[e]);
       busiest = std::max(busiest, double(counts[e]));
     }
@@ -299,7 +290,7 @@ StepMetrics Trainer::train_step() {
     m.expert_tokens.push_back(std::move(counts));
     std::vector<int64_t> bound(ep_size);
     for (int64_t p = 0; p < ep_size; ++p) {
-      bound[p] = int64_t(total[bound_at + l * ep_size + p]);
+      bound[p] = int64_t(totals.bound_dropped[l][size_t(p)]);
       m.bound_dropped += bound[p];
       if (bound[p] > 0 && is_root())
         std::cerr << "warning: step " << m.step << ", MoE layer " << l << ": " << bound[p]
