@@ -30,6 +30,7 @@
 #include "train/lr_schedule.h"
 #include "train/metrics.h"
 #include "train/objective.h"
+#include "train/optimizer.h"
 #include "train/preemption.h"
 #include "train/run_folder.h"
 #include "train/step_totals.h"
@@ -52,7 +53,6 @@ class Trainer {
 
  private:
   StepMetrics train_step();
-  double clip_gradients();
   EvalMetrics evaluate();
   void log_start() const;
   void log_summary(const std::vector<StepMetrics>& history, const EvalMetrics* baseline,
@@ -119,19 +119,7 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
   model_->to(device_);
   parameters_ = model_->parameters();
   sync_ = std::make_unique<GradientSync>(parameters_, *groups_.world, *groups_.expert_dp);
-  // Weight decay on matrices only; norm weights and biases (1-D) are not decayed, as in
-  // Megatron-LM and GPT-3.
-  auto adamw = torch::optim::AdamWOptions(config.train.lr).betas({0.9, 0.95}).eps(1e-8);
-  std::vector<at::Tensor> decayed, not_decayed;
-  for (const auto& p : parameters_)
-    (p.tensor.dim() >= 2 ? decayed : not_decayed).push_back(p.tensor);
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(
-      decayed, std::make_unique<torch::optim::AdamWOptions>(
-                   torch::optim::AdamWOptions(adamw).weight_decay(config.train.weight_decay)));
-  groups.emplace_back(not_decayed, std::make_unique<torch::optim::AdamWOptions>(
-                                       torch::optim::AdamWOptions(adamw).weight_decay(0)));
-  optimizer_ = std::make_unique<torch::optim::AdamW>(std::move(groups), adamw);
+  optimizer_ = make_optimizer(parameters_, config.train);
   order_ =
       std::make_unique<ExampleOrder>(int64_t(dataset_.train.size()), uint64_t(config.train.seed));
 
@@ -207,8 +195,7 @@ StepMetrics Trainer::train_step() {
   m.steps = config_.train.steps;
   m.lr = learning_rate(step_, config_.train.steps, config_.train.warmup_steps, config_.train.lr,
                        config_.train.min_lr_ratio);
-  for (auto& group : optimizer_->param_groups())
-    static_cast<torch::optim::AdamWOptions&>(group.options()).lr(m.lr);
+  set_learning_rate(*optimizer_, m.lr);
   optimizer_->zero_grad();
 
   const std::vector<MoeLayer*> moe_layers = model_->moe_layers();
@@ -255,7 +242,7 @@ StepMetrics Trainer::train_step() {
   phase_clock::wait_for_peers(*groups_.world);
   sync_->synchronize();
   phase_clock::enter("gradient clip");
-  m.grad_norm = clip_gradients();
+  m.grad_norm = clip_gradients(parameters_, *groups_.ep, config_.train.grad_clip);
   phase_clock::enter("optimizer");
   optimizer_->step();
   ++step_;
@@ -305,30 +292,6 @@ StepMetrics Trainer::train_step() {
   m.step_ms = 1000.0 * seconds;
   m.tokens_per_s = tokens / std::max(1e-9, seconds);
   return m;
-}
-
-// Global-norm clipping. After GradientSync every rank holds the same replicated
-// gradients and its own experts' gradients; the EP group together holds each expert once,
-// so the squared norm is (replicated, local) + (experts, summed over the EP group).
-double Trainer::clip_gradients() {
-  c10::NoGradGuard no_grad;
-  auto doubles = at::TensorOptions().dtype(at::kDouble).device(device_);
-  at::Tensor replicated = at::zeros({1}, doubles), expert = at::zeros({1}, doubles);
-  for (const auto& p : parameters_) {
-    at::Tensor sq = p.tensor.grad().to(at::kDouble).pow(2).sum();
-    (p.sharding == Sharding::kExpert ? expert : replicated).add_(sq);
-  }
-  {
-    watchdog::Scope scope("gradient-norm all-reduce");
-    groups_.ep->allreduce_sum_(expert);
-  }
-  const double norm = std::sqrt((replicated + expert).item<double>());  // device-to-host sync
-  const double max_norm = config_.train.grad_clip;
-  if (max_norm > 0 && norm > max_norm) {
-    const double scale = max_norm / (norm + 1e-6);  // as torch.nn.utils.clip_grad_norm_
-    for (const auto& p : parameters_) p.tensor.mutable_grad().mul_(scale);
-  }
-  return norm;
 }
 
 EvalMetrics Trainer::evaluate() {

@@ -1,0 +1,28 @@
+// The optimizer of a run: AdamW (betas 0.9, 0.95; eps 1e-8) with weight decay on matrices
+// only (norm weights and biases, 1-D, are not decayed, as in Megatron-LM and GPT-3), and
+// global-norm gradient clipping that knows experts are sharded.
+#pragma once
+
+#include <torch/optim/adamw.h>
+
+#include <memory>
+
+#include "common/parameters.h"
+#include "config/config.h"
+#include "parallel/communicator.h"
+
+namespace triage {
+
+std::unique_ptr<torch::optim::AdamW> make_optimizer(const ParameterList& parameters,
+                                                    const TrainConfig& train);
+
+// Every parameter group's learning rate (the schedule's value for this step).
+void set_learning_rate(torch::optim::AdamW& optimizer, double lr);
+
+// Scales every gradient so that their global norm is at most max_norm (0: never), and
+// returns the norm before scaling. After GradientSync each rank holds the same replicated
+// gradients and its own experts' gradients; the EP group holds each expert once, so the
+// squared norm is (replicated, local) + (experts, summed over `ep`). Collective over ep.
+double clip_gradients(const ParameterList& parameters, Communicator& ep, double max_norm);
+
+}  // namespace triage
