@@ -26,6 +26,7 @@
 #include "parallel/placement.h"
 #include "parallel/process_groups.h"
 #include "parallel/watchdog.h"
+#include "train/evaluation.h"
 #include "train/grad_sync.h"
 #include "train/lr_schedule.h"
 #include "train/metrics.h"
@@ -295,57 +296,11 @@ StepMetrics Trainer::train_step() {
 }
 
 EvalMetrics Trainer::evaluate() {
-  c10::NoGradGuard no_grad;
-  watchdog::Scope scope("evaluation after step " + std::to_string(step_));
-  const GroupLayout& g = groups_.layout;
-  const int64_t batch = config_.train.batch_size, slice = batch / g.world_size;
-  const int64_t n = int64_t(dataset_.test.size());
-  const int64_t labels = int64_t(dataset_.label_names.size()), experts = config_.moe.num_experts;
-  const size_t layers = model_->moe_layers().size();
-  // lm sum, lm count, class sum, labelled, correct, then [layer][label][expert] counts.
-  at::Tensor sums = at::zeros({5 + int64_t(layers) * labels * experts}, at::kDouble);
-  for (int64_t first = 0; first < n; first += batch) {
-    std::vector<const Example*> mine;  // the tail batch is padded with empty rows
-    for (int64_t j = g.world_rank * slice; j < (g.world_rank + 1) * slice; ++j)
-      mine.push_back(first + j < n ? &dataset_.test[first + j] : nullptr);
-    Batch b = on_device(make_batch(mine, config_.data.seq_len));
-    ModelOutput out = forward(b, /*training=*/false);
-    if (lm_) {
-      sums[0] +=
-          token_cross_entropy_sum(out.lm_logits_BLV, b.targets_BL, b.target_BL).item<double>();
-      sums[1] += b.target_BL.sum().item<double>();
-    }
-    if (classify_) {
-      sums[2] += sequence_cross_entropy_sum(out.class_logits_BC, b.labels_B).item<double>();
-      sums[4] += double(correct_predictions(out.class_logits_BC, b.labels_B));
-    }
-    sums[3] += (b.labels_B >= 0).sum().item<double>();
-    if (labels == 0) continue;
-    at::Tensor label_BL = b.labels_B.unsqueeze(1).expand_as(b.tokens_BL);
-    at::Tensor counted = (b.real_BL > 0) & (label_BL >= 0);
-    for (size_t l = 0; l < layers; ++l) {
-      at::Tensor cell = (label_BL * experts + out.top_expert_BL[l]).masked_select(counted);
-      sums.narrow(0, 5 + int64_t(l) * labels * experts, labels * experts)
-          .add_(at::bincount(cell, {}, labels * experts).to(at::kCPU, at::kDouble));
-    }
-  }
-  groups_.world->allreduce_sum_(sums);
-  auto s = sums.accessor<double, 1>();
-  EvalMetrics m;
-  m.step = step_;
-  m.sequences = n;
-  m.lm_loss = s[1] > 0 ? s[0] / s[1] : 0.0;
-  m.class_loss = classify_ && s[3] > 0 ? s[2] / s[3] : 0.0;
-  m.accuracy = classify_ && s[3] > 0 ? s[4] / s[3] : 0.0;
-  for (size_t l = 0; l < layers && labels > 0; ++l) {
-    ContingencyTable table(labels, std::vector<int64_t>(experts));
-    for (int64_t i = 0; i < labels; ++i)
-      for (int64_t e = 0; e < experts; ++e)
-        table[i][e] = int64_t(s[5 + (l * labels + i) * experts + e]);
-    m.nmi.push_back(normalized_mutual_information(table));
-    m.tables.push_back(std::move(table));
-  }
-  return m;
+  const EvalSetup setup{&dataset_.test, int64_t(dataset_.label_names.size()),
+                        int64_t(model_->moe_layers().size()), lm_, classify_};
+  return triage::evaluate([&](Batch b) { return on_device(std::move(b)); },
+                          [&](const Batch& b) { return forward(b, /*training=*/false); }, setup,
+                          config_, groups_.layout, *groups_.world, step_);
 }
 
 void Trainer::save() {
