@@ -2,6 +2,7 @@
 // Legend: V vocabulary, D model width, H expert width, E experts, S shared width.
 #include "checkpoint/hf_format.h"
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -118,7 +119,10 @@ HfModel to_hf_model(const CheckpointContents& c, bool drop_class_head) {
         weight(ours + "moe.router.gate").to(weight("embedding").scalar_type());
     for (int64_t e = 0; e < moe.num_experts; ++e) {
       const TensorMap& expert = c.experts[size_t(e)];
-      const std::string file = c.folder + "/expert-" + std::to_string(e);
+      char file_name[40];
+      std::snprintf(file_name, sizeof file_name, "/expert-%05lld.safetensors",
+                    static_cast<long long>(e));
+      const std::string file = c.folder + file_name;
       auto expert_weight = [&](const char* what) {
         return stored(expert, ours + "moe.experts." + what, file);
       };
