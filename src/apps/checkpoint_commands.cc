@@ -61,6 +61,14 @@ struct LogitsArgs {
   uint64_t seed = 1;
 };
 
+// The positional CHECKPOINT of export and logits.
+void add_checkpoint_argument(CLI::App& sub, std::string& checkpoint) {
+  sub.add_option("checkpoint", checkpoint,
+                 "A run's checkpoints folder (its latest is read) or one step folder")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+}
+
 }  // namespace
 
 Command add_export_command(CLI::App& app) {
@@ -68,10 +76,7 @@ Command add_export_command(CLI::App& app) {
   CLI::App* sub = app.add_subcommand(
       "export",
       "Write a checkpoint as a Hugging Face transformers model (config.json + safetensors)");
-  sub->add_option("checkpoint", args->checkpoint,
-                  "A run's checkpoints folder (its latest is read) or one step folder")
-      ->required()
-      ->check(CLI::ExistingDirectory);
+  add_checkpoint_argument(*sub, args->checkpoint);
   sub->add_option("--format", args->format, "Output format")->check(CLI::IsMember({"hf"}));
   sub->add_option("--out", args->out, "Folder to write the model into")->required();
   sub->add_flag("--drop-class-head", args->drop_class_head,
@@ -152,10 +157,7 @@ Command add_logits_command(CLI::App& app) {
   auto args = std::make_shared<LogitsArgs>();
   CLI::App* sub = app.add_subcommand(
       "logits", "A checkpoint's next-token logits on seeded random sequences (safetensors)");
-  sub->add_option("checkpoint", args->checkpoint,
-                  "A run's checkpoints folder (its latest is read) or one step folder")
-      ->required()
-      ->check(CLI::ExistingDirectory);
+  add_checkpoint_argument(*sub, args->checkpoint);
   sub->add_option("--sequences", args->sequences, "How many sequences")->check(CLI::PositiveNumber);
   sub->add_option("--length", args->length, "Tokens per sequence (at most model.max_seq_len)")
       ->check(CLI::PositiveNumber);

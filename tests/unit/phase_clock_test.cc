@@ -5,28 +5,15 @@
 #include <chrono>
 #include <thread>
 
+#include "fake_communicator.h"
 #include "parallel/phase_clock.h"
 
 namespace triage {
 namespace {
 
 // Counts barriers; every other collective is unused here.
-struct CountingCommunicator : Communicator {
+struct CountingCommunicator : testing_support::OneRankCommunicator {
   int barriers = 0;
-  int rank() const override { return 0; }
-  int size() const override { return 1; }
-  std::vector<int64_t> alltoall(const std::vector<int64_t>& send) override { return send; }
-  at::Tensor alltoallv_rows(const at::Tensor& rows, const std::vector<int64_t>&,
-                            const std::vector<int64_t>&) override {
-    return rows;
-  }
-  std::unique_ptr<PendingRows> start_alltoallv_rows(const at::Tensor&, const std::vector<RowSpan>&,
-                                                    const at::Tensor&,
-                                                    const std::vector<RowSpan>&) override {
-    return nullptr;
-  }
-  void allreduce_sum_(at::Tensor&) override {}
-  void broadcast_(at::Tensor&, int) override {}
   void barrier() override {
     ++barriers;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));

@@ -2,28 +2,16 @@
 // sum over ranks returns every field to its own name (the packing is invisible).
 #include <gtest/gtest.h>
 
+#include "fake_communicator.h"
 #include "train/step_totals.h"
 
 namespace triage {
 namespace {
 
 // A world of three identical ranks: the all-reduce triples every value.
-struct ThreeIdenticalRanks : Communicator {
-  int rank() const override { return 0; }
+struct ThreeIdenticalRanks : testing_support::OneRankCommunicator {
   int size() const override { return 3; }
-  std::vector<int64_t> alltoall(const std::vector<int64_t>& send) override { return send; }
-  at::Tensor alltoallv_rows(const at::Tensor& rows, const std::vector<int64_t>&,
-                            const std::vector<int64_t>&) override {
-    return rows;
-  }
-  std::unique_ptr<PendingRows> start_alltoallv_rows(const at::Tensor&, const std::vector<RowSpan>&,
-                                                    const at::Tensor&,
-                                                    const std::vector<RowSpan>&) override {
-    return nullptr;
-  }
   void allreduce_sum_(at::Tensor& tensor) override { tensor.mul_(3); }
-  void broadcast_(at::Tensor&, int) override {}
-  void barrier() override {}
 };
 
 MoeStats stats(std::vector<int64_t> tokens, int64_t dropped, std::vector<int64_t> bound) {
