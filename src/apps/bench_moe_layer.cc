@@ -139,9 +139,9 @@ int run_moe_layer_bench(const MoeLayerBenchOptions& o) {
   MoeLayer loop(loop_config, o.d_model, dtype, 1, nullptr);
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(2);
   FeedForward dense(o.d_model, o.top_k * o.d_expert, ExpertType::kSwiglu, 0.02, dtype, gen);
-  move_parameters(grouped.parameters(), device);
-  move_parameters(loop.parameters(), device);
-  move_parameters(dense.parameters(), device);
+  move_tensors(grouped.parameters(), device);
+  move_tensors(loop.parameters(), device);
+  move_tensors(dense.parameters(), device);
 
   const ParameterList grouped_params = grouped.parameters(), loop_params = loop.parameters(),
                       dense_params = dense.parameters();

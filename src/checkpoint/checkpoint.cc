@@ -95,7 +95,7 @@ int64_t first_local_expert(const Config& config, const GroupLayout& layout) {
   return layout.ep_rank * (config.moe.num_experts / layout.ep_size);
 }
 
-std::string moe_key(size_t layer, const char* what) {
+std::string moe_key(size_t layer, const std::string& what) {
   return "moe." + std::to_string(layer) + "." + what;
 }
 
@@ -223,9 +223,10 @@ std::string save_checkpoint(const std::string& dir, const Config& config, Proces
       replicated[p.name + "#exp_avg_sq"] = adam.exp_avg_sq();
     }
     for (size_t i = 0; i < state.moe_layers.size(); ++i) {
-      Router& router = state.moe_layers[i]->router();
-      replicated[moe_key(i, "expert_bias")] = router.expert_bias_E();
-      replicated[moe_key(i, "router_rng")] = router.generator().get_state();
+      for (const auto& b : state.moe_layers[i]->buffers())
+        replicated[moe_key(i, b.name)] = b.tensor;
+      for (const auto& g : state.moe_layers[i]->generators())
+        replicated[moe_key(i, g.name)] = g.generator.get_state();
     }
     record(0, "replicated.safetensors", replicated);
   }
@@ -339,15 +340,17 @@ void load_local_part(const std::string& dir, const Config& config, ProcessGroups
     assignments.push_back({p.tensor, at::stack(slices[0])});
     moments.push_back({p.tensor, {at::stack(slices[1]), at::stack(slices[2])}});
   }
-  std::vector<std::pair<at::Tensor, at::Tensor>> biases, generators;
+  std::vector<std::pair<at::Tensor, at::Tensor>> buffers;
+  std::vector<std::pair<at::Generator, at::Tensor>> generators;
   for (size_t i = 0; i < state.moe_layers.size(); ++i) {
-    Router& router = state.moe_layers[i]->router();
-    biases.push_back({router.expert_bias_E(),
-                      expect(replicated, moe_key(i, "expert_bias"), router.expert_bias_E().sizes(),
-                             router.expert_bias_E().scalar_type(), replicated_path)});
-    at::Tensor rng = router.generator().get_state();
-    generators.push_back({rng, expect(replicated, moe_key(i, "router_rng"), rng.sizes(), at::kByte,
-                                      replicated_path)});
+    for (const auto& b : state.moe_layers[i]->buffers())
+      buffers.push_back({b.tensor, expect(replicated, moe_key(i, b.name), b.tensor.sizes(),
+                                          b.tensor.scalar_type(), replicated_path)});
+    for (const auto& g : state.moe_layers[i]->generators()) {
+      const at::Tensor rng = g.generator.get_state();
+      generators.push_back({g.generator, expect(replicated, moe_key(i, g.name), rng.sizes(),
+                                                at::kByte, replicated_path)});
+    }
   }
 
   // All verified: apply.
@@ -360,10 +363,8 @@ void load_local_part(const std::string& dir, const Config& config, ProcessGroups
     adam.exp_avg(pair[0].to(param.device(), /*non_blocking=*/false, /*copy=*/true));
     adam.exp_avg_sq(pair[1].to(param.device(), /*non_blocking=*/false, /*copy=*/true));
   }
-  for (size_t i = 0; i < state.moe_layers.size(); ++i) {
-    state.moe_layers[i]->router().expert_bias_E().copy_(biases[i].second);
-    state.moe_layers[i]->router().generator().set_state(generators[i].second);
-  }
+  for (auto& [buffer, value] : buffers) buffer.copy_(value);
+  for (auto& [generator, state_bytes] : generators) generator.set_state(state_bytes);
   state.step = manifest.step;
   state.samples_seen = manifest.samples_seen;
 }
@@ -430,11 +431,10 @@ void load_weights(const CheckpointContents& contents, const ParameterList& param
       p.tensor[int64_t(e)].copy_(expect(contents.experts[e], p.name, p.tensor.sizes().slice(1),
                                         dtype, contents.folder + "/" + expert_file(int64_t(e))));
   }
-  for (size_t i = 0; i < moe_layers.size(); ++i) {
-    at::Tensor bias = moe_layers[i]->router().expert_bias_E();
-    bias.copy_(expect(contents.replicated, moe_key(i, "expert_bias"), bias.sizes(),
-                      bias.scalar_type(), replicated_path));
-  }
+  for (size_t i = 0; i < moe_layers.size(); ++i)
+    for (const auto& b : moe_layers[i]->buffers())
+      b.tensor.copy_(expect(contents.replicated, moe_key(i, b.name), b.tensor.sizes(),
+                            b.tensor.scalar_type(), replicated_path));
 }
 
 }  // namespace triage

@@ -22,17 +22,34 @@ struct NamedParameter {
 };
 using ParameterList = std::vector<NamedParameter>;
 
+// State a layer keeps across steps that no gradient trains (PyTorch's persistent buffers,
+// e.g. the aux-loss-free expert bias): checkpointed and moved with the model.
+struct NamedBuffer {
+  std::string name;
+  at::Tensor tensor;  // updated in place; never requires_grad
+};
+using BufferList = std::vector<NamedBuffer>;
+
+// A random stream a layer draws from while training (router jitter); its state is
+// checkpointed so that a resumed run draws the same numbers.
+struct NamedGenerator {
+  std::string name;
+  at::Generator generator;
+};
+using GeneratorList = std::vector<NamedGenerator>;
+
 // Appends `inner` to `outer`, each name prefixed with "prefix.".
 inline void append_parameters(ParameterList& outer, const std::string& prefix,
                               const ParameterList& inner) {
   for (const auto& p : inner) outer.push_back({prefix + "." + p.name, p.tensor, p.sharding});
 }
 
-// Moves every parameter to `device` in place: the same leaf tensors (set_data), so
-// optimizers and parameter lists that hold them stay valid.
-inline void move_parameters(const ParameterList& params, at::Device device) {
-  for (const auto& p : params) {
-    at::Tensor handle = p.tensor;
+// Moves every tensor to `device` in place: the same tensors (set_data), so optimizers and
+// lists that hold them stay valid.
+template <typename NamedTensorList>
+void move_tensors(const NamedTensorList& list, at::Device device) {
+  for (const auto& named : list) {
+    at::Tensor handle = named.tensor;
     handle.set_data(handle.to(device));
   }
 }

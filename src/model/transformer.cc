@@ -120,12 +120,21 @@ ParameterList Transformer::parameters() const {
   return params;
 }
 
+BufferList Transformer::buffers() const {
+  BufferList buffers;
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    if (!blocks_[i].moe) continue;
+    for (const auto& b : blocks_[i].moe->buffers())
+      buffers.push_back({"layers." + std::to_string(i) + ".moe." + b.name, b.tensor});
+  }
+  return buffers;
+}
+
 void Transformer::to(at::Device device) {
   c10::NoGradGuard no_grad;
-  move_parameters(parameters(), device);
+  move_tensors(parameters(), device);
+  move_tensors(buffers(), device);
   for (Block& block : blocks_) block.attention->to(device);
-  for (MoeLayer* moe : moe_layers())
-    moe->router().expert_bias_E() = moe->router().expert_bias_E().to(device);
 }
 
 std::vector<MoeLayer*> Transformer::moe_layers() {

@@ -47,6 +47,7 @@ class Transformer {
                       int64_t first_token = 0);
 
   ParameterList parameters() const;
+  BufferList buffers() const;  // persistent, untrained state (the MoE layers' expert bias)
   std::vector<MoeLayer*> moe_layers();
 
   // Moves parameters (in place: the same leaf tensors, so optimizers built on them stay

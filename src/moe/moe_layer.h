@@ -67,6 +67,15 @@ class MoeLayer {
   const Experts& experts() const { return experts_; }
   const MoeConfig& config() const { return config_; }
   ParameterList parameters() const;
+  // The router's expert bias and jitter stream, under the names checkpoints use.
+  BufferList buffers() const { return router_.buffers(); }
+  GeneratorList generators() const { return router_.generators(); }
+
+  // Aux-loss-free balancing (moe.expert_bias), once per optimizer step with the whole
+  // world's kept assignments per expert, so that every rank moves the bias alike.
+  void update_expert_bias(const at::Tensor& tokens_per_expert_E) {
+    router_.update_expert_bias(tokens_per_expert_E);
+  }
 
  private:
   MoeConfig config_;

@@ -42,6 +42,8 @@ class Router {
   at::Tensor& expert_bias_E() { return expert_bias_E_; }
   at::Generator& generator() { return generator_; }  // jitter noise; checkpointed
   ParameterList parameters() const { return {{"gate", gate_ED_}}; }
+  BufferList buffers() const { return {{"expert_bias", expert_bias_E_}}; }
+  GeneratorList generators() const { return {{"router_rng", generator_}}; }
 
  private:
   MoeConfig config_;

@@ -82,7 +82,7 @@ void expect_layer_matches_reference(const std::string& gemm, bool bf16, double t
   MoeLayer reference(config, 64, at::kDouble, 3, nullptr);
   MoeLayer gpu(config, 64, at::kFloat, 3, nullptr);
   copy_parameters(reference.parameters(), gpu.parameters());
-  move_parameters(gpu.parameters(), kGpu);
+  move_tensors(gpu.parameters(), kGpu);
   at::Generator gen = generator(4);
   at::Tensor x = at::randn({96, 64}, gen, at::kDouble), r = at::randn({96, 64}, gen, at::kDouble);
   LayerRun want = run_layer(reference, x, r, false);
