@@ -34,6 +34,7 @@
 #include "train/optimizer.h"
 #include "train/preemption.h"
 #include "train/run_folder.h"
+#include "train/run_report.h"
 #include "train/step_totals.h"
 
 namespace triage {
@@ -272,9 +273,7 @@ StepMetrics Trainer::train_step() {
       busiest = std::max(busiest, double(counts[e]));
     }
     if (sum > 0) m.max_mean_load = std::max(m.max_mean_load, busiest / (sum / double(experts)));
-    // Aux-loss-free balancing sees the whole world's load, so every rank moves the bias alike.
-    if (config_.moe.expert_bias)
-      moe_layers[l]->router().update_expert_bias(at::tensor(counts, at::kLong));
+    if (config_.moe.expert_bias) moe_layers[l]->update_expert_bias(at::tensor(counts, at::kLong));
     m.expert_tokens.push_back(std::move(counts));
     std::vector<int64_t> bound(ep_size);
     for (int64_t p = 0; p < ep_size; ++p) {
@@ -312,65 +311,20 @@ void Trainer::save() {
 
 void Trainer::log_start() const {
   if (!is_root()) return;
-  const GroupLayout& g = groups_.layout;
-  int64_t replicated = 0, expert = 0;
-  for (const auto& p : parameters_)
-    (p.sharding == Sharding::kExpert ? expert : replicated) += p.tensor.numel();
-  const int64_t experts_total = expert * g.ep_size;
-  std::cout << "triage train: " << g.world_size << " rank(s), expert-parallel " << g.ep_size
-            << " x data-parallel " << g.dp_size << ", " << config_.train.dtype << "\n"
-            << environment_line() << "\n"
-            << placement_table(placements_) << "model: " << config_.model.n_layers << " layers ("
-            << model_->moe_layers().size() << " MoE), " << config_.moe.num_experts
-            << " experts top-" << config_.moe.top_k << ", " << (replicated + experts_total)
-            << " parameters (" << experts_total << " in experts, " << (replicated + expert)
-            << " on each rank)\n"
-            << "data: " << dataset_.source << "; " << dataset_.train.size() << " train / "
-            << dataset_.test.size() << " held out";
-  if (dataset_.duplicates) std::cout << "; " << dataset_.duplicates << " duplicates removed";
-  if (dataset_.skipped_too_long)
-    std::cout << "; warning: " << dataset_.skipped_too_long
-              << " sequences over data.seq_len skipped";
-  if (dataset_.cropped_too_long)
-    std::cout << "; " << dataset_.cropped_too_long << " sequences cropped to data.seq_len";
-  std::cout << "\n";
-  if (step_ > 0)
-    std::cout << "resumed at step " << step_ << " (" << samples_seen_ << " sequences seen)\n";
-  std::cout << std::flush;
+  const int64_t moe_layers = int64_t(model_->moe_layers().size());
+  const RunStart run{config_,     groups_.layout, environment_line(),
+                     placements_, parameters_,    moe_layers,
+                     dataset_,    step_,          samples_seen_};
+  std::cout << start_banner(run) << std::flush;
 }
 
 void Trainer::log_summary(const std::vector<StepMetrics>& history, const EvalMetrics* baseline,
                           const EvalMetrics* last_eval, double seconds) {
   if (!is_root() || history.empty()) return;
-  double tokens_per_s = 0;
-  for (const auto& m : history) tokens_per_s += m.tokens_per_s;
-  tokens_per_s /= double(history.size());
-  nlohmann::json summary = {{"steps", step_},
-                            {"seconds", seconds},
-                            {"mean_tokens_per_s", tokens_per_s},
-                            {"first_loss", history.front().loss},
-                            {"last_loss", history.back().loss}};
-  std::cout << "\nsummary: steps " << history.front().step << "-" << history.back().step << " in "
-            << int64_t(seconds) << " s, " << int64_t(tokens_per_s) << " tokens/s on average\n"
-            << "  train loss " << history.front().loss << " -> " << history.back().loss << "\n";
-  if (last_eval) {
-    summary["eval"] = to_json(*last_eval, dataset_.label_names);
-    std::cout << "  " << eval_line(*last_eval) << "\n";
-    if (baseline && !baseline->nmi.empty()) {
-      summary["eval_before_training"] = to_json(*baseline, dataset_.label_names);
-      std::cout << "  specialisation NMI per MoE layer, before -> after training:";
-      for (size_t l = 0; l < last_eval->nmi.size() && l < baseline->nmi.size(); ++l)
-        std::cout << (l ? "," : "") << " " << baseline->nmi[l] << " -> " << last_eval->nmi[l];
-      std::cout << "\n";
-    }
-    for (size_t l = 0; l < last_eval->tables.size(); ++l)
-      std::cout << "\n  expert choice by family, MoE layer " << l << " (NMI " << last_eval->nmi[l]
-                << "):\n"
-                << contingency_text(last_eval->tables[l], dataset_.label_names);
-  }
-  std::ofstream(options_.out_dir + "/summary.json") << summary.dump(2) << "\n";
-  std::cout << "\nmetrics: " << options_.out_dir << "/metrics.jsonl, summary: " << options_.out_dir
-            << "/summary.json" << std::endl;
+  const RunEnd run{step_, history, baseline, last_eval, dataset_.label_names, seconds};
+  std::ofstream(options_.out_dir + "/summary.json") << summary_json(run).dump(2) << "\n";
+  std::cout << summary_text(run) << "\nmetrics: " << options_.out_dir
+            << "/metrics.jsonl, summary: " << options_.out_dir << "/summary.json" << std::endl;
 }
 
 TrainResult Trainer::run() {
