@@ -156,9 +156,9 @@ std::map<std::string, double> layer_phases(const CalibrateOptions& o, int64_t to
   c.num_experts = o.experts;
   c.top_k = o.top_k;
   c.d_expert = o.d_expert;
-  c.expert_type = "swiglu";
+  c.expert_type = ExpertType::kSwiglu;
   c.capacity_factor = 0.0;
-  c.expert_gemm = o.expert_gemm;
+  c.expert_gemm = choice_from<ExpertGemm>(o.expert_gemm);
   MoeLayer layer(c, o.d_model, at::kFloat, 7, &self, &self);
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(3);
   std::map<std::string, std::vector<double>> seconds;

@@ -64,10 +64,10 @@ MoeConfig layer_config(const LayerBenchOptions& o) {
   c.num_experts = o.experts;
   c.top_k = o.top_k;
   c.d_expert = o.d_expert;
-  c.expert_type = "swiglu";
+  c.expert_type = ExpertType::kSwiglu;
   c.capacity_factor = o.capacity_factor;
   c.eval_capacity_factor = o.capacity_factor;
-  c.expert_gemm = o.expert_gemm;
+  c.expert_gemm = choice_from<ExpertGemm>(o.expert_gemm);
   c.exchange_chunks = o.exchange_chunks;
   c.routing_override = o.routing == "uniform" ? "none" : o.routing;
   return c;

@@ -135,7 +135,7 @@ int check(const BenchModelOptions& o, const model::Params& params) {
 model::StepShape step_shape(const Config& c, int64_t tokens_per_rank, int64_t ep) {
   model::StepShape s;
   const int64_t D = c.model.d_model, E = c.moe.num_experts;
-  const int64_t matrices = c.moe.expert_type == "swiglu" ? 3 : 2;
+  const int64_t matrices = c.moe.expert_type == ExpertType::kSwiglu ? 3 : 2;
   s.moe = {tokens_per_rank, D, c.moe.d_expert, E, c.moe.top_k, matrices};
   s.layers = c.model.n_layers;
   for (int64_t l = 0; l < c.model.n_layers; ++l)

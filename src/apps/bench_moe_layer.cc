@@ -128,13 +128,13 @@ int run_moe_layer_bench(const MoeLayerBenchOptions& o) {
   config.num_experts = o.experts;
   config.top_k = o.top_k;
   config.d_expert = o.d_expert;
-  config.expert_type = "swiglu";
+  config.expert_type = ExpertType::kSwiglu;
   config.capacity_factor = 0.0;  // dropless: every assignment is computed
   config.balance_loss_coef = 0.0;
   config.z_loss_coef = 0.0;
   MoeConfig grouped_config = config, loop_config = config;
-  grouped_config.expert_gemm = "grouped";
-  loop_config.expert_gemm = "loop";
+  grouped_config.expert_gemm = ExpertGemm::kGrouped;
+  loop_config.expert_gemm = ExpertGemm::kLoop;
   MoeLayer grouped(grouped_config, o.d_model, dtype, 1, nullptr);
   MoeLayer loop(loop_config, o.d_model, dtype, 1, nullptr);
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(2);

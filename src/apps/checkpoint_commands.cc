@@ -117,7 +117,8 @@ Command add_import_command(CLI::App& app) {
             Config& config = imported.config;
             refuse_to_clobber(args->out, /*resume=*/false, /*overwrite=*/false);
             ProcessGroups groups = make_process_groups(config);
-            const at::ScalarType dtype = config.train.dtype == "float64" ? at::kDouble : at::kFloat;
+            const at::ScalarType dtype =
+                config.train.dtype == DType::kFloat64 ? at::kDouble : at::kFloat;
             Transformer model(config, dtype, groups.ep.get(), groups.world.get());
             const ParameterList parameters = model.parameters();
             std::vector<at::Tensor> tensors;
@@ -167,7 +168,7 @@ Command add_logits_command(CLI::App& app) {
   return {sub, [args] {
             const CheckpointContents checkpoint = read_checkpoint(args->checkpoint);
             Config config = checkpoint.config;
-            if (config.train.loss == "classify")
+            if (config.train.loss == Loss::kClassify)
               throw Error(checkpoint.folder +
                           ": the model has no language-model head (train.loss: classify)");
             if (args->length > config.model.max_seq_len)
@@ -176,7 +177,8 @@ Command add_logits_command(CLI::App& app) {
                           std::to_string(config.model.max_seq_len) + ")");
             // The model, not a serving choice: every assignment computed, as transformers does.
             config.moe.eval_capacity_factor = 0.0;
-            const at::ScalarType dtype = config.train.dtype == "float64" ? at::kDouble : at::kFloat;
+            const at::ScalarType dtype =
+                config.train.dtype == DType::kFloat64 ? at::kDouble : at::kFloat;
             Transformer model(config, dtype, nullptr, nullptr);
             load_weights(checkpoint, model.parameters(), model.moe_layers());
             at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(args->seed);

@@ -262,7 +262,7 @@ std::string save_checkpoint(const std::string& dir, const Config& config, Proces
         {"world_size", layout.world_size},
         {"expert_parallel", layout.ep_size},
         {"num_experts", experts},
-        {"dtype", config.train.dtype}};
+        {"dtype", name_of(config.train.dtype)}};
     for (const auto& row : config_rows(config)) manifest["config"][row.key] = row.value;
     auto add_file = [&](int64_t row, const std::string& file) {
       manifest["files"][file] = {{"bytes", uint64_t(records[row][0].item<double>())},

@@ -37,17 +37,19 @@ at::Tensor linear(const at::Tensor& w_in_out) { return w_in_out.t().contiguous()
 std::vector<std::string> unrepresentable(const CheckpointContents& c, bool drop_class_head) {
   const Config& config = c.config;
   std::vector<std::string> why;
-  if (config.model.positions != "rotary")
-    why.push_back("learned absolute positions (model.positions: " + config.model.positions +
-                  "), where Mixtral and Qwen2-MoE use rotary positions");
-  if (config.moe.expert_type != "swiglu")
-    why.push_back("GELU experts and dense blocks (moe.expert_type: " + config.moe.expert_type +
-                  "), where both classes use SwiGLU");
-  if (config.moe.score_function != "softmax")
-    why.push_back("sigmoid router scores (moe.score_function: " + config.moe.score_function +
-                  "), where both classes use a softmax (transformers' sigmoid-routed class, "
-                  "DeepSeek-V3, has multi-head latent attention, which this model does not)");
-  if (config.train.loss == "classify")
+  if (config.model.positions != Positions::kRotary)
+    why.push_back(
+        "learned absolute positions (model.positions: " + name_of(config.model.positions) +
+        "), where Mixtral and Qwen2-MoE use rotary positions");
+  if (config.moe.expert_type != ExpertType::kSwiglu)
+    why.push_back("GELU experts and dense blocks (moe.expert_type: " +
+                  name_of(config.moe.expert_type) + "), where both classes use SwiGLU");
+  if (config.moe.score_function != ScoreFunction::kSoftmax)
+    why.push_back(
+        "sigmoid router scores (moe.score_function: " + name_of(config.moe.score_function) +
+        "), where both classes use a softmax (transformers' sigmoid-routed class, "
+        "DeepSeek-V3, has multi-head latent attention, which this model does not)");
+  if (config.train.loss == Loss::kClassify)
     why.push_back("no language-model head (train.loss: classify)");
   if (config.model.num_classes > 0 && !drop_class_head)
     why.push_back("a sequence-classification head (model.num_classes: " +

@@ -48,9 +48,9 @@ CheckpointManifest parse_manifest(const std::string& text, const std::string& pa
       throw Error(path + ": num_experts = " + std::to_string(m.num_experts) +
                   "; expected moe.num_experts (" + std::to_string(config.moe.num_experts) + ")");
     m.dtype = json.at("dtype").get<std::string>();
-    if (m.dtype != config.train.dtype)
+    if (m.dtype != name_of(config.train.dtype))
       throw Error(path + ": dtype = \"" + m.dtype + "\"; expected train.dtype (" +
-                  config.train.dtype + ")");
+                  name_of(config.train.dtype) + ")");
     m.step = integer_at<int64_t>(json, "step", path);
     m.samples_seen = integer_at<int64_t>(json, "samples_seen", path);
     m.optimizer_step = integer_at<int64_t>(json, "optimizer_step", path);

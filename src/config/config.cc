@@ -40,12 +40,7 @@ std::string describe(const RealRange& r) {
   return text;
 }
 
-std::string describe(const Choices& c) {
-  if (c.allowed.empty()) return "a string";
-  std::string text = "one of ";
-  for (size_t i = 0; i < c.allowed.size(); ++i) text += (i ? ", " : "") + c.allowed[i];
-  return text;
-}
+std::string describe(const AnyString&) { return "a string"; }
 
 std::string describe(const AnyBool&) { return "true or false"; }
 
@@ -56,8 +51,19 @@ bool allows(const RealRange& r, double v) {
   bool below = r.max_exclusive ? v < r.max : v <= r.max;
   return above && below;
 }
-bool allows(const Choices& c, const std::string& v) {
-  return c.allowed.empty() || std::find(c.allowed.begin(), c.allowed.end(), v) != c.allowed.end();
+bool allows(const AnyString&, const std::string&) { return true; }
+template <class E>
+bool allows(const OneOf&, E) {
+  return true;  // parse_scalar accepted a name of E
+}
+
+// What a field expects, for messages; an enum field lists its names.
+template <class Field, class Constraint>
+std::string expectation(const Field&, const Constraint& constraint) {
+  if constexpr (std::is_enum_v<Field>)
+    return choice_list<Field>();
+  else
+    return describe(constraint);
 }
 bool allows(const AnyBool&, bool) { return true; }
 
@@ -65,6 +71,10 @@ std::string format_value(int64_t v) { return std::to_string(v); }
 std::string format_value(double v) { return format_real(v); }
 std::string format_value(bool v) { return v ? "true" : "false"; }
 std::string format_value(const std::string& v) { return v.empty() ? "\"\"" : v; }
+template <class E, class = decltype(ChoiceNames<E>::names)>
+std::string format_value(E v) {
+  return name_of(v);
+}
 
 // How a scalar was written, for quoting it back in a message.
 std::string written(const YAML::Node& node) {
@@ -78,15 +88,22 @@ std::string written(const YAML::Node& node) {
   throw Error(where + ": " + key + " = " + value + ": expected " + expected);
 }
 
-// Parses `node` into a field of type T; false when it is not a T at all.
+// Parses `node` into a field of type T (an enum field from one of its names); false when it
+// is not a T at all.
 template <class T>
 bool parse_scalar(const YAML::Node& node, T& out) {
   if (!node.IsScalar()) return false;
-  try {
-    out = node.as<T>();
-    return true;
-  } catch (const YAML::Exception&) {
-    return false;
+  if constexpr (std::is_enum_v<T>) {
+    const std::optional<T> choice = choice_named<T>(node.Scalar());
+    if (choice) out = *choice;
+    return bool(choice);
+  } else {
+    try {
+      out = node.as<T>();
+      return true;
+    } catch (const YAML::Exception&) {
+      return false;
+    }
   }
 }
 bool parse_scalar(const YAML::Node& node, std::string& out) {
@@ -162,7 +179,7 @@ void assign(Config& config, const std::string& section_name, const std::string& 
       key_found = true;
       std::remove_reference_t<decltype(field)> parsed{};
       if (!parse_scalar(node, parsed) || !allows(constraint, parsed))
-        fail(where, full_key, written(node), describe(constraint));
+        fail(where, full_key, written(node), expectation(parsed, constraint));
       field = parsed;
     });
     if (!key_found)
@@ -205,8 +222,8 @@ void validate(const Config& c) {
         "at most moe.num_experts (" + std::to_string(c.moe.num_experts) + ")");
   check(c.model.d_model % c.model.n_heads == 0, "model.n_heads", format_value(c.model.n_heads),
         "a divisor of model.d_model (" + std::to_string(c.model.d_model) + ")");
-  check(c.model.positions != "rotary" || (c.model.d_model / c.model.n_heads) % 2 == 0,
-        "model.positions", c.model.positions,
+  check(c.model.positions != Positions::kRotary || (c.model.d_model / c.model.n_heads) % 2 == 0,
+        "model.positions", format_value(c.model.positions),
         "learned, since rotary needs an even head width (d_model / n_heads = " +
             std::to_string(c.model.d_model / c.model.n_heads) + ")");
   check(c.moe.num_experts % c.parallel.expert == 0, "parallel.expert",
@@ -217,24 +234,27 @@ void validate(const Config& c) {
         "at most train.steps (" + std::to_string(c.train.steps) + ")");
   check(c.data.seq_len <= c.model.max_seq_len, "data.seq_len", format_value(c.data.seq_len),
         "at most model.max_seq_len (" + std::to_string(c.model.max_seq_len) + ")");
-  check(c.data.kind == "synthetic" || !c.data.path.empty(), "data.path", "\"\"",
-        "a file path when data.kind is " + c.data.kind);
+  check(c.data.kind == DataKind::kSynthetic || !c.data.path.empty(), "data.path", "\"\"",
+        "a file path when data.kind is " + name_of(c.data.kind));
   check(c.moe.first_dense_layers <= c.model.n_layers, "moe.first_dense_layers",
         format_value(c.moe.first_dense_layers),
         "at most model.n_layers (" + std::to_string(c.model.n_layers) + ")");
-  check(c.train.precision != "bf16" || c.train.device == "cuda", "train.precision",
-        c.train.precision, "fp32 when train.device is cpu (bf16 autocast is the GPU path)");
-  check(c.train.precision != "bf16" || c.train.dtype == "float32", "train.precision",
-        c.train.precision, "fp32 when train.dtype is float64");
-  const bool classify = c.train.loss != "lm";
+  check(c.train.precision != Precision::kBf16 || c.train.device == DeviceKind::kCuda,
+        "train.precision", format_value(c.train.precision),
+        "fp32 when train.device is cpu (bf16 autocast is the GPU path)");
+  check(c.train.precision != Precision::kBf16 || c.train.dtype == DType::kFloat32,
+        "train.precision", format_value(c.train.precision), "fp32 when train.dtype is float64");
+  const bool classify = c.train.loss != Loss::kLm;
   check(!classify || c.model.num_classes > 0, "model.num_classes",
-        format_value(c.model.num_classes), "at least 1 when train.loss is " + c.train.loss);
-  check(!classify || c.data.kind != "text", "train.loss", c.train.loss,
+        format_value(c.model.num_classes),
+        "at least 1 when train.loss is " + name_of(c.train.loss));
+  check(!classify || c.data.kind != DataKind::kText, "train.loss", format_value(c.train.loss),
         "lm when data.kind is text (text has no labels)");
-  const int64_t min_vocab = c.data.kind == "text" ? kByteVocabSize : kAminoAcidVocabSize;
-  check(c.model.vocab_size >= min_vocab, "model.vocab_size", format_value(c.model.vocab_size),
-        "at least " + std::to_string(min_vocab) + " for data.kind " + c.data.kind +
-            (c.data.kind == "text" ? " (one id per byte)" : " (20 residues + 4 specials)"));
+  const int64_t min_vocab = c.data.kind == DataKind::kText ? kByteVocabSize : kAminoAcidVocabSize;
+  check(
+      c.model.vocab_size >= min_vocab, "model.vocab_size", format_value(c.model.vocab_size),
+      "at least " + std::to_string(min_vocab) + " for data.kind " + name_of(c.data.kind) +
+          (c.data.kind == DataKind::kText ? " (one id per byte)" : " (20 residues + 4 specials)"));
   if (!c.data.label_pattern.empty()) {
     size_t groups = 0;
     try {

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "config/choices.h"
+
 namespace triage {
 
 // The vocabularies of the built-in data kinds (data/tokenizer, data/dataset): model.vocab_size
@@ -17,38 +19,39 @@ constexpr int64_t kAminoAcidVocabSize = 24;  // 20 residues + PAD, BOS, EOS, UNK
 constexpr int64_t kByteVocabSize = 256;      // text: one id per byte
 
 struct ModelConfig {
-  int64_t vocab_size = 32;           // token ids in [0, vocab_size); 20 amino acids + specials fit
-  int64_t d_model = 64;              // residual stream width
-  int64_t n_layers = 2;              // transformer blocks
-  int64_t n_heads = 4;               // attention heads; must divide d_model
-  int64_t d_ff = 128;                // hidden width of dense FFN blocks
-  int64_t max_seq_len = 128;         // longest sequence the positions cover
-  std::string positions = "rotary";  // rotary | learned
-  double norm_eps = 1e-5;            // RMSNorm epsilon
-  int64_t num_classes = 0;           // > 0 adds a mean-pooled sequence-classification head
+  int64_t vocab_size = 32;    // token ids in [0, vocab_size); 20 amino acids + specials fit
+  int64_t d_model = 64;       // residual stream width
+  int64_t n_layers = 2;       // transformer blocks
+  int64_t n_heads = 4;        // attention heads; must divide d_model
+  int64_t d_ff = 128;         // hidden width of dense FFN blocks
+  int64_t max_seq_len = 128;  // longest sequence the positions cover
+  Positions positions = Positions::kRotary;  // rotary | learned
+  double norm_eps = 1e-5;                    // RMSNorm epsilon
+  int64_t num_classes = 0;                   // > 0 adds a mean-pooled sequence-classification head
 };
 
 struct MoeConfig {
-  int64_t num_experts = 8;                 // routed experts per MoE layer
-  int64_t top_k = 2;                       // experts chosen per token, 1 <= top_k <= num_experts
-  int64_t d_expert = 128;                  // hidden width of one expert
-  std::string expert_type = "swiglu";      // swiglu (3 matrices) | gelu (2 matrices)
-  std::string score_function = "softmax";  // softmax over experts | sigmoid per expert
-  bool renormalize = true;    // rescale the k chosen scores to sum to 1 before route_scale
-  double route_scale = 1.0;   // multiplies the gate weights after renormalisation
-  double jitter_noise = 0.0;  // training only: input *= U(1-eps, 1+eps) before the gate
+  int64_t num_experts = 8;  // routed experts per MoE layer
+  int64_t top_k = 2;        // experts chosen per token, 1 <= top_k <= num_experts
+  int64_t d_expert = 128;   // hidden width of one expert
+  ExpertType expert_type = ExpertType::kSwiglu;  // swiglu (3 matrices) | gelu (2 matrices)
+  ScoreFunction score_function =
+      ScoreFunction::kSoftmax;  // softmax over experts | sigmoid per expert
+  bool renormalize = true;      // rescale the k chosen scores to sum to 1 before route_scale
+  double route_scale = 1.0;     // multiplies the gate weights after renormalisation
+  double jitter_noise = 0.0;    // training only: input *= U(1-eps, 1+eps) before the gate
   // Capacity per expert = max(min_capacity, ceil(factor * tokens * top_k / num_experts));
   // factor 0 is dropless. Larger factors drop less but pad more on fixed-size backends.
   double capacity_factor = 0.0;
   double eval_capacity_factor = 0.0;  // the same, used when not training
   int64_t min_capacity = 4;
   // Over capacity: position drops the later tokens, score drops the lowest scores.
-  std::string drop_policy = "position";
+  DropPolicy drop_policy = DropPolicy::kPosition;
   double balance_loss_coef = 0.01;  // alpha of the Switch load-balancing loss
   // global: f_i and P_i summed over all ranks first, so the loss is the one-rank loss on
   // the whole global batch, whatever the layout (one small all-reduce per layer); local:
   // each rank's own batch.
-  std::string balance_loss_mode = "global";
+  BalanceLossMode balance_loss_mode = BalanceLossMode::kGlobal;
   double z_loss_coef = 0.001;  // beta of the router z-loss
   // Aux-loss-free balancing (DeepSeek-V3): a per-expert bias added to the scores only to
   // choose experts, nudged by bias_update_rate towards under-loaded experts after each step.
@@ -57,7 +60,7 @@ struct MoeConfig {
   // How experts multiply: grouped (one ATen grouped GEMM over all experts, at::_grouped_mm;
   // shapes must be 16-byte aligned), loop (one GEMM per expert), or auto (grouped on CUDA
   // where the shapes allow it, else loop). Both give the same results.
-  std::string expert_gemm = "auto";
+  ExpertGemm expert_gemm = ExpertGemm::kAuto;
   // The expert-parallel exchange in this many pieces (groups of each rank's local experts,
   // at most their number): experts compute on one piece while the next travels, and each
   // piece's outputs start home as soon as they are ready. Results are the same bit for bit
@@ -106,11 +109,12 @@ struct ParallelConfig {
 
 struct TrainConfig {
   int64_t seed = 1234;
-  std::string dtype = "float32";  // float32 | float64 (for proofs against the reference)
-  std::string device = "cpu";     // cpu | cuda (one GPU per rank: local rank mod visible GPUs)
+  DType dtype = DType::kFloat32;  // float32 | float64 (for proofs against the reference)
+  DeviceKind device =
+      DeviceKind::kCpu;  // cpu | cuda (one GPU per rank: local rank mod visible GPUs)
   // fp32, or bf16: matmuls under CUDA autocast in bfloat16; router, losses and optimizer
   // state stay float32. bf16 needs device cuda and dtype float32.
-  std::string precision = "fp32";
+  Precision precision = Precision::kFp32;
   int64_t steps = 200;
   int64_t batch_size = 16;     // sequences per global batch
   double lr = 3e-3;            // peak learning rate
@@ -121,7 +125,7 @@ struct TrainConfig {
   int64_t eval_every = 50;     // steps between held-out evaluations; 0 disables
   int64_t log_every = 1;       // steps between log lines
   // lm: next-token loss; classify: sequence labels (needs model.num_classes); lm+classify.
-  std::string loss = "lm";
+  Loss loss = Loss::kLm;
   int64_t grad_accum_steps = 1;  // micro-batches per optimizer step (batch_size is per micro)
   int64_t checkpoint_every = 0;  // steps between checkpoints; 0 = only at the end
   int64_t keep_checkpoints = 2;  // newest checkpoints kept on disk; older ones are removed
@@ -134,7 +138,7 @@ struct TrainConfig {
 struct DataConfig {
   // synthetic: Markov-chain families; proteins: FASTA / Stockholm files (format read from
   // the content, gzip or plain); text: any file, one token per byte.
-  std::string kind = "synthetic";
+  DataKind kind = DataKind::kSynthetic;
   std::string path = "";         // input files, comma-separated
   int64_t seq_len = 64;          // tokens per training sequence; <= model.max_seq_len
   int64_t num_families = 4;      // synthetic: number of Markov-chain families
@@ -143,7 +147,7 @@ struct DataConfig {
   // proteins: "" labels each sequence by its file (file = family); otherwise a regex
   // whose first capture group, searched in the sequence name, is the label.
   std::string label_pattern = "";
-  std::string too_long = "error";  // a sequence over seq_len tokens: error | skip | crop
+  TooLong too_long = TooLong::kError;  // a sequence over seq_len tokens: error | skip | crop
 };
 
 struct Config {
@@ -167,9 +171,8 @@ struct RealRange {
   bool min_exclusive = false;
   bool max_exclusive = false;
 };
-struct Choices {
-  std::vector<std::string> allowed;  // empty = any string
-};
+struct AnyString {};
+struct OneOf {};  // an enum field: one of its ChoiceNames
 struct AnyBool {};
 
 template <class Visitor>
@@ -180,7 +183,7 @@ void visit_fields(ModelConfig& c, Visitor&& v) {
   v("n_heads", c.n_heads, IntRange{1, 1024});
   v("d_ff", c.d_ff, IntRange{1, 1 << 18});
   v("max_seq_len", c.max_seq_len, IntRange{1, 1 << 20});
-  v("positions", c.positions, Choices{{"rotary", "learned"}});
+  v("positions", c.positions, OneOf{});
   v("norm_eps", c.norm_eps, RealRange{0.0, 1.0, true});
   v("num_classes", c.num_classes, IntRange{0, 1 << 20});
 }
@@ -190,26 +193,26 @@ void visit_fields(MoeConfig& c, Visitor&& v) {
   v("num_experts", c.num_experts, IntRange{1, 1 << 16});
   v("top_k", c.top_k, IntRange{1, 1 << 16});
   v("d_expert", c.d_expert, IntRange{1, 1 << 18});
-  v("expert_type", c.expert_type, Choices{{"swiglu", "gelu"}});
-  v("score_function", c.score_function, Choices{{"softmax", "sigmoid"}});
+  v("expert_type", c.expert_type, OneOf{});
+  v("score_function", c.score_function, OneOf{});
   v("renormalize", c.renormalize, AnyBool{});
   v("route_scale", c.route_scale, RealRange{0.0, 1e6, true});
   v("jitter_noise", c.jitter_noise, RealRange{0.0, 1.0, false, true});
   v("capacity_factor", c.capacity_factor, RealRange{0.0, 1e6});
   v("eval_capacity_factor", c.eval_capacity_factor, RealRange{0.0, 1e6});
   v("min_capacity", c.min_capacity, IntRange{0, 1 << 30});
-  v("drop_policy", c.drop_policy, Choices{{"position", "score"}});
+  v("drop_policy", c.drop_policy, OneOf{});
   v("balance_loss_coef", c.balance_loss_coef, RealRange{0.0, 1e6});
-  v("balance_loss_mode", c.balance_loss_mode, Choices{{"global", "local"}});
+  v("balance_loss_mode", c.balance_loss_mode, OneOf{});
   v("z_loss_coef", c.z_loss_coef, RealRange{0.0, 1e6});
   v("expert_bias", c.expert_bias, AnyBool{});
   v("bias_update_rate", c.bias_update_rate, RealRange{0.0, 1.0});
-  v("expert_gemm", c.expert_gemm, Choices{{"auto", "grouped", "loop"}});
+  v("expert_gemm", c.expert_gemm, OneOf{});
   v("exchange_chunks", c.exchange_chunks, IntRange{1, 1 << 16});
   v("first_dense_layers", c.first_dense_layers, IntRange{0, 1024});
   v("every_n_layers", c.every_n_layers, IntRange{1, 1024});
   v("num_shared_experts", c.num_shared_experts, IntRange{0, 1024});
-  v("routing_override", c.routing_override, Choices{});
+  v("routing_override", c.routing_override, AnyString{});
   v("max_receive_factor", c.max_receive_factor, RealRange{0.0, 1e6});
 }
 
@@ -222,9 +225,9 @@ void visit_fields(ParallelConfig& c, Visitor&& v) {
 template <class Visitor>
 void visit_fields(TrainConfig& c, Visitor&& v) {
   v("seed", c.seed, IntRange{0, std::numeric_limits<int64_t>::max()});
-  v("dtype", c.dtype, Choices{{"float32", "float64"}});
-  v("device", c.device, Choices{{"cpu", "cuda"}});
-  v("precision", c.precision, Choices{{"fp32", "bf16"}});
+  v("dtype", c.dtype, OneOf{});
+  v("device", c.device, OneOf{});
+  v("precision", c.precision, OneOf{});
   v("steps", c.steps, IntRange{1, std::numeric_limits<int64_t>::max()});
   v("batch_size", c.batch_size, IntRange{1, 1 << 24});
   v("lr", c.lr, RealRange{0.0, 10.0, true});
@@ -234,7 +237,7 @@ void visit_fields(TrainConfig& c, Visitor&& v) {
   v("grad_clip", c.grad_clip, RealRange{0.0, 1e6});
   v("eval_every", c.eval_every, IntRange{0, std::numeric_limits<int64_t>::max()});
   v("log_every", c.log_every, IntRange{1, std::numeric_limits<int64_t>::max()});
-  v("loss", c.loss, Choices{{"lm", "classify", "lm+classify"}});
+  v("loss", c.loss, OneOf{});
   v("grad_accum_steps", c.grad_accum_steps, IntRange{1, 1 << 20});
   v("checkpoint_every", c.checkpoint_every, IntRange{0, std::numeric_limits<int64_t>::max()});
   v("keep_checkpoints", c.keep_checkpoints, IntRange{1, 1 << 20});
@@ -243,14 +246,14 @@ void visit_fields(TrainConfig& c, Visitor&& v) {
 
 template <class Visitor>
 void visit_fields(DataConfig& c, Visitor&& v) {
-  v("kind", c.kind, Choices{{"synthetic", "proteins", "text"}});
-  v("path", c.path, Choices{});
+  v("kind", c.kind, OneOf{});
+  v("path", c.path, AnyString{});
   v("seq_len", c.seq_len, IntRange{1, 1 << 20});
   v("num_families", c.num_families, IntRange{1, 1 << 16});
   v("num_sequences", c.num_sequences, IntRange{1, 1 << 30});
   v("test_fraction", c.test_fraction, RealRange{0.0, 1.0, false, true});
-  v("label_pattern", c.label_pattern, Choices{});
-  v("too_long", c.too_long, Choices{{"error", "skip", "crop"}});
+  v("label_pattern", c.label_pattern, AnyString{});
+  v("too_long", c.too_long, OneOf{});
 }
 
 // Calls section_visitor(name, section_struct) for the five sections, in file order.

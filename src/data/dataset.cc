@@ -62,7 +62,7 @@ std::vector<SequenceRecord> read_protein_files(const DataConfig& data, Dataset& 
   if (paths.empty()) throw Error("data.path: expected one or more comma-separated files");
   // Each sequence becomes BOS + residues + EOS; longer than seq_len is an error unless
   // the policy allows skipping or cropping.
-  const int64_t max_residues = data.too_long == "error" ? data.seq_len - 2 : 0;
+  const int64_t max_residues = data.too_long == TooLong::kError ? data.seq_len - 2 : 0;
   std::vector<SequenceRecord> all;
   for (size_t f = 0; f < paths.size(); ++f) {
     std::vector<SequenceRecord> records = read_sequences(paths[f], max_residues);
@@ -125,9 +125,9 @@ Dataset load_text(const DataConfig& data, uint64_t seed) {
 }  // namespace
 
 Dataset load_dataset(const DataConfig& data, uint64_t seed) {
-  if (data.kind == "text") return load_text(data, seed);
+  if (data.kind == DataKind::kText) return load_text(data, seed);
   Dataset dataset;
-  std::vector<SequenceRecord> records = data.kind == "synthetic"
+  std::vector<SequenceRecord> records = data.kind == DataKind::kSynthetic
                                             ? synthetic_records(data, seed, dataset)
                                             : read_protein_files(data, dataset);
   Deduplicated unique = deduplicate(std::move(records));
@@ -138,7 +138,7 @@ Dataset load_dataset(const DataConfig& data, uint64_t seed) {
     for (const auto& r : records) {
       Example e{tokenizer.encode(r.residues), r.label};
       if (int64_t(e.tokens.size()) > data.seq_len) {
-        if (data.too_long == "skip") {
+        if (data.too_long == TooLong::kSkip) {
           ++dataset.skipped_too_long;
           continue;
         }

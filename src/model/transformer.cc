@@ -27,17 +27,18 @@ Transformer::Transformer(const Config& config, at::ScalarType dtype, Communicato
   };
   // GPT-2 initialisation: N(0, 0.02), residual output projections scaled by 1/sqrt(2 * layers).
   const double out_std = 0.02 / std::sqrt(2.0 * double(m.n_layers));
-  const ExpertType ffn_type = parse_expert_type(config.moe.expert_type);
+  const ExpertType ffn_type = config.moe.expert_type;
 
   embedding_VD_ = normal_parameter({m.vocab_size, m.d_model}, 0.02, dtype, gen);
-  if (m.positions == "learned")
+  if (m.positions == Positions::kLearned)
     positions_LD_ = normal_parameter({m.max_seq_len, m.d_model}, 0.02, dtype, gen);
   for (int64_t layer = 0; layer < m.n_layers; ++layer) {
     Block block;
     block.attention_norm = ones(m.d_model);
     block.ffn_norm = ones(m.d_model);
-    block.attention = std::make_unique<CausalSelfAttention>(
-        m.d_model, m.n_heads, m.positions == "rotary", m.max_seq_len, out_std, dtype, gen);
+    block.attention = std::make_unique<CausalSelfAttention>(m.d_model, m.n_heads,
+                                                            m.positions == Positions::kRotary,
+                                                            m.max_seq_len, out_std, dtype, gen);
     if (is_moe_block(config.moe, layer)) {
       // Each MoE layer gets its own seed, so its gate and experts differ from the others'.
       const uint64_t layer_seed = uint64_t(config.train.seed) + 7919ull * uint64_t(layer + 1);
@@ -52,7 +53,7 @@ Transformer::Transformer(const Config& config, at::ScalarType dtype, Communicato
     blocks_.push_back(std::move(block));
   }
   final_norm_ = ones(m.d_model);
-  if (config.train.loss != "classify")
+  if (config.train.loss != Loss::kClassify)
     lm_head_DV_ = normal_parameter({m.d_model, m.vocab_size}, 0.02, dtype, gen);
   if (m.num_classes > 0) {
     class_head_DC_ = normal_parameter({m.d_model, m.num_classes}, 0.02, dtype, gen);

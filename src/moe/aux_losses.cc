@@ -13,7 +13,7 @@ BalanceStats balance_stats(const at::Tensor& scores_TE, const at::Tensor& expert
   const int64_t num_experts = scores_TE.size(1);
   stats.tokens = scores_TE.size(0);
   stats.top_k = experts_TK.size(1);
-  stats.assignments_E =
+  stats.tokens_per_expert_E =
       at::bincount(experts_TK.reshape({-1}), {}, num_experts).to(scores_TE.scalar_type());
   at::Tensor probs_TE = scores_TE / scores_TE.sum(-1, /*keepdim=*/true);
   stats.prob_sum_E = probs_TE.sum(0);
@@ -27,21 +27,21 @@ BalanceStats all_reduce(const BalanceStats& local, Communicator& group) {
   // numbers in the scores' dtype (exact in float32 up to 2^24 per expert and step).
   const int64_t experts = local.prob_sum_E.size(0);
   const at::Tensor packed =
-      at::cat({local.prob_sum_E, local.assignments_E.to(local.prob_sum_E.scalar_type()),
+      at::cat({local.prob_sum_E, local.tokens_per_expert_E.to(local.prob_sum_E.scalar_type()),
                at::full({1}, double(local.tokens), local.prob_sum_E.options())});
   // Every rank adds the same balance loss of these sums to its loss (see balance_loss).
   const at::Tensor summed = allreduce_sum_autograd(packed, group, /*used_alike=*/true);
   BalanceStats global = local;
   global.prob_sum_E = summed.narrow(0, 0, experts);
-  global.assignments_E = summed.narrow(0, experts, experts).detach();
+  global.tokens_per_expert_E = summed.narrow(0, experts, experts).detach();
   global.tokens = std::llround(summed[2 * experts].item<double>());
   return global;
 }
 
 at::Tensor balance_loss(const BalanceStats& stats, double alpha) {
   if (stats.tokens == 0) return at::zeros({}, stats.prob_sum_E.options());
-  const double num_experts = double(stats.assignments_E.size(0));
-  at::Tensor f_E = stats.assignments_E / double(stats.tokens * stats.top_k);
+  const double num_experts = double(stats.tokens_per_expert_E.size(0));
+  at::Tensor f_E = stats.tokens_per_expert_E / double(stats.tokens * stats.top_k);
   at::Tensor p_E = stats.prob_sum_E / double(stats.tokens);
   return alpha * num_experts * (f_E * p_E).sum();
 }

@@ -21,8 +21,8 @@ namespace triage {
 
 // Sums from which L_bal is formed; kept as sums so that ranks can all-reduce them.
 struct BalanceStats {
-  at::Tensor assignments_E;  // routed assignment counts (no gradient)
-  at::Tensor prob_sum_E;     // sum over tokens of p_t,i (carries gradient)
+  at::Tensor tokens_per_expert_E;  // routed assignment counts (no gradient)
+  at::Tensor prob_sum_E;           // sum over tokens of p_t,i (carries gradient)
   int64_t tokens = 0;
   int64_t top_k = 0;
 };

@@ -16,12 +16,6 @@ int64_t expert_capacity(double capacity_factor, int64_t tokens, int64_t top_k, i
   return std::max(capacity, min_capacity);
 }
 
-DropPolicy parse_drop_policy(const std::string& name) {
-  if (name == "position") return DropPolicy::kPosition;
-  TRIAGE_ASSERT(name == "score", "unknown drop policy " << name);
-  return DropPolicy::kScore;
-}
-
 at::Tensor capacity_keep_mask(const at::Tensor& experts_TK, const at::Tensor& scores_TK,
                               int64_t num_experts, int64_t capacity, DropPolicy policy) {
   at::Tensor expert_A = experts_TK.reshape({-1});  // A = T*K, token-major

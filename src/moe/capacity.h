@@ -10,18 +10,14 @@
 #include <string>
 #include <vector>
 
+#include "config/choices.h"
+
 namespace triage {
 
 constexpr int64_t kDropless = -1;
 
 int64_t expert_capacity(double capacity_factor, int64_t tokens, int64_t top_k, int64_t num_experts,
                         int64_t min_capacity);
-
-enum class DropPolicy {
-  kPosition,  // each expert keeps its earliest tokens (batch order)
-  kScore,     // each expert keeps its highest-scoring tokens (ties: earlier token)
-};
-DropPolicy parse_drop_policy(const std::string& name);
 
 // keep_TK (bool): which of the T*K assignments fit their expert's capacity.
 // scores_TK ranks assignments under kScore; it is ignored under kPosition.

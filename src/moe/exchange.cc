@@ -23,14 +23,14 @@ Dispatched dispatch(const at::Tensor& x_TD, const at::Tensor& experts_TK, const 
   // Rows are grouped by global expert, hence already by destination rank.
   plan.send_rows.assign(ranks, 0);
   for (int64_t e = 0; e < num_experts; ++e)
-    plan.send_rows[e / local_experts] += plan.order.rows_per_expert[e];
+    plan.send_rows[e / local_experts] += plan.order.tokens_per_expert[e];
 
   // received_counts[p * L + l]: rows source rank p sends for my local expert l.
   const std::vector<int64_t> received_counts = [&] {
     watchdog::Scope scope("dispatch counts");
     phase_clock::enter("count exchange");
     phase_clock::wait_for_peers(ep);
-    return ep.alltoall(plan.order.rows_per_expert);
+    return ep.alltoall(plan.order.tokens_per_expert);
   }();
   plan.recv_rows.assign(ranks, 0);
   for (int64_t p = 0; p < ranks; ++p) {
@@ -42,7 +42,7 @@ Dispatched dispatch(const at::Tensor& x_TD, const at::Tensor& experts_TK, const 
   }
 
   phase_clock::enter("sort/pack");
-  plan.layout = expert_parallel_layout(plan.order.rows_per_expert, received_counts, ep.rank(),
+  plan.layout = expert_parallel_layout(plan.order.tokens_per_expert, received_counts, ep.rank(),
                                        int(ranks), chunks);
   out.x_RD = gather_rows(x_TD, plan.order);
   return out;

@@ -8,20 +8,9 @@
 
 #include <ATen/ATen.h>
 
-#include <string>
-
-#include "common/error.h"
+#include "config/choices.h"
 
 namespace triage {
-
-enum class ExpertType { kGelu, kSwiglu };
-
-// moe.expert_type, already validated by the config.
-inline ExpertType parse_expert_type(const std::string& name) {
-  if (name == "gelu") return ExpertType::kGelu;
-  TRIAGE_ASSERT(name == "swiglu", "unknown expert type " << name);
-  return ExpertType::kSwiglu;
-}
 
 // The hidden activation from the pre-activations; up is used (and defined) for SwiGLU only.
 inline at::Tensor expert_hidden(ExpertType type, const at::Tensor& gate, const at::Tensor& up) {

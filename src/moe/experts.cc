@@ -10,18 +10,11 @@
 
 namespace triage {
 
-std::vector<ExpertRun> runs_per_expert(const std::vector<int64_t>& rows_per_expert) {
+std::vector<ExpertRun> runs_per_expert(const std::vector<int64_t>& tokens_per_expert) {
   std::vector<ExpertRun> runs;
-  for (size_t e = 0; e < rows_per_expert.size(); ++e)
-    runs.push_back({int64_t(e), rows_per_expert[e]});
+  for (size_t e = 0; e < tokens_per_expert.size(); ++e)
+    runs.push_back({int64_t(e), tokens_per_expert[e]});
   return runs;
-}
-
-ExpertGemm parse_expert_gemm(const std::string& name) {
-  if (name == "loop") return ExpertGemm::kLoop;
-  if (name == "grouped") return ExpertGemm::kGrouped;
-  TRIAGE_ASSERT(name == "auto", "unknown expert gemm " << name);
-  return ExpertGemm::kAuto;
 }
 
 Experts::Experts(int64_t first_expert, int64_t num_experts, int64_t d_model, int64_t d_hidden,

@@ -20,21 +20,13 @@ class Communicator;
 struct ExpertLayout;
 struct ExpertWeights;
 
-// How the experts' matrices are applied to their rows (moe.expert_gemm).
-enum class ExpertGemm {
-  kAuto,     // grouped on CUDA when the shapes allow it, else loop
-  kLoop,     // one GEMM per (run, matrix), pipelined with the exchange
-  kGrouped,  // rows regrouped by expert, one at::_grouped_mm per matrix
-};
-
 struct ExpertRun {
   int64_t expert;  // local expert index
   int64_t rows;
 };
 
 // One run per expert, in expert order: the layout of rows sorted by expert.
-std::vector<ExpertRun> runs_per_expert(const std::vector<int64_t>& rows_per_expert);
-ExpertGemm parse_expert_gemm(const std::string& name);
+std::vector<ExpertRun> runs_per_expert(const std::vector<int64_t>& tokens_per_expert);
 
 class Experts {
  public:

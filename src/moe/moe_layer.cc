@@ -21,7 +21,6 @@ int64_t local_experts(const MoeConfig& config, Communicator* ep) {
 MoeLayer::MoeLayer(const MoeConfig& config, int64_t d_model, at::ScalarType dtype, uint64_t seed,
                    Communicator* ep, Communicator* balance_group, int64_t reference_ep_size)
     : config_(config),
-      drop_policy_(parse_drop_policy(config.drop_policy)),
       routing_override_(parse_routing_override(config.routing_override)),
       seed_(seed),
       ep_size_(ep ? ep->size() : reference_ep_size),
@@ -29,8 +28,7 @@ MoeLayer::MoeLayer(const MoeConfig& config, int64_t d_model, at::ScalarType dtyp
       balance_group_(balance_group ? balance_group : ep),
       router_(config, d_model, dtype, at::make_generator<at::CPUGeneratorImpl>(seed)),
       experts_(ep ? ep->rank() * local_experts(config, ep) : 0, local_experts(config, ep), d_model,
-               config.d_expert, parse_expert_type(config.expert_type), dtype, seed,
-               parse_expert_gemm(config.expert_gemm)) {
+               config.d_expert, config.expert_type, dtype, seed, config.expert_gemm) {
   if (routing_override_.kind == RoutingOverride::Kind::kReplay)
     routing_override_.replay_loads =
         load_replay_loads(routing_override_.run_dir, config.num_experts);
@@ -57,7 +55,8 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_to
   const int64_t capacity =
       expert_capacity(factor, tokens, config_.top_k, num_experts, config_.min_capacity);
   at::Tensor scores_TK = r.scores_TE.gather(1, r.experts_TK);
-  out.keep_TK = capacity_keep_mask(r.experts_TK, scores_TK, num_experts, capacity, drop_policy_);
+  out.keep_TK =
+      capacity_keep_mask(r.experts_TK, scores_TK, num_experts, capacity, config_.drop_policy);
   MoeStats& s = out.stats;
   s.receive_quota = receive_quota(config_.max_receive_factor, tokens, config_.top_k, ep_size_);
   out.keep_TK = receive_bound_keep_mask(r.experts_TK, out.keep_TK, num_experts / ep_size_, ep_size_,
@@ -68,19 +67,19 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_to
         dispatch(x_TD, r.experts_TK, out.keep_TK, num_experts, *ep_, config_.exchange_chunks);
     at::Tensor y_RD = expert_outputs(sent.x_RD, sent.plan, experts_, *ep_);
     out.y = combine(y_RD, r.weights_TK, sent.plan).view(x.sizes());
-    s.tokens_per_expert = std::move(sent.plan.order.rows_per_expert);
+    s.tokens_per_expert = std::move(sent.plan.order.tokens_per_expert);
   } else {
     ExpertOrder order = sort_by_expert(r.experts_TK, out.keep_TK, num_experts);
     phase_clock::enter("experts");
     at::Tensor y_RD =
-        experts_.forward(gather_rows(x_TD, order), runs_per_expert(order.rows_per_expert));
+        experts_.forward(gather_rows(x_TD, order), runs_per_expert(order.tokens_per_expert));
     out.y = combine_rows(y_RD, r.weights_TK, order).view(x.sizes());
-    s.tokens_per_expert = std::move(order.rows_per_expert);
+    s.tokens_per_expert = std::move(order.tokens_per_expert);
   }
 
   phase_clock::enter("route");  // the auxiliary losses are the router's
   BalanceStats balance = balance_stats(r.scores_TE, r.experts_TK);
-  if (balance_group_ && config_.balance_loss_mode == "global")
+  if (balance_group_ && config_.balance_loss_mode == BalanceLossMode::kGlobal)
     balance = all_reduce(balance, *balance_group_);
   out.balance_loss = balance_loss(balance, config_.balance_loss_coef);
   out.z_loss = z_loss(r.logits_TE, config_.z_loss_coef);

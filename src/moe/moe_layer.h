@@ -79,7 +79,6 @@ class MoeLayer {
 
  private:
   MoeConfig config_;
-  DropPolicy drop_policy_;
   RoutingOverride routing_override_;
   uint64_t seed_;
   int64_t routing_step_ = 0;

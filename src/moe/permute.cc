@@ -97,8 +97,8 @@ ExpertOrder sort_by_expert(const at::Tensor& experts_TK, const at::Tensor& keep_
   result.kept_offsets_T = kept_per_token.cumsum(0) - kept_per_token;
   // Device-to-host sync: expert slice boundaries drive the per-expert matmuls.
   at::Tensor counts_E = at::bincount(kept_expert, {}, num_experts).to(at::kCPU);
-  result.rows_per_expert.assign(counts_E.data_ptr<int64_t>(),
-                                counts_E.data_ptr<int64_t>() + num_experts);
+  result.tokens_per_expert.assign(counts_E.data_ptr<int64_t>(),
+                                  counts_E.data_ptr<int64_t>() + num_experts);
   return result;
 }
 

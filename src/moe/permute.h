@@ -12,9 +12,9 @@
 namespace triage {
 
 struct ExpertOrder {
-  at::Tensor assignment_of_row_R;        // int64 index into the flattened T*K assignments
-  at::Tensor token_of_row_R;             // int64 source token of each row
-  std::vector<int64_t> rows_per_expert;  // E counts on the host; rows are grouped by expert
+  at::Tensor assignment_of_row_R;          // int64 index into the flattened T*K assignments
+  at::Tensor token_of_row_R;               // int64 source token of each row
+  std::vector<int64_t> tokens_per_expert;  // E counts on the host; rows are grouped by expert
   // The way back, token by token: for the kept assignments in token order, the row that
   // holds each one, and where each token's run of kept assignments starts (T entries).
   at::Tensor row_of_kept_A;

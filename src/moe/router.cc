@@ -44,8 +44,8 @@ RouterOutput Router::forward(const at::Tensor& x_TD, bool training) {
   }
   RouterOutput out;
   out.logits_TE = at::matmul(gate_input, gate_ED_.t());
-  out.scores_TE = config_.score_function == "softmax" ? at::softmax(out.logits_TE, -1)
-                                                      : at::sigmoid(out.logits_TE);
+  out.scores_TE = config_.score_function == ScoreFunction::kSoftmax ? at::softmax(out.logits_TE, -1)
+                                                                    : at::sigmoid(out.logits_TE);
   at::Tensor selection_TE = out.scores_TE;
   if (config_.expert_bias) selection_TE = out.scores_TE.detach() + expert_bias_E_;
   out.experts_TK = std::get<1>(at::topk(selection_TE.detach(), config_.top_k, -1));

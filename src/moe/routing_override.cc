@@ -101,18 +101,19 @@ std::vector<std::vector<double>> load_replay_loads(const std::string& run_dir,
     const nlohmann::json record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (!record.is_object()) throw Error(where + "expected one JSON object per line");
     if (record.contains("eval")) continue;
-    const auto layers = record.find("expert_tokens");
+    auto layers = record.find("tokens_per_expert");
+    if (layers == record.end()) layers = record.find("expert_tokens");  // runs before 0.1
     if (layers == record.end() || !layers->is_array() || layers->empty() ||
         !(*layers)[0].is_array())
-      throw Error(where + "expected expert_tokens, a list of per-layer token counts");
+      throw Error(where + "expected tokens_per_expert, a list of per-layer token counts");
     std::vector<double> counts;
     for (const auto& n : (*layers)[0]) {
       if (!n.is_number() || n.get<double>() < 0)
-        throw Error(where + "expected token counts >= 0 in expert_tokens");
+        throw Error(where + "expected token counts >= 0 in tokens_per_expert");
       counts.push_back(n.get<double>());
     }
     if (int64_t(counts.size()) != num_experts)
-      throw Error(where + "expert_tokens has " + std::to_string(counts.size()) +
+      throw Error(where + "tokens_per_expert has " + std::to_string(counts.size()) +
                   " experts per layer; expected " + std::to_string(num_experts) +
                   ", the experts being routed");
     loads.push_back(std::move(counts));

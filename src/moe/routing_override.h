@@ -27,7 +27,7 @@ at::Tensor override_routing(const RoutingOverride& rule, const at::Tensor& exper
                             const at::Tensor& scores_TE, int64_t first_token, uint64_t seed,
                             int64_t experts_per_rank, int64_t step = 0);
 
-// replay:RUN_DIR reads RUN_DIR/metrics.jsonl: each training step's expert_tokens of the
+// replay:RUN_DIR reads RUN_DIR/metrics.jsonl: each training step's tokens_per_expert of the
 // first MoE layer, which must have num_experts entries. Throws Error naming the file and
 // line on anything else.
 std::vector<std::vector<double>> load_replay_loads(const std::string& run_dir, int64_t num_experts);

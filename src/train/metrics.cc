@@ -70,7 +70,7 @@ nlohmann::json to_json(const StepMetrics& m) {
           {"step_ms", m.step_ms},
           {"dropped_pct", m.dropped_pct},
           {"max_mean_load", m.max_mean_load},
-          {"expert_tokens", m.expert_tokens},
+          {"tokens_per_expert", m.tokens_per_expert},
           {"bound_dropped", m.bound_dropped},
           {"bound_dropped_per_rank", m.bound_dropped_per_rank}};
 }

@@ -86,7 +86,7 @@ class Trainer {
 Trainer::Trainer(const Config& config, const TrainOptions& options)
     : config_(config), options_(options) {
   // The GPU first (from the node-local rank), then NCCL communicators on it.
-  const bool cuda = config.train.device == "cuda";
+  const bool cuda = config.train.device == DeviceKind::kCuda;
   placements_ = place_ranks(config.parallel.intra_op_threads, cuda);
   const int gpu = placements_.front().gpu;  // this rank's own (rank 0 holds all, its own first)
   device_ = cuda ? at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(gpu)) : at::Device(at::kCPU);
@@ -97,8 +97,8 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
     groups_ = make_process_groups(config, cuda ? options.gpu_communicator : nullptr);
   });
   const int world = groups_.layout.world_size;
-  lm_ = config.train.loss != "classify";
-  classify_ = config.train.loss != "lm";
+  lm_ = config.train.loss != Loss::kClassify;
+  classify_ = config.train.loss != Loss::kLm;
 
   // Local checks and reads that every rank makes alike: a failure is reported once.
   agree([&] {
@@ -116,7 +116,7 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
                   " labels found in " + (config.data.path.empty() ? "the data" : config.data.path));
   });
 
-  const at::ScalarType dtype = config.train.dtype == "float64" ? at::kDouble : at::kFloat;
+  const at::ScalarType dtype = config.train.dtype == DType::kFloat64 ? at::kDouble : at::kFloat;
   model_ = std::make_unique<Transformer>(config, dtype, groups_.ep.get(), groups_.world.get());
   model_->to(device_);
   parameters_ = model_->parameters();
@@ -155,7 +155,7 @@ Batch Trainer::on_device(Batch b) const {
 // train.precision bf16: the model's matmuls under CUDA autocast in bfloat16 (the router
 // opts out and stays float32; losses are taken in float32 from the logits).
 ModelOutput Trainer::forward(const Batch& b, bool training) {
-  const bool autocast = config_.train.precision == "bf16";
+  const bool autocast = config_.train.precision == Precision::kBf16;
   if (autocast) {
     at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
     at::autocast::set_autocast_enabled(at::kCUDA, true);
@@ -265,16 +265,17 @@ StepMetrics Trainer::train_step() {
   m.z_loss = totals.z_loss / (world * double(micro_batches));
   m.dropped_pct = totals.assignments > 0 ? 100.0 * totals.dropped / totals.assignments : 0.0;
   for (size_t l = 0; l < moe_layers.size(); ++l) {
-    std::vector<int64_t> counts(experts);
+    std::vector<int64_t> tokens_per_expert(experts);
     double sum = 0, busiest = 0;
     for (int64_t e = 0; e < experts; ++e) {
-      counts[e] = int64_t(totals.tokens_per_expert[l][size_t(e)]);
-      sum += double(counts[e]);
-      busiest = std::max(busiest, double(counts[e]));
+      tokens_per_expert[e] = int64_t(totals.tokens_per_expert[l][size_t(e)]);
+      sum += double(tokens_per_expert[e]);
+      busiest = std::max(busiest, double(tokens_per_expert[e]));
     }
     if (sum > 0) m.max_mean_load = std::max(m.max_mean_load, busiest / (sum / double(experts)));
-    if (config_.moe.expert_bias) moe_layers[l]->update_expert_bias(at::tensor(counts, at::kLong));
-    m.expert_tokens.push_back(std::move(counts));
+    if (config_.moe.expert_bias)
+      moe_layers[l]->update_expert_bias(at::tensor(tokens_per_expert, at::kLong));
+    m.tokens_per_expert.push_back(std::move(tokens_per_expert));
     std::vector<int64_t> bound(ep_size);
     for (int64_t p = 0; p < ep_size; ++p) {
       bound[p] = int64_t(totals.bound_dropped[l][size_t(p)]);

@@ -73,7 +73,7 @@ TEST(TrainRuns, ResumedRunEqualsTheUninterruptedRunBitwise) {
   ASSERT_EQ(resumed.size(), full.size());
   for (size_t i = 0; i < full.size(); ++i)
     for (const char* key : {"step", "loss", "lm_loss", "class_loss", "balance_loss", "z_loss", "lr",
-                            "grad_norm", "dropped_pct", "expert_tokens"})
+                            "grad_norm", "dropped_pct", "tokens_per_expert"})
       EXPECT_EQ(resumed[i][key], full[i][key]) << "step " << full[i]["step"] << " " << key;
 }
 
@@ -98,7 +98,7 @@ void expect_bitwise_same_curve(const std::string& run, const std::string& refere
   ASSERT_EQ(a.size(), b.size()) << run << " vs " << reference;
   for (size_t i = 0; i < b.size(); ++i)
     for (const char* key : {"step", "loss", "lm_loss", "class_loss", "balance_loss", "z_loss", "lr",
-                            "grad_norm", "expert_tokens"})
+                            "grad_norm", "tokens_per_expert"})
       EXPECT_EQ(a[i][key], b[i][key]) << run << " step " << b[i]["step"] << " " << key;
 }
 
@@ -159,7 +159,7 @@ TEST(TrainRuns, RoutingOverridesFollowTheOneRankCurveOnEveryLayout) {
                         std::string("override_") + rule + "_world1_ep1", 1e-9);
   // The forced patterns are really there: hot:1:1.0 sends every assignment to expert 1.
   for (const json& step : steps_of("override_hot_world4_ep4"))
-    for (const auto& layer : step["expert_tokens"]) {
+    for (const auto& layer : step["tokens_per_expert"]) {
       EXPECT_EQ(layer[0], 0);
       EXPECT_GT(layer[1], 0);
       EXPECT_EQ(layer[2], 0);
@@ -171,7 +171,7 @@ TEST(TrainRuns, EmptyRankOverrideSendsNothingToThatRank) {
   std::vector<json> steps = steps_of("override_empty_rank_world4_ep4");
   ASSERT_EQ(steps.size(), 4u);
   for (const json& step : steps)
-    for (const auto& layer : step["expert_tokens"])
+    for (const auto& layer : step["tokens_per_expert"])
       EXPECT_EQ(layer[3], 0) << "expert 3 lives on EP rank 3";
 }
 
@@ -183,7 +183,7 @@ TEST(TrainRuns, CollapsedRouterTrainsToTheLastStep) {
   // (4 per rank of 16) without a single row.
   bool rank_without_rows = false;
   for (const json& step : steps)
-    for (const auto& layer : step["expert_tokens"])
+    for (const auto& layer : step["tokens_per_expert"])
       for (int rank = 0; rank < 4; ++rank) {
         int64_t rows = 0;
         for (int e = 4 * rank; e < 4 * rank + 4; ++e) rows += layer[e].get<int64_t>();

@@ -44,7 +44,7 @@ void copy_parameters(const ParameterList& from, const ParameterList& to) {
 MoeConfig gpu_moe_config(const std::string& gemm) {
   MoeConfig config = ep_moe_config(8, 2);
   config.d_expert = 32;
-  config.expert_gemm = gemm;
+  config.expert_gemm = choice_from<ExpertGemm>(gemm);
   config.balance_loss_coef = 0.1;
   config.z_loss_coef = 0.01;
   return config;

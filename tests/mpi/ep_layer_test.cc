@@ -21,12 +21,12 @@ constexpr uint64_t kSeed = 9;
 MoeConfig layer_config(const std::string& score_function, int64_t k, double capacity_factor,
                        const std::string& balance_mode) {
   MoeConfig config = ep_moe_config(kExperts, k);
-  config.score_function = score_function;
+  config.score_function = choice_from<ScoreFunction>(score_function);
   config.d_expert = 5;
   config.capacity_factor = capacity_factor;
   config.min_capacity = 1;
   config.balance_loss_coef = 0.1;
-  config.balance_loss_mode = balance_mode;
+  config.balance_loss_mode = choice_from<BalanceLossMode>(balance_mode);
   config.z_loss_coef = 0.01;
   return config;
 }
@@ -86,7 +86,7 @@ void expect_ep_matches_reference(const MoeConfig& config, ReferenceShards shardi
   reference_loss.backward();
 
   EXPECT_LT(relative_error(mean_loss, reference_loss.detach().reshape({1})), 1e-10) << "loss";
-  if (config.balance_loss_mode == "global" || sharding == ReferenceShards::kPerRank)
+  if (config.balance_loss_mode == BalanceLossMode::kGlobal || sharding == ReferenceShards::kPerRank)
     EXPECT_LT(relative_error(out.balance_loss.detach(), my_shard_balance), 1e-10) << "balance";
   EXPECT_LT(relative_error(out.y.detach(), my_slice(at::cat(y_ref_parts))), 1e-10) << "output";
   // Input gradients are not synced: rank r holds d(sum of all ranks' losses)/dx_r.
@@ -127,7 +127,7 @@ TEST(ExpertParallelLayer, LocalBalanceMatchesOneRankPerRankShard) {
 
 TEST(ExpertParallelLayer, WithDropsMatchesOneRankApplyingCapacityPerRankShard) {
   MoeConfig config = layer_config("softmax", 2, 0.5, "local");  // capacity ceil(0.5*6*2/8) = 1
-  config.drop_policy = "score";
+  config.drop_policy = DropPolicy::kScore;
   expect_ep_matches_reference(config, ReferenceShards::kPerRank);
 }
 
@@ -271,7 +271,7 @@ TEST(ExpertParallelLayer, ChunkedExchangeIsBitwiseTheSameAsOnePiece) {
 TEST(ExpertParallelLayer, ReceiveBoundHoldsUnderFullSkewAndMatchesOneRank) {
   MoeConfig config = overridden("hot:0:1.0", 2);
   config.max_receive_factor = 1.5;
-  config.balance_loss_mode = "local";
+  config.balance_loss_mode = BalanceLossMode::kLocal;
   ProcessGroups groups = groups_for(config);
   const int64_t P = g_ep_size, T = kTokensPerRank, K = 2;
   const int64_t quota = int64_t(1.5 * T * K / P + 1e-9);

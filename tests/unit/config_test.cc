@@ -28,10 +28,10 @@ TEST(Config, DefaultsMatchTheDocumentedValues) {
   Config c = default_config();
   EXPECT_EQ(c.moe.num_experts, 8);
   EXPECT_EQ(c.moe.top_k, 2);
-  EXPECT_EQ(c.moe.score_function, "softmax");
+  EXPECT_EQ(c.moe.score_function, ScoreFunction::kSoftmax);
   EXPECT_DOUBLE_EQ(c.moe.capacity_factor, 0.0);
   EXPECT_EQ(c.parallel.expert, 1);
-  EXPECT_EQ(c.train.dtype, "float32");
+  EXPECT_EQ(c.train.dtype, DType::kFloat32);
 }
 
 TEST(Config, ReferenceFileListsEveryKeyWithItsDefault) {
@@ -59,7 +59,7 @@ TEST(Config, SetOverridesWinOverTheFileInOrder) {
   auto path = write_config("set.yaml", "moe:\n  top_k: 1\n");
   Config c = load_config(path, {"moe.top_k=2", "moe.score_function=sigmoid", "moe.top_k=3"});
   EXPECT_EQ(c.moe.top_k, 3);
-  EXPECT_EQ(c.moe.score_function, "sigmoid");
+  EXPECT_EQ(c.moe.score_function, ScoreFunction::kSigmoid);
   EXPECT_EQ(c.origin.at("moe.top_k"), "--set moe.top_k=3");
 }
 
@@ -68,6 +68,19 @@ TEST(Config, EmptyFileMeansAllDefaults) {
   for (const ConfigRow& row : config_rows(load_config(path)))
     EXPECT_EQ(row.origin, "(default)") << row.key;
   EXPECT_EQ(load_config(path).moe.top_k, 2);
+}
+
+TEST(Config, NamedChoicesAreReadOnceIntoEnumsAndPrintedBackByName) {
+  auto path =
+      write_config("choices.yaml", "train:\n  loss: lm+classify\nmodel:\n  num_classes: 3\n");
+  const Config c = load_config(path, {"moe.drop_policy=score"});
+  EXPECT_EQ(c.train.loss, Loss::kLmAndClassify);
+  EXPECT_EQ(c.moe.drop_policy, DropPolicy::kScore);
+  std::map<std::string, std::string> printed;
+  for (const ConfigRow& row : config_rows(c)) printed[row.key] = row.value;
+  EXPECT_EQ(printed.at("train.loss"), "lm+classify");
+  EXPECT_EQ(printed.at("moe.drop_policy"), "score");
+  EXPECT_EQ(printed.at("train.dtype"), "float32");
 }
 
 TEST(Config, BooleansAcceptYamlSpellings) {

@@ -14,7 +14,7 @@ using namespace testing_support;
 
 DataConfig protein_files(const std::string& paths) {
   DataConfig data;
-  data.kind = "proteins";
+  data.kind = DataKind::kProteins;
   data.path = paths;
   data.seq_len = 8;
   data.test_fraction = 0.0;
@@ -54,11 +54,11 @@ TEST(ProteinDataset, NamesTheSequenceThatDoesNotMatchThePattern) {
 TEST(ProteinDataset, SkipsOrCropsTooLongSequencesAndCountsThem) {
   const std::string a = write_temp_file("long.fa", ">short\nACD\n>long\nACDEFGHIKLMN\n");
   DataConfig data = protein_files(a);
-  data.too_long = "skip";
+  data.too_long = TooLong::kSkip;
   Dataset skipped = load_dataset(data, 1);
   EXPECT_EQ(skipped.train.size(), 1u);
   EXPECT_EQ(skipped.skipped_too_long, 1);
-  data.too_long = "crop";
+  data.too_long = TooLong::kCrop;
   Dataset cropped = load_dataset(data, 1);
   EXPECT_EQ(cropped.cropped_too_long, 1);
   for (const auto& e : cropped.train) EXPECT_LE(e.tokens.size(), 8u);
@@ -66,7 +66,7 @@ TEST(ProteinDataset, SkipsOrCropsTooLongSequencesAndCountsThem) {
 
 TEST(TextDataset, CutsTheFileIntoSeqLenByteChunks) {
   DataConfig data;
-  data.kind = "text";
+  data.kind = DataKind::kText;
   data.path = write_temp_file("text.txt", "abcdefghij");  // 10 bytes: chunks "abcd", "efgh"
   data.seq_len = 4;
   data.test_fraction = 0.0;
@@ -78,7 +78,7 @@ TEST(TextDataset, CutsTheFileIntoSeqLenByteChunks) {
 
 TEST(TextDataset, RefusesAFileShorterThanOneSequence) {
   DataConfig data;
-  data.kind = "text";
+  data.kind = DataKind::kText;
   data.path = write_temp_file("short.txt", "abc");
   data.seq_len = 4;
   EXPECT_EQ(error_of([&] { load_dataset(data, 1); }),

@@ -52,14 +52,14 @@ class GradientsMatchFiniteDifferences : public testing::TestWithParam<GradientCa
 TEST_P(GradientsMatchFiniteDifferences, ForInputGateAndEveryExpertWeight) {
   auto [score_function, drops, expert_type] = GetParam();
   MoeConfig config = moe_config(4, 2);
-  config.score_function = score_function;
-  config.expert_type = expert_type;
+  config.score_function = choice_from<ScoreFunction>(score_function);
+  config.expert_type = choice_from<ExpertType>(expert_type);
   config.d_expert = 3;
   config.balance_loss_coef = 0.1;
   config.z_loss_coef = 0.01;
   config.capacity_factor = drops == "none" ? 0.0 : 0.75;  // capacity 3 of 12 assignments/4
   config.min_capacity = 1;
-  if (drops != "none") config.drop_policy = drops;
+  if (drops != "none") config.drop_policy = choice_from<DropPolicy>(drops);
 
   at::Generator gen = generator(21);
   MoeLayer layer(config, 4, at::kDouble, /*seed=*/3);

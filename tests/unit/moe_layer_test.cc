@@ -29,12 +29,12 @@ class LayerMatchesNaiveLoop : public testing::TestWithParam<LayerCase> {};
 TEST_P(LayerMatchesNaiveLoop, ToFloat64Precision) {
   auto [score_function, k, drops, expert_type] = GetParam();
   MoeConfig config = moe_config(kExperts, k);
-  config.score_function = score_function;
-  config.expert_type = expert_type;
+  config.score_function = choice_from<ScoreFunction>(score_function);
+  config.expert_type = choice_from<ExpertType>(expert_type);
   config.d_expert = kHidden;
   config.capacity_factor = drops == "none" ? 0.0 : 0.5;  // capacity ceil(1.5 k): drops
   config.min_capacity = 1;
-  if (drops != "none") config.drop_policy = drops;
+  if (drops != "none") config.drop_policy = choice_from<DropPolicy>(drops);
   at::Generator gen = generator(7 + k);
   MoeLayer layer(config, kWidth, at::kDouble, /*seed=*/7 + k);
   at::Tensor x = at::randn({kTokens, kWidth}, gen, at::kDouble);

@@ -37,7 +37,7 @@ inline NaiveResult naive_moe(const at::Tensor& x_in, const ParameterList& params
   at::Tensor x = x_in.detach().to(at::kDouble).contiguous();
   const int64_t T = x.size(0), D = x.size(1), E = c.num_experts, K = c.top_k;
   at::Tensor gate = parameter(params, "router.gate").to(at::kDouble);
-  const bool swiglu = c.expert_type == "swiglu";
+  const bool swiglu = c.expert_type == ExpertType::kSwiglu;
   at::Tensor w_in = parameter(params, swiglu ? "experts.w_gate" : "experts.w_in");
   at::Tensor w_up = swiglu ? parameter(params, "experts.w_up") : at::Tensor();
   at::Tensor w_out = parameter(params, "experts.w_out");
@@ -57,7 +57,7 @@ inline NaiveResult naive_moe(const at::Tensor& x_in, const ParameterList& params
       for (int64_t d = 0; d < D; ++d) logit += X[t][d] * G[e][d];
       s[e] = logit;
     }
-    if (c.score_function == "softmax") {
+    if (c.score_function == ScoreFunction::kSoftmax) {
       double top = *std::max_element(s.begin(), s.end()), sum = 0;
       for (double& v : s) sum += (v = std::exp(v - top));
       for (double& v : s) v /= sum;
@@ -90,7 +90,7 @@ inline NaiveResult naive_moe(const at::Tensor& x_in, const ParameterList& params
     if (capacity_factor > 0) {
       capacity = std::max<int64_t>(c.min_capacity,
                                    int64_t(std::ceil(capacity_factor * T * K / double(E) - 1e-9)));
-      if (c.drop_policy == "score")
+      if (c.drop_policy == DropPolicy::kScore)
         std::stable_sort(arrivals.begin(), arrivals.end(),
                          [](auto& a, auto& b) { return a.second > b.second; });
     }

@@ -20,9 +20,10 @@ std::string run_with_metrics(const std::string& name, const std::string& lines) 
 }
 
 TEST(ReplayRouting, LoadsTheFirstLayersCountsOfEachTrainingStepAndSkipsEvaluations) {
-  const std::string dir = run_with_metrics("replay_ok", R"({"step":1,"expert_tokens":[[3,1],[9,9]]}
+  const std::string dir =
+      run_with_metrics("replay_ok", R"({"step":1,"tokens_per_expert":[[3,1],[9,9]]}
 {"eval":true,"step":1,"lm_loss":2.0}
-{"step":2,"expert_tokens":[[0,4],[1,1]]}
+{"step":2,"tokens_per_expert":[[0,4],[1,1]]}
 )");
   const auto loads = load_replay_loads(dir, 2);
   ASSERT_EQ(loads.size(), 2u);
@@ -30,9 +31,15 @@ TEST(ReplayRouting, LoadsTheFirstLayersCountsOfEachTrainingStepAndSkipsEvaluatio
   EXPECT_EQ(loads[1], (std::vector<double>{0, 4}));
 }
 
+TEST(ReplayRouting, ReadsRunsThatNamedTheCountsExpertTokens) {
+  const std::string dir = run_with_metrics("replay_old_key", R"({"step":1,"expert_tokens":[[5,2]]})"
+                                                             "\n");
+  EXPECT_EQ(load_replay_loads(dir, 2), (std::vector<std::vector<double>>{{5, 2}}));
+}
+
 TEST(ReplayRouting, AnotherNumberOfExpertsIsRefusedWithFileAndLine) {
   const std::string dir =
-      run_with_metrics("replay_wrong_experts", R"({"step":1,"expert_tokens":[[3,1,2]]})"
+      run_with_metrics("replay_wrong_experts", R"({"step":1,"tokens_per_expert":[[3,1,2]]})"
                                                "\n");
   try {
     load_replay_loads(dir, 2);
@@ -40,7 +47,7 @@ TEST(ReplayRouting, AnotherNumberOfExpertsIsRefusedWithFileAndLine) {
   } catch (const Error& e) {
     EXPECT_EQ(std::string(e.what()),
               dir +
-                  "/metrics.jsonl:1: expert_tokens has 3 experts per layer; expected 2, "
+                  "/metrics.jsonl:1: tokens_per_expert has 3 experts per layer; expected 2, "
                   "the experts being routed");
   }
 }

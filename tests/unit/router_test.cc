@@ -55,7 +55,7 @@ TEST(Router, RenormalisationMakesChosenWeightsSumToOne) {
 
 TEST(Router, SigmoidScoresEachExpertIndependently) {
   MoeConfig config = moe_config(4, 2);
-  config.score_function = "sigmoid";
+  config.score_function = ScoreFunction::kSigmoid;
   config.renormalize = false;
   auto router = identity_router(config);
   RouterOutput out = router.forward(kLogits, false);
@@ -65,7 +65,7 @@ TEST(Router, SigmoidScoresEachExpertIndependently) {
 
 TEST(Router, RouteScaleMultipliesRenormalisedWeights) {
   MoeConfig config = moe_config(4, 2);
-  config.score_function = "sigmoid";
+  config.score_function = ScoreFunction::kSigmoid;
   config.route_scale = 2.5;
   auto router = identity_router(config);
   RouterOutput out = router.forward(kLogits, false);

@@ -1,0 +1,143 @@
+// The config keys whose value is one of a few names (moe.score_function: softmax | sigmoid,
+// ...). The config holds them as enums, parsed once when it is read, so code compares
+// enums, never strings. ChoiceNames<E>::names lists each enumerator's name, in order.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <optional>
+#include <ostream>
+#include <string>
+
+#include "common/error.h"
+
+namespace triage {
+
+template <class E>
+struct ChoiceNames;
+
+enum class Positions { kRotary, kLearned };
+template <>
+struct ChoiceNames<Positions> {
+  static constexpr std::array names{"rotary", "learned"};
+};
+
+enum class ExpertType {
+  kSwiglu,  // silu(x W_gate) * (x W_up), then W_down: three matrices
+  kGelu,    // gelu(x W_in), then W_out: two matrices
+};
+template <>
+struct ChoiceNames<ExpertType> {
+  static constexpr std::array names{"swiglu", "gelu"};
+};
+
+enum class ScoreFunction { kSoftmax, kSigmoid };
+template <>
+struct ChoiceNames<ScoreFunction> {
+  static constexpr std::array names{"softmax", "sigmoid"};
+};
+
+enum class DropPolicy {
+  kPosition,  // each expert keeps its earliest tokens (batch order)
+  kScore,     // each expert keeps its highest-scoring tokens (ties: earlier token)
+};
+template <>
+struct ChoiceNames<DropPolicy> {
+  static constexpr std::array names{"position", "score"};
+};
+
+enum class BalanceLossMode {
+  kGlobal,  // the balance statistics of the whole global batch (one all-reduce)
+  kLocal,   // each rank's own micro-batch
+};
+template <>
+struct ChoiceNames<BalanceLossMode> {
+  static constexpr std::array names{"global", "local"};
+};
+
+// How the experts' matrices are applied to their rows.
+enum class ExpertGemm {
+  kAuto,     // grouped on CUDA when the shapes allow it, else loop
+  kGrouped,  // rows regrouped by expert, one at::_grouped_mm per matrix
+  kLoop,     // one GEMM per (run, matrix), pipelined with the exchange
+};
+template <>
+struct ChoiceNames<ExpertGemm> {
+  static constexpr std::array names{"auto", "grouped", "loop"};
+};
+
+enum class DType { kFloat32, kFloat64 };
+template <>
+struct ChoiceNames<DType> {
+  static constexpr std::array names{"float32", "float64"};
+};
+
+enum class DeviceKind { kCpu, kCuda };
+template <>
+struct ChoiceNames<DeviceKind> {
+  static constexpr std::array names{"cpu", "cuda"};
+};
+
+enum class Precision { kFp32, kBf16 };
+template <>
+struct ChoiceNames<Precision> {
+  static constexpr std::array names{"fp32", "bf16"};
+};
+
+enum class Loss { kLm, kClassify, kLmAndClassify };
+template <>
+struct ChoiceNames<Loss> {
+  static constexpr std::array names{"lm", "classify", "lm+classify"};
+};
+
+enum class DataKind { kSynthetic, kProteins, kText };
+template <>
+struct ChoiceNames<DataKind> {
+  static constexpr std::array names{"synthetic", "proteins", "text"};
+};
+
+// A sequence longer than data.seq_len.
+enum class TooLong { kError, kSkip, kCrop };
+template <>
+struct ChoiceNames<TooLong> {
+  static constexpr std::array names{"error", "skip", "crop"};
+};
+
+template <class E, class = decltype(ChoiceNames<E>::names)>
+std::string name_of(E choice) {
+  return ChoiceNames<E>::names[static_cast<size_t>(choice)];
+}
+
+// The enumerator called `name`, or nothing.
+template <class E>
+std::optional<E> choice_named(const std::string& name) {
+  const auto& names = ChoiceNames<E>::names;
+  for (size_t i = 0; i < names.size(); ++i)
+    if (name == names[i]) return static_cast<E>(i);
+  return std::nullopt;
+}
+
+// "one of softmax, sigmoid": what a config message expects.
+template <class E>
+std::string choice_list() {
+  std::string text = "one of ";
+  const auto& names = ChoiceNames<E>::names;
+  for (size_t i = 0; i < names.size(); ++i) text += (i ? ", " : "") + std::string(names[i]);
+  return text;
+}
+
+// For a name already checked against the list (a command-line option's set, a test's
+// parameters): the enumerator, or Error.
+template <class E>
+E choice_from(const std::string& name) {
+  const std::optional<E> choice = choice_named<E>(name);
+  if (!choice) throw Error("\"" + name + "\": expected " + choice_list<E>());
+  return *choice;
+}
+
+template <class E, class = decltype(ChoiceNames<E>::names)>
+std::ostream& operator<<(std::ostream& out, E choice) {
+  return out << name_of(choice);
+}
+
+}  // namespace triage
