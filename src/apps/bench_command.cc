@@ -28,6 +28,7 @@
 #include "common/check.h"
 #include "common/error.h"
 #include "moe/exchange.h"
+#include "moe/router.h"
 #include "moe/routing_override.h"
 #include "parallel/agreement.h"
 #include "parallel/mpi_communicator.h"
@@ -50,8 +51,30 @@ struct BenchOptions {
   int64_t reps = 20;
   int64_t warmup = 3;
   std::string routing = "uniform";  // uniform, or a moe.routing_override pattern
+  int64_t topk_groups = 0;          // moe.topk_groups with one group per rank; 0 = no limit
   std::string out;
 };
+
+// How far a token's rows travel under a routing, averaged over every rank's tokens: the
+// distinct EP ranks its choices live on, and the bytes of its rows bound for other ranks
+// (the exchange sends one row per kept choice, so rows to one rank are not merged).
+struct Destinations {
+  double ranks_per_token = 0, wire_bytes_per_token = 0;
+};
+
+Destinations destinations(const at::Tensor& experts_TK, int64_t experts_per_rank, int rank,
+                          int64_t row_bytes) {
+  const at::Tensor rank_TK = experts_TK.div(experts_per_rank, "floor");
+  const at::Tensor sorted_TK = std::get<0>(rank_TK.sort(1));
+  const at::Tensor new_rank_TK = at::cat(
+      {at::ones({rank_TK.size(0), 1}, at::kBool),
+       sorted_TK.narrow(1, 1, rank_TK.size(1) - 1) != sorted_TK.narrow(1, 0, rank_TK.size(1) - 1)},
+      1);
+  double sums[3] = {new_rank_TK.sum().item<double>(), (rank_TK != rank).sum().item<double>(),
+                    double(experts_TK.size(0))};
+  TRIAGE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, sums, 3, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
+  return {sums[0] / sums[2], sums[1] * double(row_bytes) / sums[2]};
+}
 
 // Alternating repetitions of two timed functions; medians and per-rep ratios.
 struct SideBySide {
@@ -93,6 +116,11 @@ int exchange_bench(const BenchOptions& o) {
       throw Error("--top-k (" + std::to_string(o.top_k) + ") must be at most the experts (" +
                   std::to_string(num_experts) + ")");
     rule = bench::parse_bench_routing(o.routing, num_experts, ranks, o.top_k);
+    if (o.topk_groups > 0 && (o.routing != "uniform" || o.topk_groups > ranks ||
+                              o.top_k > o.topk_groups * o.experts_per_rank))
+      throw Error("--topk-groups " + std::to_string(o.topk_groups) +
+                  ": expected --routing uniform, at most the ranks (" + std::to_string(ranks) +
+                  ") and room for --top-k in that many ranks' experts");
   });
 
   // Inputs seeded by rank: uniform random top-k choices, all kept.
@@ -107,6 +135,16 @@ int exchange_bench(const BenchOptions& o) {
     experts_TK =
         override_routing(rule, experts_TK, scores_TE, rank * o.tokens, 1234, o.experts_per_rank);
   }
+  // Group-limited routing (moe.topk_groups, a group per rank) on uniform random scores,
+  // beside plain top-k of the same scores.
+  at::Tensor unlimited_TK;
+  if (o.topk_groups > 0) {
+    const at::Tensor scores_TE = at::rand({o.tokens, num_experts}, gen);
+    unlimited_TK = std::get<1>(scores_TE.topk(o.top_k, -1));
+    experts_TK = std::get<1>(within_best_groups(scores_TE, ranks, o.topk_groups).topk(o.top_k, -1));
+  }
+  const int64_t row_bytes = o.width * int64_t(sizeof(float));
+  const Destinations travel = destinations(experts_TK, o.experts_per_rank, rank, row_bytes);
   at::Tensor keep_TK = at::ones({o.tokens, o.top_k}, at::kBool);
   at::Tensor weights_TK = at::full({o.tokens, o.top_k}, 1.0f / float(o.top_k));
 
@@ -195,6 +233,8 @@ int exchange_bench(const BenchOptions& o) {
       {"reps", o.reps},
       {"bytes_each_way", bytes_each_way},
       {"exchange_chunks", o.chunks},
+      {"topk_groups", o.topk_groups},
+      {"destination_ranks_per_token", travel.ranks_per_token},
       {"wire_bytes_per_token_each_way",
        double(rows_on_wire) * double(o.width) * sizeof(float) / double(o.tokens * ranks)},
       {"exchange_median_s", median(exchange_s)},
@@ -209,6 +249,11 @@ int exchange_bench(const BenchOptions& o) {
         {"ratio_of_medians", median(backward.first_s) / median(backward.second_s)},
         {"median_of_ratios", median(backward.ratios)}}},
   };
+  if (unlimited_TK.defined()) {
+    const Destinations plain = destinations(unlimited_TK, o.experts_per_rank, rank, row_bytes);
+    result["without_group_limit"] = {{"destination_ranks_per_token", plain.ranks_per_token},
+                                     {"wire_bytes_per_token_each_way", plain.wire_bytes_per_token}};
+  }
   if (rank == 0) {
     std::cout << "# exchange benchmark: " << ranks << " ranks, " << o.tokens << " tokens x "
               << o.width << " floats per rank, top-" << o.top_k << ", " << num_experts
@@ -223,7 +268,12 @@ int exchange_bench(const BenchOptions& o) {
               << std::setw(34) << "raw MPI_Alltoallv, two trips" << median(backward.second_s) * 1e3
               << "\n"
               << std::setw(34) << "ratio (median of per-rep ratios)" << median(backward.ratios)
-              << "\n";
+              << "\n"
+              << std::setw(34) << "EP ranks a token's rows reach" << travel.ranks_per_token << "\n";
+    if (unlimited_TK.defined())
+      std::cout << std::setw(34) << "  without the group limit"
+                << result["without_group_limit"]["destination_ranks_per_token"].get<double>()
+                << "\n";
     if (!o.out.empty()) {
       std::ofstream file(o.out);
       if (!file) throw Error(o.out + ": cannot write the benchmark result");
@@ -264,6 +314,11 @@ Command add_bench_command(CLI::App& app) {
       ->add_option("--routing", options->routing,
                    "uniform (random top-k), or balanced | hot:E:F | zipf:S | empty_rank:R")
       ->capture_default_str();
+  exchange
+      ->add_option("--topk-groups", options->topk_groups,
+                   "Group-limited routing (moe.topk_groups), one group per rank; reports the "
+                   "ranks and bytes per token with and without it")
+      ->check(CLI::NonNegativeNumber);
   exchange->add_option("--out", options->out, "Write the JSON result here (default: stdout)");
   auto one_process_options = std::make_shared<MoeLayerBenchOptions>();
   CLI::App* one_process = add_moe_layer_bench(*sub, *one_process_options);

@@ -220,6 +220,21 @@ void validate(const Config& c) {
         format_value(c.moe.max_receive_factor), "0 (unbounded) or at least 1 (the balanced share)");
   check(c.moe.top_k <= c.moe.num_experts, "moe.top_k", format_value(c.moe.top_k),
         "at most moe.num_experts (" + std::to_string(c.moe.num_experts) + ")");
+  check(!(c.moe.top_k == 1 && c.moe.renormalize), "moe.renormalize", "true",
+        "false when moe.top_k is 1 (one renormalised score is always 1, so every gate weight "
+        "would be moe.route_scale and the router would get no gradient from the task loss)");
+  if (c.moe.topk_groups > 0) {
+    const int64_t groups = c.moe.num_groups > 0 ? c.moe.num_groups : c.parallel.expert;
+    check(c.moe.num_experts % groups == 0, "moe.num_groups", format_value(c.moe.num_groups),
+          "a divisor of moe.num_experts (" + std::to_string(c.moe.num_experts) +
+              "); 0 means one group per EP rank (" + std::to_string(groups) + ")");
+    check(c.moe.topk_groups <= groups, "moe.topk_groups", format_value(c.moe.topk_groups),
+          "at most the number of groups (" + std::to_string(groups) + ")");
+    check(c.moe.top_k <= c.moe.topk_groups * (c.moe.num_experts / groups), "moe.top_k",
+          format_value(c.moe.top_k),
+          "at most the experts in moe.topk_groups groups (" +
+              std::to_string(c.moe.topk_groups * (c.moe.num_experts / groups)) + ")");
+  }
   check(c.model.d_model % c.model.n_heads == 0, "model.n_heads", format_value(c.model.n_heads),
         "a divisor of model.d_model (" + std::to_string(c.model.d_model) + ")");
   check(c.model.positions != Positions::kRotary || (c.model.d_model / c.model.n_heads) % 2 == 0,

@@ -53,6 +53,13 @@ struct MoeConfig {
   // each rank's own batch.
   BalanceLossMode balance_loss_mode = BalanceLossMode::kGlobal;
   double z_loss_coef = 0.001;  // beta of the router z-loss
+  // Group-limited routing (DeepSeek-V2/V3): experts form num_groups equal groups of
+  // consecutive ids (0: one group per EP rank, so a group is a rank's experts); each token
+  // keeps its topk_groups best groups, scored by the sum of its two best selection scores in
+  // each, and picks top_k among their experts. It bounds the ranks a token travels to.
+  // topk_groups 0 = no limit.
+  int64_t num_groups = 0;
+  int64_t topk_groups = 0;
   // Aux-loss-free balancing (DeepSeek-V3): a per-expert bias added to the scores only to
   // choose experts, nudged by bias_update_rate towards under-loaded experts after each step.
   bool expert_bias = false;
@@ -205,6 +212,8 @@ void visit_fields(MoeConfig& c, Visitor&& v) {
   v("balance_loss_coef", c.balance_loss_coef, RealRange{0.0, 1e6});
   v("balance_loss_mode", c.balance_loss_mode, OneOf{});
   v("z_loss_coef", c.z_loss_coef, RealRange{0.0, 1e6});
+  v("num_groups", c.num_groups, IntRange{0, 1 << 16});
+  v("topk_groups", c.topk_groups, IntRange{0, 1 << 16});
   v("expert_bias", c.expert_bias, AnyBool{});
   v("bias_update_rate", c.bias_update_rate, RealRange{0.0, 1.0});
   v("expert_gemm", c.expert_gemm, OneOf{});

@@ -26,7 +26,8 @@ MoeLayer::MoeLayer(const MoeConfig& config, int64_t d_model, at::ScalarType dtyp
       ep_size_(ep ? ep->size() : reference_ep_size),
       ep_(ep),
       balance_group_(balance_group ? balance_group : ep),
-      router_(config, d_model, dtype, at::make_generator<at::CPUGeneratorImpl>(seed)),
+      router_(config, d_model, dtype, at::make_generator<at::CPUGeneratorImpl>(seed),
+              config.num_groups > 0 ? config.num_groups : ep_size_),
       experts_(ep ? ep->rank() * local_experts(config, ep) : 0, local_experts(config, ep), d_model,
                config.d_expert, config.expert_type, dtype, seed, config.expert_gemm) {
   if (routing_override_.kind == RoutingOverride::Kind::kReplay)

@@ -4,6 +4,7 @@
 #include <c10/core/impl/LocalDispatchKeySet.h>
 
 #include <cmath>
+#include <limits>
 
 #include <c10/core/GradMode.h>
 
@@ -18,12 +19,26 @@ at::ScalarType router_dtype(at::ScalarType model_dtype) {
 }  // namespace
 
 Router::Router(const MoeConfig& config, int64_t d_model, at::ScalarType dtype,
-               at::Generator generator)
-    : config_(config), generator_(generator) {
+               at::Generator generator, int64_t num_groups)
+    : config_(config), num_groups_(num_groups), generator_(generator) {
+  TRIAGE_ASSERT(config.topk_groups == 0 || config.num_experts % num_groups == 0,
+                num_groups << " expert groups do not divide " << config.num_experts << " experts");
   const auto gate_dtype = router_dtype(dtype);
   gate_ED_ = normal_parameter({config.num_experts, d_model}, 1.0 / std::sqrt(double(d_model)),
                               gate_dtype, generator);
   expert_bias_E_ = at::zeros({config.num_experts}, at::TensorOptions().dtype(gate_dtype));
+}
+
+at::Tensor within_best_groups(const at::Tensor& selection_TE, int64_t groups, int64_t best) {
+  const int64_t tokens = selection_TE.size(0), per_group = selection_TE.size(1) / groups;
+  const at::Tensor selection_TGM = selection_TE.view({tokens, groups, per_group});
+  const at::Tensor group_score_TG =
+      std::get<0>(selection_TGM.topk(std::min<int64_t>(2, per_group), -1)).sum(-1);
+  const at::Tensor best_TB = std::get<1>(group_score_TG.topk(best, -1));
+  const at::Tensor kept_TG = at::zeros({tokens, groups}, selection_TE.options().dtype(at::kBool))
+                                 .scatter_(1, best_TB, true);
+  return selection_TGM.masked_fill(~kept_TG.unsqueeze(-1), -std::numeric_limits<double>::infinity())
+      .view({tokens, groups * per_group});
 }
 
 RouterOutput Router::forward(const at::Tensor& x_TD, bool training) {
@@ -48,6 +63,8 @@ RouterOutput Router::forward(const at::Tensor& x_TD, bool training) {
                                                                     : at::sigmoid(out.logits_TE);
   at::Tensor selection_TE = out.scores_TE;
   if (config_.expert_bias) selection_TE = out.scores_TE.detach() + expert_bias_E_;
+  if (config_.topk_groups > 0 && config_.topk_groups < num_groups_)
+    selection_TE = within_best_groups(selection_TE.detach(), num_groups_, config_.topk_groups);
   out.experts_TK = std::get<1>(at::topk(selection_TE.detach(), config_.top_k, -1));
   out.weights_TK = gate_weights(out.scores_TE, out.experts_TK, x_TD.scalar_type());
   return out;

@@ -4,6 +4,7 @@
 //   logits_TE  = x_TD @ gate_ED^T           (computed in at least float32: "fp32 router")
 //   scores_TE  = softmax(logits) over E, or sigmoid(logits) per expert
 //   experts_TK = top-k of (scores_TE + bias_E)   bias only chooses, never weighs
+//                (group-limited: only among the experts of the token's best groups)
 //   weights_TK = scores at experts_TK, / their sum if renormalize, * route_scale
 #pragma once
 
@@ -21,10 +22,17 @@ struct RouterOutput {
   at::Tensor weights_TK;  // combine weights, in the input's dtype
 };
 
+// Group-limited routing: selection_TE with every expert outside the token's `best` groups
+// (of `groups` equal groups of consecutive ids, each scored by the sum of its two best
+// entries) set to -infinity, so that top-k picks inside the best groups only.
+at::Tensor within_best_groups(const at::Tensor& selection_TE, int64_t groups, int64_t best);
+
 class Router {
  public:
   // dtype: the model's; the gate is kept in float32 unless the model is float64.
-  Router(const MoeConfig& config, int64_t d_model, at::ScalarType dtype, at::Generator generator);
+  // num_groups: the expert groups of group-limited routing (config.num_groups resolved).
+  Router(const MoeConfig& config, int64_t d_model, at::ScalarType dtype, at::Generator generator,
+         int64_t num_groups = 1);
 
   // training enables input jitter (if configured), drawn from this router's generator.
   RouterOutput forward(const at::Tensor& x_TD, bool training);
@@ -47,6 +55,7 @@ class Router {
 
  private:
   MoeConfig config_;
+  int64_t num_groups_;
   at::Tensor gate_ED_;
   at::Tensor expert_bias_E_;  // zeros; not trained by gradients
   at::Generator generator_;

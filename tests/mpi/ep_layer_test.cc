@@ -181,6 +181,23 @@ TEST(ExpertParallelLayer, EmptyRankReceivesNoRowsAndItsExpertGradientsAreZero) {
     }
 }
 
+// Group-limited routing with one group per EP rank and one group kept: the layer still
+// equals the reference, and every token's rows go to a single EP rank.
+TEST(ExpertParallelLayer, GroupLimitedRoutingMatchesOneRankAndSendsEachTokenToOneRank) {
+  MoeConfig config = layer_config("sigmoid", 2, 0.0, "global");
+  config.topk_groups = 1;  // num_groups 0: one group per EP rank
+  expect_ep_matches_reference(config, ReferenceShards::kPerEpGroup);
+
+  ProcessGroups groups = groups_for(config);
+  MoeLayer layer(config, kWidth, at::kDouble, kSeed, groups.ep.get());
+  Batch batch = global_batch(groups.layout.world_size);
+  MoeOutput out = layer.forward(
+      batch.x_GD.narrow(0, groups.layout.world_rank * kTokensPerRank, kTokensPerRank), true);
+  const at::Tensor rank_TK = out.routing.experts_TK.div(kExperts / g_ep_size, "floor");
+  EXPECT_TRUE(at::equal(rank_TK, rank_TK.narrow(1, 0, 1).expand_as(rank_TK)))
+      << "a token's two experts on different ranks: " << out.routing.experts_TK;
+}
+
 // Ranks with different numbers of tokens, rank 0 with none: outputs and gradients equal
 // the reference over the EP group's concatenated tokens.
 TEST(ExpertParallelLayer, RankWithNoTokensMatchesOneRank) {

@@ -21,13 +21,18 @@ double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
   return (a.detach() - b.detach()).abs().max().item<double>();
 }
 
-// (score function, k, drop policy or "none", expert type)
-using LayerCase = std::tuple<std::string, int64_t, std::string, std::string>;
+// (score function, k, drop policy or "none", expert type, best groups of 4 or 0 for none)
+using LayerCase = std::tuple<std::string, int64_t, std::string, std::string, int64_t>;
+
+std::vector<int64_t> as_vector(const at::Tensor& t) {
+  at::Tensor c = t.to(at::kLong).contiguous();
+  return {c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel()};
+}
 
 class LayerMatchesNaiveLoop : public testing::TestWithParam<LayerCase> {};
 
 TEST_P(LayerMatchesNaiveLoop, ToFloat64Precision) {
-  auto [score_function, k, drops, expert_type] = GetParam();
+  auto [score_function, k, drops, expert_type, best_groups] = GetParam();
   MoeConfig config = moe_config(kExperts, k);
   config.score_function = choice_from<ScoreFunction>(score_function);
   config.expert_type = choice_from<ExpertType>(expert_type);
@@ -35,13 +40,26 @@ TEST_P(LayerMatchesNaiveLoop, ToFloat64Precision) {
   config.capacity_factor = drops == "none" ? 0.0 : 0.5;  // capacity ceil(1.5 k): drops
   config.min_capacity = 1;
   if (drops != "none") config.drop_policy = choice_from<DropPolicy>(drops);
+  config.num_groups = 4;
+  config.topk_groups = best_groups;
+  config.balance_loss_coef = 0.1;
+  config.z_loss_coef = 0.01;
   at::Generator gen = generator(7 + k);
   MoeLayer layer(config, kWidth, at::kDouble, /*seed=*/7 + k);
   at::Tensor x = at::randn({kTokens, kWidth}, gen, at::kDouble);
 
   MoeOutput out = layer.forward(x, /*training=*/true);
-  NaiveResult expected = naive_moe(x, layer.parameters(), config, config.capacity_factor);
+  NaiveResult expected = naive_moe(x, layer.parameters(), config, config.capacity_factor, 4);
 
+  for (int64_t t = 0; t < kTokens; ++t) {
+    EXPECT_EQ(as_vector(out.routing.experts_TK[t]), expected.chosen[size_t(t)]) << "token " << t;
+    for (int64_t j = 0; j < k; ++j)
+      EXPECT_NEAR(out.routing.weights_TK[t][j].item<double>(),
+                  expected.weight[size_t(t)][size_t(j)], 1e-14);
+  }
+  EXPECT_EQ(out.stats.capacity, expected.capacity);
+  EXPECT_NEAR(out.balance_loss.item<double>(), expected.balance_loss, 1e-14);
+  EXPECT_NEAR(out.z_loss.item<double>(), expected.z_loss, 1e-13);
   EXPECT_LT(max_abs_diff(out.y, expected.y_TD), 1e-12);
   EXPECT_EQ(out.stats.tokens_per_expert, expected.kept_per_expert);
   EXPECT_EQ(out.stats.dropped, expected.dropped);
@@ -52,11 +70,12 @@ INSTANTIATE_TEST_SUITE_P(MoeLayer, LayerMatchesNaiveLoop,
                          testing::Combine(testing::Values("softmax", "sigmoid"),
                                           testing::Values(1, 2, 4),
                                           testing::Values("none", "position", "score"),
-                                          testing::Values("gelu", "swiglu")),
+                                          testing::Values("gelu", "swiglu"), testing::Values(0, 2)),
                          [](const testing::TestParamInfo<LayerCase>& info) {
                            return std::get<0>(info.param) + "_k" +
                                   std::to_string(std::get<1>(info.param)) + "_drop_" +
-                                  std::get<2>(info.param) + "_" + std::get<3>(info.param);
+                                  std::get<2>(info.param) + "_" + std::get<3>(info.param) +
+                                  (std::get<4>(info.param) ? "_best_2_of_4_groups" : "");
                          });
 
 // A layer over 4 experts whose gate sends all-positive inputs only to the experts whose

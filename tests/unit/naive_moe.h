@@ -27,13 +27,40 @@ inline at::Tensor parameter(const ParameterList& params, const std::string& name
 
 struct NaiveResult {
   at::Tensor y_TD;
+  std::vector<std::vector<int64_t>> chosen;  // [token] experts, best first
+  std::vector<std::vector<double>> weight;   // [token] gate weights of those choices
+  int64_t capacity = -1;                     // per expert; -1 when dropless
   std::vector<int64_t> kept_per_expert;
   int64_t dropped = 0;
+  double balance_loss = 0, z_loss = 0;  // the config's coefficients applied
 };
 
-// y[t] = sum over t's kept choices e of weight(t, e) * expert_e(x[t]).
+// Group-limited routing: the experts a token may choose, in `groups` groups of consecutive
+// ids, of which it keeps the `best` with the highest sum of their two best scores.
+inline std::vector<bool> naive_allowed_experts(const std::vector<double>& s, int64_t groups,
+                                               int64_t best) {
+  const int64_t E = int64_t(s.size()), per_group = E / groups;
+  std::vector<std::pair<double, int64_t>> group_scores;  // (score, group)
+  for (int64_t g = 0; g < groups; ++g) {
+    std::vector<double> members(s.begin() + g * per_group, s.begin() + (g + 1) * per_group);
+    std::sort(members.rbegin(), members.rend());
+    double sum = 0;
+    for (int64_t i = 0; i < std::min<int64_t>(2, per_group); ++i) sum += members[i];
+    group_scores.push_back({sum, g});
+  }
+  std::stable_sort(group_scores.begin(), group_scores.end(),
+                   [](auto& a, auto& b) { return a.first > b.first; });
+  std::vector<bool> allowed(E, false);
+  for (int64_t i = 0; i < best; ++i)
+    for (int64_t e = 0; e < per_group; ++e) allowed[group_scores[i].second * per_group + e] = true;
+  return allowed;
+}
+
+// y[t] = sum over t's kept choices e of weight(t, e) * expert_e(x[t]); the balance loss and
+// z-loss of this batch alone (a local balance loss). num_groups: group-limited routing's
+// groups, used when c.topk_groups > 0.
 inline NaiveResult naive_moe(const at::Tensor& x_in, const ParameterList& params,
-                             const MoeConfig& c, double capacity_factor) {
+                             const MoeConfig& c, double capacity_factor, int64_t num_groups = 1) {
   at::Tensor x = x_in.detach().to(at::kDouble).contiguous();
   const int64_t T = x.size(0), D = x.size(1), E = c.num_experts, K = c.top_k;
   at::Tensor gate = parameter(params, "router.gate").to(at::kDouble);
@@ -47,9 +74,15 @@ inline NaiveResult naive_moe(const at::Tensor& x_in, const ParameterList& params
   auto Win = w_in.accessor<double, 3>();
   auto Wout = w_out.accessor<double, 3>();
 
-  // Routing: scores, top-k, weights.
-  std::vector<std::vector<int64_t>> chosen(T);
-  std::vector<std::vector<double>> weight(T), score(T);
+  // Routing: scores, top-k, weights; the sums the auxiliary losses need.
+  NaiveResult result;
+  std::vector<std::vector<int64_t>>& chosen = result.chosen;
+  std::vector<std::vector<double>>& weight = result.weight;
+  chosen.resize(T);
+  weight.resize(T);
+  std::vector<std::vector<double>> score(T);
+  std::vector<double> routed(E, 0.0), probability_sum(E, 0.0);
+  double z_sum = 0;
   for (int64_t t = 0; t < T; ++t) {
     std::vector<double> s(E);
     for (int64_t e = 0; e < E; ++e) {
@@ -57,6 +90,9 @@ inline NaiveResult naive_moe(const at::Tensor& x_in, const ParameterList& params
       for (int64_t d = 0; d < D; ++d) logit += X[t][d] * G[e][d];
       s[e] = logit;
     }
+    double log_sum_exp = 0;
+    for (double v : s) log_sum_exp += std::exp(v);
+    z_sum += std::pow(std::log(log_sum_exp), 2);
     if (c.score_function == ScoreFunction::kSoftmax) {
       double top = *std::max_element(s.begin(), s.end()), sum = 0;
       for (double& v : s) sum += (v = std::exp(v - top));
@@ -64,9 +100,16 @@ inline NaiveResult naive_moe(const at::Tensor& x_in, const ParameterList& params
     } else {
       for (double& v : s) v = 1 / (1 + std::exp(-v));
     }
-    std::vector<int64_t> order(E);
-    std::iota(order.begin(), order.end(), 0);
+    double score_sum = 0;
+    for (double v : s) score_sum += v;
+    for (int64_t e = 0; e < E; ++e) probability_sum[e] += s[e] / score_sum;
+    std::vector<bool> allowed(E, true);
+    if (c.topk_groups > 0) allowed = naive_allowed_experts(s, num_groups, c.topk_groups);
+    std::vector<int64_t> order;
+    for (int64_t e = 0; e < E; ++e)
+      if (allowed[e]) order.push_back(e);
     std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return s[a] > s[b]; });
+    for (int64_t j = 0; j < K; ++j) routed[order[j]] += 1;
     double chosen_sum = 0;
     for (int64_t j = 0; j < K; ++j) chosen_sum += s[order[j]];
     for (int64_t j = 0; j < K; ++j) {
@@ -77,9 +120,13 @@ inline NaiveResult naive_moe(const at::Tensor& x_in, const ParameterList& params
     }
   }
 
+  double balance = 0;
+  for (int64_t e = 0; e < E; ++e) balance += routed[e] / double(T * K) * probability_sum[e] / T;
+  result.balance_loss = c.balance_loss_coef * double(E) * balance;
+  result.z_loss = c.z_loss_coef * z_sum / double(T);
+
   // Capacity: per expert, the assignments it keeps.
   std::map<std::pair<int64_t, int64_t>, bool> kept;  // (token, expert) -> kept
-  NaiveResult result;
   result.kept_per_expert.assign(E, 0);
   for (int64_t e = 0; e < E; ++e) {
     std::vector<std::pair<int64_t, double>> arrivals;  // (token, score), token order
@@ -90,6 +137,7 @@ inline NaiveResult naive_moe(const at::Tensor& x_in, const ParameterList& params
     if (capacity_factor > 0) {
       capacity = std::max<int64_t>(c.min_capacity,
                                    int64_t(std::ceil(capacity_factor * T * K / double(E) - 1e-9)));
+      result.capacity = capacity;
       if (c.drop_policy == DropPolicy::kScore)
         std::stable_sort(arrivals.begin(), arrivals.end(),
                          [](auto& a, auto& b) { return a.second > b.second; });

@@ -114,6 +114,32 @@ TEST(Router, JitterPerturbsOnlyInTrainingAndWithinItsBound) {
   EXPECT_LE(ratio.max().item<double>(), 1.1);
 }
 
+// Scores 0.9, 0.0 | 0.5, 0.45: group 0 scores 0.9, group 1 scores 0.95. Keeping the best
+// group leaves experts 2 and 3, though expert 0 has the single highest score.
+TEST(Router, GroupLimitedRoutingChoosesOnlyInsideTheBestGroups) {
+  MoeConfig config = moe_config(4, 2);
+  config.score_function = ScoreFunction::kSigmoid;
+  config.num_groups = 2;
+  config.topk_groups = 1;
+  at::Generator gen = generator(1);
+  Router router(config, 4, at::kDouble, gen, /*num_groups=*/2);
+  assign(router.gate_ED(), at::eye(4, at::kDouble));
+  const at::Tensor logits = at::logit(doubles({0.9, 0.0001, 0.5, 0.45}, {1, 4}));
+  EXPECT_TRUE(at::equal(router.forward(logits, false).experts_TK, longs({2, 3}, {1, 2})));
+  config.topk_groups = 0;
+  Router unlimited(config, 4, at::kDouble, gen, 2);
+  assign(unlimited.gate_ED(), at::eye(4, at::kDouble));
+  EXPECT_TRUE(at::equal(unlimited.forward(logits, false).experts_TK, longs({0, 2}, {1, 2})));
+}
+
+TEST(Router, GroupScoreIsTheSumOfTheTwoBestInEachGroup) {
+  // Group 0: 5 + 0 = 5; group 1: 3 + 3 = 6 (its best alone, 3, is below group 0's 5).
+  const at::Tensor selection = doubles({5, 0, 3, 3}, {1, 4});
+  const at::Tensor limited = within_best_groups(selection, 2, 1);
+  EXPECT_TRUE(at::isinf(limited[0][0]).item<bool>());
+  EXPECT_TRUE(at::equal(limited.narrow(1, 2, 2), selection.narrow(1, 2, 2)));
+}
+
 TEST(Router, GateStaysFloat32ForLowPrecisionModels) {
   at::Generator gen = generator(1);
   Router router(moe_config(4, 2), 4, at::kBFloat16, gen);
