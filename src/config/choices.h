@@ -55,6 +55,15 @@ struct ChoiceNames<BalanceLossMode> {
   static constexpr std::array names{"global", "local"};
 };
 
+enum class BalanceLossScope {
+  kBatch,     // the Switch loss over all tokens of the batch
+  kSequence,  // DeepSeek-V3's sequence-wise loss: each sequence's own, averaged
+};
+template <>
+struct ChoiceNames<BalanceLossScope> {
+  static constexpr std::array names{"batch", "sequence"};
+};
+
 // How the experts' matrices are applied to their rows.
 enum class ExpertGemm {
   kAuto,     // grouped on CUDA when the shapes allow it, else loop

@@ -52,6 +52,11 @@ struct MoeConfig {
   // the whole global batch, whatever the layout (one small all-reduce per layer); local:
   // each rank's own batch.
   BalanceLossMode balance_loss_mode = BalanceLossMode::kGlobal;
+  // batch: f_i and P_i over the batch's tokens; sequence: DeepSeek-V3's complementary
+  // sequence-wise loss, f_i and P_i over each sequence's own tokens (padding included, as
+  // in batch), the per-sequence losses averaged over the sequences (of the global batch
+  // under balance_loss_mode global), so no single sequence may crowd a few experts.
+  BalanceLossScope balance_loss_scope = BalanceLossScope::kBatch;
   double z_loss_coef = 0.001;  // beta of the router z-loss
   // Group-limited routing (DeepSeek-V2/V3): experts form num_groups equal groups of
   // consecutive ids (0: one group per EP rank, so a group is a rank's experts); each token
@@ -211,6 +216,7 @@ void visit_fields(MoeConfig& c, Visitor&& v) {
   v("drop_policy", c.drop_policy, OneOf{});
   v("balance_loss_coef", c.balance_loss_coef, RealRange{0.0, 1e6});
   v("balance_loss_mode", c.balance_loss_mode, OneOf{});
+  v("balance_loss_scope", c.balance_loss_scope, OneOf{});
   v("z_loss_coef", c.z_loss_coef, RealRange{0.0, 1e6});
   v("num_groups", c.num_groups, IntRange{0, 1 << 16});
   v("topk_groups", c.topk_groups, IntRange{0, 1 << 16});

@@ -46,6 +46,44 @@ at::Tensor balance_loss(const BalanceStats& stats, double alpha) {
   return alpha * num_experts * (f_E * p_E).sum();
 }
 
+SequenceBalance sequence_balance(const at::Tensor& scores_TE, const at::Tensor& experts_TK,
+                                 int64_t sequences, double alpha) {
+  const int64_t experts = scores_TE.size(1), top_k = experts_TK.size(1);
+  SequenceBalance stats;
+  stats.sequences = sequences;
+  if (sequences == 0) {
+    stats.loss_sum = at::zeros({}, scores_TE.options());
+    return stats;
+  }
+  const int64_t length = scores_TE.size(0) / sequences;
+  // Assignments per (sequence, expert): expert ids offset by sequence * experts.
+  const at::Tensor sequence_of_TK =
+      at::arange(sequences, experts_TK.options()).repeat_interleave(length * top_k);
+  const at::Tensor routed_SE =
+      at::bincount(experts_TK.reshape({-1}) + sequence_of_TK * experts, {}, sequences * experts)
+          .view({sequences, experts})
+          .to(scores_TE.scalar_type());
+  const at::Tensor probs_SLE =
+      (scores_TE / scores_TE.sum(-1, /*keepdim=*/true)).view({sequences, length, experts});
+  const at::Tensor f_SE = routed_SE / double(length * top_k);
+  const at::Tensor p_SE = probs_SLE.mean(1);
+  stats.loss_sum = alpha * double(experts) * (f_SE * p_SE).sum();
+  return stats;
+}
+
+SequenceBalance all_reduce(const SequenceBalance& local, Communicator& group) {
+  watchdog::Scope scope("balance-loss all-reduce");
+  const at::Tensor packed =
+      at::stack({local.loss_sum, at::full({}, double(local.sequences), local.loss_sum.options())});
+  const at::Tensor summed = allreduce_sum_autograd(packed, group, /*used_alike=*/true);
+  return {summed[0], std::llround(summed[1].item<double>())};
+}
+
+at::Tensor balance_loss(const SequenceBalance& stats) {
+  if (stats.sequences == 0) return at::zeros({}, stats.loss_sum.options());
+  return stats.loss_sum / double(stats.sequences);
+}
+
 at::Tensor z_loss(const at::Tensor& logits_TE, double beta) {
   if (logits_TE.size(0) == 0) return at::zeros({}, logits_TE.options());
   return beta * at::logsumexp(logits_TE, -1).pow(2).mean();

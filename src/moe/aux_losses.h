@@ -10,7 +10,8 @@
 //
 // Router z-loss  L_z = beta * (1/T) * sum_t logsumexp(logits_t)^2  keeps logits small.
 //
-// Communication: all_reduce() is the MoE layer's one collective besides the exchange.
+// Communication: all_reduce() (one of the two, whichever scope) is the MoE layer's one
+// collective besides the exchange.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -37,6 +38,19 @@ BalanceStats balance_stats(const at::Tensor& scores_TE, const at::Tensor& expert
 BalanceStats all_reduce(const BalanceStats& local, Communicator& group);
 
 at::Tensor balance_loss(const BalanceStats& stats, double alpha);
+
+// The sequence-wise balance loss (DeepSeek-V3): scores_TE and experts_TK hold `sequences`
+// equal-length sequences in order; each sequence's L_bal is formed from its own tokens.
+// Kept as a sum over sequences and their number, so that ranks can all-reduce them.
+struct SequenceBalance {
+  at::Tensor loss_sum;  // alpha-scaled, summed over sequences (carries gradient)
+  int64_t sequences = 0;
+};
+SequenceBalance sequence_balance(const at::Tensor& scores_TE, const at::Tensor& experts_TK,
+                                 int64_t sequences, double alpha);
+// The global mode for it; one all-reduce, the same gradient argument as above.
+SequenceBalance all_reduce(const SequenceBalance& local, Communicator& group);
+at::Tensor balance_loss(const SequenceBalance& stats);  // the mean over sequences
 at::Tensor z_loss(const at::Tensor& logits_TE, double beta);
 
 }  // namespace triage

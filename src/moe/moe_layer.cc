@@ -79,10 +79,21 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_to
   }
 
   phase_clock::enter("route");  // the auxiliary losses are the router's
-  BalanceStats balance = balance_stats(r.scores_TE, r.experts_TK);
-  if (balance_group_ && config_.balance_loss_mode == BalanceLossMode::kGlobal)
-    balance = all_reduce(balance, *balance_group_);
-  out.balance_loss = balance_loss(balance, config_.balance_loss_coef);
+  const bool global = balance_group_ && config_.balance_loss_mode == BalanceLossMode::kGlobal;
+  if (config_.balance_loss_scope == BalanceLossScope::kSequence) {
+    TRIAGE_ASSERT(x.dim() == 3,
+                  "moe.balance_loss_scope sequence needs [sequences, length, D] "
+                  "input; got "
+                      << x.sizes());
+    SequenceBalance balance =
+        sequence_balance(r.scores_TE, r.experts_TK, x.size(0), config_.balance_loss_coef);
+    if (global) balance = all_reduce(balance, *balance_group_);
+    out.balance_loss = balance_loss(balance);
+  } else {
+    BalanceStats balance = balance_stats(r.scores_TE, r.experts_TK);
+    if (global) balance = all_reduce(balance, *balance_group_);
+    out.balance_loss = balance_loss(balance, config_.balance_loss_coef);
+  }
   out.z_loss = z_loss(r.logits_TE, config_.z_loss_coef);
 
   s.assignments = tokens * config_.top_k;

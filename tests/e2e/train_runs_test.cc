@@ -167,6 +167,21 @@ TEST(TrainRuns, RoutingOverridesFollowTheOneRankCurveOnEveryLayout) {
     }
 }
 
+TEST(TrainRuns, RoutingSchemesFollowTheOneRankCurveOnEveryLayout) {
+  for (const std::string scheme : {"groups", "sequence_balance"})
+    for (const char* layout : {"world4_ep4", "world4_ep2"})
+      expect_same_curve("scheme_" + scheme + "_" + layout, "scheme_" + scheme + "_world1_ep1",
+                        1e-9);
+  // Each scheme is in effect: at step 1 (before any update, the same weights and batch as
+  // the plain run) group-limited routing changes the loss, the sequence-wise scope the
+  // balance loss.
+  const json plain = steps_of("layout_world1_ep1").front();
+  EXPECT_GT(relative(steps_of("scheme_groups_world1_ep1").front()["loss"], plain["loss"]), 1e-6);
+  EXPECT_GT(relative(steps_of("scheme_sequence_balance_world1_ep1").front()["balance_loss"],
+                     plain["balance_loss"]),
+            1e-6);
+}
+
 TEST(TrainRuns, EmptyRankOverrideSendsNothingToThatRank) {
   std::vector<json> steps = steps_of("override_empty_rank_world4_ep4");
   ASSERT_EQ(steps.size(), 4u);

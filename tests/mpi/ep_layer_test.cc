@@ -50,7 +50,13 @@ enum class ReferenceShards {
 
 // Runs the EP layer on this rank's slice, syncs gradients, and checks the loss, outputs
 // and every gradient against the one-rank reference, whose loss is the mean over shards.
-void expect_ep_matches_reference(const MoeConfig& config, ReferenceShards sharding) {
+// sequence_length > 0: the layer sees [sequences, sequence_length, D] (the sequence-wise
+// balance loss needs sequences); 0: [tokens, D].
+void expect_ep_matches_reference(const MoeConfig& config, ReferenceShards sharding,
+                                 int64_t sequence_length = 0) {
+  auto as_input = [&](const at::Tensor& x_TD) {
+    return sequence_length > 0 ? x_TD.view({-1, sequence_length, kWidth}) : x_TD;
+  };
   ProcessGroups groups = groups_for(config);
   const GroupLayout& g = groups.layout;
   Batch batch = global_batch(g.world_size);
@@ -59,8 +65,8 @@ void expect_ep_matches_reference(const MoeConfig& config, ReferenceShards shardi
 
   MoeLayer ep_layer(config, kWidth, at::kDouble, kSeed, groups.ep.get());
   at::Tensor x = my_slice(batch.x_GD).clone().set_requires_grad(true);
-  MoeOutput out = ep_layer.forward(x, true, first_token);
-  at::Tensor loss = objective(out, my_slice(batch.r_GD));
+  MoeOutput out = ep_layer.forward(as_input(x), true, first_token);
+  at::Tensor loss = objective(out, as_input(my_slice(batch.r_GD)));
   loss.backward();
   GradientSync(ep_layer.parameters(), *groups.world, *groups.expert_dp).synchronize();
   at::Tensor mean_loss = loss.detach().reshape({1}).clone();
@@ -75,11 +81,12 @@ void expect_ep_matches_reference(const MoeConfig& config, ReferenceShards shardi
   at::Tensor reference_loss = at::zeros({}, at::kDouble), my_shard_balance;
   std::vector<at::Tensor> y_ref_parts;
   for (int64_t s = 0; s < shards; ++s) {
-    MoeOutput part =
-        reference.forward(x_ref.narrow(0, s * shard_tokens, shard_tokens), true, s * shard_tokens);
+    MoeOutput part = reference.forward(as_input(x_ref.narrow(0, s * shard_tokens, shard_tokens)),
+                                       true, s * shard_tokens);
     reference_loss =
         reference_loss +
-        objective(part, batch.r_GD.narrow(0, s * shard_tokens, shard_tokens)) / double(shards);
+        objective(part, as_input(batch.r_GD.narrow(0, s * shard_tokens, shard_tokens))) /
+            double(shards);
     y_ref_parts.push_back(part.y.detach());
     if (s == my_shard) my_shard_balance = part.balance_loss.detach();
   }
@@ -88,7 +95,10 @@ void expect_ep_matches_reference(const MoeConfig& config, ReferenceShards shardi
   EXPECT_LT(relative_error(mean_loss, reference_loss.detach().reshape({1})), 1e-10) << "loss";
   if (config.balance_loss_mode == BalanceLossMode::kGlobal || sharding == ReferenceShards::kPerRank)
     EXPECT_LT(relative_error(out.balance_loss.detach(), my_shard_balance), 1e-10) << "balance";
-  EXPECT_LT(relative_error(out.y.detach(), my_slice(at::cat(y_ref_parts))), 1e-10) << "output";
+  EXPECT_LT(relative_error(out.y.detach().view({-1, kWidth}),
+                           my_slice(at::cat(y_ref_parts).view({-1, kWidth}))),
+            1e-10)
+      << "output";
   // Input gradients are not synced: rank r holds d(sum of all ranks' losses)/dx_r.
   EXPECT_LT(relative_error(x.grad() / double(g.world_size), my_slice(x_ref.grad())), 1e-10)
       << "input gradient";
@@ -179,6 +189,18 @@ TEST(ExpertParallelLayer, EmptyRankReceivesNoRowsAndItsExpertGradientsAreZero) {
       ASSERT_TRUE(p.tensor.grad().defined()) << p.name << ": gradient missing on the empty rank";
       EXPECT_EQ(p.tensor.grad().abs().max().item<double>(), 0.0) << p.name;
     }
+}
+
+TEST(ExpertParallelLayer, SequenceWiseBalanceLossMatchesOneRank) {
+  MoeConfig config = layer_config("softmax", 2, 0.0, "global");
+  config.balance_loss_scope = BalanceLossScope::kSequence;
+  expect_ep_matches_reference(config, ReferenceShards::kPerEpGroup, /*sequence_length=*/3);
+}
+
+TEST(ExpertParallelLayer, LocalSequenceWiseBalanceLossMatchesOneRankPerRankShard) {
+  MoeConfig config = layer_config("sigmoid", 2, 0.0, "local");
+  config.balance_loss_scope = BalanceLossScope::kSequence;
+  expect_ep_matches_reference(config, ReferenceShards::kPerRank, /*sequence_length=*/2);
 }
 
 // Group-limited routing with one group per EP rank and one group kept: the layer still

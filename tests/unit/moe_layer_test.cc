@@ -78,6 +78,26 @@ INSTANTIATE_TEST_SUITE_P(MoeLayer, LayerMatchesNaiveLoop,
                                   (std::get<4>(info.param) ? "_best_2_of_4_groups" : "");
                          });
 
+// The sequence-wise balance loss is the mean of each sequence's own Switch loss, which the
+// naive layer computes when given that sequence alone.
+TEST(MoeLayer, SequenceWiseBalanceLossIsTheMeanOfEachSequencesOwnLoss) {
+  MoeConfig config = moe_config(kExperts, 2);
+  config.d_expert = kHidden;
+  config.balance_loss_coef = 0.1;
+  config.balance_loss_scope = BalanceLossScope::kSequence;
+  MoeLayer layer(config, kWidth, at::kDouble, /*seed=*/5);
+  constexpr int64_t kSequences = 3, kLength = 8;
+  at::Tensor x = at::randn({kSequences, kLength, kWidth}, generator(5), at::kDouble);
+  MoeOutput out = layer.forward(x, /*training=*/true);
+  double expected = 0;
+  for (int64_t s = 0; s < kSequences; ++s)
+    expected += naive_moe(x[s], layer.parameters(), config, 0).balance_loss / kSequences;
+  EXPECT_NEAR(out.balance_loss.item<double>(), expected, 1e-14);
+  config.balance_loss_scope = BalanceLossScope::kBatch;
+  const double batch = naive_moe(x.view({-1, kWidth}), layer.parameters(), config, 0).balance_loss;
+  EXPECT_GT(std::abs(batch - expected), 1e-6) << "the two scopes should differ on this batch";
+}
+
 // A layer over 4 experts whose gate sends all-positive inputs only to the experts whose
 // row_signs entry is +1 (positive gate rows), never to those with -1 (negative rows).
 MoeLayer steered_layer(MoeConfig config, std::vector<double> row_signs) {
