@@ -43,6 +43,7 @@ std::string describe(const RealRange& r) {
 std::string describe(const AnyString&) { return "a string"; }
 
 std::string describe(const AnyBool&) { return "true or false"; }
+std::string describe(const CountOrAuto& c) { return describe(c.range) + " or auto"; }
 
 bool allows(const IntRange& r, int64_t v) { return v >= r.min && v <= r.max; }
 bool allows(const RealRange& r, double v) {
@@ -66,6 +67,7 @@ std::string expectation(const Field&, const Constraint& constraint) {
     return describe(constraint);
 }
 bool allows(const AnyBool&, bool) { return true; }
+bool allows(const CountOrAuto& c, int64_t v) { return v == kAutoClasses || allows(c.range, v); }
 
 std::string format_value(int64_t v) { return std::to_string(v); }
 std::string format_value(double v) { return format_real(v); }
@@ -74,6 +76,14 @@ std::string format_value(const std::string& v) { return v.empty() ? "\"\"" : v; 
 template <class E, class = decltype(ChoiceNames<E>::names)>
 std::string format_value(E v) {
   return name_of(v);
+}
+// A field as the config file writes it (auto for an automatic count).
+template <class Field, class Constraint>
+std::string format_field(const Field& v, const Constraint&) {
+  return format_value(v);
+}
+std::string format_field(int64_t v, const CountOrAuto&) {
+  return v == kAutoClasses ? "auto" : format_value(v);
 }
 
 // How a scalar was written, for quoting it back in a message.
@@ -114,6 +124,18 @@ bool parse_scalar(const YAML::Node& node, std::string& out) {
   if (!node.IsScalar()) return false;
   out = node.Scalar();
   return true;
+}
+
+template <class Field, class Constraint>
+bool parse_field(const YAML::Node& node, Field& out, const Constraint&) {
+  return parse_scalar(node, out);
+}
+bool parse_field(const YAML::Node& node, int64_t& out, const CountOrAuto&) {
+  if (node.IsScalar() && node.Scalar() == "auto") {
+    out = kAutoClasses;
+    return true;
+  }
+  return parse_scalar(node, out);
 }
 
 size_t edit_distance(const std::string& a, const std::string& b) {
@@ -178,7 +200,7 @@ void assign(Config& config, const std::string& section_name, const std::string& 
       if (key != field_name) return;
       key_found = true;
       std::remove_reference_t<decltype(field)> parsed{};
-      if (!parse_scalar(node, parsed) || !allows(constraint, parsed))
+      if (!parse_field(node, parsed, constraint) || !allows(constraint, parsed))
         fail(where, full_key, written(node), expectation(parsed, constraint));
       field = parsed;
     });
@@ -260,9 +282,9 @@ void validate(const Config& c) {
   check(c.train.precision != Precision::kBf16 || c.train.dtype == DType::kFloat32,
         "train.precision", format_value(c.train.precision), "fp32 when train.dtype is float64");
   const bool classify = c.train.loss != Loss::kLm;
-  check(!classify || c.model.num_classes > 0, "model.num_classes",
+  check(!classify || c.model.num_classes != 0, "model.num_classes",
         format_value(c.model.num_classes),
-        "at least 1 when train.loss is " + name_of(c.train.loss));
+        "at least 1, or auto, when train.loss is " + name_of(c.train.loss));
   check(!classify || c.data.kind != DataKind::kText, "train.loss", format_value(c.train.loss),
         "lm when data.kind is text (text has no labels)");
   const int64_t min_vocab = c.data.kind == DataKind::kText ? kByteVocabSize : kAminoAcidVocabSize;
@@ -408,9 +430,9 @@ std::vector<ConfigRow> config_rows(const Config& const_config) {
   Config config = const_config;  // visitors take mutable sections; this copy is read only
   std::vector<ConfigRow> rows;
   visit_sections(config, [&](const char* section_name, auto& section) {
-    visit_fields(section, [&](const char* name, auto& field, const auto&) {
+    visit_fields(section, [&](const char* name, auto& field, const auto& constraint) {
       std::string key = std::string(section_name) + "." + name;
-      rows.push_back({key, format_value(field), origin_of(config, key)});
+      rows.push_back({key, format_field(field, constraint), origin_of(config, key)});
     });
   });
   return rows;

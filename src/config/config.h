@@ -18,6 +18,8 @@ namespace triage {
 constexpr int64_t kAminoAcidVocabSize = 24;  // 20 residues + PAD, BOS, EOS, UNK
 constexpr int64_t kByteVocabSize = 256;      // text: one id per byte
 
+constexpr int64_t kAutoClasses = -1;  // model.num_classes: auto
+
 struct ModelConfig {
   int64_t vocab_size = 32;    // token ids in [0, vocab_size); 20 amino acids + specials fit
   int64_t d_model = 64;       // residual stream width
@@ -27,7 +29,9 @@ struct ModelConfig {
   int64_t max_seq_len = 128;  // longest sequence the positions cover
   Positions positions = Positions::kRotary;  // rotary | learned
   double norm_eps = 1e-5;                    // RMSNorm epsilon
-  int64_t num_classes = 0;                   // > 0 adds a mean-pooled sequence-classification head
+  // > 0 adds a mean-pooled sequence-classification head; auto (kAutoClasses): as many
+  // classes as the data has labels when train.loss classifies, else none.
+  int64_t num_classes = 0;
 };
 
 struct MoeConfig {
@@ -186,6 +190,9 @@ struct RealRange {
 struct AnyString {};
 struct OneOf {};  // an enum field: one of its ChoiceNames
 struct AnyBool {};
+struct CountOrAuto {  // an integer in range, or the word auto (held as kAutoClasses)
+  IntRange range;
+};
 
 template <class Visitor>
 void visit_fields(ModelConfig& c, Visitor&& v) {
@@ -197,7 +204,7 @@ void visit_fields(ModelConfig& c, Visitor&& v) {
   v("max_seq_len", c.max_seq_len, IntRange{1, 1 << 20});
   v("positions", c.positions, OneOf{});
   v("norm_eps", c.norm_eps, RealRange{0.0, 1.0, true});
-  v("num_classes", c.num_classes, IntRange{0, 1 << 20});
+  v("num_classes", c.num_classes, CountOrAuto{{0, 1 << 20}});
 }
 
 template <class Visitor>

@@ -124,6 +124,43 @@ Dataset load_text(const DataConfig& data, uint64_t seed) {
 
 }  // namespace
 
+std::vector<std::string> small_family_warnings(const Dataset& dataset) {
+  const size_t labels = dataset.label_names.size();
+  std::vector<int64_t> train(labels, 0), test(labels, 0);
+  for (const Example& e : dataset.train)
+    if (e.label >= 0 && size_t(e.label) < labels) ++train[size_t(e.label)];
+  for (const Example& e : dataset.test)
+    if (e.label >= 0 && size_t(e.label) < labels) ++test[size_t(e.label)];
+  auto listing = [&](auto&& selected) {
+    std::string names;
+    int64_t count = 0;
+    for (size_t l = 0; l < labels; ++l) {
+      if (!selected(l)) continue;
+      if (++count <= 8)
+        names += (names.empty() ? "" : ", ") + dataset.label_names[l] + " (" +
+                 std::to_string(train[l]) + " train, " + std::to_string(test[l]) + " held out)";
+    }
+    if (count > 8) names += " and " + std::to_string(count - 8) + " more";
+    return names;
+  };
+  std::vector<std::string> warnings;
+  if (!dataset.test.empty()) {
+    const std::string unmeasured = listing([&](size_t l) { return test[l] == 0; });
+    if (!unmeasured.empty())
+      warnings.push_back(
+          "families with no held-out sequence (held-out figures do not cover "
+          "them): " +
+          unmeasured);
+  }
+  const std::string few = listing([&](size_t l) { return train[l] < kFewTrainingSequences; });
+  if (!few.empty())
+    warnings.push_back("families with fewer than " + std::to_string(kFewTrainingSequences) +
+                       " training sequences (too few for an expert to learn them, and easy to "
+                       "overfit): " +
+                       few);
+  return warnings;
+}
+
 Dataset load_dataset(const DataConfig& data, uint64_t seed) {
   if (data.kind == DataKind::kText) return load_text(data, seed);
   Dataset dataset;
@@ -150,6 +187,7 @@ Dataset load_dataset(const DataConfig& data, uint64_t seed) {
   };
   to_examples(split.train, dataset.train);
   to_examples(split.test, dataset.test);
+  dataset.warnings = small_family_warnings(dataset);
   if (dataset.train.empty())
     throw Error(data.path.empty() ? "data: no training sequences"
                                   : data.path + ": no training sequences left");

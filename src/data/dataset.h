@@ -28,7 +28,13 @@ struct Dataset {
   int64_t duplicates = 0;                // removed before the split
   int64_t skipped_too_long = 0;          // data.too_long = skip
   int64_t cropped_too_long = 0;          // data.too_long = crop
+  std::vector<std::string> warnings;     // one line each, for the run's banner
 };
+
+// Families a run can hardly learn or measure: those with no held-out sequence (while others
+// have one) and those with fewer than kFewTrainingSequences to train on. One line per kind.
+constexpr int64_t kFewTrainingSequences = 8;
+std::vector<std::string> small_family_warnings(const Dataset& dataset);
 
 // Throws Error naming the file (and line) for a missing, empty or malformed input.
 Dataset load_dataset(const DataConfig& data, uint64_t seed);

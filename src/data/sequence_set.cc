@@ -4,7 +4,9 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <algorithm>
 #include <cmath>
+#include <map>
 #include <unordered_set>
 
 #include "common/error.h"
@@ -30,11 +32,17 @@ Deduplicated deduplicate(std::vector<SequenceRecord> records) {
 Split hold_out(const std::vector<SequenceRecord>& records, double test_fraction, uint64_t seed) {
   TRIAGE_ASSERT(test_fraction >= 0 && test_fraction < 1, "test fraction " << test_fraction);
   const int64_t n = int64_t(records.size());
-  const int64_t held = std::llround(test_fraction * double(n));
+  std::map<int64_t, std::vector<int64_t>> members;  // label -> record indices, input order
+  for (int64_t i = 0; i < n; ++i) members[records[size_t(i)].label].push_back(i);
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  at::Tensor order = at::randperm(n, gen);
   std::vector<bool> is_test(n, false);
-  for (int64_t i = 0; i < held; ++i) is_test[order[i].item<int64_t>()] = true;
+  for (const auto& [label, indices] : members) {
+    const int64_t size = int64_t(indices.size());
+    int64_t held = std::llround(test_fraction * double(size));
+    if (test_fraction > 0 && size >= 2) held = std::clamp<int64_t>(held, 1, size - 1);
+    const at::Tensor order = at::randperm(size, gen);
+    for (int64_t i = 0; i < held; ++i) is_test[indices[order[i].item<int64_t>()]] = true;
+  }
   Split split;
   for (int64_t i = 0; i < n; ++i) (is_test[i] ? split.test : split.train).push_back(records[i]);
   return split;

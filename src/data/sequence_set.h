@@ -20,8 +20,11 @@ struct Split {
   std::vector<SequenceRecord> train, test;
 };
 
-// Holds out round(test_fraction * n) records chosen by a seeded shuffle; both parts keep
-// the input order. The same (records, fraction, seed) give the same split on every rank.
+// Stratified by label: of each label's n records, round(test_fraction * n) chosen by a
+// seeded shuffle are held out, but at least one when n >= 2 and the fraction is not 0, and
+// never all of them, so every label with two or more records is in both parts. Unlabelled
+// records (label -1) form one group of their own. Both parts keep the input order; the same
+// (records, fraction, seed) give the same split on every rank.
 Split hold_out(const std::vector<SequenceRecord>& records, double test_fraction, uint64_t seed);
 
 }  // namespace triage

@@ -28,6 +28,7 @@ std::string start_banner(const RunStart& run) {
   if (data.cropped_too_long)
     out << "; " << data.cropped_too_long << " sequences cropped to data.seq_len";
   out << "\n";
+  for (const std::string& warning : data.warnings) out << "warning: " << warning << "\n";
   if (run.step > 0)
     out << "resumed at step " << run.step << " (" << run.samples_seen << " sequences seen)\n";
   return out.str();

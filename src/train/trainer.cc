@@ -110,14 +110,23 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
     if (routing.kind == RoutingOverride::Kind::kReplay)  // read again by each MoE layer
       load_replay_loads(routing.run_dir, config.moe.num_experts);
     dataset_ = load_dataset(config.data, uint64_t(config.train.seed));
-    if (classify_ && int64_t(dataset_.label_names.size()) > config.model.num_classes)
-      throw Error("model.num_classes = " + std::to_string(config.model.num_classes) +
-                  ": expected at least the " + std::to_string(dataset_.label_names.size()) +
-                  " labels found in " + (config.data.path.empty() ? "the data" : config.data.path));
+    const int64_t labels = int64_t(dataset_.label_names.size());
+    const std::string source = config.data.path.empty() ? "the data" : config.data.path;
+    int64_t& classes = config_.model.num_classes;
+    if (classes == kAutoClasses) {
+      classes = classify_ ? labels : 0;
+      if (classify_ && labels == 0)
+        throw Error("model.num_classes = auto: no labels found in " + source +
+                    "; expected labelled sequences (one file per family, or data.label_pattern)");
+    } else if (classify_ && labels > classes) {
+      throw Error("model.num_classes = " + std::to_string(classes) + ": expected at least the " +
+                  std::to_string(labels) + " labels found in " + source + " (or auto)");
+    }
   });
+  // From here on config_, whose model.num_classes is resolved, is the run's config.
 
   const at::ScalarType dtype = config.train.dtype == DType::kFloat64 ? at::kDouble : at::kFloat;
-  model_ = std::make_unique<Transformer>(config, dtype, groups_.ep.get(), groups_.world.get());
+  model_ = std::make_unique<Transformer>(config_, dtype, groups_.ep.get(), groups_.world.get());
   model_->to(device_);
   parameters_ = model_->parameters();
   sync_ = std::make_unique<GradientSync>(parameters_, *groups_.world, *groups_.expert_dp);
@@ -136,7 +145,7 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
                   groups_.layout.world_rank, world);
   if (options.resume) {
     TrainingState state{parameters_, optimizer_.get(), model_->moe_layers()};
-    load_checkpoint(checkpoints, config, groups_, state);
+    load_checkpoint(checkpoints, config_, groups_, state);
     step_ = state.step;
     samples_seen_ = state.samples_seen;
   }

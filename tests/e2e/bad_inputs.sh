@@ -143,7 +143,7 @@ row config_warmup_over_steps 1 "expected at most train.steps (10)" "$triage" con
 row config_seq_len_over_positions 1 "expected at most model.max_seq_len (32)" "$triage" config seqlen.yaml
 row config_files_without_path 1 "data.path = \"\": expected a file path" "$triage" config nopath.yaml
 row config_bf16_on_cpu 1 "bf16 autocast is the GPU path" "$triage" config bf16.yaml
-row config_classify_without_classes 1 "model.num_classes = 0: expected at least 1" "$triage" config classify.yaml
+row config_classify_without_classes 1 "model.num_classes = 0: expected at least 1, or auto," "$triage" config classify.yaml
 row config_text_with_labels 1 "text has no labels" "$triage" config textclass.yaml
 row config_vocab_too_small_for_text 1 "at least 256 for data.kind text" "$triage" config vocab.yaml
 row config_bad_regex 1 "data.label_pattern = ([a-z: expected a valid regular expression" "$triage" config regex.yaml

@@ -83,6 +83,14 @@ TEST(Config, NamedChoicesAreReadOnceIntoEnumsAndPrintedBackByName) {
   EXPECT_EQ(printed.at("train.dtype"), "float32");
 }
 
+TEST(Config, NumClassesAutoIsReadAndPrintedAsAuto) {
+  auto path = write_config("auto.yaml", "model:\n  num_classes: auto\ntrain:\n  loss: classify\n");
+  const Config c = load_config(path);
+  EXPECT_EQ(c.model.num_classes, kAutoClasses);
+  for (const ConfigRow& row : config_rows(c))
+    if (row.key == "model.num_classes") EXPECT_EQ(row.value, "auto");
+}
+
 TEST(Config, BooleansAcceptYamlSpellings) {
   auto path = write_config("bool.yaml", "moe:\n  expert_bias: yes\n  renormalize: off\n");
   Config c = load_config(path);
@@ -160,6 +168,10 @@ INSTANTIATE_TEST_SUITE_P(
                   "(default): moe.renormalize = true: expected false when moe.top_k is 1 (one "
                   "renormalised score is always 1, so every gate weight would be moe.route_scale "
                   "and the router would get no gradient from the task loss)"},
+        BadConfig{"NumClassesNeitherACountNorAuto",
+                  "model:\n  num_classes: many\n",
+                  {},
+                  "{}:2: model.num_classes = many: expected an integer in [0, 1048576] or auto"},
         BadConfig{"TopKAboveNumExperts",
                   "moe:\n  num_experts: 4\n  top_k: 5\n",
                   {},

@@ -99,6 +99,33 @@ TEST(Batch, PadsRowsAndShiftsTargetsByOne) {
   EXPECT_TRUE(at::equal(batch.labels_B, longs({3, 0, -1}, {3})));
 }
 
+TEST(SmallFamilies, AreNamedOnceForNoHeldOutSequenceAndOnceForTooFewToTrainOn) {
+  Dataset data;
+  data.label_names = {"globin", "kinase", "rare"};
+  for (int i = 0; i < 20; ++i) data.train.push_back({{1}, 0});
+  for (int i = 0; i < 3; ++i) data.test.push_back({{1}, 0});
+  for (int i = 0; i < 9; ++i) data.train.push_back({{1}, 1});  // 9 train, none held out
+  data.train.push_back({{1}, 2});                              // 1 train, none held out
+  const std::vector<std::string> warnings = small_family_warnings(data);
+  ASSERT_EQ(warnings.size(), 2u);
+  EXPECT_NE(warnings[0].find("no held-out sequence"), std::string::npos) << warnings[0];
+  EXPECT_NE(warnings[0].find("kinase (9 train, 0 held out), rare (1 train, 0 held out)"),
+            std::string::npos)
+      << warnings[0];
+  EXPECT_EQ(warnings[0].find("globin"), std::string::npos) << warnings[0];
+  EXPECT_NE(warnings[1].find("fewer than 8 training sequences"), std::string::npos) << warnings[1];
+  EXPECT_NE(warnings[1].find("rare (1 train"), std::string::npos) << warnings[1];
+  EXPECT_EQ(warnings[1].find("kinase"), std::string::npos) << warnings[1];
+}
+
+TEST(SmallFamilies, WellRepresentedFamiliesGiveNoWarning) {
+  Dataset data;
+  data.label_names = {"a"};
+  for (int i = 0; i < 10; ++i) data.train.push_back({{1}, 0});
+  data.test.push_back({{1}, 0});
+  EXPECT_TRUE(small_family_warnings(data).empty());
+}
+
 TEST(ExampleOrder, VisitsEveryExampleOncePerEpoch) {
   ExampleOrder order(7, 11);
   for (int64_t epoch = 0; epoch < 3; ++epoch) {

@@ -55,6 +55,34 @@ TEST(HoldOut, IsDeterministicPerSeedAndKeepsInputOrder) {
     EXPECT_LT(std::stoi(a.train[i - 1].name.substr(1)), std::stoi(a.train[i].name.substr(1)));
 }
 
+std::vector<SequenceRecord> families(const std::vector<int>& sizes) {
+  std::vector<SequenceRecord> records;
+  for (size_t label = 0; label < sizes.size(); ++label)
+    for (int i = 0; i < sizes[label]; ++i) {
+      records.push_back(record("f" + std::to_string(label) + "_" + std::to_string(i), "A"));
+      records.back().label = int64_t(label);
+    }
+  return records;
+}
+
+std::vector<int> held_per_label(const Split& split, size_t labels) {
+  std::vector<int> held(labels, 0);
+  for (const auto& r : split.test) ++held[size_t(r.label)];
+  return held;
+}
+
+TEST(HoldOut, IsStratifiedByLabelSoEveryFamilyOfTwoOrMoreIsHeldOut) {
+  // 20% of 10, 3, 2 and 1: 2, round(0.6) = 1, round(0.4) = 0 raised to 1, none of 1.
+  const Split split = hold_out(families({10, 3, 2, 1}), 0.2, 5);
+  EXPECT_EQ(held_per_label(split, 4), (std::vector<int>{2, 1, 1, 0}));
+  EXPECT_EQ(split.train.size() + split.test.size(), 16u);
+}
+
+TEST(HoldOut, NeverHoldsOutAWholeFamily) {
+  const Split split = hold_out(families({2, 4}), 0.9, 5);  // round(1.8) = 2 of 2: keep one
+  EXPECT_EQ(held_per_label(split, 2), (std::vector<int>{1, 3}));
+}
+
 TEST(HoldOut, ZeroFractionKeepsEverythingForTraining) {
   Split split = hold_out(numbered(7), 0.0, 1);
   EXPECT_EQ(split.train.size(), 7u);
