@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <sstream>
 
 #include "checkpoint/manifest.h"
 #include "checkpoint/safetensors.h"
@@ -149,15 +150,17 @@ std::pair<std::string, int64_t> manifest_origin(const fs::path& folder) {
 }
 
 // Removes run_id's complete checkpoints beyond the `keep` most recently saved, sparing
-// `just_written`.
+// `just_written` and the one <dir>/best names.
 void prune(const fs::path& dir, const std::string& run_id, int64_t keep,
            const fs::path& just_written) {
+  const std::optional<BestCheckpoint> best = read_best_checkpoint(dir.string());
   std::vector<std::pair<int64_t, fs::path>> own;  // (saved at, folder)
   for (const auto& entry : fs::directory_iterator(dir)) {
     const std::string n = entry.path().filename().string();
     if (!entry.is_directory() || n.rfind("step-", 0) != 0 || n.find('.') != std::string::npos)
       continue;
     auto [id, saved_at] = manifest_origin(entry.path());
+    if (best && n == best->folder) continue;
     if (id == run_id && entry.path() != just_written) own.push_back({saved_at, entry.path()});
   }
   std::sort(own.rbegin(), own.rend());  // newest first
@@ -280,6 +283,23 @@ std::string save_checkpoint(const std::string& dir, const Config& config, Proces
   }
   groups.world->barrier();
   return final_dir.string();
+}
+
+void mark_best_checkpoint(const std::string& dir, const std::string& folder, double value) {
+  std::ostringstream line;
+  line.precision(17);
+  line << fs::path(folder).filename().string() << " " << value << "\n";
+  write_durably((fs::path(dir) / "best.tmp").string(), line.str());
+  fs::rename(fs::path(dir) / "best.tmp", fs::path(dir) / "best");
+  sync_directory(dir);
+}
+
+std::optional<BestCheckpoint> read_best_checkpoint(const std::string& dir) {
+  std::ifstream in(fs::path(dir) / "best");
+  BestCheckpoint best;
+  if (!(in >> best.folder >> best.value) || !fs::exists(fs::path(dir) / best.folder))
+    return std::nullopt;
+  return best;
 }
 
 namespace {

@@ -20,6 +20,7 @@
 #include <torch/optim/adamw.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,15 @@ struct TrainingState {
 // Returns the checkpoint's folder. Collective over groups.world.
 std::string save_checkpoint(const std::string& dir, const Config& config, ProcessGroups& groups,
                             const TrainingState& state, int64_t keep, const std::string& run_id);
+
+// train.keep_best: <dir>/best names the best checkpoint and its held-out figure
+// ("step-NNNNNNNN VALUE"); pruning never removes it. Written atomically by rank 0 alone.
+struct BestCheckpoint {
+  std::string folder;  // step-NNNNNNNN
+  double value = 0;
+};
+void mark_best_checkpoint(const std::string& dir, const std::string& folder, double value);
+std::optional<BestCheckpoint> read_best_checkpoint(const std::string& dir);
 
 // Loads <dir>/latest into `state` (parameters, optimizer moments, router state, step,
 // samples_seen). Throws Error naming the file and what is wrong. Collective over the world.

@@ -105,6 +105,17 @@ struct ChoiceNames<DataKind> {
   static constexpr std::array names{"synthetic", "proteins", "text"};
 };
 
+// The held-out figure train.keep_best and train.early_stop_patience watch (lower is better).
+enum class KeepBest {
+  kNone,
+  kEvalLmLoss,  // the held-out next-token loss
+  kEvalLoss,    // the held-out task loss: lm + classification, as train.loss has them
+};
+template <>
+struct ChoiceNames<KeepBest> {
+  static constexpr std::array names{"none", "eval_lm_loss", "eval_loss"};
+};
+
 // A sequence longer than data.seq_len.
 enum class TooLong { kError, kSkip, kCrop };
 template <>

@@ -257,6 +257,12 @@ void validate(const Config& c) {
           "at most the experts in moe.topk_groups groups (" +
               std::to_string(c.moe.topk_groups * (c.moe.num_experts / groups)) + ")");
   }
+  check(c.train.early_stop_patience == 0 ||
+            (c.train.keep_best != KeepBest::kNone && c.train.eval_every > 0),
+        "train.early_stop_patience", format_value(c.train.early_stop_patience),
+        "0 unless train.keep_best names the figure to watch and train.eval_every > 0");
+  check(c.train.keep_best == KeepBest::kNone || c.data.test_fraction > 0, "train.keep_best",
+        format_value(c.train.keep_best), "none when data.test_fraction is 0 (nothing is held out)");
   check(c.model.d_model % c.model.n_heads == 0, "model.n_heads", format_value(c.model.n_heads),
         "a divisor of model.d_model (" + std::to_string(c.model.d_model) + ")");
   check(c.model.positions != Positions::kRotary || (c.model.d_model / c.model.n_heads) % 2 == 0,

@@ -145,6 +145,11 @@ struct TrainConfig {
   int64_t grad_accum_steps = 1;  // micro-batches per optimizer step (batch_size is per micro)
   int64_t checkpoint_every = 0;  // steps between checkpoints; 0 = only at the end
   int64_t keep_checkpoints = 2;  // newest checkpoints kept on disk; older ones are removed
+  // After each evaluation that improves this held-out figure, a checkpoint is saved and
+  // <out>/checkpoints/best names it (never pruned); the summary says which step it was.
+  KeepBest keep_best = KeepBest::kNone;
+  // > 0: stop after this many evaluations in a row without improving keep_best's figure.
+  int64_t early_stop_patience = 0;
   // A collective (all-to-all, all-reduce, barrier) not done after this many seconds ends
   // the job with a message naming the rank, the collective and what the others were doing.
   // Ranks wait in a collective while rank 0 writes a checkpoint: keep it above that time.
@@ -263,6 +268,8 @@ void visit_fields(TrainConfig& c, Visitor&& v) {
   v("grad_accum_steps", c.grad_accum_steps, IntRange{1, 1 << 20});
   v("checkpoint_every", c.checkpoint_every, IntRange{0, std::numeric_limits<int64_t>::max()});
   v("keep_checkpoints", c.keep_checkpoints, IntRange{1, 1 << 20});
+  v("keep_best", c.keep_best, OneOf{});
+  v("early_stop_patience", c.early_stop_patience, IntRange{0, 1 << 20});
   v("collective_timeout_s", c.collective_timeout_s, RealRange{0.0, 1e7, true});
 }
 

@@ -52,6 +52,12 @@ nlohmann::json summary_json(const RunEnd& run) {
     summary["first_loss"] = run.history.front().loss;
     summary["last_loss"] = run.history.back().loss;
   }
+  summary["stopped_early"] = run.stopped_early;
+  if (run.best)
+    summary["best"] = {{"metric", run.best->metric},
+                       {"step", run.best->step},
+                       {"value", run.best->value},
+                       {"checkpoint", run.best->checkpoint}};
   if (run.last_eval) {
     summary["eval"] = to_json(*run.last_eval, run.label_names);
     if (run.baseline && !run.baseline->nmi.empty())
@@ -67,6 +73,10 @@ std::string summary_text(const RunEnd& run) {
         << " in " << int64_t(run.seconds) << " s, " << int64_t(mean_tokens_per_s(run.history))
         << " tokens/s on average\n"
         << "  train loss " << run.history.front().loss << " -> " << run.history.back().loss << "\n";
+  if (run.best)
+    out << "  best held-out " << run.best->metric << " " << run.best->value << " at step "
+        << run.best->step << (run.stopped_early ? " (stopped early)" : "") << ": "
+        << run.best->checkpoint << "\n";
   const EvalMetrics* last = run.last_eval;
   if (!last) return out.str();
   out << "  " << eval_line(*last) << "\n";

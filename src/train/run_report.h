@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,14 @@ struct RunStart {
 // The lines printed before the first step, ending in a newline.
 std::string start_banner(const RunStart& run);
 
+// train.keep_best's outcome.
+struct BestSummary {
+  std::string metric;  // eval_lm_loss | eval_loss
+  int64_t step = 0;
+  double value = 0;
+  std::string checkpoint;  // its folder
+};
+
 struct RunEnd {
   int64_t steps;  // optimizer steps completed
   const std::vector<StepMetrics>& history;
@@ -37,6 +46,8 @@ struct RunEnd {
   const EvalMetrics* last_eval;  // or nullptr when nothing was held out
   const std::vector<std::string>& label_names;
   double seconds;
+  std::optional<BestSummary> best = std::nullopt;
+  bool stopped_early = false;  // train.early_stop_patience ended the run
 };
 
 // The summary as JSON (summary.json) and as the text printed after the last step.

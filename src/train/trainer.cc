@@ -26,6 +26,7 @@
 #include "parallel/placement.h"
 #include "parallel/process_groups.h"
 #include "parallel/watchdog.h"
+#include "train/best_model.h"
 #include "train/evaluation.h"
 #include "train/grad_sync.h"
 #include "train/lr_schedule.h"
@@ -58,8 +59,8 @@ class Trainer {
   EvalMetrics evaluate();
   void log_start() const;
   void log_summary(const std::vector<StepMetrics>& history, const EvalMetrics* baseline,
-                   const EvalMetrics* last_eval, double seconds);
-  void save();
+                   const EvalMetrics* last_eval, double seconds, bool stopped_early = false);
+  std::string save();  // the checkpoint's folder
   bool is_root() const { return groups_.layout.world_rank == 0; }
   Batch on_device(Batch b) const;
   ModelOutput forward(const Batch& b, bool training);
@@ -79,7 +80,8 @@ class Trainer {
   int64_t step_ = 0;          // optimizer steps completed
   int64_t samples_seen_ = 0;  // position in order_
   bool lm_ = true, classify_ = false;
-  std::string run_id_;      // this run's id (rank 0), for checkpoint pruning
+  std::string run_id_;  // this run's id (rank 0), for checkpoint pruning
+  BestModel best_{KeepBest::kNone, 0};
   int preempt_signal_ = 0;  // agreed at a step's end: this rank's signal, or -1 for another rank's
 };
 
@@ -143,7 +145,10 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
   groups_.world->barrier();
   watchdog::start(config.train.collective_timeout_s, options.out_dir + "/ranks",
                   groups_.layout.world_rank, world);
+  best_ = BestModel(config.train.keep_best, config.train.early_stop_patience);
   if (options.resume) {
+    if (const auto best = read_best_checkpoint(checkpoints))  // every rank reads the same file
+      best_.restore(std::stoll(best->folder.substr(5)), best->value);
     TrainingState state{parameters_, optimizer_.get(), model_->moe_layers()};
     load_checkpoint(checkpoints, config_, groups_, state);
     step_ = state.step;
@@ -312,11 +317,12 @@ EvalMetrics Trainer::evaluate() {
                           config_, groups_.layout, *groups_.world, step_);
 }
 
-void Trainer::save() {
+std::string Trainer::save() {
   TrainingState state{parameters_, optimizer_.get(), model_->moe_layers(), step_, samples_seen_};
   const std::string folder = save_checkpoint(options_.out_dir + "/checkpoints", config_, groups_,
                                              state, config_.train.keep_checkpoints, run_id_);
   if (is_root()) std::cout << "checkpoint: " << folder << std::endl;
+  return folder;
 }
 
 void Trainer::log_start() const {
@@ -329,9 +335,15 @@ void Trainer::log_start() const {
 }
 
 void Trainer::log_summary(const std::vector<StepMetrics>& history, const EvalMetrics* baseline,
-                          const EvalMetrics* last_eval, double seconds) {
+                          const EvalMetrics* last_eval, double seconds, bool stopped_early) {
   if (!is_root() || history.empty()) return;
-  const RunEnd run{step_, history, baseline, last_eval, dataset_.label_names, seconds};
+  RunEnd run{step_, history, baseline, last_eval, dataset_.label_names, seconds};
+  run.stopped_early = stopped_early;
+  if (best_.best_step()) {
+    const auto best = read_best_checkpoint(options_.out_dir + "/checkpoints");
+    run.best = BestSummary{name_of(best_.metric()), *best_.best_step(), best_.best_value(),
+                           best ? options_.out_dir + "/checkpoints/" + best->folder : ""};
+  }
   std::ofstream(options_.out_dir + "/summary.json") << summary_json(run).dump(2) << "\n";
   std::cout << summary_text(run) << "\nmetrics: " << options_.out_dir
             << "/metrics.jsonl, summary: " << options_.out_dir << "/summary.json" << std::endl;
@@ -374,7 +386,24 @@ TrainResult Trainer::run() {
     const bool stopping = options_.stop_after > 0 && step_ == options_.stop_after;
     const bool periodic =
         config_.train.checkpoint_every > 0 && step_ % config_.train.checkpoint_every == 0;
-    if (last || stopping || periodic) save();
+    const bool improved = eval_now && best_.record(*last_eval);
+    const bool stop_early = eval_now && best_.should_stop();
+    if (last || stopping || periodic || improved || stop_early) {
+      const std::string folder = save();
+      if (improved && is_root()) {
+        mark_best_checkpoint(options_.out_dir + "/checkpoints", folder, best_.best_value());
+        std::cout << "best so far: " << name_of(best_.metric()) << " " << best_.best_value()
+                  << " at step " << step_ << std::endl;
+      }
+    }
+    if (stop_early && !last) {
+      if (is_root())
+        std::cout << "stopped early after step " << step_ << ": "
+                  << best_.evaluations_without_gain() << " evaluations without improving "
+                  << name_of(best_.metric()) << std::endl;
+      log_summary(history, baseline.get(), last_eval.get(), seconds_since(start), true);
+      return TrainResult::kFinished;
+    }
     if (stopping && !last) {
       if (is_root())
         std::cout << "stopped after step " << step_ << " as asked; continue with --resume"
@@ -382,7 +411,7 @@ TrainResult Trainer::run() {
       return TrainResult::kStopped;
     }
     if (preempt_signal_ && !last) {
-      if (!stopping && !periodic) save();
+      if (!stopping && !periodic && !improved) save();
       if (is_root())
         std::cout << "preempted by "
                   << (preempt_signal_ > 0 ? strsignal(preempt_signal_) : "a signal to another rank")

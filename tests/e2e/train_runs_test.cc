@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
@@ -180,6 +181,35 @@ TEST(TrainRuns, RoutingSchemesFollowTheOneRankCurveOnEveryLayout) {
   EXPECT_GT(relative(steps_of("scheme_sequence_balance_world1_ep1").front()["balance_loss"],
                      plain["balance_loss"]),
             1e-6);
+}
+
+TEST(TrainRuns, EarlyStoppingKeepsTheBestCheckpoint) {
+  const std::string run = runs_dir() + "/early_stop";
+  const json summary = json::parse(std::ifstream(run + "/summary.json"));
+  EXPECT_TRUE(summary["stopped_early"].get<bool>());
+  const int64_t best_step = summary["best"]["step"];
+  const int64_t last_step = summary["steps"];
+  // Evaluations every 2 steps; patience 2: the run ends 4 steps after its best.
+  EXPECT_EQ(last_step, best_step + 4);
+  EXPECT_LT(last_step, 8) << "the tiny config's train.steps";
+  std::ifstream best_file(run + "/checkpoints/best");
+  std::string folder;
+  best_file >> folder;
+  char expected[32];
+  std::snprintf(expected, sizeof expected, "step-%08lld", static_cast<long long>(best_step));
+  EXPECT_EQ(folder, expected);
+  EXPECT_TRUE(std::ifstream(run + "/checkpoints/" + folder + "/manifest.json").good())
+      << "the best checkpoint was pruned";
+  // The held-out loss at the best step is the lowest of the run's evaluations.
+  std::ifstream in(run + "/metrics.jsonl");
+  double lowest = 1e300, at_best = 0;
+  for (std::string line; std::getline(in, line);) {
+    const json record = json::parse(line);
+    if (!record.contains("eval") || record["step"] == 0) continue;
+    lowest = std::min(lowest, record["lm_loss"].get<double>());
+    if (record["step"] == best_step) at_best = record["lm_loss"];
+  }
+  EXPECT_EQ(at_best, lowest);
 }
 
 TEST(TrainRuns, EmptyRankOverrideSendsNothingToThatRank) {
