@@ -169,6 +169,9 @@ struct DataConfig {
   // whose first capture group, searched in the sequence name, is the label.
   std::string label_pattern = "";
   TooLong too_long = TooLong::kError;  // a sequence over seq_len tokens: error | skip | crop
+  // At most this many sequences of each family (label), a seeded choice, so that one large
+  // family does not dominate; 0 keeps all. Applied after de-duplication, before the split.
+  int64_t max_per_family = 0;
 };
 
 struct Config {
@@ -283,6 +286,7 @@ void visit_fields(DataConfig& c, Visitor&& v) {
   v("test_fraction", c.test_fraction, RealRange{0.0, 1.0, false, true});
   v("label_pattern", c.label_pattern, AnyString{});
   v("too_long", c.too_long, OneOf{});
+  v("max_per_family", c.max_per_family, IntRange{0, std::numeric_limits<int64_t>::max()});
 }
 
 // Calls section_visitor(name, section_struct) for the five sections, in file order.

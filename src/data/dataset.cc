@@ -28,10 +28,16 @@ std::vector<std::string> split_paths(const std::string& paths) {
   return out;
 }
 
-// "dir/fn3.sto.gz" -> "fn3": a family's name when a file is a family.
+// A family's name when a file is a family: its Stockholm "#=GF ID", else the file name
+// without extensions and trailing digits ("dir/globins630.fa.gz" -> "globins": a count in
+// a file name is not part of the family).
 std::string family_name(const std::string& path) {
+  const std::string id = stockholm_family_id(path);
+  if (!id.empty()) return id;
   std::string name = std::filesystem::path(path).filename().string();
-  return name.substr(0, name.find('.'));
+  name = name.substr(0, name.find('.'));
+  const size_t digits = name.find_last_not_of("0123456789");
+  return digits == std::string::npos ? name : name.substr(0, digits + 1);
 }
 
 // Labels every record by the first capture group of `pattern` in its name; label ids in
@@ -64,11 +70,14 @@ std::vector<SequenceRecord> read_protein_files(const DataConfig& data, Dataset& 
   // the policy allows skipping or cropping.
   const int64_t max_residues = data.too_long == TooLong::kError ? data.seq_len - 2 : 0;
   std::vector<SequenceRecord> all;
+  std::map<std::string, int64_t> family_ids;  // files of one family share its label
   for (size_t f = 0; f < paths.size(); ++f) {
     std::vector<SequenceRecord> records = read_sequences(paths[f], max_residues);
     if (data.label_pattern.empty()) {
-      for (auto& r : records) r.label = int64_t(f);
-      dataset.label_names.push_back(family_name(paths[f]));
+      const auto [it, fresh] =
+          family_ids.emplace(family_name(paths[f]), int64_t(dataset.label_names.size()));
+      if (fresh) dataset.label_names.push_back(it->first);
+      for (auto& r : records) r.label = it->second;
     }
     all.insert(all.end(), std::make_move_iterator(records.begin()),
                std::make_move_iterator(records.end()));
@@ -169,6 +178,10 @@ Dataset load_dataset(const DataConfig& data, uint64_t seed) {
                                             : read_protein_files(data, dataset);
   Deduplicated unique = deduplicate(std::move(records));
   dataset.duplicates = unique.dropped;
+  std::vector<int64_t> over_limit;
+  unique.records =
+      limit_per_label(std::move(unique.records), data.max_per_family, seed, over_limit);
+  for (int64_t n : over_limit) dataset.over_family_limit += n;
   Split split = hold_out(unique.records, data.test_fraction, seed);
   const AminoTokenizer tokenizer;
   auto to_examples = [&](const std::vector<SequenceRecord>& records, std::vector<Example>& out) {

@@ -28,6 +28,7 @@ struct Dataset {
   int64_t duplicates = 0;                // removed before the split
   int64_t skipped_too_long = 0;          // data.too_long = skip
   int64_t cropped_too_long = 0;          // data.too_long = crop
+  int64_t over_family_limit = 0;         // left out by data.max_per_family
   std::vector<std::string> warnings;     // one line each, for the run's banner
 };
 

@@ -137,6 +137,21 @@ std::vector<SequenceRecord> read_stockholm(const std::string& path, int64_t max_
   return records;
 }
 
+std::string stockholm_family_id(const std::string& path) {
+  LineReader in(path);
+  std::string line;
+  if (!in.next(line) || line.rfind("# STOCKHOLM", 0) != 0) return "";
+  while (in.next(line)) {
+    if (line.rfind("#=GF ID", 0) == 0) {
+      const size_t start = line.find_first_not_of(" \t", 7);
+      const size_t end = line.find_last_not_of(" \t\r");
+      return start == std::string::npos ? "" : line.substr(start, end - start + 1);
+    }
+    if (!line.empty() && line[0] != '#') break;  // the header is over
+  }
+  return "";
+}
+
 std::vector<SequenceRecord> read_sequences(const std::string& path, int64_t max_residues) {
   std::string first;
   {

@@ -21,6 +21,9 @@ struct SequenceRecord {
 std::vector<SequenceRecord> read_fasta(const std::string& path, int64_t max_residues = 0);
 std::vector<SequenceRecord> read_stockholm(const std::string& path, int64_t max_residues = 0);
 
+// A Stockholm file's family name, its "#=GF ID" line; "" for FASTA or when there is none.
+std::string stockholm_family_id(const std::string& path);
+
 // Picks the reader from the content: "# STOCKHOLM" on the first line, else FASTA.
 std::vector<SequenceRecord> read_sequences(const std::string& path, int64_t max_residues = 0);
 

@@ -29,6 +29,30 @@ Deduplicated deduplicate(std::vector<SequenceRecord> records) {
   return out;
 }
 
+std::vector<SequenceRecord> limit_per_label(std::vector<SequenceRecord> records, int64_t limit,
+                                            uint64_t seed,
+                                            std::vector<int64_t>& dropped_per_label) {
+  if (limit <= 0) return records;
+  std::map<int64_t, std::vector<size_t>> members;  // label -> record indices, input order
+  for (size_t i = 0; i < records.size(); ++i)
+    if (records[i].label >= 0) members[records[i].label].push_back(i);
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed ^ 0x6d61785f66616dULL);
+  std::vector<bool> dropped(records.size(), false);
+  for (const auto& [label, indices] : members) {
+    const int64_t size = int64_t(indices.size());
+    if (size <= limit) continue;
+    if (dropped_per_label.size() <= size_t(label)) dropped_per_label.resize(size_t(label) + 1, 0);
+    dropped_per_label[size_t(label)] += size - limit;
+    const at::Tensor order = at::randperm(size, gen);
+    for (int64_t i = limit; i < size; ++i)
+      dropped[indices[size_t(order[i].item<int64_t>())]] = true;
+  }
+  std::vector<SequenceRecord> kept;
+  for (size_t i = 0; i < records.size(); ++i)
+    if (!dropped[i]) kept.push_back(std::move(records[i]));
+  return kept;
+}
+
 Split hold_out(const std::vector<SequenceRecord>& records, double test_fraction, uint64_t seed) {
   TRIAGE_ASSERT(test_fraction >= 0 && test_fraction < 1, "test fraction " << test_fraction);
   const int64_t n = int64_t(records.size());

@@ -23,6 +23,9 @@ std::string start_banner(const RunStart& run) {
       << "data: " << data.source << "; " << data.train.size() << " train / " << data.test.size()
       << " held out";
   if (data.duplicates) out << "; " << data.duplicates << " duplicates removed";
+  if (data.over_family_limit)
+    out << "; " << data.over_family_limit
+        << " left out by data.max_per_family = " << config.data.max_per_family;
   if (data.skipped_too_long)
     out << "; warning: " << data.skipped_too_long << " sequences over data.seq_len skipped";
   if (data.cropped_too_long)

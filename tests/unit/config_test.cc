@@ -233,7 +233,9 @@ INSTANTIATE_TEST_SUITE_P(
                   "train.batch_size, train.lr, "
                   "train.warmup_steps, train.min_lr_ratio, train.weight_decay, train.grad_clip, "
                   "train.eval_every, train.log_every, train.loss, train.grad_accum_steps, "
-                  "train.checkpoint_every, train.keep_checkpoints, train.collective_timeout_s"},
+                  "train.checkpoint_every, train.keep_checkpoints, train.keep_best, "
+                  "train.early_stop_patience, "
+                  "train.collective_timeout_s"},
         BadConfig{"MappingAsKey",  // found by fuzz_config
                   "moe:\n? top_k: 4\ntrain:\ns steps: 3\n",
                   {},

@@ -31,6 +31,33 @@ TEST(ProteinDataset, LabelsEachSequenceByItsFile) {
   EXPECT_EQ(labels, (std::multiset<int64_t>{0, 0, 1}));
 }
 
+TEST(ProteinDataset, FamilyIsTheStockholmIdElseTheFileNameWithoutItsCount) {
+  const std::string sto = write_temp_file(
+      "PF00042_full.sto", "# STOCKHOLM 1.0\n#=GF ID   Globin\n#=GF AC   PF00042\ns1 AC-DE\n//\n");
+  const std::string fasta630 = write_temp_file("kinases630.fa", ">k1\nMNPQ\n");
+  const std::string fasta12 = write_temp_file("kinases12.fa", ">k2\nGHIK\n");
+  Dataset d = load_dataset(protein_files(sto + "," + fasta630 + "," + fasta12), 1);
+  EXPECT_EQ(d.label_names, (std::vector<std::string>{"Globin", "kinases"}));
+  std::multiset<int64_t> labels;
+  for (const auto& e : d.train) labels.insert(e.label);
+  EXPECT_EQ(labels, (std::multiset<int64_t>{0, 1, 1})) << "two files of one family share it";
+}
+
+TEST(ProteinDataset, MaxPerFamilyBalancesTheFamiliesAndCountsWhatItLeftOut) {
+  std::string many = ">a0\nACDE\n", few = ">b0\nWYWY\n";
+  const std::string residues = "ACDEFGHIKLMNPQRSTVWY";
+  for (int i = 1; i < 6; ++i)
+    many += ">a" + std::to_string(i) + "\n" + residues.substr(i, 4) + "\n";
+  const std::string a = write_temp_file("many.fa", many), b = write_temp_file("few.fa", few);
+  DataConfig data = protein_files(a + "," + b);
+  data.max_per_family = 2;
+  Dataset d = load_dataset(data, 1);
+  std::multiset<int64_t> labels;
+  for (const auto& e : d.train) labels.insert(e.label);
+  EXPECT_EQ(labels, (std::multiset<int64_t>{0, 0, 1}));
+  EXPECT_EQ(d.over_family_limit, 4);
+}
+
 TEST(ProteinDataset, LabelsByTheCaptureGroupOfTheLabelPattern) {
   const std::string a =
       write_temp_file("mixed.fa", ">HBA_HUMAN\nACDE\n>MYG_HORSE\nGHIK\n>HBB_HUMAN\nLMNP\n");
