@@ -242,9 +242,6 @@ void validate(const Config& c) {
         format_value(c.moe.max_receive_factor), "0 (unbounded) or at least 1 (the balanced share)");
   check(c.moe.top_k <= c.moe.num_experts, "moe.top_k", format_value(c.moe.top_k),
         "at most moe.num_experts (" + std::to_string(c.moe.num_experts) + ")");
-  check(!(c.moe.top_k == 1 && c.moe.renormalize), "moe.renormalize", "true",
-        "false when moe.top_k is 1 (one renormalised score is always 1, so every gate weight "
-        "would be moe.route_scale and the router would get no gradient from the task loss)");
   if (c.moe.topk_groups > 0) {
     const int64_t groups = c.moe.num_groups > 0 ? c.moe.num_groups : c.parallel.expert;
     check(c.moe.num_experts % groups == 0, "moe.num_groups", format_value(c.moe.num_groups),

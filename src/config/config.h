@@ -41,7 +41,8 @@ struct MoeConfig {
   ExpertType expert_type = ExpertType::kSwiglu;  // swiglu (3 matrices) | gelu (2 matrices)
   ScoreFunction score_function =
       ScoreFunction::kSoftmax;  // softmax over experts | sigmoid per expert
-  bool renormalize = true;      // rescale the k chosen scores to sum to 1 before route_scale
+  bool renormalize = true;      // rescale the k chosen scores to sum to 1 before route_scale;
+                                // never at top_k 1 (the gate would learn nothing from the task)
   double route_scale = 1.0;     // multiplies the gate weights after renormalisation
   double jitter_noise = 0.0;    // training only: input *= U(1-eps, 1+eps) before the gate
   // Capacity per expert = max(min_capacity, ceil(factor * tokens * top_k / num_experts));

@@ -74,7 +74,10 @@ at::Tensor Router::gate_weights(const at::Tensor& scores_TE, const at::Tensor& e
                                 at::ScalarType dtype) const {
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   at::Tensor weights_TK = scores_TE.gather(1, experts_TK);
-  if (config_.renormalize) weights_TK = weights_TK / weights_TK.sum(-1, /*keepdim=*/true);
+  // One chosen score renormalised is always 1: the gate would get no gradient from the task
+  // loss. So top-1 keeps its raw score (Switch), whatever moe.renormalize says.
+  if (config_.renormalize && experts_TK.size(1) > 1)
+    weights_TK = weights_TK / weights_TK.sum(-1, /*keepdim=*/true);
   return (weights_TK * config_.route_scale).to(dtype);
 }
 

@@ -162,12 +162,6 @@ INSTANTIATE_TEST_SUITE_P(
                   "moe:\n  jitter_noise: .nan\n",
                   {},
                   "{}:2: moe.jitter_noise = .nan: expected a number in [0, 1)"},
-        BadConfig{"TopOneRenormalisedGivesTheRouterNoTaskGradient",
-                  "moe:\n  top_k: 1\n",
-                  {},
-                  "(default): moe.renormalize = true: expected false when moe.top_k is 1 (one "
-                  "renormalised score is always 1, so every gate weight would be moe.route_scale "
-                  "and the router would get no gradient from the task loss)"},
         BadConfig{"NumClassesNeitherACountNorAuto",
                   "model:\n  num_classes: many\n",
                   {},

@@ -115,7 +115,7 @@ inline NaiveResult naive_moe(const at::Tensor& x_in, const ParameterList& params
     for (int64_t j = 0; j < K; ++j) {
       chosen[t].push_back(order[j]);
       score[t].push_back(s[order[j]]);
-      double w = c.renormalize ? s[order[j]] / chosen_sum : s[order[j]];
+      double w = c.renormalize && K > 1 ? s[order[j]] / chosen_sum : s[order[j]];
       weight[t].push_back(w * c.route_scale);
     }
   }

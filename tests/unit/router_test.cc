@@ -53,6 +53,24 @@ TEST(Router, RenormalisationMakesChosenWeightsSumToOne) {
   EXPECT_NEAR(out.weights_TK[0][1].item<double>(), 1 / (1 + std::exp(1)), 1e-15);
 }
 
+// Renormalising one score would make every weight 1 and leave the gate without a gradient
+// from the task loss, so top-1 keeps the raw score even with renormalize on.
+TEST(Router, TopOneKeepsTheRawScoreSoTheGateLearnsFromTheTask) {
+  for (ScoreFunction score : {ScoreFunction::kSoftmax, ScoreFunction::kSigmoid}) {
+    MoeConfig config = moe_config(4, 1);
+    config.score_function = score;
+    ASSERT_TRUE(config.renormalize);
+    auto router = identity_router(config);
+    at::Tensor x = kLogits.clone().set_requires_grad(true);
+    RouterOutput out = router.forward(x, false);
+    const double expected =
+        score == ScoreFunction::kSoftmax ? std::exp(3) / kSoftmaxSum : 1 / (1 + std::exp(-3));
+    EXPECT_NEAR(out.weights_TK[0][0].item<double>(), expected, 1e-15) << name_of(score);
+    out.weights_TK.sum().backward();
+    EXPECT_GT(router.gate_ED().grad().abs().sum().item<double>(), 0.0) << name_of(score);
+  }
+}
+
 TEST(Router, SigmoidScoresEachExpertIndependently) {
   MoeConfig config = moe_config(4, 2);
   config.score_function = ScoreFunction::kSigmoid;
