@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -159,8 +160,8 @@ void prune(const fs::path& dir, const std::string& run_id, int64_t keep,
     const std::string n = entry.path().filename().string();
     if (!entry.is_directory() || n.rfind("step-", 0) != 0 || n.find('.') != std::string::npos)
       continue;
-    auto [id, saved_at] = manifest_origin(entry.path());
     if (best && n == best->folder) continue;
+    auto [id, saved_at] = manifest_origin(entry.path());
     if (id == run_id && entry.path() != just_written) own.push_back({saved_at, entry.path()});
   }
   std::sort(own.rbegin(), own.rend());  // newest first
@@ -297,8 +298,10 @@ void mark_best_checkpoint(const std::string& dir, const std::string& folder, dou
 std::optional<BestCheckpoint> read_best_checkpoint(const std::string& dir) {
   std::ifstream in(fs::path(dir) / "best");
   BestCheckpoint best;
-  if (!(in >> best.folder >> best.value) || !fs::exists(fs::path(dir) / best.folder))
+  if (!(in >> best.folder >> best.value) || best.folder.rfind("step-", 0) != 0 ||
+      !fs::exists(fs::path(dir) / best.folder))
     return std::nullopt;
+  best.step = std::strtoll(best.folder.c_str() + 5, nullptr, 10);
   return best;
 }
 

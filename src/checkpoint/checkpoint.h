@@ -54,6 +54,7 @@ std::string save_checkpoint(const std::string& dir, const Config& config, Proces
 // ("step-NNNNNNNN VALUE"); pruning never removes it. Written atomically by rank 0 alone.
 struct BestCheckpoint {
   std::string folder;  // step-NNNNNNNN
+  int64_t step = 0;    // NNNNNNNN
   double value = 0;
 };
 void mark_best_checkpoint(const std::string& dir, const std::string& folder, double value);

@@ -148,7 +148,7 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
   best_ = BestModel(config.train.keep_best, config.train.early_stop_patience);
   if (options.resume) {
     if (const auto best = read_best_checkpoint(checkpoints))  // every rank reads the same file
-      best_.restore(std::stoll(best->folder.substr(5)), best->value);
+      best_.restore(best->step, best->value);
     TrainingState state{parameters_, optimizer_.get(), model_->moe_layers()};
     load_checkpoint(checkpoints, config_, groups_, state);
     step_ = state.step;
