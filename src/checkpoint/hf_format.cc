@@ -85,7 +85,9 @@ HfModel to_hf_model(const CheckpointContents& c, bool drop_class_head) {
   std::vector<int64_t> dense_layers;
   for (int64_t layer = 0; layer < m.n_layers; ++layer)
     if (!is_moe_block(moe, layer)) dense_layers.push_back(layer);
-  const bool mixtral = dense_layers.empty() && moe.num_shared_experts == 0 && moe.renormalize;
+  // Triage never renormalises one choice (its weight would always be 1); transformers does.
+  const bool renormalised = moe.renormalize && moe.top_k > 1;
+  const bool mixtral = dense_layers.empty() && moe.num_shared_experts == 0 && renormalised;
 
   HfModel out;
   out.architecture = mixtral ? "MixtralForCausalLM" : "Qwen2MoeForCausalLM";
@@ -193,7 +195,7 @@ HfModel to_hf_model(const CheckpointContents& c, bool drop_class_head) {
     j["shared_expert_intermediate_size"] =
         std::max<int64_t>(1, moe.num_shared_experts * moe.d_expert);
     j["num_experts"] = moe.num_experts;
-    j["norm_topk_prob"] = moe.renormalize;
+    j["norm_topk_prob"] = renormalised;
     j["decoder_sparse_step"] = 1;
     j["mlp_only_layers"] = dense_layers;
     j["qkv_bias"] = false;
@@ -347,6 +349,10 @@ ImportedModel read_hf_model(const std::string& dir_text) {
   if (j.contains("head_dim") && j["head_dim"].is_number() &&
       j["head_dim"].get<int64_t>() * heads != width)
     why.push_back("head_dim x heads != hidden_size");
+  if (integer("num_experts_per_tok") == 1 && (mixtral || j.value("norm_topk_prob", false)))
+    why.push_back(
+        "top-1 routing with renormalised gates (every gate weight 1; Triage keeps "
+        "the raw score at top-1, so that the router learns from the task)");
   if (j.value("hidden_act", "silu") != "silu")
     why.push_back("hidden_act " + j["hidden_act"].dump() + " (SwiGLU needs silu)");
   const nlohmann::json rope = j.value("rope_parameters", nlohmann::json::object());
