@@ -229,8 +229,6 @@ std::string save_checkpoint(const std::string& dir, const Config& config, Proces
     for (size_t i = 0; i < state.moe_layers.size(); ++i) {
       for (const auto& b : state.moe_layers[i]->buffers())
         replicated[moe_key(i, b.name)] = b.tensor;
-      for (const auto& g : state.moe_layers[i]->generators())
-        replicated[moe_key(i, g.name)] = g.generator.get_state();
     }
     record(0, "replicated.safetensors", replicated);
   }
@@ -364,16 +362,10 @@ void load_local_part(const std::string& dir, const Config& config, ProcessGroups
     moments.push_back({p.tensor, {at::stack(slices[1]), at::stack(slices[2])}});
   }
   std::vector<std::pair<at::Tensor, at::Tensor>> buffers;
-  std::vector<std::pair<at::Generator, at::Tensor>> generators;
   for (size_t i = 0; i < state.moe_layers.size(); ++i) {
     for (const auto& b : state.moe_layers[i]->buffers())
       buffers.push_back({b.tensor, expect(replicated, moe_key(i, b.name), b.tensor.sizes(),
                                           b.tensor.scalar_type(), replicated_path)});
-    for (const auto& g : state.moe_layers[i]->generators()) {
-      const at::Tensor rng = g.generator.get_state();
-      generators.push_back({g.generator, expect(replicated, moe_key(i, g.name), rng.sizes(),
-                                                at::kByte, replicated_path)});
-    }
   }
 
   // All verified: apply.
@@ -387,7 +379,6 @@ void load_local_part(const std::string& dir, const Config& config, ProcessGroups
     adam.exp_avg_sq(pair[1].to(param.device(), /*non_blocking=*/false, /*copy=*/true));
   }
   for (auto& [buffer, value] : buffers) buffer.copy_(value);
-  for (auto& [generator, state_bytes] : generators) generator.set_state(state_bytes);
   state.step = manifest.step;
   state.samples_seen = manifest.samples_seen;
 }

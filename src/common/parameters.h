@@ -30,14 +30,6 @@ struct NamedBuffer {
 };
 using BufferList = std::vector<NamedBuffer>;
 
-// A random stream a layer draws from while training (router jitter); its state is
-// checkpointed so that a resumed run draws the same numbers.
-struct NamedGenerator {
-  std::string name;
-  at::Generator generator;
-};
-using GeneratorList = std::vector<NamedGenerator>;
-
 // Appends `inner` to `outer`, each name prefixed with "prefix.".
 inline void append_parameters(ParameterList& outer, const std::string& prefix,
                               const ParameterList& inner) {

@@ -64,6 +64,43 @@ struct ChoiceNames<BalanceLossScope> {
   static constexpr std::array names{"batch", "sequence"};
 };
 
+enum class RoutingLevel {
+  kToken,     // each token is routed on its own hidden state
+  kSequence,  // each sequence on the masked mean of its hidden states; its tokens follow
+};
+template <>
+struct ChoiceNames<RoutingLevel> {
+  static constexpr std::array names{"token", "sequence"};
+};
+
+enum class RouterKind {
+  kTokenChoice,   // each token (or sequence) picks its top-k experts
+  kExpertChoice,  // each expert picks its top-C tokens (or sequences), Zhou et al. 2022
+};
+template <>
+struct ChoiceNames<RouterKind> {
+  static constexpr std::array names{"token_choice", "expert_choice"};
+};
+
+enum class RouterNoise {
+  kNone,
+  kJitter,   // Switch: router input *= U(1 - jitter_noise, 1 + jitter_noise)
+  kShazeer,  // Shazeer 2017: logits += N(0, 1) * softplus(x @ noise_gate^T), learned
+};
+template <>
+struct ChoiceNames<RouterNoise> {
+  static constexpr std::array names{"none", "jitter", "shazeer"};
+};
+
+enum class BalanceLossType {
+  kSwitch,     // alpha * E * sum_i f_i P_i
+  kCvSquared,  // Shazeer: alpha * (CV^2(importance) + CV^2(load)), needs noise shazeer
+};
+template <>
+struct ChoiceNames<BalanceLossType> {
+  static constexpr std::array names{"switch", "cv_squared"};
+};
+
 // How the experts' matrices are applied to their rows.
 enum class ExpertGemm {
   kAuto,     // grouped on CUDA when the shapes allow it, else loop

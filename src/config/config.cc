@@ -254,6 +254,34 @@ void validate(const Config& c) {
           "at most the experts in moe.topk_groups groups (" +
               std::to_string(c.moe.topk_groups * (c.moe.num_experts / groups)) + ")");
   }
+  const bool lookahead =
+      c.moe.routing_level == RoutingLevel::kSequence || c.moe.router == RouterKind::kExpertChoice;
+  check(!lookahead || c.train.loss == Loss::kClassify || c.moe.allow_lookahead,
+        c.moe.routing_level == RoutingLevel::kSequence ? "moe.routing_level" : "moe.router",
+        c.moe.routing_level == RoutingLevel::kSequence ? format_value(c.moe.routing_level)
+                                                       : format_value(c.moe.router),
+        "train.loss classify: a token's experts then depend on later tokens, which a causal "
+        "LM loss can read; set moe.allow_lookahead: true to accept a non-causal LM loss");
+  check(c.moe.routing_level == RoutingLevel::kToken ||
+            c.moe.balance_loss_scope == BalanceLossScope::kBatch,
+        "moe.balance_loss_scope", format_value(c.moe.balance_loss_scope),
+        "batch when moe.routing_level is sequence (a sequence makes one choice)");
+  check(c.moe.router == RouterKind::kTokenChoice ||
+            (c.moe.topk_groups == 0 && !c.moe.expert_bias && c.moe.routing_override == "none" &&
+             c.moe.max_receive_factor == 0),
+        "moe.router", format_value(c.moe.router),
+        "token_choice when moe.topk_groups, moe.expert_bias, moe.routing_override or "
+        "moe.max_receive_factor is set (they shape the tokens' choices)");
+  check((c.moe.noise == RouterNoise::kJitter) == (c.moe.jitter_noise > 0), "moe.jitter_noise",
+        format_value(c.moe.jitter_noise),
+        c.moe.noise == RouterNoise::kJitter ? "more than 0 when moe.noise is jitter"
+                                            : "0 unless moe.noise is jitter");
+  check(c.moe.balance_loss_type == BalanceLossType::kSwitch ||
+            (c.moe.noise == RouterNoise::kShazeer && c.moe.router == RouterKind::kTokenChoice &&
+             c.moe.balance_loss_scope == BalanceLossScope::kBatch),
+        "moe.balance_loss_type", format_value(c.moe.balance_loss_type),
+        "switch unless moe.noise is shazeer with token_choice and a batch-scope loss (the "
+        "load estimate is the noise's)");
   check(c.train.early_stop_patience == 0 ||
             (c.train.keep_best != KeepBest::kNone && c.train.eval_every > 0),
         "train.early_stop_patience", format_value(c.train.early_stop_patience),

@@ -44,7 +44,22 @@ struct MoeConfig {
   bool renormalize = true;      // rescale the k chosen scores to sum to 1 before route_scale;
                                 // never at top_k 1 (the gate would learn nothing from the task)
   double route_scale = 1.0;     // multiplies the gate weights after renormalisation
-  double jitter_noise = 0.0;    // training only: input *= U(1-eps, 1+eps) before the gate
+  // What the router scores and who chooses. routing_level sequence: every token of a
+  // sequence goes to the experts its sequence's masked mean hidden state chose, with the
+  // sequence's gate weights (balance and z-losses count sequences). router expert_choice:
+  // each expert takes its top-C tokens (sequences) of the balance group's batch, C the
+  // capacity at capacity_factor (1 when 0), weighted by their raw scores; a token may be
+  // taken by 0..E experts. Both let a token's routing depend on later tokens, which a
+  // causal LM loss could read: refused with an LM loss unless allow_lookahead is true.
+  RoutingLevel routing_level = RoutingLevel::kToken;
+  RouterKind router = RouterKind::kTokenChoice;
+  bool allow_lookahead = false;
+  // Training-only router noise: jitter (input *= U(1-jitter_noise, 1+jitter_noise)) or
+  // shazeer (logits += N(0,1) * softplus(x @ noise_gate^T), a learned, input-dependent
+  // spread). Each draw is a function of (seed, layer, step, micro-batch, global token),
+  // so every EP layout and a resumed run draw the same noise.
+  RouterNoise noise = RouterNoise::kNone;
+  double jitter_noise = 0.0;  // eps of noise jitter (then > 0); 0 otherwise
   // Capacity per expert = max(min_capacity, ceil(factor * tokens * top_k / num_experts));
   // factor 0 is dropless. Larger factors drop less but pad more on fixed-size backends.
   double capacity_factor = 0.0;
@@ -62,6 +77,10 @@ struct MoeConfig {
   // in batch), the per-sequence losses averaged over the sequences (of the global batch
   // under balance_loss_mode global), so no single sequence may crowd a few experts.
   BalanceLossScope balance_loss_scope = BalanceLossScope::kBatch;
+  // switch: the loss above; cv_squared: Shazeer's importance and load losses,
+  // alpha * (CV^2 of each expert's summed gate weights + CV^2 of its smooth load estimate),
+  // over the batch (the balance group's under global). cv_squared needs noise shazeer.
+  BalanceLossType balance_loss_type = BalanceLossType::kSwitch;
   double z_loss_coef = 0.001;  // beta of the router z-loss
   // Group-limited routing (DeepSeek-V2/V3): experts form num_groups equal groups of
   // consecutive ids (0: one group per EP rank, so a group is a rank's experts); each token
@@ -225,6 +244,10 @@ void visit_fields(MoeConfig& c, Visitor&& v) {
   v("score_function", c.score_function, OneOf{});
   v("renormalize", c.renormalize, AnyBool{});
   v("route_scale", c.route_scale, RealRange{0.0, 1e6, true});
+  v("routing_level", c.routing_level, OneOf{});
+  v("router", c.router, OneOf{});
+  v("allow_lookahead", c.allow_lookahead, AnyBool{});
+  v("noise", c.noise, OneOf{});
   v("jitter_noise", c.jitter_noise, RealRange{0.0, 1.0, false, true});
   v("capacity_factor", c.capacity_factor, RealRange{0.0, 1e6});
   v("eval_capacity_factor", c.eval_capacity_factor, RealRange{0.0, 1e6});
@@ -233,6 +256,7 @@ void visit_fields(MoeConfig& c, Visitor&& v) {
   v("balance_loss_coef", c.balance_loss_coef, RealRange{0.0, 1e6});
   v("balance_loss_mode", c.balance_loss_mode, OneOf{});
   v("balance_loss_scope", c.balance_loss_scope, OneOf{});
+  v("balance_loss_type", c.balance_loss_type, OneOf{});
   v("z_loss_coef", c.z_loss_coef, RealRange{0.0, 1e6});
   v("num_groups", c.num_groups, IntRange{0, 1 << 16});
   v("topk_groups", c.topk_groups, IntRange{0, 1 << 16});

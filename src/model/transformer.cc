@@ -80,14 +80,14 @@ ModelOutput Transformer::forward(const at::Tensor& tokens_BL, const at::Tensor& 
       continue;
     }
     watchdog::Scope scope("MoE layer " + std::to_string(moe_index++));
-    MoeOutput moe = block.moe->forward(h, training, first_token);
+    MoeOutput moe = block.moe->forward(h, training, first_token, real_BL);
     at::Tensor ffn = moe.y;
     if (block.shared) ffn = ffn + block.shared->forward(h);
     x = x + ffn;
     out.balance_loss = out.balance_loss + moe.balance_loss.to(x.scalar_type());
     out.z_loss = out.z_loss + moe.z_loss.to(x.scalar_type());
     out.moe_stats.push_back(std::move(moe.stats));
-    out.top_expert_BL.push_back(moe.routing.experts_TK.select(1, 0).view(tokens_BL.sizes()));
+    out.top_expert_BL.push_back(moe.top_expert_T.view(tokens_BL.sizes()));
   }
   x = rms_norm(x, final_norm_, eps);
   if (lm_head_DV_.defined()) out.lm_logits_BLV = at::matmul(x, lm_head_DV_);

@@ -89,4 +89,45 @@ at::Tensor z_loss(const at::Tensor& logits_TE, double beta) {
   return beta * at::logsumexp(logits_TE, -1).pow(2).mean();
 }
 
+ImportanceLoad importance_load(const at::Tensor& weights_TK, const at::Tensor& experts_TK,
+                               const at::Tensor& noisy_logits_TE, const at::Tensor& clean_logits_TE,
+                               const at::Tensor& noise_std_TE) {
+  const int64_t experts = noisy_logits_TE.size(1), top_k = experts_TK.size(1);
+  ImportanceLoad sums;
+  sums.importance_E = at::zeros(noisy_logits_TE.sizes(), noisy_logits_TE.options())
+                          .scatter(1, experts_TK, weights_TK.to(noisy_logits_TE.scalar_type()))
+                          .sum(0);
+  if (top_k >= experts) {  // every expert is always chosen: a load of one per token
+    sums.load_E = at::full({experts}, double(noisy_logits_TE.size(0)), noisy_logits_TE.options());
+    return sums;
+  }
+  // The noisy logits are fixed numbers here (Shazeer: the threshold carries no gradient).
+  const at::Tensor top_TJ = std::get<0>(noisy_logits_TE.detach().topk(top_k + 1, -1));
+  const at::Tensor kth_T1 = top_TJ.narrow(1, top_k - 1, 1), next_T1 = top_TJ.narrow(1, top_k, 1);
+  const at::Tensor in_top_TE = noisy_logits_TE.detach() >= kth_T1;
+  // Without expert i, the k-th largest of the others is the (k+1)-th overall if i is in the
+  // top k, else the k-th.
+  const at::Tensor threshold_TE = at::where(in_top_TE, next_T1, kth_T1);
+  const at::Tensor z_TE = (clean_logits_TE - threshold_TE) / noise_std_TE;
+  sums.load_E = (0.5 * at::erfc(-z_TE / std::sqrt(2.0))).sum(0);
+  return sums;
+}
+
+ImportanceLoad all_reduce(const ImportanceLoad& local, Communicator& group) {
+  watchdog::Scope scope("balance-loss all-reduce");
+  const int64_t experts = local.importance_E.size(0);
+  const at::Tensor summed = allreduce_sum_autograd(
+      at::cat({local.importance_E, local.load_E.to(local.importance_E.scalar_type())}), group,
+      /*used_alike=*/true);
+  return {summed.narrow(0, 0, experts), summed.narrow(0, experts, experts)};
+}
+
+at::Tensor cv_squared_loss(const ImportanceLoad& sums, double alpha) {
+  auto cv_squared = [](const at::Tensor& v_E) {
+    const at::Tensor mean = v_E.mean();
+    return (v_E - mean).pow(2).mean() / (mean.pow(2) + 1e-10);
+  };
+  return alpha * (cv_squared(sums.importance_E) + cv_squared(sums.load_E));
+}
+
 }  // namespace triage

@@ -53,4 +53,21 @@ SequenceBalance all_reduce(const SequenceBalance& local, Communicator& group);
 at::Tensor balance_loss(const SequenceBalance& stats);  // the mean over sequences
 at::Tensor z_loss(const at::Tensor& logits_TE, double beta);
 
+// Shazeer et al. 2017's importance and load losses (moe.balance_loss_type cv_squared):
+//   importance_i = sum_t g_t,i       (combine weights; 0 where expert i was not chosen)
+//   load_i       = sum_t Phi((clean_t,i - kth_t,i) / std_t,i)
+// where kth_t,i is the k-th largest noisy logit of token t among the experts other than i:
+// load_i is the expected number of tokens that would choose i if only its own noise were
+// drawn again, a smooth (differentiable) stand-in for the count.
+//   L = alpha * (CV^2(importance) + CV^2(load)),  CV^2(v) = var(v) / mean(v)^2 over experts.
+struct ImportanceLoad {
+  at::Tensor importance_E, load_E;  // sums over tokens (carry gradient)
+};
+ImportanceLoad importance_load(const at::Tensor& weights_TK, const at::Tensor& experts_TK,
+                               const at::Tensor& noisy_logits_TE, const at::Tensor& clean_logits_TE,
+                               const at::Tensor& noise_std_TE);
+// The global mode: both sums over `group`, one all-reduce, as for BalanceStats.
+ImportanceLoad all_reduce(const ImportanceLoad& local, Communicator& group);
+at::Tensor cv_squared_loss(const ImportanceLoad& sums, double alpha);
+
 }  // namespace triage

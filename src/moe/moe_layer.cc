@@ -5,7 +5,9 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include "common/counter_random.h"
 #include "moe/exchange.h"
+#include "moe/expert_choice.h"
 #include "moe/permute.h"
 #include "moe/routing_override.h"
 #include "parallel/phase_clock.h"
@@ -35,76 +37,141 @@ MoeLayer::MoeLayer(const MoeConfig& config, int64_t d_model, at::ScalarType dtyp
         load_replay_loads(routing_override_.run_dir, config.num_experts);
 }
 
-MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_token) {
+MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_token,
+                            const at::Tensor& real_BL) {
   const int64_t d_model = x.size(-1);
   at::Tensor x_TD = x.reshape({-1, d_model});
   const int64_t tokens = x_TD.size(0);
   const int64_t num_experts = config_.num_experts;
+  const bool by_sequence = config_.routing_level == RoutingLevel::kSequence;
+  const bool expert_choice = config_.router == RouterKind::kExpertChoice;
+  TRIAGE_ASSERT(!by_sequence || x.dim() == 3,
+                "moe.routing_level sequence needs [sequences, length, D] input; got " << x.sizes());
+  const at::Tensor real_T = real_BL.defined() ? real_BL.reshape({-1}).to(at::kBool) : at::Tensor();
 
   MoeOutput out;
   const std::string outer_phase = phase_clock::current();
   phase_clock::enter("route");
-  out.routing = router_.forward(x_TD, training);
-  RouterOutput& r = out.routing;
-  if (routing_override_.kind != RoutingOverride::Kind::kNone) {
-    r.experts_TK = override_routing(routing_override_, r.experts_TK, r.scores_TE, first_token,
-                                    seed_, num_experts / ep_size_, routing_step_);
-    r.weights_TK = router_.gate_weights(r.scores_TE, r.experts_TK, x_TD.scalar_type());
+  // The router's rows: tokens, or each sequence's mean over its real tokens.
+  const int64_t length = by_sequence ? x.size(1) : 1;  // tokens per row
+  at::Tensor rows_RD = x_TD, eligible_R;
+  if (by_sequence) {
+    const at::Tensor real_BL1 = real_BL.defined() ? real_BL.to(x.scalar_type()).unsqueeze(-1)
+                                                  : at::ones({x.size(0), length, 1}, x.options());
+    rows_RD = (x * real_BL1).sum(1) / real_BL1.sum(1).clamp_min(1.0);
+    if (real_T.defined()) eligible_R = real_T.view({x.size(0), length}).any(1);
+  } else {
+    eligible_R = real_T;
   }
+  const int64_t rows = rows_RD.size(0), first_row = first_token / length;
+  const NoiseDraw draw{random_key({seed_, uint64_t(routing_step_), uint64_t(micro_batch_)}),
+                       first_row};
+  out.routing = router_.forward(rows_RD, training, draw);
+  RouterOutput& r = out.routing;
 
   const double factor = training ? config_.capacity_factor : config_.eval_capacity_factor;
-  const int64_t capacity =
-      expert_capacity(factor, tokens, config_.top_k, num_experts, config_.min_capacity);
-  at::Tensor scores_TK = r.scores_TE.gather(1, r.experts_TK);
-  out.keep_TK =
-      capacity_keep_mask(r.experts_TK, scores_TK, num_experts, capacity, config_.drop_policy);
+  const bool global = balance_group_ && config_.balance_loss_mode == BalanceLossMode::kGlobal;
+  int64_t capacity = kDropless;
+  if (expert_choice) {
+    // Expert choice is never dropless: C comes from the factor (1 when 0), over the rows of
+    // the balance group's batch.
+    Communicator* group = global ? balance_group_ : nullptr;
+    const int64_t group_rows = rows * (group ? group->size() : 1);
+    capacity =
+        std::min(group_rows, expert_capacity(factor > 0 ? factor : 1.0, group_rows, config_.top_k,
+                                             num_experts, config_.min_capacity));
+    ExpertChoice choice = choose_by_experts(r.scores_TE, eligible_R, capacity, group);
+    r.experts_TK = choice.experts_RE;
+    out.keep_TK = choice.taken_RE;
+    // Weighted by the raw scores (no renormalisation over a row's experts, as in the paper).
+    r.weights_TK =
+        (r.scores_TE.gather(1, r.experts_TK) * config_.route_scale).to(x_TD.scalar_type());
+  } else {
+    if (routing_override_.kind != RoutingOverride::Kind::kNone) {
+      r.experts_TK = override_routing(routing_override_, r.experts_TK, r.scores_TE, first_row,
+                                      seed_, num_experts / ep_size_, routing_step_);
+      r.weights_TK = router_.gate_weights(r.scores_TE, r.experts_TK, x_TD.scalar_type());
+    }
+    capacity = expert_capacity(factor, rows, config_.top_k, num_experts, config_.min_capacity);
+    out.keep_TK = capacity_keep_mask(r.experts_TK, r.scores_TE.gather(1, r.experts_TK), num_experts,
+                                     capacity, config_.drop_policy);
+  }
+  // From rows to tokens: a sequence's tokens share its experts, weights and fate.
+  at::Tensor experts_TK = r.experts_TK, weights_TK = r.weights_TK, keep_TK = out.keep_TK;
+  if (by_sequence) {
+    experts_TK = experts_TK.repeat_interleave(length, 0);
+    weights_TK = weights_TK.repeat_interleave(length, 0);
+    keep_TK = keep_TK.repeat_interleave(length, 0);
+  }
+  if (real_T.defined() && (by_sequence || expert_choice)) keep_TK = keep_TK & real_T.unsqueeze(1);
+  out.top_expert_T = experts_TK.select(1, 0);
   MoeStats& s = out.stats;
-  s.receive_quota = receive_quota(config_.max_receive_factor, tokens, config_.top_k, ep_size_);
-  out.keep_TK = receive_bound_keep_mask(r.experts_TK, out.keep_TK, num_experts / ep_size_, ep_size_,
-                                        s.receive_quota, s.bound_dropped_per_rank);
+  if (!expert_choice) {
+    s.receive_quota = receive_quota(config_.max_receive_factor, tokens, config_.top_k, ep_size_);
+    keep_TK = receive_bound_keep_mask(experts_TK, keep_TK, num_experts / ep_size_, ep_size_,
+                                      s.receive_quota, s.bound_dropped_per_rank);
+  }
 
   if (ep_) {
     Dispatched sent =
-        dispatch(x_TD, r.experts_TK, out.keep_TK, num_experts, *ep_, config_.exchange_chunks);
+        dispatch(x_TD, experts_TK, keep_TK, num_experts, *ep_, config_.exchange_chunks);
     at::Tensor y_RD = expert_outputs(sent.x_RD, sent.plan, experts_, *ep_);
-    out.y = combine(y_RD, r.weights_TK, sent.plan).view(x.sizes());
+    out.y = combine(y_RD, weights_TK, sent.plan).view(x.sizes());
     s.tokens_per_expert = std::move(sent.plan.order.tokens_per_expert);
   } else {
-    ExpertOrder order = sort_by_expert(r.experts_TK, out.keep_TK, num_experts);
+    ExpertOrder order = sort_by_expert(experts_TK, keep_TK, num_experts);
     phase_clock::enter("experts");
     at::Tensor y_RD =
         experts_.forward(gather_rows(x_TD, order), runs_per_expert(order.tokens_per_expert));
-    out.y = combine_rows(y_RD, r.weights_TK, order).view(x.sizes());
+    out.y = combine_rows(y_RD, weights_TK, order).view(x.sizes());
     s.tokens_per_expert = std::move(order.tokens_per_expert);
   }
 
-  phase_clock::enter("route");  // the auxiliary losses are the router's
-  const bool global = balance_group_ && config_.balance_loss_mode == BalanceLossMode::kGlobal;
-  if (config_.balance_loss_scope == BalanceLossScope::kSequence) {
-    TRIAGE_ASSERT(x.dim() == 3,
-                  "moe.balance_loss_scope sequence needs [sequences, length, D] "
-                  "input; got "
-                      << x.sizes());
-    SequenceBalance balance =
-        sequence_balance(r.scores_TE, r.experts_TK, x.size(0), config_.balance_loss_coef);
-    if (global) balance = all_reduce(balance, *balance_group_);
-    out.balance_loss = balance_loss(balance);
-  } else {
-    BalanceStats balance = balance_stats(r.scores_TE, r.experts_TK);
-    if (global) balance = all_reduce(balance, *balance_group_);
-    out.balance_loss = balance_loss(balance, config_.balance_loss_coef);
-  }
+  phase_clock::enter("route");  // the auxiliary losses are the router's, over its rows
+  out.balance_loss = aux_balance_loss(r, training, x.dim() == 3 ? x.size(0) : 0, global);
   out.z_loss = z_loss(r.logits_TE, config_.z_loss_coef);
 
-  s.assignments = tokens * config_.top_k;
-  s.capacity = capacity;
   int64_t kept = 0;
   for (int64_t n : s.tokens_per_expert) kept += n;
+  // Expert choice has no per-token budget to fall short of: what the experts took is all.
+  if (expert_choice)
+    s.assignments = kept;
+  else if (by_sequence && real_T.defined())
+    s.assignments = real_T.sum().item<int64_t>() * config_.top_k;
+  else
+    s.assignments = tokens * config_.top_k;
+  s.capacity = capacity;
   s.dropped = s.assignments - kept;
   s.max_load = double(*std::max_element(s.tokens_per_expert.begin(), s.tokens_per_expert.end()));
   s.mean_load = double(kept) / double(num_experts);
   phase_clock::enter(outer_phase);
   return out;
+}
+
+at::Tensor MoeLayer::aux_balance_loss(const RouterOutput& r, bool training, int64_t sequences,
+                                      bool global) {
+  // Expert choice fills every expert by construction; Shazeer's losses need the noise,
+  // which is drawn in training only.
+  if (config_.router == RouterKind::kExpertChoice ||
+      (config_.balance_loss_type == BalanceLossType::kCvSquared && !training))
+    return at::zeros({}, r.scores_TE.options());
+  if (config_.balance_loss_type == BalanceLossType::kCvSquared) {
+    ImportanceLoad sums =
+        importance_load(r.weights_TK, r.experts_TK, r.logits_TE, r.clean_logits_TE, r.noise_std_TE);
+    if (global) sums = all_reduce(sums, *balance_group_);
+    return cv_squared_loss(sums, config_.balance_loss_coef);
+  }
+  if (config_.balance_loss_scope == BalanceLossScope::kSequence) {
+    TRIAGE_ASSERT(sequences > 0,
+                  "moe.balance_loss_scope sequence needs [sequences, length, D] input");
+    SequenceBalance balance =
+        sequence_balance(r.scores_TE, r.experts_TK, sequences, config_.balance_loss_coef);
+    if (global) balance = all_reduce(balance, *balance_group_);
+    return balance_loss(balance);
+  }
+  BalanceStats balance = balance_stats(r.scores_TE, r.experts_TK);
+  if (global) balance = all_reduce(balance, *balance_group_);
+  return balance_loss(balance, config_.balance_loss_coef);
 }
 
 ParameterList MoeLayer::parameters() const {

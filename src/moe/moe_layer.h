@@ -38,8 +38,11 @@ struct MoeOutput {
   at::Tensor y;             // same shape as the input
   at::Tensor balance_loss;  // alpha-scaled, scalar
   at::Tensor z_loss;        // beta-scaled, scalar
+  // The router's rows: tokens, or sequences under routing_level sequence; expert choice
+  // fills experts_TK with all E experts, the row's favourite first.
   RouterOutput routing;
-  at::Tensor keep_TK;  // bool: which assignments fitted capacity
+  at::Tensor keep_TK;       // bool, per routing row: which assignments fitted (were taken)
+  at::Tensor top_expert_T;  // each token's first-choice expert (its sequence's, if routed so)
   MoeStats stats;
 };
 
@@ -56,20 +59,27 @@ class MoeLayer {
            Communicator* ep = nullptr, Communicator* balance_group = nullptr,
            int64_t reference_ep_size = 1);
 
-  // x: [..., D]. training picks capacity_factor vs eval_capacity_factor and enables jitter.
-  // first_token: the global index of x's first token (for moe.routing_override only).
-  MoeOutput forward(const at::Tensor& x, bool training, int64_t first_token = 0);
+  // x: [..., D] ([B, L, D] for routing_level sequence or balance_loss_scope sequence).
+  // training picks capacity_factor vs eval_capacity_factor and enables noise.
+  // first_token: the global index of x's first token, which keys routing overrides and
+  // noise to the token, not to the layout. real_BL: 1 for real tokens, 0 for padding
+  // (undefined: all real); sequence routing averages real tokens only, and neither it nor
+  // expert choice sends padding to an expert.
+  MoeOutput forward(const at::Tensor& x, bool training, int64_t first_token = 0,
+                    const at::Tensor& real_BL = {});
 
-  // Which recorded step moe.routing_override replay:RUN_DIR draws from next.
+  // Which recorded step moe.routing_override replay:RUN_DIR draws from next, and which
+  // (step, micro-batch) keys the training noise.
   void set_routing_step(int64_t step) { routing_step_ = step; }
+  void set_micro_batch(int64_t micro_batch) { micro_batch_ = micro_batch; }
 
   Router& router() { return router_; }
   const Experts& experts() const { return experts_; }
   const MoeConfig& config() const { return config_; }
   ParameterList parameters() const;
-  // The router's expert bias and jitter stream, under the names checkpoints use.
+  // The router's expert bias, under the name checkpoints use. (Noise needs no state: its
+  // draws are keyed by step and token; checkpoints before it held a router_rng, ignored.)
   BufferList buffers() const { return router_.buffers(); }
-  GeneratorList generators() const { return router_.generators(); }
 
   // Aux-loss-free balancing (moe.expert_bias), once per optimizer step with the whole
   // world's kept assignments per expert, so that every rank moves the bias alike.
@@ -78,10 +88,16 @@ class MoeLayer {
   }
 
  private:
+  // The balance loss the config asks for, over the router's rows (`sequences` of them in
+  // x's first dimension, for the sequence-wise loss), all-reduced under `global`.
+  at::Tensor aux_balance_loss(const RouterOutput& routing, bool training, int64_t sequences,
+                              bool global);
+
   MoeConfig config_;
   RoutingOverride routing_override_;
   uint64_t seed_;
   int64_t routing_step_ = 0;
+  int64_t micro_batch_ = 0;
   int64_t ep_size_;  // ranks the experts are spread over (1 for the plain reference)
   Communicator* ep_;
   Communicator* balance_group_;

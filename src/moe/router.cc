@@ -8,11 +8,15 @@
 
 #include <c10/core/GradMode.h>
 
+#include "common/counter_random.h"
 #include "common/error.h"
 
 namespace triage {
 
 namespace {
+// Purposes of a layer's noise stream, so that jitter and Shazeer noise never share draws.
+constexpr uint64_t kJitterStream = 1, kShazeerStream = 2;
+
 at::ScalarType router_dtype(at::ScalarType model_dtype) {
   return model_dtype == at::kDouble ? at::kDouble : at::kFloat;
 }
@@ -20,13 +24,22 @@ at::ScalarType router_dtype(at::ScalarType model_dtype) {
 
 Router::Router(const MoeConfig& config, int64_t d_model, at::ScalarType dtype,
                at::Generator generator, int64_t num_groups)
-    : config_(config), num_groups_(num_groups), generator_(generator) {
+    : config_(config), num_groups_(num_groups) {
   TRIAGE_ASSERT(config.topk_groups == 0 || config.num_experts % num_groups == 0,
                 num_groups << " expert groups do not divide " << config.num_experts << " experts");
   const auto gate_dtype = router_dtype(dtype);
   gate_ED_ = normal_parameter({config.num_experts, d_model}, 1.0 / std::sqrt(double(d_model)),
                               gate_dtype, generator);
   expert_bias_E_ = at::zeros({config.num_experts}, at::TensorOptions().dtype(gate_dtype));
+  if (config.noise == RouterNoise::kShazeer)
+    noise_gate_ED_ = at::zeros({config.num_experts, d_model}, at::TensorOptions().dtype(gate_dtype))
+                         .set_requires_grad(true);
+}
+
+ParameterList Router::parameters() const {
+  ParameterList params{{"gate", gate_ED_}};
+  if (noise_gate_ED_.defined()) params.push_back({"noise_gate", noise_gate_ED_});
+  return params;
 }
 
 at::Tensor within_best_groups(const at::Tensor& selection_TE, int64_t groups, int64_t best) {
@@ -41,24 +54,32 @@ at::Tensor within_best_groups(const at::Tensor& selection_TE, int64_t groups, in
       .view({tokens, groups * per_group});
 }
 
-RouterOutput Router::forward(const at::Tensor& x_TD, bool training) {
+RouterOutput Router::forward(const at::Tensor& x_TD, bool training, NoiseDraw draw) {
   TRIAGE_ASSERT(x_TD.dim() == 2 && x_TD.size(1) == gate_ED_.size(1),
                 "router input " << x_TD.sizes() << " does not match gate " << gate_ED_.sizes());
   // The router stays in float32 under bf16 autocast: top-k and the softmax are sensitive to
   // rounding (the "fp32 router" of Switch and Megatron).
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+  const int64_t rows = x_TD.size(0), width = x_TD.size(1), experts = gate_ED_.size(0);
   at::Tensor gate_input = x_TD.to(gate_ED_.scalar_type());
-  if (training && config_.jitter_noise > 0) {
-    // Switch Transformer jitter: multiplicative noise on the router's input only. Drawn on
-    // the CPU generator whatever the device, so CPU and GPU runs see the same noise.
+  if (training && config_.noise == RouterNoise::kJitter) {
+    // Switch Transformer jitter: multiplicative noise on the router's input only.
     const double eps = config_.jitter_noise;
-    at::Tensor noise =
-        at::rand(gate_input.sizes(), generator_, gate_input.options().device(at::kCPU))
-            .to(gate_input.device());
-    gate_input = gate_input * (noise * (2 * eps) + (1 - eps));
+    const at::Tensor noise =
+        counter_uniform(random_key({draw.key, kJitterStream}),
+                        block_counters(draw.first_row, rows, width, gate_input.device()));
+    gate_input = gate_input * (noise * (2 * eps) + (1 - eps)).to(gate_input.scalar_type());
   }
   RouterOutput out;
   out.logits_TE = at::matmul(gate_input, gate_ED_.t());
+  if (training && config_.noise == RouterNoise::kShazeer) {
+    out.clean_logits_TE = out.logits_TE;
+    out.noise_std_TE = at::softplus(at::matmul(gate_input, noise_gate_ED_.t()));
+    const at::Tensor normal =
+        counter_normal(random_key({draw.key, kShazeerStream}),
+                       block_counters(draw.first_row, rows, experts, gate_input.device()));
+    out.logits_TE = out.logits_TE + normal.to(out.noise_std_TE.scalar_type()) * out.noise_std_TE;
+  }
   out.scores_TE = config_.score_function == ScoreFunction::kSoftmax ? at::softmax(out.logits_TE, -1)
                                                                     : at::sigmoid(out.logits_TE);
   at::Tensor selection_TE = out.scores_TE;

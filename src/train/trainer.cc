@@ -227,6 +227,7 @@ StepMetrics Trainer::train_step() {
                                      rows[micro].begin() + (g.world_rank + 1) * slice);
     watchdog::Scope scope(step_label + ", micro-batch " + std::to_string(micro + 1) + "/" +
                           std::to_string(micro_batches));
+    for (MoeLayer* layer : moe_layers) layer->set_micro_batch(micro);
     phase_clock::enter("compute");  // the model outside its MoE layers' own phases
     Batch b = on_device(make_batch(mine, length));
     ModelOutput out = forward(b, /*training=*/true);

@@ -169,7 +169,8 @@ TEST(TrainRuns, RoutingOverridesFollowTheOneRankCurveOnEveryLayout) {
 }
 
 TEST(TrainRuns, RoutingSchemesFollowTheOneRankCurveOnEveryLayout) {
-  for (const std::string scheme : {"groups", "sequence_balance"})
+  for (const std::string scheme :
+       {"groups", "sequence_balance", "sequence_routing", "expert_choice", "jitter", "shazeer"})
     for (const char* layout : {"world4_ep4", "world4_ep2"})
       expect_same_curve("scheme_" + scheme + "_" + layout, "scheme_" + scheme + "_world1_ep1",
                         1e-9);
@@ -181,6 +182,11 @@ TEST(TrainRuns, RoutingSchemesFollowTheOneRankCurveOnEveryLayout) {
   EXPECT_GT(relative(steps_of("scheme_sequence_balance_world1_ep1").front()["balance_loss"],
                      plain["balance_loss"]),
             1e-6);
+  for (const char* scheme : {"sequence_routing", "expert_choice", "jitter", "shazeer"})
+    EXPECT_GT(relative(steps_of("scheme_" + std::string(scheme) + "_world1_ep1").front()["loss"],
+                       plain["loss"]),
+              1e-6)
+        << scheme;
 }
 
 TEST(TrainRuns, EarlyStoppingKeepsTheBestCheckpoint) {

@@ -105,6 +105,11 @@ void expect_ep_matches_reference(const MoeConfig& config, ReferenceShards shardi
   EXPECT_LT(relative_error(ep_layer.router().gate_ED().grad(), reference.router().gate_ED().grad()),
             1e-10)
       << "gate gradient";
+  if (config.noise == RouterNoise::kShazeer)
+    EXPECT_LT(relative_error(ep_layer.router().noise_gate_ED().grad(),
+                             reference.router().noise_gate_ED().grad()),
+              1e-10)
+        << "noise gate gradient";
 
   auto ep_params = ep_layer.experts().parameters();
   auto ref_params = reference.experts().parameters();
@@ -201,6 +206,45 @@ TEST(ExpertParallelLayer, LocalSequenceWiseBalanceLossMatchesOneRankPerRankShard
   MoeConfig config = layer_config("sigmoid", 2, 0.0, "local");
   config.balance_loss_scope = BalanceLossScope::kSequence;
   expect_ep_matches_reference(config, ReferenceShards::kPerRank, /*sequence_length=*/2);
+}
+
+// Sequence-level routing: a sequence never spans ranks, so its mean, choice and weights
+// are the reference's; with drops, capacity (in sequences) is each rank's shard's.
+TEST(ExpertParallelLayer, SequenceRoutingMatchesOneRank) {
+  MoeConfig config = layer_config("softmax", 2, 0.0, "global");
+  config.routing_level = RoutingLevel::kSequence;
+  expect_ep_matches_reference(config, ReferenceShards::kPerEpGroup, /*sequence_length=*/3);
+}
+
+TEST(ExpertParallelLayer, SequenceRoutingWithDropsMatchesOneRankPerRankShard) {
+  MoeConfig config = layer_config("sigmoid", 1, 0.5, "local");
+  config.routing_level = RoutingLevel::kSequence;
+  expect_ep_matches_reference(config, ReferenceShards::kPerRank, /*sequence_length=*/2);
+}
+
+// Expert choice ranks the EP group's whole batch (one all-reduce of the scores), so each
+// expert takes the tokens (sequences) the reference's does over that batch.
+TEST(ExpertParallelLayer, ExpertChoiceMatchesOneRankOverTheGroupsBatch) {
+  MoeConfig config = layer_config("softmax", 2, 1.0, "global");
+  config.router = RouterKind::kExpertChoice;
+  expect_ep_matches_reference(config, ReferenceShards::kPerEpGroup);
+  config.routing_level = RoutingLevel::kSequence;
+  expect_ep_matches_reference(config, ReferenceShards::kPerEpGroup, /*sequence_length=*/2);
+}
+
+// Training noise is keyed by global token: every layout draws what the reference draws.
+TEST(ExpertParallelLayer, ShazeerNoiseWithItsCvSquaredLossMatchesOneRank) {
+  MoeConfig config = layer_config("softmax", 2, 0.0, "global");
+  config.noise = RouterNoise::kShazeer;
+  config.balance_loss_type = BalanceLossType::kCvSquared;
+  expect_ep_matches_reference(config, ReferenceShards::kPerEpGroup);
+}
+
+TEST(ExpertParallelLayer, JitterNoiseMatchesOneRank) {
+  MoeConfig config = layer_config("sigmoid", 2, 0.0, "global");
+  config.noise = RouterNoise::kJitter;
+  config.jitter_noise = 0.3;
+  expect_ep_matches_reference(config, ReferenceShards::kPerEpGroup);
 }
 
 // Group-limited routing with one group per EP rank and one group kept: the layer still

@@ -64,5 +64,42 @@ TEST(AuxLosses, AreZeroForAnEmptyBatch) {
   EXPECT_EQ(z_loss(scores, 1.0).item<double>(), 0.0);
 }
 
+// One token, three experts, top-1. Clean logits (1, 0, -1), noisy (1.5, 0.2, -1), spread 1.
+// Expert 0 is chosen (weight 0.7); without it the best of the others is 0.2, so
+// z_0 = 1 - 0.2 = 0.8; experts 1 and 2 must beat 1.5: z = -1.5 and -2.5.
+// Phi(0.8) = 0.7881446014, Phi(-1.5) = 0.0668072013, Phi(-2.5) = 0.0062096653 (tables).
+TEST(ImportanceLoadLoss, MatchesShazeersDefinitionsWorkedByHand) {
+  const at::Tensor clean = doubles({1, 0, -1}, {1, 3});
+  const at::Tensor noisy = doubles({1.5, 0.2, -1}, {1, 3});
+  const at::Tensor spread = at::ones({1, 3}, at::kDouble);
+  ImportanceLoad sums =
+      importance_load(doubles({0.7}, {1, 1}), longs({0}, {1, 1}), noisy, clean, spread);
+  EXPECT_TRUE(at::allclose(sums.importance_E, doubles({0.7, 0, 0}, {3})));
+  const std::vector<double> load{0.7881446014, 0.0668072013, 0.0062096653};
+  EXPECT_TRUE(at::allclose(sums.load_E, doubles(load, {3}), 0, 1e-9)) << sums.load_E;
+  // CV^2 of (0.7, 0, 0) = (population variance 0.108889) / (mean^2 0.054444) = 2.
+  double mean = (load[0] + load[1] + load[2]) / 3, var = 0;
+  for (double v : load) var += (v - mean) * (v - mean) / 3;
+  EXPECT_NEAR(cv_squared_loss(sums, 0.1).item<double>(), 0.1 * (2.0 + var / (mean * mean)), 1e-9);
+}
+
+TEST(ImportanceLoadLoss, IsZeroWhenImportanceAndLoadAreEven) {
+  ImportanceLoad even{doubles({2, 2, 2}, {3}), doubles({1.5, 1.5, 1.5}, {3})};
+  EXPECT_NEAR(cv_squared_loss(even, 1.0).item<double>(), 0.0, 1e-15);
+}
+
+// The load estimate is differentiable in the clean logits and the spread (its purpose: the
+// count of chosen tokens is not).
+TEST(ImportanceLoadLoss, LoadCarriesGradientToTheCleanLogitsAndSpread) {
+  const at::Tensor clean = doubles({1, 0, -1, 0.5, 0.2, 0.1}, {2, 3}).set_requires_grad(true);
+  const at::Tensor spread = doubles({1, 2, 1, 0.5, 1, 1}, {2, 3}).set_requires_grad(true);
+  const at::Tensor noisy = clean.detach() + doubles({0.1, -0.3, 0.2, 0.4, 0.0, -0.2}, {2, 3});
+  const at::Tensor experts = std::get<1>(noisy.topk(1, -1));
+  ImportanceLoad sums = importance_load(noisy.gather(1, experts), experts, noisy, clean, spread);
+  sums.load_E.sum().backward();
+  EXPECT_GT(clean.grad().abs().sum().item<double>(), 0);
+  EXPECT_GT(spread.grad().abs().sum().item<double>(), 0);
+}
+
 }  // namespace
 }  // namespace triage

@@ -267,6 +267,28 @@ INSTANTIATE_TEST_SUITE_P(
                   "train:\n  collective_timeout_s: 0\n",
                   {},
                   "{}:2: train.collective_timeout_s = 0: expected a number in (0, 10000000]"},
+        BadConfig{"SequenceRoutingWithACausalLmLoss",
+                  "moe:\n  routing_level: sequence\n",
+                  {},
+                  "{}:2: moe.routing_level = sequence: expected train.loss classify: a token's "
+                  "experts then depend on later tokens, which a causal LM loss can read; set "
+                  "moe.allow_lookahead: true to accept a non-causal LM loss"},
+        BadConfig{"ExpertChoiceWithACausalLmLoss",
+                  "moe:\n  router: expert_choice\n",
+                  {},
+                  "{}:2: moe.router = expert_choice: expected train.loss classify: a token's "
+                  "experts then depend on later tokens, which a causal LM loss can read; set "
+                  "moe.allow_lookahead: true to accept a non-causal LM loss"},
+        BadConfig{"JitterAmountWithoutJitterNoise",
+                  "moe:\n  jitter_noise: 0.1\n",
+                  {},
+                  "{}:2: moe.jitter_noise = 0.1: expected 0 unless moe.noise is jitter"},
+        BadConfig{"CvSquaredLossWithoutShazeerNoise",
+                  "moe:\n  balance_loss_type: cv_squared\n",
+                  {},
+                  "{}:2: moe.balance_loss_type = cv_squared: expected switch unless moe.noise is "
+                  "shazeer with token_choice and a batch-scope loss (the load estimate is the "
+                  "noise's)"},
         BadConfig{"SetMakesTopKInconsistent",
                   "moe:\n  num_experts: 4\n",
                   {"moe.top_k=8"},

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <numeric>
 #include <string>
 #include <tuple>
 
@@ -187,6 +188,113 @@ TEST(MoeLayer, EmptyBatchGivesEmptyOutputAndZeroLosses) {
   EXPECT_EQ(out.y.size(0), 0);
   EXPECT_EQ(out.balance_loss.item<double>(), 0.0);
   EXPECT_EQ(out.stats.dropped, 0);
+}
+
+// Sequence-level routing: the naive loop routes each sequence's mean over its real tokens
+// (computed here by a loop); every real token then goes to its sequence's experts with its
+// sequence's weights, padding to none. Losses count sequences.
+TEST(MoeLayer, SequenceRoutingSendsEveryRealTokenToItsSequencesExperts) {
+  MoeConfig config = moe_config(kExperts, 2);
+  config.d_expert = kHidden;
+  config.routing_level = RoutingLevel::kSequence;
+  config.balance_loss_coef = 0.1;
+  config.z_loss_coef = 0.01;
+  MoeLayer layer(config, kWidth, at::kDouble, /*seed=*/9);
+  constexpr int64_t kSequences = 4, kLength = 5;
+  const at::Tensor x = at::randn({kSequences, kLength, kWidth}, generator(9), at::kDouble);
+  const std::vector<int64_t> real_length{5, 3, 5, 1};
+  at::Tensor real = at::zeros({kSequences, kLength}, at::kLong);
+  for (int64_t s = 0; s < kSequences; ++s) real[s].narrow(0, 0, real_length[size_t(s)]).fill_(1);
+  at::Tensor mean_SD = at::zeros({kSequences, kWidth}, at::kDouble);
+  for (int64_t s = 0; s < kSequences; ++s)
+    for (int64_t l = 0; l < real_length[size_t(s)]; ++l)
+      for (int64_t d = 0; d < kWidth; ++d)
+        mean_SD[s][d] += x[s][l][d].item<double>() / double(real_length[size_t(s)]);
+  const NaiveResult routed = naive_moe(mean_SD, layer.parameters(), config, 0);
+
+  MoeOutput out = layer.forward(x, /*training=*/true, 0, real);
+  for (int64_t s = 0; s < kSequences; ++s)
+    for (int64_t l = 0; l < kLength; ++l) {
+      std::vector<double> expected(kWidth, 0.0);
+      if (l < real_length[size_t(s)])
+        for (size_t j = 0; j < 2; ++j) {
+          const std::vector<double> y =
+              naive_expert(x[s][l], layer.parameters(), config, routed.chosen[size_t(s)][j]);
+          for (int64_t d = 0; d < kWidth; ++d)
+            expected[size_t(d)] += routed.weight[size_t(s)][j] * y[size_t(d)];
+        }
+      EXPECT_LT(max_abs_diff(out.y[s][l], at::tensor(expected, at::kDouble)), 1e-12)
+          << "sequence " << s << ", position " << l;
+      EXPECT_EQ(out.top_expert_T[s * kLength + l].item<int64_t>(), routed.chosen[size_t(s)][0]);
+    }
+  EXPECT_NEAR(out.balance_loss.item<double>(), routed.balance_loss, 1e-14);
+  EXPECT_NEAR(out.z_loss.item<double>(), routed.z_loss, 1e-13);
+  EXPECT_EQ(out.stats.assignments, (5 + 3 + 5 + 1) * 2) << "real tokens x k";
+  EXPECT_EQ(out.stats.dropped, 0);
+}
+
+// Capacity under sequence routing is counted in sequences: at factor 0.5 over 4 sequences,
+// top-1, 2 experts, each expert keeps ceil(0.5 * 4 / 2) = 1 sequence, all of its tokens.
+TEST(MoeLayer, SequenceRoutingCapacityKeepsOrDropsWholeSequences) {
+  MoeConfig config = moe_config(2, 1);
+  config.routing_level = RoutingLevel::kSequence;
+  config.capacity_factor = 0.5;
+  config.min_capacity = 1;
+  config.d_expert = 3;
+  MoeLayer layer(config, 4, at::kDouble, /*seed=*/2);
+  assign(layer.router().gate_ED(), doubles({1, 1, 1, 1, -1, -1, -1, -1}, {2, 4}));
+  const at::Tensor x = at::rand({4, 3, 4}, generator(4), at::kDouble) + 0.1;  // all to expert 0
+  MoeOutput out = layer.forward(x, /*training=*/true);
+  EXPECT_EQ(out.stats.capacity, 1);
+  EXPECT_EQ(out.stats.tokens_per_expert, (std::vector<int64_t>{3, 0}));
+  EXPECT_EQ(out.stats.dropped, 9);
+  EXPECT_GT(out.y[0].abs().sum().item<double>(), 0) << "the first sequence is kept whole";
+  EXPECT_EQ(out.y.narrow(0, 1, 3).abs().sum().item<double>(), 0);
+}
+
+// Expert choice: each expert takes its C = ceil(1.0 * 24 * 2 / 8) = 6 best-scoring tokens
+// (scores from a loop softmax), and a token's output sums score x expert over the experts
+// that took it, 0 to 8 of them.
+TEST(MoeLayer, ExpertChoiceGivesEachExpertItsTopCTokensWeightedByScore) {
+  MoeConfig config = moe_config(kExperts, 2);
+  config.d_expert = kHidden;
+  config.router = RouterKind::kExpertChoice;
+  config.capacity_factor = 1.0;
+  config.min_capacity = 1;
+  MoeLayer layer(config, kWidth, at::kDouble, /*seed=*/13);
+  const at::Tensor x = at::randn({kTokens, kWidth}, generator(13), at::kDouble);
+  const at::Tensor gate = parameter(layer.parameters(), "router.gate");
+  std::vector<std::vector<double>> score(kTokens, std::vector<double>(kExperts));
+  for (int64_t t = 0; t < kTokens; ++t) {
+    double sum = 0;
+    for (int64_t e = 0; e < kExperts; ++e)
+      sum += score[t][e] = std::exp((x[t] * gate[e]).sum().item<double>());
+    for (double& v : score[t]) v /= sum;
+  }
+  at::Tensor expected = at::zeros({kTokens, kWidth}, at::kDouble);
+  std::vector<int64_t> experts_per_token(kTokens, 0);
+  for (int64_t e = 0; e < kExperts; ++e) {
+    std::vector<int64_t> order(kTokens);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int64_t a, int64_t b) { return score[a][e] > score[b][e]; });
+    for (int64_t i = 0; i < 6; ++i) {
+      const int64_t t = order[size_t(i)];
+      ++experts_per_token[size_t(t)];
+      expected[t] +=
+          score[t][e] * at::tensor(naive_expert(x[t], layer.parameters(), config, e), at::kDouble);
+    }
+  }
+  MoeOutput out = layer.forward(x, /*training=*/true);
+  EXPECT_LT(max_abs_diff(out.y, expected), 1e-12);
+  EXPECT_EQ(out.stats.capacity, 6);
+  EXPECT_EQ(out.stats.tokens_per_expert, std::vector<int64_t>(kExperts, 6));
+  EXPECT_EQ(out.balance_loss.item<double>(), 0.0) << "balanced by construction";
+  EXPECT_EQ(out.keep_TK.sum(1).to(at::kLong).contiguous().view({-1}).data_ptr<int64_t>()[0],
+            experts_per_token[0]);
+  EXPECT_NE(*std::min_element(experts_per_token.begin(), experts_per_token.end()),
+            *std::max_element(experts_per_token.begin(), experts_per_token.end()))
+      << "tokens should get different numbers of experts on this batch";
 }
 
 }  // namespace

@@ -56,6 +56,35 @@ inline std::vector<bool> naive_allowed_experts(const std::vector<double>& s, int
   return allowed;
 }
 
+// Expert e of `params` applied to one row x_D, by loops.
+inline std::vector<double> naive_expert(const at::Tensor& x_D, const ParameterList& params,
+                                        const MoeConfig& c, int64_t e) {
+  const bool swiglu = c.expert_type == ExpertType::kSwiglu;
+  at::Tensor w_in = parameter(params, swiglu ? "experts.w_gate" : "experts.w_in");
+  at::Tensor w_up = swiglu ? parameter(params, "experts.w_up") : at::Tensor();
+  at::Tensor w_out = parameter(params, "experts.w_out");
+  at::Tensor x = x_D.detach().to(at::kDouble).contiguous();
+  const int64_t D = x.size(0), H = w_in.size(2);
+  auto X = x.accessor<double, 1>();
+  auto Win = w_in.accessor<double, 3>();
+  auto Wout = w_out.accessor<double, 3>();
+  std::vector<double> hidden(H), out(D, 0.0);
+  for (int64_t h = 0; h < H; ++h) {
+    double a = 0, b = 0;
+    for (int64_t d = 0; d < D; ++d) a += X[d] * Win[e][d][h];
+    if (swiglu) {
+      auto Wup = w_up.accessor<double, 3>();
+      for (int64_t d = 0; d < D; ++d) b += X[d] * Wup[e][d][h];
+      hidden[h] = a / (1 + std::exp(-a)) * b;
+    } else {
+      hidden[h] = 0.5 * a * (1 + std::erf(a / std::sqrt(2.0)));
+    }
+  }
+  for (int64_t d = 0; d < D; ++d)
+    for (int64_t h = 0; h < H; ++h) out[d] += hidden[h] * Wout[e][h][d];
+  return out;
+}
+
 // y[t] = sum over t's kept choices e of weight(t, e) * expert_e(x[t]); the balance loss and
 // z-loss of this batch alone (a local balance loss). num_groups: group-limited routing's
 // groups, used when c.topk_groups > 0.
@@ -64,15 +93,8 @@ inline NaiveResult naive_moe(const at::Tensor& x_in, const ParameterList& params
   at::Tensor x = x_in.detach().to(at::kDouble).contiguous();
   const int64_t T = x.size(0), D = x.size(1), E = c.num_experts, K = c.top_k;
   at::Tensor gate = parameter(params, "router.gate").to(at::kDouble);
-  const bool swiglu = c.expert_type == ExpertType::kSwiglu;
-  at::Tensor w_in = parameter(params, swiglu ? "experts.w_gate" : "experts.w_in");
-  at::Tensor w_up = swiglu ? parameter(params, "experts.w_up") : at::Tensor();
-  at::Tensor w_out = parameter(params, "experts.w_out");
-  const int64_t H = w_in.size(2);
   auto X = x.accessor<double, 2>();
   auto G = gate.accessor<double, 2>();
-  auto Win = w_in.accessor<double, 3>();
-  auto Wout = w_out.accessor<double, 3>();
 
   // Routing: scores, top-k, weights; the sums the auxiliary losses need.
   NaiveResult result;
@@ -157,23 +179,8 @@ inline NaiveResult naive_moe(const at::Tensor& x_in, const ParameterList& params
     for (int64_t j = 0; j < K; ++j) {
       const int64_t e = chosen[t][j];
       if (!kept[{t, e}]) continue;
-      std::vector<double> hidden(H);
-      for (int64_t h = 0; h < H; ++h) {
-        double a = 0, b = 0;
-        for (int64_t d = 0; d < D; ++d) a += X[t][d] * Win[e][d][h];
-        if (swiglu) {
-          auto Wup = w_up.accessor<double, 3>();
-          for (int64_t d = 0; d < D; ++d) b += X[t][d] * Wup[e][d][h];
-          hidden[h] = a / (1 + std::exp(-a)) * b;
-        } else {
-          hidden[h] = 0.5 * a * (1 + std::erf(a / std::sqrt(2.0)));
-        }
-      }
-      for (int64_t d = 0; d < D; ++d) {
-        double out = 0;
-        for (int64_t h = 0; h < H; ++h) out += hidden[h] * Wout[e][h][d];
-        Y[t][d] += weight[t][j] * out;
-      }
+      const std::vector<double> out = naive_expert(x[t], params, c, e);
+      for (int64_t d = 0; d < D; ++d) Y[t][d] += weight[t][j] * out[size_t(d)];
     }
   }
   return result;

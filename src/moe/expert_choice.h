@@ -1,0 +1,38 @@
+// Expert-choice routing (Zhou et al. 2022): instead of each row (token or sequence) picking
+// its top-k experts, each expert picks the `capacity` rows of the batch it scores highest.
+// Every expert is then exactly full (balanced by construction, no balance loss needed) and
+// a row may be taken by any number of experts, 0 to E.
+//
+// The batch is the group's (the balance group: the world in training), not this rank's
+// slice: the scores travel in one small all-reduce (rows x E numbers, no gradient), every
+// rank takes the same top-C, and keeps its own rows' choices. So the choice is the one the
+// one-rank reference makes on the whole batch, for any EP layout.
+//
+// Where it leaks: whether row t is taken depends on every other row's score, later tokens
+// of t's own sequence included, so a causal LM loss could read the future through it (and
+// inference, one token at a time, cannot route this way). Sound for classification, and
+// for sequence-level routing, which sees the whole sequence anyway.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+
+#include "parallel/communicator.h"
+
+namespace triage {
+
+// The choice in the token-choice layout, K = E: experts_RE lists every expert, by the row's
+// score best first (so column 0 is the row's favourite); taken_RE says which took the row.
+struct ExpertChoice {
+  at::Tensor experts_RE;  // int64
+  at::Tensor taken_RE;    // bool
+};
+
+// scores_RE: this rank's rows; eligible_R (bool, or undefined for all): rows an expert may
+// take (padding is not). group: the ranks whose rows form the batch, each with as many rows
+// (nullptr: this rank's rows alone). Ties go to the earlier row.
+ExpertChoice choose_by_experts(const at::Tensor& scores_RE, const at::Tensor& eligible_R,
+                               int64_t capacity, Communicator* group);
+
+}  // namespace triage
