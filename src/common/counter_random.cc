@@ -52,6 +52,12 @@ at::Tensor counter_normal(uint64_t key, const at::Tensor& counters) {
   return at::sqrt(-2.0 * at::log(u1)) * at::cos((2.0 * M_PI) * u2);
 }
 
+at::Tensor keyed_dropout(const at::Tensor& x, double p, uint64_t key, const at::Tensor& counters) {
+  if (p == 0) return x;
+  const at::Tensor keep = counter_uniform(key, counters) >= p;
+  return x * (keep.to(x.scalar_type()) / (1.0 - p));
+}
+
 at::Tensor block_counters(int64_t first_row, int64_t rows, int64_t width, at::Device device) {
   return at::arange(first_row * width, (first_row + rows) * width,
                     at::TensorOptions().dtype(at::kLong).device(device))

@@ -29,4 +29,8 @@ at::Tensor counter_normal(uint64_t key, const at::Tensor& counters);
 at::Tensor block_counters(int64_t first_row, int64_t rows, int64_t width,
                           at::Device device = at::kCPU);
 
+// Inverted dropout with a keyed mask: x * (u >= p) / (1 - p), u = counter_uniform(key,
+// counters) (counters broadcastable to x). p = 0 returns x itself.
+at::Tensor keyed_dropout(const at::Tensor& x, double p, uint64_t key, const at::Tensor& counters);
+
 }  // namespace triage

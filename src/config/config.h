@@ -32,6 +32,12 @@ struct ModelConfig {
   // > 0 adds a mean-pooled sequence-classification head; auto (kAutoClasses): as many
   // classes as the data has labels when train.loss classifies, else none.
   int64_t num_classes = 0;
+  // Training-only dropout (Megatron's attention and hidden dropout): on the attention
+  // probabilities, and on each block's attention and FFN outputs before the residual add.
+  // Masks are keyed by (seed, layer, step, micro-batch, global position) like router noise,
+  // so every EP layout and a resumed run drop the same units.
+  double attention_dropout = 0.0;
+  double residual_dropout = 0.0;
 };
 
 struct MoeConfig {
@@ -60,6 +66,10 @@ struct MoeConfig {
   // so every EP layout and a resumed run draw the same noise.
   RouterNoise noise = RouterNoise::kNone;
   double jitter_noise = 0.0;  // eps of noise jitter (then > 0); 0 otherwise
+  // Training-only dropout on each expert's output for each token it serves (keyed by the
+  // global token, expert and unit), for small data as Switch's expert dropout; Switch drops
+  // inside the expert's hidden layer, which would need token ids to travel with the rows.
+  double expert_dropout = 0.0;
   // Capacity per expert = max(min_capacity, ceil(factor * tokens * top_k / num_experts));
   // factor 0 is dropless. Larger factors drop less but pad more on fixed-size backends.
   double capacity_factor = 0.0;
@@ -233,6 +243,8 @@ void visit_fields(ModelConfig& c, Visitor&& v) {
   v("positions", c.positions, OneOf{});
   v("norm_eps", c.norm_eps, RealRange{0.0, 1.0, true});
   v("num_classes", c.num_classes, CountOrAuto{{0, 1 << 20}});
+  v("attention_dropout", c.attention_dropout, RealRange{0.0, 1.0, false, true});
+  v("residual_dropout", c.residual_dropout, RealRange{0.0, 1.0, false, true});
 }
 
 template <class Visitor>
@@ -249,6 +261,7 @@ void visit_fields(MoeConfig& c, Visitor&& v) {
   v("allow_lookahead", c.allow_lookahead, AnyBool{});
   v("noise", c.noise, OneOf{});
   v("jitter_noise", c.jitter_noise, RealRange{0.0, 1.0, false, true});
+  v("expert_dropout", c.expert_dropout, RealRange{0.0, 1.0, false, true});
   v("capacity_factor", c.capacity_factor, RealRange{0.0, 1e6});
   v("eval_capacity_factor", c.eval_capacity_factor, RealRange{0.0, 1e6});
   v("min_capacity", c.min_capacity, IntRange{0, 1 << 30});

@@ -2,6 +2,9 @@
 #include "model/attention.h"
 
 #include <cmath>
+#include <limits>
+
+#include "common/counter_random.h"
 
 namespace triage {
 
@@ -38,7 +41,8 @@ at::Tensor CausalSelfAttention::rotate(const at::Tensor& x_BHLd) const {
   return at::cat({x1 * cos - x2 * sin, x1 * sin + x2 * cos}, -1);
 }
 
-at::Tensor CausalSelfAttention::forward(const at::Tensor& x_BLD) const {
+at::Tensor CausalSelfAttention::forward(const at::Tensor& x_BLD,
+                                        const AttentionDropout& dropout) const {
   const int64_t batch = x_BLD.size(0), length = x_BLD.size(1), width = x_BLD.size(2);
   const int64_t head_width = width / n_heads_;
   // [B, L, 3D] -> 3 x [B, H, L, d]
@@ -51,8 +55,24 @@ at::Tensor CausalSelfAttention::forward(const at::Tensor& x_BLD) const {
     q = rotate(q);
     k = rotate(k);
   }
-  at::Tensor attended = at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{},
-                                                         /*dropout_p=*/0.0, /*is_causal=*/true);
+  at::Tensor attended;
+  if (dropout.p > 0) {
+    // Written out, so that the dropped probabilities are the keyed ones, not the fused
+    // kernel's own draws (which follow the global generator and the layout).
+    const at::Tensor causal_LL = at::ones({length, length}, x_BLD.options().dtype(at::kBool))
+                                     .triu(1);
+    const at::Tensor logits_BHLL = at::matmul(q, k.transpose(-2, -1)) / std::sqrt(double(head_width));
+    const at::Tensor probs_BHLL =
+        at::softmax(logits_BHLL.masked_fill(causal_LL, -std::numeric_limits<double>::infinity()), -1);
+    const at::Tensor counters =
+        block_counters(dropout.first_sequence * n_heads_, batch * n_heads_, length * length,
+                       x_BLD.device())
+            .view({batch, n_heads_, length, length});
+    attended = at::matmul(keyed_dropout(probs_BHLL, dropout.p, dropout.key, counters), v);
+  } else {
+    attended = at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{},
+                                                /*dropout_p=*/0.0, /*is_causal=*/true);
+  }
   return at::matmul(attended.transpose(1, 2).reshape({batch, length, width}), w_out_);
 }
 

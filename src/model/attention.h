@@ -10,12 +10,20 @@
 
 namespace triage {
 
+// Dropout on the attention probabilities while training: rate p, masks keyed by `key` and
+// each sequence's global index (first_sequence + b), so any layout drops the same.
+struct AttentionDropout {
+  double p = 0;
+  uint64_t key = 0;
+  int64_t first_sequence = 0;
+};
+
 class CausalSelfAttention {
  public:
   CausalSelfAttention(int64_t d_model, int64_t n_heads, bool rotary, int64_t max_seq_len,
                       double out_std, at::ScalarType dtype, at::Generator& generator);
 
-  at::Tensor forward(const at::Tensor& x_BLD) const;
+  at::Tensor forward(const at::Tensor& x_BLD, const AttentionDropout& dropout = {}) const;
   ParameterList parameters() const { return {{"w_qkv", w_qkv_}, {"w_out", w_out_}}; }
   void to(at::Device device);  // the rotary tables; parameters move with the model's
 

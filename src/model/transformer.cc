@@ -7,10 +7,16 @@
 
 #include <cmath>
 
+#include "common/counter_random.h"
 #include "model/rms_norm.h"
 #include "parallel/watchdog.h"
 
 namespace triage {
+
+namespace {
+// The purposes of a block's dropout draws, so that no two share a mask.
+constexpr uint64_t kAttentionDropout = 1, kAttentionOutput = 2, kFfnOutput = 3;
+}  // namespace
 
 bool is_moe_block(const MoeConfig& moe, int64_t layer) {
   return layer >= moe.first_dense_layers &&
@@ -72,17 +78,30 @@ ModelOutput Transformer::forward(const at::Tensor& tokens_BL, const at::Tensor& 
   out.balance_loss = at::zeros({}, x.options());
   out.z_loss = at::zeros({}, x.options());
   int64_t moe_index = 0;
-  for (Block& block : blocks_) {
-    x = x + block.attention->forward(rms_norm(x, block.attention_norm, eps));
+  const ModelConfig& m = config_.model;
+  const int64_t length = tokens_BL.size(1);
+  for (int64_t layer = 0; layer < int64_t(blocks_.size()); ++layer) {
+    Block& block = blocks_[size_t(layer)];
+    AttentionDropout attention_dropout;
+    if (training && m.attention_dropout > 0)
+      attention_dropout = {m.attention_dropout, draw_key(layer, kAttentionDropout),
+                           length > 0 ? first_token / length : 0};
+    at::Tensor attended =
+        block.attention->forward(rms_norm(x, block.attention_norm, eps), attention_dropout);
+    if (training) attended = residual_dropout(attended, layer, kAttentionOutput, first_token);
+    x = x + attended;
     at::Tensor h = rms_norm(x, block.ffn_norm, eps);
     if (block.dense) {
-      x = x + block.dense->forward(h);
+      at::Tensor ffn = block.dense->forward(h);
+      if (training) ffn = residual_dropout(ffn, layer, kFfnOutput, first_token);
+      x = x + ffn;
       continue;
     }
     watchdog::Scope scope("MoE layer " + std::to_string(moe_index++));
     MoeOutput moe = block.moe->forward(h, training, first_token, real_BL);
     at::Tensor ffn = moe.y;
     if (block.shared) ffn = ffn + block.shared->forward(h);
+    if (training) ffn = residual_dropout(ffn, layer, kFfnOutput, first_token);
     x = x + ffn;
     out.balance_loss = out.balance_loss + moe.balance_loss.to(x.scalar_type());
     out.z_loss = out.z_loss + moe.z_loss.to(x.scalar_type());
@@ -97,6 +116,30 @@ ModelOutput Transformer::forward(const at::Tensor& tokens_BL, const at::Tensor& 
     out.class_logits_BC = at::matmul(pooled_BD, class_head_DC_) + class_bias_C_;
   }
   return out;
+}
+
+void Transformer::set_draw_clock(int64_t step, int64_t micro_batch) {
+  step_ = step;
+  micro_batch_ = micro_batch;
+  for (MoeLayer* layer : moe_layers()) {
+    layer->set_routing_step(step);
+    layer->set_micro_batch(micro_batch);
+  }
+}
+
+uint64_t Transformer::draw_key(int64_t layer, uint64_t purpose) const {
+  return random_key({uint64_t(config_.train.seed), uint64_t(layer), uint64_t(step_),
+                     uint64_t(micro_batch_), purpose});
+}
+
+at::Tensor Transformer::residual_dropout(const at::Tensor& branch_BLD, int64_t layer,
+                                         uint64_t purpose, int64_t first_token) const {
+  const double p = config_.model.residual_dropout;
+  if (p == 0) return branch_BLD;
+  const int64_t rows = branch_BLD.size(0) * branch_BLD.size(1), width = branch_BLD.size(2);
+  const at::Tensor counters =
+      block_counters(first_token, rows, width, branch_BLD.device()).view(branch_BLD.sizes());
+  return keyed_dropout(branch_BLD, p, draw_key(layer, purpose), counters);
 }
 
 ParameterList Transformer::parameters() const {

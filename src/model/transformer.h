@@ -46,6 +46,10 @@ class Transformer {
   ModelOutput forward(const at::Tensor& tokens_BL, const at::Tensor& real_BL, bool training,
                       int64_t first_token = 0);
 
+  // Which (optimizer step, micro-batch) keys this forward's training-time draws: dropout
+  // masks and router noise (the MoE layers are told too).
+  void set_draw_clock(int64_t step, int64_t micro_batch);
+
   ParameterList parameters() const;
   BufferList buffers() const;  // persistent, untrained state (the MoE layers' expert bias)
   std::vector<MoeLayer*> moe_layers();
@@ -64,7 +68,13 @@ class Transformer {
     std::unique_ptr<FeedForward> shared;  // MoE block with shared experts
   };
 
+  // Residual dropout on one block's branch output [B, L, D] (`purpose`: attention or FFN).
+  at::Tensor residual_dropout(const at::Tensor& branch_BLD, int64_t layer, uint64_t purpose,
+                              int64_t first_token) const;
+  uint64_t draw_key(int64_t layer, uint64_t purpose) const;
+
   Config config_;
+  int64_t step_ = 0, micro_batch_ = 0;
   at::Tensor embedding_VD_, positions_LD_, final_norm_, lm_head_DV_, class_head_DC_, class_bias_C_;
   std::vector<Block> blocks_;
 };

@@ -15,6 +15,8 @@
 namespace triage {
 
 namespace {
+constexpr uint64_t kExpertDropoutStream = 3;  // beside the router's noise streams (1, 2)
+
 int64_t local_experts(const MoeConfig& config, Communicator* ep) {
   return ep ? config.num_experts / ep->size() : config.num_experts;
 }
@@ -106,7 +108,9 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_to
   if (real_T.defined() && (by_sequence || expert_choice)) keep_TK = keep_TK & real_T.unsqueeze(1);
   out.top_expert_T = experts_TK.select(1, 0);
   MoeStats& s = out.stats;
-  if (!expert_choice) {
+  if (expert_choice) {
+    s.bound_dropped_per_rank.assign(size_t(ep_size_), 0);  // no receive bound: C bounds it
+  } else {
     s.receive_quota = receive_quota(config_.max_receive_factor, tokens, config_.top_k, ep_size_);
     keep_TK = receive_bound_keep_mask(experts_TK, keep_TK, num_experts / ep_size_, ep_size_,
                                       s.receive_quota, s.bound_dropped_per_rank);
@@ -116,6 +120,7 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_to
     Dispatched sent =
         dispatch(x_TD, experts_TK, keep_TK, num_experts, *ep_, config_.exchange_chunks);
     at::Tensor y_RD = expert_outputs(sent.x_RD, sent.plan, experts_, *ep_);
+    if (training) y_RD = expert_dropout(y_RD, sent.plan.order, experts_TK, first_token);
     out.y = combine(y_RD, weights_TK, sent.plan).view(x.sizes());
     s.tokens_per_expert = std::move(sent.plan.order.tokens_per_expert);
   } else {
@@ -123,6 +128,7 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_to
     phase_clock::enter("experts");
     at::Tensor y_RD =
         experts_.forward(gather_rows(x_TD, order), runs_per_expert(order.tokens_per_expert));
+    if (training) y_RD = expert_dropout(y_RD, order, experts_TK, first_token);
     out.y = combine_rows(y_RD, weights_TK, order).view(x.sizes());
     s.tokens_per_expert = std::move(order.tokens_per_expert);
   }
@@ -146,6 +152,20 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_to
   s.mean_load = double(kept) / double(num_experts);
   phase_clock::enter(outer_phase);
   return out;
+}
+
+at::Tensor MoeLayer::expert_dropout(const at::Tensor& y_RD, const ExpertOrder& order,
+                                    const at::Tensor& experts_TK, int64_t first_token) const {
+  if (config_.expert_dropout == 0) return y_RD;
+  // Each row's mask is keyed by (global token, expert, unit): the same on every layout.
+  const at::Tensor expert_R = experts_TK.reshape({-1}).index_select(0, order.assignment_of_row_R);
+  const at::Tensor row_key_R = (order.token_of_row_R + first_token) * config_.num_experts + expert_R;
+  const int64_t width = y_RD.size(1);
+  const at::Tensor counters =
+      row_key_R.unsqueeze(1) * width + at::arange(width, row_key_R.options()).unsqueeze(0);
+  const uint64_t key =
+      random_key({seed_, uint64_t(routing_step_), uint64_t(micro_batch_), kExpertDropoutStream});
+  return keyed_dropout(y_RD, config_.expert_dropout, key, counters);
 }
 
 at::Tensor MoeLayer::aux_balance_loss(const RouterOutput& r, bool training, int64_t sequences,

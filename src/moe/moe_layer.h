@@ -15,6 +15,7 @@
 #include "moe/aux_losses.h"
 #include "moe/capacity.h"
 #include "moe/experts.h"
+#include "moe/permute.h"
 #include "moe/router.h"
 #include "parallel/communicator.h"
 
@@ -88,6 +89,9 @@ class MoeLayer {
   }
 
  private:
+  // moe.expert_dropout on the expert output rows (in `order`), while training.
+  at::Tensor expert_dropout(const at::Tensor& y_RD, const ExpertOrder& order,
+                            const at::Tensor& experts_TK, int64_t first_token) const;
   // The balance loss the config asks for, over the router's rows (`sequences` of them in
   // x's first dimension, for the sequence-wise loss), all-reduced under `global`.
   at::Tensor aux_balance_loss(const RouterOutput& routing, bool training, int64_t sequences,

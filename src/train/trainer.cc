@@ -215,7 +215,6 @@ StepMetrics Trainer::train_step() {
   optimizer_->zero_grad();
 
   const std::vector<MoeLayer*> moe_layers = model_->moe_layers();
-  for (MoeLayer* layer : moe_layers) layer->set_routing_step(step_);
   const int64_t experts = config_.moe.num_experts, ep_size = g.ep_size;
   StepTotals totals(int64_t(moe_layers.size()), experts, ep_size);
   // The loss sums stay on the device until the step is done: reading them per micro-batch
@@ -227,7 +226,7 @@ StepMetrics Trainer::train_step() {
                                      rows[micro].begin() + (g.world_rank + 1) * slice);
     watchdog::Scope scope(step_label + ", micro-batch " + std::to_string(micro + 1) + "/" +
                           std::to_string(micro_batches));
-    for (MoeLayer* layer : moe_layers) layer->set_micro_batch(micro);
+    model_->set_draw_clock(step_, micro);
     phase_clock::enter("compute");  // the model outside its MoE layers' own phases
     Batch b = on_device(make_batch(mine, length));
     ModelOutput out = forward(b, /*training=*/true);

@@ -240,6 +240,12 @@ TEST(ExpertParallelLayer, ShazeerNoiseWithItsCvSquaredLossMatchesOneRank) {
   expect_ep_matches_reference(config, ReferenceShards::kPerEpGroup);
 }
 
+TEST(ExpertParallelLayer, ExpertDropoutMatchesOneRank) {
+  MoeConfig config = layer_config("softmax", 2, 0.0, "global");
+  config.expert_dropout = 0.3;
+  expect_ep_matches_reference(config, ReferenceShards::kPerEpGroup);
+}
+
 TEST(ExpertParallelLayer, JitterNoiseMatchesOneRank) {
   MoeConfig config = layer_config("sigmoid", 2, 0.0, "global");
   config.noise = RouterNoise::kJitter;

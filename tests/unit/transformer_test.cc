@@ -62,6 +62,61 @@ TEST(Transformer, LaterTokensDoNotChangeEarlierLogits) {
   EXPECT_FALSE(at::allclose(a.narrow(1, 3, 1), b.narrow(1, 3, 1), 0, 1e-6));
 }
 
+// Dropout masks are keyed by position, so both forwards drop the same units; written-out
+// attention (used when attention dropout is on) must stay causal.
+TEST(Transformer, LaterTokensDoNotChangeEarlierLogitsWithDropoutOn) {
+  Config c = small_config();
+  c.model.attention_dropout = 0.2;
+  c.model.residual_dropout = 0.2;
+  c.moe.expert_dropout = 0.2;
+  Transformer model(c, at::kDouble, nullptr, nullptr);
+  at::Tensor real = at::ones({1, 6}, at::kLong);
+  at::Tensor a = model.forward(longs({1, 5, 9, 4, 7, 2}, {1, 6}), real, true).lm_logits_BLV;
+  at::Tensor b = model.forward(longs({1, 5, 9, 20, 11, 2}, {1, 6}), real, true).lm_logits_BLV;
+  EXPECT_TRUE(at::allclose(a.narrow(1, 0, 3), b.narrow(1, 0, 3), 0, 1e-12));
+  EXPECT_FALSE(at::allclose(a.narrow(1, 3, 1), b.narrow(1, 3, 1), 0, 1e-6));
+}
+
+// The cost of sequence-level routing for a language model, which reference.yaml states: a
+// token's experts follow its sequence's mean, later tokens included.
+TEST(Transformer, SequenceRoutingLetsLaterTokensChangeEarlierLogits) {
+  Config c = small_config();
+  c.moe.routing_level = RoutingLevel::kSequence;
+  c.moe.top_k = 1;
+  Transformer model(c, at::kDouble, nullptr, nullptr);
+  at::Tensor real = at::ones({1, 6}, at::kLong);
+  at::Tensor a = model.forward(longs({1, 5, 9, 4, 7, 2}, {1, 6}), real, false).lm_logits_BLV;
+  at::Tensor b = model.forward(longs({1, 5, 9, 20, 11, 2}, {1, 6}), real, false).lm_logits_BLV;
+  EXPECT_FALSE(at::allclose(a.narrow(1, 0, 3), b.narrow(1, 0, 3), 0, 1e-9));
+}
+
+TEST(Transformer, DropoutActsInTrainingOnlyAndDrawsAgainEachStep) {
+  Config c = small_config();
+  c.model.attention_dropout = 0.1;
+  c.model.residual_dropout = 0.1;
+  c.moe.expert_dropout = 0.1;
+  Transformer model(c, at::kDouble, nullptr, nullptr);
+  at::Tensor tokens = longs({1, 5, 9, 4, 7, 2, 3, 8}, {2, 4}), real = at::ones({2, 4}, at::kLong);
+  auto logits = [&](bool training) { return model.forward(tokens, real, training).lm_logits_BLV; };
+  const at::Tensor eval = logits(false);
+  EXPECT_TRUE(at::equal(logits(false), eval));
+  const at::Tensor step0 = logits(true);
+  EXPECT_FALSE(at::allclose(step0, eval, 0, 1e-6));
+  EXPECT_TRUE(at::equal(logits(true), step0)) << "the same step and micro-batch: the same masks";
+  model.set_draw_clock(1, 0);
+  EXPECT_FALSE(at::allclose(logits(true), step0, 0, 1e-6));
+}
+
+// The written-out attention equals the fused kernel when (almost surely) nothing drops.
+TEST(Transformer, WrittenOutAttentionMatchesTheFusedKernel) {
+  Config c = small_config();
+  c.model.attention_dropout = 1e-12;
+  Transformer model(c, at::kDouble, nullptr, nullptr);
+  at::Tensor tokens = longs({1, 5, 9, 4, 7, 2, 3, 8}, {2, 4}), real = at::ones({2, 4}, at::kLong);
+  EXPECT_TRUE(at::allclose(model.forward(tokens, real, true).lm_logits_BLV,
+                           model.forward(tokens, real, false).lm_logits_BLV, 0, 1e-10));
+}
+
 TEST(Transformer, PaddingDoesNotChangeTheClassLogits) {
   Config c = small_config();
   c.model.num_classes = 3;
