@@ -59,15 +59,15 @@ at::Tensor CausalSelfAttention::forward(const at::Tensor& x_BLD,
   if (dropout.p > 0) {
     // Written out, so that the dropped probabilities are the keyed ones, not the fused
     // kernel's own draws (which follow the global generator and the layout).
-    const at::Tensor causal_LL = at::ones({length, length}, x_BLD.options().dtype(at::kBool))
-                                     .triu(1);
-    const at::Tensor logits_BHLL = at::matmul(q, k.transpose(-2, -1)) / std::sqrt(double(head_width));
-    const at::Tensor probs_BHLL =
-        at::softmax(logits_BHLL.masked_fill(causal_LL, -std::numeric_limits<double>::infinity()), -1);
-    const at::Tensor counters =
-        block_counters(dropout.first_sequence * n_heads_, batch * n_heads_, length * length,
-                       x_BLD.device())
-            .view({batch, n_heads_, length, length});
+    const at::Tensor causal_LL =
+        at::ones({length, length}, x_BLD.options().dtype(at::kBool)).triu(1);
+    const at::Tensor logits_BHLL =
+        at::matmul(q, k.transpose(-2, -1)) / std::sqrt(double(head_width));
+    const at::Tensor probs_BHLL = at::softmax(
+        logits_BHLL.masked_fill(causal_LL, -std::numeric_limits<double>::infinity()), -1);
+    const at::Tensor counters = block_counters(dropout.first_sequence * n_heads_, batch * n_heads_,
+                                               length * length, x_BLD.device())
+                                    .view({batch, n_heads_, length, length});
     attended = at::matmul(keyed_dropout(probs_BHLL, dropout.p, dropout.key, counters), v);
   } else {
     attended = at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{},

@@ -159,7 +159,8 @@ at::Tensor MoeLayer::expert_dropout(const at::Tensor& y_RD, const ExpertOrder& o
   if (config_.expert_dropout == 0) return y_RD;
   // Each row's mask is keyed by (global token, expert, unit): the same on every layout.
   const at::Tensor expert_R = experts_TK.reshape({-1}).index_select(0, order.assignment_of_row_R);
-  const at::Tensor row_key_R = (order.token_of_row_R + first_token) * config_.num_experts + expert_R;
+  const at::Tensor row_key_R =
+      (order.token_of_row_R + first_token) * config_.num_experts + expert_R;
   const int64_t width = y_RD.size(1);
   const at::Tensor counters =
       row_key_R.unsqueeze(1) * width + at::arange(width, row_key_R.options()).unsqueeze(0);

@@ -182,8 +182,7 @@ TEST(TrainRuns, RoutingSchemesFollowTheOneRankCurveOnEveryLayout) {
   EXPECT_GT(relative(steps_of("scheme_sequence_balance_world1_ep1").front()["balance_loss"],
                      plain["balance_loss"]),
             1e-6);
-  for (const char* scheme :
-       {"sequence_routing", "expert_choice", "jitter", "shazeer", "dropout"})
+  for (const char* scheme : {"sequence_routing", "expert_choice", "jitter", "shazeer", "dropout"})
     EXPECT_GT(relative(steps_of("scheme_" + std::string(scheme) + "_world1_ep1").front()["loss"],
                        plain["loss"]),
               1e-6)

@@ -54,14 +54,15 @@ TEST(CounterRandom, ADrawDependsOnKeyAndCounterOnly) {
 // is kept; the same key and counters drop the same units.
 TEST(CounterRandom, KeyedDropoutDropsAShareAndKeepsTheMean) {
   const at::Tensor ones = at::ones({100000}, at::kDouble);
-  const at::Tensor dropped = keyed_dropout(ones, 0.25, random_key({7}), kCounters.narrow(0, 0, 100000));
+  const at::Tensor dropped =
+      keyed_dropout(ones, 0.25, random_key({7}), kCounters.narrow(0, 0, 100000));
   EXPECT_NEAR((dropped == 0).to(at::kDouble).mean().item<double>(), 0.25, 0.006);
   EXPECT_NEAR(dropped.max().item<double>(), 1 / 0.75, 1e-15);
   EXPECT_NEAR(dropped.mean().item<double>(), 1.0, 0.01);
   EXPECT_TRUE(at::equal(keyed_dropout(ones, 0.25, random_key({7}), kCounters.narrow(0, 0, 100000)),
                         dropped));
-  EXPECT_TRUE(at::equal(keyed_dropout(ones, 0.0, random_key({7}), kCounters.narrow(0, 0, 100000)),
-                        ones));
+  EXPECT_TRUE(
+      at::equal(keyed_dropout(ones, 0.0, random_key({7}), kCounters.narrow(0, 0, 100000)), ones));
 }
 
 }  // namespace
