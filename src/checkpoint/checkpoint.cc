@@ -191,12 +191,17 @@ const at::Tensor& expect(const TensorMap& tensors, const std::string& name, at::
 
 }  // namespace
 
+std::string checkpoint_folder_name(int64_t step) {
+  char name[32];
+  std::snprintf(name, sizeof name, "step-%08lld", static_cast<long long>(step));
+  return name;
+}
+
 std::string save_checkpoint(const std::string& dir, const Config& config, ProcessGroups& groups,
                             const TrainingState& state, int64_t keep, const std::string& run_id) {
   const GroupLayout& layout = groups.layout;
   watchdog::Scope scope("checkpoint of step " + std::to_string(state.step));
-  char name[32];
-  std::snprintf(name, sizeof name, "step-%08lld", static_cast<long long>(state.step));
+  const std::string name = checkpoint_folder_name(state.step);
   const fs::path final_dir = fs::path(dir) / name;
   const fs::path partial = fs::path(dir) / (std::string(name) + ".partial");
   if (layout.world_rank == 0) {

@@ -47,6 +47,9 @@ struct TrainingState {
 // checkpoints are left alone). Saving a step that exists swaps the new folder in
 // atomically, so `latest` always names a complete checkpoint.
 // Returns the checkpoint's folder. Collective over groups.world.
+// The folder a step's checkpoint is saved in: step-NNNNNNNN.
+std::string checkpoint_folder_name(int64_t step);
+
 std::string save_checkpoint(const std::string& dir, const Config& config, ProcessGroups& groups,
                             const TrainingState& state, int64_t keep, const std::string& run_id);
 

@@ -49,6 +49,14 @@ std::vector<std::string> unrepresentable(const CheckpointContents& c, bool drop_
         "sigmoid router scores (moe.score_function: " + name_of(config.moe.score_function) +
         "), where both classes use a softmax (transformers' sigmoid-routed class, "
         "DeepSeek-V3, has multi-head latent attention, which this model does not)");
+  if (config.moe.routing_level != RoutingLevel::kToken)
+    why.push_back("sequence-level routing (moe.routing_level: " +
+                  name_of(config.moe.routing_level) + "), where both classes route each token");
+  if (config.moe.router != RouterKind::kTokenChoice)
+    why.push_back("expert-choice routing (moe.router: " + name_of(config.moe.router) +
+                  "), where both classes let each token choose its top-k");
+  // Training-time noise (moe.noise, its noise gate) and dropout are off at inference: the
+  // exported model computes what Triage evaluates.
   if (config.train.loss == Loss::kClassify)
     why.push_back("no language-model head (train.loss: classify)");
   if (config.model.num_classes > 0 && !drop_class_head)

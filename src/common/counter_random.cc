@@ -1,5 +1,7 @@
-// A keyed hash of 31-bit words: Lehmer steps modulo the Mersenne prime 2^31 - 1 with an
-// additive constant (no zero fixed point) and xor-shifts (the Lehmer step alone is linear).
+// A keyed hash of 31-bit words: two rounds of a MurmurHash3-style finaliser (xor-shift,
+// multiply by an odd constant modulo 2^31, twice), each a bijection on [0, 2^31), so
+// distinct counters below 2^31 never share a word under one key. In place, and with no
+// division: the finaliser is most of the cost of attention dropout on a CPU.
 #include "common/counter_random.h"
 
 #include <cmath>
@@ -7,8 +9,8 @@
 namespace triage {
 
 namespace {
-constexpr int64_t kPrime = 2147483647;  // 2^31 - 1
 constexpr int64_t kLow31 = 0x7fffffff;
+constexpr double kWords = 2147483648.0;  // 2^31
 
 uint64_t splitmix64(uint64_t x) {
   x += 0x9e3779b97f4a7c15ull;
@@ -17,22 +19,24 @@ uint64_t splitmix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-at::Tensor mix(at::Tensor x) {
-  x = (x + 0x9e3779b) * 48271 % kPrime;
-  x = x.bitwise_xor(x.bitwise_right_shift(15));
-  x = (x + 0x2545f49) * 69621 % kPrime;
-  return x.bitwise_xor(x.bitwise_right_shift(11));
+// Multipliers below 2^31 on words below 2^31: products stay below 2^62, no overflow.
+void finalise(at::Tensor& x) {
+  x.bitwise_xor_(x.bitwise_right_shift(16));
+  x.mul_(0x45d9f3b).bitwise_and_(kLow31);
+  x.bitwise_xor_(x.bitwise_right_shift(15));
+  x.mul_(0x2c1b3c6d).bitwise_and_(kLow31);
+  x.bitwise_xor_(x.bitwise_right_shift(16));
 }
 
+// Uniform words in [0, 2^31), one per counter.
 at::Tensor hashed_words(uint64_t key, const at::Tensor& counters) {
-  at::Tensor c = counters.to(at::kLong);
-  const auto words = at::TensorOptions().dtype(at::kLong).device(c.device());
-  at::Tensor x = at::full(c.sizes(), int64_t(key & kLow31), words);
-  x = mix(x.bitwise_xor(c.bitwise_and(kLow31)));
-  x = mix(x.bitwise_xor(int64_t((key >> 31) & kLow31)));
-  x = mix(x.bitwise_xor(c.bitwise_right_shift(31).bitwise_and(kLow31)));
-  x = mix(x.bitwise_xor(int64_t(key >> 62)));
-  return mix(x);
+  const at::Tensor c = counters.to(at::kLong);
+  at::Tensor x = c.bitwise_and(kLow31).bitwise_xor_(int64_t(key & kLow31));
+  finalise(x);
+  const int64_t key_high = int64_t(((key >> 31) ^ (key >> 62)) & kLow31);
+  x.bitwise_xor_(c.bitwise_right_shift(31).bitwise_and_(kLow31).bitwise_xor_(key_high));
+  finalise(x);
+  return x;
 }
 }  // namespace
 
@@ -43,7 +47,7 @@ uint64_t random_key(std::initializer_list<uint64_t> parts) {
 }
 
 at::Tensor counter_uniform(uint64_t key, const at::Tensor& counters) {
-  return (hashed_words(key, counters).to(at::kDouble) + 0.5) / double(kPrime);
+  return (hashed_words(key, counters).to(at::kDouble) + 0.5) / kWords;
 }
 
 at::Tensor counter_normal(uint64_t key, const at::Tensor& counters) {
@@ -54,7 +58,8 @@ at::Tensor counter_normal(uint64_t key, const at::Tensor& counters) {
 
 at::Tensor keyed_dropout(const at::Tensor& x, double p, uint64_t key, const at::Tensor& counters) {
   if (p == 0) return x;
-  const at::Tensor keep = counter_uniform(key, counters) >= p;
+  // Compared as words: u >= p exactly when word + 0.5 >= p * 2^31.
+  const at::Tensor keep = hashed_words(key, counters) >= int64_t(std::ceil(p * kWords - 0.5));
   return x * (keep.to(x.scalar_type()) / (1.0 - p));
 }
 

@@ -178,10 +178,9 @@ Dataset load_dataset(const DataConfig& data, uint64_t seed) {
                                             : read_protein_files(data, dataset);
   Deduplicated unique = deduplicate(std::move(records));
   dataset.duplicates = unique.dropped;
-  std::vector<int64_t> over_limit;
-  unique.records =
-      limit_per_label(std::move(unique.records), data.max_per_family, seed, over_limit);
-  for (int64_t n : over_limit) dataset.over_family_limit += n;
+  LimitedRecords limited = limit_per_label(std::move(unique.records), data.max_per_family, seed);
+  unique.records = std::move(limited.records);
+  dataset.over_family_limit = limited.dropped;
   Split split = hold_out(unique.records, data.test_fraction, seed);
   const AminoTokenizer tokenizer;
   auto to_examples = [&](const std::vector<SequenceRecord>& records, std::vector<Example>& out) {

@@ -29,46 +29,57 @@ Deduplicated deduplicate(std::vector<SequenceRecord> records) {
   return out;
 }
 
-std::vector<SequenceRecord> limit_per_label(std::vector<SequenceRecord> records, int64_t limit,
-                                            uint64_t seed,
-                                            std::vector<int64_t>& dropped_per_label) {
-  if (limit <= 0) return records;
-  std::map<int64_t, std::vector<size_t>> members;  // label -> record indices, input order
+namespace {
+// Each label's record indices, in input order, labels ascending (so the draws below happen
+// in a fixed order); unlabelled records (-1) form a group unless labelled_only.
+std::map<int64_t, std::vector<size_t>> members_by_label(const std::vector<SequenceRecord>& records,
+                                                        bool labelled_only) {
+  std::map<int64_t, std::vector<size_t>> members;
   for (size_t i = 0; i < records.size(); ++i)
-    if (records[i].label >= 0) members[records[i].label].push_back(i);
+    if (!labelled_only || records[i].label >= 0) members[records[i].label].push_back(i);
+  return members;
+}
+
+// Marks members at positions [from, to) of one seeded shuffle of them (one draw from gen).
+void mark_shuffled(const std::vector<size_t>& members, int64_t from, int64_t to, at::Generator& gen,
+                   std::vector<bool>& marked) {
+  const at::Tensor order = at::randperm(int64_t(members.size()), gen);
+  for (int64_t i = from; i < to; ++i) marked[members[size_t(order[i].item<int64_t>())]] = true;
+}
+}  // namespace
+
+LimitedRecords limit_per_label(std::vector<SequenceRecord> records, int64_t limit, uint64_t seed) {
+  LimitedRecords out;
+  if (limit <= 0) {
+    out.records = std::move(records);
+    return out;
+  }
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed ^ 0x6d61785f66616dULL);
   std::vector<bool> dropped(records.size(), false);
-  for (const auto& [label, indices] : members) {
-    const int64_t size = int64_t(indices.size());
+  for (const auto& [label, members] : members_by_label(records, /*labelled_only=*/true)) {
+    const int64_t size = int64_t(members.size());
     if (size <= limit) continue;
-    if (dropped_per_label.size() <= size_t(label)) dropped_per_label.resize(size_t(label) + 1, 0);
-    dropped_per_label[size_t(label)] += size - limit;
-    const at::Tensor order = at::randperm(size, gen);
-    for (int64_t i = limit; i < size; ++i)
-      dropped[indices[size_t(order[i].item<int64_t>())]] = true;
+    out.dropped += size - limit;
+    mark_shuffled(members, limit, size, gen, dropped);
   }
-  std::vector<SequenceRecord> kept;
   for (size_t i = 0; i < records.size(); ++i)
-    if (!dropped[i]) kept.push_back(std::move(records[i]));
-  return kept;
+    if (!dropped[i]) out.records.push_back(std::move(records[i]));
+  return out;
 }
 
 Split hold_out(const std::vector<SequenceRecord>& records, double test_fraction, uint64_t seed) {
   TRIAGE_ASSERT(test_fraction >= 0 && test_fraction < 1, "test fraction " << test_fraction);
-  const int64_t n = int64_t(records.size());
-  std::map<int64_t, std::vector<int64_t>> members;  // label -> record indices, input order
-  for (int64_t i = 0; i < n; ++i) members[records[size_t(i)].label].push_back(i);
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  std::vector<bool> is_test(n, false);
-  for (const auto& [label, indices] : members) {
-    const int64_t size = int64_t(indices.size());
+  std::vector<bool> is_test(records.size(), false);
+  for (const auto& [label, members] : members_by_label(records, /*labelled_only=*/false)) {
+    const int64_t size = int64_t(members.size());
     int64_t held = std::llround(test_fraction * double(size));
     if (test_fraction > 0 && size >= 2) held = std::clamp<int64_t>(held, 1, size - 1);
-    const at::Tensor order = at::randperm(size, gen);
-    for (int64_t i = 0; i < held; ++i) is_test[indices[order[i].item<int64_t>()]] = true;
+    mark_shuffled(members, 0, held, gen, is_test);
   }
   Split split;
-  for (int64_t i = 0; i < n; ++i) (is_test[i] ? split.test : split.train).push_back(records[i]);
+  for (size_t i = 0; i < records.size(); ++i)
+    (is_test[i] ? split.test : split.train).push_back(records[i]);
   return split;
 }
 

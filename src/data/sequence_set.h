@@ -21,10 +21,12 @@ struct Split {
 };
 
 // data.max_per_family: at most `limit` records of each label (0: no limit), chosen by a
-// seeded shuffle, input order kept; how many each label lost is added to `dropped_per_label`
-// (indexed by label; unlabelled records are never dropped).
-std::vector<SequenceRecord> limit_per_label(std::vector<SequenceRecord> records, int64_t limit,
-                                            uint64_t seed, std::vector<int64_t>& dropped_per_label);
+// seeded shuffle, input order kept; unlabelled records are never dropped.
+struct LimitedRecords {
+  std::vector<SequenceRecord> records;
+  int64_t dropped = 0;  // over all labels
+};
+LimitedRecords limit_per_label(std::vector<SequenceRecord> records, int64_t limit, uint64_t seed);
 
 // Stratified by label: of each label's n records, round(test_fraction * n) chosen by a
 // seeded shuffle are held out, but at least one when n >= 2 and the fraction is not 0, and

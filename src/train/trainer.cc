@@ -339,11 +339,10 @@ void Trainer::log_summary(const std::vector<StepMetrics>& history, const EvalMet
   if (!is_root() || history.empty()) return;
   RunEnd run{step_, history, baseline, last_eval, dataset_.label_names, seconds};
   run.stopped_early = stopped_early;
-  if (best_.best_step()) {
-    const auto best = read_best_checkpoint(options_.out_dir + "/checkpoints");
-    run.best = BestSummary{name_of(best_.metric()), *best_.best_step(), best_.best_value(),
-                           best ? options_.out_dir + "/checkpoints/" + best->folder : ""};
-  }
+  if (best_.best_step())
+    run.best = BestSummary{
+        name_of(best_.metric()), *best_.best_step(), best_.best_value(),
+        options_.out_dir + "/checkpoints/" + checkpoint_folder_name(*best_.best_step())};
   std::ofstream(options_.out_dir + "/summary.json") << summary_json(run).dump(2) << "\n";
   std::cout << summary_text(run) << "\nmetrics: " << options_.out_dir
             << "/metrics.jsonl, summary: " << options_.out_dir << "/summary.json" << std::endl;
