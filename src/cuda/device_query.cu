@@ -30,6 +30,9 @@ GpuInfo query_gpus() {
     text << prop.name << " (sm_" << prop.major << prop.minor << ", " << (prop.totalGlobalMem >> 30)
          << " GiB)";
     info.devices.push_back(text.str());
+    char bus_id[32] = {};
+    TRIAGE_CUDA_CHECK(cudaDeviceGetPCIBusId(bus_id, sizeof bus_id, device));
+    info.bus_ids.push_back(bus_id);
   }
   if (count == 0) info.no_gpu_reason = "no CUDA device";
   return info;

@@ -13,6 +13,7 @@ struct GpuInfo {
   int nccl_version = 0;              // e.g. 22803 for 2.28.3
   std::string no_gpu_reason;         // why devices is empty, when it is
   std::vector<std::string> devices;  // "NAME (sm_XY, N GiB)"
+  std::vector<std::string> bus_ids;  // PCI bus id of each, "0000:3b:00.0": who is who
 };
 
 GpuInfo query_gpus();

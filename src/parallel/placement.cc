@@ -17,8 +17,8 @@
 namespace triage {
 
 RankPlacement plan_placement(int rank, const std::string& host, int local_rank, int local_size,
-                             int cores, int64_t requested_threads, bool use_gpus,
-                             int visible_gpus) {
+                             int cores, int64_t requested_threads, bool use_gpus, int visible_gpus,
+                             bool own_gpu) {
   RankPlacement p;
   p.rank = rank;
   p.host = host;
@@ -30,14 +30,44 @@ RankPlacement plan_placement(int rank, const std::string& host, int local_rank, 
     if (visible_gpus == 0)
       throw Error("train.device = cuda: host " + host +
                   " sees no GPU; expected at least one, or train.device: cpu");
+    if (own_gpu) {
+      p.gpu = 0;
+      p.binding = GpuBinding::kOwnGpu;
+      return p;
+    }
     if (local_size > visible_gpus)
       throw Error("host " + host + " runs " + std::to_string(local_size) + " ranks but sees " +
                   std::to_string(visible_gpus) +
-                  " GPU(s); expected at most one rank per GPU (--ranks-per-node " +
-                  std::to_string(visible_gpus) + ")");
+                  " GPU(s) shared by all of them; expected at most one rank per GPU "
+                  "(--ranks-per-node " +
+                  std::to_string(visible_gpus) + "), or each rank bound to its own GPU");
     p.gpu = local_rank % visible_gpus;
+    p.binding = GpuBinding::kLocalRank;
   }
   return p;
+}
+
+bool each_rank_has_its_own_gpu(const std::vector<int>& visible_per_rank,
+                               const std::vector<std::string>& first_bus_id_per_rank) {
+  if (visible_per_rank.size() < 2) return false;  // one rank: the plain rule serves
+  for (int visible : visible_per_rank)
+    if (visible != 1) return false;
+  std::vector<std::string> ids = first_bus_id_per_rank;
+  std::sort(ids.begin(), ids.end());
+  return std::adjacent_find(ids.begin(), ids.end()) == ids.end();
+}
+
+std::string gpu_binding_line(const std::vector<RankPlacement>& placements) {
+  bool own = false, shared = false;
+  for (const auto& p : placements) {
+    own = own || p.binding == GpuBinding::kOwnGpu;
+    shared = shared || p.binding == GpuBinding::kLocalRank;
+  }
+  if (own && shared) return "GPUs: bound per rank on some hosts, by local rank on others";
+  if (own) return "GPUs: each rank sees only its own GPU (per-task binding), device 0";
+  if (shared)
+    return "GPUs: each host's ranks share its visible GPUs, rank r takes local_rank % GPUs";
+  return "";
 }
 
 std::vector<RankPlacement> place_ranks(int64_t requested_threads, bool use_gpus) {
@@ -50,17 +80,38 @@ std::vector<RankPlacement> place_ranks(int64_t requested_threads, bool use_gpus)
   int local_rank = 0, local_size = 1;
   TRIAGE_MPI_CHECK(MPI_Comm_rank(node, &local_rank));
   TRIAGE_MPI_CHECK(MPI_Comm_size(node, &local_size));
-  TRIAGE_MPI_CHECK(MPI_Comm_free(&node));
   char host[MPI_MAX_PROCESSOR_NAME] = {};
   int host_length = 0;
   TRIAGE_MPI_CHECK(MPI_Get_processor_name(host, &host_length));
 
-  const int gpus = use_gpus ? int(query_gpus().devices.size()) : 0;
+  const GpuInfo gpu_info = use_gpus ? query_gpus() : GpuInfo{};
+  const int gpus = int(gpu_info.devices.size());
+  // Per-task binding shows as one visible GPU per rank, a different one each: the host's
+  // ranks compare how many they see and the bus id of the first.
+  constexpr int kBusId = 32;
+  struct Seen {
+    int visible;
+    char bus_id[kBusId];
+  } seen{gpus, {}};
+  if (!gpu_info.bus_ids.empty())
+    std::snprintf(seen.bus_id, kBusId, "%s", gpu_info.bus_ids.front().c_str());
+  std::vector<Seen> seen_on_host(static_cast<size_t>(local_size));
+  TRIAGE_MPI_CHECK(MPI_Allgather(&seen, sizeof seen, MPI_BYTE, seen_on_host.data(), sizeof seen,
+                                 MPI_BYTE, node));
+  TRIAGE_MPI_CHECK(MPI_Comm_free(&node));
+  std::vector<int> visible_per_rank;
+  std::vector<std::string> bus_ids;
+  for (const Seen& s : seen_on_host) {
+    visible_per_rank.push_back(s.visible);
+    bus_ids.emplace_back(s.bus_id, strnlen(s.bus_id, kBusId));
+  }
+  const bool own_gpu = use_gpus && each_rank_has_its_own_gpu(visible_per_rank, bus_ids);
+
   RankPlacement mine;
   agree([&] {  // a host without GPUs is refused once, by its lowest rank
     mine =
         plan_placement(rank, host, local_rank, local_size, int(std::thread::hardware_concurrency()),
-                       requested_threads, use_gpus, gpus);
+                       requested_threads, use_gpus, gpus, own_gpu);
   });
   if (mine.gpu >= 0) select_gpu(mine.gpu);
   at::set_num_threads(mine.threads);
@@ -68,9 +119,10 @@ std::vector<RankPlacement> place_ranks(int64_t requested_threads, bool use_gpus)
   // Fixed-size records to rank 0: ints, then the host name.
   constexpr int kHost = 64;
   struct Record {
-    int values[5];
+    int values[6];
     char host[kHost];
-  } record{{mine.rank, mine.local_rank, mine.local_size, mine.gpu, mine.threads}, {}};
+  } record{{mine.rank, mine.local_rank, mine.local_size, mine.gpu, mine.threads, int(mine.binding)},
+           {}};
   std::snprintf(record.host, kHost, "%s", mine.host.c_str());
   std::vector<Record> records(rank == 0 ? size : 0);
   TRIAGE_MPI_CHECK(MPI_Gather(&record, sizeof record, MPI_BYTE, records.data(), sizeof record,
@@ -79,7 +131,7 @@ std::vector<RankPlacement> place_ranks(int64_t requested_threads, bool use_gpus)
   std::vector<RankPlacement> all;
   for (const Record& r : records)
     all.push_back({r.values[0], std::string(r.host, strnlen(r.host, kHost)), r.values[1],
-                   r.values[2], r.values[3], r.values[4]});
+                   r.values[2], r.values[3], r.values[4], GpuBinding(r.values[5])});
   return all;
 }
 

@@ -16,10 +16,12 @@ std::string start_banner(const RunStart& run) {
   out << "triage train: " << g.world_size << " rank(s), expert-parallel " << g.ep_size
       << " x data-parallel " << g.dp_size << ", " << config.train.dtype << "\n"
       << run.environment << "\n"
-      << placement_table(run.placements) << "model: " << config.model.n_layers << " layers ("
-      << run.moe_layers << " MoE), " << config.moe.num_experts << " experts top-"
-      << config.moe.top_k << ", " << (replicated + experts_total) << " parameters ("
-      << experts_total << " in experts, " << (replicated + expert) << " on each rank)\n"
+      << placement_table(run.placements)
+      << (gpu_binding_line(run.placements).empty() ? "" : gpu_binding_line(run.placements) + "\n")
+      << "model: " << config.model.n_layers << " layers (" << run.moe_layers << " MoE), "
+      << config.moe.num_experts << " experts top-" << config.moe.top_k << ", "
+      << (replicated + experts_total) << " parameters (" << experts_total << " in experts, "
+      << (replicated + expert) << " on each rank)\n"
       << "data: " << data.source << "; " << data.train.size() << " train / " << data.test.size()
       << " held out";
   if (data.duplicates) out << "; " << data.duplicates << " duplicates removed";

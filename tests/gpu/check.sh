@@ -3,6 +3,8 @@
 # Builds with ninja, runs the GPU tests (parity with the CPU float64 reference, NCCL
 # exchange), the MoE layer benchmark (Mixtral-like shape scaled to one GPU, bf16 and fp32)
 # and a short bf16 training run, and prints a table last. Aim: under 8 minutes on 16 cores.
+# Exits non-zero when any stage fails, any test fails, or a test skips while a GPU is
+# visible (a skip is only honest where there is no GPU); the table says which.
 #   tests/gpu/check.sh [--build-dir DIR] [--configure-only]   (CHECK_USE_DEPS=1: use the carried
 #   dependencies even where the system has its own, to rehearse)
 # Open MPI, yaml-cpp, GoogleTest, CLI11 and nlohmann-json come from the system, or else
@@ -52,16 +54,18 @@ cmake --build "$build" --target triage gpu_tests -- -j "$(nproc)" >"$results/bui
   { tail -40 "$results/build.log"; exit 1; }
 "$build/bin/triage" info | tee "$results/info.txt"
 
+failed=()  # the stages that did not finish
 say "GPU tests"
 set +e
 "$build/bin/gpu_tests" --gtest_output="json:$results/gpu_tests.json" 2>&1 | tee "$results/gpu_tests.txt" | grep -E '^\[ +(OK|FAILED|SKIPPED) +\]'
+((PIPESTATUS[0] == 0)) || failed+=("gpu tests")
 set -e
 
 say "MoE layer benchmark"
 bench() {  # name, then bench options
   local name=$1; shift
   "$build/bin/triage" bench moe-layer --device cuda "$@" --out "$results/$name.json" 2>"$results/$name.log" ||
-    tail -3 "$results/$name.log"
+    { tail -3 "$results/$name.log"; failed+=("$name"); }
 }
 bench layer_bf16_mixtral_scaled --dtype bfloat16 --tokens 8192 --d-model 4096 --d-expert 14336 --experts 8 --top-k 2 --reps 10
 bench layer_fp32_small --dtype float32 --tokens 8192 --d-model 1024 --d-expert 2816 --experts 8 --top-k 2 --reps 10
@@ -69,21 +73,28 @@ bench layer_fp32_small --dtype float32 --tokens 8192 --d-model 1024 --d-expert 2
 say "training: tiny config, bf16 on one GPU"
 "$build/bin/triage" train "$root/configs/tiny.yaml" --set train.device=cuda --set train.precision=bf16 \
   --set parallel.expert=1 --set train.steps=20 --set train.warmup_steps=2 --out "$results/train_bf16" \
-  >"$results/train_bf16.log" 2>&1 || tail -5 "$results/train_bf16.log"
+  >"$results/train_bf16.log" 2>&1 || { tail -5 "$results/train_bf16.log"; failed+=("train bf16"); }
 
 say "summary"
+set +e
 python3 - "$results" <<'PY'
 import json, pathlib, sys
 r = pathlib.Path(sys.argv[1])
-rows = []
+gpu_visible = "GPU" in (r / "gpus.txt").read_text() if (r / "gpus.txt").exists() else False
+rows, bad = [], []
 try:
     t = json.loads((r / "gpu_tests.json").read_text())
     for suite in t["testsuites"]:
         for case in suite["testsuite"]:
             status = "SKIPPED" if case.get("result") == "SKIPPED" else ("FAILED" if case.get("failures") else "OK")
-            rows.append((f"test {suite['name']}.{case['name']}", status))
+            name = f"test {suite['name']}.{case['name']}"
+            if status == "FAILED" or (status == "SKIPPED" and gpu_visible):
+                bad.append(name)
+                status += " (a GPU is visible)" if status == "SKIPPED" else ""
+            rows.append((name, status))
 except Exception as e:
     rows.append(("gpu tests", f"no result ({e})"))
+    bad.append("gpu tests")
 for name in ("layer_bf16_mixtral_scaled", "layer_fp32_small"):
     try:
         b = json.loads((r / f"{name}.json").read_text())
@@ -94,12 +105,24 @@ for name in ("layer_bf16_mixtral_scaled", "layer_fp32_small"):
             rows.append((f"{name} grouped/loop", f"{b['grouped_vs_loop_speedup']:.2f}x (target >= 2)"))
     except Exception as e:
         rows.append((name, f"no result ({e})"))
+        bad.append(name)
 try:
     steps = [json.loads(l) for l in (r / "train_bf16" / "metrics.jsonl").read_text().splitlines()]
     steps = [s for s in steps if not s.get("eval")]
     rows.append(("train bf16 tiny: loss first -> last", f"{steps[0]['loss']:.4f} -> {steps[-1]['loss']:.4f}"))
 except Exception as e:
     rows.append(("train bf16", f"no result ({e})"))
+    bad.append("train bf16")
 width = max(len(a) for a, _ in rows)
 print("\n".join(f"{a:<{width}}  {b}" for a, b in rows))
+if bad:
+    print(f"FAILED: {', '.join(bad)}")
+sys.exit(1 if bad else 0)
 PY
+summary_status=$?
+set -e
+if ((${#failed[@]})) || ((summary_status != 0)); then
+  say "check FAILED${failed[*]:+: ${failed[*]}}"
+  exit 1
+fi
+say "check passed"

@@ -1,5 +1,6 @@
 // The GPU path against the CPU float64 reference. Every test skips, with the reason, on a
-// machine without a usable GPU or a build without CUDA (CTest then reports it skipped).
+// machine where no GPU is visible or a build without CUDA (CTest then reports it skipped);
+// a visible GPU that LibTorch cannot use is a failure, not a skip.
 // Tolerances: float32 has a unit roundoff of 6e-8; sums over at most a few hundred
 // products, through a few layers, stay well inside 1e-5 relative. bfloat16 keeps 8
 // mantissa bits (roundoff 4e-3): 1e-2 relative is about two roundoffs after accumulation
@@ -27,12 +28,21 @@ using namespace testing_support;
   do {                                                                                \
     GpuInfo info = query_gpus();                                                      \
     if (!info.cuda_built) GTEST_SKIP() << "no GPU test: this build has no CUDA path"; \
-    if (info.devices.empty() || !at::hasCUDA())                                       \
-      GTEST_SKIP() << "no GPU test: " << info.no_gpu_reason;                          \
+    if (info.devices.empty()) GTEST_SKIP() << "no GPU test: " << info.no_gpu_reason;  \
+    ASSERT_TRUE(at::hasCUDA()) << "a GPU is visible but LibTorch cannot use it";      \
     select_gpu(0);                                                                    \
   } while (0)
 
 const at::Device kGpu(at::kCUDA, 0);
+
+// max |actual - expected| / max |expected|: relative at every scale (the MPI tests' helper
+// is absolute below 1, so a zero gradient of small values would pass it). An expected
+// tensor of zeros is refused: it could not tell a right answer from a missing one.
+double scaled_error(const at::Tensor& actual, const at::Tensor& expected) {
+  const double scale = expected.abs().max().item<double>();
+  EXPECT_GT(scale, 0) << "the reference is all zeros: this comparison proves nothing";
+  return (actual.to(at::kDouble) - expected).abs().max().item<double>() / std::max(scale, 1e-300);
+}
 
 // Copies every parameter of `from` into `to` (any dtype/device), by position.
 void copy_parameters(const ParameterList& from, const ParameterList& to) {
@@ -87,12 +97,19 @@ void expect_layer_matches_reference(const std::string& gemm, bool bf16, double t
   at::Tensor x = at::randn({96, 64}, gen, at::kDouble), r = at::randn({96, 64}, gen, at::kDouble);
   LayerRun want = run_layer(reference, x, r, false);
   LayerRun got = run_layer(gpu, x.to(kGpu, at::kFloat), r, bf16);
-  EXPECT_LT(relative_error(got.loss, want.loss), tolerance);
-  EXPECT_LT(relative_error(got.y, want.y), tolerance);
-  EXPECT_LT(relative_error(got.grad_x, want.grad_x), tolerance);
+  EXPECT_LT(scaled_error(got.loss, want.loss), tolerance);
+  EXPECT_LT(scaled_error(got.y, want.y), tolerance);
+  EXPECT_LT(scaled_error(got.grad_x, want.grad_x), tolerance);
   for (size_t i = 0; i < want.grads.size(); ++i)
-    EXPECT_LT(relative_error(got.grads[i], want.grads[i]), tolerance)
+    EXPECT_LT(scaled_error(got.grads[i], want.grads[i]), tolerance)
         << reference.parameters()[i].name;
+  if (bf16) {
+    // bf16 must have happened: the layer's output differs from float32's by more than
+    // float32 roundoff could (bf16 rounds at 4e-3; 1e-4 leaves a factor 40 either way).
+    LayerRun fp32 = run_layer(gpu, x.to(kGpu, at::kFloat), r, false);
+    EXPECT_GT(scaled_error(got.y, fp32.y), 1e-4)
+        << "the bf16 run equals the float32 run: nothing ran in bf16";
+  }
 }
 
 TEST(GpuMoeLayer, Float32LoopMatchesCpuFloat64) {
@@ -123,19 +140,20 @@ TEST(GpuTransformer, TrainingStepLossAndGradientsMatchCpuFloat64) {
   at::Generator gen = generator(8);
   at::Tensor tokens = at::randint(4, 24, {4, 16}, gen, at::kLong),
              real = at::ones({4, 16}, at::kLong);
+  // Both heads count, so that every parameter has a gradient to compare.
   auto loss_of = [](const ModelOutput& out) {
     return at::log_softmax(out.lm_logits_BLV.to(at::kDouble), -1).mean() +
+           at::log_softmax(out.class_logits_BC.to(at::kDouble), -1).select(1, 0).mean() +
            out.balance_loss.to(at::kDouble) + out.z_loss.to(at::kDouble);
   };
   at::Tensor want = loss_of(reference.forward(tokens, real, true));
   want.backward();
   at::Tensor got = loss_of(gpu.forward(tokens.to(kGpu), real.to(kGpu), true));
   got.backward();
-  EXPECT_LT(relative_error(got.cpu(), want), 1e-5);
+  EXPECT_LT(scaled_error(got.cpu(), want), 1e-5);
   ParameterList r = reference.parameters(), g = gpu.parameters();
   for (size_t i = 0; i < r.size(); ++i)
-    EXPECT_LT(relative_error(g[i].tensor.grad().to(at::kCPU, at::kDouble), r[i].tensor.grad()),
-              1e-5)
+    EXPECT_LT(scaled_error(g[i].tensor.grad().to(at::kCPU, at::kDouble), r[i].tensor.grad()), 1e-5)
         << r[i].name;
 }
 

@@ -28,8 +28,29 @@ TEST(Placement, GivesEachLocalRankItsOwnGpu) {
 
 TEST(Placement, RefusesMoreRanksOnAHostThanItsGpus) {
   EXPECT_EQ(error_of([] { plan_placement(0, "node7", 0, 4, 64, 0, true, 2); }),
-            "host node7 runs 4 ranks but sees 2 GPU(s); expected at most one rank per GPU "
-            "(--ranks-per-node 2)");
+            "host node7 runs 4 ranks but sees 2 GPU(s) shared by all of them; expected at "
+            "most one rank per GPU (--ranks-per-node 2), or each rank bound to its own GPU");
+}
+
+// Slurm --gpus-per-task: 4 ranks on a host, each seeing one GPU, a different one.
+TEST(Placement, AcceptsOneVisibleGpuPerRankWhenEachIsItsOwn) {
+  const RankPlacement p = plan_placement(2, "c", 2, 4, 64, 0, true, 1, /*own_gpu=*/true);
+  EXPECT_EQ(p.gpu, 0);
+  EXPECT_EQ(p.binding, GpuBinding::kOwnGpu);
+  EXPECT_EQ(plan_placement(2, "c", 2, 4, 64, 0, true, 4).binding, GpuBinding::kLocalRank);
+  EXPECT_EQ(gpu_binding_line({p}),
+            "GPUs: each rank sees only its own GPU (per-task binding), device 0");
+  EXPECT_EQ(gpu_binding_line({plan_placement(0, "c", 0, 1, 4, 0, false, 0)}), "");
+}
+
+TEST(Placement, OwnGpuMeansOneVisibleEachAndNoTwoTheSame) {
+  EXPECT_TRUE(
+      each_rank_has_its_own_gpu({1, 1, 1}, {"0000:3b:00.0", "0000:5e:00.0", "0000:86:00.0"}));
+  EXPECT_FALSE(each_rank_has_its_own_gpu({1, 1}, {"0000:3b:00.0", "0000:3b:00.0"}))
+      << "two ranks on one GPU";
+  EXPECT_FALSE(each_rank_has_its_own_gpu({1, 2}, {"0000:3b:00.0", "0000:5e:00.0"}))
+      << "a rank that sees two";
+  EXPECT_FALSE(each_rank_has_its_own_gpu({1}, {"0000:3b:00.0"})) << "one rank: the plain rule";
 }
 
 TEST(Placement, PrintsOneRowPerRank) {
