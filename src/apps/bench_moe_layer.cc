@@ -7,6 +7,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/autocast_mode.h>
 
 #include <algorithm>
 #include <chrono>
@@ -122,7 +123,12 @@ int run_moe_layer_bench(const MoeLayerBenchOptions& o) {
   const at::Device device = o.device == "cuda" ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
   if (device.is_cuda() && !at::hasCUDA())
     throw Error("--device cuda: no CUDA device is visible in this build/machine");
-  const at::ScalarType dtype = o.dtype == "bfloat16" ? at::kBFloat16 : at::kFloat;
+  // bfloat16 as training runs it (train.precision bf16): float32 weights and inputs, the
+  // forward under autocast, so the MoE layer casts rows and expert weights itself; only the
+  // bare GEMM floor (expert_gemms_only) holds bf16 operands directly.
+  const bool bf16 = o.dtype == "bfloat16";
+  const at::ScalarType compute_dtype = bf16 ? at::kBFloat16 : at::kFloat;
+  const at::ScalarType dtype = at::kFloat;
 
   MoeConfig config;
   config.num_experts = o.experts;
@@ -146,7 +152,8 @@ int run_moe_layer_bench(const MoeLayerBenchOptions& o) {
   const ParameterList grouped_params = grouped.parameters(), loop_params = loop.parameters(),
                       dense_params = dense.parameters();
   std::vector<Contender> contenders;
-  at::Tensor probe = at::zeros({1, o.d_model}, at::TensorOptions().dtype(dtype).device(device));
+  at::Tensor probe =
+      at::zeros({1, o.d_model}, at::TensorOptions().dtype(compute_dtype).device(device));
   bool grouped_ok = true;
   try {
     grouped_ok = grouped.experts().uses_grouped_gemm(probe);
@@ -155,10 +162,19 @@ int run_moe_layer_bench(const MoeLayerBenchOptions& o) {
     std::cerr << "[bench] grouped GEMM skipped: " << e.what() << "\n";
   }
   // An autograd contender: forward, backward, and the input's gradient to wait for.
-  auto autograd_step = [](std::function<at::Tensor(const at::Tensor&)> forward) {
-    return [forward](const at::Tensor& x, const at::Tensor& upstream) {
+  auto autograd_step = [bf16, device](std::function<at::Tensor(const at::Tensor&)> forward) {
+    return [forward, bf16, device](const at::Tensor& x, const at::Tensor& upstream) {
       at::Tensor input = x.detach().clone().set_requires_grad(true);
-      forward(input).backward(upstream);
+      if (bf16) {
+        at::autocast::set_autocast_dtype(device.type(), at::kBFloat16);
+        at::autocast::set_autocast_enabled(device.type(), true);
+      }
+      at::Tensor y = forward(input);
+      if (bf16) {
+        at::autocast::set_autocast_enabled(device.type(), false);
+        at::autocast::clear_cache();
+      }
+      y.backward(upstream.to(y.scalar_type()));
       return input.grad();
     };
   };
@@ -174,7 +190,7 @@ int run_moe_layer_bench(const MoeLayerBenchOptions& o) {
                         autograd_step([&](const at::Tensor& x) { return dense.forward(x); }),
                         {}});
   auto options = at::TensorOptions().dtype(dtype).device(device);
-  ExpertGemmsOnly gemms_only(o, options, gen);
+  ExpertGemmsOnly gemms_only(o, options.dtype(compute_dtype), gen);
   contenders.push_back({"expert_gemms_only",
                         [&](const at::Tensor&, const at::Tensor&) { return gemms_only.step(); },
                         {}});

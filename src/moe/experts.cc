@@ -38,11 +38,14 @@ Experts::Experts(int64_t first_expert, int64_t num_experts, int64_t d_model, int
   w_out_EHD_ = at::stack(w_out).set_requires_grad(true);
 }
 
-ExpertWeights Experts::weights() const { return {type_, w_in_EDH_, w_up_EDH_, w_out_EHD_}; }
+ExpertWeights Experts::weights(at::ScalarType dtype) const {
+  auto in = [&](const at::Tensor& w) { return w.defined() ? w.to(dtype) : w; };
+  return {type_, in(w_in_EDH_), in(w_up_EDH_), in(w_out_EHD_)};
+}
 
 at::Tensor Experts::forward_across(const at::Tensor& x_RD, const ExpertLayout& layout,
                                    Communicator& ep) const {
-  return run_experts(x_RD, weights(), layout, &ep);
+  return run_experts(x_RD, weights(x_RD.scalar_type()), layout, &ep);
 }
 
 bool Experts::uses_grouped_gemm(const at::Tensor& x_RD) const {
@@ -117,7 +120,7 @@ at::Tensor Experts::forward(const at::Tensor& x_RD, const std::vector<ExpertRun>
     if (run.rows > 0) layout.own_runs.push_back({run.expert, offset, run.rows});
     offset += run.rows;
   }
-  return run_experts(x_RD, weights(), layout, nullptr);
+  return run_experts(x_RD, weights(x_RD.scalar_type()), layout, nullptr);
 }
 
 ParameterList Experts::parameters() const {

@@ -53,7 +53,10 @@ class Experts {
   int64_t first_expert() const { return first_expert_; }
   ExpertType type() const { return type_; }
   ParameterList parameters() const;
-  ExpertWeights weights() const;
+  // The stacked weights in `dtype`: themselves, or (under bf16 autocast, whose rows arrive
+  // in bf16) one differentiable cast per matrix per forward, whose gradients flow back to
+  // the float32 weights.
+  ExpertWeights weights(at::ScalarType dtype) const;
 
  private:
   at::Tensor forward_grouped(const at::Tensor& x_RD, const std::vector<ExpertRun>& runs) const;

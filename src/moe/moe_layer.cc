@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/autocast_mode.h>
 
 #include "common/counter_random.h"
 #include "moe/exchange.h"
@@ -16,6 +17,15 @@ namespace triage {
 
 namespace {
 constexpr uint64_t kExpertDropoutStream = 3;  // beside the router's noise streams (1, 2)
+
+// The dtype the experts compute in: autocast's, while it is on for x's device and x is a
+// float32 activation; else x's own.
+at::ScalarType expert_dtype(const at::Tensor& x) {
+  const c10::DeviceType device = x.device().type();
+  if (x.scalar_type() == at::kFloat && at::autocast::is_autocast_enabled(device))
+    return at::autocast::get_autocast_dtype(device);
+  return x.scalar_type();
+}
 
 int64_t local_experts(const MoeConfig& config, Communicator* ep) {
   return ep ? config.num_experts / ep->size() : config.num_experts;
@@ -116,10 +126,16 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_to
                                       s.receive_quota, s.bound_dropped_per_rank);
   }
 
+  // Under autocast (train.precision bf16) the experts compute in its dtype: the rows are
+  // cast once here, so they travel in it too (half float32's bytes), and each expert
+  // matrix is cast once per forward (Experts::weights). The outputs are combined in the
+  // model's dtype, with the float32 gate weights.
+  const at::Tensor rows_TD = x_TD.to(expert_dtype(x_TD));
+  s.row_bytes = rows_TD.element_size() * d_model;
   if (ep_) {
     Dispatched sent =
-        dispatch(x_TD, experts_TK, keep_TK, num_experts, *ep_, config_.exchange_chunks);
-    at::Tensor y_RD = expert_outputs(sent.x_RD, sent.plan, experts_, *ep_);
+        dispatch(rows_TD, experts_TK, keep_TK, num_experts, *ep_, config_.exchange_chunks);
+    at::Tensor y_RD = expert_outputs(sent.x_RD, sent.plan, experts_, *ep_).to(x_TD.scalar_type());
     if (training) y_RD = expert_dropout(y_RD, sent.plan.order, experts_TK, first_token);
     out.y = combine(y_RD, weights_TK, sent.plan).view(x.sizes());
     s.tokens_per_expert = std::move(sent.plan.order.tokens_per_expert);
@@ -127,7 +143,8 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_to
     ExpertOrder order = sort_by_expert(experts_TK, keep_TK, num_experts);
     phase_clock::enter("experts");
     at::Tensor y_RD =
-        experts_.forward(gather_rows(x_TD, order), runs_per_expert(order.tokens_per_expert));
+        experts_.forward(gather_rows(rows_TD, order), runs_per_expert(order.tokens_per_expert))
+            .to(x_TD.scalar_type());
     if (training) y_RD = expert_dropout(y_RD, order, experts_TK, first_token);
     out.y = combine_rows(y_RD, weights_TK, order).view(x.sizes());
     s.tokens_per_expert = std::move(order.tokens_per_expert);

@@ -27,6 +27,7 @@ struct MoeStats {
   int64_t assignments = 0;                 // T * K routed
   int64_t dropped = 0;                     // over capacity
   int64_t capacity = kDropless;            // per expert; kDropless when no limit
+  int64_t row_bytes = 0;                   // one exchanged row: width x the experts' dtype
   double max_load = 0;                     // most tokens any expert received
   double mean_load = 0;                    // kept assignments / E
   // moe.max_receive_factor: assignments this rank dropped because their destination EP

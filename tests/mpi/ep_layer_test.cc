@@ -4,6 +4,8 @@
 // Every rank builds the same global batch and takes its contiguous slice of it.
 #include <gtest/gtest.h>
 
+#include <ATen/autocast_mode.h>
+
 #include <ATen/CPUGeneratorImpl.h>
 
 #include "moe/moe_layer.h"
@@ -251,6 +253,69 @@ TEST(ExpertParallelLayer, JitterNoiseMatchesOneRank) {
   config.noise = RouterNoise::kJitter;
   config.jitter_noise = 0.3;
   expect_ep_matches_reference(config, ReferenceShards::kPerEpGroup);
+}
+
+// train.precision bf16, proven on the CPU (CPU autocast does bf16 too): the experts get bf16
+// rows (2 bytes a value on the wire) and the layer's output and input gradient match the
+// float64 reference within bf16's precision, while differing from the float32 run by more
+// than float32 roundoff could (so bf16 really ran). Tolerance: bf16 keeps 8 mantissa bits
+// (unit roundoff 2^-9 ~ 2e-3); rows, weights, hidden activations and outputs are each
+// rounded once and every GEMM sums at most 6 products in float32: a few roundoffs, so 2e-2
+// of the largest value (measured: 6e-3 output, 9e-3 input gradient; float32 4e-7).
+TEST(ExpertParallelLayer, Bf16AutocastSendsBf16RowsAndMatchesOneRankWithinBf16Precision) {
+  MoeConfig config = layer_config("softmax", 2, 0.0, "global");
+  ProcessGroups groups = groups_for(config);
+  const GroupLayout& g = groups.layout;
+  const Batch batch = global_batch(g.world_size);
+  const int64_t first_token = g.world_rank * kTokensPerRank;
+  const int64_t group_first = g.world_rank / g.ep_size * g.ep_size * kTokensPerRank;
+
+  MoeLayer reference(config, kWidth, at::kDouble, kSeed, nullptr, nullptr, g.ep_size);
+  const at::Tensor x_ref =
+      batch.x_GD.narrow(0, group_first, g.ep_size * kTokensPerRank).clone().set_requires_grad(true);
+  MoeOutput want = reference.forward(x_ref, true, group_first);
+  (want.y * batch.r_GD.narrow(0, group_first, g.ep_size * kTokensPerRank)).sum().backward();
+  auto mine = [&](const at::Tensor& t) {
+    return t.narrow(0, first_token - group_first, kTokensPerRank);
+  };
+
+  auto run = [&](bool bf16, at::Tensor& grad_x) {
+    MoeLayer layer(config, kWidth, at::kFloat, kSeed, groups.ep.get());
+    const int64_t first_expert = layer.experts().first_expert();
+    const int64_t local = layer.experts().num_experts();
+    {
+      c10::NoGradGuard no_grad;
+      auto from = reference.parameters();
+      auto to = layer.parameters();
+      for (size_t i = 0; i < to.size(); ++i)
+        to[i].tensor.copy_(to[i].sharding == Sharding::kExpert
+                               ? from[i].tensor.narrow(0, first_expert, local)
+                               : from[i].tensor);
+    }
+    at::Tensor x = batch.x_GD.narrow(0, first_token, kTokensPerRank)
+                       .to(at::kFloat)
+                       .clone()
+                       .set_requires_grad(true);
+    at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+    at::autocast::set_autocast_enabled(at::kCPU, bf16);
+    MoeOutput out = layer.forward(x, true, first_token);
+    at::autocast::set_autocast_enabled(at::kCPU, false);
+    at::autocast::clear_cache();
+    EXPECT_EQ(out.stats.row_bytes, kWidth * (bf16 ? 2 : 4));
+    (out.y * batch.r_GD.narrow(0, first_token, kTokensPerRank).to(at::kFloat)).sum().backward();
+    grad_x = x.grad().to(at::kDouble);
+    return out.y.detach().to(at::kDouble);
+  };
+  auto scaled_error = [](const at::Tensor& got, const at::Tensor& want) {
+    return (got - want).abs().max().item<double>() / want.abs().max().item<double>();
+  };
+  at::Tensor grad_bf16, grad_fp32;
+  const at::Tensor y_bf16 = run(true, grad_bf16), y_fp32 = run(false, grad_fp32);
+  const at::Tensor y_want = mine(want.y.detach()), grad_want = mine(x_ref.grad());
+  EXPECT_LT(scaled_error(y_bf16, y_want), 2e-2);
+  EXPECT_LT(scaled_error(grad_bf16, grad_want), 2e-2);
+  EXPECT_LT(scaled_error(y_fp32, y_want), 2e-6);
+  EXPECT_GT(scaled_error(y_bf16, y_fp32), 1e-4) << "the bf16 run equals float32: no bf16 ran";
 }
 
 // Group-limited routing with one group per EP rank and one group kept: the layer still
