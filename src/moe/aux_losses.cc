@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "moe/count_ids.h"
 #include "parallel/autograd_collectives.h"
 #include "parallel/watchdog.h"
 
@@ -11,10 +12,9 @@ namespace triage {
 BalanceStats balance_stats(const at::Tensor& scores_TE, const at::Tensor& experts_TK) {
   BalanceStats stats;
   const int64_t num_experts = scores_TE.size(1);
-  stats.tokens = scores_TE.size(0);
+  stats.tokens = at::full({}, double(scores_TE.size(0)), scores_TE.options());
   stats.top_k = experts_TK.size(1);
-  stats.tokens_per_expert_E =
-      at::bincount(experts_TK.reshape({-1}), {}, num_experts).to(scores_TE.scalar_type());
+  stats.tokens_per_expert_E = count_ids(experts_TK, num_experts).to(scores_TE.scalar_type());
   at::Tensor probs_TE = scores_TE / scores_TE.sum(-1, /*keepdim=*/true);
   stats.prob_sum_E = probs_TE.sum(0);
   return stats;
@@ -28,21 +28,22 @@ BalanceStats all_reduce(const BalanceStats& local, Communicator& group) {
   const int64_t experts = local.prob_sum_E.size(0);
   const at::Tensor packed =
       at::cat({local.prob_sum_E, local.tokens_per_expert_E.to(local.prob_sum_E.scalar_type()),
-               at::full({1}, double(local.tokens), local.prob_sum_E.options())});
+               local.tokens.reshape({1})});
   // Every rank adds the same balance loss of these sums to its loss (see balance_loss).
   const at::Tensor summed = allreduce_sum_autograd(packed, group, /*used_alike=*/true);
   BalanceStats global = local;
   global.prob_sum_E = summed.narrow(0, 0, experts);
   global.tokens_per_expert_E = summed.narrow(0, experts, experts).detach();
-  global.tokens = std::llround(summed[2 * experts].item<double>());
+  global.tokens = summed[2 * experts].detach();
   return global;
 }
 
 at::Tensor balance_loss(const BalanceStats& stats, double alpha) {
-  if (stats.tokens == 0) return at::zeros({}, stats.prob_sum_E.options());
+  // With no tokens every sum is 0, and so is the loss: the clamp only avoids 0 / 0.
   const double num_experts = double(stats.tokens_per_expert_E.size(0));
-  at::Tensor f_E = stats.tokens_per_expert_E / double(stats.tokens * stats.top_k);
-  at::Tensor p_E = stats.prob_sum_E / double(stats.tokens);
+  const at::Tensor tokens = stats.tokens.clamp_min(1.0);
+  at::Tensor f_E = stats.tokens_per_expert_E / (tokens * double(stats.top_k));
+  at::Tensor p_E = stats.prob_sum_E / tokens;
   return alpha * num_experts * (f_E * p_E).sum();
 }
 
@@ -50,7 +51,7 @@ SequenceBalance sequence_balance(const at::Tensor& scores_TE, const at::Tensor& 
                                  int64_t sequences, double alpha) {
   const int64_t experts = scores_TE.size(1), top_k = experts_TK.size(1);
   SequenceBalance stats;
-  stats.sequences = sequences;
+  stats.sequences = at::full({}, double(sequences), scores_TE.options());
   if (sequences == 0) {
     stats.loss_sum = at::zeros({}, scores_TE.options());
     return stats;
@@ -60,7 +61,7 @@ SequenceBalance sequence_balance(const at::Tensor& scores_TE, const at::Tensor& 
   const at::Tensor sequence_of_TK =
       at::arange(sequences, experts_TK.options()).repeat_interleave(length * top_k);
   const at::Tensor routed_SE =
-      at::bincount(experts_TK.reshape({-1}) + sequence_of_TK * experts, {}, sequences * experts)
+      count_ids(experts_TK.reshape({-1}) + sequence_of_TK * experts, sequences * experts)
           .view({sequences, experts})
           .to(scores_TE.scalar_type());
   const at::Tensor probs_SLE =
@@ -73,15 +74,13 @@ SequenceBalance sequence_balance(const at::Tensor& scores_TE, const at::Tensor& 
 
 SequenceBalance all_reduce(const SequenceBalance& local, Communicator& group) {
   watchdog::Scope scope("balance-loss all-reduce");
-  const at::Tensor packed =
-      at::stack({local.loss_sum, at::full({}, double(local.sequences), local.loss_sum.options())});
+  const at::Tensor packed = at::stack({local.loss_sum, local.sequences.to(local.loss_sum.dtype())});
   const at::Tensor summed = allreduce_sum_autograd(packed, group, /*used_alike=*/true);
-  return {summed[0], std::llround(summed[1].item<double>())};
+  return {summed[0], summed[1].detach()};
 }
 
 at::Tensor balance_loss(const SequenceBalance& stats) {
-  if (stats.sequences == 0) return at::zeros({}, stats.loss_sum.options());
-  return stats.loss_sum / double(stats.sequences);
+  return stats.loss_sum / stats.sequences.clamp_min(1.0);  // 0 / 1 with no sequences
 }
 
 at::Tensor z_loss(const at::Tensor& logits_TE, double beta) {

@@ -20,11 +20,12 @@
 
 namespace triage {
 
-// Sums from which L_bal is formed; kept as sums so that ranks can all-reduce them.
+// Sums from which L_bal is formed; kept as sums so that ranks can all-reduce them. The
+// counts stay tensors on the scores' device (reading one back would stall a GPU).
 struct BalanceStats {
   at::Tensor tokens_per_expert_E;  // routed assignment counts (no gradient)
   at::Tensor prob_sum_E;           // sum over tokens of p_t,i (carries gradient)
-  int64_t tokens = 0;
+  at::Tensor tokens;               // scalar count, in the scores' dtype
   int64_t top_k = 0;
 };
 
@@ -43,8 +44,8 @@ at::Tensor balance_loss(const BalanceStats& stats, double alpha);
 // equal-length sequences in order; each sequence's L_bal is formed from its own tokens.
 // Kept as a sum over sequences and their number, so that ranks can all-reduce them.
 struct SequenceBalance {
-  at::Tensor loss_sum;  // alpha-scaled, summed over sequences (carries gradient)
-  int64_t sequences = 0;
+  at::Tensor loss_sum;   // alpha-scaled, summed over sequences (carries gradient)
+  at::Tensor sequences;  // scalar count, in the loss's dtype
 };
 SequenceBalance sequence_balance(const at::Tensor& scores_TE, const at::Tensor& experts_TK,
                                  int64_t sequences, double alpha);

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "common/error.h"
+#include "moe/count_ids.h"
 
 namespace triage {
 
@@ -35,7 +36,7 @@ at::Tensor capacity_keep_mask(const at::Tensor& experts_TK, const at::Tensor& sc
   at::Tensor sorted_expert_A = expert_A.index_select(0, order_A);
 
   // Rank of each assignment within its expert = position - start of the expert's segment.
-  at::Tensor counts_E = at::bincount(sorted_expert_A, {}, num_experts);
+  at::Tensor counts_E = count_ids(sorted_expert_A, num_experts);
   at::Tensor starts_E = counts_E.cumsum(0) - counts_E;
   at::Tensor rank_A =
       at::arange(expert_A.numel(), expert_A.options()) - starts_E.index_select(0, sorted_expert_A);
@@ -65,9 +66,7 @@ at::Tensor receive_bound_keep_mask(const at::Tensor& experts_TK, const at::Tenso
   at::Tensor bounded_A = kept_A.logical_and(position_A <= quota);
   // Device-to-host sync of P counts; the bound is a safety net, off by default.
   at::Tensor dropped_P =
-      at::bincount(destination_A.masked_select(kept_A.logical_and(bounded_A.logical_not())), {},
-                   ranks)
-          .to(at::kCPU);
+      count_ids(destination_A, ranks, kept_A.logical_and(bounded_A.logical_not())).to(at::kCPU);
   for (int64_t p = 0; p < ranks; ++p)
     dropped_per_rank[size_t(p)] = dropped_P.data_ptr<int64_t>()[p];
   return bounded_A.view(keep_TK.sizes());

@@ -89,9 +89,13 @@ at::Tensor Experts::forward_grouped(const at::Tensor& x_RD,
       for (int64_t r = first; r < first + rows; ++r) order.push_back(r);
     ends.push_back(int32_t(order.size()));
   }
-  auto device = x_RD.device();
-  at::Tensor rows = at::tensor(order, at::kLong).to(device);
-  at::Tensor offsets = at::tensor(ends, at::kInt).to(device);
+  // Host to device through pinned memory, without blocking: a pageable copy would wait for
+  // all the device's earlier work.
+  auto to_device = [device = x_RD.device()](const at::Tensor& host) {
+    return device.is_cuda() ? host.pin_memory().to(device, /*non_blocking=*/true) : host;
+  };
+  at::Tensor rows = to_device(at::tensor(order, at::kLong));
+  at::Tensor offsets = to_device(at::tensor(ends, at::kInt));
   const at::ScalarType type = x_RD.scalar_type();
   auto gemm = [&](const at::Tensor& x, const at::Tensor& w) {
     return at::_grouped_mm(x, w.to(type), offsets);

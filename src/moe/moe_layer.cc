@@ -159,7 +159,7 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_to
   // Expert choice has no per-token budget to fall short of: what the experts took is all.
   if (expert_choice)
     s.assignments = kept;
-  else if (by_sequence && real_T.defined())
+  else if (by_sequence && real_T.defined())  // a second device-to-host sync, this mode only
     s.assignments = real_T.sum().item<int64_t>() * config_.top_k;
   else
     s.assignments = tokens * config_.top_k;

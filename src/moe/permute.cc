@@ -1,5 +1,10 @@
 // Token <-> expert order permutation. The only host sync is reading the per-expert counts.
+// Every device-to-host sync of an MoE layer forward on a GPU: the per-expert counts here
+// (always); the receive bound's drop counts (capacity.cc, only with max_receive_factor);
+// the real-token count under sequence routing (moe_layer.cc). None in backward.
 #include "moe/permute.h"
+
+#include "moe/count_ids.h"
 
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -84,21 +89,31 @@ struct CombineRows : public torch::autograd::Function<CombineRows> {
 ExpertOrder sort_by_expert(const at::Tensor& experts_TK, const at::Tensor& keep_TK,
                            int64_t num_experts) {
   const int64_t top_k = experts_TK.size(1);
-  at::Tensor kept_A = keep_TK.reshape({-1}).nonzero().reshape({-1});
-  at::Tensor kept_expert = experts_TK.reshape({-1}).index_select(0, kept_A);
-  at::Tensor order = std::get<1>(at::sort(kept_expert, /*stable=*/true, 0, false));
-
+  // Dropped assignments go to an extra bin past the last expert, so one stable sort of all
+  // assignments puts the kept ones first, by expert, in token order within each.
+  const at::Tensor keep_A = keep_TK.reshape({-1});
+  const at::Tensor bin_A =
+      at::where(keep_A, experts_TK.reshape({-1}), at::full({}, num_experts, experts_TK.options()));
+  // The one device-to-host sync: the expert slice boundaries drive the per-expert matmuls
+  // and the exchange's counts.
+  const at::Tensor counts = count_ids(bin_A, num_experts + 1).to(at::kCPU);
   ExpertOrder result;
-  result.assignment_of_row_R = kept_A.index_select(0, order);
+  result.tokens_per_expert.assign(counts.data_ptr<int64_t>(),
+                                  counts.data_ptr<int64_t>() + num_experts);
+  int64_t kept = 0;
+  for (int64_t n : result.tokens_per_expert) kept += n;
+
+  const at::Tensor by_bin = std::get<1>(at::sort(bin_A, /*stable=*/true, 0, false));
+  result.assignment_of_row_R = by_bin.narrow(0, 0, kept);
   result.token_of_row_R = at::div(result.assignment_of_row_R, top_k, "floor");
+  // Row of the j-th kept assignment in token order: j = kept assignments before it.
+  const at::Tensor kept_index_A = keep_A.to(at::kLong).cumsum(0) - 1;
+  const at::Tensor rows = at::arange(kept, experts_TK.options());
   result.row_of_kept_A =
-      at::empty_like(order).index_put_({order}, at::arange(order.numel(), order.options()));
-  at::Tensor kept_per_token = keep_TK.sum(1);
+      at::empty({kept}, experts_TK.options())
+          .index_put_({kept_index_A.index_select(0, result.assignment_of_row_R)}, rows);
+  const at::Tensor kept_per_token = keep_TK.sum(1);
   result.kept_offsets_T = kept_per_token.cumsum(0) - kept_per_token;
-  // Device-to-host sync: expert slice boundaries drive the per-expert matmuls.
-  at::Tensor counts_E = at::bincount(kept_expert, {}, num_experts).to(at::kCPU);
-  result.tokens_per_expert.assign(counts_E.data_ptr<int64_t>(),
-                                  counts_E.data_ptr<int64_t>() + num_experts);
   return result;
 }
 
