@@ -22,7 +22,9 @@ class MpiEnvironment {
   int world_size_ = 1;
 };
 
-// Prints "[rank R] message" to stderr and aborts every rank of the job with `exit_code`.
+// Prints "[rank R] message" to stderr and aborts every rank of the job with `exit_code`:
+// MPI_Abort from the thread that started MPI; from any other thread (MPI is FUNNELED) this
+// process exits at once and mpirun ends the others.
 [[noreturn]] void abort_job(const std::string& message, int exit_code);
 
 // True between MPI start-up and shutdown in a job of more than one rank: then an error on

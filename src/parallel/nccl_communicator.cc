@@ -81,6 +81,7 @@ class NcclCommunicator : public Communicator {
     host_->broadcast_(id_bytes, 0);
     std::memcpy(&id, id_bytes.data_ptr(), sizeof id);
     TRIAGE_NCCL_CHECK(ncclCommInitRank(&comm_, host_->size(), id, host_->rank()));
+    device_ = c10::cuda::current_device();
     watchdog_ = std::thread([this] { watch(); });
   }
 
@@ -239,6 +240,9 @@ class NcclCommunicator : public Communicator {
   // The watchdog: retires finished collectives, and aborts the job on an asynchronous
   // NCCL error or a collective older than the timeout.
   void watch() {
+    // This rank's GPU: a thread starts on device 0, and its first CUDA call there would
+    // create a context on another rank's GPU.
+    TRIAGE_CUDA_CHECK(cudaSetDevice(device_));
     std::unique_lock<std::mutex> lock(mutex_);
     while (!stopping_) {
       wake_.wait_for(lock, std::chrono::milliseconds(100));
@@ -254,9 +258,13 @@ class NcclCommunicator : public Communicator {
         ncclCommGetAsyncError(comm_, &async);
         const double age =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - front.started).count();
-        if (async != ncclSuccess || age > timeout_s_) {
+        // Anything but "not ready" is a sticky CUDA error (a faulting kernel): it will never
+        // finish, so it is reported now with its text, not as a timeout later.
+        const bool cuda_failed = state != cudaErrorNotReady;
+        if (cuda_failed || async != ncclSuccess || age > timeout_s_) {
           const std::string reason =
-              async != ncclSuccess
+              cuda_failed ? std::string("CUDA error: ") + cudaGetErrorString(state)
+              : async != ncclSuccess
                   ? std::string("asynchronous NCCL error: ") + ncclGetErrorString(async)
                   : "did not finish in " + std::to_string(int(timeout_s_)) +
                         " s (train.collective_timeout_s); a peer rank is stuck or gone";
@@ -277,6 +285,7 @@ class NcclCommunicator : public Communicator {
   std::unique_ptr<Communicator> host_;
   c10::cuda::CUDAStream stream_;
   double timeout_s_;
+  int device_ = 0;  // the CUDA device the communicator was made on
   ncclComm_t comm_ = nullptr;
   std::mutex mutex_;
   std::condition_variable wake_;
