@@ -180,7 +180,7 @@ int layer_bench(const LayerBenchOptions& o) {
     x = at::randn({o.tokens, o.d_model}, gen, at::kFloat);
     upstream = at::randn({o.tokens, o.d_model}, gen, at::kFloat);
     first_token = (step * ranks + rank) * o.tokens;
-    layer->set_routing_step(step);
+    layer->set_draw_clock(step);
     {  // The routing this repetition will see, for the raw baseline and the skew.
       c10::NoGradGuard no_grad;
       const MoeStats stats = layer->forward(x, true, first_token).stats;

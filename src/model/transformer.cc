@@ -121,10 +121,7 @@ ModelOutput Transformer::forward(const at::Tensor& tokens_BL, const at::Tensor& 
 void Transformer::set_draw_clock(int64_t step, int64_t micro_batch) {
   step_ = step;
   micro_batch_ = micro_batch;
-  for (MoeLayer* layer : moe_layers()) {
-    layer->set_routing_step(step);
-    layer->set_micro_batch(micro_batch);
-  }
+  for (MoeLayer* layer : moe_layers()) layer->set_draw_clock(step, micro_batch);
 }
 
 uint64_t Transformer::draw_key(int64_t layer, uint64_t purpose) const {

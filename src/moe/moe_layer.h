@@ -70,10 +70,12 @@ class MoeLayer {
   MoeOutput forward(const at::Tensor& x, bool training, int64_t first_token = 0,
                     const at::Tensor& real_BL = {});
 
-  // Which recorded step moe.routing_override replay:RUN_DIR draws from next, and which
-  // (step, micro-batch) keys the training noise.
-  void set_routing_step(int64_t step) { routing_step_ = step; }
-  void set_micro_batch(int64_t micro_batch) { micro_batch_ = micro_batch; }
+  // The (optimizer step, micro-batch) that keys the training noise and expert dropout; the
+  // step is also the recorded step moe.routing_override replay:RUN_DIR draws from next.
+  void set_draw_clock(int64_t step, int64_t micro_batch = 0) {
+    routing_step_ = step;
+    micro_batch_ = micro_batch;
+  }
 
   Router& router() { return router_; }
   const Experts& experts() const { return experts_; }
