@@ -98,9 +98,12 @@ ModelOutput Transformer::forward(const at::Tensor& tokens_BL, const at::Tensor& 
       continue;
     }
     watchdog::Scope scope("MoE layer " + std::to_string(moe_index++));
-    MoeOutput moe = block.moe->forward(h, training, first_token, real_BL);
-    at::Tensor ffn = moe.y;
-    if (block.shared) ffn = ffn + block.shared->forward(h);
+    // The shared experts need only h: they compute while the routed rows travel.
+    at::Tensor shared;
+    InFlightWork shared_experts;
+    if (block.shared) shared_experts = [&] { shared = block.shared->forward(h); };
+    MoeOutput moe = block.moe->forward(h, training, first_token, real_BL, shared_experts);
+    at::Tensor ffn = shared.defined() ? moe.y + shared : moe.y;
     if (training) ffn = residual_dropout(ffn, layer, kFfnOutput, first_token);
     x = x + ffn;
     out.balance_loss = out.balance_loss + moe.balance_loss.to(x.scalar_type());

@@ -49,13 +49,14 @@ Dispatched dispatch(const at::Tensor& x_TD, const at::Tensor& experts_TK, const 
 }
 
 at::Tensor expert_outputs(const at::Tensor& x_RD, const DispatchPlan& plan, const Experts& experts,
-                          Communicator& ep) {
-  if (!experts.uses_grouped_gemm(x_RD)) return experts.forward_across(x_RD, plan.layout, ep);
+                          Communicator& ep, const InFlightWork& while_in_flight) {
+  if (!experts.uses_grouped_gemm(x_RD))
+    return experts.forward_across(x_RD, plan.layout, ep, while_in_flight);
   // The router's backward runs after the packing's (autograd runs later nodes first).
   at::Tensor x_SD = [&] {
     watchdog::Scope scope("dispatch rows");
     return alltoallv_rows_autograd(x_RD, ep, plan.send_rows, plan.recv_rows,
-                                   {"dispatch rows", "sort/pack + route bwd"});
+                                   {"dispatch rows", "sort/pack + route bwd"}, while_in_flight);
   }();
   phase_clock::enter("experts");
   at::Tensor y_SD = experts.forward(x_SD, plan.runs);

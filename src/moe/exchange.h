@@ -43,9 +43,10 @@ struct Dispatched {
 Dispatched dispatch(const at::Tensor& x_TD, const at::Tensor& experts_TK, const at::Tensor& keep_TK,
                     int64_t num_experts, Communicator& ep, int64_t chunks = 1);
 
-// Each packed row's expert output, in packed order.
+// Each packed row's expert output, in packed order. while_in_flight runs once, while the
+// dispatched rows travel (before any expert computes).
 at::Tensor expert_outputs(const at::Tensor& x_RD, const DispatchPlan& plan, const Experts& experts,
-                          Communicator& ep);
+                          Communicator& ep, const InFlightWork& while_in_flight = {});
 
 at::Tensor combine(const at::Tensor& y_RD, const at::Tensor& weights_TK, const DispatchPlan& plan);
 

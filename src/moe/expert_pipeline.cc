@@ -2,6 +2,7 @@
 #include "moe/expert_pipeline.h"
 
 #include <ATen/autocast_mode.h>
+#include <c10/core/GradMode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
@@ -98,10 +99,12 @@ struct PipelinePhases {
 // compute(run, own, act): one run; own runs read packed_in and write packed_out at
 // run.offset, remote runs read received and write remote_out at run.offset; act is the
 // run's first row in the pre-activation buffers. Every chunk's outgoing exchange starts at
-// once; own runs compute while they travel; then chunk by chunk: wait, compute, send back.
+// once; the in-flight work, then own runs compute while they travel; then chunk by chunk:
+// wait, compute, send back.
 void drive_pipeline(const ExpertLayout& layout, Communicator* ep, const PipelineBuffers& b,
                     const PipelinePhases& phases,
-                    const std::function<void(const ExpertRowRun&, bool, int64_t)>& compute) {
+                    const std::function<void(const ExpertRowRun&, bool, int64_t)>& compute,
+                    const InFlightWork& while_in_flight = {}, bool grad_enabled = false) {
   Pending out, back;
   if (!layout.chunks.empty()) {
     phase_clock::enter(phases.out);
@@ -109,6 +112,7 @@ void drive_pipeline(const ExpertLayout& layout, Communicator* ep, const Pipeline
     for (const ExchangeChunk& chunk : layout.chunks)
       out.push_back(ep->start_alltoallv_rows(b.packed_in, chunk.send, b.received, chunk.recv));
   }
+  run_in_flight_work(while_in_flight, grad_enabled);
   phase_clock::enter(phases.compute);
   int64_t act = 0;
   for (const ExpertRowRun& run : layout.own_runs) {
@@ -178,7 +182,8 @@ void run_backward(const ExpertWeights& weights, bool pass_through, int64_t exper
 struct RunExperts : public torch::autograd::Function<RunExperts> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w_in,
                             const at::Tensor& w_up, const at::Tensor& w_out, int64_t type,
-                            std::vector<int64_t> layout_code, int64_t comm_address) {
+                            std::vector<int64_t> layout_code, int64_t comm_address,
+                            const InFlightWork* while_in_flight, bool grad_enabled) {
     const ExpertLayout layout = decode(layout_code);
     auto* ep = reinterpret_cast<Communicator*>(comm_address);
     const ExpertWeights weights = weights_of(type, w_in, w_up, w_out);
@@ -196,15 +201,17 @@ struct RunExperts : public torch::autograd::Function<RunExperts> {
     at::Tensor up =
         !pass && weights.type == ExpertType::kSwiglu ? at::empty_like(gate) : at::Tensor();
 
-    drive_pipeline(layout, ep, {x_RD, received_SD, outputs_SD, y_RD},
-                   {"dispatch rows", "experts", "combine rows", false},
-                   [&](const ExpertRowRun& run, bool own_run, int64_t act) {
-                     const at::Tensor& in = own_run ? x_RD : received_SD;
-                     const at::Tensor& out = own_run ? y_RD : outputs_SD;
-                     run_forward(weights, pass, run.expert, rows_of(in, run.offset, run.rows),
-                                 rows_of(gate, act, run.rows), rows_of(up, act, run.rows),
-                                 rows_of(out, run.offset, run.rows));
-                   });
+    drive_pipeline(
+        layout, ep, {x_RD, received_SD, outputs_SD, y_RD},
+        {"dispatch rows", "experts", "combine rows", false},
+        [&](const ExpertRowRun& run, bool own_run, int64_t act) {
+          const at::Tensor& in = own_run ? x_RD : received_SD;
+          const at::Tensor& out = own_run ? y_RD : outputs_SD;
+          run_forward(weights, pass, run.expert, rows_of(in, run.offset, run.rows),
+                      rows_of(gate, act, run.rows), rows_of(up, act, run.rows),
+                      rows_of(out, run.offset, run.rows));
+        },
+        *while_in_flight, grad_enabled);
     ctx->save_for_backward({x_RD, received_SD, gate, up, w_in, w_up, w_out});
     ctx->saved_data["type"] = type;
     ctx->saved_data["layout"] = layout_code;
@@ -242,7 +249,8 @@ struct RunExperts : public torch::autograd::Function<RunExperts> {
     if (!pass) zero_unwritten(weight_grads);
     phase_clock::enter("sort/pack + route bwd");
     return {grad_x_RD,    weight_grads.w_in_EDH, weight_grads.w_up_EDH, weight_grads.w_out_EHD,
-            at::Tensor(), at::Tensor(),          at::Tensor()};
+            at::Tensor(), at::Tensor(),          at::Tensor(),          at::Tensor(),
+            at::Tensor()};
   }
 };
 
@@ -294,12 +302,14 @@ ExpertLayout expert_parallel_layout(const std::vector<int64_t>& send_counts_PL,
 
 at::Tensor exchange_rows(const at::Tensor& x_RD, const ExpertLayout& layout, Communicator& ep) {
   const at::Tensor none = or_placeholder({});
+  const InFlightWork no_work;
   return RunExperts::apply(x_RD, none, none, none, kPassThrough, encode(layout, ep.size()),
-                           reinterpret_cast<int64_t>(&ep));
+                           reinterpret_cast<int64_t>(&ep), &no_work, false);
 }
 
 at::Tensor run_experts(const at::Tensor& x_RD, const ExpertWeights& weights,
-                       const ExpertLayout& layout, Communicator* ep) {
+                       const ExpertLayout& layout, Communicator* ep,
+                       const InFlightWork& while_in_flight) {
   TRIAGE_ASSERT(ep || layout.chunks.empty(), "an exchange needs a communicator");
   at::Tensor x = x_RD;
   // The matmuls run in the autocast dtype like LibTorch's own under autocast; the cast is
@@ -308,7 +318,8 @@ at::Tensor run_experts(const at::Tensor& x_RD, const ExpertWeights& weights,
   if (at::autocast::is_autocast_enabled(device)) x = x.to(at::autocast::get_autocast_dtype(device));
   return RunExperts::apply(x, weights.w_in_EDH, or_placeholder(weights.w_up_EDH), weights.w_out_EHD,
                            int64_t(weights.type), encode(layout, ep ? ep->size() : 1),
-                           reinterpret_cast<int64_t>(ep));
+                           reinterpret_cast<int64_t>(ep), &while_in_flight,
+                           c10::GradMode::is_enabled());
 }
 
 }  // namespace triage

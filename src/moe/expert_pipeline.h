@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "moe/expert_math.h"
+#include "parallel/autograd_collectives.h"
 #include "parallel/communicator.h"
 
 namespace triage {
@@ -53,9 +54,11 @@ ExpertLayout expert_parallel_layout(const std::vector<int64_t>& send_counts_PL,
                                     int64_t chunks);
 
 // Returns each packed row's expert output, in packed order. `ep` may be null only when the
-// layout has no chunks. Differentiable in x_RD and the weights.
+// layout has no chunks. Differentiable in x_RD and the weights. while_in_flight runs once,
+// after the outgoing exchanges start and before any expert computes.
 at::Tensor run_experts(const at::Tensor& x_RD, const ExpertWeights& weights,
-                       const ExpertLayout& layout, Communicator* ep);
+                       const ExpertLayout& layout, Communicator* ep,
+                       const InFlightWork& while_in_flight = {});
 
 // The same pipeline with every expert the identity: the exchange alone, for benchmarks.
 at::Tensor exchange_rows(const at::Tensor& x_RD, const ExpertLayout& layout, Communicator& ep);

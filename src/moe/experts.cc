@@ -2,6 +2,7 @@
 #include "moe/experts.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/GradMode.h>
 
 #include <cmath>
 
@@ -39,13 +40,25 @@ Experts::Experts(int64_t first_expert, int64_t num_experts, int64_t d_model, int
 }
 
 ExpertWeights Experts::weights(at::ScalarType dtype) const {
-  auto in = [&](const at::Tensor& w) { return w.defined() ? w.to(dtype) : w; };
-  return {type_, in(w_in_EDH_), in(w_up_EDH_), in(w_out_EHD_)};
+  if (dtype == w_in_EDH_.scalar_type()) return {type_, w_in_EDH_, w_up_EDH_, w_out_EHD_};
+  std::vector<int64_t> versions;
+  for (const at::Tensor* w : {&w_in_EDH_, &w_up_EDH_, &w_out_EHD_})
+    versions.push_back(w->defined() ? int64_t(w->_version()) : -1);
+  const bool recorded = c10::GradMode::is_enabled();
+  if (!cast_ || cast_->dtype != dtype || cast_->recorded != recorded ||
+      cast_->versions != versions) {
+    auto in = [&](const at::Tensor& w) { return w.defined() ? w.to(dtype) : w; };
+    cast_ = CastWeights{dtype, recorded, versions,
+                        std::make_shared<const ExpertWeights>(
+                            ExpertWeights{type_, in(w_in_EDH_), in(w_up_EDH_), in(w_out_EHD_)})};
+  }
+  return *cast_->weights;
 }
 
 at::Tensor Experts::forward_across(const at::Tensor& x_RD, const ExpertLayout& layout,
-                                   Communicator& ep) const {
-  return run_experts(x_RD, weights(x_RD.scalar_type()), layout, &ep);
+                                   Communicator& ep,
+                                   const std::function<void()>& while_in_flight) const {
+  return run_experts(x_RD, weights(x_RD.scalar_type()), layout, &ep, while_in_flight);
 }
 
 bool Experts::uses_grouped_gemm(const at::Tensor& x_RD) const {
@@ -96,15 +109,15 @@ at::Tensor Experts::forward_grouped(const at::Tensor& x_RD,
   };
   at::Tensor rows = to_device(at::tensor(order, at::kLong));
   at::Tensor offsets = to_device(at::tensor(ends, at::kInt));
-  const at::ScalarType type = x_RD.scalar_type();
-  auto gemm = [&](const at::Tensor& x, const at::Tensor& w) {
-    return at::_grouped_mm(x, w.to(type), offsets);
+  const ExpertWeights w = weights(x_RD.scalar_type());
+  auto gemm = [&](const at::Tensor& x, const at::Tensor& w_EAB) {
+    return at::_grouped_mm(x, w_EAB, offsets);
   };
   at::Tensor x_sorted = x_RD.index_select(0, rows);
-  at::Tensor hidden = gemm(x_sorted, w_in_EDH_);
+  at::Tensor hidden = gemm(x_sorted, w.w_in_EDH);
   hidden =
-      type_ == ExpertType::kGelu ? at::gelu(hidden) : at::silu(hidden) * gemm(x_sorted, w_up_EDH_);
-  at::Tensor y_sorted = gemm(hidden, w_out_EHD_);
+      type_ == ExpertType::kGelu ? at::gelu(hidden) : at::silu(hidden) * gemm(x_sorted, w.w_up_EDH);
+  at::Tensor y_sorted = gemm(hidden, w.w_out_EHD);
   // Back to run order: row order[i] of the output is row i of y_sorted.
   return at::zeros({offset, y_sorted.size(1)}, y_sorted.options()).index_copy(0, rows, y_sorted);
 }

@@ -8,6 +8,9 @@
 
 #include <ATen/ATen.h>
 
+#include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,8 +46,9 @@ class Experts {
 
   // The loop path across ranks: x_RD packed by global expert, moved and computed as
   // `layout` says (see expert_pipeline.h); returns each packed row's output.
-  at::Tensor forward_across(const at::Tensor& x_RD, const ExpertLayout& layout,
-                            Communicator& ep) const;
+  // while_in_flight: see run_experts.
+  at::Tensor forward_across(const at::Tensor& x_RD, const ExpertLayout& layout, Communicator& ep,
+                            const std::function<void()>& while_in_flight = {}) const;
 
   // Whether forward(x_RD, ...) takes the grouped GEMM path (setting, device, alignment).
   bool uses_grouped_gemm(const at::Tensor& x_RD) const;
@@ -54,8 +58,10 @@ class Experts {
   ExpertType type() const { return type_; }
   ParameterList parameters() const;
   // The stacked weights in `dtype`: themselves, or (under bf16 autocast, whose rows arrive
-  // in bf16) one differentiable cast per matrix per forward, whose gradients flow back to
-  // the float32 weights.
+  // in bf16) differentiable casts whose gradients flow back to the float32 weights. A cast
+  // is made once per weight update, not per call: it is kept until the optimizer's
+  // in-place step (or a checkpoint load) changes a weight's version, so the micro-batches
+  // of one step share it, and each backward through it adds to the same .grad.
   ExpertWeights weights(at::ScalarType dtype) const;
 
  private:
@@ -67,6 +73,14 @@ class Experts {
   at::Tensor w_in_EDH_;  // gelu: input projection; swiglu: the gated (silu) branch
   at::Tensor w_up_EDH_;  // swiglu only: the linear branch
   at::Tensor w_out_EHD_;
+
+  struct CastWeights {
+    at::ScalarType dtype;
+    bool recorded;                  // made with autograd recording (training) or not (eval)
+    std::vector<int64_t> versions;  // the weights' version counters when cast
+    std::shared_ptr<const ExpertWeights> weights;
+  };
+  mutable std::optional<CastWeights> cast_;
 };
 
 }  // namespace triage

@@ -50,7 +50,7 @@ MoeLayer::MoeLayer(const MoeConfig& config, int64_t d_model, at::ScalarType dtyp
 }
 
 MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_token,
-                            const at::Tensor& real_BL) {
+                            const at::Tensor& real_BL, const InFlightWork& independent_work) {
   const int64_t d_model = x.size(-1);
   at::Tensor x_TD = x.reshape({-1, d_model});
   const int64_t tokens = x_TD.size(0);
@@ -135,12 +135,14 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_to
   if (ep_) {
     Dispatched sent =
         dispatch(rows_TD, experts_TK, keep_TK, num_experts, *ep_, config_.exchange_chunks);
-    at::Tensor y_RD = expert_outputs(sent.x_RD, sent.plan, experts_, *ep_).to(x_TD.scalar_type());
+    at::Tensor y_RD = expert_outputs(sent.x_RD, sent.plan, experts_, *ep_, independent_work)
+                          .to(x_TD.scalar_type());
     if (training) y_RD = expert_dropout(y_RD, sent.plan.order, experts_TK, first_token);
     out.y = combine(y_RD, weights_TK, sent.plan).view(x.sizes());
     s.tokens_per_expert = std::move(sent.plan.order.tokens_per_expert);
   } else {
     ExpertOrder order = sort_by_expert(experts_TK, keep_TK, num_experts);
+    if (independent_work) independent_work();  // nothing travels: no overlap to be had
     phase_clock::enter("experts");
     at::Tensor y_RD =
         experts_.forward(gather_rows(rows_TD, order), runs_per_expert(order.tokens_per_expert))

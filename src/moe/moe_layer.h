@@ -17,6 +17,7 @@
 #include "moe/experts.h"
 #include "moe/permute.h"
 #include "moe/router.h"
+#include "parallel/autograd_collectives.h"
 #include "parallel/communicator.h"
 
 namespace triage {
@@ -66,9 +67,11 @@ class MoeLayer {
   // first_token: the global index of x's first token, which keys routing overrides and
   // noise to the token, not to the layout. real_BL: 1 for real tokens, 0 for padding
   // (undefined: all real); sequence routing averages real tokens only, and neither it nor
-  // expert choice sends padding to an expert.
+  // expert choice sends padding to an expert. independent_work: work that does not need
+  // this layer's output (the block's shared experts); it runs exactly once, while the
+  // dispatched rows travel (at once without an exchange), with autograd as at the call.
   MoeOutput forward(const at::Tensor& x, bool training, int64_t first_token = 0,
-                    const at::Tensor& real_BL = {});
+                    const at::Tensor& real_BL = {}, const InFlightWork& independent_work = {});
 
   // The (optimizer step, micro-batch) that keys the training noise and expert dropout; the
   // step is also the recorded step moe.routing_override replay:RUN_DIR draws from next.

@@ -1,8 +1,12 @@
 // Custom autograd functions around Communicator calls; see the header.
 #include "parallel/autograd_collectives.h"
 
+#include <c10/core/GradMode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <memory>
+
+#include "common/error.h"
 #include "parallel/phase_clock.h"
 #include "parallel/watchdog.h"
 
@@ -20,7 +24,8 @@ Communicator* communicator_at(AutogradContext* ctx) {
 struct AllToAllRows : public torch::autograd::Function<AllToAllRows> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& rows, int64_t comm_address,
                             std::vector<int64_t> send_rows, std::vector<int64_t> recv_rows,
-                            std::string phase, std::string after_backward) {
+                            std::string phase, std::string after_backward,
+                            const InFlightWork* while_in_flight, bool grad_enabled) {
     ctx->saved_data["comm"] = comm_address;
     ctx->saved_data["phase"] = phase;
     ctx->saved_data["after_backward"] = after_backward;
@@ -32,7 +37,37 @@ struct AllToAllRows : public torch::autograd::Function<AllToAllRows> {
       phase_clock::enter(phase);
       phase_clock::wait_for_peers(*communicator_at(ctx));
     }
-    return communicator_at(ctx)->alltoallv_rows(rows, send_rows, recv_rows);
+    if (!*while_in_flight) return communicator_at(ctx)->alltoallv_rows(rows, send_rows, recv_rows);
+    return start_then_wait(*communicator_at(ctx), rows.contiguous(), send_rows, recv_rows,
+                           *while_in_flight, grad_enabled);
+  }
+
+  // The same exchange as alltoallv_rows, started without blocking so that the work runs
+  // while the rows travel (on a GPU: the communication stream waits for the rows only).
+  static at::Tensor start_then_wait(Communicator& comm, const at::Tensor& rows,
+                                    const std::vector<int64_t>& send_rows,
+                                    const std::vector<int64_t>& recv_rows, const InFlightWork& work,
+                                    bool grad_enabled) {
+    auto spans = [](const std::vector<int64_t>& counts, int64_t& total) {
+      std::vector<RowSpan> out;
+      for (int64_t n : counts) {
+        out.push_back({total, n});
+        total += n;
+      }
+      return out;
+    };
+    int64_t sent = 0, received = 0;
+    const std::vector<RowSpan> send_spans = spans(send_rows, sent);
+    const std::vector<RowSpan> recv_spans = spans(recv_rows, received);
+    TRIAGE_ASSERT(sent == rows.size(0), "send counts sum to " << sent << ", rows " << rows.size(0));
+    std::vector<int64_t> shape = rows.sizes().vec();
+    shape[0] = received;
+    at::Tensor recv = at::empty(shape, rows.options());
+    std::unique_ptr<PendingRows> pending =
+        comm.start_alltoallv_rows(rows, send_spans, recv, recv_spans);
+    run_in_flight_work(work, grad_enabled);
+    pending->wait();
+    return recv;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -46,7 +81,8 @@ struct AllToAllRows : public torch::autograd::Function<AllToAllRows> {
     }
     at::Tensor grad_rows = communicator_at(ctx)->alltoallv_rows(grads[0], recv, send);
     if (!phase.empty()) phase_clock::enter(ctx->saved_data["after_backward"].toStringRef());
-    return {grad_rows, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {grad_rows,    at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -82,9 +118,19 @@ std::string backward_label(const std::string& forward) {
 at::Tensor alltoallv_rows_autograd(const at::Tensor& rows, Communicator& comm,
                                    const std::vector<int64_t>& send_rows,
                                    const std::vector<int64_t>& recv_rows,
-                                   const ExchangePhases& phases) {
+                                   const ExchangePhases& phases,
+                                   const InFlightWork& while_in_flight) {
   return AllToAllRows::apply(rows, reinterpret_cast<int64_t>(&comm), send_rows, recv_rows,
-                             phases.rows, phases.after_backward);
+                             phases.rows, phases.after_backward, &while_in_flight,
+                             c10::GradMode::is_enabled());
+}
+
+void run_in_flight_work(const InFlightWork& work, bool grad_enabled) {
+  if (!work) return;
+  // A custom function's forward runs with recording off; the work's own graph (the shared
+  // experts' gradients) needs the caller's setting.
+  c10::AutoGradMode mode(grad_enabled);
+  work();
 }
 
 at::Tensor allreduce_sum_autograd(const at::Tensor& tensor, Communicator& comm, bool used_alike) {

@@ -7,6 +7,7 @@
 
 #include <ATen/ATen.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -22,10 +23,22 @@ struct ExchangePhases {
   std::string after_backward;
 };
 
+// Work that needs none of an exchange's tensors (the shared experts), to run while the
+// exchange is in flight, with autograd recording as at the call. Each exchange that takes
+// one runs it exactly once, after the exchange started and before waiting for it.
+using InFlightWork = std::function<void()>;
+
+// while_in_flight: empty, or work for the time the rows travel (then the exchange is
+// started, the work runs, and only then is the exchange waited for).
 at::Tensor alltoallv_rows_autograd(const at::Tensor& rows, Communicator& comm,
                                    const std::vector<int64_t>& send_rows,
                                    const std::vector<int64_t>& recv_rows,
-                                   const ExchangePhases& phases = {});
+                                   const ExchangePhases& phases = {},
+                                   const InFlightWork& while_in_flight = {});
+
+// Runs `work` with autograd recording as `grad_enabled` says: the work a custom autograd
+// function's forward (where recording is off) runs on its caller's behalf.
+void run_in_flight_work(const InFlightWork& work, bool grad_enabled);
 
 // The watchdog label for a backward: "backward of <what the forward was doing>", less the
 // labels the backward shares with it (the step and micro-batch are still on the stack).

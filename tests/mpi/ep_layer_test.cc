@@ -4,6 +4,11 @@
 // Every rank builds the same global batch and takes its contiguous slice of it.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <vector>
+
 #include <ATen/autocast_mode.h>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -416,6 +421,85 @@ TEST(ExpertParallelLayer, ChunkedExchangeIsBitwiseTheSameAsOnePiece) {
     for (size_t i = 0; i < whole.expert_grads.size(); ++i)
       EXPECT_TRUE(at::equal(pieces.expert_grads[i], whole.expert_grads[i]))
           << chunks << " chunks: expert gradient " << i;
+  }
+}
+
+// Forwards every call to `inner` and logs when row exchanges start and are waited for.
+struct RecordingCommunicator : Communicator {
+  struct Pending : PendingRows {
+    std::unique_ptr<PendingRows> inner;
+    std::vector<std::string>* log;
+    bool progress() override { return inner->progress(); }
+    void wait() override {
+      log->push_back("wait");
+      inner->wait();
+    }
+  };
+  Communicator& inner;
+  std::vector<std::string> log;
+
+  explicit RecordingCommunicator(Communicator& c) : inner(c) {}
+  int rank() const override { return inner.rank(); }
+  int size() const override { return inner.size(); }
+  std::vector<int64_t> alltoall(const std::vector<int64_t>& send) override {
+    return inner.alltoall(send);
+  }
+  at::Tensor alltoallv_rows(const at::Tensor& rows, const std::vector<int64_t>& send_rows,
+                            const std::vector<int64_t>& recv_rows) override {
+    log.push_back("blocking exchange");
+    return inner.alltoallv_rows(rows, send_rows, recv_rows);
+  }
+  std::unique_ptr<PendingRows> start_alltoallv_rows(
+      const at::Tensor& send, const std::vector<RowSpan>& send_spans, const at::Tensor& recv,
+      const std::vector<RowSpan>& recv_spans) override {
+    log.push_back("start");
+    auto pending = std::make_unique<Pending>();
+    pending->inner = inner.start_alltoallv_rows(send, send_spans, recv, recv_spans);
+    pending->log = &log;
+    return pending;
+  }
+  void allreduce_sum_(at::Tensor& t) override { inner.allreduce_sum_(t); }
+  void broadcast_(at::Tensor& t, int root) override { inner.broadcast_(t, root); }
+  void barrier() override { inner.barrier(); }
+};
+
+// The shared experts' slot (independent_work) runs once, after the dispatched rows set off
+// and before the layer waits for them, on the loop and the grouped GEMM path; what it
+// computes keeps its gradient (autograd records inside the exchange as at the call).
+TEST(ExpertParallelLayer, IndependentWorkRunsWhileTheDispatchedRowsTravelAndKeepsItsGradient) {
+  for (ExpertGemm gemm : {ExpertGemm::kLoop, ExpertGemm::kGrouped}) {
+    SCOPED_TRACE(gemm == ExpertGemm::kLoop ? "loop" : "grouped");
+    MoeConfig config = layer_config("softmax", 2, 0.0, "global");
+    config.expert_gemm = gemm;
+    config.d_expert = 4;  // the grouped GEMM wants float32 widths that are multiples of 4
+    constexpr int64_t kAlignedWidth = 8;
+    ProcessGroups groups = groups_for(config);
+    RecordingCommunicator ep(*groups.ep);
+    MoeLayer layer(config, kAlignedWidth, at::kFloat, kSeed, &ep);
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(5 + groups.layout.world_rank);
+    const at::Tensor x = at::randn({kTokensPerRank, kAlignedWidth}, gen, at::kFloat);
+    const at::Tensor w = at::ones({kAlignedWidth}, at::kFloat).set_requires_grad(true);
+    at::Tensor side;
+    int calls = 0;
+    MoeOutput out = layer.forward(x, true, 0, {}, [&] {
+      ep.log.push_back("work");
+      ++calls;
+      side = (x * w).sum();
+    });
+    EXPECT_EQ(calls, 1);
+    const auto at = [&](const std::string& what) {
+      return std::find(ep.log.begin(), ep.log.end(), what) - ep.log.begin();
+    };
+    const int64_t none = int64_t(ep.log.size());
+    // The dispatch is the first exchange (the loop path on one rank sends nothing at all).
+    if (at("start") < none || at("blocking exchange") < none) {
+      EXPECT_LT(at("start"), at("blocking exchange")) << "the dispatch blocked: no overlap";
+      EXPECT_LT(at("start"), at("work"));
+      EXPECT_LT(at("work"), at("wait"));
+    }
+    (out.y.sum() + side).backward();
+    ASSERT_TRUE(w.grad().defined()) << "the work's graph was not recorded";
+    EXPECT_TRUE(at::allclose(w.grad(), x.sum(0)));
   }
 }
 
