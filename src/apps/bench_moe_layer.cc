@@ -194,6 +194,14 @@ int run_moe_layer_bench(const MoeLayerBenchOptions& o) {
   contenders.push_back({"expert_gemms_only",
                         [&](const at::Tensor&, const at::Tensor&) { return gemms_only.step(); },
                         {}});
+  // The same nine GEMMs over all rows as one expert: the plain matmul rate this device
+  // reaches at these shapes, the yardstick for the layer's TFLOP/s.
+  MoeLayerBenchOptions one_expert = o;
+  one_expert.experts = 1;
+  ExpertGemmsOnly plain_matmuls(one_expert, options.dtype(compute_dtype), gen);
+  contenders.push_back({"matmul_same_flops",
+                        [&](const at::Tensor&, const at::Tensor&) { return plain_matmuls.step(); },
+                        {}});
 
   for (int64_t rep = 0; rep < o.warmup + o.reps; ++rep) {
     at::Tensor x =
@@ -258,6 +266,9 @@ int run_moe_layer_bench(const MoeLayerBenchOptions& o) {
   result["gemms_only_over_dense"] =
       medians["expert_gemms_only"] / medians["dense_swiglu_same_flops"];
   std::cout << "; expert GEMMs alone / dense: " << double(result["gemms_only_over_dense"]);
+  result["moe_tflops_over_matmul"] = medians["matmul_same_flops"] / medians[best_moe];
+  std::cout << "; " << best_moe << " TFLOP/s / plain matmul's: "
+            << double(result["moe_tflops_over_matmul"]);
   std::cout << std::endl;
   if (o.out.empty()) {
     std::cout << result.dump() << "\n";

@@ -101,6 +101,7 @@ for name in ("layer_bf16_mixtral_scaled", "layer_fp32_small"):
         for c, v in b["contenders"].items():
             rows.append((f"{name} {c}", f"{v['tokens_per_s']:,.0f} tok/s, {v['active_tflops']:.1f} TFLOP/s"))
         rows.append((f"{name} moe/dense", f"{b['moe_vs_dense_throughput']:.2f} (target >= 0.70)"))
+        rows.append((f"{name} moe TFLOP/s / plain matmul's", f"{b['moe_tflops_over_matmul']:.2f}"))
         if "grouped_vs_loop_speedup" in b:
             rows.append((f"{name} grouped/loop", f"{b['grouped_vs_loop_speedup']:.2f}x (target >= 2)"))
     except Exception as e:

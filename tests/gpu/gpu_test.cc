@@ -11,6 +11,7 @@
 #include <ATen/autocast_mode.h>
 #include <c10/core/GradMode.h>
 
+#include "../mpi/communicator_checks.h"
 #include "../mpi/mpi_test_support.h"
 #include "../unit/test_support.h"
 #include "cuda/device_query.h"
@@ -178,6 +179,19 @@ TEST(GpuNccl, ExchangeRoundTripReturnsTheRowsOnAWorldOfOne) {
   at::Tensor landed = at::zeros({10, 6}, rows.options());
   nccl->start_alltoallv_rows(rows, {{2, 6}}, landed, {{4, 6}})->wait();
   EXPECT_TRUE(at::equal(landed.narrow(0, 4, 6).cpu(), rows.narrow(0, 2, 6).cpu()));
+}
+
+// The backend checks the MPI backend passes on CPU with every peer (communicator_checks.h):
+// on a world of one they still catch a backend that returns its input or ignores offsets.
+TEST(GpuNccl, MeetsTheCommunicatorChecksOnAWorldOfOne) {
+  REQUIRE_GPU();
+  std::unique_ptr<Communicator> nccl = make_nccl_communicator(MPI_COMM_WORLD, /*timeout_s=*/600);
+  ASSERT_EQ(nccl->size(), 1) << "run this test on one rank";
+  for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+    expect_rows_reach_their_ranks(*nccl, kGpu, dtype);
+    expect_started_rows_land_at_their_spans(*nccl, kGpu, dtype);
+  }
+  expect_allreduce_sums_over_ranks(*nccl, kGpu, at::kFloat);
 }
 
 }  // namespace

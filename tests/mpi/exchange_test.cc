@@ -8,9 +8,11 @@
 
 #include <cmath>
 
+#include "communicator_checks.h"
 #include "moe/exchange.h"
 #include "mpi_test_support.h"
 #include "parallel/autograd_collectives.h"
+#include "parallel/mpi_communicator.h"
 
 namespace triage {
 namespace {
@@ -145,6 +147,26 @@ TEST(Exchange, EveryRowTheGroupedPathReceivesIsWhatItsSenderMeantForThisExpert) 
   }
   EXPECT_EQ(row, received.size(0)) << "rows received";
   EXPECT_EQ(wrong, 0) << "wrong elements";
+}
+
+// The MPI backend meets the backend checks the NCCL one runs on a GPU (communicator_checks.h),
+// here with every peer, gaps between spans and empty peers; bf16 as the rows travel under
+// train.precision bf16.
+TEST(MpiCommunicator, RowsReachTheirRanksInANewTensorWithEmptyPeers) {
+  std::unique_ptr<Communicator> comm = make_mpi_communicator(MPI_COMM_WORLD);
+  for (at::ScalarType dtype : {at::kFloat, at::kBFloat16})
+    expect_rows_reach_their_ranks(*comm, at::kCPU, dtype);
+}
+
+TEST(MpiCommunicator, StartedRowsLandAtTheirSpansAndLeaveTheGaps) {
+  std::unique_ptr<Communicator> comm = make_mpi_communicator(MPI_COMM_WORLD);
+  for (at::ScalarType dtype : {at::kFloat, at::kBFloat16})
+    expect_started_rows_land_at_their_spans(*comm, at::kCPU, dtype);
+}
+
+TEST(MpiCommunicator, AllReduceSumsOverRanks) {
+  std::unique_ptr<Communicator> comm = make_mpi_communicator(MPI_COMM_WORLD);
+  expect_allreduce_sums_over_ranks(*comm, at::kCPU, at::kFloat);
 }
 
 }  // namespace
