@@ -54,9 +54,11 @@ int64_t receive_quota(double factor, int64_t tokens, int64_t top_k, int64_t rank
 
 at::Tensor receive_bound_keep_mask(const at::Tensor& experts_TK, const at::Tensor& keep_TK,
                                    int64_t experts_per_rank, int64_t ranks, int64_t quota,
-                                   std::vector<int64_t>& dropped_per_rank) {
-  dropped_per_rank.assign(size_t(ranks), 0);
-  if (quota == kDropless) return keep_TK;
+                                   at::Tensor& dropped_P) {
+  if (quota == kDropless) {
+    dropped_P = at::zeros({ranks}, experts_TK.options().dtype(at::kLong));
+    return keep_TK;
+  }
   // Position of each kept assignment among the kept ones to its destination, in
   // assignment (= token) order: a running count per destination column.
   at::Tensor destination_A = at::div(experts_TK.reshape({-1}), experts_per_rank, "floor");
@@ -64,11 +66,7 @@ at::Tensor receive_bound_keep_mask(const at::Tensor& experts_TK, const at::Tenso
   at::Tensor one_hot_AP = at::one_hot(destination_A, ranks).logical_and_(kept_A.unsqueeze(1));
   at::Tensor position_A = one_hot_AP.cumsum(0).gather(1, destination_A.unsqueeze(1)).squeeze(1);
   at::Tensor bounded_A = kept_A.logical_and(position_A <= quota);
-  // Device-to-host sync of P counts; the bound is a safety net, off by default.
-  at::Tensor dropped_P =
-      count_ids(destination_A, ranks, kept_A.logical_and(bounded_A.logical_not())).to(at::kCPU);
-  for (int64_t p = 0; p < ranks; ++p)
-    dropped_per_rank[size_t(p)] = dropped_P.data_ptr<int64_t>()[p];
+  dropped_P = count_ids(destination_A, ranks, kept_A.logical_and(bounded_A.logical_not()));
   return bounded_A.view(keep_TK.sizes());
 }
 

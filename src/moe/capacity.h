@@ -32,9 +32,10 @@ int64_t receive_quota(double factor, int64_t tokens, int64_t top_k, int64_t rank
 
 // keep_TK with the assignments beyond `quota` to any one destination rank (experts
 // [p * experts_per_rank, (p + 1) * experts_per_rank) live on rank p) dropped, later tokens
-// first. dropped_per_rank (size ranks) receives how many were dropped for each destination.
+// first. dropped_P (int64, size ranks, on the experts' device) receives how many were
+// dropped for each destination; it stays on the device (see sort_by_expert's extra_counts).
 at::Tensor receive_bound_keep_mask(const at::Tensor& experts_TK, const at::Tensor& keep_TK,
                                    int64_t experts_per_rank, int64_t ranks, int64_t quota,
-                                   std::vector<int64_t>& dropped_per_rank);
+                                   at::Tensor& dropped_P);
 
 }  // namespace triage

@@ -11,7 +11,8 @@
 namespace triage {
 
 Dispatched dispatch(const at::Tensor& x_TD, const at::Tensor& experts_TK, const at::Tensor& keep_TK,
-                    int64_t num_experts, Communicator& ep, int64_t chunks) {
+                    int64_t num_experts, Communicator& ep, int64_t chunks,
+                    const at::Tensor& extra_counts) {
   const int64_t ranks = ep.size();
   TRIAGE_ASSERT(num_experts % ranks == 0, num_experts << " experts over " << ranks << " ranks");
   const int64_t local_experts = num_experts / ranks;
@@ -19,7 +20,7 @@ Dispatched dispatch(const at::Tensor& x_TD, const at::Tensor& experts_TK, const 
   Dispatched out;
   DispatchPlan& plan = out.plan;
   phase_clock::enter("sort/pack");
-  plan.order = sort_by_expert(experts_TK, keep_TK, num_experts);
+  plan.order = sort_by_expert(experts_TK, keep_TK, num_experts, extra_counts);
   // Rows are grouped by global expert, hence already by destination rank.
   plan.send_rows.assign(ranks, 0);
   for (int64_t e = 0; e < num_experts; ++e)

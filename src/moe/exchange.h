@@ -39,9 +39,10 @@ struct Dispatched {
   DispatchPlan plan;
 };
 
-// `chunks`: moe.exchange_chunks.
+// `chunks`: moe.exchange_chunks. extra_counts: see sort_by_expert (plan.order.extra_counts).
 Dispatched dispatch(const at::Tensor& x_TD, const at::Tensor& experts_TK, const at::Tensor& keep_TK,
-                    int64_t num_experts, Communicator& ep, int64_t chunks = 1);
+                    int64_t num_experts, Communicator& ep, int64_t chunks = 1,
+                    const at::Tensor& extra_counts = {});
 
 // Each packed row's expert output, in packed order. while_in_flight runs once, while the
 // dispatched rows travel (before any expert computes).

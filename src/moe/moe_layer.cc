@@ -118,30 +118,41 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_to
   if (real_T.defined() && (by_sequence || expert_choice)) keep_TK = keep_TK & real_T.unsqueeze(1);
   out.top_expert_T = experts_TK.select(1, 0);
   MoeStats& s = out.stats;
-  if (expert_choice) {
-    s.bound_dropped_per_rank.assign(size_t(ep_size_), 0);  // no receive bound: C bounds it
-  } else {
+  // Statistics the host needs from the device ride in the per-expert counts' one copy
+  // (sort_by_expert's extra_counts): the receive bound's drops per rank, when it is on,
+  // then the real tokens' assignments, under sequence routing with padding.
+  std::vector<at::Tensor> extra;
+  const bool bounded = !expert_choice && config_.max_receive_factor > 0;
+  const bool count_real = !expert_choice && by_sequence && real_T.defined();
+  if (!expert_choice) {  // expert choice has no receive bound: C bounds it
     s.receive_quota = receive_quota(config_.max_receive_factor, tokens, config_.top_k, ep_size_);
+    at::Tensor dropped_P;
     keep_TK = receive_bound_keep_mask(experts_TK, keep_TK, num_experts / ep_size_, ep_size_,
-                                      s.receive_quota, s.bound_dropped_per_rank);
+                                      s.receive_quota, dropped_P);
+    if (bounded) extra.push_back(dropped_P);
   }
+  if (count_real) extra.push_back((real_T.sum() * config_.top_k).reshape({1}));
+  const at::Tensor extra_counts = extra.empty() ? at::Tensor() : at::cat(extra);
+  std::vector<int64_t> extra_host;
 
   // Under autocast (train.precision bf16) the experts compute in its dtype: the rows are
   // cast once here, so they travel in it too (half float32's bytes), and each expert
-  // matrix is cast once per forward (Experts::weights). The outputs are combined in the
+  // matrix is cast once per optimizer step (Experts::weights). The outputs are combined in the
   // model's dtype, with the float32 gate weights.
   const at::Tensor rows_TD = x_TD.to(expert_dtype(x_TD));
   s.row_bytes = rows_TD.element_size() * d_model;
   if (ep_) {
-    Dispatched sent =
-        dispatch(rows_TD, experts_TK, keep_TK, num_experts, *ep_, config_.exchange_chunks);
+    Dispatched sent = dispatch(rows_TD, experts_TK, keep_TK, num_experts, *ep_,
+                               config_.exchange_chunks, extra_counts);
+    extra_host = std::move(sent.plan.order.extra_counts);
     at::Tensor y_RD = expert_outputs(sent.x_RD, sent.plan, experts_, *ep_, independent_work)
                           .to(x_TD.scalar_type());
     if (training) y_RD = expert_dropout(y_RD, sent.plan.order, experts_TK, first_token);
     out.y = combine(y_RD, weights_TK, sent.plan).view(x.sizes());
     s.tokens_per_expert = std::move(sent.plan.order.tokens_per_expert);
   } else {
-    ExpertOrder order = sort_by_expert(experts_TK, keep_TK, num_experts);
+    ExpertOrder order = sort_by_expert(experts_TK, keep_TK, num_experts, extra_counts);
+    extra_host = std::move(order.extra_counts);
     if (independent_work) independent_work();  // nothing travels: no overlap to be had
     phase_clock::enter("experts");
     at::Tensor y_RD =
@@ -156,13 +167,16 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_to
   out.balance_loss = aux_balance_loss(r, training, x.dim() == 3 ? x.size(0) : 0, global);
   out.z_loss = z_loss(r.logits_TE, config_.z_loss_coef);
 
+  s.bound_dropped_per_rank.assign(size_t(ep_size_), 0);
+  if (bounded)
+    std::copy(extra_host.begin(), extra_host.begin() + ep_size_, s.bound_dropped_per_rank.begin());
   int64_t kept = 0;
   for (int64_t n : s.tokens_per_expert) kept += n;
   // Expert choice has no per-token budget to fall short of: what the experts took is all.
   if (expert_choice)
     s.assignments = kept;
-  else if (by_sequence && real_T.defined())  // a second device-to-host sync, this mode only
-    s.assignments = real_T.sum().item<int64_t>() * config_.top_k;
+  else if (count_real)
+    s.assignments = extra_host.back();
   else
     s.assignments = tokens * config_.top_k;
   s.capacity = capacity;

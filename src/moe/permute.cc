@@ -1,7 +1,7 @@
-// Token <-> expert order permutation. The only host sync is reading the per-expert counts.
-// Every device-to-host sync of an MoE layer forward on a GPU: the per-expert counts here
-// (always); the receive bound's drop counts (capacity.cc, only with max_receive_factor);
-// the real-token count under sequence routing (moe_layer.cc). None in backward.
+// Token <-> expert order permutation. The only host sync is reading the per-expert counts,
+// and it is the only one of an MoE layer forward on a GPU: the statistics that need other
+// device values on the host (the receive bound's drops, the real-token count under
+// sequence routing) ride in the same copy. None in backward.
 #include "moe/permute.h"
 
 #include "moe/count_ids.h"
@@ -87,7 +87,7 @@ struct CombineRows : public torch::autograd::Function<CombineRows> {
 }  // namespace
 
 ExpertOrder sort_by_expert(const at::Tensor& experts_TK, const at::Tensor& keep_TK,
-                           int64_t num_experts) {
+                           int64_t num_experts, const at::Tensor& extra_counts) {
   const int64_t top_k = experts_TK.size(1);
   // Dropped assignments go to an extra bin past the last expert, so one stable sort of all
   // assignments puts the kept ones first, by expert, in token order within each.
@@ -95,11 +95,14 @@ ExpertOrder sort_by_expert(const at::Tensor& experts_TK, const at::Tensor& keep_
   const at::Tensor bin_A =
       at::where(keep_A, experts_TK.reshape({-1}), at::full({}, num_experts, experts_TK.options()));
   // The one device-to-host sync: the expert slice boundaries drive the per-expert matmuls
-  // and the exchange's counts.
-  const at::Tensor counts = count_ids(bin_A, num_experts + 1).to(at::kCPU);
+  // and the exchange's counts. The caller's extra counts come along (after the drop bin).
+  at::Tensor counts = count_ids(bin_A, num_experts + 1);
+  if (extra_counts.defined()) counts = at::cat({counts, extra_counts.reshape({-1}).to(at::kLong)});
+  counts = counts.to(at::kCPU);
+  const int64_t* host = counts.data_ptr<int64_t>();
   ExpertOrder result;
-  result.tokens_per_expert.assign(counts.data_ptr<int64_t>(),
-                                  counts.data_ptr<int64_t>() + num_experts);
+  result.tokens_per_expert.assign(host, host + num_experts);
+  result.extra_counts.assign(host + num_experts + 1, host + counts.numel());
   int64_t kept = 0;
   for (int64_t n : result.tokens_per_expert) kept += n;
 

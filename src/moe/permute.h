@@ -19,11 +19,15 @@ struct ExpertOrder {
   // holds each one, and where each token's run of kept assignments starts (T entries).
   at::Tensor row_of_kept_A;
   at::Tensor kept_offsets_T;
+  std::vector<int64_t> extra_counts;  // sort_by_expert's extra_counts, on the host
 };
 
 // Rows for the kept assignments, grouped by expert (stable: token order inside an expert).
+// Reads the per-expert counts back to the host: the layer's one device-to-host sync.
+// extra_counts: int64 values on the device that the caller needs on the host as well
+// (statistics); they ride in the same copy instead of paying a sync of their own.
 ExpertOrder sort_by_expert(const at::Tensor& experts_TK, const at::Tensor& keep_TK,
-                           int64_t num_experts);
+                           int64_t num_experts, const at::Tensor& extra_counts = {});
 
 // x_RD: each kept assignment's token row, in expert order.
 at::Tensor gather_rows(const at::Tensor& x_TD, const ExpertOrder& order);

@@ -10,6 +10,10 @@
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <c10/core/GradMode.h>
+#include <c10/util/Exception.h>
+#ifdef TRIAGE_HAVE_CUDA
+#include <c10/cuda/CUDAFunctions.h>
+#endif
 
 #include "../mpi/communicator_checks.h"
 #include "../mpi/mpi_test_support.h"
@@ -180,6 +184,67 @@ TEST(GpuNccl, ExchangeRoundTripReturnsTheRowsOnAWorldOfOne) {
   nccl->start_alltoallv_rows(rows, {{2, 6}}, landed, {{4, 6}})->wait();
   EXPECT_TRUE(at::equal(landed.narrow(0, 4, 6).cpu(), rows.narrow(0, 2, 6).cpu()));
 }
+
+#ifdef TRIAGE_HAVE_CUDA
+// Counts the synchronizing CUDA calls LibTorch reports in its sync debug mode (device-to-
+// host copies, .item(), stream and event synchronisation; not NCCL's stream waits).
+struct SyncCounter : c10::WarningHandler {
+  int syncs = 0;
+  void process(const c10::Warning& warning) override {
+    if (warning.msg().find("synchroniz") != std::string::npos) ++syncs;
+  }
+};
+
+// The README's promise, measured: one device-to-host sync per MoE layer forward (the
+// per-expert counts, with the statistics riding along) and none in backward, on both GEMM
+// paths, in float32 and bf16, with and without the exchange (NCCL on a world of one), with
+// the receive bound on. Backward runs in sync-debug error mode: any sync there throws.
+TEST(GpuMoeLayer, ForwardSyncsOnceForTheExpertCountsAndBackwardNever) {
+  REQUIRE_GPU();
+  std::unique_ptr<Communicator> nccl = make_nccl_communicator(MPI_COMM_WORLD, /*timeout_s=*/600);
+  for (const std::string gemm : {"loop", "grouped"})
+    for (bool bf16 : {false, true})
+      for (Communicator* ep : {static_cast<Communicator*>(nullptr), nccl.get()}) {
+        SCOPED_TRACE(gemm + (bf16 ? " bf16" : " fp32") + (ep ? " with exchange" : " local"));
+        MoeConfig config = gpu_moe_config(gemm);
+        config.max_receive_factor = 2.0;
+        MoeLayer layer(config, 64, at::kFloat, 3, ep);
+        move_tensors(layer.parameters(), kGpu);
+        at::Generator gen = generator(4);
+        const at::Tensor x = at::randn({96, 64}, gen, at::kFloat).to(kGpu).set_requires_grad(true);
+        const at::Tensor r = at::randn({96, 64}, gen, at::kFloat).to(kGpu);
+        auto step = [&](int* forward_syncs) {
+          if (bf16) {
+            at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+            at::autocast::set_autocast_enabled(at::kCUDA, true);
+          }
+          SyncCounter counter;
+          {
+            c10::WarningUtils::WarningHandlerGuard guard(&counter);
+            if (forward_syncs)
+              c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_WARN);
+            MoeOutput out = layer.forward(x, true);
+            c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_DISABLED);
+            if (bf16) {
+              at::autocast::set_autocast_enabled(at::kCUDA, false);
+              at::autocast::clear_cache();
+            }
+            at::Tensor loss =
+                (out.y * r.to(out.y.scalar_type())).sum() + out.balance_loss + out.z_loss;
+            if (forward_syncs)
+              c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_ERROR);
+            EXPECT_NO_THROW(loss.backward()) << "a synchronizing call in backward";
+            c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_DISABLED);
+          }
+          if (forward_syncs) *forward_syncs = counter.syncs;
+        };
+        step(nullptr);  // first calls: handles, workspaces and kernels set up untimed
+        int forward_syncs = -1;
+        step(&forward_syncs);
+        EXPECT_EQ(forward_syncs, 1);
+      }
+}
+#endif
 
 // The backend checks the MPI backend passes on CPU with every peer (communicator_checks.h):
 // on a world of one they still catch a backend that returns its input or ignores offsets.

@@ -111,19 +111,19 @@ TEST(ReceiveBound, DropsLaterAssignmentsBeyondTheQuotaPerDestinationRank) {
                               2, 3},  // token 3: rank 1 (third row for rank 1: dropped), dropped
                              {4, 2});
   at::Tensor keep = bools({1, 1, 1, 1, 1, 1, 1, 1}, {4, 2});
-  std::vector<int64_t> dropped;
+  at::Tensor dropped;
   at::Tensor bounded = receive_bound_keep_mask(experts, keep, 2, 2, 2, dropped);
   EXPECT_TRUE(at::equal(bounded, bools({1, 1, 0, 1, 1, 0, 0, 0}, {4, 2})));
-  EXPECT_EQ(dropped, (std::vector<int64_t>{2, 2}));
+  EXPECT_TRUE(at::equal(dropped, at::tensor({2, 2}, at::kLong)));
 }
 
 TEST(ReceiveBound, AssignmentsAlreadyOverCapacityDoNotUseTheQuota) {
   at::Tensor experts = longs({0, 0, 0}, {3, 1});
   at::Tensor keep = bools({0, 1, 1}, {3, 1});
-  std::vector<int64_t> dropped;
+  at::Tensor dropped;
   at::Tensor bounded = receive_bound_keep_mask(experts, keep, 1, 1, 2, dropped);
   EXPECT_TRUE(at::equal(bounded, bools({0, 1, 1}, {3, 1})));
-  EXPECT_EQ(dropped, (std::vector<int64_t>{0}));
+  EXPECT_TRUE(at::equal(dropped, at::tensor({0}, at::kLong)));
 }
 
 }  // namespace
