@@ -8,6 +8,7 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/autocast_mode.h>
+#include <torch/csrc/autograd/variable.h>
 
 #include <algorithm>
 #include <chrono>
@@ -211,9 +212,14 @@ int run_moe_layer_bench(const MoeLayerBenchOptions& o) {
     for (size_t i = 0; i < contenders.size(); ++i) {
       Contender& c = contenders[(i + size_t(rep)) % contenders.size()];  // rotate who goes first
       // Like a training step after optimizer.zero_grad(): gradients start unset, so the
-      // backward's gradients become .grad instead of being added into a stale one.
+      // backward's gradients become .grad instead of being added into a stale one; and
+      // after optimizer.step(): the weights' versions move on, so the experts cast them to
+      // bf16 again, as each training step does (Experts::weights keeps a cast per version).
       for (const ParameterList* params : {&grouped_params, &loop_params, &dense_params})
-        for (const auto& p : *params) p.tensor.mutable_grad() = at::Tensor();
+        for (const auto& p : *params) {
+          p.tensor.mutable_grad() = at::Tensor();
+          torch::autograd::impl::bump_version(p.tensor);
+        }
       (void)x.sum().item<float>();  // inputs ready before the clock starts
       const auto start = std::chrono::steady_clock::now();
       (void)c.step(x, upstream).sum().item<float>();  // device sync: the work is done
@@ -267,8 +273,8 @@ int run_moe_layer_bench(const MoeLayerBenchOptions& o) {
       medians["expert_gemms_only"] / medians["dense_swiglu_same_flops"];
   std::cout << "; expert GEMMs alone / dense: " << double(result["gemms_only_over_dense"]);
   result["moe_tflops_over_matmul"] = medians["matmul_same_flops"] / medians[best_moe];
-  std::cout << "; " << best_moe << " TFLOP/s / plain matmul's: "
-            << double(result["moe_tflops_over_matmul"]);
+  std::cout << "; " << best_moe
+            << " TFLOP/s / plain matmul's: " << double(result["moe_tflops_over_matmul"]);
   std::cout << std::endl;
   if (o.out.empty()) {
     std::cout << result.dump() << "\n";
