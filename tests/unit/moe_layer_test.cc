@@ -2,6 +2,8 @@
 // score function, k, drop policy and expert type; plus the edge cases of routing.
 #include <gtest/gtest.h>
 
+#include <ATen/autocast_mode.h>
+
 #include <algorithm>
 #include <numeric>
 #include <string>
@@ -295,6 +297,30 @@ TEST(MoeLayer, ExpertChoiceGivesEachExpertItsTopCTokensWeightedByScore) {
   EXPECT_NE(*std::min_element(experts_per_token.begin(), experts_per_token.end()),
             *std::max_element(experts_per_token.begin(), experts_per_token.end()))
       << "tokens should get different numbers of experts on this batch";
+}
+
+// train.precision bf16 keeps float32 where precision matters: under bf16 autocast the
+// router scores and chooses in float32, the balance and z losses and the layer's output
+// are float32, and the rows handed to the experts are bf16 (2 bytes a value).
+TEST(MoeLayer, Bf16AutocastKeepsRouterLossesAndOutputInFloat32AndRowsInBf16) {
+  MoeConfig config = moe_config(kExperts, 2);
+  config.d_expert = kHidden;
+  config.balance_loss_coef = 0.1;
+  config.z_loss_coef = 0.01;
+  MoeLayer layer(config, kWidth, at::kFloat, 3);
+  const at::Tensor x = at::randn({kTokens, kWidth}, generator(1), at::kFloat);
+  at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+  at::autocast::set_autocast_enabled(at::kCPU, true);
+  MoeOutput out = layer.forward(x, true);
+  at::autocast::set_autocast_enabled(at::kCPU, false);
+  at::autocast::clear_cache();
+  EXPECT_EQ(out.routing.logits_TE.scalar_type(), at::kFloat);
+  EXPECT_EQ(out.routing.scores_TE.scalar_type(), at::kFloat);
+  EXPECT_EQ(out.routing.weights_TK.scalar_type(), at::kFloat);
+  EXPECT_EQ(out.balance_loss.scalar_type(), at::kFloat);
+  EXPECT_EQ(out.z_loss.scalar_type(), at::kFloat);
+  EXPECT_EQ(out.y.scalar_type(), at::kFloat);
+  EXPECT_EQ(out.stats.row_bytes, kWidth * 2);
 }
 
 }  // namespace
