@@ -92,14 +92,15 @@ LayerRun run_layer(MoeLayer& layer, const at::Tensor& x_in, const at::Tensor& r,
   return out;
 }
 
-void expect_layer_matches_reference(const std::string& gemm, bool bf16, double tolerance) {
-  const MoeConfig config = gpu_moe_config(gemm);
+// shape: the layer's input, [tokens, 64] or [sequences, length, 64].
+void expect_layer_matches_reference(const MoeConfig& config, bool bf16, double tolerance,
+                                    std::vector<int64_t> shape = {96, 64}) {
   MoeLayer reference(config, 64, at::kDouble, 3, nullptr);
   MoeLayer gpu(config, 64, at::kFloat, 3, nullptr);
   copy_parameters(reference.parameters(), gpu.parameters());
   move_tensors(gpu.parameters(), kGpu);
   at::Generator gen = generator(4);
-  at::Tensor x = at::randn({96, 64}, gen, at::kDouble), r = at::randn({96, 64}, gen, at::kDouble);
+  at::Tensor x = at::randn(shape, gen, at::kDouble), r = at::randn(shape, gen, at::kDouble);
   LayerRun want = run_layer(reference, x, r, false);
   LayerRun got = run_layer(gpu, x.to(kGpu, at::kFloat), r, bf16);
   EXPECT_LT(scaled_error(got.loss, want.loss), tolerance);
@@ -119,17 +120,30 @@ void expect_layer_matches_reference(const std::string& gemm, bool bf16, double t
 
 TEST(GpuMoeLayer, Float32LoopMatchesCpuFloat64) {
   REQUIRE_GPU();
-  expect_layer_matches_reference("loop", false, 1e-5);
+  expect_layer_matches_reference(gpu_moe_config("loop"), false, 1e-5);
 }
 
 TEST(GpuMoeLayer, Float32GroupedGemmMatchesCpuFloat64) {
   REQUIRE_GPU();
-  expect_layer_matches_reference("grouped", false, 1e-5);
+  expect_layer_matches_reference(gpu_moe_config("grouped"), false, 1e-5);
 }
 
 TEST(GpuMoeLayer, Bf16AutocastMatchesCpuFloat64) {
   REQUIRE_GPU();
-  expect_layer_matches_reference("auto", true, 1e-2);
+  expect_layer_matches_reference(gpu_moe_config("auto"), true, 1e-2);
+}
+
+// The routing schemes with more moving parts on the device: expert choice (each expert's
+// top-C rows) and sequence-level routing (each sequence's mean decides for its tokens).
+TEST(GpuMoeLayer, ExpertChoiceAndSequenceRoutingMatchCpuFloat64) {
+  REQUIRE_GPU();
+  MoeConfig expert_choice = gpu_moe_config("loop");
+  expert_choice.router = RouterKind::kExpertChoice;
+  expert_choice.capacity_factor = 1.0;
+  expect_layer_matches_reference(expert_choice, false, 1e-5);
+  MoeConfig by_sequence = gpu_moe_config("grouped");
+  by_sequence.routing_level = RoutingLevel::kSequence;
+  expect_layer_matches_reference(by_sequence, false, 1e-5, {8, 12, 64});
 }
 
 TEST(GpuTransformer, TrainingStepLossAndGradientsMatchCpuFloat64) {
