@@ -75,13 +75,14 @@ struct LayerRun {
 LayerRun run_layer(MoeLayer& layer, const at::Tensor& x_in, const at::Tensor& r, bool bf16) {
   LayerRun out;
   at::Tensor x = x_in.detach().clone().set_requires_grad(true);
+  const c10::DeviceType device = x.device().type();
   if (bf16) {
-    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::autocast::set_autocast_dtype(device, at::kBFloat16);
+    at::autocast::set_autocast_enabled(device, true);
   }
   MoeOutput moe = layer.forward(x, true);
   if (bf16) {
-    at::autocast::set_autocast_enabled(at::kCUDA, false);
+    at::autocast::set_autocast_enabled(device, false);
     at::autocast::clear_cache();
   }
   out.y = moe.y.to(at::kCPU, at::kDouble);
@@ -95,19 +96,19 @@ LayerRun run_layer(MoeLayer& layer, const at::Tensor& x_in, const at::Tensor& r,
 }
 
 // shape: the layer's input, [tokens, 64] or [sequences, length, 64].
-void expect_layer_matches_reference(const MoeConfig& config, bool bf16, double tolerance,
-                                    std::vector<int64_t> shape = {96, 64}) {
+void expect_layer_matches_reference(at::Device device, const MoeConfig& config, bool bf16,
+                                    double tolerance, std::vector<int64_t> shape = {96, 64}) {
   // The reference multiplies expert by expert: the grouped GEMM takes no float64.
   MoeConfig reference_config = config;
   reference_config.expert_gemm = ExpertGemm::kLoop;
   MoeLayer reference(reference_config, 64, at::kDouble, 3, nullptr);
   MoeLayer gpu(config, 64, at::kFloat, 3, nullptr);
   copy_parameters(reference.parameters(), gpu.parameters());
-  move_tensors(gpu.parameters(), kGpu);
+  move_tensors(gpu.parameters(), device);
   at::Generator gen = generator(4);
   at::Tensor x = at::randn(shape, gen, at::kDouble), r = at::randn(shape, gen, at::kDouble);
   LayerRun want = run_layer(reference, x, r, false);
-  LayerRun got = run_layer(gpu, x.to(kGpu, at::kFloat), r, bf16);
+  LayerRun got = run_layer(gpu, x.to(device, at::kFloat), r, bf16);
   EXPECT_LT(scaled_error(got.loss, want.loss), tolerance);
   EXPECT_LT(scaled_error(got.y, want.y), tolerance);
   EXPECT_LT(scaled_error(got.grad_x, want.grad_x), tolerance);
@@ -117,42 +118,55 @@ void expect_layer_matches_reference(const MoeConfig& config, bool bf16, double t
   if (bf16) {
     // bf16 must have happened: the layer's output differs from float32's by more than
     // float32 roundoff could (bf16 rounds at 4e-3; 1e-4 leaves a factor 40 either way).
-    LayerRun fp32 = run_layer(gpu, x.to(kGpu, at::kFloat), r, false);
+    LayerRun fp32 = run_layer(gpu, x.to(device, at::kFloat), r, false);
     EXPECT_GT(scaled_error(got.y, fp32.y), 1e-4)
         << "the bf16 run equals the float32 run: nothing ran in bf16";
   }
 }
 
-TEST(GpuMoeLayer, Float32LoopMatchesCpuFloat64) {
-  REQUIRE_GPU();
-  expect_layer_matches_reference(gpu_moe_config("loop"), false, 1e-5);
+// The parity tests run on the GPU (`/cuda`, skipped only where no GPU is visible) and, with
+// the same code on CPU tensors under CPU autocast, on every machine (`/cpu_rehearsal`), so
+// that the tests themselves are known to work before a GPU first runs them.
+class GpuPathParity : public testing::TestWithParam<c10::DeviceType> {
+ protected:
+  at::Device device() const {
+    return GetParam() == at::kCUDA ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
+  }
+};
+
+#define REQUIRE_DEVICE() \
+  if (GetParam() == at::kCUDA) REQUIRE_GPU()
+
+TEST_P(GpuPathParity, Float32LoopLayerMatchesCpuFloat64) {
+  REQUIRE_DEVICE();
+  expect_layer_matches_reference(device(), gpu_moe_config("loop"), false, 1e-5);
 }
 
-TEST(GpuMoeLayer, Float32GroupedGemmMatchesCpuFloat64) {
-  REQUIRE_GPU();
-  expect_layer_matches_reference(gpu_moe_config("grouped"), false, 1e-5);
+TEST_P(GpuPathParity, Float32GroupedGemmLayerMatchesCpuFloat64) {
+  REQUIRE_DEVICE();
+  expect_layer_matches_reference(device(), gpu_moe_config("grouped"), false, 1e-5);
 }
 
-TEST(GpuMoeLayer, Bf16AutocastMatchesCpuFloat64) {
-  REQUIRE_GPU();
-  expect_layer_matches_reference(gpu_moe_config("auto"), true, 2e-2);
+TEST_P(GpuPathParity, Bf16AutocastLayerMatchesCpuFloat64) {
+  REQUIRE_DEVICE();
+  expect_layer_matches_reference(device(), gpu_moe_config("auto"), true, 2e-2);
 }
 
 // The routing schemes with more moving parts on the device: expert choice (each expert's
 // top-C rows) and sequence-level routing (each sequence's mean decides for its tokens).
-TEST(GpuMoeLayer, ExpertChoiceAndSequenceRoutingMatchCpuFloat64) {
-  REQUIRE_GPU();
+TEST_P(GpuPathParity, ExpertChoiceAndSequenceRoutingMatchCpuFloat64) {
+  REQUIRE_DEVICE();
   MoeConfig expert_choice = gpu_moe_config("loop");
   expert_choice.router = RouterKind::kExpertChoice;
   expert_choice.capacity_factor = 1.0;
-  expect_layer_matches_reference(expert_choice, false, 1e-5);
+  expect_layer_matches_reference(device(), expert_choice, false, 1e-5);
   MoeConfig by_sequence = gpu_moe_config("grouped");
   by_sequence.routing_level = RoutingLevel::kSequence;
-  expect_layer_matches_reference(by_sequence, false, 1e-5, {8, 12, 64});
+  expect_layer_matches_reference(device(), by_sequence, false, 1e-5, {8, 12, 64});
 }
 
-TEST(GpuTransformer, TrainingStepLossAndGradientsMatchCpuFloat64) {
-  REQUIRE_GPU();
+TEST_P(GpuPathParity, TransformerTrainingStepLossAndGradientsMatchCpuFloat64) {
+  REQUIRE_DEVICE();
   Config config =
       default_config({"model.vocab_size=24", "model.d_model=32", "model.n_heads=4", "model.d_ff=64",
                       "model.max_seq_len=16", "moe.num_experts=4", "moe.d_expert=32",
@@ -160,7 +174,7 @@ TEST(GpuTransformer, TrainingStepLossAndGradientsMatchCpuFloat64) {
   Transformer reference(config, at::kDouble, nullptr, nullptr);
   Transformer gpu(config, at::kFloat, nullptr, nullptr);
   copy_parameters(reference.parameters(), gpu.parameters());
-  gpu.to(kGpu);
+  gpu.to(device());
   at::Generator gen = generator(8);
   at::Tensor tokens = at::randint(4, 24, {4, 16}, gen, at::kLong),
              real = at::ones({4, 16}, at::kLong);
@@ -172,7 +186,7 @@ TEST(GpuTransformer, TrainingStepLossAndGradientsMatchCpuFloat64) {
   };
   at::Tensor want = loss_of(reference.forward(tokens, real, true));
   want.backward();
-  at::Tensor got = loss_of(gpu.forward(tokens.to(kGpu), real.to(kGpu), true));
+  at::Tensor got = loss_of(gpu.forward(tokens.to(device()), real.to(device()), true));
   got.backward();
   EXPECT_LT(scaled_error(got.cpu(), want), 1e-5);
   ParameterList r = reference.parameters(), g = gpu.parameters();
@@ -180,6 +194,11 @@ TEST(GpuTransformer, TrainingStepLossAndGradientsMatchCpuFloat64) {
     EXPECT_LT(scaled_error(g[i].tensor.grad().to(at::kCPU, at::kDouble), r[i].tensor.grad()), 1e-5)
         << r[i].name;
 }
+
+INSTANTIATE_TEST_SUITE_P(Devices, GpuPathParity, testing::Values(at::kCUDA, at::kCPU),
+                         [](const auto& info) {
+                           return info.param == at::kCUDA ? "cuda" : "cpu_rehearsal";
+                         });
 
 TEST(GpuNccl, ExchangeRoundTripReturnsTheRowsOnAWorldOfOne) {
   REQUIRE_GPU();
