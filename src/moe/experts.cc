@@ -48,11 +48,9 @@ ExpertWeights Experts::weights(at::ScalarType dtype) const {
   if (!cast_ || cast_->dtype != dtype || cast_->recorded != recorded ||
       cast_->versions != versions) {
     auto in = [&](const at::Tensor& w) { return w.defined() ? w.to(dtype) : w; };
-    cast_ = CastWeights{dtype, recorded, versions,
-                        std::make_shared<const ExpertWeights>(
-                            ExpertWeights{type_, in(w_in_EDH_), in(w_up_EDH_), in(w_out_EHD_)})};
+    cast_ = CastWeights{dtype, recorded, versions, in(w_in_EDH_), in(w_up_EDH_), in(w_out_EHD_)};
   }
-  return *cast_->weights;
+  return {type_, cast_->w_in_EDH, cast_->w_up_EDH, cast_->w_out_EHD};
 }
 
 at::Tensor Experts::forward_across(const at::Tensor& x_RD, const ExpertLayout& layout,

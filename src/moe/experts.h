@@ -9,7 +9,6 @@
 #include <ATen/ATen.h>
 
 #include <functional>
-#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -78,7 +77,7 @@ class Experts {
     at::ScalarType dtype;
     bool recorded;                  // made with autograd recording (training) or not (eval)
     std::vector<int64_t> versions;  // the weights' version counters when cast
-    std::shared_ptr<const ExpertWeights> weights;
+    at::Tensor w_in_EDH, w_up_EDH, w_out_EHD;
   };
   mutable std::optional<CastWeights> cast_;
 };

@@ -122,15 +122,14 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_to
   // (sort_by_expert's extra_counts): the receive bound's drops per rank, when it is on,
   // then the real tokens' assignments, under sequence routing with padding.
   std::vector<at::Tensor> extra;
-  const bool bounded = !expert_choice && config_.max_receive_factor > 0;
-  const bool count_real = !expert_choice && by_sequence && real_T.defined();
   if (!expert_choice) {  // expert choice has no receive bound: C bounds it
     s.receive_quota = receive_quota(config_.max_receive_factor, tokens, config_.top_k, ep_size_);
     at::Tensor dropped_P;
     keep_TK = receive_bound_keep_mask(experts_TK, keep_TK, num_experts / ep_size_, ep_size_,
                                       s.receive_quota, dropped_P);
-    if (bounded) extra.push_back(dropped_P);
+    if (s.receive_quota != kDropless) extra.push_back(dropped_P);
   }
+  const bool count_real = !expert_choice && by_sequence && real_T.defined();
   if (count_real) extra.push_back((real_T.sum() * config_.top_k).reshape({1}));
   const at::Tensor extra_counts = extra.empty() ? at::Tensor() : at::cat(extra);
   std::vector<int64_t> extra_host;
@@ -168,7 +167,7 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_to
   out.z_loss = z_loss(r.logits_TE, config_.z_loss_coef);
 
   s.bound_dropped_per_rank.assign(size_t(ep_size_), 0);
-  if (bounded)
+  if (s.receive_quota != kDropless)
     std::copy(extra_host.begin(), extra_host.begin() + ep_size_, s.bound_dropped_per_rank.begin());
   int64_t kept = 0;
   for (int64_t n : s.tokens_per_expert) kept += n;
