@@ -38,6 +38,7 @@ const std::string& category_of(const std::string& phase) {
       {"combine bwd", "compute"},
       {"experts bwd", "compute"},
       {"sort/pack + route bwd", "compute"},
+      {"work beside the exchange", "compute"},  // the shared experts, while rows travel
       {"count exchange", "exchange"},
       {"dispatch rows", "exchange"},
       {"combine rows", "exchange"},
