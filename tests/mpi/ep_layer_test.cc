@@ -263,9 +263,9 @@ TEST(ExpertParallelLayer, JitterNoiseMatchesOneRank) {
 // train.precision bf16, proven on the CPU (CPU autocast does bf16 too): the experts get bf16
 // rows (2 bytes a value on the wire) and the layer's output and input gradient match the
 // float64 reference within bf16's precision, while differing from the float32 run by more
-// than float32 roundoff could (so bf16 really ran). Tolerance: bf16 keeps 8 mantissa bits
-// (unit roundoff 2^-9 ~ 2e-3); rows, weights, hidden activations and outputs are each
-// rounded once and every GEMM sums at most 6 products in float32: a few roundoffs, so 2e-2
+// than float32 roundoff could (so bf16 really ran). Tolerance: bf16 keeps 8 significant
+// bits (unit roundoff u = 2^-8 ~ 4e-3); rows, weights, hidden activations and outputs are
+// each rounded once and every GEMM sums at most 6 products in float32: about 4u, so 2e-2
 // of the largest value (measured: 6e-3 output, 9e-3 input gradient; float32 4e-7).
 TEST(ExpertParallelLayer, Bf16AutocastSendsBf16RowsAndMatchesOneRankWithinBf16Precision) {
   MoeConfig config = layer_config("softmax", 2, 0.0, "global");
