@@ -5,18 +5,19 @@
 # and a short bf16 training run, and prints a table last. Aim: under 8 minutes on 16 cores.
 # Exits non-zero when any stage fails, any test fails, or a test skips while a GPU is
 # visible (a skip is only honest where there is no GPU); the table says which.
-#   tests/gpu/check.sh [--build-dir DIR] [--configure-only]   (CHECK_USE_DEPS=1: use the carried
+#   tests/gpu/check.sh [--build-dir DIR] [--configure-only | --build-only]   (CHECK_USE_DEPS=1: use the carried
 #   dependencies even where the system has its own, to rehearse)
 # Open MPI, yaml-cpp, GoogleTest, CLI11 and nlohmann-json come from the system, or else
 # from tests/gpu/deps/root (tests/gpu/fetch_deps.sh, run beforehand where apt works, and
 # carried along). LibTorch is the machine's PyTorch. Results go to $OUT (or build dir).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-build=$root/build-gpu configure_only=false
+build=$root/build-gpu configure_only=false build_only=false
 while (($#)); do
   case $1 in
     --build-dir) build=$2; shift 2 ;;
     --configure-only) configure_only=true; shift ;;
+    --build-only) build_only=true; shift ;;  # a lease's first call: fail early, keep the build
     *) echo "check.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -53,6 +54,7 @@ say "build (ninja, $(nproc) jobs)"
 cmake --build "$build" --target triage gpu_tests -- -j "$(nproc)" >"$results/build.log" 2>&1 ||
   { tail -40 "$results/build.log"; exit 1; }
 "$build/bin/triage" info | tee "$results/info.txt"
+$build_only && { say "built (--build-only)"; exit 0; }
 
 failed=()  # the stages that did not finish
 say "GPU tests"
