@@ -76,7 +76,10 @@ bool Experts::uses_grouped_gemm(const at::Tensor& x_RD) const {
           std::to_string(w_in_EDH_.size(1)) + ", " + std::to_string(w_in_EDH_.size(2)) + ")");
     return true;
   }
-  return x_RD.is_cuda() && supported_type && aligned;
+  // auto: bf16 only. In float32 ATen's grouped GEMM is a fallback that copies the offsets
+  // to the host (a device sync, seen in forward and backward on an H200) and was no faster
+  // than the loop there.
+  return x_RD.is_cuda() && type == at::kBFloat16 && aligned;
 }
 
 // The runs' rows regrouped so that each expert's rows are contiguous and in expert order

@@ -10,9 +10,11 @@
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
+
 #include <ATen/autocast_mode.h>
 #include <c10/core/GradMode.h>
 #include <c10/util/Exception.h>
+#include <iostream>
 #ifdef TRIAGE_HAVE_CUDA
 #include <c10/cuda/CUDAFunctions.h>
 #endif
@@ -234,15 +236,18 @@ struct SyncCounter : c10::WarningHandler {
 };
 
 // The README's promise, measured: one device-to-host sync per MoE layer forward (the
-// per-expert counts, with the statistics riding along) and none in backward, on both GEMM
-// paths, in float32 and bf16, with and without the exchange (NCCL on a world of one), with
-// the receive bound on. Backward runs in sync-debug error mode: any sync there throws.
+// per-expert counts, with the statistics riding along) and none in backward, on the paths
+// expert_gemm auto takes (loop in float32 and bf16, grouped in bf16), with and without the
+// exchange (NCCL on a world of one), with the receive bound on. Backward runs in sync-debug
+// error mode: any sync there throws. Not the grouped GEMM in float32: ATen runs it as a
+// fallback that copies the offsets to the host (seen on an H200), so auto never takes it.
 TEST(GpuMoeLayer, ForwardSyncsOnceForTheExpertCountsAndBackwardNever) {
   REQUIRE_GPU();
   std::unique_ptr<Communicator> nccl = make_nccl_communicator(MPI_COMM_WORLD, /*timeout_s=*/600);
   for (const std::string gemm : {"loop", "grouped"})
     for (bool bf16 : {false, true})
       for (Communicator* ep : {static_cast<Communicator*>(nullptr), nccl.get()}) {
+        if (gemm == "grouped" && !bf16) continue;
         SCOPED_TRACE(gemm + (bf16 ? " bf16" : " fp32") + (ep ? " with exchange" : " local"));
         MoeConfig config = gpu_moe_config(gemm);
         config.max_receive_factor = 2.0;
@@ -280,6 +285,9 @@ TEST(GpuMoeLayer, ForwardSyncsOnceForTheExpertCountsAndBackwardNever) {
         int forward_syncs = -1;
         step(&forward_syncs);
         EXPECT_EQ(forward_syncs, 1);
+        std::cout << "[syncs] " << gemm << (bf16 ? " bf16" : " fp32")
+                  << (ep ? " with exchange" : " local") << ": " << forward_syncs << " in forward"
+                  << std::endl;
       }
 }
 #endif
