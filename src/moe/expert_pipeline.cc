@@ -1,7 +1,6 @@
 // Exchange and experts as one pipelined autograd function; see the header.
 #include "moe/expert_pipeline.h"
 
-#include <ATen/autocast_mode.h>
 #include <c10/core/GradMode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -311,15 +310,12 @@ at::Tensor run_experts(const at::Tensor& x_RD, const ExpertWeights& weights,
                        const ExpertLayout& layout, Communicator* ep,
                        const InFlightWork& while_in_flight) {
   TRIAGE_ASSERT(ep || layout.chunks.empty(), "an exchange needs a communicator");
-  at::Tensor x = x_RD;
-  // The matmuls run in the autocast dtype like LibTorch's own under autocast; the cast is
-  // outside the function so that its backward returns the input's dtype.
-  const at::DeviceType device = x.device().type();
-  if (at::autocast::is_autocast_enabled(device)) x = x.to(at::autocast::get_autocast_dtype(device));
-  return RunExperts::apply(x, weights.w_in_EDH, or_placeholder(weights.w_up_EDH), weights.w_out_EHD,
-                           int64_t(weights.type), encode(layout, ep ? ep->size() : 1),
-                           reinterpret_cast<int64_t>(ep), &while_in_flight,
-                           c10::GradMode::is_enabled());
+  // The rows come in the dtype the experts compute in (MoeLayer casts them under autocast,
+  // before they travel), and `weights` in the same.
+  return RunExperts::apply(x_RD, weights.w_in_EDH, or_placeholder(weights.w_up_EDH),
+                           weights.w_out_EHD, int64_t(weights.type),
+                           encode(layout, ep ? ep->size() : 1), reinterpret_cast<int64_t>(ep),
+                           &while_in_flight, c10::GradMode::is_enabled());
 }
 
 }  // namespace triage
