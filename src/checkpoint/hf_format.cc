@@ -9,6 +9,7 @@
 #include <set>
 #include <sstream>
 
+#include "checkpoint/json_number.h"
 #include "common/error.h"
 #include "model/transformer.h"
 
@@ -314,9 +315,7 @@ TensorMap read_hf_tensors(const fs::path& dir) {
   return tensors;
 }
 
-}  // namespace
-
-ImportedModel read_hf_model(const std::string& dir_text) {
+ImportedModel read_hf_model_unguarded(const std::string& dir_text) {
   const fs::path dir = dir_text, config_path = dir / "config.json";
   const std::string config_file = config_path.string();
   nlohmann::json j;
@@ -350,12 +349,18 @@ ImportedModel read_hf_model(const std::string& dir_text) {
   const int64_t experts = integer(mixtral ? "num_local_experts" : "num_experts");
   const int64_t expert_width = integer(mixtral ? "intermediate_size" : "moe_intermediate_size");
   std::vector<std::string> why;  // what Triage cannot represent
-  if (j.value("num_key_value_heads", heads) != heads)
-    why.push_back("grouped-query attention (num_key_value_heads " +
-                  std::to_string(j.value("num_key_value_heads", heads)) + " of " +
-                  std::to_string(heads) + " heads)");
-  if (j.contains("head_dim") && j["head_dim"].is_number() &&
-      j["head_dim"].get<int64_t>() * heads != width)
+  // An optional whole number: absent or null means `fallback`.
+  auto optional_integer = [&](const char* key, int64_t fallback) {
+    if (!j.contains(key) || j[key].is_null()) return fallback;
+    return whole_number<int64_t>(j[key], config_file + ": " + key);
+  };
+  const int64_t kv_heads = optional_integer("num_key_value_heads", heads);
+  if (kv_heads != heads)
+    why.push_back("grouped-query attention (num_key_value_heads " + std::to_string(kv_heads) +
+                  " of " + std::to_string(heads) + " heads)");
+  // Divided, not multiplied: a damaged head_dim must not overflow.
+  if (j.contains("head_dim") && !j["head_dim"].is_null() &&
+      (heads <= 0 || width % heads != 0 || optional_integer("head_dim", 0) != width / heads))
     why.push_back("head_dim x heads != hidden_size");
   if (integer("num_experts_per_tok") == 1 && (mixtral || j.value("norm_topk_prob", false)))
     why.push_back(
@@ -368,15 +373,15 @@ ImportedModel read_hf_model(const std::string& dir_text) {
   if (theta != 10000.0 || rope.value("rope_type", "default") != "default")
     why.push_back("RoPE other than theta 10000 without scaling (theta " + number(theta) + ")");
   if (j.value("use_sliding_window", false) ||
-      (j.contains("sliding_window") && j["sliding_window"].is_number() &&
-       j["sliding_window"].get<int64_t>() > 0 && mixtral))
+      (optional_integer("sliding_window", 0) > 0 && mixtral))
     why.push_back("sliding-window attention");
   const nlohmann::json dense_json = j.value("mlp_only_layers", nlohmann::json::array());
-  const int64_t sparse_step = j.value("decoder_sparse_step", int64_t(1));
+  const int64_t sparse_step = optional_integer("decoder_sparse_step", 1);
   // Triage's dense blocks are the first first_dense_layers blocks.
   int64_t first_dense = 0;
   for (const auto& layer : dense_json)
-    if (layer.get<int64_t>() == first_dense) ++first_dense;
+    if (whole_number<int64_t>(layer, config_file + ": mlp_only_layers entry") == first_dense)
+      ++first_dense;
   if (int64_t(dense_json.size()) != first_dense || sparse_step != 1)
     why.push_back("dense blocks other than the first ones (mlp_only_layers " + dense_json.dump() +
                   ", decoder_sparse_step " + std::to_string(sparse_step) + ")");
@@ -501,6 +506,17 @@ ImportedModel read_hf_model(const std::string& dir_text) {
     out.notes.push_back(
         "the shared experts' zero gate (sigmoid 1/2) is folded into their down projection");
   return out;
+}
+
+}  // namespace
+
+ImportedModel read_hf_model(const std::string& dir) {
+  try {
+    return read_hf_model_unguarded(dir);
+  } catch (const nlohmann::json::exception& e) {
+    // A key of an unexpected JSON type (a string where a number belongs, ...).
+    throw Error((fs::path(dir) / "config.json").string() + ": unexpected value (" + e.what() + ")");
+  }
 }
 
 }  // namespace triage

@@ -3,28 +3,16 @@
 
 #include <nlohmann/json.hpp>
 
-#include <limits>
-
+#include "checkpoint/json_number.h"
 #include "common/error.h"
 
 namespace triage {
 
 namespace {
 
-// json[key] as an integer in [min, max]; a float or an out-of-range number is refused
-// (nlohmann's get<> of 2e62 as an integer is undefined behaviour; found by fuzz_checkpoint).
 template <class T>
 T integer_at(const nlohmann::json& json, const std::string& key, const std::string& path) {
-  const nlohmann::json& value = json.at(key);
-  const bool fits = value.is_number_unsigned()
-                        ? value.get<uint64_t>() <= uint64_t(std::numeric_limits<T>::max())
-                    : value.is_number_integer()
-                        ? value.get<int64_t>() >= int64_t(std::numeric_limits<T>::min()) &&
-                              (std::numeric_limits<T>::is_signed || value.get<int64_t>() >= 0)
-                        : false;
-  if (!fits)
-    throw Error(path + ": " + key + " = " + value.dump() + "; expected a whole number in range");
-  return value.get<T>();
+  return whole_number<T>(json.at(key), path + ": " + key);
 }
 
 }  // namespace

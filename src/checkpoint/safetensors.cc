@@ -5,6 +5,7 @@
 
 #include <cstring>
 
+#include "checkpoint/json_number.h"
 #include "common/error.h"
 
 namespace triage {
@@ -74,17 +75,33 @@ TensorMap decode_safetensors(const std::string& bytes, const std::string& path) 
     const std::string where = path + ": tensor " + name;
     try {
       const at::ScalarType dtype = dtype_of(entry.at("dtype").get<std::string>(), where);
-      const std::vector<int64_t> shape = entry.at("shape").get<std::vector<int64_t>>();
-      const auto offsets = entry.at("data_offsets").get<std::vector<uint64_t>>();
-      at::Tensor t = at::empty(shape, at::TensorOptions().dtype(dtype));
-      const uint64_t want = t.numel() * t.element_size();
-      if (offsets.size() != 2 || offsets[1] < offsets[0] || offsets[1] - offsets[0] != want ||
-          offsets[1] > data_size)
+      const nlohmann::json& shape_json = entry.at("shape");
+      const nlohmann::json& offsets_json = entry.at("data_offsets");
+      if (!shape_json.is_array() || !offsets_json.is_array() || offsets_json.size() != 2)
+        throw Error(where + ": expected shape [sizes] and data_offsets [begin, end]");
+      // The shape is checked against the file before anything is allocated, so that a
+      // damaged size cannot ask for more memory than the file could hold.
+      std::vector<int64_t> shape;
+      uint64_t want = uint64_t(at::elementSize(dtype));
+      for (const nlohmann::json& size : shape_json) {
+        shape.push_back(whole_number<int64_t>(size, where + ": shape entry"));
+        if (shape.back() < 0) throw Error(where + ": negative size in shape " + shape_json.dump());
+        if (shape.back() != 0 && want > data_size / uint64_t(shape.back()))
+          want = data_size + 1;  // more than the file holds, without overflowing
+        else
+          want *= uint64_t(shape.back());
+      }
+      const uint64_t begin = whole_number<uint64_t>(offsets_json[0], where + ": data_offsets");
+      const uint64_t end = whole_number<uint64_t>(offsets_json[1], where + ": data_offsets");
+      if (end < begin || end - begin != want || end > data_size)
         throw Error(where + ": data_offsets do not fit its shape or the file");
-      std::memcpy(t.data_ptr(), bytes.data() + data_start + offsets[0], want);
+      at::Tensor t = at::empty(shape, at::TensorOptions().dtype(dtype));
+      std::memcpy(t.data_ptr(), bytes.data() + data_start + begin, want);
       tensors[name] = t;
     } catch (const nlohmann::json::exception& e) {
       throw Error(where + ": malformed entry (" + e.what() + ")");
+    } catch (const c10::Error& e) {
+      throw Error(where + ": " + e.what_without_backtrace());
     }
   }
   return tensors;

@@ -87,6 +87,16 @@ python_free_crc() { gzip -c <"$1" | tail -c 8 | head -c 4 | od -An -tu4 | tr -d 
 crc=$(python_free_crc "$step/expert-00000.safetensors")
 sed -i "/expert-00000.safetensors/,/}/ s/\"crc32\": [0-9]*/\"crc32\": $crc/" "$step/manifest.json"
 
+# Hugging Face folders for `triage import`: a tensor file with no tensors, and a config.json
+# with one value of the wrong kind.
+hf_folder() {  # hf_folder NAME CONFIG_JSON
+  mkdir -p "$1"; printf '%s' "$2" >"$1/config.json"
+  printf '\x08\x00\x00\x00\x00\x00\x00\x00{}      ' >"$1/model.safetensors"
+}
+hf_shape='"hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2, "num_local_experts": 4, "intermediate_size": 32, "num_experts_per_tok": 2'
+hf_folder hf_fraction "{\"model_type\": \"mixtral\", $hf_shape, \"num_key_value_heads\": 2e62}"
+hf_folder hf_type "{\"model_type\": \"mixtral\", $hf_shape, \"rope_theta\": \"ten thousand\"}"
+
 printf '' >hosts.empty
 printf 'nodeA slots=two\n' >hosts.badslots
 printf 'nodeA slots=2 extra\n' >hosts.stray
@@ -193,6 +203,9 @@ row checkpoint_corrupt_header 1 "expert-00000.safetensors: header length" "${R[@
 row checkpoint_other_expert_count 1 "num_experts = 4; expected moe.num_experts (8)" "${T[@]}" "$tiny" "${one[@]}" --resume --out experts --set moe.num_experts=8
 row checkpoint_other_dtype 1 "dtype = \"float32\"; expected train.dtype (float64)" "${T[@]}" "$tiny" "${one[@]}" --resume --out dtype --set train.dtype=float64
 row checkpoint_other_model 1 "this model expects" "${T[@]}" "$tiny" "${one[@]}" --resume --out shape --set model.d_model=32
+
+row hf_import_fraction 1 "hf_fraction/config.json: num_key_value_heads = 2e+62; expected a whole number in range" "$triage" import --format hf hf_fraction --out hf_run
+row hf_import_wrong_type 1 "hf_type/config.json: unexpected value" "$triage" import --format hf hf_type --out hf_run
 
 # Command line.
 row cli_unknown_subcommand 2 "triage: A subcommand is required" "$triage" fly

@@ -48,5 +48,49 @@ TEST(Safetensors, RefusesAFileTooShortForAHeader) {
   EXPECT_EQ(error_of([] { decode_safetensors("abc", "f"); }), "f: 3 bytes; not a tensor file");
 }
 
+// A file with the header `header_json` and `data_bytes` zero bytes after it.
+std::string file_with_header(const std::string& header_json, size_t data_bytes) {
+  std::string bytes(8, '\0');
+  for (int i = 0; i < 8; ++i) bytes[i] = char((uint64_t(header_json.size()) >> (8 * i)) & 0xff);
+  return bytes + header_json + std::string(data_bytes, '\0');
+}
+
+TEST(Safetensors, RefusesAFractionalSizeInAShapeNamingTheTensor) {
+  // 2e62 converted to an integer by a plain cast is undefined behaviour (found by the fuzzer).
+  const std::string bytes =
+      file_with_header(R"({"w": {"dtype": "F32", "shape": [2e62], "data_offsets": [0, 8]}})", 8);
+  EXPECT_EQ(error_of([&] { decode_safetensors(bytes, "e.safetensors"); }),
+            "e.safetensors: tensor w: shape entry = 2e+62; expected a whole number in range");
+}
+
+TEST(Safetensors, RefusesANegativeSizeInAShape) {
+  const std::string bytes =
+      file_with_header(R"({"w": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}})", 8);
+  EXPECT_EQ(error_of([&] { decode_safetensors(bytes, "e.safetensors"); }),
+            "e.safetensors: tensor w: negative size in shape [-2]");
+}
+
+TEST(Safetensors, RefusesAShapeLargerThanTheFileBeforeAllocatingIt) {
+  // 2^31 x 2^31 floats would be 16 EiB; the product must not overflow either.
+  const std::string bytes = file_with_header(
+      R"({"w": {"dtype": "F32", "shape": [2147483648, 2147483648, 4], "data_offsets": [0, 8]}})",
+      8);
+  EXPECT_EQ(error_of([&] { decode_safetensors(bytes, "e.safetensors"); }),
+            "e.safetensors: tensor w: data_offsets do not fit its shape or the file");
+}
+
+TEST(Safetensors, RefusesANegativeDataOffset) {
+  const std::string bytes =
+      file_with_header(R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [-8, 0]}})", 8);
+  EXPECT_EQ(error_of([&] { decode_safetensors(bytes, "e.safetensors"); }),
+            "e.safetensors: tensor w: data_offsets = -8; expected a whole number in range");
+}
+
+TEST(Safetensors, ReadsAnEmptyTensorWhateverItsOtherSizes) {
+  const std::string bytes = file_with_header(
+      R"({"w": {"dtype": "F32", "shape": [9223372036854775807, 0], "data_offsets": [0, 0]}})", 0);
+  EXPECT_EQ(decode_safetensors(bytes, "e.safetensors").at("w").numel(), 0);
+}
+
 }  // namespace
 }  // namespace triage
