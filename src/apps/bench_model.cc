@@ -22,6 +22,7 @@
 #include "apps/bench_stats.h"
 #include "apps/scaling_model.h"
 #include "common/error.h"
+#include "common/json_number.h"
 #include "config/config.h"
 #include "moe/router.h"
 #include "moe/routing_override.h"
@@ -80,16 +81,17 @@ int check(const BenchModelOptions& o, const model::Params& params) {
     if (!r.is_object() || r.value("benchmark", "") != "layer")
       throw Error(where + "expected a `triage bench layer` JSON line");
     model::Layout layout;
-    layout.ranks = r.at("ranks");
-    layout.ranks_per_host = layout.ranks / std::max<int64_t>(1, r.at("hosts").get<int64_t>());
-    model::LayerShape shape{r.at("tokens_per_rank"), r.at("d_model"), r.at("d_expert"),
-                            r.at("experts"), r.at("top_k")};
+    auto integer = [&](const char* key) { return whole_number<int64_t>(r.at(key), where + key); };
+    layout.ranks = integer("ranks");
+    layout.ranks_per_host = layout.ranks / std::max<int64_t>(1, integer("hosts"));
+    model::LayerShape shape{integer("tokens_per_rank"), integer("d_model"), integer("d_expert"),
+                            integer("experts"), integer("top_k")};
     const std::string routing = r.at("routing");
     // A replayed run changes skew every step: predict each timed step, take the median.
     std::vector<double> totals;
     model::Prediction prediction;
-    const int64_t first = r.value("warmup", 0),
-                  steps = routing.rfind("replay:", 0) == 0 ? r.at("reps").get<int64_t>() : 1;
+    const int64_t first = r.contains("warmup") ? integer("warmup") : 0,
+                  steps = routing.rfind("replay:", 0) == 0 ? integer("reps") : 1;
     // Seed 7: the layer seed `bench layer` uses, so the sampled router is the measured one.
     const RouterOutput sample = sample_router(shape.d_model, shape.experts, shape.top_k, 7);
     const RoutingOverride rule =
@@ -103,13 +105,13 @@ int check(const BenchModelOptions& o, const model::Params& params) {
     const double measured = r.at("contenders").at("moe").at("median_s");
     const double error = predicted / measured - 1.0;
     misses += std::abs(error) > kMissTarget;
-    std::cout << std::left << std::setw(6) << layout.ranks << std::setw(6)
-              << r.at("hosts").get<int64_t>() << std::setw(8) << shape.experts << std::setw(16)
-              << routing << std::right << std::fixed << std::setprecision(2) << std::setw(12)
-              << 1e3 * measured << std::setw(13) << 1e3 * predicted << std::setw(9)
-              << percent(error) << std::setw(14) << 1e3 * r.value("phased_exchange_s", 0.0)
-              << std::setw(10) << 1e3 * prediction.exchange_s
-              << (std::abs(error) > kMissTarget ? "  MISS" : "") << "\n";
+    std::cout << std::left << std::setw(6) << layout.ranks << std::setw(6) << integer("hosts")
+              << std::setw(8) << shape.experts << std::setw(16) << routing << std::right
+              << std::fixed << std::setprecision(2) << std::setw(12) << 1e3 * measured
+              << std::setw(13) << 1e3 * predicted << std::setw(9) << percent(error) << std::setw(14)
+              << 1e3 * r.value("phased_exchange_s", 0.0) << std::setw(10)
+              << 1e3 * prediction.exchange_s << (std::abs(error) > kMissTarget ? "  MISS" : "")
+              << "\n";
     nlohmann::ordered_json phases;
     for (const auto& [phase, s] : prediction.phases) phases[phase] = s;
     rows.push_back({{"ranks", layout.ranks},

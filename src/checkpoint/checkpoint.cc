@@ -24,6 +24,7 @@
 #include "checkpoint/manifest.h"
 #include "checkpoint/safetensors.h"
 #include "common/error.h"
+#include "common/json_number.h"
 #include "parallel/agreement.h"
 #include "parallel/fault_injection.h"
 #include "parallel/watchdog.h"
@@ -144,7 +145,9 @@ std::pair<std::string, int64_t> manifest_origin(const fs::path& folder) {
   try {
     std::ifstream in(folder / "manifest.json");
     nlohmann::json m = nlohmann::json::parse(in);
-    return {m.value("run_id", std::string()), m.value("saved_at_ns", int64_t(0))};
+    const std::optional<int64_t> saved_at_ns =
+        m.contains("saved_at_ns") ? whole_number_or_none<int64_t>(m["saved_at_ns"]) : 0;
+    return {m.value("run_id", std::string()), saved_at_ns.value_or(0)};
   } catch (const std::exception&) {
     return {"", 0};
   }

@@ -9,8 +9,8 @@
 #include <set>
 #include <sstream>
 
-#include "checkpoint/json_number.h"
 #include "common/error.h"
+#include "common/json_number.h"
 #include "model/transformer.h"
 
 namespace triage {

@@ -3,8 +3,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "checkpoint/json_number.h"
 #include "common/error.h"
+#include "common/json_number.h"
 
 namespace triage {
 

@@ -5,8 +5,8 @@
 
 #include <cstring>
 
-#include "checkpoint/json_number.h"
 #include "common/error.h"
+#include "common/json_number.h"
 
 namespace triage {
 

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/json_number.h"
 
 namespace triage {
 
@@ -111,8 +112,11 @@ MetricsFile::MetricsFile(const std::string& path, int64_t keep_through_step) {
     std::ifstream in(path);
     for (std::string line; std::getline(in, line);) {
       auto record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-      if (record.is_object() && record.value("step", int64_t(0)) <= keep_through_step)
-        kept.push_back(line);
+      if (!record.is_object()) continue;
+      // A line whose step is not a whole number is no step's record: dropped.
+      const std::optional<int64_t> step =
+          record.contains("step") ? whole_number_or_none<int64_t>(record["step"]) : 0;
+      if (step && *step <= keep_through_step) kept.push_back(line);
     }
   }
   out_.open(path, std::ios::trunc);
