@@ -96,7 +96,8 @@ TensorMap decode_safetensors(const std::string& bytes, const std::string& path) 
       if (end < begin || end - begin != want || end > data_size)
         throw Error(where + ": data_offsets do not fit its shape or the file");
       at::Tensor t = at::empty(shape, at::TensorOptions().dtype(dtype));
-      std::memcpy(t.data_ptr(), bytes.data() + data_start + begin, want);
+      // An empty tensor has no storage: memcpy from or to null is undefined even for 0 bytes.
+      if (want > 0) std::memcpy(t.data_ptr(), bytes.data() + data_start + begin, want);
       tensors[name] = t;
     } catch (const nlohmann::json::exception& e) {
       throw Error(where + ": malformed entry (" + e.what() + ")");
