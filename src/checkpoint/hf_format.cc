@@ -329,9 +329,12 @@ ImportedModel read_hf_model_unguarded(const std::string& dir_text) {
     throw Error(config_file + ": model_type \"" + type + "\": expected mixtral or qwen2_moe");
   const bool mixtral = type == "mixtral";
   auto integer = [&](const char* key) {
-    if (!j.contains(key) || !j[key].is_number_integer())
-      throw Error(config_file + ": " + key + ": expected a whole number");
-    return j[key].get<int64_t>();
+    if (!j.contains(key)) throw Error(config_file + ": " + key + ": expected a whole number");
+    return whole_number<int64_t>(j[key], config_file + ": " + key);
+  };
+  // An optional whole number: absent or null means `fallback`.
+  auto optional_integer = [&](const char* key, int64_t fallback) {
+    return !j.contains(key) || j[key].is_null() ? fallback : integer(key);
   };
   const TensorMap tensors = read_hf_tensors(dir);
   auto tensor = [&](const std::string& name) -> const at::Tensor& {
@@ -349,11 +352,6 @@ ImportedModel read_hf_model_unguarded(const std::string& dir_text) {
   const int64_t experts = integer(mixtral ? "num_local_experts" : "num_experts");
   const int64_t expert_width = integer(mixtral ? "intermediate_size" : "moe_intermediate_size");
   std::vector<std::string> why;  // what Triage cannot represent
-  // An optional whole number: absent or null means `fallback`.
-  auto optional_integer = [&](const char* key, int64_t fallback) {
-    if (!j.contains(key) || j[key].is_null()) return fallback;
-    return whole_number<int64_t>(j[key], config_file + ": " + key);
-  };
   const int64_t kv_heads = optional_integer("num_key_value_heads", heads);
   if (kv_heads != heads)
     why.push_back("grouped-query attention (num_key_value_heads " + std::to_string(kv_heads) +
