@@ -20,6 +20,7 @@
 #include <optional>
 
 #include "apps/bench_calibrate.h"
+#include "apps/bench_checkpoint.h"
 #include "apps/bench_layer.h"
 #include "apps/bench_model.h"
 #include "apps/bench_moe_layer.h"
@@ -327,6 +328,8 @@ Command add_bench_command(CLI::App& app) {
   CLI::App* layer = add_layer_bench(*sub, *layer_options);
   auto step_options = std::make_shared<StepBenchOptions>();
   CLI::App* step = add_step_bench(*sub, *step_options);
+  auto checkpoint_options = std::make_shared<CheckpointBenchOptions>();
+  CLI::App* checkpoint = add_checkpoint_bench(*sub, *checkpoint_options);
   auto calibrate_options = std::make_shared<CalibrateOptions>();
   CLI::App* calibrate = add_calibrate_bench(*sub, *calibrate_options);
   auto model_options = std::make_shared<BenchModelOptions>();
@@ -335,6 +338,7 @@ Command add_bench_command(CLI::App& app) {
             if (model->parsed()) return run_model_bench(*model_options);
             if (calibrate->parsed()) return run_calibrate_bench(*calibrate_options);
             if (step->parsed()) return run_step_bench(*step_options);
+            if (checkpoint->parsed()) return run_checkpoint_bench(*checkpoint_options);
             if (one_process->parsed()) return run_moe_layer_bench(*one_process_options);
             if (layer->parsed()) return run_layer_bench(*layer_options);
             return run_exchange_bench(*options);

@@ -188,11 +188,7 @@ Command add_logits_command(CLI::App& app) {
             c10::NoGradGuard no_grad;
             const ModelOutput out =
                 model.forward(tokens, at::ones_like(tokens), /*training=*/false);
-            const std::string bytes =
-                encode_safetensors({{"tokens", tokens}, {"logits", out.lm_logits_BLV}});
-            std::ofstream file(args->out, std::ios::binary);
-            file.write(bytes.data(), std::streamsize(bytes.size()));
-            if (!file) throw Error(args->out + ": cannot write");
+            write_safetensors(args->out, {{"tokens", tokens}, {"logits", out.lm_logits_BLV}});
             std::cout << "logits of " << args->sequences << " x " << args->length << " tokens from "
                       << checkpoint.folder << " to " << args->out << "\n";
             return 0;

@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <c10/core/GradMode.h>
 #include <nlohmann/json.hpp>
@@ -20,7 +19,9 @@
 #include <fstream>
 #include <iterator>
 #include <sstream>
+#include <tuple>
 
+#include "checkpoint/durable_file.h"
 #include "checkpoint/manifest.h"
 #include "checkpoint/safetensors.h"
 #include "common/error.h"
@@ -39,40 +40,6 @@ std::string expert_file(int64_t global_id) {
   char name[32];
   std::snprintf(name, sizeof name, "expert-%05lld.safetensors", static_cast<long long>(global_id));
   return name;
-}
-
-uint32_t crc32_of(const std::string& bytes) {
-  return uint32_t(crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(bytes.data()),
-                        uInt(bytes.size())));
-}
-
-void check_posix(bool ok, const std::string& what, const std::string& path) {
-  if (!ok) throw Error(path + ": cannot " + what + ": " + std::strerror(errno));
-}
-
-// Write and fsync, so that the rename that publishes a checkpoint never exposes a file
-// whose bytes are still only in the page cache.
-void write_durably(const std::string& path, const std::string& bytes) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  check_posix(fd >= 0, "create", path);
-  size_t written = 0;
-  while (written < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) ::close(fd);
-    check_posix(n >= 0, "write", path);
-    written += size_t(n);
-  }
-  const bool synced = ::fsync(fd) == 0;
-  ::close(fd);
-  check_posix(synced, "fsync", path);
-}
-
-void sync_directory(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd < 0) return;  // best effort: some filesystems do not allow it
-  ::fsync(fd);
-  ::close(fd);
 }
 
 std::string read_all(const std::string& path) {
@@ -102,20 +69,27 @@ std::string moe_key(size_t layer, const std::string& what) {
   return "moe." + std::to_string(layer) + "." + what;
 }
 
-// Verified file contents: size and crc32 as the manifest records them.
-TensorMap read_verified(const fs::path& folder, const std::string& name,
-                        const CheckpointManifest& manifest) {
+// A tensor file of the checkpoint, verified whole (size and CRC-32 as the manifest records
+// them) before it is returned; its tensors are read later, one at a time.
+std::unique_ptr<SafetensorsFile> open_verified(const fs::path& folder, const std::string& name,
+                                               const CheckpointManifest& manifest) {
   const std::string path = (folder / name).string();
   auto entry = manifest.files.find(name);
   if (entry == manifest.files.end()) throw Error(path + ": not listed in the manifest");
-  const std::string bytes = read_all(path);
-  const uint64_t want_bytes = entry->second.bytes;
-  if (bytes.size() != want_bytes)
-    throw Error(path + ": truncated or overwritten: " + std::to_string(bytes.size()) +
-                " bytes, the manifest says " + std::to_string(want_bytes));
-  if (crc32_of(bytes) != entry->second.crc32)
-    throw Error(path + ": checksum mismatch: the file is corrupt");
-  return decode_safetensors(bytes, path);
+  return std::make_unique<SafetensorsFile>(path,
+                                           FileDigest{entry->second.bytes, entry->second.crc32});
+}
+
+// `text` as rank 0 has it, on every rank of `world`.
+std::string broadcast_text(Communicator& world, const std::string& text) {
+  at::Tensor length = at::full({1}, int64_t(text.size()), at::kLong);
+  world.broadcast_(length, 0);
+  const int64_t bytes = length.item<int64_t>();
+  if (bytes == 0) return {};
+  at::Tensor data = at::empty({bytes}, at::kByte);
+  if (world.rank() == 0) std::memcpy(data.data_ptr(), text.data(), size_t(bytes));
+  world.broadcast_(data, 0);
+  return std::string(static_cast<const char*>(data.data_ptr()), size_t(bytes));
 }
 
 // Puts `fresh` in place of `target` in one atomic step (renameat2 RENAME_EXCHANGE, Linux
@@ -178,18 +152,39 @@ std::string shape_text(at::IntArrayRef shape) {
   return text + "]";
 }
 
-// The stored tensor `name`, checked against the shape and dtype the model expects.
+// Refuses a stored tensor whose shape or dtype differs from what the model expects.
+void expect_shape(at::IntArrayRef stored, at::ScalarType stored_dtype, const std::string& name,
+                  at::IntArrayRef shape, at::ScalarType dtype, const std::string& file) {
+  if (stored != shape || stored_dtype != dtype)
+    throw Error(file + ": tensor " + name + " is " + shape_text(stored) + " " +
+                std::string(c10::toString(stored_dtype)) + "; this model expects " +
+                shape_text(shape) + " " + c10::toString(dtype) +
+                " (was the model config or train.dtype changed?)");
+}
+
+// The stored tensor `name` (read whole), checked against the model's shape and dtype.
 const at::Tensor& expect(const TensorMap& tensors, const std::string& name, at::IntArrayRef shape,
                          at::ScalarType dtype, const std::string& file) {
   auto it = tensors.find(name);
   if (it == tensors.end())
     throw Error(file + ": missing tensor " + name + " (a checkpoint of a different model?)");
-  if (it->second.sizes() != shape || it->second.scalar_type() != dtype)
-    throw Error(file + ": tensor " + name + " is " + shape_text(it->second.sizes()) + " " +
-                std::string(c10::toString(it->second.scalar_type())) + "; this model expects " +
-                shape_text(shape) + " " + c10::toString(dtype) +
-                " (was the model config or train.dtype changed?)");
+  expect_shape(it->second.sizes(), it->second.scalar_type(), name, shape, dtype, file);
   return it->second;
+}
+
+// A tensor to fill in place from `file`: its header entry is checked now, the bytes are
+// read when every check of the checkpoint has passed.
+struct PendingRead {
+  const SafetensorsFile* file;
+  std::string name;
+  at::Tensor destination;
+};
+
+PendingRead plan_read(const SafetensorsFile& file, const std::string& name,
+                      const at::Tensor& destination) {
+  const SafetensorsFile::Entry& e = file.entry(name);
+  expect_shape(e.shape, e.dtype, name, destination.sizes(), destination.scalar_type(), file.path());
+  return {&file, name, destination};
 }
 
 }  // namespace
@@ -217,11 +212,12 @@ std::string save_checkpoint(const std::string& dir, const Config& config, Proces
   // filled by the writer and summed over the world so that rank 0 learns them all.
   const int64_t experts = config.moe.num_experts;
   at::Tensor records = at::zeros({experts + 1, 2}, at::kDouble);
+  // Each file is streamed from the live tensors (no copy on the CPU; one tensor at a time
+  // from a GPU). A size is exact in a double up to 2^53 bytes.
   auto record = [&](int64_t row, const std::string& file, const TensorMap& tensors) {
-    const std::string bytes = encode_safetensors(tensors);
-    write_durably((partial / file).string(), bytes);
-    records[row][0] = double(bytes.size());
-    records[row][1] = double(crc32_of(bytes));
+    const FileDigest digest = write_safetensors((partial / file).string(), tensors);
+    records[row][0] = double(digest.bytes);
+    records[row][1] = double(digest.crc32);
     fault::inject(fault::Point::kCheckpointFileWritten, layout.world_rank, state.step);
   };
   torch::optim::AdamW& optimizer = *state.optimizer;
@@ -301,6 +297,27 @@ void mark_best_checkpoint(const std::string& dir, const std::string& folder, dou
   sync_directory(dir);
 }
 
+std::optional<BestCheckpoint> read_best_checkpoint(const std::string& dir, Communicator& world) {
+  std::string line;
+  if (world.rank() == 0) {
+    std::ifstream in(fs::path(dir) / "best");
+    std::getline(in, line);
+  }
+  line = broadcast_text(world, line);
+  // Every rank parses rank 0's line; the folder check is rank 0's to make alike for all.
+  std::istringstream in(line);
+  BestCheckpoint best;
+  int exists = world.rank() == 0 && (in >> best.folder) && fs::exists(fs::path(dir) / best.folder);
+  at::Tensor flag = at::full({1}, int64_t(exists), at::kLong);
+  world.broadcast_(flag, 0);
+  if (flag.item<int64_t>() == 0) return std::nullopt;
+  std::istringstream again(line);
+  if (!(again >> best.folder >> best.value) || best.folder.rfind("step-", 0) != 0)
+    return std::nullopt;
+  best.step = std::strtoll(best.folder.c_str() + 5, nullptr, 10);
+  return best;
+}
+
 std::optional<BestCheckpoint> read_best_checkpoint(const std::string& dir) {
   std::ifstream in(fs::path(dir) / "best");
   BestCheckpoint best;
@@ -314,8 +331,8 @@ std::optional<BestCheckpoint> read_best_checkpoint(const std::string& dir) {
 namespace {
 
 // Reads, verifies and applies this rank's part of the checkpoint; no collectives.
-void load_local_part(const std::string& dir, const Config& config, ProcessGroups& groups,
-                     TrainingState& state) {
+// The checkpoint `latest` names and its manifest's text (rank 0's reads).
+std::pair<std::string, std::string> read_latest(const std::string& dir) {
   const fs::path latest = fs::path(dir) / "latest";
   if (!fs::exists(latest))
     throw Error(latest.string() +
@@ -323,70 +340,58 @@ void load_local_part(const std::string& dir, const Config& config, ProcessGroups
   std::string name;
   std::ifstream(latest) >> name;
   const fs::path folder = fs::path(dir) / name;
-  if (!fs::is_directory(folder))
+  if (name.empty() || !fs::is_directory(folder))
     throw Error(latest.string() + ": names " + name + ", which is not in " + dir +
                 " (deleted by hand?)");
+  return {name, read_all((folder / "manifest.json").string())};
+}
+
+// Reads, verifies and applies this rank's part of checkpoint `name`; no collectives.
+void load_local_part(const std::string& dir, const std::string& name,
+                     const std::string& manifest_text, const Config& config, ProcessGroups& groups,
+                     TrainingState& state) {
+  const fs::path folder = fs::path(dir) / name;
   const std::string manifest_path = (folder / "manifest.json").string();
-  const CheckpointManifest manifest =
-      parse_manifest(read_all(manifest_path), manifest_path, config);
-  // Read and verify everything this rank needs before touching the live state.
+  const CheckpointManifest manifest = parse_manifest(manifest_text, manifest_path, config);
+  // Verify every file this rank needs (size, checksum, every tensor's shape and dtype)
+  // before touching the live state; then read each tensor straight into its place, so
+  // that loading needs no memory beyond the model's own (and one tensor on a GPU).
   const GroupLayout& layout = groups.layout;
-  const std::string replicated_path = (folder / "replicated.safetensors").string();
-  const TensorMap replicated = read_verified(folder, "replicated.safetensors", manifest);
+  const auto replicated = open_verified(folder, "replicated.safetensors", manifest);
   const int64_t first = first_local_expert(config, layout),
                 local = config.moe.num_experts / layout.ep_size;
-  std::vector<TensorMap> experts;
+  std::vector<std::unique_ptr<SafetensorsFile>> experts;
   for (int64_t i = 0; i < local; ++i)
-    experts.push_back(read_verified(folder, expert_file(first + i), manifest));
+    experts.push_back(open_verified(folder, expert_file(first + i), manifest));
 
-  struct Assignment {
-    at::Tensor target;
-    at::Tensor value;
-  };
-  std::vector<Assignment> assignments;
-  std::vector<std::pair<at::Tensor, std::array<at::Tensor, 2>>>
-      moments;  // param, (exp_avg, exp_avg_sq)
+  std::vector<PendingRead> reads;
+  const char* suffixes[3] = {"", "#exp_avg", "#exp_avg_sq"};
   for (const auto& p : state.parameters) {
-    const at::ScalarType dtype = p.tensor.scalar_type();
-    if (p.sharding == Sharding::kReplicated) {
-      std::array<at::Tensor, 3> values;
-      const char* suffixes[3] = {"", "#exp_avg", "#exp_avg_sq"};
-      for (int k = 0; k < 3; ++k)
-        values[k] =
-            expect(replicated, p.name + suffixes[k], p.tensor.sizes(), dtype, replicated_path);
-      assignments.push_back({p.tensor, values[0]});
-      moments.push_back({p.tensor, {values[1], values[2]}});
-      continue;
+    auto& adam = adam_state(*state.optimizer, p.tensor);
+    const std::array<at::Tensor, 3> targets = {p.tensor.detach(), adam.exp_avg(),
+                                               adam.exp_avg_sq()};
+    for (int k = 0; k < 3; ++k) {
+      if (p.sharding == Sharding::kReplicated) {
+        reads.push_back(plan_read(*replicated, p.name + suffixes[k], targets[k]));
+        continue;
+      }
+      for (int64_t i = 0; i < local; ++i)
+        reads.push_back(plan_read(*experts[i], p.name + suffixes[k], targets[k][i]));
     }
-    std::array<std::vector<at::Tensor>, 3> slices;
-    for (int64_t i = 0; i < local; ++i) {
-      const std::string file = (folder / expert_file(first + i)).string();
-      const char* suffixes[3] = {"", "#exp_avg", "#exp_avg_sq"};
-      for (int k = 0; k < 3; ++k)
-        slices[k].push_back(
-            expect(experts[i], p.name + suffixes[k], p.tensor.sizes().slice(1), dtype, file));
-    }
-    assignments.push_back({p.tensor, at::stack(slices[0])});
-    moments.push_back({p.tensor, {at::stack(slices[1]), at::stack(slices[2])}});
   }
-  std::vector<std::pair<at::Tensor, at::Tensor>> buffers;
-  for (size_t i = 0; i < state.moe_layers.size(); ++i) {
+  for (size_t i = 0; i < state.moe_layers.size(); ++i)
     for (const auto& b : state.moe_layers[i]->buffers())
-      buffers.push_back({b.tensor, expect(replicated, moe_key(i, b.name), b.tensor.sizes(),
-                                          b.tensor.scalar_type(), replicated_path)});
-  }
+      reads.push_back(plan_read(*replicated, moe_key(i, b.name), b.tensor));
 
   // All verified: apply.
   c10::NoGradGuard no_grad;
-  for (auto& a : assignments) a.target.copy_(a.value);
-  const int64_t optimizer_step = manifest.optimizer_step;
-  for (auto& [param, pair] : moments) {
-    auto& adam = adam_state(*state.optimizer, param);
-    adam.step(optimizer_step);
-    adam.exp_avg(pair[0].to(param.device(), /*non_blocking=*/false, /*copy=*/true));
-    adam.exp_avg_sq(pair[1].to(param.device(), /*non_blocking=*/false, /*copy=*/true));
+  for (const PendingRead& r : reads) {
+    r.file->read_into(r.name, r.destination);
+    // Written behind autograd's back: whatever caches a cast of this tensor must see it change.
+    r.destination.unsafeGetTensorImpl()->bump_version();
   }
-  for (auto& [buffer, value] : buffers) buffer.copy_(value);
+  for (const auto& p : state.parameters)
+    adam_state(*state.optimizer, p.tensor).step(manifest.optimizer_step);
   state.step = manifest.step;
   state.samples_seen = manifest.samples_seen;
 }
@@ -396,8 +401,17 @@ void load_local_part(const std::string& dir, const Config& config, ProcessGroups
 void load_checkpoint(const std::string& dir, const Config& config, ProcessGroups& groups,
                      TrainingState& state) {
   watchdog::Scope scope("loading the checkpoint");
+  // Which checkpoint, and what it holds, are decisions every rank must share: rank 0 reads
+  // `latest` and the manifest and sends them, since on a shared filesystem right after a
+  // restart separate reads can disagree. Each rank then reads only its own tensor files.
+  std::string name, manifest_text;
+  agree([&] {
+    if (groups.layout.world_rank == 0) std::tie(name, manifest_text) = read_latest(dir);
+  });
+  name = broadcast_text(*groups.world, name);
+  manifest_text = broadcast_text(*groups.world, manifest_text);
   // A file only some ranks read may be bad: the ranks agree, and the first to fail says why.
-  agree([&] { load_local_part(dir, config, groups, state); });
+  agree([&] { load_local_part(dir, name, manifest_text, config, groups, state); });
 }
 
 CheckpointContents read_checkpoint(const std::string& dir) {
@@ -430,9 +444,11 @@ CheckpointContents read_checkpoint(const std::string& dir) {
     throw Error(manifest_path + ": its config: " + e.what());
   }
   contents.manifest = parse_manifest(text, manifest_path, contents.config);
-  contents.replicated = read_verified(folder, "replicated.safetensors", contents.manifest);
+  contents.replicated =
+      open_verified(folder, "replicated.safetensors", contents.manifest)->read_all();
   for (int64_t e = 0; e < contents.config.moe.num_experts; ++e)
-    contents.experts.push_back(read_verified(folder, expert_file(e), contents.manifest));
+    contents.experts.push_back(
+        open_verified(folder, expert_file(e), contents.manifest)->read_all());
   return contents;
 }
 

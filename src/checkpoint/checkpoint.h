@@ -3,6 +3,7 @@
 //
 //   <dir>/step-00000100/
 //     manifest.json               step, data position, layout, config, per-file bytes + crc32
+//                                 (over the whole file, whatever its size)
 //     replicated.safetensors      replicated parameters, their AdamW moments, router biases
 //                                 and random-generator states
 //     expert-00003.safetensors    global expert 3 of every MoE layer, with its AdamW moments
@@ -62,9 +63,14 @@ struct BestCheckpoint {
 };
 void mark_best_checkpoint(const std::string& dir, const std::string& folder, double value);
 std::optional<BestCheckpoint> read_best_checkpoint(const std::string& dir);
+// The same, read by rank 0 of `world` and sent to the others, so that every rank decides
+// alike (collective over world).
+std::optional<BestCheckpoint> read_best_checkpoint(const std::string& dir, Communicator& world);
 
 // Loads <dir>/latest into `state` (parameters, optimizer moments, router state, step,
-// samples_seen). Throws Error naming the file and what is wrong. Collective over the world.
+// samples_seen). Rank 0 reads `latest` and the manifest and sends them; each rank reads and
+// verifies its own tensor files, then reads each tensor straight into its place. Throws
+// Error naming the file and what is wrong. Collective over the world.
 void load_checkpoint(const std::string& dir, const Config& config, ProcessGroups& groups,
                      TrainingState& state);
 

@@ -56,6 +56,12 @@ std::vector<std::string> unrepresentable(const CheckpointContents& c, bool drop_
   if (config.moe.router != RouterKind::kTokenChoice)
     why.push_back("expert-choice routing (moe.router: " + name_of(config.moe.router) +
                   "), where both classes let each token choose its top-k");
+  if (config.moe.topk_groups > 0 && config.moe.topk_groups < config.moe.num_groups)
+    why.push_back(
+        "group-limited routing (moe.topk_groups: " + std::to_string(config.moe.topk_groups) +
+        " of " + std::to_string(config.moe.num_groups) +
+        " groups), which neither class's router has (each picks its top-k among all "
+        "experts)");
   // Training-time noise (moe.noise, its noise gate) and dropout are off at inference: the
   // exported model computes what Triage evaluates.
   if (config.train.loss == Loss::kClassify)
@@ -264,8 +270,9 @@ void write_hf_model(const HfModel& model, const std::string& out_dir, uint64_t m
     if (name.rfind("model", 0) == 0 && name.find(".safetensors") != std::string::npos)
       fs::remove(entry.path());
   }
+  // Each shard is streamed to its file, one tensor at a time.
   if (shards.size() == 1) {
-    write("model.safetensors", encode_safetensors(shards[0], metadata));
+    write_safetensors((fs::path(out_dir) / "model.safetensors").string(), shards[0], metadata);
     return;
   }
   nlohmann::ordered_json index;
@@ -274,7 +281,7 @@ void write_hf_model(const HfModel& model, const std::string& out_dir, uint64_t m
   for (size_t i = 0; i < shards.size(); ++i) {
     char name[64];
     std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
-    write(name, encode_safetensors(shards[i], metadata));
+    write_safetensors((fs::path(out_dir) / name).string(), shards[i], metadata);
     for (const auto& entry : shards[i]) index["weight_map"][entry.first] = name;
   }
   write("model.safetensors.index.json", index.dump(2) + "\n");
@@ -309,7 +316,7 @@ TensorMap read_hf_tensors(const fs::path& dir) {
   TensorMap tensors;
   for (const std::string& file : files) {
     const fs::path path = dir / file;
-    TensorMap part = decode_safetensors(read_text(path), path.string());
+    TensorMap part = SafetensorsFile(path.string()).read_all();
     tensors.insert(part.begin(), part.end());
   }
   return tensors;

@@ -92,5 +92,72 @@ TEST(Safetensors, ReadsAnEmptyTensorWhateverItsOtherSizes) {
   EXPECT_EQ(decode_safetensors(bytes, "e.safetensors").at("w").numel(), 0);
 }
 
+TEST(Safetensors, RefusesTensorDataThatLeavesAGap) {
+  const std::string bytes =
+      file_with_header(R"({"w": {"dtype": "U8", "shape": [2], "data_offsets": [2, 4]}})", 4);
+  EXPECT_EQ(error_of([&] { decode_safetensors(bytes, "e.safetensors"); }),
+            "e.safetensors: tensor data leaves a gap at data offset 0");
+}
+
+TEST(Safetensors, RefusesBytesAfterTheLastTensor) {
+  const std::string bytes =
+      file_with_header(R"({"w": {"dtype": "U8", "shape": [2], "data_offsets": [0, 2]}})", 3);
+  EXPECT_EQ(error_of([&] { decode_safetensors(bytes, "e.safetensors"); }),
+            "e.safetensors: 1 bytes after the last tensor; expected none");
+}
+
+// The CRC-32 check value of the standard (ITU-T V.42, zlib): "123456789" -> 0xCBF43926.
+TEST(Crc32, GivesTheStandardCheckValue) {
+  Crc32 crc;
+  crc.update("123456789", 9);
+  EXPECT_EQ(crc.value(), 0xCBF43926u);
+}
+
+// A file past 4 GiB is checksummed in pieces (zlib takes at most 2^32 - 1 bytes a call).
+// Pieces of 4 bytes over 9 stand in for pieces of 1 GiB over 68 GB: every byte counts, so
+// the value is the whole span's, where one truncated call would cover only `size mod 2^32`.
+TEST(Crc32, CoversEveryByteOfASpanLongerThanOnePiece) {
+  Crc32 pieces(/*max_piece=*/4);
+  pieces.update("123456789", 9);
+  EXPECT_EQ(pieces.value(), 0xCBF43926u);
+  Crc32 split(4);
+  split.update("12345", 5);
+  split.update("6789", 4);
+  EXPECT_EQ(split.value(), 0xCBF43926u);
+}
+
+TEST(SafetensorsFile, StreamedFileEqualsTheInMemoryFormatAndReadsBackBitwise) {
+  at::Generator gen = generator(5);
+  const TensorMap tensors = {{"w", at::randn({3, 5}, gen, at::kDouble)},
+                             {"empty", at::zeros({0, 4}, at::kFloat)},
+                             {"ids", longs({4, -2, 9}, {3})}};
+  const std::string path = write_temp_file("streamed.safetensors", "");
+  const FileDigest digest = write_safetensors(path, tensors);
+  const std::string bytes = encode_safetensors(tensors);
+  EXPECT_EQ(digest.bytes, bytes.size());
+  Crc32 crc;
+  crc.update(bytes.data(), bytes.size());
+  EXPECT_EQ(digest.crc32, crc.value());
+  const SafetensorsFile file(path, digest);
+  for (const auto& [name, tensor] : tensors) {
+    EXPECT_TRUE(at::equal(file.read(name), tensor)) << name;
+    at::Tensor in_place = at::empty_like(tensor);
+    file.read_into(name, in_place);
+    EXPECT_TRUE(at::equal(in_place, tensor)) << name;
+  }
+}
+
+TEST(SafetensorsFile, RefusesAFileWhoseChecksumDiffersFromTheManifest) {
+  const std::string path = write_temp_file("corrupt.safetensors", "");
+  FileDigest digest = write_safetensors(path, {{"x", doubles({1, 2, 3, 4}, {4})}});
+  digest.crc32 ^= 1u;
+  EXPECT_EQ(error_of([&] { SafetensorsFile(path, digest); }),
+            path + ": checksum mismatch: the file is corrupt");
+  digest.bytes += 8;
+  EXPECT_EQ(error_of([&] { SafetensorsFile(path, digest); }),
+            path + ": truncated or overwritten: " + std::to_string(digest.bytes - 8) +
+                " bytes, the manifest says " + std::to_string(digest.bytes));
+}
+
 }  // namespace
 }  // namespace triage
