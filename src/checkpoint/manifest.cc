@@ -3,6 +3,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <string>
+#include <utility>
+
 #include "common/error.h"
 #include "common/json_number.h"
 
@@ -13,6 +16,49 @@ namespace {
 template <class T>
 T integer_at(const nlohmann::json& json, const std::string& key, const std::string& path) {
   return whole_number<T>(json.at(key), path + ": " + key);
+}
+
+// Group-limited routing as a (kept groups, groups) pair; (0, 0) when it limits nothing.
+std::pair<int64_t, int64_t> group_limit(int64_t topk_groups, int64_t num_groups) {
+  if (topk_groups == 0 || topk_groups >= num_groups) return {0, 0};
+  return {topk_groups, num_groups};
+}
+
+// The manifest's recorded config row `key` as an integer; `fallback` where it has none.
+int64_t recorded_integer(const nlohmann::json& json, const std::string& key, int64_t fallback,
+                         const std::string& path) {
+  if (!json.contains("config") || !json["config"].contains(key)) return fallback;
+  const std::string text = json["config"][key].get<std::string>();
+  try {
+    size_t used = 0;
+    const long long value = std::stoll(text, &used);
+    if (used == text.size()) return value;
+  } catch (const std::exception&) {
+  }
+  throw Error(path + ": config " + key + " = \"" + text + "\"; expected a whole number");
+}
+
+// A resume must route as the trained model did. Checkpoints from before num_groups was
+// resolved at load record 0, which meant one group per EP rank of their own layout.
+void check_same_routing(const nlohmann::json& json, const std::string& path, const Config& c) {
+  const int64_t saved_ep = recorded_integer(json, "parallel.expert", 1, path);
+  const int64_t saved_topk = recorded_integer(json, "moe.topk_groups", 0, path);
+  int64_t saved_groups = recorded_integer(json, "moe.num_groups", 0, path);
+  if (saved_groups == 0) saved_groups = saved_ep;
+  const auto saved = group_limit(saved_topk, saved_groups);
+  const auto live = group_limit(c.moe.topk_groups, c.moe.num_groups);
+  if (saved == live) return;
+  auto text = [](std::pair<int64_t, int64_t> limit) {
+    return limit.first == 0 ? std::string("no group limit")
+                            : "the best " + std::to_string(limit.first) + " of " +
+                                  std::to_string(limit.second) + " expert groups";
+  };
+  throw Error(path + ": the model routes each token within " + text(saved) +
+              "; this run would "
+              "route within " +
+              text(live) + " (moe.topk_groups, moe.num_groups); set them to " +
+              std::to_string(saved.first) + " and " + std::to_string(saved.second) +
+              " to continue this model");
 }
 
 }  // namespace
@@ -39,6 +85,7 @@ CheckpointManifest parse_manifest(const std::string& text, const std::string& pa
     if (m.dtype != name_of(config.train.dtype))
       throw Error(path + ": dtype = \"" + m.dtype + "\"; expected train.dtype (" +
                   name_of(config.train.dtype) + ")");
+    check_same_routing(json, path, config);
     m.step = integer_at<int64_t>(json, "step", path);
     m.samples_seen = integer_at<int64_t>(json, "samples_seen", path);
     m.optimizer_step = integer_at<int64_t>(json, "optimizer_step", path);

@@ -240,13 +240,16 @@ void validate(const Config& c) {
             ") whose removal leaves at least moe.top_k experts");
   check(c.moe.max_receive_factor == 0 || c.moe.max_receive_factor >= 1, "moe.max_receive_factor",
         format_value(c.moe.max_receive_factor), "0 (unbounded) or at least 1 (the balanced share)");
+  check(c.moe.expert_gemm != ExpertGemm::kGrouped || c.moe.exchange_chunks == 1, "moe.expert_gemm",
+        format_value(c.moe.expert_gemm),
+        "loop or auto when moe.exchange_chunks > 1 (the grouped GEMM exchanges every row at "
+        "once; chunks are the loop path's)");
   check(c.moe.top_k <= c.moe.num_experts, "moe.top_k", format_value(c.moe.top_k),
         "at most moe.num_experts (" + std::to_string(c.moe.num_experts) + ")");
   if (c.moe.topk_groups > 0) {
-    const int64_t groups = c.moe.num_groups > 0 ? c.moe.num_groups : c.parallel.expert;
+    const int64_t groups = c.moe.num_groups;  // resolved: never 0 here
     check(c.moe.num_experts % groups == 0, "moe.num_groups", format_value(c.moe.num_groups),
-          "a divisor of moe.num_experts (" + std::to_string(c.moe.num_experts) +
-              "); 0 means one group per EP rank (" + std::to_string(groups) + ")");
+          "a divisor of moe.num_experts (" + std::to_string(c.moe.num_experts) + ")");
     check(c.moe.topk_groups <= groups, "moe.topk_groups", format_value(c.moe.topk_groups),
           "at most the number of groups (" + std::to_string(groups) + ")");
     check(c.moe.top_k <= c.moe.topk_groups * (c.moe.num_experts / groups), "moe.top_k",
@@ -401,9 +404,15 @@ RoutingOverride parse_routing_override(const std::string& text) {
   return r;
 }
 
+// num_groups 0 becomes a number once, here: one group per EP rank of the stated layout.
+void resolve_num_groups(Config& c) {
+  if (c.moe.topk_groups > 0 && c.moe.num_groups == 0) c.moe.num_groups = c.parallel.expert;
+}
+
 Config default_config(const std::vector<std::string>& overrides) {
   Config config;
   apply_overrides(config, overrides);
+  resolve_num_groups(config);
   validate(config);
   return config;
 }
@@ -453,6 +462,7 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
     }
   }
   apply_overrides(config, overrides);
+  resolve_num_groups(config);
   validate(config);
   return config;
 }

@@ -93,10 +93,12 @@ struct MoeConfig {
   BalanceLossType balance_loss_type = BalanceLossType::kSwitch;
   double z_loss_coef = 0.001;  // beta of the router z-loss
   // Group-limited routing (DeepSeek-V2/V3): experts form num_groups equal groups of
-  // consecutive ids (0: one group per EP rank, so a group is a rank's experts); each token
-  // keeps its topk_groups best groups, scored by the sum of its two best selection scores in
-  // each, and picks top_k among their experts. It bounds the ranks a token travels to.
-  // topk_groups 0 = no limit.
+  // consecutive ids; each token keeps its topk_groups best groups, scored by the sum of its
+  // two best selection scores in each, and picks top_k among their experts. It bounds the
+  // ranks a token travels to. topk_groups 0 = no limit. num_groups 0 in a file means one
+  // group per EP rank of the stated parallel.expert; loading resolves it to that number,
+  // so the routing is the model's, never the live layout's (a resume or a tool at another
+  // EP size routes alike).
   int64_t num_groups = 0;
   int64_t topk_groups = 0;
   // Aux-loss-free balancing (DeepSeek-V3): a per-expert bias added to the scores only to
@@ -105,12 +107,14 @@ struct MoeConfig {
   double bias_update_rate = 0.001;
   // How experts multiply: grouped (one ATen grouped GEMM over all experts, at::_grouped_mm;
   // shapes must be 16-byte aligned), loop (one GEMM per expert), or auto (grouped on CUDA
-  // where the shapes allow it, else loop). Both give the same results.
+  // where the shapes allow it, else loop). Both give the same results. The grouped GEMM
+  // takes all rows at once: with exchange_chunks > 1 auto takes the loop path and grouped
+  // is refused.
   ExpertGemm expert_gemm = ExpertGemm::kAuto;
   // The expert-parallel exchange in this many pieces (groups of each rank's local experts,
   // at most their number): experts compute on one piece while the next travels, and each
   // piece's outputs start home as soon as they are ready. Results are the same bit for bit
-  // for any value (the loop path; the grouped path exchanges whole).
+  // for any value (the loop path; the grouped GEMM exchanges whole, so it is not used).
   int64_t exchange_chunks = 1;
   // Which blocks get an MoE FFN: none of the first `first_dense_layers`, then every
   // `every_n_layers`-th block (1 = all of the rest); the others get a dense FFN of d_ff.

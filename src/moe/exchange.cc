@@ -51,7 +51,10 @@ Dispatched dispatch(const at::Tensor& x_TD, const at::Tensor& experts_TK, const 
 
 at::Tensor expert_outputs(const at::Tensor& x_RD, const DispatchPlan& plan, const Experts& experts,
                           Communicator& ep, const InFlightWork& while_in_flight) {
-  if (!experts.uses_grouped_gemm(x_RD))
+  // The grouped GEMM takes every row at once, so it has no chunked pipeline and no self
+  // bypass: with moe.exchange_chunks > 1 auto takes the loop path (and grouped is refused).
+  const int64_t chunks = int64_t(plan.layout.chunks.size());
+  if (!experts.uses_grouped_gemm(x_RD, chunks))
     return experts.forward_across(x_RD, plan.layout, ep, while_in_flight);
   // The router's backward runs after the packing's (autograd runs later nodes first).
   at::Tensor x_SD = [&] {

@@ -49,8 +49,9 @@ class Experts {
   at::Tensor forward_across(const at::Tensor& x_RD, const ExpertLayout& layout, Communicator& ep,
                             const std::function<void()>& while_in_flight = {}) const;
 
-  // Whether forward(x_RD, ...) takes the grouped GEMM path (setting, device, alignment).
-  bool uses_grouped_gemm(const at::Tensor& x_RD) const;
+  // Whether forward(x_RD, ...) takes the grouped GEMM path (setting, device, alignment, and
+  // an exchange in one piece: the chunked pipeline is the loop path's).
+  bool uses_grouped_gemm(const at::Tensor& x_RD, int64_t exchange_chunks = 1) const;
 
   int64_t num_experts() const { return w_out_EHD_.size(0); }
   int64_t first_expert() const { return first_expert_; }

@@ -41,9 +41,14 @@ MoeLayer::MoeLayer(const MoeConfig& config, int64_t d_model, at::ScalarType dtyp
       ep_(ep),
       balance_group_(balance_group ? balance_group : ep),
       router_(config, d_model, dtype, at::make_generator<at::CPUGeneratorImpl>(seed),
-              config.num_groups > 0 ? config.num_groups : ep_size_),
+              std::max<int64_t>(1, config.num_groups)),
       experts_(ep ? ep->rank() * local_experts(config, ep) : 0, local_experts(config, ep), d_model,
                config.d_expert, config.expert_type, dtype, seed, config.expert_gemm) {
+  // A layer's routing is its model's, whatever the layout it runs on (load_config resolves
+  // num_groups 0 to the stated EP size).
+  TRIAGE_ASSERT(config.topk_groups == 0 || config.num_groups > 0,
+                "moe.topk_groups " << config.topk_groups
+                                   << " with moe.num_groups 0: resolve it to a number first");
   if (routing_override_.kind == RoutingOverride::Kind::kReplay)
     routing_override_.replay_loads =
         load_replay_loads(routing_override_.run_dir, config.num_experts);

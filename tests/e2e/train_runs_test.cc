@@ -4,6 +4,8 @@
 //             EP 2: every step's losses and gradient norm agree to 1e-9 relative
 //   resume    a run stopped after 3 steps and resumed equals an uninterrupted run, bitwise
 //   reshard   a checkpoint saved at EP 4 and resumed at EP 2 and EP 1 continues the EP-4 run
+//   groups    a group-limited model trained at EP 4, resumed at EP 2 and EP 1: same curve,
+//             and `triage logits` of the final checkpoints equal in float64
 //   accumulate  2 micro-batches of 4 sequences per step train like 1 batch of 8
 //   multinode the tiny config on 2 virtual hosts over TCP follows the one-host curve (run by
 //             the multinode test in tests/multinode, not on its own)
@@ -14,6 +16,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -88,6 +91,41 @@ TEST(TrainRuns, MultiNodeRunEqualsTheSingleHostRun) {
   // The same reductions in the same order; only the transport differs (TCP between hosts
   // instead of shared memory), and MPI may pick another summation order for it: 1e-12.
   expect_same_curve("multinode_two_hosts", "layout_world4_ep4", 1e-12);
+}
+
+// The float64 tensor `name` of a safetensors file (8-byte header length, JSON, raw data).
+std::vector<double> stored_doubles(const std::string& path, const std::string& name) {
+  std::ifstream in(path, std::ios::binary);
+  EXPECT_TRUE(in.good()) << "missing " << path;
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (bytes.size() < 8) return {};
+  uint64_t length = 0;
+  for (int i = 0; i < 8; ++i) length |= uint64_t(uint8_t(bytes[size_t(i)])) << (8 * i);
+  const json entry = json::parse(bytes.substr(8, length)).at(name);
+  EXPECT_EQ(entry.at("dtype"), "F64") << path;
+  const uint64_t begin = entry["data_offsets"][0], end = entry["data_offsets"][1];
+  std::vector<double> values((end - begin) / sizeof(double));
+  std::memcpy(values.data(), bytes.data() + 8 + length + begin, end - begin);
+  return values;
+}
+
+TEST(TrainRuns, GroupLimitedModelResumedAtEp2AndEp1RoutesAsTrained) {
+  expect_same_curve("groups_resumed_at_ep2", "groups_source", 1e-9, 5);
+  expect_same_curve("groups_resumed_at_ep1", "groups_source", 1e-9, 5);
+  const std::vector<double> want =
+      stored_doubles(runs_dir() + "/groups_source/logits.safetensors", "logits");
+  ASSERT_FALSE(want.empty());
+  for (const char* run : {"groups_resumed_at_ep2", "groups_resumed_at_ep1"}) {
+    const std::vector<double> got =
+        stored_doubles(runs_dir() + "/" + run + "/logits.safetensors", "logits");
+    ASSERT_EQ(got.size(), want.size()) << run;
+    double worst = 0, largest = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+      worst = std::max(worst, std::abs(got[i] - want[i]));
+      largest = std::max(largest, std::abs(want[i]));
+    }
+    EXPECT_LT(worst / largest, 1e-9) << run << ": logits differ from the EP-4 model's";
+  }
 }
 
 TEST(TrainRuns, AccumulatedMicroBatchesMakeTheSameStepAsOneBatch) {
@@ -169,8 +207,8 @@ TEST(TrainRuns, RoutingOverridesFollowTheOneRankCurveOnEveryLayout) {
 }
 
 TEST(TrainRuns, RoutingSchemesFollowTheOneRankCurveOnEveryLayout) {
-  for (const std::string scheme :
-       {"groups", "sequence_balance", "sequence_routing", "expert_choice", "jitter", "shazeer"})
+  for (const std::string scheme : {"groups", "sequence_balance", "sequence_routing",
+                                   "expert_choice", "jitter", "shazeer", "dropout"})
     for (const char* layout : {"world4_ep4", "world4_ep2"})
       expect_same_curve("scheme_" + scheme + "_" + layout, "scheme_" + scheme + "_world1_ep1",
                         1e-9);

@@ -327,7 +327,8 @@ TEST(ExpertParallelLayer, Bf16AutocastSendsBf16RowsAndMatchesOneRankWithinBf16Pr
 // equals the reference, and every token's rows go to a single EP rank.
 TEST(ExpertParallelLayer, GroupLimitedRoutingMatchesOneRankAndSendsEachTokenToOneRank) {
   MoeConfig config = layer_config("sigmoid", 2, 0.0, "global");
-  config.topk_groups = 1;  // num_groups 0: one group per EP rank
+  config.topk_groups = 1;
+  config.num_groups = g_ep_size;  // one group per EP rank
   expect_ep_matches_reference(config, ReferenceShards::kPerEpGroup);
 
   ProcessGroups groups = groups_for(config);

@@ -289,11 +289,30 @@ INSTANTIATE_TEST_SUITE_P(
                   "{}:2: moe.balance_loss_type = cv_squared: expected switch unless moe.noise is "
                   "shazeer with token_choice and a batch-scope loss (the load estimate is the "
                   "noise's)"},
+        BadConfig{"GroupedGemmWithAChunkedExchange",
+                  "moe:\n  expert_gemm: grouped\n  exchange_chunks: 2\n",
+                  {},
+                  "{}:2: moe.expert_gemm = grouped: expected loop or auto when "
+                  "moe.exchange_chunks > 1 (the grouped GEMM exchanges every row at once; chunks "
+                  "are the loop path's)"},
         BadConfig{"SetMakesTopKInconsistent",
                   "moe:\n  num_experts: 4\n",
                   {"moe.top_k=8"},
                   "--set moe.top_k=8: moe.top_k = 8: expected at most moe.num_experts (4)"}),
     [](const testing::TestParamInfo<BadConfig>& info) { return info.param.name; });
+
+// A model's routing is fixed when its config is read: num_groups 0 becomes the stated EP
+// size, so a tool or resume at another layout routes within the same groups.
+TEST(Config, NumGroupsZeroIsResolvedToTheStatedExpertParallelSize) {
+  const std::string path = write_config(
+      "groups.yaml", "moe:\n  num_experts: 8\n  topk_groups: 2\nparallel:\n  expert: 4\n");
+  EXPECT_EQ(load_config(path).moe.num_groups, 4);
+  // At another EP size the recorded number stands (the checkpoint's config rows say 4).
+  EXPECT_EQ(default_config(
+                {"moe.num_experts=8", "moe.topk_groups=2", "moe.num_groups=4", "parallel.expert=2"})
+                .moe.num_groups,
+            4);
+}
 
 TEST(Config, MissingFileIsNamed) {
   EXPECT_EQ(load_error("/nonexistent/triage.yaml"),

@@ -43,5 +43,31 @@ TEST(Manifest, FractionalOrHugeSizesAreRefusedWithOneLine) {
   }
 }
 
+// A manifest of a model saved with these config rows (the keys routing depends on).
+std::string manifest_with_config(const std::string& rows) {
+  return R"({"format": "triage-checkpoint-1", "num_experts": 8, "dtype": "float32", "step": 8,
+             "samples_seen": 64, "optimizer_step": 8, "files": {}, "config": {)" +
+         rows + "}}";
+}
+
+TEST(Manifest, ResumeThatWouldRouteWithinOtherGroupsIsRefused) {
+  const Config two_groups = default_config(
+      {"moe.num_experts=8", "moe.topk_groups=2", "moe.num_groups=2", "parallel.expert=2"});
+  const std::string saved = manifest_with_config(
+      R"("moe.topk_groups": "2", "moe.num_groups": "4", "parallel.expert": "4")");
+  EXPECT_EQ(error_of([&] { parse_manifest(saved, "m.json", two_groups); }),
+            "m.json: the model routes each token within the best 2 of 4 expert groups; this run "
+            "would route within no group limit (moe.topk_groups, moe.num_groups); set them to 2 "
+            "and 4 to continue this model");
+}
+
+TEST(Manifest, OlderCheckpointsNumGroupsZeroMeansTheirOwnExpertParallelSize) {
+  const Config four_groups = default_config(
+      {"moe.num_experts=8", "moe.topk_groups=2", "moe.num_groups=4", "parallel.expert=1"});
+  const std::string saved = manifest_with_config(
+      R"("moe.topk_groups": "2", "moe.num_groups": "0", "parallel.expert": "4")");
+  EXPECT_EQ(parse_manifest(saved, "m.json", four_groups).step, 8);
+}
+
 }  // namespace
 }  // namespace triage
