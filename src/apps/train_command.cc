@@ -5,10 +5,12 @@
 #include <vector>
 
 #include "apps/commands.h"
+#include "common/exit_codes.h"
 #include "config/config.h"
 #include "parallel/agreement.h"
 #include "parallel/mpi_environment.h"
 #include "parallel/nccl_communicator.h"
+#include "parallel/watchdog.h"
 #include "train/preemption.h"
 #include "train/trainer.h"
 
@@ -53,21 +55,27 @@ Command add_train_command(CLI::App& app) {
           "N"));
   return {
       sub, [args] {
-        MpiEnvironment mpi(nullptr, nullptr);
-        // Early, so that a preemption signal during start-up stops the run at its first
-        // step boundary instead of killing it.
+        // First, so that a preemption signal during start-up (MPI_Init included) stops the
+        // run at its first step boundary instead of killing it.
         preemption::install_handlers();
+        MpiEnvironment mpi(nullptr, nullptr);
+        // Start-up is watched from here on, at the default timeout until the config says.
+        watchdog::start(Config().train.collective_timeout_s, mpi.world_rank(), mpi.world_size());
         try {
           Config config;
-          agree([&] { config = load_config(args->config_path, args->overrides); });
+          {
+            watchdog::Scope phase("start-up: reading the config");
+            agree([&] { config = load_config(args->config_path, args->overrides); });
+          }
           TrainOptions options = args->options;
           options.gpu_communicator = [timeout = config.train.collective_timeout_s](MPI_Comm comm) {
             return make_nccl_communicator(comm, timeout);
           };
           const TrainResult result = train(config, options);
-          return result == TrainResult::kPreempted ? preemption::kExitPreempted : 0;
+          return result == TrainResult::kPreempted ? exit_code::kPreempted : exit_code::kDone;
         } catch (const ReportedFailure&) {
-          return 1;  // printed once already; MPI shuts down cleanly on every rank
+          return exit_code::kBadInput;  // printed once already; MPI shuts down cleanly on every
+                                        // rank
         }
       }};
 }

@@ -1,12 +1,15 @@
 // `triage`: the single Triage executable. Subcommands live in *_command.cc files.
-// Exit codes: 0 success, 1 a user error (bad config, file, ...), 2 a bad command line,
-// 3 an internal error (a bug: please report it).
+// Exit codes: the table in common/exit_codes.h, which ./launch/run and the README share.
+#include <c10/util/Exception.h>
+
 #include <iostream>
 #include <vector>
 
 #include "apps/commands.h"
 #include "common/allocator.h"
+#include "common/check.h"
 #include "common/error.h"
+#include "common/exit_codes.h"
 #include "parallel/mpi_environment.h"
 
 int main(int argc, char** argv) {
@@ -25,7 +28,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
     std::cerr << "triage: " << e.what() << " (see triage --help)\n";
-    return 2;
+    return triage::exit_code::kBadCommandLine;
   }
   // In an MPI job a failing rank aborts every rank, so none is left waiting in a collective.
   auto fail = [](const std::string& message, int exit_code) {
@@ -37,9 +40,15 @@ int main(int argc, char** argv) {
     for (auto& [subcommand, run] : commands)
       if (subcommand->parsed()) return run();
   } catch (const triage::Error& e) {
-    return fail(std::string("error: ") + e.what(), 1);
+    return fail(std::string("error: ") + e.what(), triage::exit_code::kBadInput);
+  } catch (const triage::LibraryCallFailed& e) {  // CUDA, NCCL or MPI: the device or network
+    return fail(std::string("error: ") + e.what(), triage::exit_code::kDeviceError);
+  } catch (const c10::AcceleratorError& e) {  // a CUDA fault LibTorch saw first
+    return fail(std::string("error: ") + e.what_without_backtrace(),
+                triage::exit_code::kDeviceError);
   } catch (const std::exception& e) {  // a bug, not the user's mistake: say so
-    return fail(std::string("triage: internal error: ") + e.what(), 3);
+    return fail(std::string("triage: internal error: ") + e.what(),
+                triage::exit_code::kInternalError);
   }
-  return 2;
+  return triage::exit_code::kBadCommandLine;
 }

@@ -1,6 +1,6 @@
 // The check macros for every library call that can fail: each runs the call and, on
-// failure, throws std::runtime_error with the library, the call as written, file, line and
-// the library's own error text.
+// failure, throws LibraryCallFailed (a std::runtime_error) with the library, the call as written,
+// file, line and the library's own error text.
 //   TRIAGE_MPI_CHECK(MPI_...)    (the parallel layer installs MPI_ERRORS_RETURN, so that MPI
 //                                 failures reach it instead of MPI's default abort)
 //   TRIAGE_CUDA_CHECK(cuda...)   CUDA runtime calls
@@ -12,15 +12,25 @@
 #include <stdexcept>
 #include <string>
 
-namespace triage::detail {
+namespace triage {
+
+// A failed CUDA, NCCL or MPI call: a device or transport fault, not the user's input, so
+// the program exits with exit_code::kDeviceError (restartable) rather than as a bug.
+class LibraryCallFailed : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+namespace detail {
 
 [[noreturn]] inline void call_failed(const char* library, const char* call, const char* file,
                                      int line, const std::string& why) {
-  throw std::runtime_error(std::string(library) + " error: " + call + " at " + file + ":" +
-                           std::to_string(line) + ": " + why);
+  throw LibraryCallFailed(std::string(library) + " error: " + call + " at " + file + ":" +
+                          std::to_string(line) + ": " + why);
 }
 
-}  // namespace triage::detail
+}  // namespace detail
+}  // namespace triage
 
 #define TRIAGE_MPI_CHECK(call)                                                          \
   do {                                                                                  \

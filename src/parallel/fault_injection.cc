@@ -28,11 +28,12 @@ Fault parse() {
   const char* text = std::getenv("TRIAGE_FAULT");
   if (!text || !*text) return f;
   static const std::regex kForm(
-      R"((stall|exit|exit_in_checkpoint):rank=(\d{1,6}):step=(\d{1,12}))");
+      R"((stall|exit|exit_in_checkpoint|stall_in_startup):rank=(\d{1,6}):step=(\d{1,12}))");
   std::cmatch m;
   if (!std::regex_match(text, m, kForm))
     throw Error(std::string("TRIAGE_FAULT = ") + text +
-                ": expected stall|exit|exit_in_checkpoint:rank=R:step=S (a testing tool)");
+                ": expected stall|exit|exit_in_checkpoint|stall_in_startup:rank=R:step=S (a "
+                "testing tool)");
   f.active = true;
   f.kind = m[1];
   f.rank = std::stoi(m[2]);
@@ -46,12 +47,15 @@ void inject(Point point, int rank, int64_t step) {
   static const Fault fault = parse();
   if (!fault.active || fault.rank != rank || fault.step != step) return;
   const bool at_step = point == Point::kStepStart;
-  if (fault.kind == "stall" && at_step) {
-    watchdog::Scope scope("stalled by TRIAGE_FAULT at step " + std::to_string(step));
-    std::cerr << "[rank " << rank << "] TRIAGE_FAULT: stalling at step " << step << std::endl;
+  if ((fault.kind == "stall" && at_step) ||
+      (fault.kind == "stall_in_startup" && point == Point::kStartup)) {
+    const std::string where = at_step ? "at step " + std::to_string(step) : "in start-up";
+    watchdog::Scope scope("stalled by TRIAGE_FAULT " + where);
+    std::cerr << "[rank " << rank << "] TRIAGE_FAULT: stalling " << where << std::endl;
     for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
   }
-  if ((fault.kind == "exit" && at_step) || (fault.kind == "exit_in_checkpoint" && !at_step)) {
+  if ((fault.kind == "exit" && at_step) ||
+      (fault.kind == "exit_in_checkpoint" && point == Point::kCheckpointFileWritten)) {
     std::cerr << "[rank " << rank << "] TRIAGE_FAULT: exiting at step " << step << std::endl;
     _exit(kInjectedExitCode);
   }

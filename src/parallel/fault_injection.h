@@ -5,13 +5,15 @@
 //   TRIAGE_FAULT=exit:rank=R:step=S                rank R exits (code 9, no clean-up) then
 //   TRIAGE_FAULT=exit_in_checkpoint:rank=R:step=S  rank R exits after writing its first
 //                                                  file of the checkpoint of step S
+//   TRIAGE_FAULT=stall_in_startup:rank=R:step=0    rank R stops (sleeps) while start-up
+//                                                  loads the data, as on a stale mount
 #pragma once
 
 #include <cstdint>
 
 namespace triage::fault {
 
-enum class Point { kStepStart, kCheckpointFileWritten };
+enum class Point { kStartup, kStepStart, kCheckpointFileWritten };
 
 constexpr int kInjectedExitCode = 9;
 

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "common/check.h"
+#include "common/exit_codes.h"
 
 namespace triage {
 
@@ -32,7 +33,8 @@ MpiEnvironment::MpiEnvironment(int* argc, char*** argv) {
   TRIAGE_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &world_size_));
   g_world_rank = world_rank_;
   // An exception escaping any thread ends the whole job, not just this rank.
-  std::set_terminate([] { abort_job("terminated by an uncaught exception", 3); });
+  std::set_terminate(
+      [] { abort_job("terminated by an uncaught exception", exit_code::kInternalError); });
 }
 
 MpiEnvironment::~MpiEnvironment() {

@@ -18,8 +18,10 @@
 
 #include "common/check.h"
 #include "common/error.h"
+#include "common/exit_codes.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/mpi_environment.h"
+#include "parallel/watchdog.h"
 
 namespace triage {
 namespace {
@@ -74,6 +76,8 @@ class NcclCommunicator : public Communicator {
       : host_(make_mpi_communicator(comm)),
         stream_(c10::cuda::getStreamFromPool(/*isHighPriority=*/true)),
         timeout_s_(timeout_s) {
+    // Watched like a collective: a bootstrap that never completes ends the job.
+    watchdog::InCollective in_flight("NCCL communicator creation");
     ncclUniqueId id;
     if (host_->rank() == 0) TRIAGE_NCCL_CHECK(ncclGetUniqueId(&id));
     at::Tensor id_bytes = at::empty({int64_t(sizeof id)}, at::kByte);
@@ -269,7 +273,9 @@ class NcclCommunicator : public Communicator {
                   : "did not finish in " + std::to_string(int(timeout_s_)) +
                         " s (train.collective_timeout_s); a peer rank is stuck or gone";
           ncclCommAbort(comm_);
-          abort_job(std::string("error: NCCL ") + front.what + " " + reason, 1);
+          const bool timed_out = !cuda_failed && async == ncclSuccess;
+          abort_job(std::string("error: NCCL ") + front.what + " " + reason,
+                    timed_out ? exit_code::kCollectiveTimeout : exit_code::kDeviceError);
         }
         break;  // the oldest is still running; check again later
       }

@@ -5,14 +5,16 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <memory>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -28,8 +30,12 @@ struct State {
   std::vector<std::string> labels;
   const char* collective = nullptr;  // in flight, or nullptr
   Clock::time_point collective_since;
-  // The watching thread.
-  std::thread thread;
+  // The watching thread, and the one that writes this rank's status file.
+  std::thread thread, writer;
+  double timeout_s = 600;
+  double period_s = 0.5;
+  std::string dir;  // status files, "" while none are kept
+  int rank = 0, world_size = 1;
   std::condition_variable wake;
   bool stopping = false;
 };
@@ -51,70 +57,80 @@ std::string status_path(const std::string& dir, int rank) {
   return dir + "/" + name;
 }
 
-// "<unix seconds> <what>": written to a temporary file and renamed, so readers never see
-// half a line.
-void write_status(const std::string& dir, int rank, const std::string& what) {
+// "<beat> <what>": beat counts this rank's writes, so a reader tells a live rank from a
+// dead one by seeing it move, with no clock shared across hosts. Written to a temporary
+// file and renamed, so readers never see half a line.
+void write_status(const std::string& dir, int rank, uint64_t beat, const std::string& what) {
   const std::string path = status_path(dir, rank);
   {
     std::ofstream out(path + ".tmp");
-    out << std::time(nullptr) << " " << what << "\n";
+    out << beat << " " << what << "\n";
   }
   std::error_code ignored;
   std::filesystem::rename(path + ".tmp", path, ignored);
 }
 
-// Another rank's last status, from its file.
+// Another rank's status, read twice a few write periods apart.
 struct PeerStatus {
-  bool known = false;  // the file exists and parses
-  std::time_t age_s = 0;
+  bool known = false;    // the file exists and parses
+  bool beating = false;  // its beat moved between the two reads: its process is alive
   std::string what;
-  // Waiting in a collective, with a status fresher than two periods: alive and stuck too.
-  bool waiting_and_alive() const { return known && what.rfind("in ", 0) == 0 && age_s <= 2; }
+  // Waiting in a collective and alive: stuck behind someone else, like this rank.
+  bool waiting_and_alive() const { return known && beating && what.rfind("in ", 0) == 0; }
 };
 
-PeerStatus read_status(const std::string& dir, int rank) {
-  PeerStatus status;
+bool read_line(const std::string& dir, int rank, uint64_t& beat, std::string& what) {
   std::ifstream in(status_path(dir, rank));
-  std::time_t when = 0;
-  if (in >> when && std::getline(in >> std::ws, status.what)) {
-    status.known = true;
-    status.age_s = std::time(nullptr) - when;
+  return bool(in >> beat) && bool(std::getline(in >> std::ws, what));
+}
+
+std::vector<PeerStatus> read_statuses(const std::string& dir, const std::vector<int>& ranks,
+                                      double write_period_s) {
+  if (ranks.empty()) return {};
+  std::vector<uint64_t> first(ranks.size(), 0);
+  std::vector<bool> seen(ranks.size(), false);
+  std::string ignored;
+  for (size_t i = 0; i < ranks.size(); ++i) seen[i] = read_line(dir, ranks[i], first[i], ignored);
+  // A live rank writes at least once in any 2 periods.
+  std::this_thread::sleep_for(std::chrono::duration<double>(2 * write_period_s));
+  std::vector<PeerStatus> out(ranks.size());
+  for (size_t i = 0; i < ranks.size(); ++i) {
+    uint64_t beat = 0;
+    out[i].known = read_line(dir, ranks[i], beat, out[i].what);
+    out[i].beating = out[i].known && (!seen[i] || beat != first[i]);
   }
-  return status;
+  return out;
 }
 
-std::string others_text(const std::string& dir, int rank, int world_size) {
-  if (dir.empty()) return "";
-  std::ostringstream out, suspects;
-  for (int r = 0; r < world_size; ++r) {
-    if (r == rank) continue;
-    const PeerStatus peer = read_status(dir, r);
-    if (peer.known)
-      out << "; rank " << r << " (" << peer.age_s << " s ago): " << peer.what;
-    else
-      out << "; rank " << r << ": no status file";
-    // Not waiting in a collective, or silent for longer than a status period: suspect.
-    if (!peer.waiting_and_alive()) suspects << (suspects.tellp() > 0 ? ", " : "") << r;
-  }
-  const std::string named = suspects.str();
-  return (named.empty() ? "" : "; look at rank(s) " + named) + out.str();
+// Ranks that may report a timeout for everyone: the lowest few. A waiting rank defers to a
+// lower one of them that is waiting and alive, so a timeout is explained once; reading at
+// most this many files keeps a timeout at 1,000 ranks from making a million reads.
+constexpr int kReporters = 4;
+
+// Runs `work` on a helper thread and waits for it at most `limit_s`: a hung filesystem
+// must not stop a rank from ending the job. Returns whether it finished.
+bool within(double limit_s, const std::function<void()>& work) {
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  std::thread([work, done] {
+    work();
+    done->store(true);
+  }).detach();
+  const auto until = Clock::now() + std::chrono::duration<double>(limit_s);
+  while (!done->load() && Clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  return done->load();
 }
 
-// Whether a lower rank is also waiting in a collective and alive: then that rank reports,
-// and this one stays quiet for a grace period, so a timeout is explained once rather than
-// once per waiting rank.
-bool lower_rank_will_report(const std::string& dir, int rank) {
-  for (int r = 0; r < rank; ++r)
-    if (read_status(dir, r).waiting_and_alive()) return true;
-  return false;
-}
-
-void watch(double timeout_s, std::string dir, int rank, int world_size) {
+// Writes this rank's status every write period on its own thread, off the watching
+// thread's path: a slow or hung filesystem delays the file, never the timeout.
+void write_statuses() {
   State& s = state();
+  const std::string dir = s.dir;
+  const int rank = s.rank;
+  const double period_s = s.period_s;
+  uint64_t beat = 0;
   std::unique_lock<std::mutex> lock(s.mutex);
   while (!s.stopping) {
-    s.wake.wait_for(lock, std::chrono::milliseconds(500));
-    if (s.stopping) break;
     const std::string label = joined(s.labels);
     const char* collective = s.collective;
     const double waited =
@@ -123,22 +139,70 @@ void watch(double timeout_s, std::string dir, int rank, int world_size) {
     const std::string what = collective ? "in " + std::string(collective) + " for " +
                                               std::to_string(int(waited)) + " s: " + label
                                         : "working: " + label;
-    if (!dir.empty()) write_status(dir, rank, what);
-    constexpr double kGrace = 5.0;  // for a lower rank to report and mpirun to end the job
-    // Other ranks' files are read only once this rank has timed out.
-    const bool timed_out = collective && waited > timeout_s;
-    const bool defer = timed_out && !dir.empty() && waited <= timeout_s + kGrace &&
-                       lower_rank_will_report(dir, rank);
-    if (timed_out && !defer) {
-      std::ostringstream message;
-      message << "[rank " << rank << "] error: collective timeout: " << collective << " at '"
-              << label << "' not done after " << int(waited)
-              << " s (train.collective_timeout_s = " << timeout_s << "); a rank stopped taking part"
-              << others_text(dir, rank, world_size) << "\n";
-      std::cerr << message.str() << std::flush;
-      _exit(kExitCollectiveTimeout);
-    }
+    write_status(dir, rank, ++beat, what);
     lock.lock();
+    s.wake.wait_for(lock, std::chrono::duration<double>(period_s));
+  }
+}
+
+void watch() {
+  State& s = state();
+  std::unique_lock<std::mutex> lock(s.mutex);
+  while (!s.stopping) {
+    s.wake.wait_for(lock, std::chrono::milliseconds(500));
+    if (s.stopping) break;
+    const double timeout_s = s.timeout_s, period_s = s.period_s;
+    const std::string dir = s.dir;
+    const int rank = s.rank, world_size = s.world_size;
+    // The timeout is checked first, from memory only.
+    const char* collective = s.collective;
+    const double waited =
+        collective ? std::chrono::duration<double>(Clock::now() - s.collective_since).count() : 0.0;
+    if (!collective || waited <= timeout_s) continue;
+    const std::string label = joined(s.labels);
+    lock.unlock();
+    // Peers' files are read only now, bounded in time and in how many.
+    std::string others;
+    bool defer = false;
+    if (!dir.empty()) {
+      auto text = std::make_shared<std::string>();
+      auto lower_reporter = std::make_shared<bool>(false);
+      within(3 * period_s + 5, [=] {
+        std::vector<int> reporters;
+        for (int r = 0; r < std::min(rank, kReporters); ++r) reporters.push_back(r);
+        const std::vector<PeerStatus> lower = read_statuses(dir, reporters, period_s);
+        for (const PeerStatus& p : lower)
+          *lower_reporter = *lower_reporter || p.waiting_and_alive();
+        if (*lower_reporter) return;
+        std::vector<int> peers;
+        for (int r = 0; r < world_size; ++r)
+          if (r != rank) peers.push_back(r);
+        const std::vector<PeerStatus> all = read_statuses(dir, peers, period_s);
+        std::ostringstream out, suspects;
+        for (size_t i = 0; i < peers.size(); ++i) {
+          out << "; rank " << peers[i] << ": "
+              << (all[i].known ? all[i].what + (all[i].beating ? "" : " (no longer updated)")
+                               : "no status file");
+          if (!all[i].waiting_and_alive())
+            suspects << (suspects.tellp() > 0 ? ", " : "") << peers[i];
+        }
+        const std::string named = suspects.str();
+        *text = (named.empty() ? "" : "; look at rank(s) " + named) + out.str();
+      });
+      defer = *lower_reporter;
+      others = *text;
+    }
+    if (defer) {
+      // A lower rank reports and mpirun ends the job; should it not, this rank does later.
+      std::this_thread::sleep_for(std::chrono::seconds(10));
+    }
+    std::ostringstream message;
+    message << "[rank " << rank << "] error: collective timeout: " << collective << " at '" << label
+            << "' not done after " << int(waited)
+            << " s (train.collective_timeout_s = " << timeout_s << "); a rank stopped taking part"
+            << others << "\n";
+    std::cerr << message.str() << std::flush;
+    _exit(exit_code::kCollectiveTimeout);
   }
 }
 
@@ -156,13 +220,16 @@ Scope::~Scope() {
 
 InCollective::InCollective(const char* operation) {
   std::lock_guard<std::mutex> lock(state().mutex);
+  outer_ = state().collective;
+  outer_since_ = state().collective_since;
   state().collective = operation;
-  state().collective_since = Clock::now();
+  if (!outer_) state().collective_since = Clock::now();
 }
 
 InCollective::~InCollective() {
   std::lock_guard<std::mutex> lock(state().mutex);
-  state().collective = nullptr;
+  state().collective = outer_;
+  state().collective_since = outer_since_;
 }
 
 std::string current_label() {
@@ -170,13 +237,27 @@ std::string current_label() {
   return joined(state().labels);
 }
 
-void start(double timeout_s, const std::string& status_dir, int rank, int world_size) {
+void start(double timeout_s, int rank, int world_size) {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);
+  s.timeout_s = timeout_s;
+  // Rarely: a quarter of the timeout, between half a second and 10 s (1,000 ranks at the
+  // default 600 s timeout make 200 file operations a second, not 4,000).
+  s.period_s = std::clamp(timeout_s / 4, 0.5, 10.0);
   if (s.thread.joinable()) return;
-  if (!status_dir.empty()) std::filesystem::create_directories(status_dir);
+  s.rank = rank;
+  s.world_size = world_size;
   s.stopping = false;
-  s.thread = std::thread(watch, timeout_s, status_dir, rank, world_size);
+  s.thread = std::thread(watch);
+}
+
+void keep_status_files(const std::string& status_dir) {
+  State& s = state();
+  std::filesystem::create_directories(status_dir);
+  std::lock_guard<std::mutex> lock(s.mutex);
+  if (s.writer.joinable() || !s.thread.joinable()) return;
+  s.dir = status_dir;
+  s.writer = std::thread(write_statuses);
 }
 
 void stop() {
@@ -188,6 +269,9 @@ void stop() {
   }
   s.wake.notify_all();
   s.thread.join();
+  if (s.writer.joinable()) s.writer.join();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  s.dir.clear();
 }
 
 }  // namespace triage::watchdog

@@ -14,8 +14,10 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <optional>
 
 #include "checkpoint/checkpoint.h"
+#include "common/check.h"
 #include "common/error.h"
 #include "data/dataset.h"
 #include "model/transformer.h"
@@ -89,10 +91,19 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
     : config_(config), options_(options) {
   // The GPU first (from the node-local rank), then NCCL communicators on it.
   const bool cuda = config.train.device == DeviceKind::kCuda;
+  // Start-up is watched like a step (the command started the watchdog): each phase is
+  // labelled, so a stuck mount or bootstrap ends the job naming where it stuck.
+  int world_rank = 0, world_size = 1;
+  TRIAGE_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank));
+  TRIAGE_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &world_size));
+  watchdog::start(config.train.collective_timeout_s, world_rank, world_size);  // the run's timeout
+  std::optional<watchdog::Scope> phase;
+  phase.emplace("start-up: placing ranks");
   placements_ = place_ranks(config.parallel.intra_op_threads, cuda);
   const int gpu = placements_.front().gpu;  // this rank's own (rank 0 holds all, its own first)
   device_ = cuda ? at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(gpu)) : at::Device(at::kCPU);
   // group_layout's checks fail on every rank alike, before any split: safe inside agree().
+  phase.emplace("start-up: creating communicators");
   agree([&] {
     if (cuda && !options.gpu_communicator)
       throw Error("train.device = cuda: this program has no GPU communicator backend");
@@ -103,6 +114,7 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
   classify_ = config.train.loss != Loss::kLm;
 
   // Local checks and reads that every rank makes alike: a failure is reported once.
+  phase.emplace("start-up: loading data");
   agree([&] {
     if (config.train.batch_size % world != 0)
       throw Error("train.batch_size = " + std::to_string(config.train.batch_size) +
@@ -112,6 +124,7 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
     if (routing.kind == RoutingOverride::Kind::kReplay)  // read again by each MoE layer
       load_replay_loads(routing.run_dir, config.moe.num_experts);
     dataset_ = load_dataset(config.data, uint64_t(config.train.seed));
+    fault::inject(fault::Point::kStartup, groups_.layout.world_rank, 0);
     const int64_t labels = int64_t(dataset_.label_names.size());
     const std::string source = config.data.path.empty() ? "the data" : config.data.path;
     int64_t& classes = config_.model.num_classes;
@@ -127,6 +140,7 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
   });
   // From here on config_, whose model.num_classes is resolved, is the run's config.
 
+  phase.emplace("start-up: building the model");
   const at::ScalarType dtype = config.train.dtype == DType::kFloat64 ? at::kDouble : at::kFloat;
   model_ = std::make_unique<Transformer>(config_, dtype, groups_.ep.get(), groups_.world.get());
   model_->to(device_);
@@ -136,6 +150,7 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
   order_ =
       std::make_unique<ExampleOrder>(int64_t(dataset_.train.size()), uint64_t(config.train.seed));
 
+  phase.emplace("start-up: preparing the run folder");
   const std::string checkpoints = options.out_dir + "/checkpoints";
   if (is_root()) {
     if (options.overwrite && !options.resume) remove_earlier_run(options.out_dir);
@@ -143,11 +158,10 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
     run_id_ = open_run_id(options.out_dir, options.resume);
   }
   groups_.world->barrier();
-  watchdog::start(config.train.collective_timeout_s, options.out_dir + "/ranks",
-                  groups_.layout.world_rank, world);
+  watchdog::keep_status_files(options.out_dir + "/ranks");
   best_ = BestModel(config.train.keep_best, config.train.early_stop_patience);
   if (options.resume) {
-    if (const auto best = read_best_checkpoint(checkpoints))  // every rank reads the same file
+    if (const auto best = read_best_checkpoint(checkpoints, *groups_.world))  // rank 0's read
       best_.restore(best->step, best->value);
     TrainingState state{parameters_, optimizer_.get(), model_->moe_layers()};
     load_checkpoint(checkpoints, config_, groups_, state);
@@ -349,6 +363,12 @@ void Trainer::log_summary(const std::vector<StepMetrics>& history, const EvalMet
 }
 
 TrainResult Trainer::run() {
+  if (step_ >= config_.train.steps) {  // resumed after its last step (preempted at the end)
+    if (is_root())
+      std::cout << "the run in " << options_.out_dir << " already finished (step " << step_
+                << " of " << config_.train.steps << "); nothing to do" << std::endl;
+    return TrainResult::kFinished;
+  }
   log_start();
   const auto start = Clock::now();
   std::vector<StepMetrics> history;
