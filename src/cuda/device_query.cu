@@ -40,4 +40,6 @@ GpuInfo query_gpus() {
 
 void select_gpu(int device) { TRIAGE_CUDA_CHECK(cudaSetDevice(device)); }
 
+void synchronize_gpu() { TRIAGE_CUDA_CHECK(cudaDeviceSynchronize()); }
+
 }  // namespace triage

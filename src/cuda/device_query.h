@@ -21,4 +21,8 @@ GpuInfo query_gpus();
 // Makes `device` this process's current CUDA device (cudaSetDevice).
 void select_gpu(int device);
 
+// Waits for all work queued on the current CUDA device (cudaDeviceSynchronize), so that a
+// timer reads work done, not work launched.
+void synchronize_gpu();
+
 }  // namespace triage

@@ -15,4 +15,6 @@ void select_gpu(int device) {
   TRIAGE_ASSERT(false, "select_gpu(" << device << ") in a build without CUDA");
 }
 
+void synchronize_gpu() { TRIAGE_ASSERT(false, "synchronize_gpu() in a build without CUDA"); }
+
 }  // namespace triage

@@ -3,6 +3,7 @@
 #include "parallel/phase_clock.h"
 
 #include <chrono>
+#include <thread>
 
 namespace triage::phase_clock {
 namespace {
@@ -14,6 +15,7 @@ struct Clock {
   double opened_at = 0;
   Totals totals, since_lap;
   std::vector<Totals> laps;
+  std::thread::id started_on;  // the MPI thread: the only one that may call MPI (FUNNELED)
 };
 
 Clock& clock() {
@@ -53,6 +55,7 @@ void start(const Options& options) {
   c.running = true;
   c.options = options;
   c.opened_at = now();
+  c.started_on = std::this_thread::get_id();
 }
 
 Totals stop() {
@@ -88,6 +91,9 @@ const std::vector<Totals>& laps() { return clock().laps; }
 void wait_for_peers(Communicator& comm, bool backward) {
   Clock& c = clock();
   if (!c.running || !c.options.wait_for_peers) return;
+  // LibTorch runs a GPU backward on its own device thread, where no MPI call is legal:
+  // there the wait stays inside the collective's phase.
+  if (std::this_thread::get_id() != c.started_on) return;
   const std::string resume = c.open;
   enter(backward ? "wait bwd" : "wait");
   comm.barrier();

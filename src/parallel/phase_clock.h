@@ -19,7 +19,8 @@ namespace triage::phase_clock {
 using Totals = std::vector<std::pair<std::string, double>>;
 
 struct Options {
-  bool wait_for_peers = true;         // time a barrier before each marked collective
+  bool wait_for_peers = true;         // time a barrier before each marked collective (on the
+                                      // thread that started the clock: MPI is FUNNELED)
   std::function<void()> device_sync;  // called at every mark (a GPU runs asynchronously)
 };
 

@@ -77,10 +77,33 @@ say "training: tiny config, bf16 on one GPU"
   --set parallel.expert=1 --set train.steps=20 --set train.warmup_steps=2 --out "$results/train_bf16" \
   >"$results/train_bf16.log" 2>&1 || { tail -5 "$results/train_bf16.log"; failed+=("train bf16"); }
 
+# Expert parallelism over NCCL across GPUs: it has run on a world of one only (one lent
+# GPU). With 2+ GPUs visible, the tiny config in float64 at EP = GPUs must follow the
+# one-process CPU float64 reference, and a bf16 run at EP = GPUs must train.
+gpus=$(grep -c '^GPU' "$results/gpus.txt" 2>/dev/null || true)
+if ((${gpus:-0} >= 2)); then
+  say "multi-GPU: tiny config at EP $gpus over NCCL against the CPU float64 reference"
+  f64=(--set train.dtype=float64 --set train.eval_every=0)
+  mpirun -n "$gpus" --bind-to none "$build/bin/triage" train "$root/configs/tiny.yaml" \
+    --set train.device=cuda --set parallel.expert="$gpus" --set train.batch_size=$((8 * gpus)) \
+    "${f64[@]}" --out "$results/ep_gpus_f64" >"$results/ep_gpus_f64.log" 2>&1 ||
+    { tail -5 "$results/ep_gpus_f64.log"; failed+=("multi-GPU float64"); }
+  "$build/bin/triage" train "$root/configs/tiny.yaml" --set parallel.expert=1 "${f64[@]}" \
+    --set train.batch_size=$((8 * gpus)) --out "$results/ep_cpu_reference" \
+    >"$results/ep_cpu_reference.log" 2>&1 || failed+=("multi-GPU reference")
+  mpirun -n "$gpus" --bind-to none "$build/bin/triage" train "$root/configs/tiny.yaml" \
+    --set train.device=cuda --set train.precision=bf16 --set parallel.expert="$gpus" \
+    --set train.batch_size=$((8 * gpus)) --set train.steps=20 --set train.warmup_steps=2 \
+    --out "$results/ep_gpus_bf16" >"$results/ep_gpus_bf16.log" 2>&1 ||
+    { tail -5 "$results/ep_gpus_bf16.log"; failed+=("multi-GPU bf16"); }
+else
+  say "multi-GPU: skipped (${gpus:-0} GPU visible; the stage needs 2+)"
+fi
+
 say "summary"
 set +e
 python3 - "$results" <<'PY'
-import json, pathlib, sys
+import json, math, pathlib, sys
 r = pathlib.Path(sys.argv[1])
 gpu_visible = "GPU" in (r / "gpus.txt").read_text() if (r / "gpus.txt").exists() else False
 rows, bad = [], []
@@ -113,9 +136,34 @@ try:
     steps = [json.loads(l) for l in (r / "train_bf16" / "metrics.jsonl").read_text().splitlines()]
     steps = [s for s in steps if not s.get("eval")]
     rows.append(("train bf16 tiny: loss first -> last", f"{steps[0]['loss']:.4f} -> {steps[-1]['loss']:.4f}"))
+    losses = [s["loss"] for s in steps]
+    # Finite throughout, and the last five steps below the first five on average: one
+    # noisy step may rise, a model that does not learn may not.
+    if not all(math.isfinite(x) for x in losses) or len(losses) < 10 or \
+            sum(losses[-5:]) >= sum(losses[:5]):
+        rows.append(("train bf16", "FAILED: loss not finite or not falling"))
+        bad.append("train bf16 (loss)")
 except Exception as e:
     rows.append(("train bf16", f"no result ({e})"))
     bad.append("train bf16")
+def curve(run):
+    lines = (r / run / "metrics.jsonl").read_text().splitlines()
+    return [s for s in map(json.loads, lines) if not s.get("eval")]
+if (r / "ep_gpus_f64").exists():
+    try:
+        got, want = curve("ep_gpus_f64"), curve("ep_cpu_reference")
+        worst = max(abs(a[k] - b[k]) / max(abs(b[k]), 1e-300)
+                    for a, b in zip(got, want, strict=True) for k in ("loss", "grad_norm"))
+        rows.append(("multi-GPU EP float64 vs CPU reference (rel.)", f"{worst:.1e} (limit 1e-8)"))
+        if worst > 1e-8:
+            bad.append("multi-GPU float64 parity")
+        b16 = [s["loss"] for s in curve("ep_gpus_bf16")]
+        rows.append(("multi-GPU EP bf16: loss first -> last", f"{b16[0]:.4f} -> {b16[-1]:.4f}"))
+        if not all(math.isfinite(x) for x in b16) or sum(b16[-5:]) >= sum(b16[:5]):
+            bad.append("multi-GPU bf16 (loss)")
+    except Exception as e:
+        rows.append(("multi-GPU", f"no result ({e})"))
+        bad.append("multi-GPU")
 width = max(len(a) for a, _ in rows)
 print("\n".join(f"{a:<{width}}  {b}" for a, b in rows))
 if bad:

@@ -84,5 +84,18 @@ TEST(PhaseClock, WithoutWaitForPeersNoBarrierIsCalled) {
   EXPECT_EQ(comm.barriers, 0);
 }
 
+// LibTorch runs a GPU backward on a device thread, where MPI (FUNNELED) is illegal: the
+// timed barrier is made only on the thread that started the clock.
+TEST(PhaseClock, WaitForPeersMakesNoBarrierOffTheThreadThatStartedTheClock) {
+  CountingCommunicator comm;
+  phase_clock::start({});
+  std::thread backward([&] { phase_clock::wait_for_peers(comm, /*backward=*/true); });
+  backward.join();
+  EXPECT_EQ(comm.barriers, 0);
+  phase_clock::wait_for_peers(comm);
+  EXPECT_EQ(comm.barriers, 1);
+  phase_clock::stop();
+}
+
 }  // namespace
 }  // namespace triage
