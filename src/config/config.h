@@ -82,10 +82,11 @@ struct MoeConfig {
   // the whole global batch, whatever the layout (one small all-reduce per layer); local:
   // each rank's own batch.
   BalanceLossMode balance_loss_mode = BalanceLossMode::kGlobal;
-  // batch: f_i and P_i over the batch's tokens; sequence: DeepSeek-V3's complementary
-  // sequence-wise loss, f_i and P_i over each sequence's own tokens (padding included, as
-  // in batch), the per-sequence losses averaged over the sequences (of the global batch
-  // under balance_loss_mode global), so no single sequence may crowd a few experts.
+  // batch: f_i and P_i over the batch's real tokens; sequence: DeepSeek-V3's complementary
+  // sequence-wise loss, f_i and P_i over each sequence's own real tokens, the per-sequence
+  // losses averaged over the sequences with any (of the global batch under
+  // balance_loss_mode global), so no single sequence may crowd a few experts. Padding never
+  // counts, here or in capacity, drops, loads or the exchange.
   BalanceLossScope balance_loss_scope = BalanceLossScope::kBatch;
   // switch: the loss above; cv_squared: Shazeer's importance and load losses,
   // alpha * (CV^2 of each expert's summed gate weights + CV^2 of its smooth load estimate),

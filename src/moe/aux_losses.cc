@@ -9,14 +9,30 @@
 
 namespace triage {
 
-BalanceStats balance_stats(const at::Tensor& scores_TE, const at::Tensor& experts_TK) {
+namespace {
+
+// real_T as 0/1 in `like`'s dtype and device, one per row; ones when undefined.
+at::Tensor real_weights(const at::Tensor& real_T, const at::Tensor& like) {
+  return real_T.defined() ? real_T.to(like.options()) : at::ones({like.size(0)}, like.options());
+}
+
+}  // namespace
+
+BalanceStats balance_stats(const at::Tensor& scores_TE, const at::Tensor& experts_TK,
+                           const at::Tensor& real_T) {
   BalanceStats stats;
   const int64_t num_experts = scores_TE.size(1);
-  stats.tokens = at::full({}, double(scores_TE.size(0)), scores_TE.options());
+  const at::Tensor real_T1 = real_weights(real_T, scores_TE).unsqueeze(1);
+  stats.tokens = real_T.defined() ? real_T1.sum()
+                                  : at::full({}, double(scores_TE.size(0)), scores_TE.options());
   stats.top_k = experts_TK.size(1);
-  stats.tokens_per_expert_E = count_ids(experts_TK, num_experts).to(scores_TE.scalar_type());
+  stats.tokens_per_expert_E =
+      (real_T.defined() ? count_ids(experts_TK, num_experts,
+                                    real_T.to(at::kBool).unsqueeze(1).expand_as(experts_TK))
+                        : count_ids(experts_TK, num_experts))
+          .to(scores_TE.scalar_type());
   at::Tensor probs_TE = scores_TE / scores_TE.sum(-1, /*keepdim=*/true);
-  stats.prob_sum_E = probs_TE.sum(0);
+  stats.prob_sum_E = (real_T.defined() ? probs_TE * real_T1 : probs_TE).sum(0);
   return stats;
 }
 
@@ -48,7 +64,7 @@ at::Tensor balance_loss(const BalanceStats& stats, double alpha) {
 }
 
 SequenceBalance sequence_balance(const at::Tensor& scores_TE, const at::Tensor& experts_TK,
-                                 int64_t sequences, double alpha) {
+                                 int64_t sequences, double alpha, const at::Tensor& real_T) {
   const int64_t experts = scores_TE.size(1), top_k = experts_TK.size(1);
   SequenceBalance stats;
   stats.sequences = at::full({}, double(sequences), scores_TE.options());
@@ -60,14 +76,26 @@ SequenceBalance sequence_balance(const at::Tensor& scores_TE, const at::Tensor& 
   // Assignments per (sequence, expert): expert ids offset by sequence * experts.
   const at::Tensor sequence_of_TK =
       at::arange(sequences, experts_TK.options()).repeat_interleave(length * top_k);
-  const at::Tensor routed_SE =
-      count_ids(experts_TK.reshape({-1}) + sequence_of_TK * experts, sequences * experts)
-          .view({sequences, experts})
-          .to(scores_TE.scalar_type());
-  const at::Tensor probs_SLE =
-      (scores_TE / scores_TE.sum(-1, /*keepdim=*/true)).view({sequences, length, experts});
-  const at::Tensor f_SE = routed_SE / double(length * top_k);
-  const at::Tensor p_SE = probs_SLE.mean(1);
+  const at::Tensor ids_A = experts_TK.reshape({-1}) + sequence_of_TK * experts;
+  const at::Tensor probs_TE = scores_TE / scores_TE.sum(-1, /*keepdim=*/true);
+  at::Tensor f_SE, p_SE;
+  if (!real_T.defined()) {
+    f_SE = count_ids(ids_A, sequences * experts)
+               .view({sequences, experts})
+               .to(scores_TE.scalar_type()) /
+           double(length * top_k);
+    p_SE = probs_TE.view({sequences, length, experts}).mean(1);
+  } else {
+    const at::Tensor real_T1 = real_weights(real_T, scores_TE).unsqueeze(1);
+    const at::Tensor routed_SE =
+        count_ids(ids_A, sequences * experts, real_T1.expand_as(experts_TK).to(at::kBool))
+            .view({sequences, experts})
+            .to(scores_TE.scalar_type());
+    const at::Tensor real_S1 = real_T1.view({sequences, length}).sum(1, /*keepdim=*/true);
+    f_SE = routed_SE / (real_S1.clamp_min(1.0) * double(top_k));
+    p_SE = (probs_TE * real_T1).view({sequences, length, experts}).sum(1) / real_S1.clamp_min(1.0);
+    stats.sequences = (real_S1 > 0).sum().to(scores_TE.scalar_type());
+  }
   stats.loss_sum = alpha * double(experts) * (f_SE * p_SE).sum();
   return stats;
 }
@@ -83,21 +111,26 @@ at::Tensor balance_loss(const SequenceBalance& stats) {
   return stats.loss_sum / stats.sequences.clamp_min(1.0);  // 0 / 1 with no sequences
 }
 
-at::Tensor z_loss(const at::Tensor& logits_TE, double beta) {
+at::Tensor z_loss(const at::Tensor& logits_TE, double beta, const at::Tensor& real_T) {
   if (logits_TE.size(0) == 0) return at::zeros({}, logits_TE.options());
-  return beta * at::logsumexp(logits_TE, -1).pow(2).mean();
+  const at::Tensor squares_T = at::logsumexp(logits_TE, -1).pow(2);
+  if (!real_T.defined()) return beta * squares_T.mean();
+  const at::Tensor real = real_weights(real_T, squares_T);
+  return beta * (squares_T * real).sum() / real.sum().clamp_min(1.0);
 }
 
 ImportanceLoad importance_load(const at::Tensor& weights_TK, const at::Tensor& experts_TK,
                                const at::Tensor& noisy_logits_TE, const at::Tensor& clean_logits_TE,
-                               const at::Tensor& noise_std_TE) {
+                               const at::Tensor& noise_std_TE, const at::Tensor& real_T) {
   const int64_t experts = noisy_logits_TE.size(1), top_k = experts_TK.size(1);
+  const at::Tensor real_T1 = real_weights(real_T, noisy_logits_TE).unsqueeze(1);
   ImportanceLoad sums;
-  sums.importance_E = at::zeros(noisy_logits_TE.sizes(), noisy_logits_TE.options())
-                          .scatter(1, experts_TK, weights_TK.to(noisy_logits_TE.scalar_type()))
+  sums.importance_E = (at::zeros(noisy_logits_TE.sizes(), noisy_logits_TE.options())
+                           .scatter(1, experts_TK, weights_TK.to(noisy_logits_TE.scalar_type())) *
+                       real_T1)
                           .sum(0);
   if (top_k >= experts) {  // every expert is always chosen: a load of one per token
-    sums.load_E = at::full({experts}, double(noisy_logits_TE.size(0)), noisy_logits_TE.options());
+    sums.load_E = real_T1.sum().expand({experts}).clone();
     return sums;
   }
   // The noisy logits are fixed numbers here (Shazeer: the threshold carries no gradient).
@@ -108,7 +141,7 @@ ImportanceLoad importance_load(const at::Tensor& weights_TK, const at::Tensor& e
   // top k, else the k-th.
   const at::Tensor threshold_TE = at::where(in_top_TE, next_T1, kth_T1);
   const at::Tensor z_TE = (clean_logits_TE - threshold_TE) / noise_std_TE;
-  sums.load_E = (0.5 * at::erfc(-z_TE / std::sqrt(2.0))).sum(0);
+  sums.load_E = (0.5 * at::erfc(-z_TE / std::sqrt(2.0)) * real_T1).sum(0);
   return sums;
 }
 

@@ -10,6 +10,9 @@
 //
 // Router z-loss  L_z = beta * (1/T) * sum_t logsumexp(logits_t)^2  keeps logits small.
 //
+// Padding never counts: each function takes real_T (bool or 0/1, optional), and T above is
+// the number of real tokens (rows); padding rows add nothing to any sum or count.
+//
 // Communication: all_reduce() (one of the two, whichever scope) is the MoE layer's one
 // collective besides the exchange.
 #pragma once
@@ -29,7 +32,8 @@ struct BalanceStats {
   int64_t top_k = 0;
 };
 
-BalanceStats balance_stats(const at::Tensor& scores_TE, const at::Tensor& experts_TK);
+BalanceStats balance_stats(const at::Tensor& scores_TE, const at::Tensor& experts_TK,
+                           const at::Tensor& real_T = {});
 
 // The global mode: the stats summed over `group` (the world, in training), so every rank forms
 // the loss of the group's whole batch. The three sums travel in one packed all-reduce per
@@ -47,12 +51,14 @@ struct SequenceBalance {
   at::Tensor loss_sum;   // alpha-scaled, summed over sequences (carries gradient)
   at::Tensor sequences;  // scalar count, in the loss's dtype
 };
+// With real_T, each sequence's f and P are over its real tokens, and sequences with none
+// are not counted.
 SequenceBalance sequence_balance(const at::Tensor& scores_TE, const at::Tensor& experts_TK,
-                                 int64_t sequences, double alpha);
+                                 int64_t sequences, double alpha, const at::Tensor& real_T = {});
 // The global mode for it; one all-reduce, the same gradient argument as above.
 SequenceBalance all_reduce(const SequenceBalance& local, Communicator& group);
 at::Tensor balance_loss(const SequenceBalance& stats);  // the mean over sequences
-at::Tensor z_loss(const at::Tensor& logits_TE, double beta);
+at::Tensor z_loss(const at::Tensor& logits_TE, double beta, const at::Tensor& real_T = {});
 
 // Shazeer et al. 2017's importance and load losses (moe.balance_loss_type cv_squared):
 //   importance_i = sum_t g_t,i       (combine weights; 0 where expert i was not chosen)
@@ -66,7 +72,7 @@ struct ImportanceLoad {
 };
 ImportanceLoad importance_load(const at::Tensor& weights_TK, const at::Tensor& experts_TK,
                                const at::Tensor& noisy_logits_TE, const at::Tensor& clean_logits_TE,
-                               const at::Tensor& noise_std_TE);
+                               const at::Tensor& noise_std_TE, const at::Tensor& real_T = {});
 // The global mode: both sums over `group`, one all-reduce, as for BalanceStats.
 ImportanceLoad all_reduce(const ImportanceLoad& local, Communicator& group);
 at::Tensor cv_squared_loss(const ImportanceLoad& sums, double alpha);

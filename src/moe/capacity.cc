@@ -18,9 +18,20 @@ int64_t expert_capacity(double capacity_factor, int64_t tokens, int64_t top_k, i
 }
 
 at::Tensor capacity_keep_mask(const at::Tensor& experts_TK, const at::Tensor& scores_TK,
-                              int64_t num_experts, int64_t capacity, DropPolicy policy) {
+                              int64_t num_experts, int64_t capacity, DropPolicy policy,
+                              const at::Tensor& eligible_T) {
   at::Tensor expert_A = experts_TK.reshape({-1});  // A = T*K, token-major
-  if (capacity == kDropless) return at::ones_like(experts_TK, at::kBool);
+  const at::Tensor eligible_A =
+      eligible_T.defined()
+          ? eligible_T.to(at::kBool).unsqueeze(1).expand_as(experts_TK).reshape({-1})
+          : at::Tensor();
+  if (capacity == kDropless)
+    return eligible_A.defined() ? eligible_A.view(experts_TK.sizes()).clone()
+                                : at::ones_like(experts_TK, at::kBool);
+  // Ineligible assignments queue at a bin of their own, past the last expert, so they
+  // take no expert's place.
+  if (eligible_A.defined())
+    expert_A = at::where(eligible_A, expert_A, at::full_like(expert_A, num_experts));
 
   // Priority order: assignment index (= token order) or descending score. Stable sorts
   // keep the earlier token first among equals.
@@ -36,12 +47,13 @@ at::Tensor capacity_keep_mask(const at::Tensor& experts_TK, const at::Tensor& sc
   at::Tensor sorted_expert_A = expert_A.index_select(0, order_A);
 
   // Rank of each assignment within its expert = position - start of the expert's segment.
-  at::Tensor counts_E = count_ids(sorted_expert_A, num_experts);
+  at::Tensor counts_E = count_ids(sorted_expert_A, num_experts + 1);
   at::Tensor starts_E = counts_E.cumsum(0) - counts_E;
   at::Tensor rank_A =
       at::arange(expert_A.numel(), expert_A.options()) - starts_E.index_select(0, sorted_expert_A);
   at::Tensor keep_A = at::empty_like(expert_A, at::kBool);
   keep_A.index_put_({order_A}, rank_A < capacity);
+  if (eligible_A.defined()) keep_A.logical_and_(eligible_A);
   return keep_A.view(experts_TK.sizes());
 }
 

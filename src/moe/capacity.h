@@ -20,9 +20,12 @@ int64_t expert_capacity(double capacity_factor, int64_t tokens, int64_t top_k, i
                         int64_t min_capacity);
 
 // keep_TK (bool): which of the T*K assignments fit their expert's capacity.
-// scores_TK ranks assignments under kScore; it is ignored under kPosition.
+// scores_TK ranks assignments under kScore; it is ignored under kPosition. eligible_T
+// (bool, optional): rows that may be kept; the others (padding) are never kept and take
+// no place in any expert's capacity.
 at::Tensor capacity_keep_mask(const at::Tensor& experts_TK, const at::Tensor& scores_TK,
-                              int64_t num_experts, int64_t capacity, DropPolicy policy);
+                              int64_t num_experts, int64_t capacity, DropPolicy policy,
+                              const at::Tensor& eligible_T = {});
 
 // The receive bound (moe.max_receive_factor): a source rank sends at most
 //   quota = floor(factor * tokens * top_k / ranks)

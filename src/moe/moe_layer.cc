@@ -110,8 +110,9 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_to
       r.weights_TK = router_.gate_weights(r.scores_TE, r.experts_TK, x_TD.scalar_type());
     }
     capacity = expert_capacity(factor, rows, config_.top_k, num_experts, config_.min_capacity);
+    // Padding is never kept: it takes no place in an expert's capacity and never travels.
     out.keep_TK = capacity_keep_mask(r.experts_TK, r.scores_TE.gather(1, r.experts_TK), num_experts,
-                                     capacity, config_.drop_policy);
+                                     capacity, config_.drop_policy, eligible_R);
   }
   // From rows to tokens: a sequence's tokens share its experts, weights and fate.
   at::Tensor experts_TK = r.experts_TK, weights_TK = r.weights_TK, keep_TK = out.keep_TK;
@@ -120,7 +121,7 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_to
     weights_TK = weights_TK.repeat_interleave(length, 0);
     keep_TK = keep_TK.repeat_interleave(length, 0);
   }
-  if (real_T.defined() && (by_sequence || expert_choice)) keep_TK = keep_TK & real_T.unsqueeze(1);
+  if (real_T.defined()) keep_TK = keep_TK & real_T.unsqueeze(1);
   out.top_expert_T = experts_TK.select(1, 0);
   MoeStats& s = out.stats;
   // Statistics the host needs from the device ride in the per-expert counts' one copy
@@ -134,7 +135,7 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_to
                                       s.receive_quota, dropped_P);
     if (s.receive_quota != kDropless) extra.push_back(dropped_P);
   }
-  const bool count_real = !expert_choice && by_sequence && real_T.defined();
+  const bool count_real = !expert_choice && real_T.defined();
   if (count_real) extra.push_back((real_T.sum() * config_.top_k).reshape({1}));
   const at::Tensor extra_counts = extra.empty() ? at::Tensor() : at::cat(extra);
   std::vector<int64_t> extra_host;
@@ -168,8 +169,10 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_to
   }
 
   phase_clock::enter("route");  // the auxiliary losses are the router's, over its rows
-  out.balance_loss = aux_balance_loss(r, training, x.dim() == 3 ? x.size(0) : 0, global);
-  out.z_loss = z_loss(r.logits_TE, config_.z_loss_coef);
+  // Over the real rows only: padding never reaches the router's statistics.
+  out.balance_loss =
+      aux_balance_loss(r, training, x.dim() == 3 ? x.size(0) : 0, global, eligible_R, real_T);
+  out.z_loss = z_loss(r.logits_TE, config_.z_loss_coef, eligible_R);
 
   s.bound_dropped_per_rank.assign(size_t(ep_size_), 0);
   if (s.receive_quota != kDropless)
@@ -207,15 +210,16 @@ at::Tensor MoeLayer::expert_dropout(const at::Tensor& y_RD, const ExpertOrder& o
 }
 
 at::Tensor MoeLayer::aux_balance_loss(const RouterOutput& r, bool training, int64_t sequences,
-                                      bool global) {
+                                      bool global, const at::Tensor& real_R,
+                                      const at::Tensor& real_T) {
   // Expert choice fills every expert by construction; Shazeer's losses need the noise,
   // which is drawn in training only.
   if (config_.router == RouterKind::kExpertChoice ||
       (config_.balance_loss_type == BalanceLossType::kCvSquared && !training))
     return at::zeros({}, r.scores_TE.options());
   if (config_.balance_loss_type == BalanceLossType::kCvSquared) {
-    ImportanceLoad sums =
-        importance_load(r.weights_TK, r.experts_TK, r.logits_TE, r.clean_logits_TE, r.noise_std_TE);
+    ImportanceLoad sums = importance_load(r.weights_TK, r.experts_TK, r.logits_TE,
+                                          r.clean_logits_TE, r.noise_std_TE, real_R);
     if (global) sums = all_reduce(sums, *balance_group_);
     return cv_squared_loss(sums, config_.balance_loss_coef);
   }
@@ -223,11 +227,11 @@ at::Tensor MoeLayer::aux_balance_loss(const RouterOutput& r, bool training, int6
     TRIAGE_ASSERT(sequences > 0,
                   "moe.balance_loss_scope sequence needs [sequences, length, D] input");
     SequenceBalance balance =
-        sequence_balance(r.scores_TE, r.experts_TK, sequences, config_.balance_loss_coef);
+        sequence_balance(r.scores_TE, r.experts_TK, sequences, config_.balance_loss_coef, real_T);
     if (global) balance = all_reduce(balance, *balance_group_);
     return balance_loss(balance);
   }
-  BalanceStats balance = balance_stats(r.scores_TE, r.experts_TK);
+  BalanceStats balance = balance_stats(r.scores_TE, r.experts_TK, real_R);
   if (global) balance = all_reduce(balance, *balance_group_);
   return balance_loss(balance, config_.balance_loss_coef);
 }

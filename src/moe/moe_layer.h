@@ -98,10 +98,11 @@ class MoeLayer {
   // moe.expert_dropout on the expert output rows (in `order`), while training.
   at::Tensor expert_dropout(const at::Tensor& y_RD, const ExpertOrder& order,
                             const at::Tensor& experts_TK, int64_t first_token) const;
-  // The balance loss the config asks for, over the router's rows (`sequences` of them in
-  // x's first dimension, for the sequence-wise loss), all-reduced under `global`.
+  // The balance loss the config asks for, over the router's real rows (real_R; `sequences`
+  // of them in x's first dimension for the sequence-wise loss, whose tokens real_T marks),
+  // all-reduced under `global`. Undefined masks: every row is real.
   at::Tensor aux_balance_loss(const RouterOutput& routing, bool training, int64_t sequences,
-                              bool global);
+                              bool global, const at::Tensor& real_R, const at::Tensor& real_T);
 
   MoeConfig config_;
   RoutingOverride routing_override_;

@@ -29,6 +29,20 @@ TEST(Capacity, PositionPolicyKeepsEarliestTokensPerExpert) {
   EXPECT_TRUE(at::equal(keep, bools({1, 1, 1, 0, 0}, {5, 1})));
 }
 
+// Padding (ineligible rows) ahead of real tokens takes no place: the later real tokens
+// are kept as if the padding were not there.
+TEST(Capacity, IneligibleRowsAreNeverKeptAndTakeNoPlace) {
+  at::Tensor experts = longs({0, 0, 0, 0, 1}, {5, 1});
+  at::Tensor scores = doubles({0.1, 0.2, 0.3, 0.9, 0.8}, {5, 1});
+  at::Tensor eligible = bools({0, 0, 1, 1, 0}, {5});
+  for (DropPolicy policy : {DropPolicy::kPosition, DropPolicy::kScore})
+    EXPECT_TRUE(at::equal(capacity_keep_mask(experts, scores, 2, 2, policy, eligible),
+                          bools({0, 0, 1, 1, 0}, {5, 1})));
+  EXPECT_TRUE(
+      at::equal(capacity_keep_mask(experts, scores, 2, kDropless, DropPolicy::kPosition, eligible),
+                bools({0, 0, 1, 1, 0}, {5, 1})));
+}
+
 TEST(Capacity, ScorePolicyKeepsHighestScoresPerExpert) {
   at::Tensor experts = longs({0, 0, 1, 0, 0}, {5, 1});
   at::Tensor scores = doubles({0.1, 0.2, 0.3, 0.9, 0.8}, {5, 1});

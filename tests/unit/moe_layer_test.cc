@@ -156,6 +156,60 @@ TEST(MoeLayer, EveryTokenChoosingOneExpertOverCapacityDropsTheLaterTokens) {
   EXPECT_GT(out.y.narrow(0, 0, 3).abs().min().item<double>(), 0.0);
 }
 
+// Token-level routing over sequences with padding: padding reaches neither the experts nor
+// the router's statistics. Expected values come from the same layer run on the real tokens
+// alone (one sequence of them), where no padding exists to leak.
+TEST(MoeLayer, PaddingIsNeverRoutedCountedOrComputed) {
+  MoeConfig config = moe_config(kExperts, 2);
+  config.d_expert = kHidden;
+  config.balance_loss_coef = 0.1;
+  config.z_loss_coef = 0.01;
+  MoeLayer layer(config, kWidth, at::kDouble, /*seed=*/9);
+  constexpr int64_t kSequences = 3, kLength = 6;
+  const at::Tensor x = at::randn({kSequences, kLength, kWidth}, generator(9), at::kDouble);
+  const std::vector<int64_t> real_lengths = {6, 2, 4};
+  at::Tensor real_BL = at::zeros({kSequences, kLength}, at::kLong);
+  for (int64_t s = 0; s < kSequences; ++s) real_BL[s].narrow(0, 0, real_lengths[s]).fill_(1);
+  const at::Tensor real_index = real_BL.reshape({-1}).nonzero().squeeze(1);
+  const int64_t real_tokens = real_index.size(0);  // 12 of 18
+  const at::Tensor x_real = x.reshape({-1, kWidth}).index_select(0, real_index).unsqueeze(0);
+
+  const MoeOutput padded = layer.forward(x, /*training=*/true, 0, real_BL);
+  const MoeOutput alone = layer.forward(x_real, /*training=*/true);
+  const std::vector<int64_t>& load = padded.stats.tokens_per_expert;
+  EXPECT_EQ(std::accumulate(load.begin(), load.end(), int64_t(0)), real_tokens * 2)
+      << "padding rows were sent to experts";
+  EXPECT_EQ(load, alone.stats.tokens_per_expert);
+  EXPECT_EQ(padded.stats.assignments, real_tokens * 2);
+  EXPECT_EQ(padded.stats.dropped, 0);
+  EXPECT_NEAR(padded.balance_loss.item<double>(), alone.balance_loss.item<double>(), 1e-14);
+  EXPECT_NEAR(padded.z_loss.item<double>(), alone.z_loss.item<double>(), 1e-14);
+  const at::Tensor y_TD = padded.y.reshape({-1, kWidth});
+  EXPECT_LT(max_abs_diff(y_TD.index_select(0, real_index), alone.y.squeeze(0)), 1e-14);
+  const at::Tensor padding_index = (real_BL.reshape({-1}) == 0).nonzero().squeeze(1);
+  EXPECT_EQ(y_TD.index_select(0, padding_index).abs().max().item<double>(), 0.0);
+}
+
+// With capacity (position policy), padding at the end of one sequence would take places
+// ahead of the next sequence's real tokens; it takes none.
+TEST(MoeLayer, PaddingTakesNoCapacityAheadOfLaterRealTokens) {
+  MoeConfig config = moe_config(4, 1);
+  config.capacity_factor = 1.0;  // ceil(1.0 * 8 * 1 / 4) = 2 places per expert
+  config.min_capacity = 0;
+  MoeLayer layer = steered_layer(config, {1, -1, -1, -1});  // every token to expert 0
+  const at::Tensor x = positive_tokens(8).detach().view({2, 4, 4});
+  const at::Tensor real_BL = longs({1, 0, 0, 0, 1, 1, 1, 1}, {2, 4});
+  const MoeOutput out = layer.forward(x, /*training=*/true, 0, real_BL);
+  EXPECT_EQ(out.stats.capacity, 2);
+  // Kept: token 0 and token 4 (the first real one of sequence 2), not padding 1 and 2.
+  EXPECT_EQ(out.stats.tokens_per_expert, (std::vector<int64_t>{2, 0, 0, 0}));
+  EXPECT_EQ(out.stats.assignments, 5);
+  EXPECT_EQ(out.stats.dropped, 3);
+  const at::Tensor y_TD = out.y.reshape({-1, 4});
+  EXPECT_GT(y_TD[4].abs().min().item<double>(), 0.0);
+  EXPECT_EQ(y_TD.narrow(0, 1, 3).abs().max().item<double>(), 0.0);
+}
+
 TEST(MoeLayer, StatsReportMaxAndMeanLoad) {
   MoeLayer layer = steered_layer(moe_config(4, 1), {1, -1, -1, -1});
   MoeStats stats = layer.forward(positive_tokens(9), true).stats;
