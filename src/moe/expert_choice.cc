@@ -1,41 +1,112 @@
-// The group's scores are assembled by an all-reduce of zero-padded slices: adding zeros
-// is exact, so every rank (and the one-rank reference) ranks bit-identical numbers.
+// Each expert's C-th best row of the group's batch is found by radix selection over
+// all-reduced histograms, so no rank ever holds the group's scores: per layer 12 small
+// all-reduces of E x 256 counts (8 for the score's bytes, 4 for the row index that breaks
+// ties), O(E) numbers per rank whatever the world size. The selection is exact: the taken
+// rows are those the one-rank reference's stable sort of the whole batch takes.
 #include "moe/expert_choice.h"
 
 #include <c10/core/GradMode.h>
 
 #include <algorithm>
+#include <limits>
 
+#include "common/error.h"
 #include "parallel/watchdog.h"
 
 namespace triage {
+namespace {
+
+constexpr int64_t kDigits = 256;  // one byte of a key per round
+
+// Sums `counts` over the group (no-op on one rank): the only communication here.
+void sum_over(at::Tensor& counts, Communicator* group) {
+  if (!group || group->size() == 1) return;
+  watchdog::Scope scope("expert-choice all-reduce");
+  group->allreduce_sum_(counts);
+}
+
+// One round of radix selection, per expert: among the candidate rows (candidates_RE), the
+// digit (bits [shift, shift + 8) of key_RE) that holds the want_E-th row in the order the
+// selection walks (from the largest digit when `largest`, else from the smallest). Returns
+// that digit per expert and lowers want_E by the rows in digits walked past; the caller
+// narrows the candidates to rows with that digit.
+at::Tensor select_digit(const at::Tensor& key_RE, const at::Tensor& candidates_RE, int shift,
+                        bool largest, at::Tensor& want_E, Communicator* group) {
+  const int64_t experts = key_RE.size(1);
+  const at::Tensor digit_RE = key_RE.bitwise_right_shift(shift).bitwise_and(kDigits - 1);
+  const at::Tensor bin_RE = digit_RE + at::arange(experts, key_RE.options()).unsqueeze(0) * kDigits;
+  // Counted without reading anything back to the host (a GPU would stall).
+  at::Tensor counts =
+      at::zeros({experts * kDigits}, key_RE.options().dtype(at::kDouble))
+          .index_add_(0, bin_RE.reshape({-1}), candidates_RE.reshape({-1}).to(at::kDouble));
+  sum_over(counts, group);
+  at::Tensor counts_ED = counts.view({experts, kDigits});
+  if (largest) counts_ED = counts_ED.flip(1);  // walk from the largest digit
+  const at::Tensor through_ED = counts_ED.cumsum(1);
+  // The walk stops at the first digit whose running count reaches want.
+  const at::Tensor position_E =
+      (through_ED < want_E.unsqueeze(1)).sum(1).clamp_max(kDigits - 1).to(at::kLong);
+  const at::Tensor before_E =
+      (through_ED - counts_ED).gather(1, position_E.unsqueeze(1)).squeeze(1);
+  want_E = want_E - before_E;
+  return largest ? (kDigits - 1) - position_E : position_E;
+}
+
+}  // namespace
 
 ExpertChoice choose_by_experts(const at::Tensor& scores_RE, const at::Tensor& eligible_R,
                                int64_t capacity, Communicator* group) {
   c10::NoGradGuard no_grad;
-  const int64_t rows = scores_RE.size(0), experts = scores_RE.size(1);
-  // Scores are in [0, 1] (softmax or sigmoid): -1 puts ineligible rows last.
-  at::Tensor ranked_RE = scores_RE.detach().to(at::kDouble);
-  if (eligible_R.defined()) ranked_RE = ranked_RE.masked_fill(~eligible_R.unsqueeze(1), -1.0);
+  const at::Tensor scores = scores_RE.detach().to(at::kDouble).contiguous();
+  const int64_t rows = scores.size(0), experts = scores.size(1);
   const int64_t ranks = group ? group->size() : 1, offset = group ? group->rank() * rows : 0;
-  at::Tensor batch_GE = ranked_RE;
-  if (group && ranks > 1) {
-    watchdog::Scope scope("expert-choice all-reduce");
-    batch_GE = at::zeros({ranks * rows, experts}, ranked_RE.options());
-    batch_GE.narrow(0, offset, rows).copy_(ranked_RE);
-    group->allreduce_sum_(batch_GE);
+  TRIAGE_ASSERT(ranks * rows < (int64_t(1) << 32),
+                "expert choice over " << ranks * rows << " rows: at most 2^32");
+  // Scores are in [0, 1] (softmax or sigmoid): the bits of a non-negative double order
+  // like the numbers, so they are the key.
+  const at::Tensor key_RE = scores.clamp_min(0.0).view(at::kLong);
+  const at::TensorOptions on = key_RE.options();
+  at::Tensor eligible_RE = at::ones({rows, experts}, on.dtype(at::kBool));
+  if (eligible_R.defined())
+    eligible_RE = eligible_R.to(at::kBool).unsqueeze(1).expand({rows, experts}).clone();
+
+  // How many each expert takes: C, or every eligible row of the group when fewer.
+  at::Tensor eligible_E = eligible_RE.sum(0).to(at::kDouble);
+  sum_over(eligible_E, group);
+  at::Tensor want_E = eligible_E.clamp_max(double(capacity));
+  const at::Tensor takes_E = want_E > 0;
+
+  // The C-th largest key per expert, a byte at a time from the top.
+  at::Tensor candidates_RE = eligible_RE.clone();
+  at::Tensor threshold_E = at::zeros({experts}, on);
+  for (int shift = 56; shift >= 0; shift -= 8) {
+    const at::Tensor digit_E = select_digit(key_RE, candidates_RE, shift, true, want_E, group);
+    threshold_E.bitwise_or_(digit_E.bitwise_left_shift(shift));
+    candidates_RE.logical_and_(key_RE.bitwise_right_shift(shift).bitwise_and(kDigits - 1) ==
+                               digit_E.unsqueeze(0));
   }
-  const int64_t take = std::min(capacity, batch_GE.size(0));
-  // A stable sort down each expert's column: ties keep the earlier row first.
-  const at::Tensor order_GE =
-      std::get<1>(batch_GE.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
-  at::Tensor taken_GE = at::zeros(batch_GE.sizes(), batch_GE.options().dtype(at::kBool));
-  taken_GE.scatter_(0, order_GE.narrow(0, 0, take), true);
-  taken_GE = taken_GE & (batch_GE >= 0);
-  const at::Tensor mine_RE = taken_GE.narrow(0, offset, rows);
+  // Rows at the threshold: the want_E earliest of them (by row of the group's batch), as a
+  // stable sort would order them. The want_E-th smallest row index, a byte at a time.
+  const at::Tensor row_R1 = at::arange(offset, offset + rows, on).unsqueeze(1);
+  const at::Tensor row_RE = row_R1.expand({rows, experts});
+  at::Tensor tied_RE = candidates_RE.clone();
+  at::Tensor last_row_E = at::zeros({experts}, on);
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    const at::Tensor digit_E = select_digit(row_RE, tied_RE, shift, false, want_E, group);
+    last_row_E.bitwise_or_(digit_E.bitwise_left_shift(shift));
+    tied_RE.logical_and_(row_RE.bitwise_right_shift(shift).bitwise_and(kDigits - 1) ==
+                         digit_E.unsqueeze(0));
+  }
+  const at::Tensor above_RE = key_RE > threshold_E.unsqueeze(0);
+  const at::Tensor at_RE =
+      (key_RE == threshold_E.unsqueeze(0)) & (row_RE <= last_row_E.unsqueeze(0));
+  const at::Tensor mine_RE = eligible_RE & (above_RE | at_RE) & takes_E.unsqueeze(0);
 
   ExpertChoice choice;
-  choice.experts_RE = std::get<1>(ranked_RE.sort(/*stable=*/true, /*dim=*/1, /*descending=*/true));
+  choice.experts_RE = std::get<1>(scores_RE.detach()
+                                      .to(at::kDouble)
+                                      .sort(/*stable=*/true, /*dim=*/1,
+                                            /*descending=*/true));
   choice.taken_RE = mine_RE.gather(1, choice.experts_RE);
   return choice;
 }

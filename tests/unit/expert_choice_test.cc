@@ -1,6 +1,10 @@
 // Expert-choice selection on batches small enough to work out by hand.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <utility>
+#include <vector>
+
 #include "moe/expert_choice.h"
 #include "test_support.h"
 
@@ -34,6 +38,33 @@ TEST(ExpertChoice, TiesGoToTheEarlierRow) {
   const at::Tensor even = at::full({5, 1}, 0.5, at::kDouble);
   ExpertChoice choice = choose_by_experts(even, {}, 2, nullptr);
   EXPECT_TRUE(at::equal(choice.taken_RE, bools({1, 1, 0, 0, 0}, {5, 1})));
+}
+
+// Against a naive loop over many rows with few distinct scores (ties everywhere, scores 0
+// and 1 included) and some ineligible rows: each expert takes the C best eligible rows,
+// earlier rows first among equal scores.
+TEST(ExpertChoice, RadixSelectionTakesWhatANaiveOrderingTakes) {
+  constexpr int64_t kRows = 300, kExperts = 5;
+  at::Generator gen = generator(13);
+  const at::Tensor scores = at::randint(0, 7, {kRows, kExperts}, gen, at::kDouble) / 6.0;
+  const at::Tensor eligible = at::rand({kRows}, gen, at::kDouble) > 0.2;
+  for (int64_t capacity : {1, 37, 150, 299, 400}) {
+    const ExpertChoice choice = choose_by_experts(scores, eligible, capacity, nullptr);
+    const at::Tensor taken_RE =
+        at::zeros({kRows, kExperts}, at::kBool).scatter_(1, choice.experts_RE, choice.taken_RE);
+    for (int64_t e = 0; e < kExperts; ++e) {
+      std::vector<std::pair<double, int64_t>> ranked;  // (-score, row): best first
+      for (int64_t r = 0; r < kRows; ++r)
+        if (eligible[r].item<bool>()) ranked.push_back({-scores[r][e].item<double>(), r});
+      std::sort(ranked.begin(), ranked.end());
+      std::vector<bool> want(kRows, false);
+      for (size_t i = 0; i < ranked.size() && int64_t(i) < capacity; ++i)
+        want[size_t(ranked[i].second)] = true;
+      for (int64_t r = 0; r < kRows; ++r)
+        ASSERT_EQ(taken_RE[r][e].item<bool>(), want[size_t(r)])
+            << "capacity " << capacity << ", expert " << e << ", row " << r;
+    }
+  }
 }
 
 }  // namespace
