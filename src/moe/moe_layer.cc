@@ -154,6 +154,7 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_to
                           .to(x_TD.scalar_type());
     if (training) y_RD = expert_dropout(y_RD, sent.plan.order, experts_TK, first_token);
     out.y = combine(y_RD, weights_TK, sent.plan).view(x.sizes());
+    for (int64_t rows_from : sent.plan.recv_rows) s.received_rows += rows_from;
     s.tokens_per_expert = std::move(sent.plan.order.tokens_per_expert);
   } else {
     ExpertOrder order = sort_by_expert(experts_TK, keep_TK, num_experts, extra_counts);
@@ -188,6 +189,7 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_to
     s.assignments = tokens * config_.top_k;
   s.capacity = capacity;
   s.dropped = s.assignments - kept;
+  if (!ep_) s.received_rows = kept;
   s.max_load = double(*std::max_element(s.tokens_per_expert.begin(), s.tokens_per_expert.end()));
   s.mean_load = double(kept) / double(num_experts);
   phase_clock::enter(outer_phase);

@@ -35,6 +35,9 @@ struct MoeStats {
   // rank (index p) was at its bound, and the bound in rows per source rank.
   std::vector<int64_t> bound_dropped_per_rank;
   int64_t receive_quota = kDropless;
+  // Rows this rank's experts took in, from every source rank: with data parallelism under
+  // expert choice one replica may take far more than its share while the loads look even.
+  int64_t received_rows = 0;
 };
 
 struct MoeOutput {

@@ -71,6 +71,7 @@ nlohmann::json to_json(const StepMetrics& m) {
           {"step_ms", m.step_ms},
           {"dropped_pct", m.dropped_pct},
           {"max_mean_load", m.max_mean_load},
+          {"received_max_mean", m.received_max_mean},
           {"tokens_per_expert", m.tokens_per_expert},
           {"bound_dropped", m.bound_dropped},
           {"bound_dropped_per_rank", m.bound_dropped_per_rank}};

@@ -21,8 +21,9 @@ struct StepMetrics {
   double balance_loss = 0, z_loss = 0;  // summed over MoE layers
   double lr = 0, grad_norm = 0;
   double tokens_per_s = 0, step_ms = 0;
-  double dropped_pct = 0;                               // assignments over capacity, all layers
-  double max_mean_load = 0;                             // busiest expert / mean, worst layer
+  double dropped_pct = 0;        // assignments over capacity, all layers
+  double max_mean_load = 0;      // busiest expert / mean, worst layer
+  double received_max_mean = 0;  // rows the busiest rank's experts took in / the mean, worst layer
   std::vector<std::vector<int64_t>> tokens_per_expert;  // [MoE layer][expert], whole world
   // moe.max_receive_factor: [MoE layer][EP rank] assignments dropped at that rank's bound,
   // whole world; bound_dropped is their sum (0 when unbounded).

@@ -7,9 +7,12 @@
 
 namespace triage {
 
-StepTotals::StepTotals(int64_t moe_layers, int64_t experts, int64_t ep_size)
+StepTotals::StepTotals(int64_t moe_layers, int64_t experts, int64_t ep_size, int world_rank,
+                       int world_size)
     : tokens_per_expert(size_t(moe_layers), std::vector<double>(size_t(experts), 0.0)),
-      bound_dropped(size_t(moe_layers), std::vector<double>(size_t(ep_size), 0.0)) {}
+      bound_dropped(size_t(moe_layers), std::vector<double>(size_t(ep_size), 0.0)),
+      received_rows(size_t(moe_layers), std::vector<double>(size_t(world_size), 0.0)),
+      world_rank_(world_rank) {}
 
 void StepTotals::add(const std::vector<MoeStats>& stats) {
   TRIAGE_ASSERT(stats.size() == tokens_per_expert.size(),
@@ -21,6 +24,7 @@ void StepTotals::add(const std::vector<MoeStats>& stats) {
       tokens_per_expert[l][e] += double(stats[l].tokens_per_expert[e]);
     for (size_t p = 0; p < bound_dropped[l].size(); ++p)
       bound_dropped[l][p] += double(stats[l].bound_dropped_per_rank[p]);
+    received_rows[l][size_t(world_rank_)] += double(stats[l].received_rows);
   }
 }
 
@@ -28,7 +32,7 @@ void StepTotals::sum_over(Communicator& world) {
   // Every field in declaration order, as one vector.
   std::vector<double*> fields = {&lm_loss_sum, &class_loss_sum, &balance_loss,
                                  &z_loss,      &dropped,        &assignments};
-  for (auto* table : {&tokens_per_expert, &bound_dropped})
+  for (auto* table : {&tokens_per_expert, &bound_dropped, &received_rows})
     for (std::vector<double>& row : *table)
       for (double& value : row) fields.push_back(&value);
   fields.push_back(&preemption_votes);

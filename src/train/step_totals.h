@@ -13,7 +13,9 @@
 namespace triage {
 
 struct StepTotals {
-  StepTotals(int64_t moe_layers, int64_t experts, int64_t ep_size);
+  // world_rank, world_size: where this rank's received rows go in received_rows.
+  StepTotals(int64_t moe_layers, int64_t experts, int64_t ep_size, int world_rank = 0,
+             int world_size = 1);
 
   // One micro-batch's MoE statistics, layer by layer.
   void add(const std::vector<MoeStats>& stats);
@@ -28,7 +30,11 @@ struct StepTotals {
   double assignments = 0;                              // assignments routed
   std::vector<std::vector<double>> tokens_per_expert;  // [MoE layer][global expert]
   std::vector<std::vector<double>> bound_dropped;      // [MoE layer][EP rank]
+  std::vector<std::vector<double>> received_rows;      // [MoE layer][world rank]
   double preemption_votes = 0;  // signals received (any rank's stops every rank)
+
+ private:
+  int world_rank_ = 0;
 };
 
 }  // namespace triage

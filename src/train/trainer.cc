@@ -230,7 +230,7 @@ StepMetrics Trainer::train_step() {
 
   const std::vector<MoeLayer*> moe_layers = model_->moe_layers();
   const int64_t experts = config_.moe.num_experts, ep_size = g.ep_size;
-  StepTotals totals(int64_t(moe_layers.size()), experts, ep_size);
+  StepTotals totals(int64_t(moe_layers.size()), experts, ep_size, g.world_rank, g.world_size);
   // The loss sums stay on the device until the step is done: reading them per micro-batch
   // would stall a GPU between forward and backward.
   at::Tensor loss_sums = at::zeros({4}, at::TensorOptions().dtype(at::kDouble).device(device_));
@@ -315,6 +315,13 @@ StepMetrics Trainer::train_step() {
                   << std::endl;
     }
     m.bound_dropped_per_rank.push_back(std::move(bound));
+    const std::vector<double>& received = totals.received_rows[l];
+    double received_sum = 0;
+    for (double r : received) received_sum += r;
+    if (received_sum > 0)
+      m.received_max_mean =
+          std::max(m.received_max_mean, *std::max_element(received.begin(), received.end()) /
+                                            (received_sum / double(received.size())));
   }
   phase_clock::lap();
   const double seconds = seconds_since(start);

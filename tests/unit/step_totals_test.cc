@@ -54,5 +54,21 @@ TEST(StepTotals, SumOverRanksReturnsEveryFieldToItsName) {
   EXPECT_EQ(totals.preemption_votes, 45);
 }
 
+// Each rank's received rows land in its own column, so the sum over ranks is a table of
+// every rank's intake (a world of three identical ranks triples rank 1's column only).
+TEST(StepTotals, ReceivedRowsGoToThisRanksColumn) {
+  StepTotals totals(/*moe_layers=*/2, /*experts=*/2, /*ep_size=*/1, /*world_rank=*/1,
+                    /*world_size=*/3);
+  MoeStats first = stats({1, 1}, 0, {0}), second = stats({2, 2}, 0, {0});
+  first.received_rows = 5;
+  second.received_rows = 7;
+  totals.add({first, second});
+  totals.add({first, second});
+  EXPECT_EQ(totals.received_rows, (std::vector<std::vector<double>>{{0, 10, 0}, {0, 14, 0}}));
+  ThreeIdenticalRanks world;
+  totals.sum_over(world);
+  EXPECT_EQ(totals.received_rows, (std::vector<std::vector<double>>{{0, 30, 0}, {0, 42, 0}}));
+}
+
 }  // namespace
 }  // namespace triage
