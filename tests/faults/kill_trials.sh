@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # kill_trials.sh TRIALS TRIAGE CONFIG WORK_DIR: kills one random rank of a 4-rank training run
-# with SIGKILL at a random moment, TRIALS times. Every trial must end non-zero within 30 s
-# of the kill with no process left behind. Prints one line per trial and a summary.
+# with SIGKILL at a random moment, TRIALS times. Every trial must end within 30 s of the kill
+# with exit 137 (128 + SIGKILL: "killed by signal 9" in the exit-code table, which mpirun
+# passes on) and no process left behind. Prints one line per trial and a summary.
 set -u
 trials=$1 triage=$2 config=$3 work=$4
 rm -rf "$work"; mkdir -p "$work"
@@ -33,11 +34,11 @@ for ((t = 1; t <= trials; t++)); do
   ms=$((($(date +%s%N) - killed_at) / 1000000))
   sleep 1
   left=$(pgrep -f -- "--out $out" || true)
-  ((status != 0)) && ended=$((ended + 1))
-  ((status != 0 && ms <= 30000)) && in_time=$((in_time + 1))
+  ((status == 137)) && ended=$((ended + 1))
+  ((status == 137 && ms <= 30000)) && in_time=$((in_time + 1))
   [[ -z $left ]] && clean=$((clean + 1))
   [[ -n $left ]] && pkill -9 -f -- "--out $out"
   echo "trial $t: killed pid $victim; job ended with exit $status after ${ms} ms; left behind: ${left:-none}"
 done
-echo "summary: $trials trials, $ended ended non-zero, $in_time within 30 s, $clean with nothing left behind"
+echo "summary: $trials trials, $ended ended with 137, $in_time within 30 s, $clean with nothing left behind"
 ((ended == trials && in_time == trials && clean == trials))
