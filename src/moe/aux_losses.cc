@@ -115,8 +115,10 @@ at::Tensor z_loss(const at::Tensor& logits_TE, double beta, const at::Tensor& re
   if (logits_TE.size(0) == 0) return at::zeros({}, logits_TE.options());
   const at::Tensor squares_T = at::logsumexp(logits_TE, -1).pow(2);
   if (!real_T.defined()) return beta * squares_T.mean();
-  const at::Tensor real = real_weights(real_T, squares_T);
-  return beta * (squares_T * real).sum() / real.sum().clamp_min(1.0);
+  // Real tokens only, over the batch's positions: every rank holds as many positions, so
+  // the ranks' mean is the one-rank figure on any layout (a mean over each rank's own
+  // real tokens would weigh ranks with more padding more).
+  return beta * (squares_T * real_weights(real_T, squares_T)).sum() / double(squares_T.size(0));
 }
 
 ImportanceLoad importance_load(const at::Tensor& weights_TK, const at::Tensor& experts_TK,

@@ -8,10 +8,13 @@
 // scores are divided by their sum). f is piecewise constant, so gradients flow through P.
 // With perfectly uniform routing L_bal = alpha.
 //
-// Router z-loss  L_z = beta * (1/T) * sum_t logsumexp(logits_t)^2  keeps logits small.
+// Router z-loss  L_z = beta * (1/T) * sum_t logsumexp(logits_t)^2  keeps logits small; with
+// padding, the sum is over real tokens and T counts positions (equal on every rank, so the
+// ranks' mean does not depend on the layout).
 //
 // Padding never counts: each function takes real_T (bool or 0/1, optional), and T above is
-// the number of real tokens (rows); padding rows add nothing to any sum or count.
+// the number of real tokens (rows); padding rows add nothing to any sum or count (the
+// z-loss's divisor aside, below).
 //
 // Communication: all_reduce() (one of the two, whichever scope) is the MoE layer's one
 // collective besides the exchange.
