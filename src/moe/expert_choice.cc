@@ -52,6 +52,21 @@ at::Tensor select_digit(const at::Tensor& key_RE, const at::Tensor& candidates_R
   return largest ? (kDigits - 1) - position_E : position_E;
 }
 
+// Per expert, the want_E-th of the candidates' keys from the largest (or the smallest),
+// found a byte at a time over bits [0, bits) of the non-negative keys. Narrows
+// candidates_RE to the rows holding it and leaves in want_E how many of them to take.
+at::Tensor radix_select(const at::Tensor& key_RE, at::Tensor& candidates_RE, int bits, bool largest,
+                        at::Tensor& want_E, Communicator* group) {
+  at::Tensor value_E = at::zeros({key_RE.size(1)}, key_RE.options());
+  for (int shift = bits - 8; shift >= 0; shift -= 8) {
+    const at::Tensor digit_E = select_digit(key_RE, candidates_RE, shift, largest, want_E, group);
+    value_E.bitwise_or_(digit_E.bitwise_left_shift(shift));
+    candidates_RE.logical_and_(key_RE.bitwise_right_shift(shift).bitwise_and(kDigits - 1) ==
+                               digit_E.unsqueeze(0));
+  }
+  return value_E;
+}
+
 }  // namespace
 
 ExpertChoice choose_by_experts(const at::Tensor& scores_RE, const at::Tensor& eligible_R,
@@ -76,27 +91,13 @@ ExpertChoice choose_by_experts(const at::Tensor& scores_RE, const at::Tensor& el
   at::Tensor want_E = eligible_E.clamp_max(double(capacity));
   const at::Tensor takes_E = want_E > 0;
 
-  // The C-th largest key per expert, a byte at a time from the top.
+  // The C-th largest key per expert; then, among the rows holding it, the want_E earliest
+  // of the group's batch (as a stable sort would order them): the want_E-th smallest row.
   at::Tensor candidates_RE = eligible_RE.clone();
-  at::Tensor threshold_E = at::zeros({experts}, on);
-  for (int shift = 56; shift >= 0; shift -= 8) {
-    const at::Tensor digit_E = select_digit(key_RE, candidates_RE, shift, true, want_E, group);
-    threshold_E.bitwise_or_(digit_E.bitwise_left_shift(shift));
-    candidates_RE.logical_and_(key_RE.bitwise_right_shift(shift).bitwise_and(kDigits - 1) ==
-                               digit_E.unsqueeze(0));
-  }
-  // Rows at the threshold: the want_E earliest of them (by row of the group's batch), as a
-  // stable sort would order them. The want_E-th smallest row index, a byte at a time.
-  const at::Tensor row_R1 = at::arange(offset, offset + rows, on).unsqueeze(1);
-  const at::Tensor row_RE = row_R1.expand({rows, experts});
-  at::Tensor tied_RE = candidates_RE.clone();
-  at::Tensor last_row_E = at::zeros({experts}, on);
-  for (int shift = 24; shift >= 0; shift -= 8) {
-    const at::Tensor digit_E = select_digit(row_RE, tied_RE, shift, false, want_E, group);
-    last_row_E.bitwise_or_(digit_E.bitwise_left_shift(shift));
-    tied_RE.logical_and_(row_RE.bitwise_right_shift(shift).bitwise_and(kDigits - 1) ==
-                         digit_E.unsqueeze(0));
-  }
+  const at::Tensor threshold_E = radix_select(key_RE, candidates_RE, 64, true, want_E, group);
+  const at::Tensor row_RE =
+      at::arange(offset, offset + rows, on).unsqueeze(1).expand({rows, experts});
+  const at::Tensor last_row_E = radix_select(row_RE, candidates_RE, 32, false, want_E, group);
   const at::Tensor above_RE = key_RE > threshold_E.unsqueeze(0);
   const at::Tensor at_RE =
       (key_RE == threshold_E.unsqueeze(0)) & (row_RE <= last_row_E.unsqueeze(0));

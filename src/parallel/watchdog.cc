@@ -241,9 +241,9 @@ void start(double timeout_s, int rank, int world_size) {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);
   s.timeout_s = timeout_s;
-  // Rarely: a quarter of the timeout, between half a second and 10 s (1,000 ranks at the
-  // default 600 s timeout make 200 file operations a second, not 4,000).
-  s.period_s = std::clamp(timeout_s / 4, 0.5, 10.0);
+  // Rarely: an eighth of the timeout, between a quarter of a second and 10 s (1,000 ranks
+  // at the default 600 s timeout make 200 file operations a second, not 4,000).
+  s.period_s = std::clamp(timeout_s / 8, 0.25, 10.0);
   if (s.thread.joinable()) return;
   s.rank = rank;
   s.world_size = world_size;

@@ -4,8 +4,8 @@
 // combine rows") and marks the collective it is in. A thread checks twice a second, from
 // memory only, whether one collective has waited longer than train.collective_timeout_s,
 // and then ends the job naming this rank, the collective, the wait, and the other ranks'
-// last labels. A second thread writes the label to <run>/ranks/rank-NNNNN.txt rarely (a
-// quarter of the timeout, 0.5-10 s) with a beat count, so a hung filesystem delays only
+// last labels. A second thread writes the label to <run>/ranks/rank-NNNNN.txt rarely (an
+// eighth of the timeout, 0.25-10 s) with a beat count, so a hung filesystem delays only
 // the file, and a reader tells live ranks from dead ones without comparing clocks across
 // hosts. Peers' files are read only at a timeout, within a time bound: of the ranks waiting,
 // the lowest-numbered of the first few reports; the others stay quiet while mpirun ends
