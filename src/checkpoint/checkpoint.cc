@@ -298,23 +298,19 @@ void mark_best_checkpoint(const std::string& dir, const std::string& folder, dou
 }
 
 std::optional<BestCheckpoint> read_best_checkpoint(const std::string& dir, Communicator& world) {
-  std::string line;
+  std::string line;  // rank 0's reading, "" for none; 17 digits carry the double exactly
   if (world.rank() == 0) {
-    std::ifstream in(fs::path(dir) / "best");
-    std::getline(in, line);
+    if (const auto best = read_best_checkpoint(dir)) {
+      std::ostringstream text;
+      text.precision(17);
+      text << best->folder << " " << best->step << " " << best->value;
+      line = text.str();
+    }
   }
   line = broadcast_text(world, line);
-  // Every rank parses rank 0's line; the folder check is rank 0's to make alike for all.
-  std::istringstream in(line);
+  if (line.empty()) return std::nullopt;
   BestCheckpoint best;
-  int exists = world.rank() == 0 && (in >> best.folder) && fs::exists(fs::path(dir) / best.folder);
-  at::Tensor flag = at::full({1}, int64_t(exists), at::kLong);
-  world.broadcast_(flag, 0);
-  if (flag.item<int64_t>() == 0) return std::nullopt;
-  std::istringstream again(line);
-  if (!(again >> best.folder >> best.value) || best.folder.rfind("step-", 0) != 0)
-    return std::nullopt;
-  best.step = std::strtoll(best.folder.c_str() + 5, nullptr, 10);
+  std::istringstream(line) >> best.folder >> best.step >> best.value;
   return best;
 }
 
@@ -330,7 +326,6 @@ std::optional<BestCheckpoint> read_best_checkpoint(const std::string& dir) {
 
 namespace {
 
-// Reads, verifies and applies this rank's part of the checkpoint; no collectives.
 // The checkpoint `latest` names and its manifest's text (rank 0's reads).
 std::pair<std::string, std::string> read_latest(const std::string& dir) {
   const fs::path latest = fs::path(dir) / "latest";

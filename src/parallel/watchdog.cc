@@ -167,7 +167,7 @@ void watch() {
     if (!dir.empty()) {
       auto text = std::make_shared<std::string>();
       auto lower_reporter = std::make_shared<bool>(false);
-      within(3 * period_s + 5, [=] {
+      const bool read = within(3 * period_s + 5, [=] {
         std::vector<int> reporters;
         for (int r = 0; r < std::min(rank, kReporters); ++r) reporters.push_back(r);
         const std::vector<PeerStatus> lower = read_statuses(dir, reporters, period_s);
@@ -189,8 +189,9 @@ void watch() {
         const std::string named = suspects.str();
         *text = (named.empty() ? "" : "; look at rank(s) " + named) + out.str();
       });
-      defer = *lower_reporter;
-      others = *text;
+      // Unfinished, the helper may still be writing them: read only what it finished.
+      defer = read && *lower_reporter;
+      others = read ? *text : "; peers' status files did not answer in time (a hung filesystem?)";
     }
     if (defer) {
       // A lower rank reports and mpirun ends the job; should it not, this rank does later.
