@@ -61,6 +61,20 @@ void check_same_routing(const nlohmann::json& json, const std::string& path, con
               " to continue this model");
 }
 
+// Expert choice picks within slices of the batch: a resume must cut it as the trained
+// model did. Checkpoints from before the slices were recorded chose over the whole batch.
+void check_same_slices(const nlohmann::json& json, const std::string& path, const Config& c) {
+  if (c.moe.router != RouterKind::kExpertChoice) return;
+  int64_t saved = recorded_integer(json, "moe.expert_choice_slices", 1, path);
+  if (saved == 0) saved = 1;
+  if (saved == c.moe.expert_choice_slices) return;
+  throw Error(path + ": the model's experts choose within " + std::to_string(saved) +
+              " slice(s) of each batch; this run would cut it into " +
+              std::to_string(c.moe.expert_choice_slices) +
+              " (moe.expert_choice_slices); set it to " + std::to_string(saved) +
+              " to continue this model");
+}
+
 }  // namespace
 
 CheckpointManifest parse_manifest(const std::string& text, const std::string& path,
@@ -86,6 +100,7 @@ CheckpointManifest parse_manifest(const std::string& text, const std::string& pa
       throw Error(path + ": dtype = \"" + m.dtype + "\"; expected train.dtype (" +
                   name_of(config.train.dtype) + ")");
     check_same_routing(json, path, config);
+    check_same_slices(json, path, config);
     m.step = integer_at<int64_t>(json, "step", path);
     m.samples_seen = integer_at<int64_t>(json, "samples_seen", path);
     m.optimizer_step = integer_at<int64_t>(json, "optimizer_step", path);

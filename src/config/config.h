@@ -53,13 +53,21 @@ struct MoeConfig {
   // What the router scores and who chooses. routing_level sequence: every token of a
   // sequence goes to the experts its sequence's masked mean hidden state chose, with the
   // sequence's gate weights (balance and z-losses count sequences). router expert_choice:
-  // each expert takes its top-C tokens (sequences) of the balance group's batch, C the
+  // each expert takes its top-C tokens (sequences) of each slice of the batch, C the
   // capacity at capacity_factor (1 when 0), weighted by their raw scores; a token may be
   // taken by 0..E experts. Both let a token's routing depend on later tokens, which a
   // causal LM loss could read: refused with an LM loss unless allow_lookahead is true.
   RoutingLevel routing_level = RoutingLevel::kToken;
   RouterKind router = RouterKind::kTokenChoice;
   bool allow_lookahead = false;
+  // Expert choice's batch: the global batch cut into this many equal slices (in batch
+  // order, so a slice is whole ranks' rows or a rank's rows a part each); every expert
+  // takes its top C of each slice. One slice per EP group (each group's ranks hold a
+  // slice) balances every copy of an expert exactly; fewer let one data-parallel copy take
+  // up to (EP groups / slices) times its share. 0: one per EP group of the first launch,
+  // fixed then and recorded in checkpoints (a resume at another layout keeps the model's
+  // number). The one-rank reference cuts its batch alike, so every layout routes the same.
+  int64_t expert_choice_slices = 0;
   // Training-only router noise: jitter (input *= U(1-jitter_noise, 1+jitter_noise)) or
   // shazeer (logits += N(0,1) * softplus(x @ noise_gate^T), a learned, input-dependent
   // spread). Each draw is a function of (seed, layer, step, micro-batch, global token),
@@ -264,6 +272,7 @@ void visit_fields(MoeConfig& c, Visitor&& v) {
   v("routing_level", c.routing_level, OneOf{});
   v("router", c.router, OneOf{});
   v("allow_lookahead", c.allow_lookahead, AnyBool{});
+  v("expert_choice_slices", c.expert_choice_slices, IntRange{0, 1 << 30});
   v("noise", c.noise, OneOf{});
   v("jitter_noise", c.jitter_noise, RealRange{0.0, 1.0, false, true});
   v("expert_dropout", c.expert_dropout, RealRange{0.0, 1.0, false, true});

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <string>
 
 #include "common/error.h"
 #include "parallel/watchdog.h"
@@ -68,6 +69,22 @@ at::Tensor radix_select(const at::Tensor& key_RE, at::Tensor& candidates_RE, int
 }
 
 }  // namespace
+
+ExpertChoiceSlices expert_choice_slices(int64_t slices, int64_t world, int64_t ep) {
+  if (slices == 0) slices = std::max<int64_t>(1, world / ep);
+  ExpertChoiceSlices plan;
+  if (slices % world == 0) {
+    plan.per_rank = slices / world;
+  } else if (slices == 1 || (world % slices == 0 && world / slices == ep)) {
+    plan.span = world / slices;
+  } else {
+    throw Error("moe.expert_choice_slices = " + std::to_string(slices) + " on " +
+                std::to_string(world) + " ranks (parallel.expert " + std::to_string(ep) +
+                "): expected 1, the number of EP groups (" + std::to_string(world / ep) +
+                ") or a multiple of the ranks");
+  }
+  return plan;
+}
 
 ExpertChoice choose_by_experts(const at::Tensor& scores_RE, const at::Tensor& eligible_R,
                                int64_t capacity, Communicator* group) {

@@ -2,11 +2,14 @@
 #include "moe/moe_layer.h"
 
 #include <algorithm>
+#include <string>
+#include <vector>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/autocast_mode.h>
 
 #include "common/counter_random.h"
+#include "common/error.h"
 #include "moe/exchange.h"
 #include "moe/expert_choice.h"
 #include "moe/permute.h"
@@ -91,15 +94,30 @@ MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_to
   int64_t capacity = kDropless;
   if (expert_choice) {
     // Expert choice is never dropless: C comes from the factor (1 when 0), over the rows of
-    // the balance group's batch.
-    Communicator* group = global ? balance_group_ : nullptr;
-    const int64_t group_rows = rows * (group ? group->size() : 1);
+    // one slice of the global batch, chosen slice by slice.
+    const int64_t world = balance_group_ ? balance_group_->size() : 1;
+    const ExpertChoiceSlices plan =
+        expert_choice_slices(config_.expert_choice_slices, world, ep_size_);
+    Communicator* group = plan.span == 1 ? nullptr : plan.span == world ? balance_group_ : ep_;
+    if (rows % plan.per_rank != 0)
+      throw Error("moe.expert_choice_slices: " + std::to_string(rows) +
+                  " rows on this rank cannot be cut into " + std::to_string(plan.per_rank) +
+                  " equal slices; expected a batch of whole slices");
+    const int64_t slice_rows = rows / plan.per_rank, group_rows = slice_rows * plan.span;
     capacity =
         std::min(group_rows, expert_capacity(factor > 0 ? factor : 1.0, group_rows, config_.top_k,
                                              num_experts, config_.min_capacity));
-    ExpertChoice choice = choose_by_experts(r.scores_TE, eligible_R, capacity, group);
-    r.experts_TK = choice.experts_RE;
-    out.keep_TK = choice.taken_RE;
+    std::vector<at::Tensor> experts, taken;
+    for (int64_t first = 0; first < rows; first += slice_rows) {
+      const ExpertChoice choice = choose_by_experts(
+          r.scores_TE.narrow(0, first, slice_rows),
+          eligible_R.defined() ? eligible_R.narrow(0, first, slice_rows) : at::Tensor(), capacity,
+          group);
+      experts.push_back(choice.experts_RE);
+      taken.push_back(choice.taken_RE);
+    }
+    r.experts_TK = at::cat(experts);
+    out.keep_TK = at::cat(taken);
     // Weighted by the raw scores (no renormalisation over a row's experts, as in the paper).
     r.weights_TK =
         (r.scores_TE.gather(1, r.experts_TK) * config_.route_scale).to(x_TD.scalar_type());

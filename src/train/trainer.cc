@@ -21,6 +21,7 @@
 #include "common/error.h"
 #include "data/dataset.h"
 #include "model/transformer.h"
+#include "moe/expert_choice.h"
 #include "moe/routing_override.h"
 #include "parallel/agreement.h"
 #include "parallel/fault_injection.h"
@@ -120,6 +121,16 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
       throw Error("train.batch_size = " + std::to_string(config.train.batch_size) +
                   ": expected a multiple of the number of ranks (" + std::to_string(world) + ")");
     refuse_to_clobber(options.out_dir, options.resume, options.overwrite);
+    if (config.moe.router == RouterKind::kExpertChoice) {  // fixed now, recorded in checkpoints
+      int64_t& slices = config_.moe.expert_choice_slices;
+      if (slices == 0) slices = world / config.parallel.expert;
+      expert_choice_slices(slices, world, config.parallel.expert);  // throws where it cannot be
+      if (config.train.batch_size % slices != 0)
+        throw Error("moe.expert_choice_slices = " + std::to_string(slices) +
+                    ": expected a divisor of train.batch_size (" +
+                    std::to_string(config.train.batch_size) +
+                    "), so each slice is whole sequences");
+    }
     const RoutingOverride routing = parse_routing_override(config.moe.routing_override);
     if (routing.kind == RoutingOverride::Kind::kReplay)  // read again by each MoE layer
       load_replay_loads(routing.run_dir, config.moe.num_experts);

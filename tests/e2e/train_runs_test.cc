@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -209,9 +210,23 @@ TEST(TrainRuns, RoutingOverridesFollowTheOneRankCurveOnEveryLayout) {
 TEST(TrainRuns, RoutingSchemesFollowTheOneRankCurveOnEveryLayout) {
   for (const std::string scheme : {"groups", "sequence_balance", "sequence_routing",
                                    "expert_choice", "jitter", "shazeer", "dropout"})
-    for (const char* layout : {"world4_ep4", "world4_ep2"})
-      expect_same_curve("scheme_" + scheme + "_" + layout, "scheme_" + scheme + "_world1_ep1",
-                        1e-9);
+    for (const char* layout : {"world4_ep4", "world4_ep2"}) {
+      // Expert choice picks within one slice per EP group: 2 at EP 2, as the reference told.
+      const bool sliced = scheme == "expert_choice" && std::string(layout) == "world4_ep2";
+      expect_same_curve("scheme_" + scheme + "_" + layout,
+                        "scheme_" + scheme + "_world1_ep1" + (sliced ? "_slices2" : ""), 1e-9);
+    }
+  expect_same_curve("scheme_expert_choice_world4_ep2_slices1", "scheme_expert_choice_world1_ep1",
+                    1e-9);
+  // Per EP group every copy of an expert takes exactly its share, so every rank receives as
+  // many rows; over the world's batch one copy can take more than the other.
+  double worst_world_sliced = 1;
+  for (const json& step : steps_of("scheme_expert_choice_world4_ep2")) {
+    EXPECT_DOUBLE_EQ(step["received_max_mean"].get<double>(), 1.0) << "step " << step["step"];
+  }
+  for (const json& step : steps_of("scheme_expert_choice_world4_ep2_slices1"))
+    worst_world_sliced = std::max(worst_world_sliced, step["received_max_mean"].get<double>());
+  EXPECT_GT(worst_world_sliced, 1.0) << "one slice over 2 EP groups should unbalance a copy";
   // Each scheme is in effect: at step 1 (before any update, the same weights and batch as
   // the plain run) group-limited routing changes the loss, the sequence-wise scope the
   // balance loss.

@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/error.h"
 #include "moe/expert_choice.h"
 #include "test_support.h"
 
@@ -65,6 +66,22 @@ TEST(ExpertChoice, RadixSelectionTakesWhatANaiveOrderingTakes) {
             << "capacity " << capacity << ", expert " << e << ", row " << r;
     }
   }
+}
+
+// Where the slices lie: 0 is one per EP group (8 ranks in EP groups of 4: 2 slices, each
+// one group's 4 ranks); a multiple of the ranks gives each rank whole slices; 1 spans the
+// world; a slice across parts of EP groups is refused, naming the key.
+TEST(ExpertChoice, SlicesLieOnWholeRanksOfTheWorldOrOfOneExpertParallelGroup) {
+  const ExpertChoiceSlices per_group = expert_choice_slices(0, 8, 4);
+  EXPECT_EQ(per_group.span, 4);
+  EXPECT_EQ(per_group.per_rank, 1);
+  EXPECT_EQ(expert_choice_slices(1, 8, 4).span, 8);
+  EXPECT_EQ(expert_choice_slices(16, 8, 4).per_rank, 2);
+  EXPECT_EQ(expert_choice_slices(16, 8, 4).span, 1);
+  EXPECT_EQ(expert_choice_slices(2, 1, 1).per_rank, 2) << "the reference cuts its batch alike";
+  EXPECT_EQ(error_of([] { expert_choice_slices(4, 8, 4); }),
+            "moe.expert_choice_slices = 4 on 8 ranks (parallel.expert 4): expected 1, the number "
+            "of EP groups (2) or a multiple of the ranks");
 }
 
 }  // namespace

@@ -69,5 +69,20 @@ TEST(Manifest, OlderCheckpointsNumGroupsZeroMeansTheirOwnExpertParallelSize) {
   EXPECT_EQ(parse_manifest(saved, "m.json", four_groups).step, 8);
 }
 
+// Expert choice within 2 slices (trained on 2 EP groups) resumed where the run would make 1.
+TEST(Manifest, ResumeThatWouldCutExpertChoiceIntoOtherSlicesIsRefused) {
+  const Config one_slice =
+      default_config({"moe.num_experts=8", "moe.router=expert_choice", "moe.allow_lookahead=true",
+                      "moe.expert_choice_slices=1"});
+  const std::string saved = manifest_with_config(R"("moe.expert_choice_slices": "2")");
+  EXPECT_EQ(error_of([&] { parse_manifest(saved, "m.json", one_slice); }),
+            "m.json: the model's experts choose within 2 slice(s) of each batch; this run would "
+            "cut it into 1 (moe.expert_choice_slices); set it to 2 to continue this model");
+  EXPECT_EQ(parse_manifest(manifest_with_config(R"("moe.expert_choice_slices": "1")"), "m.json",
+                           one_slice)
+                .step,
+            8);
+}
+
 }  // namespace
 }  // namespace triage

@@ -356,6 +356,31 @@ TEST(MoeLayer, ExpertChoiceGivesEachExpertItsTopCTokensWeightedByScore) {
       << "tokens should get different numbers of experts on this batch";
 }
 
+// moe.expert_choice_slices 2: the batch's halves choose apart, each expert taking its
+// C = ceil(1.0 * 12 * 2 / 8) = 3 best of each half: what a layer given only that half
+// takes (every expert exactly full in each half, so each EP group's copies are too).
+TEST(MoeLayer, ExpertChoiceInSlicesTakesEachSlicesOwnTopC) {
+  MoeConfig config = moe_config(kExperts, 2);
+  config.d_expert = kHidden;
+  config.router = RouterKind::kExpertChoice;
+  config.capacity_factor = 1.0;
+  config.min_capacity = 1;
+  config.expert_choice_slices = 2;
+  MoeLayer sliced(config, kWidth, at::kDouble, /*seed=*/13);
+  config.expert_choice_slices = 1;
+  MoeLayer whole(config, kWidth, at::kDouble, /*seed=*/13);
+  const at::Tensor x = at::randn({kTokens, kWidth}, generator(13), at::kDouble);
+  const MoeOutput out = sliced.forward(x, /*training=*/true);
+  EXPECT_EQ(out.stats.capacity, 3);
+  for (int64_t half = 0; half < 2; ++half) {
+    const MoeOutput alone = whole.forward(x.narrow(0, half * kTokens / 2, kTokens / 2), true);
+    EXPECT_TRUE(at::equal(out.keep_TK.narrow(0, half * kTokens / 2, kTokens / 2), alone.keep_TK))
+        << "half " << half;
+    EXPECT_LT(max_abs_diff(out.y.narrow(0, half * kTokens / 2, kTokens / 2), alone.y), 1e-15);
+  }
+  EXPECT_EQ(out.stats.tokens_per_expert, std::vector<int64_t>(kExperts, 6));
+}
+
 // train.precision bf16 keeps float32 where precision matters: under bf16 autocast the
 // router scores and chooses in float32, the balance and z losses and the layer's output
 // are float32, and the rows handed to the experts are bf16 (2 bytes a value).
