@@ -21,51 +21,50 @@ Communicator* communicator_at(AutogradContext* ctx) {
   return reinterpret_cast<Communicator*>(ctx->saved_data["comm"].toInt());
 }
 
+// Where each rank's rows lie in a buffer of rows in rank order (counts[p] of them for
+// rank p); with keep_own, this rank's own slot sends or takes nothing (its rows stay put).
+std::vector<RowSpan> spans_of(const std::vector<int64_t>& counts, int me, bool keep_own,
+                              int64_t& total) {
+  std::vector<RowSpan> spans;
+  for (size_t p = 0; p < counts.size(); ++p) {
+    spans.push_back({total, keep_own && int(p) == me ? 0 : counts[p]});
+    total += counts[p];
+  }
+  return spans;
+}
+
 struct AllToAllRows : public torch::autograd::Function<AllToAllRows> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& rows, int64_t comm_address,
                             std::vector<int64_t> send_rows, std::vector<int64_t> recv_rows,
                             std::string phase, std::string after_backward,
-                            const InFlightWork* while_in_flight, bool grad_enabled) {
+                            const InFlightWork* while_in_flight, bool grad_enabled, bool keep_own) {
+    Communicator& comm = *reinterpret_cast<Communicator*>(comm_address);
+    if (keep_own) recv_rows[size_t(comm.rank())] = 0;  // nothing comes from this rank itself
     ctx->saved_data["comm"] = comm_address;
     ctx->saved_data["phase"] = phase;
     ctx->saved_data["after_backward"] = after_backward;
     ctx->saved_data["send"] = send_rows;
     ctx->saved_data["recv"] = recv_rows;
+    ctx->saved_data["keep_own"] = keep_own;
     // Backward runs later, outside the forward's scopes: it carries the forward's label.
     ctx->saved_data["label"] = watchdog::current_label();
     if (!phase.empty()) {
       phase_clock::enter(phase);
-      phase_clock::wait_for_peers(*communicator_at(ctx));
+      phase_clock::wait_for_peers(comm);
     }
-    if (!*while_in_flight) return communicator_at(ctx)->alltoallv_rows(rows, send_rows, recv_rows);
-    return start_then_wait(*communicator_at(ctx), rows.contiguous(), send_rows, recv_rows,
-                           *while_in_flight, grad_enabled);
-  }
-
-  // The same exchange as alltoallv_rows, started without blocking so that the work runs
-  // while the rows travel (on a GPU: the communication stream waits for the rows only).
-  static at::Tensor start_then_wait(Communicator& comm, const at::Tensor& rows,
-                                    const std::vector<int64_t>& send_rows,
-                                    const std::vector<int64_t>& recv_rows, const InFlightWork& work,
-                                    bool grad_enabled) {
-    auto spans = [](const std::vector<int64_t>& counts, int64_t& total) {
-      std::vector<RowSpan> out;
-      for (int64_t n : counts) {
-        out.push_back({total, n});
-        total += n;
-      }
-      return out;
-    };
+    if (!*while_in_flight && !keep_own) return comm.alltoallv_rows(rows, send_rows, recv_rows);
+    // Started without blocking, so that the work runs while the rows travel (on a GPU: the
+    // communication stream waits for the rows only).
     int64_t sent = 0, received = 0;
-    const std::vector<RowSpan> send_spans = spans(send_rows, sent);
-    const std::vector<RowSpan> recv_spans = spans(recv_rows, received);
+    const std::vector<RowSpan> send_spans = spans_of(send_rows, comm.rank(), keep_own, sent);
+    const std::vector<RowSpan> recv_spans = spans_of(recv_rows, comm.rank(), false, received);
     TRIAGE_ASSERT(sent == rows.size(0), "send counts sum to " << sent << ", rows " << rows.size(0));
     std::vector<int64_t> shape = rows.sizes().vec();
     shape[0] = received;
     at::Tensor recv = at::empty(shape, rows.options());
     std::unique_ptr<PendingRows> pending =
-        comm.start_alltoallv_rows(rows, send_spans, recv, recv_spans);
-    run_in_flight_work(work, grad_enabled);
+        comm.start_alltoallv_rows(rows.contiguous(), send_spans, recv, recv_spans);
+    run_in_flight_work(*while_in_flight, grad_enabled);
     pending->wait();
     return recv;
   }
@@ -73,15 +72,28 @@ struct AllToAllRows : public torch::autograd::Function<AllToAllRows> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto send = ctx->saved_data["send"].toIntVector();
     auto recv = ctx->saved_data["recv"].toIntVector();
+    const bool keep_own = ctx->saved_data["keep_own"].toBool();
+    Communicator& comm = *communicator_at(ctx);
     watchdog::Scope scope(backward_label(ctx->saved_data["label"].toStringRef()));
     const std::string& phase = ctx->saved_data["phase"].toStringRef();
     if (!phase.empty()) {
       phase_clock::enter(phase + " bwd");
-      phase_clock::wait_for_peers(*communicator_at(ctx), /*backward=*/true);
+      phase_clock::wait_for_peers(comm, /*backward=*/true);
     }
-    at::Tensor grad_rows = communicator_at(ctx)->alltoallv_rows(grads[0], recv, send);
+    at::Tensor grad_rows;
+    if (!keep_own) {
+      grad_rows = comm.alltoallv_rows(grads[0], recv, send);
+    } else {  // the rows that stayed put get no gradient from here
+      int64_t received = 0, sent = 0;
+      const std::vector<RowSpan> recv_spans = spans_of(recv, comm.rank(), false, received);
+      const std::vector<RowSpan> send_spans = spans_of(send, comm.rank(), true, sent);
+      std::vector<int64_t> shape = grads[0].sizes().vec();
+      shape[0] = sent;
+      grad_rows = at::zeros(shape, grads[0].options());
+      comm.start_alltoallv_rows(grads[0].contiguous(), recv_spans, grad_rows, send_spans)->wait();
+    }
     if (!phase.empty()) phase_clock::enter(ctx->saved_data["after_backward"].toStringRef());
-    return {grad_rows,    at::Tensor(), at::Tensor(), at::Tensor(),
+    return {grad_rows,    at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
             at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
@@ -119,10 +131,10 @@ at::Tensor alltoallv_rows_autograd(const at::Tensor& rows, Communicator& comm,
                                    const std::vector<int64_t>& send_rows,
                                    const std::vector<int64_t>& recv_rows,
                                    const ExchangePhases& phases,
-                                   const InFlightWork& while_in_flight) {
+                                   const InFlightWork& while_in_flight, bool keep_own) {
   return AllToAllRows::apply(rows, reinterpret_cast<int64_t>(&comm), send_rows, recv_rows,
                              phases.rows, phases.after_backward, &while_in_flight,
-                             c10::GradMode::is_enabled());
+                             c10::GradMode::is_enabled(), keep_own);
 }
 
 void run_in_flight_work(const InFlightWork& work, bool grad_enabled) {

@@ -29,12 +29,14 @@ struct ExchangePhases {
 using InFlightWork = std::function<void()>;
 
 // while_in_flight: empty, or work for the time the rows travel (then the exchange is
-// started, the work runs, and only then is the exchange waited for).
+// started, the work runs, and only then is the exchange waited for). keep_own: the rows
+// for this rank itself stay where they are, out of the exchange: not sent, not received
+// (the result lacks them, and their gradient from here is zero).
 at::Tensor alltoallv_rows_autograd(const at::Tensor& rows, Communicator& comm,
                                    const std::vector<int64_t>& send_rows,
                                    const std::vector<int64_t>& recv_rows,
                                    const ExchangePhases& phases = {},
-                                   const InFlightWork& while_in_flight = {});
+                                   const InFlightWork& while_in_flight = {}, bool keep_own = false);
 
 // Runs `work` with autograd recording as `grad_enabled` says: the work a custom autograd
 // function's forward (where recording is off) runs on its caller's behalf.

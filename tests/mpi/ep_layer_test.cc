@@ -438,6 +438,7 @@ struct RecordingCommunicator : Communicator {
   };
   Communicator& inner;
   std::vector<std::string> log;
+  int64_t rows_to_self = 0;  // rows any exchange sent from this rank to itself
 
   explicit RecordingCommunicator(Communicator& c) : inner(c) {}
   int rank() const override { return inner.rank(); }
@@ -448,12 +449,14 @@ struct RecordingCommunicator : Communicator {
   at::Tensor alltoallv_rows(const at::Tensor& rows, const std::vector<int64_t>& send_rows,
                             const std::vector<int64_t>& recv_rows) override {
     log.push_back("blocking exchange");
+    rows_to_self += send_rows[size_t(rank())];
     return inner.alltoallv_rows(rows, send_rows, recv_rows);
   }
   std::unique_ptr<PendingRows> start_alltoallv_rows(
       const at::Tensor& send, const std::vector<RowSpan>& send_spans, const at::Tensor& recv,
       const std::vector<RowSpan>& recv_spans) override {
     log.push_back("start");
+    rows_to_self += send_spans[size_t(rank())].rows;
     auto pending = std::make_unique<Pending>();
     pending->inner = inner.start_alltoallv_rows(send, send_spans, recv, recv_spans);
     pending->log = &log;
@@ -502,6 +505,42 @@ TEST(ExpertParallelLayer, IndependentWorkRunsWhileTheDispatchedRowsTravelAndKeep
     ASSERT_TRUE(w.grad().defined()) << "the work's graph was not recorded";
     EXPECT_TRUE(at::allclose(w.grad(), x.sum(0)));
   }
+}
+
+// The grouped GEMM path keeps each rank's own rows home, as the loop path does (no
+// exchange, forward or backward, sends a row to its own rank), and gives the loop path's
+// outputs and gradients (float32: the grouped GEMM's dtypes).
+TEST(ExpertParallelLayer, GroupedGemmKeepsOwnRowsHomeAndMatchesTheLoopPath) {
+  struct Result {
+    at::Tensor y, grad_x;
+    std::vector<at::Tensor> grads;
+    int64_t rows_to_self;
+  };
+  constexpr int64_t kAlignedWidth = 8;
+  auto run = [&](ExpertGemm gemm) {
+    MoeConfig config = layer_config("softmax", 2, 0.0, "global");
+    config.expert_gemm = gemm;
+    config.d_expert = 4;  // the grouped GEMM wants float32 widths that are multiples of 4
+    ProcessGroups groups = groups_for(config);
+    RecordingCommunicator ep(*groups.ep);
+    MoeLayer layer(config, kAlignedWidth, at::kFloat, kSeed, &ep);
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(5 + groups.layout.world_rank);
+    const at::Tensor x =
+        at::randn({kTokensPerRank, kAlignedWidth}, gen, at::kFloat).set_requires_grad(true);
+    const MoeOutput out = layer.forward(x, true);
+    (out.y * at::arange(kAlignedWidth, at::kFloat)).sum().backward();
+    Result r{out.y.detach(), x.grad(), {}, ep.rows_to_self};
+    for (const auto& p : layer.experts().parameters()) r.grads.push_back(p.tensor.grad());
+    return r;
+  };
+  const Result loop = run(ExpertGemm::kLoop), grouped = run(ExpertGemm::kGrouped);
+  EXPECT_EQ(loop.rows_to_self, 0);
+  EXPECT_EQ(grouped.rows_to_self, 0) << "the grouped path sent its own rows through the exchange";
+  EXPECT_TRUE(at::allclose(grouped.y, loop.y, 1e-5, 1e-6));
+  EXPECT_TRUE(at::allclose(grouped.grad_x, loop.grad_x, 1e-5, 1e-6));
+  ASSERT_EQ(grouped.grads.size(), loop.grads.size());
+  for (size_t i = 0; i < loop.grads.size(); ++i)
+    EXPECT_TRUE(at::allclose(grouped.grads[i], loop.grads[i], 1e-5, 1e-6)) << "weight " << i;
 }
 
 // The receive bound with every assignment on expert 0: rank 0 receives at most

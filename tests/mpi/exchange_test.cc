@@ -119,13 +119,15 @@ TEST(Exchange, EveryRowTheGroupedPathReceivesIsWhatItsSenderMeantForThisExpert) 
   }
   Dispatched sent =
       dispatch(x, choices, at::ones({tokens_of(me), k}, at::kBool), kExperts, *groups.ep);
-  // What the grouped path receives: all rows, own ones included, by source rank.
+  // Every row, own ones included, by source rank.
   const at::Tensor received =
       alltoallv_rows_autograd(sent.x_RD, *groups.ep, sent.plan.send_rows, sent.plan.recv_rows);
 
-  // Expected: rank-major, then local expert, then token order; plan.runs must say so too.
+  // Expected: rank-major, then local expert, then token order; plan.runs must say so for
+  // the other ranks' rows and plan.own_runs for this rank's own (which the grouped path
+  // keeps home).
   int64_t wrong = 0, row = 0;
-  std::vector<ExpertRun> expected_runs;
+  std::vector<ExpertRun> expected_runs, expected_own_runs;
   for (int64_t p = 0; p < ranks; ++p) {
     for (int64_t l = 0; l < local; ++l) {
       const int64_t expert = me * local + l, first_row = row;
@@ -137,13 +139,17 @@ TEST(Exchange, EveryRowTheGroupedPathReceivesIsWhatItsSenderMeantForThisExpert) 
           wrong += received[row][d].item<double>() != code(p, t) + double(d) / 1000;
         ++row;
       }
-      if (row > first_row) expected_runs.push_back({l, row - first_row});
+      if (row > first_row)
+        (p == me ? expected_own_runs : expected_runs).push_back({l, row - first_row});
     }
   }
-  ASSERT_EQ(sent.plan.runs.size(), expected_runs.size());
-  for (size_t i = 0; i < expected_runs.size(); ++i) {
-    EXPECT_EQ(sent.plan.runs[i].expert, expected_runs[i].expert) << "run " << i;
-    EXPECT_EQ(sent.plan.runs[i].rows, expected_runs[i].rows) << "run " << i;
+  for (const auto& [runs, expected] : {std::pair{&sent.plan.runs, &expected_runs},
+                                       std::pair{&sent.plan.own_runs, &expected_own_runs}}) {
+    ASSERT_EQ(runs->size(), expected->size());
+    for (size_t i = 0; i < expected->size(); ++i) {
+      EXPECT_EQ((*runs)[i].expert, (*expected)[i].expert) << "run " << i;
+      EXPECT_EQ((*runs)[i].rows, (*expected)[i].rows) << "run " << i;
+    }
   }
   EXPECT_EQ(row, received.size(0)) << "rows received";
   EXPECT_EQ(wrong, 0) << "wrong elements";
