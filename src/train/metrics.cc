@@ -67,6 +67,7 @@ nlohmann::json to_json(const StepMetrics& m) {
           {"z_loss", m.z_loss},
           {"lr", m.lr},
           {"grad_norm", m.grad_norm},
+          {"tokens", m.tokens},
           {"tokens_per_s", m.tokens_per_s},
           {"step_ms", m.step_ms},
           {"dropped_pct", m.dropped_pct},

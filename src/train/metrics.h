@@ -20,6 +20,7 @@ struct StepMetrics {
   double lm_loss = 0, class_loss = 0;
   double balance_loss = 0, z_loss = 0;  // summed over MoE layers
   double lr = 0, grad_norm = 0;
+  int64_t tokens = 0;  // real tokens (padding not counted) in the step's global batches
   double tokens_per_s = 0, step_ms = 0;
   double dropped_pct = 0;        // assignments over capacity, all layers
   double max_mean_load = 0;      // busiest expert / mean, worst layer

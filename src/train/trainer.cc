@@ -337,6 +337,7 @@ StepMetrics Trainer::train_step() {
   phase_clock::lap();
   const double seconds = seconds_since(start);
   m.step_ms = 1000.0 * seconds;
+  m.tokens = int64_t(tokens);
   m.tokens_per_s = tokens / std::max(1e-9, seconds);
   return m;
 }

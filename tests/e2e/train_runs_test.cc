@@ -242,6 +242,32 @@ TEST(TrainRuns, RoutingSchemesFollowTheOneRankCurveOnEveryLayout) {
         << scheme;
 }
 
+// The default protein job: some domains are shorter than seq_len 96, so some of each
+// batch's 32 x 96 positions are padding (3-5%). Padding is never an assignment: with capacity
+// 1.25 the drop share is over the real tokens' assignments (layers x tokens x top_k 2,
+// tokens counted from the examples, not by the layer), and dropless every one of them,
+// and nothing else, reaches an expert.
+TEST(TrainRuns, PaddingNeverReachesTheExpertsOrTheirCounts) {
+  constexpr double kTopK = 2, kPositions = 32 * 96;
+  for (const std::string run : {"capacity", "dropless"}) {
+    const std::vector<json> steps = steps_of("protein_padding_world4_ep4/" + run);
+    EXPECT_EQ(steps.size(), 3u) << run;
+    for (const json& step : steps) {
+      SCOPED_TRACE(run + " step " + step["step"].dump());
+      const double tokens = step["tokens"].get<double>();
+      ASSERT_GT(tokens, 0);
+      EXPECT_LT(tokens, kPositions) << "the batch should hold padding";
+      double kept = 0;
+      for (const auto& layer : step["tokens_per_expert"])
+        for (const auto& n : layer) kept += n.get<double>();
+      const double assignments = double(step["tokens_per_expert"].size()) * tokens * kTopK;
+      EXPECT_NEAR(step["dropped_pct"].get<double>(), 100.0 * (assignments - kept) / assignments,
+                  1e-9);
+      if (run == "dropless") EXPECT_EQ(kept, assignments);
+    }
+  }
+}
+
 TEST(TrainRuns, EarlyStoppingKeepsTheBestCheckpoint) {
   const std::string run = runs_dir() + "/early_stop";
   const json summary = json::parse(std::ifstream(run + "/summary.json"));
