@@ -288,7 +288,10 @@ int layer_bench(const LayerBenchOptions& o) {
   result["exchange_over_raw"] = exchange_s / raw_s;
   // The layer still waits this share of what the same bytes take alone; the rest is hidden
   // behind expert compute (the pipeline, moe.exchange_chunks) or never travels (own rows).
-  result["exchange_hidden_share"] = 1.0 - exchange_s / raw_s;
+  // Never below 0: exchange phases longer than the raw all-to-alls (waits for a busier
+  // peer, packing) hide nothing, they do not hide a negative amount.
+  const double hidden_share = std::max(0.0, 1.0 - exchange_s / raw_s);
+  result["exchange_hidden_share"] = hidden_share;
 
   std::cout << "# layer benchmark: " << ranks << " ranks on " << hosts.size() << " host(s), "
             << o.tokens << " tokens/rank, D " << o.d_model << ", " << o.experts
@@ -313,7 +316,7 @@ int layer_bench(const LayerBenchOptions& o) {
               << 1e3 * median(phase_mean[p]) << std::setw(10) << 1e3 * median(phase_max[p]) << "\n";
   std::cout << "MoE / dense time " << std::setprecision(2) << moe_s / dense_s
             << "; exchange phases / raw all-to-alls " << exchange_s / raw_s << " (hidden "
-            << std::setprecision(0) << 100.0 * (1.0 - exchange_s / raw_s) << "%)"
+            << std::setprecision(0) << 100.0 * hidden_share << "%)"
             << std::setprecision(2) << "; busiest rank receives " << median(received_max_over_mean)
             << "x the mean rows\n";
   bench::emit_result(o.out, result);
