@@ -150,8 +150,8 @@ model::Link measure_link(MPI_Comm comm, int64_t max_bytes, double typical,
 }
 
 // The layer alone on each rank (all experts local): median seconds per phase.
-std::map<std::string, double> layer_phases(const CalibrateOptions& o, int64_t tokens,
-                                           Communicator& self) {
+std::map<Phase, double> layer_phases(const CalibrateOptions& o, int64_t tokens,
+                                     Communicator& self) {
   MoeConfig c;
   c.num_experts = o.experts;
   c.top_k = o.top_k;
@@ -161,7 +161,7 @@ std::map<std::string, double> layer_phases(const CalibrateOptions& o, int64_t to
   c.expert_gemm = choice_from<ExpertGemm>(o.expert_gemm);
   MoeLayer layer(c, o.d_model, at::kFloat, 7, &self, &self);
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(3);
-  std::map<std::string, std::vector<double>> seconds;
+  std::map<Phase, std::vector<double>> seconds;
   for (int64_t rep = 0; rep < o.warmup + o.reps; ++rep) {
     at::Tensor x = at::randn({tokens, o.d_model}, gen).requires_grad_(true);
     at::Tensor upstream = at::randn({tokens, o.d_model}, gen);
@@ -170,15 +170,21 @@ std::map<std::string, double> layer_phases(const CalibrateOptions& o, int64_t to
     phase_clock::start({});
     MoeOutput out = layer.forward(x, true);
     at::Tensor objective = (out.y * upstream).sum() + out.balance_loss + out.z_loss;
-    phase_clock::enter("combine bwd");
+    phase_clock::enter(Phase::kCombineBwd);
     objective.backward();
     const phase_clock::Totals totals = phase_clock::stop();
     if (rep < o.warmup) continue;
     for (const auto& [phase, s] : totals) seconds[phase].push_back(s);
   }
-  std::map<std::string, double> medians;
+  std::map<Phase, double> medians;
   for (const auto& [phase, s] : seconds) medians[phase] = median(s);
   return medians;
+}
+
+std::map<std::string, double> by_label(const std::map<Phase, double>& seconds) {
+  std::map<std::string, double> out;
+  for (const auto& [phase, s] : seconds) out[std::string(phase_label(phase))] = s;
+  return out;
 }
 
 double median_seconds(int64_t reps, const std::function<void()>& work) {
@@ -208,8 +214,8 @@ int calibrate(const CalibrateOptions& o) {
 
   if (rank == 0)
     std::cerr << "[calibrate] compute: the MoE layer on every rank at once" << std::endl;
-  const std::map<std::string, double> phase = layer_phases(o, o.tokens, *self);
-  auto at = [&](const char* name) { return phase.count(name) ? phase.at(name) : 0.0; };
+  const std::map<Phase, double> phase = layer_phases(o, o.tokens, *self);
+  auto at = [&](Phase name) { return phase.count(name) ? phase.at(name) : 0.0; };
   const double T = double(o.tokens), K = double(o.top_k), D = double(o.d_model),
                H = double(o.d_expert), E = double(o.experts);
   const double copy_bytes = 2.0 * T * K * D * 4.0, expert_flops = 6.0 * T * K * D * H;
@@ -246,24 +252,25 @@ int calibrate(const CalibrateOptions& o) {
     TRIAGE_MPI_CHECK(MPI_Comm_free(&node));
   }
   const double shared = std::max(1.0, double(host_ranks) / p.slots_per_host);
-  p.route_flops_per_s = 2.0 * T * D * E / at("route");
-  p.pack_bytes_per_s = copy_bytes / at("sort/pack");
-  p.expert_forward_flops_per_s = expert_flops / at("experts");
-  p.combine_bytes_per_s = copy_bytes / at("combine");
-  p.combine_backward_bytes_per_s = copy_bytes / at("combine bwd");
-  p.expert_backward_flops_per_s = 2.0 * expert_flops / at("experts bwd");
-  p.pack_route_backward_bytes_per_s = copy_bytes / at("sort/pack + route bwd");
+  p.route_flops_per_s = 2.0 * T * D * E / at(Phase::kRoute);
+  p.pack_bytes_per_s = copy_bytes / at(Phase::kSortPack);
+  p.expert_forward_flops_per_s = expert_flops / at(Phase::kExperts);
+  p.combine_bytes_per_s = copy_bytes / at(Phase::kCombine);
+  p.combine_backward_bytes_per_s = copy_bytes / at(Phase::kCombineBwd);
+  p.expert_backward_flops_per_s = 2.0 * expert_flops / at(Phase::kExpertsBwd);
+  p.pack_route_backward_bytes_per_s = copy_bytes / at(Phase::kSortPackRouteBwd);
   p.dense_flops_per_s = 3.0 * expert_flops / dense_s;
-  p.optimizer_bytes_per_s = 28.0 * double(n) / adam_s;
+  p.optimizer_bytes_per_s = model::kAdamWBytesPerParameter * double(n) / adam_s;
   // The experts again at 2, 4 and 8 times the rows per expert: GEMMs speed up with rows.
   for (int64_t scale : {1, 2, 4, 8}) {
     if (rank == 0)
       std::cerr << "[calibrate] compute: experts at " << scale << "x the rows" << std::endl;
-    const std::map<std::string, double> scaled =
+    const std::map<Phase, double> scaled =
         scale == 1 ? phase : layer_phases(o, o.tokens * scale, *self);
     const double rows = T * K * double(scale) / E, flops = expert_flops * double(scale);
-    p.expert_forward_by_rows.emplace_back(rows, flops / scaled.at("experts") * shared);
-    p.expert_backward_by_rows.emplace_back(rows, 2.0 * flops / scaled.at("experts bwd") * shared);
+    p.expert_forward_by_rows.emplace_back(rows, flops / scaled.at(Phase::kExperts) * shared);
+    p.expert_backward_by_rows.emplace_back(rows,
+                                           2.0 * flops / scaled.at(Phase::kExpertsBwd) * shared);
   }
   for (double* rate :
        {&p.route_flops_per_s, &p.pack_bytes_per_s, &p.expert_forward_flops_per_s,
@@ -351,7 +358,7 @@ int calibrate(const CalibrateOptions& o) {
                          {"experts", o.experts},
                          {"top_k", o.top_k},
                          {"expert_gemm", o.expert_gemm}}},
-                       {"layer_phases_s", phase},
+                       {"layer_phases_s", by_label(phase)},
                        {"links", measured}};
   std::cout << std::scientific << std::setprecision(3) << "# calibration (" << ranks << " ranks, "
             << host_names.size() << " host(s), 1 thread each)\n"

@@ -16,11 +16,13 @@
 #include <c10/core/GradMode.h>
 
 #include <algorithm>
+#include <array>
 #include <iomanip>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <optional>
 #include <set>
 
 #include "apps/bench_stats.h"
@@ -42,22 +44,11 @@ using bench::median;
 using bench::now_seconds;
 
 // The phases phase_clock reports for one layer call, forward then backward, in order.
-const std::vector<std::string> kPhases = {"route",
-                                          "sort/pack",
-                                          "count exchange",
-                                          "wait",
-                                          "dispatch rows",
-                                          "experts",
-                                          "combine rows",
-                                          "combine",
-                                          "combine bwd",
-                                          "combine rows bwd",
-                                          "wait bwd",
-                                          "experts bwd",
-                                          "dispatch rows bwd",
-                                          "sort/pack + route bwd"};
-const std::set<std::string> kExchangePhases = {"count exchange", "dispatch rows", "combine rows",
-                                               "combine rows bwd", "dispatch rows bwd"};
+constexpr std::array kPhases = {
+    Phase::kRoute,           Phase::kSortPack,        Phase::kCountExchange, Phase::kWait,
+    Phase::kDispatchRows,    Phase::kExperts,         Phase::kCombineRows,   Phase::kCombine,
+    Phase::kCombineBwd,      Phase::kCombineRowsBwd,  Phase::kWaitBwd,       Phase::kExpertsBwd,
+    Phase::kDispatchRowsBwd, Phase::kSortPackRouteBwd};
 
 MoeConfig layer_config(const LayerBenchOptions& o) {
   MoeConfig c;
@@ -135,9 +126,9 @@ int layer_bench(const LayerBenchOptions& o) {
     at::Tensor input = x.detach().requires_grad_(true);
     MoeOutput out = layer->forward(input, /*training=*/true, first_token);
     at::Tensor objective = (out.y * upstream).sum() + out.balance_loss + out.z_loss;
-    phase_clock::enter("combine bwd");
+    phase_clock::enter(Phase::kCombineBwd);
     objective.backward();
-    phase_clock::enter("");
+    phase_clock::resume(std::nullopt);
     allreduce_grads(router_params, *world);
   };
   std::vector<Contender> contenders = {
@@ -217,10 +208,10 @@ int layer_bench(const LayerBenchOptions& o) {
     if (rep >= 0) {
       for (size_t p = 0; p < kPhases.size(); ++p) {
         double mine = 0;
-        for (const auto& [label, s] : phases) {
-          TRIAGE_ASSERT(std::find(kPhases.begin(), kPhases.end(), label) != kPhases.end(),
-                        "unknown phase " << label);
-          if (label == kPhases[p]) mine = s;
+        for (const auto& [phase, s] : phases) {
+          TRIAGE_ASSERT(std::find(kPhases.begin(), kPhases.end(), phase) != kPhases.end(),
+                        "phase " << phase_label(phase) << " in a layer call");
+          if (phase == kPhases[p]) mine = s;
         }
         const std::vector<double> all = gather_from_ranks(mine);
         phase_mean[p].push_back(std::accumulate(all.begin(), all.end(), 0.0) / ranks);
@@ -271,14 +262,12 @@ int layer_bench(const LayerBenchOptions& o) {
   }
   double exchange_s = 0, phased_sum = 0;
   for (size_t p = 0; p < kPhases.size(); ++p) {
-    const bool backward =
-        kPhases[p].size() > 4 && kPhases[p].substr(kPhases[p].size() - 4) == " bwd";
-    result["phases"].push_back({{"phase", kPhases[p]},
-                                {"pass", backward ? "backward" : "forward"},
+    result["phases"].push_back({{"phase", phase_label(kPhases[p])},
+                                {"pass", is_backward(kPhases[p]) ? "backward" : "forward"},
                                 {"mean_over_ranks_s", median(phase_mean[p])},
                                 {"slowest_rank_s", median(phase_max[p])}});
     phased_sum += median(phase_mean[p]);
-    if (kExchangePhases.count(kPhases[p])) exchange_s += median(phase_mean[p]);
+    if (phase_category(kPhases[p]) == PhaseCategory::kExchange) exchange_s += median(phase_mean[p]);
   }
   result["moe_per_token_s"] = moe_s / tokens;
   result["moe_tflops_per_rank"] = active_flops / moe_s / ranks / 1e12;
@@ -312,13 +301,13 @@ int layer_bench(const LayerBenchOptions& o) {
             << "mean ms" << std::setw(10) << "max ms"
             << "\n";
   for (size_t p = 0; p < kPhases.size(); ++p)
-    std::cout << std::left << std::setw(28) << kPhases[p] << std::right << std::setw(10)
-              << 1e3 * median(phase_mean[p]) << std::setw(10) << 1e3 * median(phase_max[p]) << "\n";
+    std::cout << std::left << std::setw(28) << phase_label(kPhases[p]) << std::right
+              << std::setw(10) << 1e3 * median(phase_mean[p]) << std::setw(10)
+              << 1e3 * median(phase_max[p]) << "\n";
   std::cout << "MoE / dense time " << std::setprecision(2) << moe_s / dense_s
             << "; exchange phases / raw all-to-alls " << exchange_s / raw_s << " (hidden "
-            << std::setprecision(0) << 100.0 * hidden_share << "%)"
-            << std::setprecision(2) << "; busiest rank receives " << median(received_max_over_mean)
-            << "x the mean rows\n";
+            << std::setprecision(0) << 100.0 * hidden_share << "%)" << std::setprecision(2)
+            << "; busiest rank receives " << median(received_max_over_mean) << "x the mean rows\n";
   bench::emit_result(o.out, result);
   return 0;
 }

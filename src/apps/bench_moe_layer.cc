@@ -21,6 +21,7 @@
 
 #include "apps/bench_stats.h"
 #include "common/error.h"
+#include "common/parameters.h"
 #include "model/feed_forward.h"
 #include "moe/moe_layer.h"
 
@@ -44,9 +45,8 @@ class ExpertGemmsOnly {
   ExpertGemmsOnly(const MoeLayerBenchOptions& o, const at::TensorOptions& options,
                   at::Generator& gen)
       : rows_(o.tokens * o.top_k) {
-    const double scale = 0.02;
     auto weights = [&](int64_t in, int64_t out) {
-      return (at::randn({o.experts, in, out}, gen, at::kFloat) * scale).to(options);
+      return (at::randn({o.experts, in, out}, gen, at::kFloat) * kInitStd).to(options);
     };
     w_gate_ = weights(o.d_model, o.d_expert);
     w_up_ = weights(o.d_model, o.d_expert);

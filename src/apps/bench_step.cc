@@ -25,38 +25,15 @@
 namespace triage {
 namespace {
 
-const std::vector<std::string> kCategories = {"compute",       "exchange",  "wait",
-                                              "gradient sync", "optimizer", "bookkeeping"};
-
-const std::string& category_of(const std::string& phase) {
-  static const std::map<std::string, std::string> kCategoryOf = {
-      {"compute", "compute"},
-      {"compute bwd", "compute"},
-      {"route", "compute"},
-      {"sort/pack", "compute"},
-      {"experts", "compute"},
-      {"combine", "compute"},
-      {"combine bwd", "compute"},
-      {"experts bwd", "compute"},
-      {"sort/pack + route bwd", "compute"},
-      {"work beside the exchange", "compute"},  // the shared experts, while rows travel
-      {"count exchange", "exchange"},
-      {"dispatch rows", "exchange"},
-      {"combine rows", "exchange"},
-      {"combine rows bwd", "exchange"},
-      {"dispatch rows bwd", "exchange"},
-      {"wait", "wait"},
-      {"wait bwd", "wait"},
-      {"gradient sync", "gradient sync"},
-      {"gradient clip", "optimizer"},
-      {"optimizer", "optimizer"},
-      {"statistics", "bookkeeping"},
-  };
-  const auto found = kCategoryOf.find(phase);
-  TRIAGE_ASSERT(found != kCategoryOf.end(),
-                "phase '" << phase << "' has no category in bench step");
-  return found->second;
-}
+// The categories in the order the tables list them (phases.h says which phase is which).
+const std::vector<std::string> kCategories = [] {
+  std::vector<std::string> names;
+  for (PhaseCategory c :
+       {PhaseCategory::kCompute, PhaseCategory::kExchange, PhaseCategory::kWait,
+        PhaseCategory::kGradientSync, PhaseCategory::kOptimizer, PhaseCategory::kBookkeeping})
+    names.emplace_back(category_label(c));
+  return names;
+}();
 
 // Per timed step: the slowest rank's step and each category's mean and max over ranks.
 struct StepTimes {
@@ -86,7 +63,7 @@ void measure_steps(const Config& config, const StepBenchOptions& o, StepTimes& t
     std::map<std::string, double> mine;
     double total = 0;
     for (const auto& [phase, seconds] : laps[step]) {
-      mine[category_of(phase)] += seconds;
+      mine[std::string(category_label(phase_category(phase)))] += seconds;
       total += seconds;
     }
     for (const std::string& c : kCategories) {

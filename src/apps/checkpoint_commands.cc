@@ -16,7 +16,8 @@
 
 #include "apps/commands.h"
 #include "checkpoint/checkpoint.h"
-#include "checkpoint/hf_format.h"
+#include "checkpoint/hf_export.h"
+#include "checkpoint/hf_import.h"
 #include "checkpoint/safetensors.h"
 #include "common/error.h"
 #include "model/transformer.h"

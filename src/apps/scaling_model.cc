@@ -9,6 +9,7 @@
 #include <numeric>
 
 #include "common/error.h"
+#include "parallel/phases.h"
 
 namespace triage::model {
 namespace {
@@ -267,30 +268,26 @@ Prediction predict_layer(const Params& params, const Layout& layout, const Layer
       experts_segment(2.0 * expert_flops_per_row, params.expert_backward_by_rows,
                       params.expert_backward_flops_per_s);
   Prediction out;
-  auto add = [&](const std::string& phase, double seconds) {
-    out.phases.emplace_back(phase, seconds);
-  };
-  add("route", slow * 2.0 * T * D * E / params.route_flops_per_s);
-  add("sort/pack", slow * copy_bytes / params.pack_bytes_per_s);
-  add("count exchange", count_exchange);
-  add("wait", forward_wait);
-  add("dispatch rows", row_exchange);
-  add("experts", experts_forward);
-  add("combine rows", row_exchange);
-  add("combine", slow * copy_bytes / params.combine_bytes_per_s);
-  add("combine bwd", slow * copy_bytes / params.combine_backward_bytes_per_s);
-  add("combine rows bwd", row_exchange);
-  add("wait bwd", backward_wait);
-  add("experts bwd", experts_backward);
-  add("dispatch rows bwd", row_exchange);
-  add("sort/pack + route bwd", slow * copy_bytes / params.pack_route_backward_bytes_per_s);
-  add("router all-reduce", allreduce_s(D * E * params.gradient_bytes, P, first));
-  for (const auto& [phase, seconds] : out.phases) {
+  auto add = [&](Phase phase, double seconds) {
+    out.phases.emplace_back(phase_label(phase), seconds);
     out.total_s += seconds;
-    if (phase.find("exchange") != std::string::npos || phase.find("rows") != std::string::npos ||
-        phase == "router all-reduce")
-      out.exchange_s += seconds;
-  }
+    if (phase_category(phase) == PhaseCategory::kExchange) out.exchange_s += seconds;
+  };
+  add(Phase::kRoute, slow * 2.0 * T * D * E / params.route_flops_per_s);
+  add(Phase::kSortPack, slow * copy_bytes / params.pack_bytes_per_s);
+  add(Phase::kCountExchange, count_exchange);
+  add(Phase::kWait, forward_wait);
+  add(Phase::kDispatchRows, row_exchange);
+  add(Phase::kExperts, experts_forward);
+  add(Phase::kCombineRows, row_exchange);
+  add(Phase::kCombine, slow * copy_bytes / params.combine_bytes_per_s);
+  add(Phase::kCombineBwd, slow * copy_bytes / params.combine_backward_bytes_per_s);
+  add(Phase::kCombineRowsBwd, row_exchange);
+  add(Phase::kWaitBwd, backward_wait);
+  add(Phase::kExpertsBwd, experts_backward);
+  add(Phase::kDispatchRowsBwd, row_exchange);
+  add(Phase::kSortPackRouteBwd, slow * copy_bytes / params.pack_route_backward_bytes_per_s);
+  add(Phase::kRouterAllReduce, allreduce_s(D * E * params.gradient_bytes, P, first));
   return out;
 }
 
@@ -313,20 +310,24 @@ Prediction predict_step(const Params& params, const Layout& layout, const StepSh
 
   Prediction out;
   const double moe_compute = double(shape.moe_layers) * (layer.total_s - layer.exchange_s);
-  out.phases.emplace_back("compute", slow * dense_flops / params.dense_flops_per_s + moe_compute);
-  out.phases.emplace_back("exchange", double(shape.moe_layers) * layer.exchange_s);
+  auto category = [](PhaseCategory c) { return std::string(category_label(c)); };
+  out.phases.emplace_back(category(PhaseCategory::kCompute),
+                          slow * dense_flops / params.dense_flops_per_s + moe_compute);
+  out.phases.emplace_back(category(PhaseCategory::kExchange),
+                          double(shape.moe_layers) * layer.exchange_s);
   const Link& slowest_link = multi_host ? params.inter_host : params.intra_host;
   // Replicated gradients over the world; each expert's over its P / EP copies, which sit
   // on other hosts whenever an EP group fills its hosts.
   const Link& expert_link = ep >= per_host && P > ep ? params.inter_host : params.intra_host;
   out.phases.emplace_back(
-      "gradient sync",
+      category(PhaseCategory::kGradientSync),
       allreduce_s(shape.replicated_parameters * params.gradient_bytes, P, slowest_link) +
           allreduce_s(shape.expert_parameters_per_rank * params.gradient_bytes, P / ep,
                       expert_link));
-  // AdamW reads parameter, gradient and two moments and writes three of them back.
   const double parameters = shape.replicated_parameters + shape.expert_parameters_per_rank;
-  out.phases.emplace_back("optimizer", slow * 28.0 * parameters / params.optimizer_bytes_per_s);
+  out.phases.emplace_back(
+      category(PhaseCategory::kOptimizer),
+      slow * kAdamWBytesPerParameter * parameters / params.optimizer_bytes_per_s);
   for (const auto& [phase, seconds] : out.phases) out.total_s += seconds;
   out.exchange_s = out.phases[1].second;
   return out;

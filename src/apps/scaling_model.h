@@ -26,6 +26,10 @@ struct Link {
 // since caches and TCP windows bend the line between 8 B and 64 MiB.
 Link fit_link(const std::vector<std::pair<double, double>>& points, double typical_bytes);
 
+// AdamW's memory traffic per float32 parameter in a step: it reads the parameter, its
+// gradient and two moments (16 bytes) and writes the parameter and moments back (12).
+constexpr double kAdamWBytesPerParameter = 28.0;
+
 // Rates are per rank. Bytes count reads plus writes of float32 rows.
 struct Params {
   double slots_per_host = 1;    // ranks a host runs at full speed at once (cores at 1 thread, GPUs)
@@ -46,7 +50,7 @@ struct Params {
   std::vector<std::pair<double, double>> expert_forward_by_rows, expert_backward_by_rows;
   double pack_route_backward_bytes_per_s = 0;  // 2 T K D floats
   double dense_flops_per_s = 0;                // attention and dense layers, forward and backward
-  double optimizer_bytes_per_s = 0;            // AdamW: 16 bytes of state traffic per parameter
+  double optimizer_bytes_per_s = 0;            // AdamW's traffic: kAdamWBytesPerParameter each
   std::vector<std::string> assumptions;        // stated, for projections
 };
 
@@ -72,7 +76,8 @@ struct LayerShape {
   int64_t expert_matrices = 3;  // SwiGLU 3, GELU 2
 };
 
-// Phases named as `triage bench layer` names them, in its order, plus "router all-reduce".
+// Phases labelled as phases.h labels them, in `triage bench layer`'s order, plus the
+// router all-reduce (a layer), or the phase categories (a step).
 struct Prediction {
   std::vector<std::pair<std::string, double>> phases;  // seconds on the critical path
   double total_s = 0;

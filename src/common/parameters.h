@@ -46,6 +46,10 @@ void move_tensors(const NamedTensorList& list, at::Device device) {
   }
 }
 
+// GPT-2's initialisation: weights drawn from N(0, 0.02^2) (residual output projections
+// scaled further by 1/sqrt(2 * layers), see Transformer).
+constexpr double kInitStd = 0.02;
+
 // A fresh leaf parameter drawn from N(0, std^2) with the given generator.
 inline at::Tensor normal_parameter(at::IntArrayRef shape, double std, at::ScalarType dtype,
                                    at::Generator& generator) {

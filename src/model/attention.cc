@@ -12,13 +12,12 @@ CausalSelfAttention::CausalSelfAttention(int64_t d_model, int64_t n_heads, bool 
                                          int64_t max_seq_len, double out_std, at::ScalarType dtype,
                                          at::Generator& generator)
     : n_heads_(n_heads), rotary_(rotary) {
-  w_qkv_ = normal_parameter({d_model, 3 * d_model}, 0.02, dtype, generator);
+  w_qkv_ = normal_parameter({d_model, 3 * d_model}, kInitStd, dtype, generator);
   w_out_ = normal_parameter({d_model, d_model}, out_std, dtype, generator);
   if (rotary) {
     const int64_t half = d_model / n_heads / 2;
     auto options = at::TensorOptions().dtype(at::kDouble);
-    // theta_i = 10000^(-i / half): the frequencies of LLaMA's RoPE.
-    at::Tensor inv_freq = at::pow(10000.0, -at::arange(half, options) / double(half));
+    at::Tensor inv_freq = at::pow(kRopeTheta, -at::arange(half, options) / double(half));
     at::Tensor angles = at::outer(at::arange(max_seq_len, options), inv_freq);
     cos_Ld_ = at::cos(angles).to(dtype);
     sin_Ld_ = at::sin(angles).to(dtype);

@@ -18,6 +18,9 @@ struct AttentionDropout {
   int64_t first_sequence = 0;
 };
 
+// RoPE's base: theta_i = kRopeTheta^(-i / half) are LLaMA's frequencies.
+constexpr double kRopeTheta = 10000.0;
+
 class CausalSelfAttention {
  public:
   CausalSelfAttention(int64_t d_model, int64_t n_heads, bool rotary, int64_t max_seq_len,

@@ -5,9 +5,9 @@ namespace triage {
 FeedForward::FeedForward(int64_t d_model, int64_t d_hidden, ExpertType type, double out_std,
                          at::ScalarType dtype, at::Generator& generator)
     : type_(type) {
-  w_in_ = normal_parameter({d_model, d_hidden}, 0.02, dtype, generator);
+  w_in_ = normal_parameter({d_model, d_hidden}, kInitStd, dtype, generator);
   if (type == ExpertType::kSwiglu)
-    w_up_ = normal_parameter({d_model, d_hidden}, 0.02, dtype, generator);
+    w_up_ = normal_parameter({d_model, d_hidden}, kInitStd, dtype, generator);
   w_out_ = normal_parameter({d_hidden, d_model}, out_std, dtype, generator);
 }
 

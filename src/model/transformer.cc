@@ -31,13 +31,13 @@ Transformer::Transformer(const Config& config, at::ScalarType dtype, Communicato
   auto ones = [&](int64_t n) {
     return at::ones({n}, at::TensorOptions().dtype(dtype)).set_requires_grad(true);
   };
-  // GPT-2 initialisation: N(0, 0.02), residual output projections scaled by 1/sqrt(2 * layers).
-  const double out_std = 0.02 / std::sqrt(2.0 * double(m.n_layers));
+  // Residual output projections scaled by 1/sqrt(2 * layers), as GPT-2 does.
+  const double out_std = kInitStd / std::sqrt(2.0 * double(m.n_layers));
   const ExpertType ffn_type = config.moe.expert_type;
 
-  embedding_VD_ = normal_parameter({m.vocab_size, m.d_model}, 0.02, dtype, gen);
+  embedding_VD_ = normal_parameter({m.vocab_size, m.d_model}, kInitStd, dtype, gen);
   if (m.positions == Positions::kLearned)
-    positions_LD_ = normal_parameter({m.max_seq_len, m.d_model}, 0.02, dtype, gen);
+    positions_LD_ = normal_parameter({m.max_seq_len, m.d_model}, kInitStd, dtype, gen);
   for (int64_t layer = 0; layer < m.n_layers; ++layer) {
     Block block;
     block.attention_norm = ones(m.d_model);
@@ -60,9 +60,9 @@ Transformer::Transformer(const Config& config, at::ScalarType dtype, Communicato
   }
   final_norm_ = ones(m.d_model);
   if (config.train.loss != Loss::kClassify)
-    lm_head_DV_ = normal_parameter({m.d_model, m.vocab_size}, 0.02, dtype, gen);
+    lm_head_DV_ = normal_parameter({m.d_model, m.vocab_size}, kInitStd, dtype, gen);
   if (m.num_classes > 0) {
-    class_head_DC_ = normal_parameter({m.d_model, m.num_classes}, 0.02, dtype, gen);
+    class_head_DC_ = normal_parameter({m.d_model, m.num_classes}, kInitStd, dtype, gen);
     class_bias_C_ =
         at::zeros({m.num_classes}, at::TensorOptions().dtype(dtype)).set_requires_grad(true);
   }

@@ -16,8 +16,9 @@
 // the number of real tokens (rows); padding rows add nothing to any sum or count (the
 // z-loss's divisor aside, below).
 //
-// Communication: all_reduce() (one of the two, whichever scope) is the MoE layer's one
-// collective besides the exchange.
+// Communication: under balance_loss_mode global, one all-reduce per layer of the loss's
+// sums (whichever loss and scope). The layer's other collectives are the exchange's and,
+// under expert-choice routing, its selection's (expert_choice.h).
 #pragma once
 
 #include <ATen/ATen.h>

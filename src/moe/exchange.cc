@@ -6,7 +6,6 @@
 #include "common/error.h"
 #include "parallel/autograd_collectives.h"
 #include "parallel/phase_clock.h"
-#include "parallel/watchdog.h"
 
 namespace triage {
 
@@ -19,7 +18,7 @@ Dispatched dispatch(const at::Tensor& x_TD, const at::Tensor& experts_TK, const 
 
   Dispatched out;
   DispatchPlan& plan = out.plan;
-  phase_clock::enter("sort/pack");
+  phase_clock::enter(Phase::kSortPack);
   plan.order = sort_by_expert(experts_TK, keep_TK, num_experts, extra_counts);
   // Rows are grouped by global expert, hence already by destination rank.
   plan.send_rows.assign(ranks, 0);
@@ -28,9 +27,7 @@ Dispatched dispatch(const at::Tensor& x_TD, const at::Tensor& experts_TK, const 
 
   // received_counts[p * L + l]: rows source rank p sends for my local expert l.
   const std::vector<int64_t> received_counts = [&] {
-    watchdog::Scope scope("dispatch counts");
-    phase_clock::enter("count exchange");
-    phase_clock::wait_for_peers(ep);
+    phase_clock::CollectiveScope collective(Phase::kCountExchange, ep);
     return ep.alltoall(plan.order.tokens_per_expert);
   }();
   plan.recv_rows.assign(ranks, 0);
@@ -42,7 +39,7 @@ Dispatched dispatch(const at::Tensor& x_TD, const at::Tensor& experts_TK, const 
     }
   }
 
-  phase_clock::enter("sort/pack");
+  phase_clock::enter(Phase::kSortPack);
   plan.layout = expert_parallel_layout(plan.order.tokens_per_expert, received_counts, ep.rank(),
                                        int(ranks), chunks);
   out.x_RD = gather_rows(x_TD, plan.order);
@@ -66,30 +63,26 @@ at::Tensor expert_outputs(const at::Tensor& x_RD, const DispatchPlan& plan, cons
   at::Tensor y_own;
   const InFlightWork own_work = [&] {
     if (while_in_flight) while_in_flight();
-    phase_clock::enter("experts");
+    phase_clock::enter(Phase::kExperts);
     y_own = experts.forward(x_RD.narrow(0, own_offset, own_rows), plan.own_runs);
   };
   // The router's backward runs after the packing's (autograd runs later nodes first).
-  at::Tensor x_SD = [&] {
-    watchdog::Scope scope("dispatch rows");
-    return alltoallv_rows_autograd(x_RD, ep, plan.send_rows, plan.recv_rows,
-                                   {"dispatch rows", "sort/pack + route bwd"}, own_work,
-                                   /*keep_own=*/true);
-  }();
-  phase_clock::enter("experts");
+  at::Tensor x_SD = alltoallv_rows_autograd(x_RD, ep, plan.send_rows, plan.recv_rows,
+                                            {Phase::kDispatchRows, Phase::kSortPackRouteBwd},
+                                            own_work, /*keep_own=*/true);
+  phase_clock::enter(Phase::kExperts);
   at::Tensor y_SD = experts.forward(x_SD, plan.runs);
-  watchdog::Scope scope("combine rows");
   std::vector<int64_t> back_rows = plan.recv_rows, home_rows = plan.send_rows;
   back_rows[me] = home_rows[me] = 0;  // the own rows' outputs are home already
-  const at::Tensor y_others =
-      alltoallv_rows_autograd(y_SD, ep, back_rows, home_rows, {"combine rows", "experts bwd"});
+  const at::Tensor y_others = alltoallv_rows_autograd(y_SD, ep, back_rows, home_rows,
+                                                      {Phase::kCombineRows, Phase::kExpertsBwd});
   // Back in packed order: the lower ranks' rows, the own rows, the higher ranks'.
   return at::cat({y_others.narrow(0, 0, own_offset), y_own,
                   y_others.narrow(0, own_offset, y_others.size(0) - own_offset)});
 }
 
 at::Tensor combine(const at::Tensor& y_RD, const at::Tensor& weights_TK, const DispatchPlan& plan) {
-  phase_clock::enter("combine");
+  phase_clock::enter(Phase::kCombine);
   return combine_rows(y_RD, weights_TK, plan.order);
 }
 

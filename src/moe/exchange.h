@@ -1,6 +1,6 @@
-// The expert-parallel exchange. With aux_losses' one all-reduce of the balance-loss sums
-// (moe.balance_loss_mode: global), the only code in the MoE layer that communicates; the
-// router, capacity, permute and experts are local.
+// The expert-parallel exchange: the collectives that move a layer's rows (the layer's
+// others are the balance loss's all-reduce, aux_losses.h, and expert choice's selection,
+// expert_choice.h); the router, capacity, permute and experts are local.
 // dispatch() sorts the kept assignments by global expert (hence by owning rank), swaps the
 // counts with every rank and packs each assignment's token row: the plan of what travels.
 // expert_outputs() then applies the experts to the packed rows wherever they live; its

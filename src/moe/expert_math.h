@@ -10,7 +10,7 @@
 
 #include <vector>
 
-#include "moe/experts.h"
+#include "moe/expert_type.h"
 
 namespace triage {
 

@@ -89,10 +89,9 @@ struct PipelineBuffers {
 };
 
 struct PipelinePhases {
-  const char* out;      // waiting for the outgoing exchange
-  const char* compute;  // the experts
-  const char* back;     // waiting for the return exchange
-  bool backward;
+  Phase out;      // waiting for the outgoing exchange
+  Phase compute;  // the experts
+  Phase back;     // waiting for the return exchange
 };
 
 // compute(run, own, act): one run; own runs read packed_in and write packed_out at
@@ -107,7 +106,7 @@ void drive_pipeline(const ExpertLayout& layout, Communicator* ep, const Pipeline
   Pending out, back;
   if (!layout.chunks.empty()) {
     phase_clock::enter(phases.out);
-    phase_clock::wait_for_peers(*ep, phases.backward);
+    phase_clock::wait_for_peers(*ep, is_backward(phases.out));
     for (const ExchangeChunk& chunk : layout.chunks)
       out.push_back(ep->start_alltoallv_rows(b.packed_in, chunk.send, b.received, chunk.recv));
   }
@@ -123,7 +122,7 @@ void drive_pipeline(const ExpertLayout& layout, Communicator* ep, const Pipeline
     const ExchangeChunk& chunk = layout.chunks[j];
     {
       phase_clock::enter(phases.out);
-      watchdog::Scope scope(phases.out);
+      watchdog::Scope scope(std::string(phase_label(phases.out)));
       out[j]->wait();
       out[j].reset();
     }
@@ -137,7 +136,7 @@ void drive_pipeline(const ExpertLayout& layout, Communicator* ep, const Pipeline
   }
   if (!back.empty()) {
     phase_clock::enter(phases.back);
-    watchdog::Scope scope(phases.back);
+    watchdog::Scope scope(std::string(phase_label(phases.back)));
     for (auto& transfer : back) transfer->wait();
   }
 }
@@ -202,7 +201,7 @@ struct RunExperts : public torch::autograd::Function<RunExperts> {
 
     drive_pipeline(
         layout, ep, {x_RD, received_SD, outputs_SD, y_RD},
-        {"dispatch rows", "experts", "combine rows", false},
+        {Phase::kDispatchRows, Phase::kExperts, Phase::kCombineRows},
         [&](const ExpertRowRun& run, bool own_run, int64_t act) {
           const at::Tensor& in = own_run ? x_RD : received_SD;
           const at::Tensor& out = own_run ? y_RD : outputs_SD;
@@ -235,7 +234,7 @@ struct RunExperts : public torch::autograd::Function<RunExperts> {
     ExpertGrads weight_grads = pass ? ExpertGrads{} : unwritten_grads(weights);
 
     drive_pipeline(layout, ep, {grad_y_RD, grad_outputs_SD, grad_received_SD, grad_x_RD},
-                   {"combine rows bwd", "experts bwd", "dispatch rows bwd", true},
+                   {Phase::kCombineRowsBwd, Phase::kExpertsBwd, Phase::kDispatchRowsBwd},
                    [&](const ExpertRowRun& run, bool own_run, int64_t act) {
                      const at::Tensor& x = own_run ? x_RD : received_SD;
                      const at::Tensor& grad_y = own_run ? grad_y_RD : grad_outputs_SD;
@@ -246,7 +245,7 @@ struct RunExperts : public torch::autograd::Function<RunExperts> {
                                   rows_of(grad_x, run.offset, run.rows), weight_grads);
                    });
     if (!pass) zero_unwritten(weight_grads);
-    phase_clock::enter("sort/pack + route bwd");
+    phase_clock::enter(Phase::kSortPackRouteBwd);
     return {grad_x_RD,    weight_grads.w_in_EDH, weight_grads.w_up_EDH, weight_grads.w_out_EHD,
             at::Tensor(), at::Tensor(),          at::Tensor(),          at::Tensor(),
             at::Tensor()};

@@ -2,6 +2,7 @@
 #include "moe/moe_layer.h"
 
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,161 +58,205 @@ MoeLayer::MoeLayer(const MoeConfig& config, int64_t d_model, at::ScalarType dtyp
         load_replay_loads(routing_override_.run_dir, config.num_experts);
 }
 
+// The layer's steps, in order: route (the router's rows, scores and choice, capacity),
+// then dispatch -> experts -> combine (across the EP group, or all on this rank), then
+// the router's auxiliary losses and the statistics.
 MoeOutput MoeLayer::forward(const at::Tensor& x, bool training, int64_t first_token,
                             const at::Tensor& real_BL, const InFlightWork& independent_work) {
-  const int64_t d_model = x.size(-1);
-  at::Tensor x_TD = x.reshape({-1, d_model});
-  const int64_t tokens = x_TD.size(0);
-  const int64_t num_experts = config_.num_experts;
-  const bool by_sequence = config_.routing_level == RoutingLevel::kSequence;
-  const bool expert_choice = config_.router == RouterKind::kExpertChoice;
-  TRIAGE_ASSERT(!by_sequence || x.dim() == 3,
+  TRIAGE_ASSERT(config_.routing_level != RoutingLevel::kSequence || x.dim() == 3,
                 "moe.routing_level sequence needs [sequences, length, D] input; got " << x.sizes());
-  const at::Tensor real_T = real_BL.defined() ? real_BL.reshape({-1}).to(at::kBool) : at::Tensor();
-
+  const std::optional<Phase> outer_phase = phase_clock::current();
   MoeOutput out;
-  const std::string outer_phase = phase_clock::current();
-  phase_clock::enter("route");
+  const Routes routes = route(x, training, first_token, real_BL, out);
+  const at::Tensor x_TD = x.reshape({-1, x.size(-1)});
+  const std::vector<int64_t> extra_host =
+      ep_ ? experts_across_ranks(x_TD, routes, training, first_token, independent_work, out)
+          : experts_on_this_rank(x_TD, routes, training, first_token, independent_work, out);
+  out.y = out.y.view(x.sizes());
+
+  phase_clock::enter(Phase::kRoute);  // the auxiliary losses are the router's, over its rows
+  // Over the real rows only: padding never reaches the router's statistics.
+  out.balance_loss = aux_balance_loss(out.routing, training, x.dim() == 3 ? x.size(0) : 0,
+                                      routes.global, routes.eligible_R, routes.real_T);
+  out.z_loss = z_loss(out.routing.logits_TE, config_.z_loss_coef, routes.eligible_R);
+  count(routes, x_TD.size(0), extra_host, out.stats);
+  phase_clock::resume(outer_phase);
+  return out;
+}
+
+MoeLayer::Routes MoeLayer::route(const at::Tensor& x, bool training, int64_t first_token,
+                                 const at::Tensor& real_BL, MoeOutput& out) {
+  phase_clock::enter(Phase::kRoute);
+  const at::Tensor x_TD = x.reshape({-1, x.size(-1)});
+  const bool by_sequence = config_.routing_level == RoutingLevel::kSequence;
+  Routes routes;
+  routes.real_T = real_BL.defined() ? real_BL.reshape({-1}).to(at::kBool) : at::Tensor();
+  routes.global = balance_group_ && config_.balance_loss_mode == BalanceLossMode::kGlobal;
   // The router's rows: tokens, or each sequence's mean over its real tokens.
   const int64_t length = by_sequence ? x.size(1) : 1;  // tokens per row
-  at::Tensor rows_RD = x_TD, eligible_R;
+  at::Tensor rows_RD = x_TD;
   if (by_sequence) {
     const at::Tensor real_BL1 = real_BL.defined() ? real_BL.to(x.scalar_type()).unsqueeze(-1)
                                                   : at::ones({x.size(0), length, 1}, x.options());
     rows_RD = (x * real_BL1).sum(1) / real_BL1.sum(1).clamp_min(1.0);
-    if (real_T.defined()) eligible_R = real_T.view({x.size(0), length}).any(1);
+    if (routes.real_T.defined()) routes.eligible_R = routes.real_T.view({x.size(0), length}).any(1);
   } else {
-    eligible_R = real_T;
+    routes.eligible_R = routes.real_T;
   }
-  const int64_t rows = rows_RD.size(0), first_row = first_token / length;
+  const int64_t first_row = first_token / length;
   const NoiseDraw draw{random_key({seed_, uint64_t(routing_step_), uint64_t(micro_batch_)}),
                        first_row};
   out.routing = router_.forward(rows_RD, training, draw);
-  RouterOutput& r = out.routing;
-
   const double factor = training ? config_.capacity_factor : config_.eval_capacity_factor;
-  const bool global = balance_group_ && config_.balance_loss_mode == BalanceLossMode::kGlobal;
-  int64_t capacity = kDropless;
-  if (expert_choice) {
-    // Expert choice is never dropless: C comes from the factor (1 when 0), over the rows of
-    // one slice of the global batch, chosen slice by slice.
-    const int64_t world = balance_group_ ? balance_group_->size() : 1;
-    const ExpertChoiceSlices plan =
-        expert_choice_slices(config_.expert_choice_slices, world, ep_size_);
-    Communicator* group = plan.span == 1 ? nullptr : plan.span == world ? balance_group_ : ep_;
-    if (rows % plan.per_rank != 0)
-      throw Error("moe.expert_choice_slices: " + std::to_string(rows) +
-                  " rows on this rank cannot be cut into " + std::to_string(plan.per_rank) +
-                  " equal slices; expected a batch of whole slices");
-    const int64_t slice_rows = rows / plan.per_rank, group_rows = slice_rows * plan.span;
-    capacity =
-        std::min(group_rows, expert_capacity(factor > 0 ? factor : 1.0, group_rows, config_.top_k,
-                                             num_experts, config_.min_capacity));
-    std::vector<at::Tensor> experts, taken;
-    for (int64_t first = 0; first < rows; first += slice_rows) {
-      const ExpertChoice choice = choose_by_experts(
-          r.scores_TE.narrow(0, first, slice_rows),
-          eligible_R.defined() ? eligible_R.narrow(0, first, slice_rows) : at::Tensor(), capacity,
-          group);
-      experts.push_back(choice.experts_RE);
-      taken.push_back(choice.taken_RE);
-    }
-    r.experts_TK = at::cat(experts);
-    out.keep_TK = at::cat(taken);
-    // Weighted by the raw scores (no renormalisation over a row's experts, as in the paper).
-    r.weights_TK =
-        (r.scores_TE.gather(1, r.experts_TK) * config_.route_scale).to(x_TD.scalar_type());
-  } else {
-    if (routing_override_.kind != RoutingOverride::Kind::kNone) {
-      r.experts_TK = override_routing(routing_override_, r.experts_TK, r.scores_TE, first_row,
-                                      seed_, num_experts / ep_size_, routing_step_);
-      r.weights_TK = router_.gate_weights(r.scores_TE, r.experts_TK, x_TD.scalar_type());
-    }
-    capacity = expert_capacity(factor, rows, config_.top_k, num_experts, config_.min_capacity);
-    // Padding is never kept: it takes no place in an expert's capacity and never travels.
-    out.keep_TK = capacity_keep_mask(r.experts_TK, r.scores_TE.gather(1, r.experts_TK), num_experts,
-                                     capacity, config_.drop_policy, eligible_R);
-  }
+  if (config_.router == RouterKind::kExpertChoice)
+    choose_by_experts_in_slices(factor, routes, out, x_TD.scalar_type());
+  else
+    choose_by_tokens(factor, first_row, routes, out, x_TD.scalar_type());
+
   // From rows to tokens: a sequence's tokens share its experts, weights and fate.
-  at::Tensor experts_TK = r.experts_TK, weights_TK = r.weights_TK, keep_TK = out.keep_TK;
+  const RouterOutput& r = out.routing;
+  routes.experts_TK = r.experts_TK;
+  routes.weights_TK = r.weights_TK;
+  routes.keep_TK = out.keep_TK;
   if (by_sequence) {
-    experts_TK = experts_TK.repeat_interleave(length, 0);
-    weights_TK = weights_TK.repeat_interleave(length, 0);
-    keep_TK = keep_TK.repeat_interleave(length, 0);
+    routes.experts_TK = routes.experts_TK.repeat_interleave(length, 0);
+    routes.weights_TK = routes.weights_TK.repeat_interleave(length, 0);
+    routes.keep_TK = routes.keep_TK.repeat_interleave(length, 0);
   }
-  if (real_T.defined()) keep_TK = keep_TK & real_T.unsqueeze(1);
-  out.top_expert_T = experts_TK.select(1, 0);
-  MoeStats& s = out.stats;
+  if (routes.real_T.defined()) routes.keep_TK = routes.keep_TK & routes.real_T.unsqueeze(1);
+  out.top_expert_T = routes.experts_TK.select(1, 0);
   // Statistics the host needs from the device ride in the per-expert counts' one copy
   // (sort_by_expert's extra_counts): the receive bound's drops per rank, when it is on,
   // then the real tokens' assignments, under sequence routing with padding.
   std::vector<at::Tensor> extra;
-  if (!expert_choice) {  // expert choice has no receive bound: C bounds it
-    s.receive_quota = receive_quota(config_.max_receive_factor, tokens, config_.top_k, ep_size_);
+  if (config_.router != RouterKind::kExpertChoice) {  // expert choice's C bounds it
+    const int64_t tokens = x_TD.size(0);
+    out.stats.receive_quota =
+        receive_quota(config_.max_receive_factor, tokens, config_.top_k, ep_size_);
     at::Tensor dropped_P;
-    keep_TK = receive_bound_keep_mask(experts_TK, keep_TK, num_experts / ep_size_, ep_size_,
-                                      s.receive_quota, dropped_P);
-    if (s.receive_quota != kDropless) extra.push_back(dropped_P);
+    routes.keep_TK =
+        receive_bound_keep_mask(routes.experts_TK, routes.keep_TK, config_.num_experts / ep_size_,
+                                ep_size_, out.stats.receive_quota, dropped_P);
+    if (out.stats.receive_quota != kDropless) extra.push_back(dropped_P);
+    routes.count_real = routes.real_T.defined();
+    if (routes.count_real) extra.push_back((routes.real_T.sum() * config_.top_k).reshape({1}));
   }
-  const bool count_real = !expert_choice && real_T.defined();
-  if (count_real) extra.push_back((real_T.sum() * config_.top_k).reshape({1}));
-  const at::Tensor extra_counts = extra.empty() ? at::Tensor() : at::cat(extra);
-  std::vector<int64_t> extra_host;
+  if (!extra.empty()) routes.extra_counts = at::cat(extra);
+  return routes;
+}
 
-  // Under autocast (train.precision bf16) the experts compute in its dtype: the rows are
-  // cast once here, so they travel in it too (half float32's bytes), and each expert
-  // matrix is cast once per optimizer step (Experts::weights). The outputs are combined in the
-  // model's dtype, with the float32 gate weights.
+// Expert choice is never dropless: C comes from the factor (1 when 0), over the rows of
+// one slice of the global batch, chosen slice by slice.
+void MoeLayer::choose_by_experts_in_slices(double factor, Routes& routes, MoeOutput& out,
+                                           at::ScalarType dtype) const {
+  RouterOutput& r = out.routing;
+  const int64_t rows = r.scores_TE.size(0), num_experts = config_.num_experts;
+  const int64_t world = balance_group_ ? balance_group_->size() : 1;
+  const ExpertChoiceSlices plan =
+      expert_choice_slices(config_.expert_choice_slices, world, ep_size_);
+  Communicator* group = plan.span == 1 ? nullptr : plan.span == world ? balance_group_ : ep_;
+  if (rows % plan.per_rank != 0)
+    throw Error("moe.expert_choice_slices: " + std::to_string(rows) +
+                " rows on this rank cannot be cut into " + std::to_string(plan.per_rank) +
+                " equal slices; expected a batch of whole slices");
+  const int64_t slice_rows = rows / plan.per_rank, group_rows = slice_rows * plan.span;
+  routes.capacity =
+      std::min(group_rows, expert_capacity(factor > 0 ? factor : 1.0, group_rows, config_.top_k,
+                                           num_experts, config_.min_capacity));
+  std::vector<at::Tensor> experts, taken;
+  for (int64_t first = 0; first < rows; first += slice_rows) {
+    const ExpertChoice choice = choose_by_experts(
+        r.scores_TE.narrow(0, first, slice_rows),
+        routes.eligible_R.defined() ? routes.eligible_R.narrow(0, first, slice_rows) : at::Tensor(),
+        routes.capacity, group);
+    experts.push_back(choice.experts_RE);
+    taken.push_back(choice.taken_RE);
+  }
+  r.experts_TK = at::cat(experts);
+  out.keep_TK = at::cat(taken);
+  // Weighted by the raw scores (no renormalisation over a row's experts, as in the paper).
+  r.weights_TK = (r.scores_TE.gather(1, r.experts_TK) * config_.route_scale).to(dtype);
+}
+
+// Token choice: the router's top-k (or the routing override's), then each expert's capacity.
+void MoeLayer::choose_by_tokens(double factor, int64_t first_row, Routes& routes, MoeOutput& out,
+                                at::ScalarType dtype) const {
+  RouterOutput& r = out.routing;
+  const int64_t rows = r.scores_TE.size(0), num_experts = config_.num_experts;
+  if (routing_override_.kind != RoutingOverride::Kind::kNone) {
+    r.experts_TK = override_routing(routing_override_, r.experts_TK, r.scores_TE, first_row, seed_,
+                                    num_experts / ep_size_, routing_step_);
+    r.weights_TK = router_.gate_weights(r.scores_TE, r.experts_TK, dtype);
+  }
+  routes.capacity = expert_capacity(factor, rows, config_.top_k, num_experts, config_.min_capacity);
+  // Padding is never kept: it takes no place in an expert's capacity and never travels.
+  out.keep_TK = capacity_keep_mask(r.experts_TK, r.scores_TE.gather(1, r.experts_TK), num_experts,
+                                   routes.capacity, config_.drop_policy, routes.eligible_R);
+}
+
+// Under autocast (train.precision bf16) the experts compute in its dtype: the rows are
+// cast once here, so they travel in it too (half float32's bytes), and each expert
+// matrix is cast once per optimizer step (Experts::weights). The outputs are combined in
+// the model's dtype, with the float32 gate weights.
+at::Tensor MoeLayer::expert_rows(const at::Tensor& x_TD, MoeStats& stats) const {
   const at::Tensor rows_TD = x_TD.to(expert_dtype(x_TD));
-  s.row_bytes = rows_TD.element_size() * d_model;
-  if (ep_) {
-    Dispatched sent = dispatch(rows_TD, experts_TK, keep_TK, num_experts, *ep_,
-                               config_.exchange_chunks, extra_counts);
-    extra_host = std::move(sent.plan.order.extra_counts);
-    at::Tensor y_RD = expert_outputs(sent.x_RD, sent.plan, experts_, *ep_, independent_work)
-                          .to(x_TD.scalar_type());
-    if (training) y_RD = expert_dropout(y_RD, sent.plan.order, experts_TK, first_token);
-    out.y = combine(y_RD, weights_TK, sent.plan).view(x.sizes());
-    for (int64_t rows_from : sent.plan.recv_rows) s.received_rows += rows_from;
-    s.tokens_per_expert = std::move(sent.plan.order.tokens_per_expert);
-  } else {
-    ExpertOrder order = sort_by_expert(experts_TK, keep_TK, num_experts, extra_counts);
-    extra_host = std::move(order.extra_counts);
-    if (independent_work) independent_work();  // nothing travels: no overlap to be had
-    phase_clock::enter("experts");
-    at::Tensor y_RD =
-        experts_.forward(gather_rows(rows_TD, order), runs_per_expert(order.tokens_per_expert))
-            .to(x_TD.scalar_type());
-    if (training) y_RD = expert_dropout(y_RD, order, experts_TK, first_token);
-    out.y = combine_rows(y_RD, weights_TK, order).view(x.sizes());
-    s.tokens_per_expert = std::move(order.tokens_per_expert);
-  }
+  stats.row_bytes = rows_TD.element_size() * x_TD.size(1);
+  return rows_TD;
+}
 
-  phase_clock::enter("route");  // the auxiliary losses are the router's, over its rows
-  // Over the real rows only: padding never reaches the router's statistics.
-  out.balance_loss =
-      aux_balance_loss(r, training, x.dim() == 3 ? x.size(0) : 0, global, eligible_R, real_T);
-  out.z_loss = z_loss(r.logits_TE, config_.z_loss_coef, eligible_R);
+std::vector<int64_t> MoeLayer::experts_across_ranks(const at::Tensor& x_TD, const Routes& routes,
+                                                    bool training, int64_t first_token,
+                                                    const InFlightWork& independent_work,
+                                                    MoeOutput& out) {
+  MoeStats& s = out.stats;
+  Dispatched sent =
+      dispatch(expert_rows(x_TD, s), routes.experts_TK, routes.keep_TK, config_.num_experts, *ep_,
+               config_.exchange_chunks, routes.extra_counts);
+  at::Tensor y_RD =
+      expert_outputs(sent.x_RD, sent.plan, experts_, *ep_, independent_work).to(x_TD.scalar_type());
+  if (training) y_RD = expert_dropout(y_RD, sent.plan.order, routes.experts_TK, first_token);
+  out.y = combine(y_RD, routes.weights_TK, sent.plan);
+  for (int64_t rows_from : sent.plan.recv_rows) s.received_rows += rows_from;
+  s.tokens_per_expert = std::move(sent.plan.order.tokens_per_expert);
+  return std::move(sent.plan.order.extra_counts);
+}
 
+std::vector<int64_t> MoeLayer::experts_on_this_rank(const at::Tensor& x_TD, const Routes& routes,
+                                                    bool training, int64_t first_token,
+                                                    const InFlightWork& independent_work,
+                                                    MoeOutput& out) {
+  MoeStats& s = out.stats;
+  const at::Tensor rows_TD = expert_rows(x_TD, s);
+  ExpertOrder order =
+      sort_by_expert(routes.experts_TK, routes.keep_TK, config_.num_experts, routes.extra_counts);
+  if (independent_work) independent_work();  // nothing travels: no overlap to be had
+  phase_clock::enter(Phase::kExperts);
+  at::Tensor y_RD =
+      experts_.forward(gather_rows(rows_TD, order), runs_per_expert(order.tokens_per_expert))
+          .to(x_TD.scalar_type());
+  if (training) y_RD = expert_dropout(y_RD, order, routes.experts_TK, first_token);
+  out.y = combine_rows(y_RD, routes.weights_TK, order);
+  s.tokens_per_expert = std::move(order.tokens_per_expert);
+  return std::move(order.extra_counts);
+}
+
+void MoeLayer::count(const Routes& routes, int64_t tokens, const std::vector<int64_t>& extra_host,
+                     MoeStats& s) const {
   s.bound_dropped_per_rank.assign(size_t(ep_size_), 0);
   if (s.receive_quota != kDropless)
     std::copy(extra_host.begin(), extra_host.begin() + ep_size_, s.bound_dropped_per_rank.begin());
   int64_t kept = 0;
   for (int64_t n : s.tokens_per_expert) kept += n;
   // Expert choice has no per-token budget to fall short of: what the experts took is all.
-  if (expert_choice)
+  if (config_.router == RouterKind::kExpertChoice)
     s.assignments = kept;
-  else if (count_real)
+  else if (routes.count_real)
     s.assignments = extra_host.back();
   else
     s.assignments = tokens * config_.top_k;
-  s.capacity = capacity;
+  s.capacity = routes.capacity;
   s.dropped = s.assignments - kept;
   if (!ep_) s.received_rows = kept;
-  s.max_load = double(*std::max_element(s.tokens_per_expert.begin(), s.tokens_per_expert.end()));
-  s.mean_load = double(kept) / double(num_experts);
-  phase_clock::enter(outer_phase);
-  return out;
 }
 
 at::Tensor MoeLayer::expert_dropout(const at::Tensor& y_RD, const ExpertOrder& order,

@@ -29,8 +29,6 @@ struct MoeStats {
   int64_t dropped = 0;                     // over capacity
   int64_t capacity = kDropless;            // per expert; kDropless when no limit
   int64_t row_bytes = 0;                   // one exchanged row: width x the experts' dtype
-  double max_load = 0;                     // most tokens any expert received
-  double mean_load = 0;                    // kept assignments / E
   // moe.max_receive_factor: assignments this rank dropped because their destination EP
   // rank (index p) was at its bound, and the bound in rows per source rank.
   std::vector<int64_t> bound_dropped_per_rank;
@@ -98,6 +96,34 @@ class MoeLayer {
   }
 
  private:
+  // What routing decided, per token (a sequence's tokens share its row's choice).
+  struct Routes {
+    at::Tensor real_T;      // bool per token, undefined when all are real
+    at::Tensor eligible_R;  // bool per router row an expert may take, undefined for all
+    at::Tensor experts_TK, weights_TK, keep_TK;
+    int64_t capacity = kDropless;
+    at::Tensor extra_counts;  // read back with the counts (see route())
+    bool count_real = false;  // extra_counts ends with the real tokens' assignments
+    bool global = false;      // the balance loss over balance_group_
+  };
+
+  // The steps of forward(), in order.
+  Routes route(const at::Tensor& x, bool training, int64_t first_token, const at::Tensor& real_BL,
+               MoeOutput& out);
+  void choose_by_experts_in_slices(double factor, Routes& routes, MoeOutput& out,
+                                   at::ScalarType dtype) const;
+  void choose_by_tokens(double factor, int64_t first_row, Routes& routes, MoeOutput& out,
+                        at::ScalarType dtype) const;
+  at::Tensor expert_rows(const at::Tensor& x_TD, MoeStats& stats) const;
+  // Dispatch -> experts -> combine; out.y as [tokens, D]. Returns the extra counts read back.
+  std::vector<int64_t> experts_across_ranks(const at::Tensor& x_TD, const Routes& routes,
+                                            bool training, int64_t first_token,
+                                            const InFlightWork& independent_work, MoeOutput& out);
+  std::vector<int64_t> experts_on_this_rank(const at::Tensor& x_TD, const Routes& routes,
+                                            bool training, int64_t first_token,
+                                            const InFlightWork& independent_work, MoeOutput& out);
+  void count(const Routes& routes, int64_t tokens, const std::vector<int64_t>& extra_host,
+             MoeStats& stats) const;
   // moe.expert_dropout on the expert output rows (in `order`), while training.
   at::Tensor expert_dropout(const at::Tensor& y_RD, const ExpertOrder& order,
                             const at::Tensor& experts_TK, int64_t first_token) const;

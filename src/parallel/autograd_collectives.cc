@@ -5,6 +5,8 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <memory>
+#include <optional>
+#include <string>
 
 #include "common/error.h"
 #include "parallel/phase_clock.h"
@@ -14,6 +16,7 @@ namespace triage {
 namespace {
 
 using torch::autograd::AutogradContext;
+constexpr int64_t kNoPhase = -1;  // saved_data holds a phase as its number
 using torch::autograd::variable_list;
 
 // saved_data holds only IValues, so the communicator travels as its address.
@@ -36,7 +39,7 @@ std::vector<RowSpan> spans_of(const std::vector<int64_t>& counts, int me, bool k
 struct AllToAllRows : public torch::autograd::Function<AllToAllRows> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& rows, int64_t comm_address,
                             std::vector<int64_t> send_rows, std::vector<int64_t> recv_rows,
-                            std::string phase, std::string after_backward,
+                            int64_t phase, int64_t after_backward,
                             const InFlightWork* while_in_flight, bool grad_enabled, bool keep_own) {
     Communicator& comm = *reinterpret_cast<Communicator*>(comm_address);
     if (keep_own) recv_rows[size_t(comm.rank())] = 0;  // nothing comes from this rank itself
@@ -46,12 +49,10 @@ struct AllToAllRows : public torch::autograd::Function<AllToAllRows> {
     ctx->saved_data["send"] = send_rows;
     ctx->saved_data["recv"] = recv_rows;
     ctx->saved_data["keep_own"] = keep_own;
+    std::optional<phase_clock::CollectiveScope> collective;
+    if (phase != kNoPhase) collective.emplace(Phase(phase), comm);
     // Backward runs later, outside the forward's scopes: it carries the forward's label.
     ctx->saved_data["label"] = watchdog::current_label();
-    if (!phase.empty()) {
-      phase_clock::enter(phase);
-      phase_clock::wait_for_peers(comm);
-    }
     if (!*while_in_flight && !keep_own) return comm.alltoallv_rows(rows, send_rows, recv_rows);
     // Started without blocking, so that the work runs while the rows travel (on a GPU: the
     // communication stream waits for the rows only).
@@ -74,12 +75,14 @@ struct AllToAllRows : public torch::autograd::Function<AllToAllRows> {
     auto recv = ctx->saved_data["recv"].toIntVector();
     const bool keep_own = ctx->saved_data["keep_own"].toBool();
     Communicator& comm = *communicator_at(ctx);
-    watchdog::Scope scope(backward_label(ctx->saved_data["label"].toStringRef()));
-    const std::string& phase = ctx->saved_data["phase"].toStringRef();
-    if (!phase.empty()) {
-      phase_clock::enter(phase + " bwd");
-      phase_clock::wait_for_peers(comm, /*backward=*/true);
-    }
+    const std::string label = backward_label(ctx->saved_data["label"].toStringRef());
+    const int64_t phase = ctx->saved_data["phase"].toInt();
+    std::optional<watchdog::Scope> unmarked;
+    std::optional<phase_clock::CollectiveScope> collective;
+    if (phase == kNoPhase)
+      unmarked.emplace(label);
+    else
+      collective.emplace(backward_of(Phase(phase)), comm, label);
     at::Tensor grad_rows;
     if (!keep_own) {
       grad_rows = comm.alltoallv_rows(grads[0], recv, send);
@@ -92,7 +95,8 @@ struct AllToAllRows : public torch::autograd::Function<AllToAllRows> {
       grad_rows = at::zeros(shape, grads[0].options());
       comm.start_alltoallv_rows(grads[0].contiguous(), recv_spans, grad_rows, send_spans)->wait();
     }
-    if (!phase.empty()) phase_clock::enter(ctx->saved_data["after_backward"].toStringRef());
+    const int64_t after_backward = ctx->saved_data["after_backward"].toInt();
+    if (after_backward != kNoPhase) phase_clock::enter(Phase(after_backward));
     return {grad_rows,    at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
             at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
@@ -132,8 +136,9 @@ at::Tensor alltoallv_rows_autograd(const at::Tensor& rows, Communicator& comm,
                                    const std::vector<int64_t>& recv_rows,
                                    const ExchangePhases& phases,
                                    const InFlightWork& while_in_flight, bool keep_own) {
+  auto code = [](std::optional<Phase> phase) { return phase ? int64_t(*phase) : kNoPhase; };
   return AllToAllRows::apply(rows, reinterpret_cast<int64_t>(&comm), send_rows, recv_rows,
-                             phases.rows, phases.after_backward, &while_in_flight,
+                             code(phases.rows), code(phases.after_backward), &while_in_flight,
                              c10::GradMode::is_enabled(), keep_own);
 }
 
@@ -143,10 +148,10 @@ void run_in_flight_work(const InFlightWork& work, bool grad_enabled) {
   // experts' gradients) needs the caller's setting.
   c10::AutoGradMode mode(grad_enabled);
   // Timed apart from the exchange it overlaps (benchmarks' phase breakdown).
-  const std::string during = phase_clock::current();
-  phase_clock::enter("work beside the exchange");
+  const std::optional<Phase> during = phase_clock::current();
+  phase_clock::enter(Phase::kWorkBesideExchange);
   work();
-  if (!during.empty()) phase_clock::enter(during);
+  if (during) phase_clock::enter(*during);
 }
 
 at::Tensor allreduce_sum_autograd(const at::Tensor& tensor, Communicator& comm, bool used_alike) {

@@ -8,19 +8,22 @@
 #include <ATen/ATen.h>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "parallel/communicator.h"
+#include "parallel/phases.h"
 
 namespace triage {
 
-// Phase labels for phase_clock (benchmarks): the transfer is timed as `rows` forward and
-// `rows` + " bwd" backward, each after a timed wait for peers; when the backward transfer
-// is done, `after_backward` opens (the backward of what preceded the forward transfer).
+// Phases for phase_clock (benchmarks) and the watchdog: the transfer is timed as `rows`
+// forward and its backward phase backward, each after a timed wait for peers; when the
+// backward transfer is done, `after_backward` opens (the backward of what preceded the
+// forward transfer). None: the exchange marks no phase.
 struct ExchangePhases {
-  std::string rows;
-  std::string after_backward;
+  std::optional<Phase> rows;
+  std::optional<Phase> after_backward;
 };
 
 // Work that needs none of an exchange's tensors (the shared experts), to run while the

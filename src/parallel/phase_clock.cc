@@ -11,7 +11,7 @@ namespace {
 struct Clock {
   bool running = false;
   Options options;
-  std::string open;  // label of the open phase, "" when none
+  std::optional<Phase> open;
   double opened_at = 0;
   Totals totals, since_lap;
   std::vector<Totals> laps;
@@ -27,22 +27,22 @@ double now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-void add(Totals& totals, const std::string& label, double seconds) {
-  for (auto& [name, total] : totals)
-    if (name == label) {
+void add(Totals& totals, Phase phase, double seconds) {
+  for (auto& [entered, total] : totals)
+    if (entered == phase) {
       total += seconds;
       return;
     }
-  totals.emplace_back(label, seconds);
+  totals.emplace_back(phase, seconds);
 }
 
 void close_open_phase() {
   Clock& c = clock();
   if (c.options.device_sync) c.options.device_sync();
   const double t = now();
-  if (!c.open.empty()) {
-    add(c.totals, c.open, t - c.opened_at);
-    add(c.since_lap, c.open, t - c.opened_at);
+  if (c.open) {
+    add(c.totals, *c.open, t - c.opened_at);
+    add(c.since_lap, *c.open, t - c.opened_at);
   }
   c.opened_at = t;
 }
@@ -63,20 +63,22 @@ Totals stop() {
   if (!c.running) return {};
   close_open_phase();
   c.running = false;
-  c.open.clear();
+  c.open.reset();
   return c.totals;
 }
 
 bool active() { return clock().running; }
 
-void enter(std::string_view label) {
+void enter(Phase phase) { resume(phase); }
+
+std::optional<Phase> current() { return clock().open; }
+
+void resume(std::optional<Phase> phase) {
   Clock& c = clock();
   if (!c.running) return;
   close_open_phase();
-  c.open = label;
+  c.open = phase;
 }
-
-const std::string& current() { return clock().open; }
 
 void lap() {
   Clock& c = clock();
@@ -94,10 +96,16 @@ void wait_for_peers(Communicator& comm, bool backward) {
   // LibTorch runs a GPU backward on its own device thread, where no MPI call is legal:
   // there the wait stays inside the collective's phase.
   if (std::this_thread::get_id() != c.started_on) return;
-  const std::string resume = c.open;
-  enter(backward ? "wait bwd" : "wait");
+  const std::optional<Phase> was_open = c.open;
+  enter(backward ? Phase::kWaitBwd : Phase::kWait);
   comm.barrier();
-  enter(resume);
+  resume(was_open);
+}
+
+CollectiveScope::CollectiveScope(Phase phase, Communicator& comm, const std::string& label)
+    : watched_(label.empty() ? std::string(phase_label(phase)) : label) {
+  enter(phase);
+  wait_for_peers(comm, is_backward(phase));
 }
 
 }  // namespace triage::phase_clock

@@ -39,6 +39,8 @@
 #include "train/preemption.h"
 #include "train/run_folder.h"
 #include "train/run_report.h"
+#include "train/step_decisions.h"
+#include "train/step_metrics.h"
 #include "train/step_totals.h"
 
 namespace triage {
@@ -63,7 +65,8 @@ class Trainer {
   void log_start() const;
   void log_summary(const std::vector<StepMetrics>& history, const EvalMetrics* baseline,
                    const EvalMetrics* last_eval, double seconds, bool stopped_early = false);
-  std::string save();  // the checkpoint's folder
+  std::string save();                           // the checkpoint's folder
+  std::string ending_line(RunGoes goes) const;  // what rank 0 says when the run stops early
   bool is_root() const { return groups_.layout.world_rank == 0; }
   Batch on_device(Batch b) const;
   ModelOutput forward(const Batch& b, bool training);
@@ -252,7 +255,7 @@ StepMetrics Trainer::train_step() {
     watchdog::Scope scope(step_label + ", micro-batch " + std::to_string(micro + 1) + "/" +
                           std::to_string(micro_batches));
     model_->set_draw_clock(step_, micro);
-    phase_clock::enter("compute");  // the model outside its MoE layers' own phases
+    phase_clock::enter(Phase::kCompute);  // the model outside its MoE layers' own phases
     Batch b = on_device(make_batch(mine, length));
     ModelOutput out = forward(b, /*training=*/true);
     at::Tensor objective = (out.balance_loss + out.z_loss) / double(micro_batches);
@@ -266,7 +269,7 @@ StepMetrics Trainer::train_step() {
       objective = objective + cls * (world / std::max(1.0, labelled));
       loss_sums[1] += cls.detach().to(at::kDouble);
     }
-    phase_clock::enter("compute bwd");
+    phase_clock::enter(Phase::kComputeBwd);
     objective.backward();
     loss_sums[2] += out.balance_loss.detach().to(at::kDouble);
     loss_sums[3] += out.z_loss.detach().to(at::kDouble);
@@ -279,15 +282,15 @@ StepMetrics Trainer::train_step() {
   totals.balance_loss = loss[2];
   totals.z_loss = loss[3];
   watchdog::Scope scope(step_label);
-  phase_clock::enter("gradient sync");
+  phase_clock::enter(Phase::kGradientSync);
   phase_clock::wait_for_peers(*groups_.world);
   sync_->synchronize();
-  phase_clock::enter("gradient clip");
+  phase_clock::enter(Phase::kGradientClip);
   m.grad_norm = clip_gradients(parameters_, *groups_.ep, config_.train.grad_clip);
-  phase_clock::enter("optimizer");
+  phase_clock::enter(Phase::kOptimizer);
   optimizer_->step();
   ++step_;
-  phase_clock::enter("statistics");
+  phase_clock::enter(Phase::kStatistics);
 
   totals.preemption_votes = double(preemption::requested());
   {
@@ -297,42 +300,17 @@ StepMetrics Trainer::train_step() {
   // The votes sum signal numbers, so only this rank's own signal can be named.
   if (totals.preemption_votes > 0)
     preempt_signal_ = preemption::requested() ? preemption::requested() : -1;
-  m.lm_loss = lm_ ? totals.lm_loss_sum / std::max(1.0, targets) : 0.0;
-  m.class_loss = classify_ ? totals.class_loss_sum / std::max(1.0, labelled) : 0.0;
-  m.loss = m.lm_loss + m.class_loss;
-  m.balance_loss = totals.balance_loss / (world * double(micro_batches));
-  m.z_loss = totals.z_loss / (world * double(micro_batches));
-  m.dropped_pct = totals.assignments > 0 ? 100.0 * totals.dropped / totals.assignments : 0.0;
+  const StepCounts counts{targets, labelled, lm_, classify_, g.world_size, micro_batches};
+  fill_step_metrics(totals, counts, m);
   for (size_t l = 0; l < moe_layers.size(); ++l) {
-    std::vector<int64_t> tokens_per_expert(experts);
-    double sum = 0, busiest = 0;
-    for (int64_t e = 0; e < experts; ++e) {
-      tokens_per_expert[e] = int64_t(totals.tokens_per_expert[l][size_t(e)]);
-      sum += double(tokens_per_expert[e]);
-      busiest = std::max(busiest, double(tokens_per_expert[e]));
-    }
-    if (sum > 0) m.max_mean_load = std::max(m.max_mean_load, busiest / (sum / double(experts)));
     if (config_.moe.expert_bias)
-      moe_layers[l]->update_expert_bias(at::tensor(tokens_per_expert, at::kLong));
-    m.tokens_per_expert.push_back(std::move(tokens_per_expert));
-    std::vector<int64_t> bound(ep_size);
-    for (int64_t p = 0; p < ep_size; ++p) {
-      bound[p] = int64_t(totals.bound_dropped[l][size_t(p)]);
-      m.bound_dropped += bound[p];
-      if (bound[p] > 0 && is_root())
-        std::cerr << "warning: step " << m.step << ", MoE layer " << l << ": " << bound[p]
-                  << " assignments to EP rank " << p
+      moe_layers[l]->update_expert_bias(at::tensor(m.tokens_per_expert[l], at::kLong));
+    for (size_t p = 0; p < m.bound_dropped_per_rank[l].size(); ++p)
+      if (m.bound_dropped_per_rank[l][p] > 0 && is_root())
+        std::cerr << "warning: step " << m.step << ", MoE layer " << l << ": "
+                  << m.bound_dropped_per_rank[l][p] << " assignments to EP rank " << p
                   << " dropped at moe.max_receive_factor = " << config_.moe.max_receive_factor
                   << std::endl;
-    }
-    m.bound_dropped_per_rank.push_back(std::move(bound));
-    const std::vector<double>& received = totals.received_rows[l];
-    double received_sum = 0;
-    for (double r : received) received_sum += r;
-    if (received_sum > 0)
-      m.received_max_mean =
-          std::max(m.received_max_mean, *std::max_element(received.begin(), received.end()) /
-                                            (received_sum / double(received.size())));
   }
   phase_clock::lap();
   const double seconds = seconds_since(start);
@@ -381,6 +359,25 @@ void Trainer::log_summary(const std::vector<StepMetrics>& history, const EvalMet
             << "/metrics.jsonl, summary: " << options_.out_dir << "/summary.json" << std::endl;
 }
 
+std::string Trainer::ending_line(RunGoes goes) const {
+  const std::string after = " after step " + std::to_string(step_);
+  switch (goes) {
+    case RunGoes::kStoppedEarly:
+      return "stopped early" + after + ": " + std::to_string(best_.evaluations_without_gain()) +
+             " evaluations without improving " + name_of(best_.metric());
+    case RunGoes::kStopped:
+      return "stopped" + after + " as asked; continue with --resume";
+    case RunGoes::kPreempted:
+      return std::string("preempted by ") +
+             (preempt_signal_ > 0 ? strsignal(preempt_signal_) : "a signal to another rank") +
+             ": stopped" + after + " with a checkpoint; continue with --resume";
+    case RunGoes::kOn:
+    case RunGoes::kFinished:
+      break;
+  }
+  return "";
+}
+
 TrainResult Trainer::run() {
   if (step_ >= config_.train.steps) {  // resumed after its last step (preempted at the end)
     if (is_root())
@@ -416,17 +413,12 @@ TrainResult Trainer::run() {
         std::cout << step_line(m, per_step * double(steps - m.step)) << std::endl;
       }
     }
-    const bool last = step_ == steps;
-    const bool eval_now =
-        !dataset_.test.empty() &&
-        ((config_.train.eval_every > 0 && step_ % config_.train.eval_every == 0) || last);
+    const bool eval_now = evaluates_after(step_, config_.train, !dataset_.test.empty());
     if (eval_now) run_eval();
-    const bool stopping = options_.stop_after > 0 && step_ == options_.stop_after;
-    const bool periodic =
-        config_.train.checkpoint_every > 0 && step_ % config_.train.checkpoint_every == 0;
     const bool improved = eval_now && best_.record(*last_eval);
-    const bool stop_early = eval_now && best_.should_stop();
-    if (last || stopping || periodic || improved || stop_early) {
+    const AfterStep next = after_step(step_, config_.train, options_.stop_after, improved,
+                                      eval_now && best_.should_stop(), preempt_signal_ != 0);
+    if (next.save) {
       const std::string folder = save();
       if (improved && is_root()) {
         mark_best_checkpoint(options_.out_dir + "/checkpoints", folder, best_.best_value());
@@ -434,29 +426,14 @@ TrainResult Trainer::run() {
                   << " at step " << step_ << std::endl;
       }
     }
-    if (stop_early && !last) {
-      if (is_root())
-        std::cout << "stopped early after step " << step_ << ": "
-                  << best_.evaluations_without_gain() << " evaluations without improving "
-                  << name_of(best_.metric()) << std::endl;
+    if (next.goes != RunGoes::kOn && next.goes != RunGoes::kFinished && is_root())
+      std::cout << ending_line(next.goes) << std::endl;
+    if (next.goes == RunGoes::kStoppedEarly) {
       log_summary(history, baseline.get(), last_eval.get(), seconds_since(start), true);
       return TrainResult::kFinished;
     }
-    if (stopping && !last) {
-      if (is_root())
-        std::cout << "stopped after step " << step_ << " as asked; continue with --resume"
-                  << std::endl;
-      return TrainResult::kStopped;
-    }
-    if (preempt_signal_ && !last) {
-      if (!stopping && !periodic && !improved) save();
-      if (is_root())
-        std::cout << "preempted by "
-                  << (preempt_signal_ > 0 ? strsignal(preempt_signal_) : "a signal to another rank")
-                  << ": stopped after step " << step_
-                  << " with a checkpoint; continue with --resume" << std::endl;
-      return TrainResult::kPreempted;
-    }
+    if (next.goes == RunGoes::kStopped) return TrainResult::kStopped;
+    if (next.goes == RunGoes::kPreempted) return TrainResult::kPreempted;
   }
   log_summary(history, baseline.get(), last_eval.get(), seconds_since(start));
   return TrainResult::kFinished;

@@ -213,12 +213,11 @@ TEST(MoeLayer, PaddingTakesNoCapacityAheadOfLaterRealTokens) {
   EXPECT_EQ(y_TD.narrow(0, 1, 3).abs().max().item<double>(), 0.0);
 }
 
-TEST(MoeLayer, StatsReportMaxAndMeanLoad) {
+TEST(MoeLayer, StatsCountEachExpertsKeptAssignments) {
   MoeLayer layer = steered_layer(moe_config(4, 1), {1, -1, -1, -1});
   MoeStats stats = layer.forward(positive_tokens(9), true).stats;
   EXPECT_EQ(stats.assignments, 9);
-  EXPECT_DOUBLE_EQ(stats.max_load, 9.0);
-  EXPECT_DOUBLE_EQ(stats.mean_load, 9.0 / 4);
+  EXPECT_EQ(stats.tokens_per_expert, (std::vector<int64_t>{9, 0, 0, 0}));
 }
 
 TEST(MoeLayer, EvaluationUsesTheEvalCapacityFactor) {
