@@ -29,3 +29,6 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS
 for ranks in 1 2 4; do
   mpirun -n "$ranks" --oversubscribe --bind-to none "$work/build/ep_layer_check"
 done
+# The docs' example main.cc runs as written, on 2 ranks.
+mpirun -n 2 --oversubscribe --bind-to none "$work/build/docs_example"
+echo "consumer: the docs' example ran on 2 ranks"
