@@ -66,7 +66,8 @@ RoutingOverride parse_bench_routing(const std::string& routing, int64_t experts,
     throw Error("--routing " + routing + ": expected an expert or rank of this layout (" +
                 std::to_string(experts) + " experts on " + std::to_string(ranks) + " ranks)");
   if (rule.kind == RoutingOverride::Kind::kReplay)
-    rule.replay_loads = load_replay_loads(rule.run_dir, experts);
+    rule.replay_loads = std::make_shared<const std::vector<std::vector<double>>>(
+        load_replay_loads(rule.run_dir, experts));
   return rule;
 }
 

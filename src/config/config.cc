@@ -42,6 +42,10 @@ std::string describe(const RealRange& r) {
 
 std::string describe(const AnyString&) { return "a string"; }
 
+const char* const kRoutingOverrideForms =
+    "none, balanced, hot:E:F (F in [0, 1]), zipf:S (S > 0), empty_rank:R or replay:RUN_DIR";
+std::string describe(const RoutingRule&) { return kRoutingOverrideForms; }
+
 std::string describe(const AnyBool&) { return "true or false"; }
 std::string describe(const CountOrAuto& c) { return describe(c.range) + " or auto"; }
 
@@ -53,6 +57,7 @@ bool allows(const RealRange& r, double v) {
   return above && below;
 }
 bool allows(const AnyString&, const std::string&) { return true; }
+bool allows(const RoutingRule&, const RoutingOverride&) { return true; }  // parsed, so valid
 template <class E>
 bool allows(const OneOf&, E) {
   return true;  // parse_scalar accepted a name of E
@@ -73,6 +78,7 @@ std::string format_value(int64_t v) { return std::to_string(v); }
 std::string format_value(double v) { return format_real(v); }
 std::string format_value(bool v) { return v ? "true" : "false"; }
 std::string format_value(const std::string& v) { return v.empty() ? "\"\"" : v; }
+std::string format_value(const RoutingOverride& v) { return v.text; }
 template <class E, class = decltype(ChoiceNames<E>::names)>
 std::string format_value(E v) {
   return name_of(v);
@@ -129,6 +135,16 @@ bool parse_scalar(const YAML::Node& node, std::string& out) {
 template <class Field, class Constraint>
 bool parse_field(const YAML::Node& node, Field& out, const Constraint&) {
   return parse_scalar(node, out);
+}
+bool parse_field(const YAML::Node& node, RoutingOverride& out, const RoutingRule&) {
+  std::string text;
+  if (!parse_scalar(node, text)) return false;
+  try {
+    out = parse_routing_override(text);
+    return true;
+  } catch (const Error&) {
+    return false;
+  }
 }
 bool parse_field(const YAML::Node& node, int64_t& out, const CountOrAuto&) {
   if (node.IsScalar() && node.Scalar() == "auto") {
@@ -222,20 +238,14 @@ void validate(const Config& c) {
                    const std::string& expected) {
     if (!ok) fail(origin_of(c, key), key, value, expected);
   };
-  RoutingOverride routing;
-  try {
-    routing = parse_routing_override(c.moe.routing_override);
-  } catch (const Error& e) {
-    fail(origin_of(c, "moe.routing_override"), "moe.routing_override", c.moe.routing_override,
-         e.what());
-  }
+  const RoutingOverride& routing = c.moe.routing_override;
   check(routing.kind != RoutingOverride::Kind::kHot || routing.expert < c.moe.num_experts,
-        "moe.routing_override", c.moe.routing_override,
+        "moe.routing_override", c.moe.routing_override.text,
         "a hot expert below moe.num_experts (" + std::to_string(c.moe.num_experts) + ")");
   const int64_t per_rank = c.moe.num_experts / std::max<int64_t>(1, c.parallel.expert);
   check(routing.kind != RoutingOverride::Kind::kEmptyRank ||
             (routing.rank < c.parallel.expert && c.moe.top_k <= c.moe.num_experts - per_rank),
-        "moe.routing_override", c.moe.routing_override,
+        "moe.routing_override", c.moe.routing_override.text,
         "an EP rank below parallel.expert (" + std::to_string(c.parallel.expert) +
             ") whose removal leaves at least moe.top_k experts");
   check(c.moe.max_receive_factor == 0 || c.moe.max_receive_factor >= 1, "moe.max_receive_factor",
@@ -270,7 +280,8 @@ void validate(const Config& c) {
         "moe.balance_loss_scope", format_value(c.moe.balance_loss_scope),
         "batch when moe.routing_level is sequence (a sequence makes one choice)");
   check(c.moe.router == RouterKind::kTokenChoice ||
-            (c.moe.topk_groups == 0 && !c.moe.expert_bias && c.moe.routing_override == "none" &&
+            (c.moe.topk_groups == 0 && !c.moe.expert_bias &&
+             c.moe.routing_override.kind == RoutingOverride::Kind::kNone &&
              c.moe.max_receive_factor == 0),
         "moe.router", format_value(c.moe.router),
         "token_choice when moe.topk_groups, moe.expert_bias, moe.routing_override or "
@@ -358,12 +369,15 @@ void apply_overrides(Config& config, const std::vector<std::string>& overrides) 
 
 }  // namespace
 
+RoutingOverride::RoutingOverride(const std::string& text)
+    : RoutingOverride(parse_routing_override(text)) {}
+
 RoutingOverride parse_routing_override(const std::string& text) {
   static const std::regex kHot(R"(hot:(\d+):([0-9.eE+-]+))"), kZipf(R"(zipf:([0-9.eE+-]+))"),
       kEmptyRank(R"(empty_rank:(\d+))"), kReplay(R"(replay:(.+))");
-  const std::string expected =
-      "none, balanced, hot:E:F (F in [0, 1]), zipf:S (S > 0), empty_rank:R or replay:RUN_DIR";
+  const std::string expected = kRoutingOverrideForms;
   RoutingOverride r;
+  r.text = text;
   std::smatch m;
   auto number = [&](const std::string& s) {
     size_t used = 0;

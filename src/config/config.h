@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <limits>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,29 @@ struct ModelConfig {
   double attention_dropout = 0.0;
   double residual_dropout = 0.0;
 };
+
+// moe.routing_override, parsed once when it is set (from a file, --set, or by assigning
+// its text form in code); the text is kept as written, for the config table and checkpoints.
+struct RoutingOverride {
+  enum class Kind { kNone, kBalanced, kHot, kZipf, kEmptyRank, kReplay };
+  RoutingOverride() = default;
+  RoutingOverride(const std::string& text);  // NOLINT: parses; throws Error("expected ...")
+  RoutingOverride(const char* text) : RoutingOverride(std::string(text)) {}  // NOLINT
+
+  std::string text = "none";
+  Kind kind = Kind::kNone;
+  std::string run_dir;  // replay: a run folder whose metrics.jsonl gives the loads
+  // replay: per recorded training step, the first MoE layer's tokens per expert. Read once
+  // per run (load_replay_loads, by the trainer or the first layer that needs it) and shared
+  // by every layer's copy of the config.
+  std::shared_ptr<const std::vector<std::vector<double>>> replay_loads;
+  int64_t expert = 0;     // hot: the hot expert
+  double fraction = 0.0;  // hot: share of assignments sent to it, in [0, 1]
+  double exponent = 0.0;  // zipf: S > 0
+  int64_t rank = 0;       // empty_rank: the EP rank whose experts get nothing
+};
+// Throws Error("expected ...") naming the accepted forms.
+RoutingOverride parse_routing_override(const std::string& text);
 
 struct MoeConfig {
   int64_t num_experts = 8;  // routed experts per MoE layer
@@ -137,29 +161,13 @@ struct MoeConfig {
   // so gradients flow). none | balanced (round-robin over global assignments) | hot:E:F (a
   // share F of assignments go to expert E) | zipf:S (experts drawn with P(e) ~ 1/(e+1)^S) |
   // empty_rank:R (top-k among experts not on EP rank R). Deterministic per global token.
-  std::string routing_override = "none";
+  RoutingOverride routing_override;
   // Receive bound: no rank receives more than factor x its balanced share (tokens x top_k)
   // of rows; a source rank sends at most floor(factor * its tokens * top_k / EP size) rows
   // to one rank, later tokens dropped first. 0 = unbounded (dropless may then receive up
   // to EP size x tokens x top_k rows on one rank under skew).
   double max_receive_factor = 0.0;
 };
-
-// moe.routing_override, parsed.
-struct RoutingOverride {
-  enum class Kind { kNone, kBalanced, kHot, kZipf, kEmptyRank, kReplay };
-  Kind kind = Kind::kNone;
-  std::string run_dir;  // replay: a run folder whose metrics.jsonl gives the loads
-  // replay: per recorded training step, the first MoE layer's tokens per expert (filled by
-  // load_replay_loads when the layer is built, not by parsing).
-  std::vector<std::vector<double>> replay_loads;
-  int64_t expert = 0;     // hot: the hot expert
-  double fraction = 0.0;  // hot: share of assignments sent to it, in [0, 1]
-  double exponent = 0.0;  // zipf: S > 0
-  int64_t rank = 0;       // empty_rank: the EP rank whose experts get nothing
-};
-// Throws Error("expected ...") naming the accepted forms.
-RoutingOverride parse_routing_override(const std::string& text);
 
 struct ParallelConfig {
   int64_t expert = 1;            // expert-parallel group size; must divide num_experts
@@ -239,7 +247,8 @@ struct RealRange {
   bool max_exclusive = false;
 };
 struct AnyString {};
-struct OneOf {};  // an enum field: one of its ChoiceNames
+struct RoutingRule {};  // moe.routing_override's forms
+struct OneOf {};        // an enum field: one of its ChoiceNames
 struct AnyBool {};
 struct CountOrAuto {  // an integer in range, or the word auto (held as kAutoClasses)
   IntRange range;
@@ -294,7 +303,7 @@ void visit_fields(MoeConfig& c, Visitor&& v) {
   v("first_dense_layers", c.first_dense_layers, IntRange{0, 1024});
   v("every_n_layers", c.every_n_layers, IntRange{1, 1024});
   v("num_shared_experts", c.num_shared_experts, IntRange{0, 1024});
-  v("routing_override", c.routing_override, AnyString{});
+  v("routing_override", c.routing_override, RoutingRule{});
   v("max_receive_factor", c.max_receive_factor, RealRange{0.0, 1e6});
 }
 

@@ -39,7 +39,6 @@ int64_t local_experts(const MoeConfig& config, Communicator* ep) {
 MoeLayer::MoeLayer(const MoeConfig& config, int64_t d_model, at::ScalarType dtype, uint64_t seed,
                    Communicator* ep, Communicator* balance_group, int64_t reference_ep_size)
     : config_(config),
-      routing_override_(parse_routing_override(config.routing_override)),
       seed_(seed),
       ep_size_(ep ? ep->size() : reference_ep_size),
       ep_(ep),
@@ -53,9 +52,11 @@ MoeLayer::MoeLayer(const MoeConfig& config, int64_t d_model, at::ScalarType dtyp
   TRIAGE_ASSERT(config.topk_groups == 0 || config.num_groups > 0,
                 "moe.topk_groups " << config.topk_groups
                                    << " with moe.num_groups 0: resolve it to a number first");
-  if (routing_override_.kind == RoutingOverride::Kind::kReplay)
-    routing_override_.replay_loads =
-        load_replay_loads(routing_override_.run_dir, config.num_experts);
+  // Replay's loads are read once per run by the trainer; a layer built on its own reads them.
+  RoutingOverride& routing = config_.routing_override;
+  if (routing.kind == RoutingOverride::Kind::kReplay && !routing.replay_loads)
+    routing.replay_loads = std::make_shared<const std::vector<std::vector<double>>>(
+        load_replay_loads(routing.run_dir, config.num_experts));
 }
 
 // The layer's steps, in order: route (the router's rows, scores and choice, capacity),
@@ -183,9 +184,9 @@ void MoeLayer::choose_by_tokens(double factor, int64_t first_row, Routes& routes
                                 at::ScalarType dtype) const {
   RouterOutput& r = out.routing;
   const int64_t rows = r.scores_TE.size(0), num_experts = config_.num_experts;
-  if (routing_override_.kind != RoutingOverride::Kind::kNone) {
-    r.experts_TK = override_routing(routing_override_, r.experts_TK, r.scores_TE, first_row, seed_,
-                                    num_experts / ep_size_, routing_step_);
+  if (config_.routing_override.kind != RoutingOverride::Kind::kNone) {
+    r.experts_TK = override_routing(config_.routing_override, r.experts_TK, r.scores_TE, first_row,
+                                    seed_, num_experts / ep_size_, routing_step_);
     r.weights_TK = router_.gate_weights(r.scores_TE, r.experts_TK, dtype);
   }
   routes.capacity = expert_capacity(factor, rows, config_.top_k, num_experts, config_.min_capacity);

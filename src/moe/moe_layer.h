@@ -134,7 +134,6 @@ class MoeLayer {
                               bool global, const at::Tensor& real_R, const at::Tensor& real_T);
 
   MoeConfig config_;
-  RoutingOverride routing_override_;
   uint64_t seed_;
   int64_t routing_step_ = 0;
   int64_t micro_batch_ = 0;

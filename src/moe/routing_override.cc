@@ -65,7 +65,8 @@ at::Tensor override_routing(const RoutingOverride& rule, const at::Tensor& exper
   std::vector<double> cdf;
   if (rule.kind == Kind::kZipf) cdf = cdf_of(zipf_loads(experts, rule.exponent));
   if (rule.kind == Kind::kReplay) {
-    const auto& loads = rule.replay_loads;
+    TRIAGE_ASSERT(rule.replay_loads, "replay without its loads read");
+    const auto& loads = *rule.replay_loads;
     TRIAGE_ASSERT(!loads.empty() && int64_t(loads[0].size()) == experts, "replay loads not loaded");
     cdf = cdf_of(loads[size_t(step % int64_t(loads.size()))]);
   }

@@ -134,9 +134,10 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
                     std::to_string(config.train.batch_size) +
                     "), so each slice is whole sequences");
     }
-    const RoutingOverride routing = parse_routing_override(config.moe.routing_override);
-    if (routing.kind == RoutingOverride::Kind::kReplay)  // read again by each MoE layer
-      load_replay_loads(routing.run_dir, config.moe.num_experts);
+    RoutingOverride& routing = config_.moe.routing_override;
+    if (routing.kind == RoutingOverride::Kind::kReplay)  // read once; every MoE layer shares it
+      routing.replay_loads = std::make_shared<const std::vector<std::vector<double>>>(
+          load_replay_loads(routing.run_dir, config.moe.num_experts));
     dataset_ = load_dataset(config.data, uint64_t(config.train.seed));
     fault::inject(fault::Point::kStartup, groups_.layout.world_rank, 0);
     const int64_t labels = int64_t(dataset_.label_names.size());

@@ -2,6 +2,9 @@
 // loads come from a run's metrics.jsonl, one step at a time.
 #include <gtest/gtest.h>
 
+#include <memory>
+#include <vector>
+
 #include <filesystem>
 #include <fstream>
 
@@ -59,7 +62,8 @@ TEST(ReplayRouting, AMissingRunFolderIsRefusedNamingTheFile) {
 TEST(ReplayRouting, DrawsEachExpertInProportionToTheReplayedStepsLoad) {
   RoutingOverride rule;
   rule.kind = RoutingOverride::Kind::kReplay;
-  rule.replay_loads = {{3, 1}, {0, 1}};
+  rule.replay_loads = std::make_shared<const std::vector<std::vector<double>>>(
+      std::vector<std::vector<double>>{{3, 1}, {0, 1}});
   const int64_t tokens = 20000;
   at::Tensor chosen = at::zeros({tokens, 1}, at::kLong);
   at::Tensor scores = at::full({tokens, 2}, 0.5, at::kDouble);
