@@ -1,6 +1,6 @@
 // The trainer runs as `triage train` would, with phase_clock on: its marks (and the MoE
-// layers') name every phase, and each step ends with a lap. Phase labels fall into the
-// categories below; a label no category names is a bug in this table, not "other".
+// layers') name every phase, and each step ends with a lap. Each phase counts in the
+// category phases.h gives it, so no phase can be left without one.
 #include "apps/bench_step.h"
 
 #include <mpi.h>
