@@ -1,347 +1,48 @@
-// `triage bench exchange` (run under mpirun): times the MoE exchange, dispatch + combine,
-// against raw MPI_Alltoallv moving the same byte matrix out and back, side by side in one
-// process: forward alone (one round trip) and forward + backward (two). Routing is uniform
-// random or any moe.routing_override pattern (--routing), so skew is measured, not only
-// balance. Repetitions alternate the two so machine noise hits both alike; each
-// repetition's time is the slowest rank's. Prints a table on rank 0 and writes JSON.
-#include <ATen/ATen.h>
-#include <ATen/CPUGeneratorImpl.h>
-#include <c10/core/GradMode.h>
-
-#include <mpi.h>
-#include <algorithm>
-#include <chrono>
-#include <fstream>
-#include <iomanip>
-#include <iostream>
+// `triage bench ...`: the benchmark subcommands, each from the benchmark library (src/bench/),
+// registered here and run once parsing picked one.
 #include <memory>
-#include <nlohmann/json.hpp>
-#include <numeric>
-#include <optional>
+#include <vector>
 
-#include "apps/bench_calibrate.h"
-#include "apps/bench_checkpoint.h"
-#include "apps/bench_layer.h"
-#include "apps/bench_model.h"
-#include "apps/bench_moe_layer.h"
-#include "apps/bench_stats.h"
-#include "apps/bench_step.h"
 #include "apps/commands.h"
-#include "common/check.h"
-#include "common/error.h"
-#include "moe/exchange.h"
-#include "moe/router.h"
-#include "moe/routing_override.h"
-#include "parallel/agreement.h"
-#include "parallel/mpi_communicator.h"
-#include "parallel/mpi_environment.h"
+#include "bench/calibrate_bench.h"
+#include "bench/checkpoint_bench.h"
+#include "bench/exchange_bench.h"
+#include "bench/layer_bench.h"
+#include "bench/model_bench.h"
+#include "bench/moe_layer_bench.h"
+#include "bench/step_bench.h"
 
 namespace triage {
 namespace {
 
-using bench::median;
-using bench::now_seconds;
-using bench::raw_alltoallv;
-using bench::slowest_rank;
-
-struct BenchOptions {
-  int64_t tokens = 4096;  // per rank
-  int64_t width = 1024;   // floats per token row
-  int64_t top_k = 2;
-  int64_t experts_per_rank = 2;
-  int64_t chunks = 1;  // moe.exchange_chunks
-  int64_t reps = 20;
-  int64_t warmup = 3;
-  std::string routing = "uniform";  // uniform, or a moe.routing_override pattern
-  int64_t topk_groups = 0;          // moe.topk_groups with one group per rank; 0 = no limit
-  std::string out;
-};
-
-// How far a token's rows travel under a routing, averaged over every rank's tokens: the
-// distinct EP ranks its choices live on, and the bytes of its rows bound for other ranks
-// (the exchange sends one row per kept choice, so rows to one rank are not merged).
-struct Destinations {
-  double ranks_per_token = 0, wire_bytes_per_token = 0;
-};
-
-Destinations destinations(const at::Tensor& experts_TK, int64_t experts_per_rank, int rank,
-                          int64_t row_bytes) {
-  const at::Tensor rank_TK = experts_TK.div(experts_per_rank, "floor");
-  const at::Tensor sorted_TK = std::get<0>(rank_TK.sort(1));
-  const at::Tensor new_rank_TK = at::cat(
-      {at::ones({rank_TK.size(0), 1}, at::kBool),
-       sorted_TK.narrow(1, 1, rank_TK.size(1) - 1) != sorted_TK.narrow(1, 0, rank_TK.size(1) - 1)},
-      1);
-  double sums[3] = {new_rank_TK.sum().item<double>(), (rank_TK != rank).sum().item<double>(),
-                    double(experts_TK.size(0))};
-  TRIAGE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, sums, 3, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
-  return {sums[0] / sums[2], sums[1] * double(row_bytes) / sums[2]};
-}
-
-// Alternating repetitions of two timed functions; medians and per-rep ratios.
-struct SideBySide {
-  std::vector<double> first_s, second_s, ratios;
-};
-
-template <class First, class Second>
-SideBySide alternate(const BenchOptions& o, int rank, const char* what, First&& first,
-                     Second&& second) {
-  SideBySide out;
-  for (int64_t rep = -o.warmup; rep < o.reps; ++rep) {
-    // Alternate which goes first so drift in machine load does not favour one side.
-    double a, b;
-    if (rep % 2 == 0) {
-      a = first();
-      b = second();
-    } else {
-      b = second();
-      a = first();
-    }
-    if (rep < 0) continue;
-    out.first_s.push_back(a);
-    out.second_s.push_back(b);
-    out.ratios.push_back(a / b);
-    if (rank == 0)
-      std::cerr << "\r[bench] " << what << " rep " << rep + 1 << "/" << o.reps << std::flush;
-  }
-  if (rank == 0) std::cerr << "\n";
-  return out;
-}
-
-int exchange_bench(const BenchOptions& o) {
-  auto ep = make_mpi_communicator(MPI_COMM_WORLD);
-  const int rank = ep->rank(), ranks = ep->size();
-  const int64_t num_experts = o.experts_per_rank * ranks;
-  RoutingOverride rule;
-  agree([&] {  // option mistakes are found by every rank alike: reported once
-    if (o.top_k > num_experts)
-      throw Error("--top-k (" + std::to_string(o.top_k) + ") must be at most the experts (" +
-                  std::to_string(num_experts) + ")");
-    rule = bench::parse_bench_routing(o.routing, num_experts, ranks, o.top_k);
-    if (o.topk_groups > 0 && (o.routing != "uniform" || o.topk_groups > ranks ||
-                              o.top_k > o.topk_groups * o.experts_per_rank))
-      throw Error("--topk-groups " + std::to_string(o.topk_groups) +
-                  ": expected --routing uniform, at most the ranks (" + std::to_string(ranks) +
-                  ") and room for --top-k in that many ranks' experts");
-  });
-
-  // Inputs seeded by rank: uniform random top-k choices, all kept.
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(1234 + rank);
-  at::Tensor x = at::randn({o.tokens, o.width}, gen, at::kFloat);
-  std::vector<at::Tensor> choices;
-  for (int64_t t = 0; t < o.tokens; ++t)
-    choices.push_back(at::randperm(num_experts, gen).narrow(0, 0, o.top_k));
-  at::Tensor experts_TK = at::stack(choices);
-  if (rule.kind != RoutingOverride::Kind::kNone) {
-    at::Tensor scores_TE = at::rand({o.tokens, num_experts}, gen);
-    experts_TK =
-        override_routing(rule, experts_TK, scores_TE, rank * o.tokens, 1234, o.experts_per_rank);
-  }
-  // Group-limited routing (moe.topk_groups, a group per rank) on uniform random scores,
-  // beside plain top-k of the same scores.
-  at::Tensor unlimited_TK;
-  if (o.topk_groups > 0) {
-    const at::Tensor scores_TE = at::rand({o.tokens, num_experts}, gen);
-    unlimited_TK = std::get<1>(scores_TE.topk(o.top_k, -1));
-    experts_TK = std::get<1>(within_best_groups(scores_TE, ranks, o.topk_groups).topk(o.top_k, -1));
-  }
-  const int64_t row_bytes = o.width * int64_t(sizeof(float));
-  const Destinations travel = destinations(experts_TK, o.experts_per_rank, rank, row_bytes);
-  at::Tensor keep_TK = at::ones({o.tokens, o.top_k}, at::kBool);
-  at::Tensor weights_TK = at::full({o.tokens, o.top_k}, 1.0f / float(o.top_k));
-
-  // The raw baseline moves exactly the rows the exchange moves, from ready buffers.
-  DispatchPlan plan = dispatch(x, experts_TK, keep_TK, num_experts, *ep).plan;
-  at::Tensor raw_send = x.index_select(0, plan.order.token_of_row_R).contiguous();
-  at::Tensor raw_recv = at::empty(
-      {std::accumulate(plan.recv_rows.begin(), plan.recv_rows.end(), int64_t(0)), o.width},
-      at::kFloat);
-  at::Tensor raw_back = at::empty_like(raw_send);
-  int64_t rows_sent = raw_send.size(0);
-  TRIAGE_MPI_CHECK(
-      MPI_Allreduce(MPI_IN_PLACE, &rows_sent, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD));
-  // Rows for another rank's experts: what crosses a link (rows for this rank's own stay).
-  int64_t rows_on_wire = raw_send.size(0) - plan.send_rows[rank];
-  TRIAGE_MPI_CHECK(
-      MPI_Allreduce(MPI_IN_PLACE, &rows_on_wire, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD));
-
-  at::Tensor x_grad = x.clone().set_requires_grad(true);
-  at::Tensor grad_y = at::ones_like(x);
-  auto time_exchange = [&] {
-    c10::NoGradGuard no_grad;
-    ep->barrier();
-    const double start = now_seconds();
-    Dispatched sent = dispatch(x, experts_TK, keep_TK, num_experts, *ep, o.chunks);
-    at::Tensor y = combine(exchange_rows(sent.x_RD, sent.plan.layout, *ep), weights_TK, sent.plan);
-    return slowest_rank(now_seconds() - start);
-  };
-  // Forward and backward: the backward is the reversed exchange, a second round trip.
-  auto time_exchange_backward = [&] {
-    x_grad.mutable_grad() = at::Tensor();
-    ep->barrier();
-    const double start = now_seconds();
-    Dispatched sent = dispatch(x_grad, experts_TK, keep_TK, num_experts, *ep, o.chunks);
-    combine(exchange_rows(sent.x_RD, sent.plan.layout, *ep), weights_TK, sent.plan)
-        .backward(grad_y);
-    return slowest_rank(now_seconds() - start);
-  };
-  auto time_raw = [&] {
-    ep->barrier();
-    const double start = now_seconds();
-    raw_alltoallv(raw_send.data_ptr<float>(), plan.send_rows, raw_recv.data_ptr<float>(),
-                  plan.recv_rows, o.width);
-    raw_alltoallv(raw_recv.data_ptr<float>(), plan.recv_rows, raw_back.data_ptr<float>(),
-                  plan.send_rows, o.width);
-    return slowest_rank(now_seconds() - start);
-  };
-  auto time_raw_twice = [&] {
-    ep->barrier();
-    const double start = now_seconds();
-    for (int trip = 0; trip < 2; ++trip) {
-      raw_alltoallv(raw_send.data_ptr<float>(), plan.send_rows, raw_recv.data_ptr<float>(),
-                    plan.recv_rows, o.width);
-      raw_alltoallv(raw_recv.data_ptr<float>(), plan.recv_rows, raw_back.data_ptr<float>(),
-                    plan.send_rows, o.width);
-    }
-    return slowest_rank(now_seconds() - start);
-  };
-  // Rows each rank receives: the skew the routing makes (max over mean).
-  int64_t received = plan.recv_rows.empty() ? 0
-                                            : std::accumulate(plan.recv_rows.begin(),
-                                                              plan.recv_rows.end(), int64_t(0));
-  int64_t most_received = received;
-  TRIAGE_MPI_CHECK(
-      MPI_Allreduce(MPI_IN_PLACE, &most_received, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD));
-
-  const SideBySide forward = alternate(o, rank, "forward", time_exchange, time_raw);
-  const SideBySide backward =
-      alternate(o, rank, "forward + backward", time_exchange_backward, time_raw_twice);
-  const std::vector<double>& exchange_s = forward.first_s;
-  const std::vector<double>& raw_s = forward.second_s;
-  const std::vector<double>& ratios = forward.ratios;
-
-  const double bytes_each_way = double(rows_sent) * double(o.width) * sizeof(float);
-  nlohmann::ordered_json result = {
-      {"benchmark", "exchange"},
-      {"ranks", ranks},
-      {"tokens_per_rank", o.tokens},
-      {"width", o.width},
-      {"top_k", o.top_k},
-      {"experts", num_experts},
-      {"dtype", "float32"},
-      {"routing", o.routing},
-      {"most_rows_received_over_mean",
-       double(most_received) * double(ranks) / std::max(1.0, double(rows_sent))},
-      {"reps", o.reps},
-      {"bytes_each_way", bytes_each_way},
-      {"exchange_chunks", o.chunks},
-      {"topk_groups", o.topk_groups},
-      {"destination_ranks_per_token", travel.ranks_per_token},
-      {"wire_bytes_per_token_each_way",
-       double(rows_on_wire) * double(o.width) * sizeof(float) / double(o.tokens * ranks)},
-      {"exchange_median_s", median(exchange_s)},
-      {"raw_alltoallv_median_s", median(raw_s)},
-      {"ratio_of_medians", median(exchange_s) / median(raw_s)},
-      {"median_of_ratios", median(ratios)},
-      {"exchange_s", exchange_s},
-      {"raw_alltoallv_s", raw_s},
-      {"forward_backward",
-       {{"exchange_median_s", median(backward.first_s)},
-        {"raw_alltoallv_twice_median_s", median(backward.second_s)},
-        {"ratio_of_medians", median(backward.first_s) / median(backward.second_s)},
-        {"median_of_ratios", median(backward.ratios)}}},
-  };
-  std::optional<Destinations> plain;
-  if (unlimited_TK.defined()) {
-    plain = destinations(unlimited_TK, o.experts_per_rank, rank, row_bytes);
-    result["without_group_limit"] = {
-        {"destination_ranks_per_token", plain->ranks_per_token},
-        {"wire_bytes_per_token_each_way", plain->wire_bytes_per_token}};
-  }
-  if (rank == 0) {
-    std::cout << "# exchange benchmark: " << ranks << " ranks, " << o.tokens << " tokens x "
-              << o.width << " floats per rank, top-" << o.top_k << ", " << num_experts
-              << " experts, routing " << o.routing << "; median of " << o.reps
-              << " reps (slowest rank)\n"
-              << std::fixed << std::setprecision(3) << std::left << std::setw(34) << "what"
-              << "ms\n"
-              << std::setw(34) << "dispatch + combine" << median(exchange_s) * 1e3 << "\n"
-              << std::setw(34) << "raw MPI_Alltoallv out + back" << median(raw_s) * 1e3 << "\n"
-              << std::setw(34) << "ratio (median of per-rep ratios)" << median(ratios) << "\n"
-              << std::setw(34) << "forward + backward" << median(backward.first_s) * 1e3 << "\n"
-              << std::setw(34) << "raw MPI_Alltoallv, two trips" << median(backward.second_s) * 1e3
-              << "\n"
-              << std::setw(34) << "ratio (median of per-rep ratios)" << median(backward.ratios)
-              << "\n"
-              << std::setw(34) << "EP ranks a token's rows reach" << travel.ranks_per_token << "\n";
-    if (plain)
-      std::cout << std::setw(34) << "  without the group limit" << plain->ranks_per_token << "\n";
-    if (!o.out.empty()) {
-      std::ofstream file(o.out);
-      if (!file) throw Error(o.out + ": cannot write the benchmark result");
-      file << result.dump(2) << "\n";
-    } else {
-      std::cout << result.dump() << "\n";
-    }
-  }
-  return 0;
-}
-
-int run_exchange_bench(const BenchOptions& o) {
-  return bench::run_under_mpi([&] { return exchange_bench(o); });
+// One subcommand's options, kept alive with the parser, and how to run it.
+template <class Options>
+std::pair<CLI::App*, std::function<int()>> bench_subcommand(CLI::App& bench,
+                                                            CLI::App* (*add)(CLI::App&, Options&),
+                                                            int (*run)(const Options&)) {
+  auto options = std::make_shared<Options>();
+  CLI::App* sub = add(bench, *options);
+  return {sub, [options, run] { return run(*options); }};
 }
 
 }  // namespace
 
 Command add_bench_command(CLI::App& app) {
-  auto options = std::make_shared<BenchOptions>();
-  CLI::App* sub = app.add_subcommand("bench", "Benchmarks (run under mpirun); JSON out");
-  sub->require_subcommand(1);
-  CLI::App* exchange =
-      sub->add_subcommand("exchange", "MoE dispatch + combine vs raw MPI_Alltoallv, same bytes");
-  exchange->add_option("--tokens", options->tokens, "Tokens per rank")->check(CLI::PositiveNumber);
-  exchange->add_option("--width", options->width, "Floats per token row")
-      ->check(CLI::PositiveNumber);
-  exchange->add_option("--top-k", options->top_k, "Experts per token")->check(CLI::PositiveNumber);
-  exchange->add_option("--experts-per-rank", options->experts_per_rank, "Experts on each rank")
-      ->check(CLI::PositiveNumber);
-  exchange
-      ->add_option("--chunks", options->chunks,
-                   "moe.exchange_chunks: the exchange in this many pieces")
-      ->check(CLI::PositiveNumber);
-  exchange->add_option("--reps", options->reps, "Timed repetitions")->check(CLI::PositiveNumber);
-  exchange->add_option("--warmup", options->warmup, "Untimed repetitions first")
-      ->check(CLI::NonNegativeNumber);
-  exchange
-      ->add_option("--routing", options->routing,
-                   "uniform (random top-k), or balanced | hot:E:F | zipf:S | empty_rank:R")
-      ->capture_default_str();
-  exchange
-      ->add_option("--topk-groups", options->topk_groups,
-                   "Group-limited routing (moe.topk_groups), one group per rank; reports the "
-                   "ranks and bytes per token with and without it")
-      ->check(CLI::NonNegativeNumber);
-  exchange->add_option("--out", options->out, "Write the JSON result here (default: stdout)");
-  auto one_process_options = std::make_shared<MoeLayerBenchOptions>();
-  CLI::App* one_process = add_moe_layer_bench(*sub, *one_process_options);
-  auto layer_options = std::make_shared<LayerBenchOptions>();
-  CLI::App* layer = add_layer_bench(*sub, *layer_options);
-  auto step_options = std::make_shared<StepBenchOptions>();
-  CLI::App* step = add_step_bench(*sub, *step_options);
-  auto checkpoint_options = std::make_shared<CheckpointBenchOptions>();
-  CLI::App* checkpoint = add_checkpoint_bench(*sub, *checkpoint_options);
-  auto calibrate_options = std::make_shared<CalibrateOptions>();
-  CLI::App* calibrate = add_calibrate_bench(*sub, *calibrate_options);
-  auto model_options = std::make_shared<BenchModelOptions>();
-  CLI::App* model = add_model_bench(*sub, *model_options);
-  return {sub, [=] {
-            if (model->parsed()) return run_model_bench(*model_options);
-            if (calibrate->parsed()) return run_calibrate_bench(*calibrate_options);
-            if (step->parsed()) return run_step_bench(*step_options);
-            if (checkpoint->parsed()) return run_checkpoint_bench(*checkpoint_options);
-            if (one_process->parsed()) return run_moe_layer_bench(*one_process_options);
-            if (layer->parsed()) return run_layer_bench(*layer_options);
-            return run_exchange_bench(*options);
+  CLI::App* bench = app.add_subcommand("bench", "Benchmarks (run under mpirun); JSON out");
+  bench->require_subcommand(1);
+  const std::vector<std::pair<CLI::App*, std::function<int()>>> subcommands = {
+      bench_subcommand(*bench, add_exchange_bench, run_exchange_bench),
+      bench_subcommand(*bench, add_moe_layer_bench, run_moe_layer_bench),
+      bench_subcommand(*bench, add_layer_bench, run_layer_bench),
+      bench_subcommand(*bench, add_step_bench, run_step_bench),
+      bench_subcommand(*bench, add_checkpoint_bench, run_checkpoint_bench),
+      bench_subcommand(*bench, add_calibrate_bench, run_calibrate_bench),
+      bench_subcommand(*bench, add_model_bench, run_model_bench),
+  };
+  return {bench, [subcommands] {
+            for (const auto& [sub, run] : subcommands)
+              if (sub->parsed()) return run();
+            return 1;  // unreachable: require_subcommand(1)
           }};
 }
 

@@ -1,7 +1,7 @@
 // The scaling model's arithmetic, on layouts small enough to work out by hand.
 #include <gtest/gtest.h>
 
-#include "apps/scaling_model.h"
+#include "bench/scaling_model.h"
 #include "common/error.h"
 #include "test_support.h"
 

@@ -1,7 +1,7 @@
 // The model's arithmetic; see the header. A "fluid" routing model: every source rank
 // sends each expert its expected share of its T K assignments, so the busiest rank is the
 // one whose experts hold the largest share (random fluctuation around it is ignored).
-#include "apps/scaling_model.h"
+#include "bench/scaling_model.h"
 
 #include <algorithm>
 #include <cmath>

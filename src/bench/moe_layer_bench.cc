@@ -3,7 +3,7 @@
 // Active FLOPs per token: top_k experts x 3 matrices (SwiGLU) x 2 D H multiply-adds,
 // times 3 for forward + backward; the dense FFN has hidden width top_k * d_expert, the
 // same FLOPs. The router, permutation and combine are the MoE layer's overhead.
-#include "apps/bench_moe_layer.h"
+#include "bench/moe_layer_bench.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -11,15 +11,14 @@
 #include <torch/csrc/autograd/variable.h>
 
 #include <algorithm>
-#include <chrono>
-#include <fstream>
 #include <functional>
 #include <iomanip>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "apps/bench_stats.h"
+#include "bench/harness.h"
+#include "bench/timing.h"
 #include "common/error.h"
 #include "common/parameters.h"
 #include "model/feed_forward.h"
@@ -28,22 +27,13 @@
 namespace triage {
 namespace {
 
-struct Contender {
-  std::string name;
-  // One forward + backward of input x with upstream gradient; returns a tensor whose read
-  // waits for the work (the device sync).
-  std::function<at::Tensor(const at::Tensor& x, const at::Tensor& upstream)> step;
-  std::vector<double> seconds;
-};
-
 // The nine GEMMs of the SwiGLU experts' forward + backward, and nothing else: each expert's
 // share of the rows (as balanced as integers allow) through at::mm into preallocated
 // buffers. The floor the GEMM library sets for the expert loop at this many experts: the
 // layer cannot grow from 8 to E experts by less than these GEMMs do.
 class ExpertGemmsOnly {
  public:
-  ExpertGemmsOnly(const MoeLayerBenchOptions& o, const at::TensorOptions& options,
-                  at::Generator& gen)
+  ExpertGemmsOnly(const bench::LayerShape& o, const at::TensorOptions& options, at::Generator& gen)
       : rows_(o.tokens * o.top_k) {
     auto weights = [&](int64_t in, int64_t out) {
       return (at::randn({o.experts, in, out}, gen, at::kFloat) * kInitStd).to(options);
@@ -102,25 +92,18 @@ CLI::App* add_moe_layer_bench(CLI::App& bench, MoeLayerBenchOptions& o) {
   CLI::App* layer = bench.add_subcommand(
       "moe-layer",
       "MoE layer forward+backward vs dense SwiGLU of equal active FLOPs vs expert loop");
-  layer->add_option("--tokens", o.tokens, "Tokens per batch")->check(CLI::PositiveNumber);
-  layer->add_option("--d-model", o.d_model, "Model width")->check(CLI::PositiveNumber);
-  layer->add_option("--d-expert", o.d_expert, "Expert hidden width")->check(CLI::PositiveNumber);
-  layer->add_option("--experts", o.experts, "Experts")->check(CLI::PositiveNumber);
-  layer->add_option("--top-k", o.top_k, "Experts per token")->check(CLI::PositiveNumber);
-  layer->add_option("--reps", o.reps, "Timed repetitions")->check(CLI::PositiveNumber);
-  layer->add_option("--warmup", o.warmup, "Untimed repetitions first")
-      ->check(CLI::NonNegativeNumber);
+  bench::add_layer_shape_options(*layer, o.shape, "Tokens per batch", "Experts");
+  bench::add_repetition_options(*layer, o.repetitions);
   layer->add_option("--device", o.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   layer->add_option("--dtype", o.dtype, "float32 or bfloat16")
       ->check(CLI::IsMember({"float32", "bfloat16"}));
-  layer->add_option("--out", o.out, "Write the JSON result here (default: stdout)");
+  bench::add_out_option(*layer, o.out, "Write the JSON result here (default: stdout)");
   return layer;
 }
 
 int run_moe_layer_bench(const MoeLayerBenchOptions& o) {
-  if (o.top_k > o.experts)
-    throw Error("--top-k (" + std::to_string(o.top_k) + ") must be at most --experts (" +
-                std::to_string(o.experts) + ")");
+  const bench::LayerShape& s = o.shape;
+  bench::check_layer_shape(s);
   const at::Device device = o.device == "cuda" ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
   if (device.is_cuda() && !at::hasCUDA())
     throw Error("--device cuda: no CUDA device is visible in this build/machine");
@@ -131,30 +114,27 @@ int run_moe_layer_bench(const MoeLayerBenchOptions& o) {
   const at::ScalarType compute_dtype = bf16 ? at::kBFloat16 : at::kFloat;
   const at::ScalarType dtype = at::kFloat;
 
-  MoeConfig config;
-  config.num_experts = o.experts;
-  config.top_k = o.top_k;
-  config.d_expert = o.d_expert;
-  config.expert_type = ExpertType::kSwiglu;
-  config.capacity_factor = 0.0;  // dropless: every assignment is computed
+  MoeConfig config = bench::layer_config(s);  // dropless: every assignment is computed
   config.balance_loss_coef = 0.0;
   config.z_loss_coef = 0.0;
   MoeConfig grouped_config = config, loop_config = config;
   grouped_config.expert_gemm = ExpertGemm::kGrouped;
   loop_config.expert_gemm = ExpertGemm::kLoop;
-  MoeLayer grouped(grouped_config, o.d_model, dtype, 1, nullptr);
-  MoeLayer loop(loop_config, o.d_model, dtype, 1, nullptr);
+  MoeLayer grouped(grouped_config, s.d_model, dtype, 1, nullptr);
+  MoeLayer loop(loop_config, s.d_model, dtype, 1, nullptr);
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(2);
-  FeedForward dense(o.d_model, o.top_k * o.d_expert, ExpertType::kSwiglu, 0.02, dtype, gen);
+  FeedForward dense(s.d_model, s.top_k * s.d_expert, ExpertType::kSwiglu, kInitStd, dtype, gen);
   move_tensors(grouped.parameters(), device);
   move_tensors(loop.parameters(), device);
   move_tensors(dense.parameters(), device);
 
   const ParameterList grouped_params = grouped.parameters(), loop_params = loop.parameters(),
                       dense_params = dense.parameters();
-  std::vector<Contender> contenders;
+  // The current repetition's batch, set before its contenders run.
+  at::Tensor x, upstream;
+  std::vector<bench::Contender> contenders;
   at::Tensor probe =
-      at::zeros({1, o.d_model}, at::TensorOptions().dtype(compute_dtype).device(device));
+      at::zeros({1, s.d_model}, at::TensorOptions().dtype(compute_dtype).device(device));
   bool grouped_ok = true;
   try {
     grouped_ok = grouped.experts().uses_grouped_gemm(probe);
@@ -162,9 +142,13 @@ int run_moe_layer_bench(const MoeLayerBenchOptions& o) {
     grouped_ok = false;
     std::cerr << "[bench] grouped GEMM skipped: " << e.what() << "\n";
   }
+  // A contender's work ends with a host read of what it made: the device sync.
+  auto synced = [](std::function<at::Tensor()> step) {
+    return [step] { (void)step().sum().item<float>(); };
+  };
   // An autograd contender: forward, backward, and the input's gradient to wait for.
-  auto autograd_step = [bf16, device](std::function<at::Tensor(const at::Tensor&)> forward) {
-    return [forward, bf16, device](const at::Tensor& x, const at::Tensor& upstream) {
+  auto autograd_step = [&, bf16, device](std::function<at::Tensor(const at::Tensor&)> forward) {
+    return synced([&x, &upstream, forward, bf16, device] {
       at::Tensor input = x.detach().clone().set_requires_grad(true);
       if (bf16) {
         at::autocast::set_autocast_dtype(device.type(), at::kBFloat16);
@@ -177,40 +161,34 @@ int run_moe_layer_bench(const MoeLayerBenchOptions& o) {
       }
       y.backward(upstream.to(y.scalar_type()));
       return input.grad();
-    };
+    });
   };
   if (grouped_ok)
-    contenders.push_back(
-        {"moe_grouped_gemm",
-         autograd_step([&](const at::Tensor& x) { return grouped.forward(x, true).y; }),
-         {}});
-  contenders.push_back({"moe_expert_loop",
-                        autograd_step([&](const at::Tensor& x) { return loop.forward(x, true).y; }),
-                        {}});
-  contenders.push_back({"dense_swiglu_same_flops",
-                        autograd_step([&](const at::Tensor& x) { return dense.forward(x); }),
-                        {}});
+    contenders.push_back({"moe_grouped_gemm", autograd_step([&](const at::Tensor& input) {
+                            return grouped.forward(input, true).y;
+                          })});
+  contenders.push_back({"moe_expert_loop", autograd_step([&](const at::Tensor& input) {
+                          return loop.forward(input, true).y;
+                        })});
+  contenders.push_back({"dense_swiglu_same_flops", autograd_step([&](const at::Tensor& input) {
+                          return dense.forward(input);
+                        })});
   auto options = at::TensorOptions().dtype(dtype).device(device);
-  ExpertGemmsOnly gemms_only(o, options.dtype(compute_dtype), gen);
-  contenders.push_back({"expert_gemms_only",
-                        [&](const at::Tensor&, const at::Tensor&) { return gemms_only.step(); },
-                        {}});
+  ExpertGemmsOnly gemms_only(s, options.dtype(compute_dtype), gen);
+  contenders.push_back({"expert_gemms_only", synced([&] { return gemms_only.step(); })});
   // The same nine GEMMs over all rows as one expert: the plain matmul rate this device
   // reaches at these shapes, the yardstick for the layer's TFLOP/s.
-  MoeLayerBenchOptions one_expert = o;
+  bench::LayerShape one_expert = s;
   one_expert.experts = 1;
   ExpertGemmsOnly plain_matmuls(one_expert, options.dtype(compute_dtype), gen);
-  contenders.push_back({"matmul_same_flops",
-                        [&](const at::Tensor&, const at::Tensor&) { return plain_matmuls.step(); },
-                        {}});
+  contenders.push_back({"matmul_same_flops", synced([&] { return plain_matmuls.step(); })});
 
-  for (int64_t rep = 0; rep < o.warmup + o.reps; ++rep) {
-    at::Tensor x =
-        at::randn({o.tokens, o.d_model}, gen, at::TensorOptions().dtype(at::kFloat)).to(options);
-    at::Tensor upstream =
-        at::randn({o.tokens, o.d_model}, gen, at::TensorOptions().dtype(at::kFloat)).to(options);
-    for (size_t i = 0; i < contenders.size(); ++i) {
-      Contender& c = contenders[(i + size_t(rep)) % contenders.size()];  // rotate who goes first
+  const int64_t repetitions = o.repetitions.warmup + o.repetitions.reps;
+  for (int64_t rep = 0; rep < repetitions; ++rep) {
+    x = at::randn({s.tokens, s.d_model}, gen, at::TensorOptions().dtype(at::kFloat)).to(options);
+    upstream =
+        at::randn({s.tokens, s.d_model}, gen, at::TensorOptions().dtype(at::kFloat)).to(options);
+    bench::run_repetition(contenders, rep, rep >= o.repetitions.warmup, nullptr, [&] {
       // Like a training step after optimizer.zero_grad(): gradients start unset, so the
       // backward's gradients become .grad instead of being added into a stale one; and
       // after optimizer.step(): the weights' versions move on, so the experts cast them to
@@ -221,42 +199,35 @@ int run_moe_layer_bench(const MoeLayerBenchOptions& o) {
           torch::autograd::impl::bump_version(p.tensor);
         }
       (void)x.sum().item<float>();  // inputs ready before the clock starts
-      const auto start = std::chrono::steady_clock::now();
-      (void)c.step(x, upstream).sum().item<float>();  // device sync: the work is done
-      const double seconds =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      if (rep >= o.warmup) c.seconds.push_back(seconds);
-    }
-    std::cerr << "\r[bench] rep " << rep + 1 << "/" << o.warmup + o.reps << std::flush;
+    });
+    bench::show_progress("moe-layer", rep + 1, repetitions);
   }
-  std::cerr << "\n";
 
-  const double active_flops =
-      3.0 * 2.0 * double(o.tokens) * double(o.top_k) * 3.0 * double(o.d_model) * double(o.d_expert);
+  const double active_flops = bench::active_flops(s, double(s.tokens));
   nlohmann::ordered_json result = {
-      {"benchmark", "moe-layer"}, {"device", o.device},
-      {"dtype", o.dtype},         {"tokens", o.tokens},
-      {"d_model", o.d_model},     {"d_expert", o.d_expert},
-      {"experts", o.experts},     {"top_k", o.top_k},
-      {"reps", o.reps},           {"active_flops_per_step", active_flops}};
-  std::cout << "# moe-layer benchmark: " << o.tokens << " tokens, d_model " << o.d_model << ", "
-            << o.experts << " SwiGLU experts of " << o.d_expert << ", top-" << o.top_k << ", "
-            << o.dtype << " on " << o.device << "; forward+backward, median of " << o.reps
-            << " alternating reps\n"
+      {"benchmark", "moe-layer"},   {"device", o.device},
+      {"dtype", o.dtype},           {"tokens", s.tokens},
+      {"d_model", s.d_model},       {"d_expert", s.d_expert},
+      {"experts", s.experts},       {"top_k", s.top_k},
+      {"reps", o.repetitions.reps}, {"active_flops_per_step", active_flops}};
+  std::cout << "# moe-layer benchmark: " << s.tokens << " tokens, d_model " << s.d_model << ", "
+            << s.experts << " SwiGLU experts of " << s.d_expert << ", top-" << s.top_k << ", "
+            << o.dtype << " on " << o.device << "; forward+backward, median of "
+            << o.repetitions.reps << " alternating reps\n"
             << std::left << std::setw(26) << "what" << std::right << std::setw(10) << "ms"
             << std::setw(14) << "tokens/s" << std::setw(10) << "TFLOP/s"
             << "\n";
   std::map<std::string, double> medians;
-  for (const Contender& c : contenders) {
-    const double m = bench::median(c.seconds);
+  for (const bench::Contender& c : contenders) {
+    const double m = bench::median(c.slowest_s);
     medians[c.name] = m;
     result["contenders"][c.name] = {{"median_s", m},
-                                    {"tokens_per_s", double(o.tokens) / m},
+                                    {"tokens_per_s", double(s.tokens) / m},
                                     {"active_tflops", active_flops / m / 1e12},
-                                    {"seconds", c.seconds}};
+                                    {"seconds", c.slowest_s}};
     std::cout << std::left << std::setw(26) << c.name << std::right << std::fixed
               << std::setprecision(3) << std::setw(10) << 1000 * m << std::setw(14)
-              << std::setprecision(0) << double(o.tokens) / m << std::setw(10)
+              << std::setprecision(0) << double(s.tokens) / m << std::setw(10)
               << std::setprecision(3) << active_flops / m / 1e12 << "\n";
   }
   const std::string best_moe = grouped_ok ? "moe_grouped_gemm" : "moe_expert_loop";
@@ -276,11 +247,7 @@ int run_moe_layer_bench(const MoeLayerBenchOptions& o) {
   std::cout << "; " << best_moe
             << " TFLOP/s / plain matmul's: " << double(result["moe_tflops_over_matmul"]);
   std::cout << std::endl;
-  if (o.out.empty()) {
-    std::cout << result.dump() << "\n";
-  } else {
-    std::ofstream(o.out) << result.dump(2) << "\n";
-  }
+  bench::write_result(o.out, result);
   return 0;
 }
 

@@ -8,16 +8,13 @@
 #include <cstdint>
 #include <string>
 
+#include "bench/options.h"
+
 namespace triage {
 
 struct MoeLayerBenchOptions {
-  int64_t tokens = 4096;
-  int64_t d_model = 512;
-  int64_t d_expert = 1024;
-  int64_t experts = 8;
-  int64_t top_k = 2;
-  int64_t reps = 10;
-  int64_t warmup = 2;
+  bench::LayerShape shape{4096, 512, 1024, 8, 2};  // --tokens: per batch
+  bench::Repetitions repetitions;
   std::string device = "cpu";     // cpu | cuda
   std::string dtype = "float32";  // float32 | bfloat16
   std::string out;                // JSON file; default stdout

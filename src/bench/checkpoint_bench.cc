@@ -1,7 +1,7 @@
 // Peak memory is read from the kernel (VmHWM in /proc/self/status), reset before each
 // phase (writing 5 to /proc/self/clear_refs, Linux 4.0+), so each figure is that phase's
 // own high-water mark above the resident memory it started from.
-#include "apps/bench_checkpoint.h"
+#include "bench/checkpoint_bench.h"
 
 #include <malloc.h>
 #include <mpi.h>
@@ -15,7 +15,9 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "apps/bench_stats.h"
+#include "bench/harness.h"
+#include "bench/options.h"
+#include "bench/timing.h"
 #include "checkpoint/checkpoint.h"
 #include "common/error.h"
 #include "config/config.h"
@@ -135,13 +137,10 @@ int checkpoint_bench(const CheckpointBenchOptions& o) {
 CLI::App* add_checkpoint_bench(CLI::App& bench, CheckpointBenchOptions& o) {
   CLI::App* sub = bench.add_subcommand(
       "checkpoint", "Peak memory of saving and loading a checkpoint of a config's model");
-  sub->add_option("config", o.config_path, "YAML config file")
-      ->required()
-      ->check(CLI::ExistingFile);
-  sub->add_option("--set", o.overrides, "Override a config key: section.key=value (repeatable)");
+  bench::add_config_options(*sub, o.config_path, o.overrides, true);
   sub->add_option("--run-dir", o.run_dir, "The benchmark's scratch folder (replaced each time)")
       ->capture_default_str();
-  sub->add_option("--out", o.out, "Append the JSON line to this file (default: stdout)");
+  bench::add_out_option(*sub, o.out);
   return sub;
 }
 

@@ -9,21 +9,18 @@
 #include <cstdint>
 #include <string>
 
+#include "bench/options.h"
+
 namespace triage {
 
 struct LayerBenchOptions {
-  int64_t tokens = 2048;  // per rank
-  int64_t d_model = 256;
-  int64_t d_expert = 512;
-  int64_t experts = 8;  // in all; a multiple of the ranks
-  int64_t top_k = 2;
+  bench::LayerShape shape;           // --experts: a multiple of the ranks
   double capacity_factor = 0.0;      // 0: dropless
   std::string routing = "uniform";   // uniform (the random router), or a moe.routing_override
   std::string expert_gemm = "loop";  // loop | grouped | auto (moe.expert_gemm)
   int64_t exchange_chunks = 1;       // moe.exchange_chunks
   int64_t threads = 1;               // LibTorch threads per rank; 0 = the host's cores / its ranks
-  int64_t reps = 10;
-  int64_t warmup = 2;
+  bench::Repetitions repetitions;
   std::string out;  // append the JSON line here (default: stdout)
 };
 

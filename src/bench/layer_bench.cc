@@ -9,7 +9,7 @@
 // backward. The dense FFN's hidden width K H gives it the same FLOPs; it is data-parallel,
 // so its time includes the all-reduce of its gradients, as the MoE time includes the
 // router's. Legend: T tokens per rank, D width, H expert width, E experts, K top-k, P ranks.
-#include "apps/bench_layer.h"
+#include "bench/layer_bench.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -25,14 +25,15 @@
 #include <optional>
 #include <set>
 
-#include "apps/bench_stats.h"
+#include "bench/harness.h"
+#include "bench/link_probe.h"
+#include "bench/timing.h"
 #include "common/check.h"
 #include "common/error.h"
 #include "model/feed_forward.h"
 #include "moe/moe_layer.h"
 #include "parallel/agreement.h"
 #include "parallel/mpi_communicator.h"
-#include "parallel/mpi_environment.h"
 #include "parallel/phase_clock.h"
 #include "parallel/placement.h"
 
@@ -41,7 +42,6 @@ namespace {
 
 using bench::gather_from_ranks;
 using bench::median;
-using bench::now_seconds;
 
 // The phases phase_clock reports for one layer call, forward then backward, in order.
 constexpr std::array kPhases = {
@@ -51,11 +51,7 @@ constexpr std::array kPhases = {
     Phase::kDispatchRowsBwd, Phase::kSortPackRouteBwd};
 
 MoeConfig layer_config(const LayerBenchOptions& o) {
-  MoeConfig c;
-  c.num_experts = o.experts;
-  c.top_k = o.top_k;
-  c.d_expert = o.d_expert;
-  c.expert_type = ExpertType::kSwiglu;
+  MoeConfig c = bench::layer_config(o.shape);
   c.capacity_factor = o.capacity_factor;
   c.eval_capacity_factor = o.capacity_factor;
   c.expert_gemm = choice_from<ExpertGemm>(o.expert_gemm);
@@ -65,16 +61,11 @@ MoeConfig layer_config(const LayerBenchOptions& o) {
 }
 
 void check_options(const LayerBenchOptions& o, int ranks) {
-  auto expected = [](const std::string& option, const std::string& value, const std::string& what) {
-    return Error(option + " " + value + ": expected " + what);
-  };
-  if (o.experts % ranks != 0)
-    throw expected("--experts", std::to_string(o.experts),
-                   "a multiple of the ranks (" + std::to_string(ranks) + ")");
-  if (o.top_k > o.experts)
-    throw expected("--top-k", std::to_string(o.top_k),
-                   "at most --experts (" + std::to_string(o.experts) + ")");
-  bench::parse_bench_routing(o.routing, o.experts, ranks, o.top_k);
+  if (o.shape.experts % ranks != 0)
+    throw Error("--experts " + std::to_string(o.shape.experts) +
+                ": expected a multiple of the ranks (" + std::to_string(ranks) + ")");
+  bench::check_layer_shape(o.shape);
+  bench::parse_bench_routing(o.routing, o.shape.experts, ranks, o.shape.top_k);
 }
 
 void clear_grads(const ParameterList& params) {
@@ -91,25 +82,20 @@ void allreduce_grads(const ParameterList& params, Communicator& world) {
   world.allreduce_sum_(flat);
 }
 
-struct Contender {
-  std::string name;
-  std::function<void()> run;  // the timed work, after a barrier
-  std::vector<double> slowest_s;
-  std::vector<int> slowest_rank;
-};
-
 int layer_bench(const LayerBenchOptions& o) {
+  const bench::LayerShape& s = o.shape;
   auto world = make_mpi_communicator(MPI_COMM_WORLD);
   const int rank = world->rank(), ranks = world->size();
   const std::vector<RankPlacement> placements = place_ranks(o.threads, false);
   std::unique_ptr<MoeLayer> layer;
   agree([&] {  // option mistakes and unreadable replay runs are the same on every rank
     check_options(o, ranks);
-    layer = std::make_unique<MoeLayer>(layer_config(o), o.d_model, at::kFloat, 7, world.get(),
+    layer = std::make_unique<MoeLayer>(layer_config(o), s.d_model, at::kFloat, 7, world.get(),
                                        world.get());
   });
   at::Generator init = at::make_generator<at::CPUGeneratorImpl>(11);
-  FeedForward dense(o.d_model, o.top_k * o.d_expert, ExpertType::kSwiglu, 0.02, at::kFloat, init);
+  FeedForward dense(s.d_model, s.top_k * s.d_expert, ExpertType::kSwiglu, kInitStd, at::kFloat,
+                    init);
   const ParameterList moe_params = layer->parameters(), dense_params = dense.parameters();
   ParameterList router_params;
   for (const auto& p : moe_params)
@@ -131,7 +117,7 @@ int layer_bench(const LayerBenchOptions& o) {
     phase_clock::resume(std::nullopt);
     allreduce_grads(router_params, *world);
   };
-  std::vector<Contender> contenders = {
+  std::vector<bench::Contender> contenders = {
       {"moe", moe_forward_backward, {}, {}},
       {"dense",
        [&] {
@@ -145,9 +131,9 @@ int layer_bench(const LayerBenchOptions& o) {
        [&] {  // dispatch and combine, forward and backward: two round trips
          for (int trip = 0; trip < 2; ++trip) {
            bench::raw_alltoallv(raw_send.data_ptr<float>(), send_rows, raw_recv.data_ptr<float>(),
-                                recv_rows, o.d_model);
+                                recv_rows, s.d_model);
            bench::raw_alltoallv(raw_recv.data_ptr<float>(), recv_rows, raw_back.data_ptr<float>(),
-                                send_rows, o.d_model);
+                                send_rows, s.d_model);
          }
        },
        {},
@@ -164,20 +150,20 @@ int layer_bench(const LayerBenchOptions& o) {
 
   std::vector<std::vector<double>> phase_mean(kPhases.size()), phase_max(kPhases.size());
   std::vector<double> received_max_over_mean, dropped_share;
-  for (int64_t rep = -o.warmup; rep < o.reps; ++rep) {
-    const int64_t step = rep + o.warmup;
+  for (int64_t rep = -o.repetitions.warmup; rep < o.repetitions.reps; ++rep) {
+    const int64_t step = rep + o.repetitions.warmup;
     at::Generator gen =
         at::make_generator<at::CPUGeneratorImpl>(uint64_t(1000 + step * 7919 + rank));
-    x = at::randn({o.tokens, o.d_model}, gen, at::kFloat);
-    upstream = at::randn({o.tokens, o.d_model}, gen, at::kFloat);
-    first_token = (step * ranks + rank) * o.tokens;
+    x = at::randn({s.tokens, s.d_model}, gen, at::kFloat);
+    upstream = at::randn({s.tokens, s.d_model}, gen, at::kFloat);
+    first_token = (step * ranks + rank) * s.tokens;
     layer->set_draw_clock(step);
     {  // The routing this repetition will see, for the raw baseline and the skew.
       c10::NoGradGuard no_grad;
       const MoeStats stats = layer->forward(x, true, first_token).stats;
-      const int64_t per_rank = o.experts / ranks;
+      const int64_t per_rank = s.experts / ranks;
       send_rows.assign(ranks, 0);
-      for (int64_t e = 0; e < o.experts; ++e) send_rows[e / per_rank] += stats.tokens_per_expert[e];
+      for (int64_t e = 0; e < s.experts; ++e) send_rows[e / per_rank] += stats.tokens_per_expert[e];
       recv_rows = world->alltoall(send_rows);
       const int64_t received = std::accumulate(recv_rows.begin(), recv_rows.end(), int64_t(0));
       const std::vector<double> all = gather_from_ranks(double(received));
@@ -186,32 +172,23 @@ int layer_bench(const LayerBenchOptions& o) {
                                                 : 0.0);
       const std::vector<double> dropped = gather_from_ranks(double(stats.dropped));
       dropped_share.push_back(std::accumulate(dropped.begin(), dropped.end(), 0.0) /
-                              double(ranks * o.tokens * o.top_k));
+                              double(ranks * s.tokens * s.top_k));
       const int64_t sent = std::accumulate(send_rows.begin(), send_rows.end(), int64_t(0));
-      raw_send = at::randn({sent, o.d_model}, gen, at::kFloat);
-      raw_recv = at::empty({received, o.d_model}, at::kFloat);
-      raw_back = at::empty({sent, o.d_model}, at::kFloat);
+      raw_send = at::randn({sent, s.d_model}, gen, at::kFloat);
+      raw_recv = at::empty({received, s.d_model}, at::kFloat);
+      raw_back = at::empty({sent, s.d_model}, at::kFloat);
     }
-    for (size_t i = 0; i < contenders.size(); ++i) {
-      Contender& c = contenders[(i + size_t(step)) % contenders.size()];  // rotate who goes first
+    bench::run_repetition(contenders, step, rep >= 0, world.get(), [&] {
       clear_grads(moe_params);
       clear_grads(dense_params);
-      world->barrier();
-      const double start = now_seconds();
-      c.run();
-      const std::vector<double> seconds = gather_from_ranks(now_seconds() - start);
-      if (rep < 0) continue;
-      const auto slowest = std::max_element(seconds.begin(), seconds.end());
-      c.slowest_s.push_back(*slowest);
-      c.slowest_rank.push_back(int(slowest - seconds.begin()));
-    }
+    });
     if (rep >= 0) {
       for (size_t p = 0; p < kPhases.size(); ++p) {
         double mine = 0;
-        for (const auto& [phase, s] : phases) {
+        for (const auto& [phase, seconds] : phases) {
           TRIAGE_ASSERT(std::find(kPhases.begin(), kPhases.end(), phase) != kPhases.end(),
                         "phase " << phase_label(phase) << " in a layer call");
-          if (phase == kPhases[p]) mine = s;
+          if (phase == kPhases[p]) mine = seconds;
         }
         const std::vector<double> all = gather_from_ranks(mine);
         phase_mean[p].push_back(std::accumulate(all.begin(), all.end(), 0.0) / ranks);
@@ -219,16 +196,14 @@ int layer_bench(const LayerBenchOptions& o) {
       }
     }
     if (rank == 0)
-      std::cerr << "\r[bench layer] rep " << step + 1 << "/" << o.warmup + o.reps << std::flush;
+      bench::show_progress("layer", step + 1, o.repetitions.warmup + o.repetitions.reps);
   }
-  if (rank == 0) std::cerr << "\n";
   if (rank != 0) return 0;
 
   std::set<std::string> hosts;
   for (const RankPlacement& p : placements) hosts.insert(p.host);
-  const double tokens = double(ranks * o.tokens);
-  const double active_flops =
-      3.0 * 2.0 * tokens * double(o.top_k) * 3.0 * double(o.d_model) * double(o.d_expert);
+  const double tokens = double(ranks * s.tokens);
+  const double active_flops = bench::active_flops(s, tokens);
   const double moe_s = median(contenders[0].slowest_s), dense_s = median(contenders[1].slowest_s),
                raw_s = median(contenders[2].slowest_s);
   nlohmann::ordered_json result = {
@@ -236,24 +211,24 @@ int layer_bench(const LayerBenchOptions& o) {
       {"ranks", ranks},
       {"hosts", hosts.size()},
       {"threads_per_rank", placements[0].threads},
-      {"tokens_per_rank", o.tokens},
-      {"d_model", o.d_model},
-      {"d_expert", o.d_expert},
-      {"experts", o.experts},
-      {"top_k", o.top_k},
+      {"tokens_per_rank", s.tokens},
+      {"d_model", s.d_model},
+      {"d_expert", s.d_expert},
+      {"experts", s.experts},
+      {"top_k", s.top_k},
       {"capacity_factor", o.capacity_factor},
       {"routing", o.routing},
       {"expert_gemm", o.expert_gemm},
       {"exchange_chunks", o.exchange_chunks},
       {"dtype", "float32"},
-      {"reps", o.reps},
-      {"warmup", o.warmup},
+      {"reps", o.repetitions.reps},
+      {"warmup", o.repetitions.warmup},
       {"active_flops", active_flops},
       {"rows_received_max_over_mean", median(received_max_over_mean)},
       {"dropped_share", median(dropped_share)},
-      {"bytes_per_rank_each_way", tokens * double(o.top_k) * double(o.d_model) * 4.0 / ranks},
+      {"bytes_per_rank_each_way", tokens * double(s.top_k) * double(s.d_model) * 4.0 / ranks},
   };
-  for (const Contender& c : contenders) {
+  for (const bench::Contender& c : contenders) {
     nlohmann::ordered_json entry = bench::summary(c.slowest_s);
     std::vector<int> slowest_count(ranks, 0);
     for (int r : c.slowest_rank) ++slowest_count[r];
@@ -283,16 +258,16 @@ int layer_bench(const LayerBenchOptions& o) {
   result["exchange_hidden_share"] = hidden_share;
 
   std::cout << "# layer benchmark: " << ranks << " ranks on " << hosts.size() << " host(s), "
-            << o.tokens << " tokens/rank, D " << o.d_model << ", " << o.experts
-            << " SwiGLU experts of " << o.d_expert << ", top-" << o.top_k << ", capacity "
+            << s.tokens << " tokens/rank, D " << s.d_model << ", " << s.experts
+            << " SwiGLU experts of " << s.d_expert << ", top-" << s.top_k << ", capacity "
             << o.capacity_factor << ", routing " << o.routing << ", gemm " << o.expert_gemm
             << ", exchange chunks " << o.exchange_chunks << "; forward + backward, median of "
-            << o.reps << " alternating reps (slowest rank)\n"
+            << o.repetitions.reps << " alternating reps (slowest rank)\n"
             << std::fixed << std::setprecision(3) << std::left << std::setw(28) << "contender"
             << std::right << std::setw(10) << "ms" << std::setw(10) << "p10" << std::setw(10)
             << "p90"
             << "\n";
-  for (const Contender& c : contenders)
+  for (const bench::Contender& c : contenders)
     std::cout << std::left << std::setw(28) << c.name << std::right << std::setw(10)
               << 1e3 * median(c.slowest_s) << std::setw(10)
               << 1e3 * bench::quantile(c.slowest_s, 0.1) << std::setw(10)
@@ -318,21 +293,8 @@ CLI::App* add_layer_bench(CLI::App& bench, LayerBenchOptions& o) {
   CLI::App* layer = bench.add_subcommand(
       "layer",
       "Expert-parallel MoE layer forward+backward vs dense FFN vs raw all-to-alls, per phase");
-  layer->add_option("--tokens", o.tokens, "Tokens per rank")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  layer->add_option("--d-model", o.d_model, "Model width")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  layer->add_option("--d-expert", o.d_expert, "Expert hidden width")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  layer->add_option("--experts", o.experts, "Experts in all (a multiple of the ranks)")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  layer->add_option("--top-k", o.top_k, "Experts per token")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+  bench::add_layer_shape_options(*layer, o.shape, "Tokens per rank",
+                                 "Experts in all (a multiple of the ranks)");
   layer
       ->add_option("--exchange-chunks", o.exchange_chunks,
                    "moe.exchange_chunks: the exchange in this many pieces")
@@ -355,13 +317,8 @@ CLI::App* add_layer_bench(CLI::App& bench, LayerBenchOptions& o) {
           "LibTorch threads per rank (1 makes ranks the unit of hardware; 0 = cores / ranks)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  layer->add_option("--reps", o.reps, "Timed repetitions")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  layer->add_option("--warmup", o.warmup, "Untimed repetitions first")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-  layer->add_option("--out", o.out, "Append the JSON line to this file (default: stdout)");
+  bench::add_repetition_options(*layer, o.repetitions);
+  bench::add_out_option(*layer, o.out);
   return layer;
 }
 

@@ -8,17 +8,14 @@
 #include <cstdint>
 #include <string>
 
+#include "bench/options.h"
+
 namespace triage {
 
 struct CalibrateOptions {
-  int64_t tokens = 1024;  // per rank
-  int64_t d_model = 128;
-  int64_t d_expert = 256;
-  int64_t experts = 8;
-  int64_t top_k = 2;
+  bench::LayerShape shape{1024, 128, 256, 8, 2};
   std::string expert_gemm = "loop";
-  int64_t reps = 10;
-  int64_t warmup = 2;
+  bench::Repetitions repetitions;
   int64_t max_bytes = int64_t(64) << 20;
   double slots_per_host = 0;  // ranks a host runs at full speed; 0 = its hardware threads
   std::string out;

@@ -1,7 +1,7 @@
 // The trainer runs as `triage train` would, with phase_clock on: its marks (and the MoE
 // layers') name every phase, and each step ends with a lap. Each phase counts in the
 // category phases.h gives it, so no phase can be left without one.
-#include "apps/bench_step.h"
+#include "bench/step_bench.h"
 
 #include <mpi.h>
 #include <algorithm>
@@ -11,7 +11,9 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 
-#include "apps/bench_stats.h"
+#include "bench/harness.h"
+#include "bench/options.h"
+#include "bench/timing.h"
 #include "common/check.h"
 #include "common/error.h"
 #include "config/config.h"
@@ -163,10 +165,7 @@ CLI::App* add_step_bench(CLI::App& bench, StepBenchOptions& o) {
   CLI::App* step = bench.add_subcommand(
       "step",
       "Whole training steps of a config: compute, exchange, wait, gradient sync, optimizer");
-  step->add_option("config", o.config_path, "YAML config file")
-      ->required()
-      ->check(CLI::ExistingFile);
-  step->add_option("--set", o.overrides, "Override a config key: section.key=value (repeatable)");
+  bench::add_config_options(*step, o.config_path, o.overrides, true);
   step->add_option("--steps", o.steps, "Timed steps")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
@@ -176,7 +175,7 @@ CLI::App* add_step_bench(CLI::App& bench, StepBenchOptions& o) {
   step->add_option("--run-dir", o.run_dir,
                    "The benchmark's scratch run folder (replaced each time)")
       ->capture_default_str();
-  step->add_option("--out", o.out, "Append the JSON line to this file (default: stdout)");
+  bench::add_out_option(*step, o.out);
   step->add_flag("--dense-twin", o.dense_twin,
                  "Also time the dense twin of equal active FLOPs, alternating with the config");
   step->add_option("--rounds", o.rounds, "Alternating rounds with --dense-twin")

@@ -6,7 +6,7 @@
 //                              its breakdown, exchange share and weak-scaling efficiency.
 // One process, no MPI: the model is arithmetic. Routing skew is measured by running the
 // layer's own router (and routing override) on random tokens.
-#include "apps/bench_model.h"
+#include "bench/model_bench.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -19,8 +19,10 @@
 #include <numeric>
 #include <sstream>
 
-#include "apps/bench_stats.h"
-#include "apps/scaling_model.h"
+#include "bench/harness.h"
+#include "bench/options.h"
+#include "bench/scaling_model.h"
+#include "bench/timing.h"
 #include "common/error.h"
 #include "common/json_number.h"
 #include "config/config.h"
@@ -205,11 +207,7 @@ int project(const BenchModelOptions& o, const model::Params& params) {
     result["points"].push_back(row);
   }
   for (const std::string& a : params.assumptions) std::cout << "# assumes: " << a << "\n";
-  if (!o.out.empty()) {
-    std::ofstream file(o.out);
-    file << result.dump(2) << "\n";
-    if (!file) throw Error(o.out + ": cannot write the projection");
-  }
+  if (!o.out.empty()) bench::write_result(o.out, result);
   return 0;
 }
 
@@ -223,9 +221,8 @@ CLI::App* add_model_bench(CLI::App& bench, BenchModelOptions& o) {
       ->check(CLI::ExistingFile);
   m->add_option("--check", o.check, "bench layer results (JSON lines) to predict and compare")
       ->check(CLI::ExistingFile);
-  m->add_option("config", o.config_path, "YAML config whose training step to project")
-      ->check(CLI::ExistingFile);
-  m->add_option("--set", o.overrides, "Override a config key: section.key=value (repeatable)");
+  bench::add_config_options(*m, o.config_path, o.overrides, false,
+                            "YAML config whose training step to project");
   m->add_option("--ranks", o.ranks, "World sizes to project (comma-separated)")
       ->delimiter(',')
       ->check(CLI::PositiveNumber)
