@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""check_commands.py REPO BUILD: every command in the README's and docs/'s `sh` blocks, as
+"""check_commands.py REPO BUILD [--as-user NAME]: every command in the README's and docs/'s `sh` blocks, as
 a new user would type it from the repository root, checked without the hours some take.
 
   ./launch/run ...            run with --dry-run added: the config, every --set, the rank
@@ -14,9 +14,12 @@ a new user would type it from the repository root, checked without the hours som
                               on PATH) and every file it names under configs/ exists
 
 A `hosts` file (the README's example) is in the scratch folder the commands run in. Prints
-one line per command and exits 1 if any fails.
+one line per command and exits 1 if any fails. With --as-user NAME, run as root, every
+command runs as that plain user (setpriv), with a HOME of its own and a scratch folder it
+owns, as someone without root would type them; run by a plain user, it checks as that user.
 """
 import os
+import pwd
 import re
 import shlex
 import shutil
@@ -26,6 +29,9 @@ import tempfile
 from pathlib import Path
 
 repo, build = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
+as_user = sys.argv[4] if len(sys.argv) == 5 and sys.argv[3] == "--as-user" else None
+# The prefix that drops root, and the environment the commands see (set up in main()).
+drop_root, environment = [], {}
 pages = [repo / "README.md", *sorted((repo / "docs").glob("*.md"))]
 triage = str(build / "bin" / "triage")
 # Tools a command may start with that this repository does not ship.
@@ -56,8 +62,8 @@ def words(text):
 
 
 def run(argv, cwd):
-    result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "TRIAGE_NO_BUILD": "1", "TRIAGE_BUILD": str(build)})
+    result = subprocess.run([*drop_root, *argv], cwd=cwd, capture_output=True, text=True,
+                            timeout=300, env=environment)
     return result.returncode, (result.stdout + result.stderr).strip().splitlines()[-1:] or [""]
 
 
@@ -87,7 +93,8 @@ def check(text, cwd):
     substituted = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=\$\((.*)\)", text.split("  #")[0].strip())
     if substituted:  # VAR=$(command): the command runs as written
         inner = words(substituted.group(1))
-        inner[0] = os.path.expanduser(inner[0])
+        if inner[0].startswith("~/"):  # the shell's tilde: the HOME the command runs with
+            inner[0] = str(Path(environment["HOME"], inner[0][2:]))
         code, last = run(inner, cwd)
         return code == 0, "ran" if code == 0 else f"exit {code}: {last[0]}"
     argv = words(text)
@@ -105,7 +112,7 @@ def check(text, cwd):
     if program == "build/bin/triage":
         return check_triage(argv, cwd)
     if program == "mpirun":
-        if "--allow-run-as-root" not in argv:
+        if "--allow-run-as-root" not in argv and not drop_root:
             return False, "mpirun without --allow-run-as-root is refused as root"
         inner = next((i for i, a in enumerate(argv) if a == "build/bin/triage"), None)
         return check_triage(argv[inner:], cwd) if inner is not None else (True, "mpirun")
@@ -126,12 +133,38 @@ def main():
         os.makedirs(Path(scratch) / "build")
         os.symlink(build / "bin", Path(scratch) / "build" / "bin")
         Path(scratch, "hosts").write_text("node1 slots=4\nnode2 slots=4\n")
+        home = Path(scratch, "home")
+        home.mkdir()
+        environment.update({**os.environ, "TRIAGE_NO_BUILD": "1", "TRIAGE_BUILD": str(build)})
+        if as_user and os.geteuid() == 0:
+            entry = pwd.getpwnam(as_user)
+            for path in (scratch, home, Path(scratch, "build"), Path(scratch, "hosts")):
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+            drop_root.extend(["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}",
+                              "--clear-groups", "--"])
+            environment.update({"HOME": str(home), "USER": as_user, "LOGNAME": as_user})
+            # The user has run the README's first command: their toolchain cache holds the
+            # virtual environment of the caller's (launch/env.sh says where it is).
+            venv = Path(subprocess.run(
+                ["bash", "-c", f"source {repo}/launch/env.sh && echo $TRIAGE_VENV"],
+                capture_output=True, text=True, check=True).stdout.strip())
+            if venv.is_dir():
+                Path(home, ".cache", "triage").mkdir(parents=True)
+                os.symlink(venv, Path(home, ".cache", "triage", venv.name))
+            code, last = run([triage, "--version"], scratch)
+            if code != 0:  # e.g. the toolchain is under root's HOME, which is not searchable
+                print(f"SKIPPED: {as_user} cannot run {triage}: {last[0]}")
+                return 0
+            # What root's environment carries for root alone (mpirun's root permission).
+            for name in ("OMPI_ALLOW_RUN_AS_ROOT", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"):
+                environment.pop(name, None)
         for page in pages:
             for number, text in commands(page):
                 ok, what = check(text, scratch)
                 failures += not ok
                 print(f"{'ok  ' if ok else 'FAIL'} {page.relative_to(repo)}:{number}: {what}: {text}")
-    print(f"{failures} command(s) failed" if failures else "every command checks")
+    who = f" as {as_user}" if drop_root else ""
+    print(f"{failures} command(s) failed{who}" if failures else f"every command checks{who}")
     return 1 if failures else 0
 
 
