@@ -312,9 +312,9 @@ CLI::App* add_layer_bench(CLI::App& bench, LayerBenchOptions& o) {
       ->check(CLI::IsMember({"loop", "grouped", "auto"}))
       ->capture_default_str();
   layer
-      ->add_option(
-          "--threads", o.threads,
-          "LibTorch threads per rank (1 makes ranks the unit of hardware; 0 = cores / ranks)")
+      ->add_option("--threads", o.threads,
+                   "LibTorch threads per rank (1 makes ranks the unit of hardware; 0 = its CPUs / "
+                   "the ranks sharing them)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   bench::add_repetition_options(*layer, o.repetitions);

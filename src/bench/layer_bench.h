@@ -19,7 +19,7 @@ struct LayerBenchOptions {
   std::string routing = "uniform";   // uniform (the random router), or a moe.routing_override
   std::string expert_gemm = "loop";  // loop | grouped | auto (moe.expert_gemm)
   int64_t exchange_chunks = 1;       // moe.exchange_chunks
-  int64_t threads = 1;               // LibTorch threads per rank; 0 = the host's cores / its ranks
+  int64_t threads = 1;  // LibTorch threads per rank; 0 = its CPUs / the ranks sharing them
   bench::Repetitions repetitions;
   std::string out;  // append the JSON line here (default: stdout)
 };

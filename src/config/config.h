@@ -170,8 +170,9 @@ struct MoeConfig {
 };
 
 struct ParallelConfig {
-  int64_t expert = 1;            // expert-parallel group size; must divide num_experts
-  int64_t intra_op_threads = 0;  // LibTorch threads per rank; 0 = cores / ranks on the node
+  int64_t expert = 1;  // expert-parallel group size; must divide num_experts
+  int64_t intra_op_threads =
+      0;  // LibTorch threads per rank; 0 = the CPUs a rank is given / the ranks sharing them
 };
 
 struct TrainConfig {

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
-#include <thread>
 
 #include "common/check.h"
 #include "common/error.h"
@@ -17,15 +16,16 @@
 namespace triage {
 
 RankPlacement plan_placement(int rank, const std::string& host, int local_rank, int local_size,
-                             int cores, int64_t requested_threads, bool use_gpus, int visible_gpus,
-                             bool own_gpu) {
+                             const CpuBudget& cpus, int64_t requested_threads, bool use_gpus,
+                             int visible_gpus, bool own_gpu) {
   RankPlacement p;
   p.rank = rank;
   p.host = host;
   p.local_rank = local_rank;
   p.local_size = local_size;
-  p.threads =
-      requested_threads > 0 ? int(requested_threads) : std::max(1, cores / std::max(1, local_size));
+  p.cpu_budget = cpus;
+  if (requested_threads > 0) p.cpu_budget.source = CpuSource::kRequested;
+  p.threads = requested_threads > 0 ? int(requested_threads) : cpus.threads();
   if (use_gpus) {
     if (visible_gpus == 0)
       throw Error("train.device = cuda: host " + host +
@@ -98,7 +98,6 @@ std::vector<RankPlacement> place_ranks(int64_t requested_threads, bool use_gpus)
   std::vector<Seen> seen_on_host(static_cast<size_t>(local_size));
   TRIAGE_MPI_CHECK(MPI_Allgather(&seen, sizeof seen, MPI_BYTE, seen_on_host.data(), sizeof seen,
                                  MPI_BYTE, node));
-  TRIAGE_MPI_CHECK(MPI_Comm_free(&node));
   std::vector<int> visible_per_rank;
   std::vector<std::string> bus_ids;
   for (const Seen& s : seen_on_host) {
@@ -107,11 +106,19 @@ std::vector<RankPlacement> place_ranks(int64_t requested_threads, bool use_gpus)
   }
   const bool own_gpu = use_gpus && each_rank_has_its_own_gpu(visible_per_rank, bus_ids);
 
+  // The CPUs this rank is given, and which of the host's ranks were given the same.
+  const cpu_set_t mask = affinity_mask();
+  std::vector<cpu_set_t> masks(static_cast<size_t>(local_size));
+  TRIAGE_MPI_CHECK(
+      MPI_Allgather(&mask, sizeof mask, MPI_BYTE, masks.data(), sizeof mask, MPI_BYTE, node));
+  TRIAGE_MPI_CHECK(MPI_Comm_free(&node));
+  const CpuBudget budget = choose_cpu_budget(CPU_COUNT(&mask), ranks_overlapping(mask, masks),
+                                             cgroup_cpu_quota(), local_size);
+
   RankPlacement mine;
   agree([&] {  // a host without GPUs is refused once, by its lowest rank
-    mine =
-        plan_placement(rank, host, local_rank, local_size, int(std::thread::hardware_concurrency()),
-                       requested_threads, use_gpus, gpus, own_gpu);
+    mine = plan_placement(rank, host, local_rank, local_size, budget, requested_threads, use_gpus,
+                          gpus, own_gpu);
   });
   if (mine.gpu >= 0) select_gpu(mine.gpu);
   at::set_num_threads(mine.threads);
@@ -119,9 +126,10 @@ std::vector<RankPlacement> place_ranks(int64_t requested_threads, bool use_gpus)
   // Fixed-size records to rank 0: ints, then the host name.
   constexpr int kHost = 64;
   struct Record {
-    int values[6];
+    int values[9];
     char host[kHost];
-  } record{{mine.rank, mine.local_rank, mine.local_size, mine.gpu, mine.threads, int(mine.binding)},
+  } record{{mine.rank, mine.local_rank, mine.local_size, mine.gpu, mine.threads, int(mine.binding),
+            mine.cpu_budget.cpus, mine.cpu_budget.sharing_ranks, int(mine.cpu_budget.source)},
            {}};
   std::snprintf(record.host, kHost, "%s", mine.host.c_str());
   std::vector<Record> records(rank == 0 ? size : 0);
@@ -131,7 +139,8 @@ std::vector<RankPlacement> place_ranks(int64_t requested_threads, bool use_gpus)
   std::vector<RankPlacement> all;
   for (const Record& r : records)
     all.push_back({r.values[0], std::string(r.host, strnlen(r.host, kHost)), r.values[1],
-                   r.values[2], r.values[3], r.values[4], GpuBinding(r.values[5])});
+                   r.values[2], r.values[3], r.values[4], GpuBinding(r.values[5]),
+                   CpuBudget{r.values[6], r.values[7], CpuSource(r.values[8])}});
   return all;
 }
 
@@ -161,13 +170,14 @@ std::string placement_table(const std::vector<RankPlacement>& placements) {
   for (const auto& p : placements) host_width = std::max(host_width, p.host.size());
   std::string out;
   char line[256];
-  std::snprintf(line, sizeof line, "%4s  %-*s  %5s  %6s  %7s\n", "rank", int(host_width), "host",
-                "local", "device", "threads");
+  std::snprintf(line, sizeof line, "%4s  %-*s  %5s  %6s  %7s  %s\n", "rank", int(host_width),
+                "host", "local", "device", "threads", "from");
   out += line;
   for (const auto& p : placements) {
     const std::string device = p.gpu >= 0 ? "cuda:" + std::to_string(p.gpu) : "cpu";
-    std::snprintf(line, sizeof line, "%4d  %-*s  %2d/%-2d  %6s  %7d\n", p.rank, int(host_width),
-                  p.host.c_str(), p.local_rank, p.local_size, device.c_str(), p.threads);
+    std::snprintf(line, sizeof line, "%4d  %-*s  %2d/%-2d  %6s  %7d  %s\n", p.rank, int(host_width),
+                  p.host.c_str(), p.local_rank, p.local_size, device.c_str(), p.threads,
+                  p.cpu_budget.describe().c_str());
     out += line;
   }
   return out;

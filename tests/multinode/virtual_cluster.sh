@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# virtual_cluster.sh [--hosts N] [--slots S] [--rate RATE] [--netem "ARGS"] -- COMMAND...
+# virtual_cluster.sh [--hosts N] [--slots S] [--cpus-per-host C] [--rate RATE] [--netem "ARGS"]
+#                    -- COMMAND...
 #
 # Several "hosts" on this one machine, for multi-node runs without a cluster: N network
 # namespaces, each with its own hostname (unshare --uts) and one veth link to a bridge
@@ -12,17 +13,22 @@
 # A slow inter-node network: --rate caps every host link with a token bucket (tc tbf,
 # e.g. 1gbit); --netem adds `tc qdisc ... netem ARGS` instead (e.g. "delay 2ms rate
 # 1gbit"; needs the kernel's sch_netem, which some VMs lack: then exit 77 with the reason).
+# Each host is pinned to CPUs of its own (taskset, inherited by everything started there):
+# host h gets C CPUs from (h-1) x C, C = this machine's CPUs / N by default, so hosts do not
+# share cores unless they must (more hosts than CPUs: then they wrap around, and it says so).
+# Ranks size their threads from these CPUs; a host holds S ranks honestly when S <= C.
 # Everything is torn down on exit, however COMMAND ends.
 # Exit status 77 (CTest's skip) with the reason when not root or `ip` is missing.
 set -euo pipefail
 
-hosts=2 slots=2 netem="" rate=""
+hosts=2 slots=2 netem="" rate="" cpus_per_host=""
 while (($#)); do
   case $1 in
     --hosts) hosts=$2; shift 2 ;;
     --slots) slots=$2; shift 2 ;;
     --netem) netem=$2; shift 2 ;;
     --rate) rate=$2; shift 2 ;;
+    --cpus-per-host) cpus_per_host=$2; shift 2 ;;
     --) shift; break ;;
     *) echo "virtual_cluster.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -79,9 +85,27 @@ export TRIAGE_RSH_AGENT="$here/ns_ssh.sh"
 export TRIAGE_CLUSTER_NET="$net"
 export TRIAGE_CLUSTER_PREFIX="$prefix"
 export TRIAGE_CLUSTER_SUBNET="10.231.$id"
-echo "virtual cluster: $hosts hosts ($(tr '\n' ' ' <"$workdir/hostfile")) on $net${netem:+, netem $netem}${rate:+, links capped at $rate}"
+# CPUs per host: the CPUs this script may use (its mask), in order, dealt out by host.
+mapfile -t usable < <(taskset -pc $$ | sed 's/.*: //' | tr ',' '\n' |
+  awk -F- '{ if (NF == 2) for (c = $1; c <= $2; c++) print c; else print $1 }')
+cpus_per_host=${cpus_per_host:-$((${#usable[@]} / hosts > 0 ? ${#usable[@]} / hosts : 1))}
+host_cpus=()
+for ((h = 0; h < hosts; h++)); do
+  list=""
+  for ((c = 0; c < cpus_per_host; c++)); do
+    list+="${list:+,}${usable[$(((h * cpus_per_host + c) % ${#usable[@]}))]}"
+  done
+  host_cpus+=("$list")
+done
+((hosts * cpus_per_host <= ${#usable[@]})) ||
+  echo "virtual cluster: warning: $hosts hosts x $cpus_per_host CPUs exceed the ${#usable[@]} CPUs here; hosts share some"
+export TRIAGE_CLUSTER_CPUS="${host_cpus[*]}"  # host h's CPU list is word h
+# Open MPI binds ranks to the node's cores (core 0 first) whatever the mask it started in,
+# which would put every host's first rank on core 0: ranks keep their host's mask instead.
+export OMPI_MCA_hwloc_base_binding_policy=none
+echo "virtual cluster: $hosts hosts ($(tr '\n' ' ' <"$workdir/hostfile")) on $net${netem:+, netem $netem}${rate:+, links capped at $rate}; CPUs by host: ${host_cpus[*]}"
 set +e
 # shellcheck disable=SC2016  # $0 and $@ belong to the inner shell
-ip netns exec "$prefix-h1" unshare --uts sh -c 'hostname "$0"; exec "$@"' "host1" "$@"
+ip netns exec "$prefix-h1" taskset -c "${host_cpus[0]}" unshare --uts sh -c 'hostname "$0"; exec "$@"' "host1" "$@"
 status=$?
 exit $status

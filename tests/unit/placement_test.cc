@@ -9,38 +9,43 @@ namespace {
 
 using testing_support::error_of;
 
-TEST(Placement, SharesTheHostsCoresBetweenItsRanks) {
-  EXPECT_EQ(plan_placement(0, "a", 0, 4, 16, 0, false, 0).threads, 4);
-  EXPECT_EQ(plan_placement(0, "a", 0, 4, 2, 0, false, 0).threads,
+TEST(Placement, SharesTheGivenCpusBetweenTheRanksGivenThem) {
+  EXPECT_EQ(plan_placement(0, "a", 0, 4, CpuBudget{16, 4}, 0, false, 0).threads, 4);
+  EXPECT_EQ(plan_placement(0, "a", 0, 4, CpuBudget{2, 4}, 0, false, 0).threads,
             1);  // oversubscribed: at least one
-  EXPECT_EQ(plan_placement(0, "a", 0, 4, 16, 3, false, 0).threads,
-            3);  // parallel.intra_op_threads wins
+  const RankPlacement set = plan_placement(0, "a", 0, 4, CpuBudget{16, 4}, 3, false, 0);
+  EXPECT_EQ(set.threads, 3);  // parallel.intra_op_threads wins
+  EXPECT_EQ(set.cpu_budget.describe(), "set");
 }
 
 TEST(Placement, RunsOnTheCpuWithoutGpus) {
-  EXPECT_EQ(plan_placement(5, "a", 1, 2, 8, 0, false, 8).gpu, -1);
+  EXPECT_EQ(plan_placement(5, "a", 1, 2, CpuBudget{8, 2}, 0, false, 8).gpu, -1);
 }
 
 TEST(Placement, GivesEachLocalRankItsOwnGpu) {
-  EXPECT_EQ(plan_placement(9, "b", 1, 4, 64, 0, true, 8).gpu, 1);
-  EXPECT_EQ(plan_placement(11, "b", 3, 4, 64, 0, true, 4).gpu, 3);
+  EXPECT_EQ(plan_placement(9, "b", 1, 4, CpuBudget{64, 4}, 0, true, 8).gpu, 1);
+  EXPECT_EQ(plan_placement(11, "b", 3, 4, CpuBudget{64, 4}, 0, true, 4).gpu, 3);
 }
 
 TEST(Placement, RefusesMoreRanksOnAHostThanItsGpus) {
-  EXPECT_EQ(error_of([] { plan_placement(0, "node7", 0, 4, 64, 0, true, 2); }),
+  EXPECT_EQ(error_of([] {
+              plan_placement(0, "node7", 0, 4, CpuBudget{64, 4}, 0, true, 2);
+            }),
             "host node7 runs 4 ranks but sees 2 GPU(s) shared by all of them; expected at "
             "most one rank per GPU (--ranks-per-node 2), or each rank bound to its own GPU");
 }
 
 // Slurm --gpus-per-task: 4 ranks on a host, each seeing one GPU, a different one.
 TEST(Placement, AcceptsOneVisibleGpuPerRankWhenEachIsItsOwn) {
-  const RankPlacement p = plan_placement(2, "c", 2, 4, 64, 0, true, 1, /*own_gpu=*/true);
+  const RankPlacement p =
+      plan_placement(2, "c", 2, 4, CpuBudget{64, 4}, 0, true, 1, /*own_gpu=*/true);
   EXPECT_EQ(p.gpu, 0);
   EXPECT_EQ(p.binding, GpuBinding::kOwnGpu);
-  EXPECT_EQ(plan_placement(2, "c", 2, 4, 64, 0, true, 4).binding, GpuBinding::kLocalRank);
+  EXPECT_EQ(plan_placement(2, "c", 2, 4, CpuBudget{64, 4}, 0, true, 4).binding,
+            GpuBinding::kLocalRank);
   EXPECT_EQ(gpu_binding_line({p}),
             "GPUs: each rank sees only its own GPU (per-task binding), device 0");
-  EXPECT_EQ(gpu_binding_line({plan_placement(0, "c", 0, 1, 4, 0, false, 0)}), "");
+  EXPECT_EQ(gpu_binding_line({plan_placement(0, "c", 0, 1, CpuBudget{4, 1}, 0, false, 0)}), "");
 }
 
 TEST(Placement, OwnGpuMeansOneVisibleEachAndNoTwoTheSame) {
