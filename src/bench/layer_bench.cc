@@ -56,6 +56,7 @@ MoeConfig layer_config(const LayerBenchOptions& o) {
   c.eval_capacity_factor = o.capacity_factor;
   c.expert_gemm = choice_from<ExpertGemm>(o.expert_gemm);
   c.exchange_chunks = o.exchange_chunks;
+  c.dispatch = choice_from<Dispatch>(o.dispatch);
   c.routing_override = o.routing == "uniform" ? "none" : o.routing;
   return c;
 }
@@ -66,6 +67,17 @@ void check_options(const LayerBenchOptions& o, int ranks) {
                 ": expected a multiple of the ranks (" + std::to_string(ranks) + ")");
   bench::check_layer_shape(o.shape);
   bench::parse_bench_routing(o.routing, o.shape.experts, ranks, o.shape.top_k);
+}
+
+// Summed over tokens: how many EP ranks other than `rank` hold one of the token's choices.
+double other_ranks_per_token(const at::Tensor& experts_TK, int64_t experts_per_rank, int rank) {
+  const at::Tensor sorted_TK = std::get<0>(experts_TK.div(experts_per_rank, "floor").sort(1));
+  const int64_t k = sorted_TK.size(1);
+  at::Tensor opens_TK = at::ones_like(sorted_TK, at::kBool);
+  if (k > 1)
+    opens_TK.narrow(1, 1, k - 1)
+        .copy_(sorted_TK.narrow(1, 1, k - 1) != sorted_TK.narrow(1, 0, k - 1));
+  return (opens_TK & (sorted_TK != rank)).sum().item<double>();
 }
 
 void clear_grads(const ParameterList& params) {
@@ -149,7 +161,8 @@ int layer_bench(const LayerBenchOptions& o) {
   };
 
   std::vector<std::vector<double>> phase_mean(kPhases.size()), phase_max(kPhases.size());
-  std::vector<double> received_max_over_mean, dropped_share;
+  std::vector<double> received_max_over_mean, dropped_share, wire_rows_per_token,
+      remote_ranks_per_token;
   for (int64_t rep = -o.repetitions.warmup; rep < o.repetitions.reps; ++rep) {
     const int64_t step = rep + o.repetitions.warmup;
     at::Generator gen =
@@ -160,11 +173,19 @@ int layer_bench(const LayerBenchOptions& o) {
     layer->set_draw_clock(step);
     {  // The routing this repetition will see, for the raw baseline and the skew.
       c10::NoGradGuard no_grad;
-      const MoeStats stats = layer->forward(x, true, first_token).stats;
-      const int64_t per_rank = s.experts / ranks;
-      send_rows.assign(ranks, 0);
-      for (int64_t e = 0; e < s.experts; ++e) send_rows[e / per_rank] += stats.tokens_per_expert[e];
+      const MoeOutput routed = layer->forward(x, true, first_token);
+      const MoeStats& stats = routed.stats;
+      send_rows = stats.sent_rows_per_rank;  // the rows the exchange sends, under its dispatch
       recv_rows = world->alltoall(send_rows);
+      // Rows that cross a link per token, as sent and as counted from the routing (each
+      // token's distinct other ranks: what per_rank sends; top_k of them under per_choice).
+      const std::vector<double> crossing = gather_from_ranks(double(stats.sent_rows_to_others));
+      wire_rows_per_token.push_back(std::accumulate(crossing.begin(), crossing.end(), 0.0) /
+                                    double(ranks * s.tokens));
+      const std::vector<double> remote = gather_from_ranks(
+          other_ranks_per_token(routed.routing.experts_TK, s.experts / ranks, rank));
+      remote_ranks_per_token.push_back(std::accumulate(remote.begin(), remote.end(), 0.0) /
+                                       double(ranks * s.tokens));
       const int64_t received = std::accumulate(recv_rows.begin(), recv_rows.end(), int64_t(0));
       const std::vector<double> all = gather_from_ranks(double(received));
       const double mean = std::accumulate(all.begin(), all.end(), 0.0) / ranks;
@@ -226,7 +247,11 @@ int layer_bench(const LayerBenchOptions& o) {
       {"active_flops", active_flops},
       {"rows_received_max_over_mean", median(received_max_over_mean)},
       {"dropped_share", median(dropped_share)},
-      {"bytes_per_rank_each_way", tokens * double(s.top_k) * double(s.d_model) * 4.0 / ranks},
+      {"dispatch", o.dispatch},
+      {"bytes_per_rank_each_way", median(wire_rows_per_token) * double(s.tokens * s.d_model) * 4.0},
+      {"wire_rows_per_token_each_way", median(wire_rows_per_token)},
+      {"wire_bytes_per_token_each_way", median(wire_rows_per_token) * double(s.d_model) * 4.0},
+      {"other_ranks_per_token_from_routing", median(remote_ranks_per_token)},
   };
   for (const bench::Contender& c : contenders) {
     nlohmann::ordered_json entry = bench::summary(c.slowest_s);
@@ -260,9 +285,10 @@ int layer_bench(const LayerBenchOptions& o) {
   std::cout << "# layer benchmark: " << ranks << " ranks on " << hosts.size() << " host(s), "
             << s.tokens << " tokens/rank, D " << s.d_model << ", " << s.experts
             << " SwiGLU experts of " << s.d_expert << ", top-" << s.top_k << ", capacity "
-            << o.capacity_factor << ", routing " << o.routing << ", gemm " << o.expert_gemm
-            << ", exchange chunks " << o.exchange_chunks << "; forward + backward, median of "
-            << o.repetitions.reps << " alternating reps (slowest rank)\n"
+            << o.capacity_factor << ", routing " << o.routing << ", dispatch " << o.dispatch
+            << ", gemm " << o.expert_gemm << ", exchange chunks " << o.exchange_chunks
+            << "; forward + backward, median of " << o.repetitions.reps
+            << " alternating reps (slowest rank)\n"
             << std::fixed << std::setprecision(3) << std::left << std::setw(28) << "contender"
             << std::right << std::setw(10) << "ms" << std::setw(10) << "p10" << std::setw(10)
             << "p90"
@@ -282,7 +308,10 @@ int layer_bench(const LayerBenchOptions& o) {
   std::cout << "MoE / dense time " << std::setprecision(2) << moe_s / dense_s
             << "; exchange phases / raw all-to-alls " << exchange_s / raw_s << " (hidden "
             << std::setprecision(0) << 100.0 * hidden_share << "%)" << std::setprecision(2)
-            << "; busiest rank receives " << median(received_max_over_mean) << "x the mean rows\n";
+            << "; busiest rank receives " << median(received_max_over_mean) << "x the mean rows\n"
+            << "rows crossing a link per token, each way: " << median(wire_rows_per_token)
+            << " (other ranks per token in the routing: " << median(remote_ranks_per_token)
+            << ")\n";
   bench::emit_result(o.out, result);
   return 0;
 }
@@ -307,6 +336,9 @@ CLI::App* add_layer_bench(CLI::App& bench, LayerBenchOptions& o) {
       ->add_option("--routing", o.routing,
                    "uniform (the random router), balanced | hot:E:F | zipf:S | empty_rank:R | "
                    "replay:RUN_DIR")
+      ->capture_default_str();
+  layer->add_option("--dispatch", o.dispatch, "moe.dispatch: per_rank | per_choice | auto")
+      ->check(CLI::IsMember({"per_rank", "per_choice", "auto"}))
       ->capture_default_str();
   layer->add_option("--expert-gemm", o.expert_gemm, "loop | grouped | auto")
       ->check(CLI::IsMember({"loop", "grouped", "auto"}))

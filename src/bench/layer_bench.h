@@ -19,6 +19,7 @@ struct LayerBenchOptions {
   std::string routing = "uniform";   // uniform (the random router), or a moe.routing_override
   std::string expert_gemm = "loop";  // loop | grouped | auto (moe.expert_gemm)
   int64_t exchange_chunks = 1;       // moe.exchange_chunks
+  std::string dispatch = "auto";     // moe.dispatch: per_rank | per_choice | auto
   int64_t threads = 1;  // LibTorch threads per rank; 0 = its CPUs / the ranks sharing them
   bench::Repetitions repetitions;
   std::string out;  // append the JSON line here (default: stdout)

@@ -112,6 +112,17 @@ struct ChoiceNames<ExpertGemm> {
   static constexpr std::array names{"auto", "grouped", "loop"};
 };
 
+// What crosses between EP ranks for a token (moe.dispatch).
+enum class Dispatch {
+  kAuto,       // per_rank, or per_choice when moe.exchange_chunks > 1 (its pipeline)
+  kPerRank,    // one row per (token, destination rank); that rank sums its experts' outputs
+  kPerChoice,  // one row per kept choice, there and back
+};
+template <>
+struct ChoiceNames<Dispatch> {
+  static constexpr std::array names{"auto", "per_rank", "per_choice"};
+};
+
 enum class DType { kFloat32, kFloat64 };
 template <>
 struct ChoiceNames<DType> {

@@ -149,6 +149,12 @@ struct MoeConfig {
   // piece's outputs start home as soon as they are ready. Results are the same bit for bit
   // for any value (the loop path; the grouped GEMM exchanges whole, so it is not used).
   int64_t exchange_chunks = 1;
+  // What crosses: per_rank sends a token once to each EP rank holding any of its kept
+  // experts (with their ids and gate weights) and receives back that rank's weighted sum,
+  // so bytes per token = distinct destination ranks x row bytes; per_choice sends a row per
+  // kept choice (top_k rows), the pipelined exchange of exchange_chunks. auto: per_rank, or
+  // per_choice when exchange_chunks > 1. Equal up to rounding (the sum is grouped by rank).
+  Dispatch dispatch = Dispatch::kAuto;
   // Which blocks get an MoE FFN: none of the first `first_dense_layers`, then every
   // `every_n_layers`-th block (1 = all of the rest); the others get a dense FFN of d_ff.
   int64_t first_dense_layers = 0;
@@ -301,6 +307,7 @@ void visit_fields(MoeConfig& c, Visitor&& v) {
   v("bias_update_rate", c.bias_update_rate, RealRange{0.0, 1.0});
   v("expert_gemm", c.expert_gemm, OneOf{});
   v("exchange_chunks", c.exchange_chunks, IntRange{1, 1 << 16});
+  v("dispatch", c.dispatch, OneOf{});
   v("first_dense_layers", c.first_dense_layers, IntRange{0, 1024});
   v("every_n_layers", c.every_n_layers, IntRange{1, 1024});
   v("num_shared_experts", c.num_shared_experts, IntRange{0, 1024});

@@ -1,6 +1,8 @@
 // Wires router, capacity, permutation, experts and losses into one layer call.
 #include "moe/moe_layer.h"
 
+#include "moe/token_exchange.h"
+
 #include <algorithm>
 #include <optional>
 #include <string>
@@ -210,6 +212,25 @@ std::vector<int64_t> MoeLayer::experts_across_ranks(const at::Tensor& x_TD, cons
                                                     const InFlightWork& independent_work,
                                                     MoeOutput& out) {
   MoeStats& s = out.stats;
+  const bool per_rank = config_.dispatch == Dispatch::kPerRank ||
+                        (config_.dispatch == Dispatch::kAuto && config_.exchange_chunks == 1);
+  if (per_rank) {
+    RowDropout dropout;
+    if (training && config_.expert_dropout > 0)
+      dropout = [this](const at::Tensor& y_RD, const at::Tensor& token_R,
+                       const at::Tensor& expert_R) {
+        return dropout_rows(y_RD, token_R, expert_R);
+      };
+    TokenExchanged exchanged =
+        experts_by_token_exchange(expert_rows(x_TD, s), routes.experts_TK, routes.keep_TK,
+                                  routes.weights_TK, config_.num_experts, experts_, *ep_,
+                                  routes.extra_counts, first_token, dropout, independent_work);
+    out.y = exchanged.y_TD;
+    s.received_rows = exchanged.received_rows;
+    s.sent_rows_per_rank = std::move(exchanged.sent_units);
+    s.tokens_per_expert = std::move(exchanged.tokens_per_expert);
+    return std::move(exchanged.extra_counts);
+  }
   Dispatched sent =
       dispatch(expert_rows(x_TD, s), routes.experts_TK, routes.keep_TK, config_.num_experts, *ep_,
                config_.exchange_chunks, routes.extra_counts);
@@ -218,6 +239,7 @@ std::vector<int64_t> MoeLayer::experts_across_ranks(const at::Tensor& x_TD, cons
   if (training) y_RD = expert_dropout(y_RD, sent.plan.order, routes.experts_TK, first_token);
   out.y = combine(y_RD, routes.weights_TK, sent.plan);
   for (int64_t rows_from : sent.plan.recv_rows) s.received_rows += rows_from;
+  s.sent_rows_per_rank = sent.plan.send_rows;
   s.tokens_per_expert = std::move(sent.plan.order.tokens_per_expert);
   return std::move(sent.plan.order.extra_counts);
 }
@@ -258,15 +280,21 @@ void MoeLayer::count(const Routes& routes, int64_t tokens, const std::vector<int
   s.capacity = routes.capacity;
   s.dropped = s.assignments - kept;
   if (!ep_) s.received_rows = kept;
+  for (int64_t rows : s.sent_rows_per_rank) s.sent_rows += rows;
+  if (ep_) s.sent_rows_to_others = s.sent_rows - s.sent_rows_per_rank[size_t(ep_->rank())];
 }
 
 at::Tensor MoeLayer::expert_dropout(const at::Tensor& y_RD, const ExpertOrder& order,
                                     const at::Tensor& experts_TK, int64_t first_token) const {
   if (config_.expert_dropout == 0) return y_RD;
-  // Each row's mask is keyed by (global token, expert, unit): the same on every layout.
   const at::Tensor expert_R = experts_TK.reshape({-1}).index_select(0, order.assignment_of_row_R);
-  const at::Tensor row_key_R =
-      (order.token_of_row_R + first_token) * config_.num_experts + expert_R;
+  return dropout_rows(y_RD, order.token_of_row_R + first_token, expert_R);
+}
+
+at::Tensor MoeLayer::dropout_rows(const at::Tensor& y_RD, const at::Tensor& token_R,
+                                  const at::Tensor& expert_R) const {
+  // Each row's mask is keyed by (global token, expert, unit): the same on every layout.
+  const at::Tensor row_key_R = token_R * config_.num_experts + expert_R;
   const int64_t width = y_RD.size(1);
   const at::Tensor counters =
       row_key_R.unsqueeze(1) * width + at::arange(width, row_key_R.options()).unsqueeze(0);

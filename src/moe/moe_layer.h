@@ -36,6 +36,11 @@ struct MoeStats {
   // Rows this rank's experts took in, from every source rank: with data parallelism under
   // expert choice one replica may take far more than its share while the loads look even.
   int64_t received_rows = 0;
+  // Rows this rank's exchange sent (moe.dispatch per_rank: one per token and destination
+  // rank; per_choice: one per kept choice), and of those, the rows for other ranks: what
+  // crosses a link, each way.
+  int64_t sent_rows = 0, sent_rows_to_others = 0;
+  std::vector<int64_t> sent_rows_per_rank;  // the same, by destination EP rank
 };
 
 struct MoeOutput {
@@ -124,6 +129,9 @@ class MoeLayer {
                                             const InFlightWork& independent_work, MoeOutput& out);
   void count(const Routes& routes, int64_t tokens, const std::vector<int64_t>& extra_host,
              MoeStats& stats) const;
+  // moe.expert_dropout on expert output rows, each keyed by its global token and expert.
+  at::Tensor dropout_rows(const at::Tensor& y_RD, const at::Tensor& token_R,
+                          const at::Tensor& expert_R) const;
   // moe.expert_dropout on the expert output rows (in `order`), while training.
   at::Tensor expert_dropout(const at::Tensor& y_RD, const ExpertOrder& order,
                             const at::Tensor& experts_TK, int64_t first_token) const;

@@ -21,11 +21,16 @@ def lines(path):
 
 
 def layer_hot(path):
-    # 2 ranks, 64 tokens each, top-2, width 16, hot:0:1.0: every row goes to rank 0, which
-    # receives all 2 x 64 x 2 = 256 rows, twice the mean of 128.
+    # 2 ranks, 64 tokens each, top-2, width 16, hot:0:1.0: every choice goes to rank 0, which
+    # receives every token (moe.dispatch per_rank: a token's 2 choices there travel as one
+    # row), 128 rows, twice the mean of 64. Only rank 1's 64 tokens cross a link, once each:
+    # half a row per token, 64 x 16 x 4 bytes over 2 ranks each way.
     [r] = lines(path)
     expect(r["rows_received_max_over_mean"] == 2.0, f"busiest over mean {r['rows_received_max_over_mean']}, expected 2")
-    expect(r["bytes_per_rank_each_way"] == 64 * 2 * 16 * 4, f"bytes {r['bytes_per_rank_each_way']}")
+    expect(r["wire_rows_per_token_each_way"] == 0.5, f"rows per token {r['wire_rows_per_token_each_way']}")
+    expect(r["other_ranks_per_token_from_routing"] == 0.5,
+           f"other ranks per token {r['other_ranks_per_token_from_routing']}")
+    expect(r["bytes_per_rank_each_way"] == 64 * 16 * 4 / 2, f"bytes {r['bytes_per_rank_each_way']}")
     expect([p["phase"] for p in r["phases"]] == LAYER_PHASES, f"phases {[p['phase'] for p in r['phases']]}")
     expect(set(r["contenders"]) == {"moe", "dense", "raw_alltoall", "moe_phased"}, f"contenders {set(r['contenders'])}")
     expect(all(len(c["seconds"]) == 3 for c in r["contenders"].values()), "3 timed reps per contender")

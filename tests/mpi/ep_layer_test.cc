@@ -4,6 +4,8 @@
 // Every rank builds the same global batch and takes its contiguous slice of it.
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include <algorithm>
 #include <memory>
 #include <string>
@@ -404,6 +406,7 @@ TEST(ExpertParallelLayer, ChunkedExchangeIsBitwiseTheSameAsOnePiece) {
   auto run = [&](int64_t chunks) {
     MoeConfig chunked = config;
     chunked.exchange_chunks = chunks;
+    chunked.dispatch = Dispatch::kPerChoice;  // the pipeline's row per choice, in any chunks
     MoeLayer layer(chunked, kWidth, at::kDouble, kSeed, groups.ep.get());
     at::Tensor x =
         batch.x_GD.narrow(0, first_token, kTokensPerRank).clone().set_requires_grad(true);
@@ -422,6 +425,74 @@ TEST(ExpertParallelLayer, ChunkedExchangeIsBitwiseTheSameAsOnePiece) {
     for (size_t i = 0; i < whole.expert_grads.size(); ++i)
       EXPECT_TRUE(at::equal(pieces.expert_grads[i], whole.expert_grads[i]))
           << chunks << " chunks: expert gradient " << i;
+  }
+}
+
+// moe.dispatch per_rank sends a token once to each EP rank holding any of its kept experts:
+// the rows sent are the distinct (token, rank) pairs of the routing, counted here from the
+// router's choices; per_choice sends one per kept choice.
+TEST(ExpertParallelLayer, PerRankDispatchSendsEachTokenOncePerDestinationRank) {
+  MoeConfig config = layer_config("softmax", 4, 0.0, "global");  // top-4 of 8: ranks repeat
+  ProcessGroups groups = groups_for(config);
+  const int64_t ranks = groups.layout.ep_size, per_rank = kExperts / ranks;
+  const int me = groups.ep->rank();
+  Batch batch = global_batch(groups.layout.world_size);
+  const int64_t first_token = groups.layout.world_rank * kTokensPerRank;
+  const at::Tensor x = batch.x_GD.narrow(0, first_token, kTokensPerRank);
+  for (Dispatch dispatch : {Dispatch::kPerRank, Dispatch::kPerChoice}) {
+    config.dispatch = dispatch;
+    MoeLayer layer(config, kWidth, at::kDouble, kSeed, groups.ep.get());
+    const MoeOutput out = layer.forward(x, true, first_token);
+    const at::Tensor experts = out.routing.experts_TK.contiguous();
+    std::set<std::pair<int64_t, int64_t>> pairs;
+    int64_t to_others = 0, choices_to_others = 0;
+    for (int64_t t = 0; t < experts.size(0); ++t)
+      for (int64_t k = 0; k < experts.size(1); ++k) {
+        const int64_t rank = experts[t][k].item<int64_t>() / per_rank;
+        choices_to_others += rank != me;
+        if (pairs.insert({t, rank}).second) to_others += rank != me;
+      }
+    if (dispatch == Dispatch::kPerRank) {
+      EXPECT_EQ(out.stats.sent_rows, int64_t(pairs.size()));
+      EXPECT_EQ(out.stats.sent_rows_to_others, to_others);
+    } else {
+      EXPECT_EQ(out.stats.sent_rows, kTokensPerRank * 4);
+      EXPECT_EQ(out.stats.sent_rows_to_others, choices_to_others);
+    }
+  }
+}
+
+// The two dispatches compute the same layer: outputs, the input's, the router's and every
+// expert's gradients agree to rounding (the weighted sum is grouped by rank), with drops
+// and with expert dropout; and per_rank repeats itself bit for bit.
+TEST(ExpertParallelLayer, PerRankDispatchMatchesPerChoiceAndRepeatsBitwise) {
+  MoeConfig capped = layer_config("softmax", 2, 0.5, "local");
+  capped.drop_policy = DropPolicy::kScore;
+  MoeConfig dropout = layer_config("sigmoid", 4, 0.0, "global");
+  dropout.expert_dropout = 0.3;
+  for (MoeConfig config : {layer_config("softmax", 2, 0.0, "global"), capped, dropout}) {
+    ProcessGroups groups = groups_for(config);
+    Batch batch = global_batch(groups.layout.world_size);
+    const int64_t first_token = groups.layout.world_rank * kTokensPerRank;
+    auto run = [&](Dispatch dispatch) {
+      config.dispatch = dispatch;
+      MoeLayer layer(config, kWidth, at::kDouble, kSeed, groups.ep.get());
+      at::Tensor x =
+          batch.x_GD.narrow(0, first_token, kTokensPerRank).clone().set_requires_grad(true);
+      MoeOutput out = layer.forward(x, true, first_token);
+      (out.y * batch.r_GD.narrow(0, first_token, kTokensPerRank)).sum().backward();
+      std::vector<at::Tensor> results = {out.y.detach(), x.grad()};
+      for (const auto& p : layer.parameters()) results.push_back(p.tensor.grad());
+      return results;
+    };
+    const std::vector<at::Tensor> per_rank = run(Dispatch::kPerRank),
+                                  again = run(Dispatch::kPerRank),
+                                  per_choice = run(Dispatch::kPerChoice);
+    ASSERT_EQ(per_rank.size(), per_choice.size());
+    for (size_t i = 0; i < per_rank.size(); ++i) {
+      EXPECT_LT(relative_error(per_rank[i], per_choice[i]), 1e-12) << "result " << i;
+      EXPECT_TRUE(at::equal(per_rank[i], again[i])) << "result " << i << " differs run to run";
+    }
   }
 }
 
