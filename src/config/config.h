@@ -153,7 +153,8 @@ struct MoeConfig {
   // experts (with their ids and gate weights) and receives back that rank's weighted sum,
   // so bytes per token = distinct destination ranks x row bytes; per_choice sends a row per
   // kept choice (top_k rows), the pipelined exchange of exchange_chunks. auto: per_rank, or
-  // per_choice when exchange_chunks > 1. Equal up to rounding (the sum is grouped by rank).
+  // per_choice when exchange_chunks > 1 or on a GPU (per_rank syncs with the host 3 times per
+  // forward there, per_choice once). Equal up to rounding (the sum is grouped by rank).
   Dispatch dispatch = Dispatch::kAuto;
   // Which blocks get an MoE FFN: none of the first `first_dense_layers`, then every
   // `every_n_layers`-th block (1 = all of the rest); the others get a dense FFN of d_ff.

@@ -212,8 +212,11 @@ std::vector<int64_t> MoeLayer::experts_across_ranks(const at::Tensor& x_TD, cons
                                                     const InFlightWork& independent_work,
                                                     MoeOutput& out) {
   MoeStats& s = out.stats;
-  const bool per_rank = config_.dispatch == Dispatch::kPerRank ||
-                        (config_.dispatch == Dispatch::kAuto && config_.exchange_chunks == 1);
+  // auto keeps per_choice on a GPU: per_rank reads three counts back to the host per forward
+  // where per_choice reads one (merging them is still to do).
+  const bool per_rank =
+      config_.dispatch == Dispatch::kPerRank ||
+      (config_.dispatch == Dispatch::kAuto && config_.exchange_chunks == 1 && !x_TD.is_cuda());
   if (per_rank) {
     RowDropout dropout;
     if (training && config_.expert_dropout > 0)
