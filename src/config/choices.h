@@ -114,7 +114,7 @@ struct ChoiceNames<ExpertGemm> {
 
 // What crosses between EP ranks for a token (moe.dispatch).
 enum class Dispatch {
-  kAuto,       // per_rank, or per_choice with moe.exchange_chunks > 1 or on a GPU
+  kAuto,       // per_rank, or per_choice on a GPU
   kPerRank,    // one row per (token, destination rank); that rank sums its experts' outputs
   kPerChoice,  // one row per kept choice, there and back
 };

@@ -254,10 +254,6 @@ void validate(const Config& c) {
         format_value(c.moe.expert_gemm),
         "loop or auto when moe.exchange_chunks > 1 (the grouped GEMM exchanges every row at "
         "once; chunks are the loop path's)");
-  check(c.moe.dispatch != Dispatch::kPerRank || c.moe.exchange_chunks == 1, "moe.dispatch",
-        format_value(c.moe.dispatch),
-        "per_choice or auto when moe.exchange_chunks > 1 (the chunked pipeline sends a row per "
-        "choice)");
   check(c.moe.top_k <= c.moe.num_experts, "moe.top_k", format_value(c.moe.top_k),
         "at most moe.num_experts (" + std::to_string(c.moe.num_experts) + ")");
   if (c.moe.topk_groups > 0) {

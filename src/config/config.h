@@ -144,17 +144,19 @@ struct MoeConfig {
   // takes all rows at once: with exchange_chunks > 1 auto takes the loop path and grouped
   // is refused.
   ExpertGemm expert_gemm = ExpertGemm::kAuto;
-  // The expert-parallel exchange in this many pieces (groups of each rank's local experts,
-  // at most their number): experts compute on one piece while the next travels, and each
-  // piece's outputs start home as soon as they are ready. Results are the same bit for bit
-  // for any value (the loop path; the grouped GEMM exchanges whole, so it is not used).
+  // The expert-parallel exchange in this many pieces: experts compute on one piece while
+  // the next travels, and each piece's outputs start home as soon as they are ready (the
+  // loop path; the grouped GEMM exchanges whole, so it is not used). per_choice: groups of
+  // each rank's local experts (at most their number), results bitwise the same for any
+  // value; per_rank: shares of the tokens each rank sends each other rank, results the same
+  // up to how an expert's weight gradient is grouped (rounding).
   int64_t exchange_chunks = 1;
   // What crosses: per_rank sends a token once to each EP rank holding any of its kept
   // experts (with their ids and gate weights) and receives back that rank's weighted sum,
   // so bytes per token = distinct destination ranks x row bytes; per_choice sends a row per
-  // kept choice (top_k rows), the pipelined exchange of exchange_chunks. auto: per_rank, or
-  // per_choice when exchange_chunks > 1 or on a GPU (per_rank syncs with the host 3 times per
-  // forward there, per_choice once). Equal up to rounding (the sum is grouped by rank).
+  // kept choice (top_k rows). Both pipeline in exchange_chunks pieces. auto: per_rank, or
+  // per_choice on a GPU (per_rank syncs with the host 3 times per forward there, per_choice
+  // once). Equal up to rounding (the sum is grouped by rank).
   Dispatch dispatch = Dispatch::kAuto;
   // Which blocks get an MoE FFN: none of the first `first_dense_layers`, then every
   // `every_n_layers`-th block (1 = all of the rest); the others get a dense FFN of d_ff.

@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "common/error.h"
+#include "moe/pipeline_schedule.h"
 #include "parallel/autograd_collectives.h"
 #include "parallel/phase_clock.h"
 #include "parallel/watchdog.h"
@@ -18,49 +19,6 @@ namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-using Pending = std::vector<std::unique_ptr<PendingRows>>;
-
-// The layout travels to backward inside saved_data, which holds only IValues: as one flat
-// list of integers.
-void encode_runs(const std::vector<ExpertRowRun>& runs, std::vector<int64_t>& code) {
-  code.push_back(int64_t(runs.size()));
-  for (const ExpertRowRun& run : runs) code.insert(code.end(), {run.expert, run.offset, run.rows});
-}
-
-std::vector<int64_t> encode(const ExpertLayout& layout, int ranks) {
-  std::vector<int64_t> code = {ranks, layout.received_rows};
-  encode_runs(layout.own_runs, code);
-  code.push_back(int64_t(layout.chunks.size()));
-  for (const ExchangeChunk& chunk : layout.chunks) {
-    for (const auto* spans : {&chunk.send, &chunk.recv})
-      for (const RowSpan& span : *spans) code.insert(code.end(), {span.offset, span.rows});
-    encode_runs(chunk.runs, code);
-  }
-  return code;
-}
-
-ExpertLayout decode(const std::vector<int64_t>& code) {
-  size_t at = 0;
-  auto next = [&] { return code.at(at++); };
-  auto runs = [&] {
-    std::vector<ExpertRowRun> out(static_cast<size_t>(next()));
-    for (ExpertRowRun& run : out) run = {next(), next(), next()};
-    return out;
-  };
-  ExpertLayout layout;
-  const int64_t ranks = next();
-  layout.received_rows = next();
-  layout.own_runs = runs();
-  layout.chunks.resize(size_t(next()));
-  for (ExchangeChunk& chunk : layout.chunks) {
-    for (auto* spans : {&chunk.send, &chunk.recv}) {
-      spans->resize(size_t(ranks));
-      for (RowSpan& span : *spans) span = {next(), next()};
-    }
-    chunk.runs = runs();
-  }
-  return layout;
-}
 
 // Row slices of the pre-activation buffers: own runs first (in packed-buffer order), then
 // the received rows at their receive-buffer offsets.
@@ -72,73 +30,6 @@ int64_t own_rows(const ExpertLayout& layout) {
 
 at::Tensor rows_of(const at::Tensor& buffer, int64_t offset, int64_t rows) {
   return buffer.defined() ? buffer.narrow(0, offset, rows) : buffer;
-}
-
-void progress(Pending& pending) {
-  for (auto& transfer : pending)
-    if (transfer) transfer->progress();
-}
-
-// One direction of the pipeline (forward: rows out, outputs back; backward: output
-// gradients out, input gradients back), over four buffers.
-struct PipelineBuffers {
-  at::Tensor packed_in;   // read by own runs; the outgoing exchange's source
-  at::Tensor received;    // where the outgoing exchange lands
-  at::Tensor remote_out;  // the remote runs' results; the return exchange's source
-  at::Tensor packed_out;  // the own runs' results; where the return exchange lands
-};
-
-struct PipelinePhases {
-  Phase out;      // waiting for the outgoing exchange
-  Phase compute;  // the experts
-  Phase back;     // waiting for the return exchange
-};
-
-// compute(run, own, act): one run; own runs read packed_in and write packed_out at
-// run.offset, remote runs read received and write remote_out at run.offset; act is the
-// run's first row in the pre-activation buffers. Every chunk's outgoing exchange starts at
-// once; the in-flight work, then own runs compute while they travel; then chunk by chunk:
-// wait, compute, send back.
-void drive_pipeline(const ExpertLayout& layout, Communicator* ep, const PipelineBuffers& b,
-                    const PipelinePhases& phases,
-                    const std::function<void(const ExpertRowRun&, bool, int64_t)>& compute,
-                    const InFlightWork& while_in_flight = {}, bool grad_enabled = false) {
-  Pending out, back;
-  if (!layout.chunks.empty()) {
-    phase_clock::enter(phases.out);
-    phase_clock::wait_for_peers(*ep, is_backward(phases.out));
-    for (const ExchangeChunk& chunk : layout.chunks)
-      out.push_back(ep->start_alltoallv_rows(b.packed_in, chunk.send, b.received, chunk.recv));
-  }
-  run_in_flight_work(while_in_flight, grad_enabled);
-  phase_clock::enter(phases.compute);
-  int64_t act = 0;
-  for (const ExpertRowRun& run : layout.own_runs) {
-    compute(run, /*own=*/true, act);
-    act += run.rows;
-    progress(out);
-  }
-  for (size_t j = 0; j < layout.chunks.size(); ++j) {
-    const ExchangeChunk& chunk = layout.chunks[j];
-    {
-      phase_clock::enter(phases.out);
-      watchdog::Scope scope(std::string(phase_label(phases.out)));
-      out[j]->wait();
-      out[j].reset();
-    }
-    phase_clock::enter(phases.compute);
-    for (const ExpertRowRun& run : chunk.runs) {
-      compute(run, /*own=*/false, act + run.offset);
-      progress(out);
-      progress(back);
-    }
-    back.push_back(ep->start_alltoallv_rows(b.remote_out, chunk.recv, b.packed_out, chunk.send));
-  }
-  if (!back.empty()) {
-    phase_clock::enter(phases.back);
-    watchdog::Scope scope(std::string(phase_label(phases.back)));
-    for (auto& transfer : back) transfer->wait();
-  }
 }
 
 // Type code kPassThrough: every expert is the identity (the exchange alone, for benchmarks).
@@ -182,7 +73,7 @@ struct RunExperts : public torch::autograd::Function<RunExperts> {
                             const at::Tensor& w_up, const at::Tensor& w_out, int64_t type,
                             std::vector<int64_t> layout_code, int64_t comm_address,
                             const InFlightWork* while_in_flight, bool grad_enabled) {
-    const ExpertLayout layout = decode(layout_code);
+    const ExpertLayout layout = decode_layout(layout_code);
     auto* ep = reinterpret_cast<Communicator*>(comm_address);
     const ExpertWeights weights = weights_of(type, w_in, w_up, w_out);
     const bool pass = type == kPassThrough;
@@ -219,7 +110,7 @@ struct RunExperts : public torch::autograd::Function<RunExperts> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const ExpertLayout layout = decode(ctx->saved_data["layout"].toIntVector());
+    const ExpertLayout layout = decode_layout(ctx->saved_data["layout"].toIntVector());
     auto* ep = reinterpret_cast<Communicator*>(ctx->saved_data["comm"].toInt());
     const variable_list saved = ctx->get_saved_variables();
     const at::Tensor &x_RD = saved[0], &received_SD = saved[1], &gate = saved[2], &up = saved[3];
@@ -301,7 +192,7 @@ ExpertLayout expert_parallel_layout(const std::vector<int64_t>& send_counts_PL,
 at::Tensor exchange_rows(const at::Tensor& x_RD, const ExpertLayout& layout, Communicator& ep) {
   const at::Tensor none = or_placeholder({});
   const InFlightWork no_work;
-  return RunExperts::apply(x_RD, none, none, none, kPassThrough, encode(layout, ep.size()),
+  return RunExperts::apply(x_RD, none, none, none, kPassThrough, encode_layout(layout, ep.size()),
                            reinterpret_cast<int64_t>(&ep), &no_work, false);
 }
 
@@ -311,10 +202,10 @@ at::Tensor run_experts(const at::Tensor& x_RD, const ExpertWeights& weights,
   TRIAGE_ASSERT(ep || layout.chunks.empty(), "an exchange needs a communicator");
   // The rows come in the dtype the experts compute in (MoeLayer casts them under autocast,
   // before they travel), and `weights` in the same.
-  return RunExperts::apply(x_RD, weights.w_in_EDH, or_placeholder(weights.w_up_EDH),
-                           weights.w_out_EHD, int64_t(weights.type),
-                           encode(layout, ep ? ep->size() : 1), reinterpret_cast<int64_t>(ep),
-                           &while_in_flight, c10::GradMode::is_enabled());
+  return RunExperts::apply(
+      x_RD, weights.w_in_EDH, or_placeholder(weights.w_up_EDH), weights.w_out_EHD,
+      int64_t(weights.type), encode_layout(layout, ep ? ep->size() : 1),
+      reinterpret_cast<int64_t>(ep), &while_in_flight, c10::GradMode::is_enabled());
 }
 
 }  // namespace triage

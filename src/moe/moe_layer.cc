@@ -214,9 +214,8 @@ std::vector<int64_t> MoeLayer::experts_across_ranks(const at::Tensor& x_TD, cons
   MoeStats& s = out.stats;
   // auto keeps per_choice on a GPU: per_rank reads three counts back to the host per forward
   // where per_choice reads one (merging them is still to do).
-  const bool per_rank =
-      config_.dispatch == Dispatch::kPerRank ||
-      (config_.dispatch == Dispatch::kAuto && config_.exchange_chunks == 1 && !x_TD.is_cuda());
+  const bool per_rank = config_.dispatch == Dispatch::kPerRank ||
+                        (config_.dispatch == Dispatch::kAuto && !x_TD.is_cuda());
   if (per_rank) {
     RowDropout dropout;
     if (training && config_.expert_dropout > 0)
@@ -224,10 +223,10 @@ std::vector<int64_t> MoeLayer::experts_across_ranks(const at::Tensor& x_TD, cons
                        const at::Tensor& expert_R) {
         return dropout_rows(y_RD, token_R, expert_R);
       };
-    TokenExchanged exchanged =
-        experts_by_token_exchange(expert_rows(x_TD, s), routes.experts_TK, routes.keep_TK,
-                                  routes.weights_TK, config_.num_experts, experts_, *ep_,
-                                  routes.extra_counts, first_token, dropout, independent_work);
+    TokenExchanged exchanged = experts_by_token_exchange(
+        expert_rows(x_TD, s), routes.experts_TK, routes.keep_TK, routes.weights_TK,
+        config_.num_experts, experts_, *ep_, routes.extra_counts, first_token, dropout,
+        independent_work, config_.exchange_chunks);
     out.y = exchanged.y_TD;
     s.received_rows = exchanged.received_rows;
     s.sent_rows_per_rank = std::move(exchanged.sent_units);

@@ -6,6 +6,7 @@
 #include "common/error.h"
 #include "moe/count_ids.h"
 #include "moe/permute.h"
+#include "moe/token_pipeline.h"
 #include "parallel/phase_clock.h"
 
 namespace triage {
@@ -77,7 +78,7 @@ TokenExchanged experts_by_token_exchange(const at::Tensor& x_TD, const at::Tenso
                                          int64_t num_experts, const Experts& experts,
                                          Communicator& ep, const at::Tensor& extra_counts,
                                          int64_t first_token, const RowDropout& dropout,
-                                         const InFlightWork& while_in_flight) {
+                                         const InFlightWork& while_in_flight, int64_t chunks) {
   const int64_t ranks = ep.size(), me = ep.rank();
   TRIAGE_ASSERT(num_experts % ranks == 0, num_experts << " experts over " << ranks << " ranks");
   const int64_t local_experts = num_experts / ranks, tokens = x_TD.size(0);
@@ -129,10 +130,14 @@ TokenExchanged experts_by_token_exchange(const at::Tensor& x_TD, const at::Tenso
       recv_choices[size_t(p)] = received[size_t(2 * p + 1)];
     }
   }
-  // The rows first, so that the work for their time in flight overlaps the largest transfer.
-  const at::Tensor x_VD =
-      exchange_keeping_own(x_UD, ep, send_units, recv_units,
-                           {Phase::kDispatchRows, Phase::kSortPackRouteBwd}, while_in_flight);
+  // Unpipelined, the rows go first, so that the work for their time in flight overlaps the
+  // largest transfer; pipelined, the ids and weights go first (the receivers plan with them)
+  // and the rows follow in pieces.
+  const bool pipelined = chunks > 1 && !experts.uses_grouped_gemm(x_UD, chunks);
+  at::Tensor x_VD;
+  if (!pipelined)
+    x_VD = exchange_keeping_own(x_UD, ep, send_units, recv_units,
+                                {Phase::kDispatchRows, Phase::kSortPackRouteBwd}, while_in_flight);
   const at::Tensor ids_Q =
       exchange_keeping_own(ids_C, ep, send_choices, recv_choices, {Phase::kCountExchange, {}});
   const at::Tensor weight_Q = exchange_keeping_own(
@@ -147,22 +152,38 @@ TokenExchanged experts_by_token_exchange(const at::Tensor& x_TD, const at::Tenso
       ids_Q.select(1, 0) +
       host_to_tensor(exclusive_sum(recv_units), index).index_select(0, source_Q);
   const at::Tensor local_expert_Q = ids_Q.select(1, 1);
-  const ExpertOrder received =
-      received_order(unit_Q, local_expert_Q, received_units, local_experts);
-  const at::Tensor x_RD = gather_rows(x_VD, received);
-  phase_clock::enter(Phase::kExperts);
-  at::Tensor y_RD =
-      experts.forward(x_RD, runs_per_expert(received.tokens_per_expert)).to(x_TD.scalar_type());
-  if (dropout) {
-    const at::Tensor token_R = ids_Q.select(1, 2).index_select(0, received.assignment_of_row_R);
-    const at::Tensor expert_R =
-        local_expert_Q.index_select(0, received.assignment_of_row_R) + me * local_experts;
-    y_RD = dropout(y_RD, token_R, expert_R);
+  auto dropout_keys = [&](const at::Tensor& choice_of_row) {
+    return std::pair{ids_Q.select(1, 2).index_select(0, choice_of_row),
+                     local_expert_Q.index_select(0, choice_of_row) + me * local_experts};
+  };
+  at::Tensor y_UD;
+  if (pipelined) {
+    RowScale scale;
+    if (dropout)
+      scale = [&](const at::Tensor& choice_of_row_R) {
+        const auto [token_R, expert_R] = dropout_keys(choice_of_row_R);
+        return dropout(at::ones({token_R.size(0), x_TD.size(1)}, x_TD.options()), token_R,
+                       expert_R);
+      };
+    y_UD =
+        run_token_pipeline(x_UD, {send_units, recv_units, unit_Q, local_expert_Q, weight_Q},
+                           experts.weights(x_TD.scalar_type()), ep, chunks, scale, while_in_flight);
+  } else {
+    const ExpertOrder received =
+        received_order(unit_Q, local_expert_Q, received_units, local_experts);
+    const at::Tensor x_RD = gather_rows(x_VD, received);
+    phase_clock::enter(Phase::kExperts);
+    at::Tensor y_RD =
+        experts.forward(x_RD, runs_per_expert(received.tokens_per_expert)).to(x_TD.scalar_type());
+    if (dropout) {
+      const auto [token_R, expert_R] = dropout_keys(received.assignment_of_row_R);
+      y_RD = dropout(y_RD, token_R, expert_R);
+    }
+    phase_clock::enter(Phase::kCombine);
+    const at::Tensor y_VD = combine_rows(y_RD, weight_Q.reshape({-1}), received);
+    y_UD = exchange_keeping_own(y_VD, ep, recv_units, send_units,
+                                {Phase::kCombineRows, Phase::kExpertsBwd});
   }
-  phase_clock::enter(Phase::kCombine);
-  const at::Tensor y_VD = combine_rows(y_RD, weight_Q.reshape({-1}), received);
-  const at::Tensor y_UD = exchange_keeping_own(y_VD, ep, recv_units, send_units,
-                                               {Phase::kCombineRows, Phase::kExpertsBwd});
   // A token's partial sums, one per destination rank, added in the order of its first
   // choice on each.
   phase_clock::enter(Phase::kCombine);

@@ -41,13 +41,15 @@ struct TokenExchanged {
   std::vector<int64_t> sent_units;         // rows sent to each rank (this one's own stay home)
 };
 
-// first_token: this rank's first token's global index (dropout keys).
+// first_token: this rank's first token's global index (dropout keys). chunks > 1: the rows
+// travel in that many pieces, pipelined with the experts (token_pipeline.h; the loop GEMM).
 TokenExchanged experts_by_token_exchange(const at::Tensor& x_TD, const at::Tensor& experts_TK,
                                          const at::Tensor& keep_TK, const at::Tensor& weights_TK,
                                          int64_t num_experts, const Experts& experts,
                                          Communicator& ep, const at::Tensor& extra_counts = {},
                                          int64_t first_token = 0, const RowDropout& dropout = {},
-                                         const InFlightWork& while_in_flight = {});
+                                         const InFlightWork& while_in_flight = {},
+                                         int64_t chunks = 1);
 
 // The first kept choice of each (token, destination rank): true where no earlier kept
 // choice of the token lives on the same rank. rank_TK: each choice's EP rank, of `ranks`.

@@ -496,6 +496,70 @@ TEST(ExpertParallelLayer, PerRankDispatchMatchesPerChoiceAndRepeatsBitwise) {
   }
 }
 
+// per_rank in pieces (moe.exchange_chunks > 1: shares of each rank's units pipelined with
+// the experts) equals the one-rank reference under every routing the layer tests cover:
+// the routers, capacity drops, the overrides (skewed, empty rank), the receive bound,
+// expert dropout and group-limited routing.
+TEST(ExpertParallelLayer, PerRankDispatchInChunksMatchesOneRank) {
+  auto chunked = [](MoeConfig config) {
+    config.dispatch = Dispatch::kPerRank;
+    config.exchange_chunks = 3;
+    return config;
+  };
+  MoeConfig capped = layer_config("softmax", 2, 0.5, "local");
+  capped.drop_policy = DropPolicy::kScore;
+  MoeConfig bounded = overridden("hot:0:1.0", 2);
+  bounded.max_receive_factor = 1.5;
+  bounded.balance_loss_mode = BalanceLossMode::kLocal;
+  MoeConfig dropout = layer_config("sigmoid", 4, 0.0, "global");
+  dropout.expert_dropout = 0.3;
+  MoeConfig limited = layer_config("sigmoid", 2, 0.0, "global");
+  limited.topk_groups = 1;
+  limited.num_groups = g_ep_size;
+  for (const MoeConfig& config :
+       {layer_config("softmax", 2, 0.0, "global"), layer_config("sigmoid", 4, 0.0, "global"),
+        overridden("balanced", 2), overridden("hot:0:1.0", 2), overridden("zipf:2.0", 2), dropout,
+        limited})
+    expect_ep_matches_reference(chunked(config), ReferenceShards::kPerEpGroup);
+  for (const MoeConfig& config : {capped, bounded})
+    expect_ep_matches_reference(chunked(config), ReferenceShards::kPerRank);
+  if (kExperts - kExperts / g_ep_size >= 2)
+    expect_ep_matches_reference(
+        chunked(overridden("empty_rank:" + std::to_string(g_ep_size - 1), 2)),
+        ReferenceShards::kPerEpGroup);
+}
+
+// per_rank in any number of pieces computes what it computes in one: outputs, the input's,
+// the router's and every expert's gradients agree to rounding (an expert's weight gradient
+// adds its runs grouped by piece); and a chunked run repeats itself bit for bit.
+TEST(ExpertParallelLayer, PerRankDispatchInChunksMatchesOnePieceAndRepeatsBitwise) {
+  MoeConfig config = layer_config("softmax", 4, 0.0, "global");
+  config.dispatch = Dispatch::kPerRank;
+  ProcessGroups groups = groups_for(config);
+  Batch batch = global_batch(groups.layout.world_size);
+  const int64_t first_token = groups.layout.world_rank * kTokensPerRank;
+  auto run = [&](int64_t chunks) {
+    config.exchange_chunks = chunks;
+    MoeLayer layer(config, kWidth, at::kDouble, kSeed, groups.ep.get());
+    at::Tensor x =
+        batch.x_GD.narrow(0, first_token, kTokensPerRank).clone().set_requires_grad(true);
+    MoeOutput out = layer.forward(x, true, first_token);
+    (out.y * batch.r_GD.narrow(0, first_token, kTokensPerRank)).sum().backward();
+    std::vector<at::Tensor> results = {out.y.detach(), x.grad()};
+    for (const auto& p : layer.parameters()) results.push_back(p.tensor.grad());
+    return results;
+  };
+  const std::vector<at::Tensor> whole = run(1);
+  for (int64_t chunks : {2, 4, 7}) {
+    const std::vector<at::Tensor> pieces = run(chunks), again = run(chunks);
+    for (size_t i = 0; i < whole.size(); ++i) {
+      EXPECT_LT(relative_error(pieces[i], whole[i]), 1e-12) << chunks << " chunks: result " << i;
+      EXPECT_TRUE(at::equal(pieces[i], again[i]))
+          << chunks << " chunks: result " << i << " differs run to run";
+    }
+  }
+}
+
 // Forwards every call to `inner` and logs when row exchanges start and are waited for.
 struct RecordingCommunicator : Communicator {
   struct Pending : PendingRows {
