@@ -22,6 +22,7 @@
 #include "moe/exchange.h"
 #include "moe/router.h"
 #include "moe/routing_override.h"
+#include "moe/token_exchange.h"
 #include "parallel/agreement.h"
 #include "parallel/mpi_communicator.h"
 
@@ -39,15 +40,11 @@ struct Destinations {
 };
 
 Destinations destinations(const at::Tensor& experts_TK, int64_t experts_per_rank, int rank,
-                          int64_t row_bytes) {
+                          int ranks, int64_t row_bytes) {
   const at::Tensor rank_TK = experts_TK.div(experts_per_rank, "floor");
-  const at::Tensor sorted_TK = std::get<0>(rank_TK.sort(1));
-  const at::Tensor new_rank_TK = at::cat(
-      {at::ones({rank_TK.size(0), 1}, at::kBool),
-       sorted_TK.narrow(1, 1, rank_TK.size(1) - 1) != sorted_TK.narrow(1, 0, rank_TK.size(1) - 1)},
-      1);
-  double sums[3] = {new_rank_TK.sum().item<double>(), (rank_TK != rank).sum().item<double>(),
-                    double(experts_TK.size(0))};
+  double sums[3] = {
+      tokens_reaching_rank(experts_TK, {}, experts_per_rank, ranks).sum().item<double>(),
+      (rank_TK != rank).sum().item<double>(), double(experts_TK.size(0))};
   TRIAGE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, sums, 3, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
   return {sums[0] / sums[2], sums[1] * double(row_bytes) / sums[2]};
 }
@@ -111,7 +108,7 @@ int exchange_bench(const ExchangeBenchOptions& o) {
     experts_TK = std::get<1>(within_best_groups(scores_TE, ranks, o.topk_groups).topk(o.top_k, -1));
   }
   const int64_t row_bytes = o.width * int64_t(sizeof(float));
-  const Destinations travel = destinations(experts_TK, o.experts_per_rank, rank, row_bytes);
+  const Destinations travel = destinations(experts_TK, o.experts_per_rank, rank, ranks, row_bytes);
   at::Tensor keep_TK = at::ones({o.tokens, o.top_k}, at::kBool);
   at::Tensor weights_TK = at::full({o.tokens, o.top_k}, 1.0f / float(o.top_k));
 
@@ -202,7 +199,7 @@ int exchange_bench(const ExchangeBenchOptions& o) {
   };
   std::optional<Destinations> plain;
   if (unlimited_TK.defined()) {
-    plain = destinations(unlimited_TK, o.experts_per_rank, rank, row_bytes);
+    plain = destinations(unlimited_TK, o.experts_per_rank, rank, ranks, row_bytes);
     result["without_group_limit"] = {
         {"destination_ranks_per_token", plain->ranks_per_token},
         {"wire_bytes_per_token_each_way", plain->wire_bytes_per_token}};

@@ -32,6 +32,7 @@
 #include "common/error.h"
 #include "model/feed_forward.h"
 #include "moe/moe_layer.h"
+#include "moe/token_exchange.h"
 #include "parallel/agreement.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/phase_clock.h"
@@ -69,15 +70,13 @@ void check_options(const LayerBenchOptions& o, int ranks) {
   bench::parse_bench_routing(o.routing, o.shape.experts, ranks, o.shape.top_k);
 }
 
-// Summed over tokens: how many EP ranks other than `rank` hold one of the token's choices.
-double other_ranks_per_token(const at::Tensor& experts_TK, int64_t experts_per_rank, int rank) {
-  const at::Tensor sorted_TK = std::get<0>(experts_TK.div(experts_per_rank, "floor").sort(1));
-  const int64_t k = sorted_TK.size(1);
-  at::Tensor opens_TK = at::ones_like(sorted_TK, at::kBool);
-  if (k > 1)
-    opens_TK.narrow(1, 1, k - 1)
-        .copy_(sorted_TK.narrow(1, 1, k - 1) != sorted_TK.narrow(1, 0, k - 1));
-  return (opens_TK & (sorted_TK != rank)).sum().item<double>();
+// Summed over tokens: how many EP ranks other than `rank` hold one of the token's kept
+// choices.
+double other_ranks_per_token(const MoeOutput& routed, int64_t experts_per_rank, int ranks,
+                             int rank) {
+  const at::Tensor reach =
+      tokens_reaching_rank(routed.routing.experts_TK, routed.keep_TK, experts_per_rank, ranks);
+  return (reach.sum() - reach[rank]).item<double>();
 }
 
 void clear_grads(const ParameterList& params) {
@@ -182,8 +181,8 @@ int layer_bench(const LayerBenchOptions& o) {
       const std::vector<double> crossing = gather_from_ranks(double(stats.sent_rows_to_others));
       wire_rows_per_token.push_back(std::accumulate(crossing.begin(), crossing.end(), 0.0) /
                                     double(ranks * s.tokens));
-      const std::vector<double> remote = gather_from_ranks(
-          other_ranks_per_token(routed.routing.experts_TK, s.experts / ranks, rank));
+      const std::vector<double> remote =
+          gather_from_ranks(other_ranks_per_token(routed, s.experts / ranks, ranks, rank));
       remote_ranks_per_token.push_back(std::accumulate(remote.begin(), remote.end(), 0.0) /
                                        double(ranks * s.tokens));
       const int64_t received = std::accumulate(recv_rows.begin(), recv_rows.end(), int64_t(0));

@@ -28,6 +28,7 @@
 #include "config/config.h"
 #include "moe/router.h"
 #include "moe/routing_override.h"
+#include "moe/token_exchange.h"
 
 namespace triage {
 namespace {
@@ -46,16 +47,29 @@ RouterOutput sample_router(int64_t d_model, int64_t experts, int64_t top_k, uint
   return router.forward(at::randn({4096, d_model}, gen), true);
 }
 
-// Each expert's share of the sampled assignments under `rule` (kNone: the router's own);
-// replay draws from recorded step `step`.
-std::vector<double> expert_shares(const RouterOutput& sample, const RoutingOverride& rule,
-                                  uint64_t seed, int64_t ep_size, int64_t step = 0) {
-  const int64_t experts = sample.scores_TE.size(1);
+struct SampledRouting {
+  std::vector<double> expert_shares, rows_per_token_to_rank;  // see model::LayerShape
+};
+
+// The routing the model sees: each expert's share of the sampled assignments under `rule`
+// (kNone: the router's own; replay draws from recorded step `step`) and, under per_rank
+// dispatch, the share of the tokens that reach each EP rank (the rows a token sends it).
+SampledRouting sampled_routing(const RouterOutput& sample, const RoutingOverride& rule,
+                               uint64_t seed, int64_t ep_size, bool per_rank, int64_t step = 0) {
+  const int64_t experts = sample.scores_TE.size(1), per_ep_rank = experts / ep_size;
   const at::Tensor chosen =
-      override_routing(rule, sample.experts_TK, sample.scores_TE, 0, seed, experts / ep_size, step);
-  at::Tensor counts = at::bincount(chosen.reshape(-1), {}, experts).to(at::kDouble);
-  counts = counts / counts.sum();
-  return std::vector<double>(counts.data_ptr<double>(), counts.data_ptr<double>() + experts);
+      override_routing(rule, sample.experts_TK, sample.scores_TE, 0, seed, per_ep_rank, step);
+  auto shares = [](const at::Tensor& counts, double total) {
+    const at::Tensor share = counts.to(at::kDouble) / total;
+    return std::vector<double>(share.data_ptr<double>(), share.data_ptr<double>() + share.numel());
+  };
+  SampledRouting routing;
+  routing.expert_shares =
+      shares(at::bincount(chosen.reshape(-1), {}, experts), double(chosen.numel()));
+  if (per_rank)
+    routing.rows_per_token_to_rank =
+        shares(tokens_reaching_rank(chosen, {}, per_ep_rank, ep_size), double(chosen.size(0)));
+  return routing;
 }
 
 std::string percent(double fraction) {
@@ -98,9 +112,12 @@ int check(const BenchModelOptions& o, const model::Params& params) {
     const RouterOutput sample = sample_router(shape.d_model, shape.experts, shape.top_k, 7);
     const RoutingOverride rule =
         bench::parse_bench_routing(routing, shape.experts, layout.ranks, shape.top_k);
+    // Records from before moe.dispatch sent a row per choice.
+    const bool per_rank = r.value("dispatch", "per_choice") == "per_rank";
     for (int64_t step = first; step < first + steps; ++step) {
-      prediction = model::predict_layer(params, layout, shape,
-                                        expert_shares(sample, rule, 7, layout.ranks, step));
+      SampledRouting routing = sampled_routing(sample, rule, 7, layout.ranks, per_rank, step);
+      shape.rows_per_token_to_rank = std::move(routing.rows_per_token_to_rank);
+      prediction = model::predict_layer(params, layout, shape, routing.expert_shares);
       totals.push_back(prediction.total_s);
     }
     const double predicted = bench::median(totals);
@@ -163,7 +180,11 @@ model::StepShape step_shape(const Config& c, int64_t tokens_per_rank, int64_t ep
 int project(const BenchModelOptions& o, const model::Params& params) {
   Config config = load_config(o.config_path, o.overrides);
   const int64_t E = config.moe.num_experts;
+  // A projection is of GPUs, where moe.dispatch auto sends a row per choice.
+  const bool per_rank = config.moe.dispatch == Dispatch::kPerRank;
+  const std::string dispatch = per_rank ? "per_rank" : "per_choice";
   nlohmann::ordered_json result = {{"config", o.config_path},
+                                   {"dispatch", dispatch},
                                    {"params", o.params},
                                    {"ranks_per_host", o.ranks_per_host},
                                    {"tokens_per_rank", o.tokens_per_rank},
@@ -171,7 +192,7 @@ int project(const BenchModelOptions& o, const model::Params& params) {
                                    {"assumptions", params.assumptions}};
   std::cout << "# projected training step: " << o.config_path << ", " << o.tokens_per_rank
             << " tokens per rank, " << o.ranks_per_host << " ranks per host, routing " << o.routing
-            << "\n"
+            << ", dispatch " << dispatch << "\n"
             << std::right << std::setw(7) << "ranks" << std::setw(5) << "EP" << std::setw(12)
             << "step ms" << std::setw(12) << "compute" << std::setw(12) << "exchange"
             << std::setw(12) << "grad sync" << std::setw(12) << "optimizer" << std::setw(10)
@@ -185,12 +206,13 @@ int project(const BenchModelOptions& o, const model::Params& params) {
   for (int64_t ranks : o.ranks) {
     const int64_t ep = std::gcd(ranks, E);  // the largest EP group that divides both
     model::Layout layout{ranks, std::min(o.ranks_per_host, ranks), ep};
-    const model::StepShape shape = step_shape(config, o.tokens_per_rank, ep);
+    model::StepShape shape = step_shape(config, o.tokens_per_rank, ep);
     if (rule.kind == RoutingOverride::Kind::kEmptyRank && rule.rank >= ep)
       throw Error("--routing " + o.routing + ": expected an EP rank below " + std::to_string(ep) +
                   " at " + std::to_string(ranks) + " ranks");
-    const std::vector<double> shares = expert_shares(sample, rule, seed, ep);
-    const model::Prediction p = model::predict_step(params, layout, shape, shares);
+    SampledRouting routing = sampled_routing(sample, rule, seed, ep, per_rank);
+    shape.moe.rows_per_token_to_rank = std::move(routing.rows_per_token_to_rank);
+    const model::Prediction p = model::predict_step(params, layout, shape, routing.expert_shares);
     if (first_step == 0) first_step = p.total_s;
     const double efficiency = first_step / p.total_s;  // weak scaling: same tokens per rank
     std::cout << std::setw(7) << ranks << std::setw(5) << ep << std::fixed << std::setprecision(1)

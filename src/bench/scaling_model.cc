@@ -197,26 +197,32 @@ Prediction predict_layer(const Params& params, const Layout& layout, const Layer
   const double T = double(shape.tokens_per_rank), K = double(shape.top_k),
                D = double(shape.d_model), H = double(shape.d_expert), E = double(shape.experts);
   const double row_bytes = D * params.activation_bytes, assignments = T * K;
+  TRIAGE_ASSERT(
+      shape.rows_per_token_to_rank.empty() || int64_t(shape.rows_per_token_to_rank.size()) == P,
+      "rows per token for " << shape.rows_per_token_to_rank.size() << " of " << P << " ranks");
 
-  std::vector<double> rank_share(P, 0.0), host_share(hosts, 0.0);
+  std::vector<double> rank_share(P, 0.0), to_rank(P, 0.0), to_host(hosts, 0.0);
   std::vector<int64_t> host_ranks(hosts, 0);
   for (int64_t e = 0; e < shape.experts; ++e) rank_share[e / local] += expert_shares[e];
+  double to_all = 0;
   for (int64_t r = 0; r < P; ++r) {
-    host_share[r / per_host] += rank_share[r];
+    to_rank[r] =
+        shape.rows_per_token_to_rank.empty() ? K * rank_share[r] : shape.rows_per_token_to_rank[r];
+    to_host[r / per_host] += to_rank[r];
+    to_all += to_rank[r];
     ++host_ranks[r / per_host];
   }
-  // One row exchange: the busiest rank's on-host bytes and the busiest host's off-host bytes.
+  // One row exchange: the busiest rank's on-host rows and the busiest host's off-host rows.
   double busiest_intra = 0, busiest_inter = 0;
   for (int64_t r = 0; r < P; ++r) {
     const int64_t h = r / per_host;
-    const double same_host_others = host_share[h] - rank_share[r];
-    const double send = assignments * same_host_others;
-    const double receive = double(host_ranks[h] - 1) * assignments * rank_share[r];
+    const double send = T * (to_host[h] - to_rank[r]);
+    const double receive = double(host_ranks[h] - 1) * T * to_rank[r];
     busiest_intra = std::max({busiest_intra, send, receive});
   }
   for (int64_t h = 0; h < hosts; ++h) {
-    const double send = double(host_ranks[h]) * assignments * (1.0 - host_share[h]);
-    const double receive = double(P - host_ranks[h]) * assignments * host_share[h];
+    const double send = double(host_ranks[h]) * T * (to_all - to_host[h]);
+    const double receive = double(P - host_ranks[h]) * T * to_host[h];
     busiest_inter = std::max({busiest_inter, send, receive});
   }
   // Ranks sharing cores: collectives as measured among ranks sharing them (when measured).

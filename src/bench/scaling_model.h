@@ -74,6 +74,11 @@ struct LayerShape {
   int64_t experts = 0;
   int64_t top_k = 1;
   int64_t expert_matrices = 3;  // SwiGLU 3, GELU 2
+  // Rows a token sends to each EP rank, on average over tokens: moe.dispatch per_rank sends
+  // one per rank holding any of its experts (the share of tokens reaching that rank, from
+  // the routing: see reach_per_rank). Empty: per_choice, top_k x the rank's share of the
+  // assignments.
+  std::vector<double> rows_per_token_to_rank;
 };
 
 // Phases labelled as phases.h labels them, in `triage bench layer`'s order, plus the

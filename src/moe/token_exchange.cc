@@ -73,6 +73,13 @@ at::Tensor first_choice_per_rank(const at::Tensor& rank_TK, const at::Tensor& ke
   return first_TK & keep_TK;
 }
 
+at::Tensor tokens_reaching_rank(const at::Tensor& experts_TK, const at::Tensor& keep_TK,
+                                int64_t experts_per_rank, int64_t ranks) {
+  const at::Tensor rank_TK = experts_TK.div(experts_per_rank, "floor");
+  const at::Tensor kept = keep_TK.defined() ? keep_TK : at::ones_like(rank_TK, at::kBool);
+  return count_ids(rank_TK, ranks, first_choice_per_rank(rank_TK, kept, ranks));
+}
+
 TokenExchanged experts_by_token_exchange(const at::Tensor& x_TD, const at::Tensor& experts_TK,
                                          const at::Tensor& keep_TK, const at::Tensor& weights_TK,
                                          int64_t num_experts, const Experts& experts,

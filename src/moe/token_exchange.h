@@ -56,4 +56,9 @@ TokenExchanged experts_by_token_exchange(const at::Tensor& x_TD, const at::Tenso
 at::Tensor first_choice_per_rank(const at::Tensor& rank_TK, const at::Tensor& keep_TK,
                                  int64_t ranks);
 
+// Of these tokens, how many reach each of `ranks` EP ranks: those with a kept choice there,
+// i.e. the rows per_rank sends each rank (int64 [ranks]). keep_TK empty: every choice.
+at::Tensor tokens_reaching_rank(const at::Tensor& experts_TK, const at::Tensor& keep_TK,
+                                int64_t experts_per_rank, int64_t ranks);
+
 }  // namespace triage

@@ -68,6 +68,20 @@ TEST(PredictLayer, AcrossTwoHostsTheBusiestHostsOffHostBytesUseTheNetwork) {
   EXPECT_NEAR(phase(p, "dispatch rows"), 1e-5 + 8000.0 / 1e8, 1e-15);
 }
 
+TEST(PredictLayer, PerRankDispatchSendsTheTokensThatReachARankOnceEach) {
+  // Two ranks on two hosts, top-2, balanced: per_choice sends each token's 2 x 1/2 = 1 row to
+  // the other host (100 rows of 40 bytes); per_rank with 3/4 of the tokens reaching each rank
+  // sends 75 rows. Expert work follows the choices, not the rows on the wire.
+  LayerShape shape{100, 10, 20, 2, 2, 3};
+  const Prediction per_choice = predict_layer(unit_params(1), {2, 1, 0}, shape, {0.5, 0.5});
+  shape.rows_per_token_to_rank = {0.75, 0.75};
+  const Prediction per_rank = predict_layer(unit_params(1), {2, 1, 0}, shape, {0.5, 0.5});
+  EXPECT_NEAR(phase(per_choice, "dispatch rows"), 1e-5 + 4000.0 / 1e8, 1e-15);
+  EXPECT_NEAR(phase(per_rank, "dispatch rows"), 1e-5 + 3000.0 / 1e8, 1e-15);
+  EXPECT_NEAR(phase(per_rank, "combine rows bwd"), 1e-5 + 3000.0 / 1e8, 1e-15);
+  EXPECT_DOUBLE_EQ(phase(per_rank, "experts"), phase(per_choice, "experts"));
+}
+
 TEST(PredictLayer, ASkewedRankWaitsOnlyForItsOwnExtraRowsWhenItHasTheCores) {
   // Rank 0 gets 3/4 of 2 x 100 rows = 150, rank 1 50; 6 flops per row (D = H = 1) at 1/s.
   // With a slot each: experts at the mean (100 rows, 600 s), then 50 rows more of waiting.
