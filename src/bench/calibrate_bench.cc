@@ -16,7 +16,6 @@
 #include <iostream>
 #include <map>
 #include <set>
-#include <thread>
 
 #include "bench/harness.h"
 #include "bench/link_probe.h"
@@ -199,9 +198,9 @@ int calibrate(const CalibrateOptions& o) {
   const bench::HostGroups groups;
 
   model::Params p;
-  // Virtual hosts on one machine share its cores: the caller says how many each gets.
-  p.slots_per_host =
-      o.slots_per_host > 0 ? o.slots_per_host : double(int(std::thread::hardware_concurrency()));
+  // The CPUs this host's ranks are given (virtual hosts pinned to CPUs of their own count
+  // theirs), unless the caller says otherwise.
+  p.slots_per_host = o.slots_per_host > 0 ? o.slots_per_host : double(groups.cpus());
   // When this host's ranks outnumber its slots, each ran at slots / ranks of full speed
   // while they all computed at once.
   const double shared = std::max(1.0, double(groups.local_size()) / p.slots_per_host);
@@ -260,8 +259,8 @@ CLI::App* add_calibrate_bench(CLI::App& bench, CalibrateOptions& o) {
       ->capture_default_str();
   c->add_option(
        "--slots-per-host", o.slots_per_host,
-       "Ranks a host runs at full speed (default: its hardware threads; virtual hosts on one "
-       "machine: its cores / the hosts)")
+       "Ranks a host runs at full speed (default: the CPUs its ranks are given, from their "
+       "affinity masks and cgroup quota)")
       ->check(CLI::NonNegativeNumber);
   c->add_option("--out", o.out, "Params file to write")->required();
   return c;

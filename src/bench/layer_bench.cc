@@ -246,7 +246,8 @@ int layer_bench(const LayerBenchOptions& o) {
       {"active_flops", active_flops},
       {"rows_received_max_over_mean", median(received_max_over_mean)},
       {"dropped_share", median(dropped_share)},
-      {"dispatch", o.dispatch},
+      // What ran (auto resolved): the scaling model charges the rows by it.
+      {"dispatch", dispatches_per_rank(layer_config(o), false) ? "per_rank" : "per_choice"},
       {"bytes_per_rank_each_way", median(wire_rows_per_token) * double(s.tokens * s.d_model) * 4.0},
       {"wire_rows_per_token_each_way", median(wire_rows_per_token)},
       {"wire_bytes_per_token_each_way", median(wire_rows_per_token) * double(s.d_model) * 4.0},

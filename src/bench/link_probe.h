@@ -50,6 +50,7 @@ class HostGroups {
   int local_rank() const { return local_rank_; }
   int local_size() const { return local_size_; }         // ranks on this rank's host
   int first_host_ranks() const { return host0_ranks_; }  // ranks on rank 0's host
+  int cpus() const { return cpus_; }  // CPUs this host's ranks are given, together
   // One rank per host (each host's local rank 0); MPI_COMM_NULL on the others.
   MPI_Comm leaders() const { return leaders_; }
   // The first `count` ranks of rank 0's host (collective; the caller frees it with
@@ -58,7 +59,7 @@ class HostGroups {
 
  private:
   MPI_Comm host_ = MPI_COMM_NULL, leaders_ = MPI_COMM_NULL;
-  int hosts_ = 1, local_rank_ = 0, local_size_ = 1, host0_ranks_ = 1;
+  int hosts_ = 1, local_rank_ = 0, local_size_ = 1, host0_ranks_ = 1, cpus_ = 1;
   bool on_host0_ = false;
 };
 

@@ -207,16 +207,18 @@ at::Tensor MoeLayer::expert_rows(const at::Tensor& x_TD, MoeStats& stats) const 
   return rows_TD;
 }
 
+bool dispatches_per_rank(const MoeConfig& config, bool on_gpu) {
+  // auto keeps per_choice on a GPU: per_rank reads three counts back to the host per forward
+  // where per_choice reads one (merging them is still to do).
+  return config.dispatch == Dispatch::kPerRank || (config.dispatch == Dispatch::kAuto && !on_gpu);
+}
+
 std::vector<int64_t> MoeLayer::experts_across_ranks(const at::Tensor& x_TD, const Routes& routes,
                                                     bool training, int64_t first_token,
                                                     const InFlightWork& independent_work,
                                                     MoeOutput& out) {
   MoeStats& s = out.stats;
-  // auto keeps per_choice on a GPU: per_rank reads three counts back to the host per forward
-  // where per_choice reads one (merging them is still to do).
-  const bool per_rank = config_.dispatch == Dispatch::kPerRank ||
-                        (config_.dispatch == Dispatch::kAuto && !x_TD.is_cuda());
-  if (per_rank) {
+  if (dispatches_per_rank(config_, x_TD.is_cuda())) {
     RowDropout dropout;
     if (training && config_.expert_dropout > 0)
       dropout = [this](const at::Tensor& y_RD, const at::Tensor& token_R,

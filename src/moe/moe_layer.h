@@ -55,6 +55,10 @@ struct MoeOutput {
   MoeStats stats;
 };
 
+// Whether the layer sends one row per (token, destination rank) (moe.dispatch per_rank, or
+// auto off the GPU) rather than one per choice.
+bool dispatches_per_rank(const MoeConfig& config, bool on_gpu);
+
 class MoeLayer {
  public:
   // ep == nullptr: every expert is local (the one-rank reference). Otherwise this rank
