@@ -26,6 +26,7 @@
 #include "common/error.h"
 #include "common/json_number.h"
 #include "config/config.h"
+#include "moe/moe_layer.h"
 #include "moe/router.h"
 #include "moe/routing_override.h"
 #include "moe/token_exchange.h"
@@ -78,6 +79,84 @@ std::string percent(double fraction) {
   return s.str();
 }
 
+model::StepShape step_shape(const Config& c, int64_t tokens_per_rank, int64_t ep);
+
+// One measured point (a `bench layer` or `bench step` JSON line) and its prediction.
+struct Point {
+  int64_t ranks = 0, hosts = 1, experts = 0, tokens_per_rank = 0;
+  std::string routing;
+  double measured_s = 0, measured_exchange_s = 0, predicted_s = 0;
+  model::Prediction prediction;
+  nlohmann::json measured_phases;
+};
+
+Point layer_point(const nlohmann::json& r, const model::Params& params, const std::string& where) {
+  auto integer = [&](const char* key) { return whole_number<int64_t>(r.at(key), where + key); };
+  Point point;
+  point.ranks = integer("ranks");
+  point.hosts = std::max<int64_t>(1, integer("hosts"));
+  const model::Layout layout{point.ranks, point.ranks / point.hosts, 0};
+  model::LayerShape shape{integer("tokens_per_rank"), integer("d_model"), integer("d_expert"),
+                          integer("experts"), integer("top_k")};
+  point.routing = r.at("routing");
+  // A replayed run changes skew every step: predict each timed step, take the median.
+  std::vector<double> totals;
+  const int64_t first = r.contains("warmup") ? integer("warmup") : 0,
+                steps = point.routing.rfind("replay:", 0) == 0 ? integer("reps") : 1;
+  // Seed 7: the layer seed `bench layer` uses, so the sampled router is the measured one.
+  const RouterOutput sample = sample_router(shape.d_model, shape.experts, shape.top_k, 7);
+  const RoutingOverride rule =
+      bench::parse_bench_routing(point.routing, shape.experts, layout.ranks, shape.top_k);
+  // Records from before moe.dispatch sent a row per choice.
+  const bool per_rank = r.value("dispatch", "per_choice") == "per_rank";
+  for (int64_t step = first; step < first + steps; ++step) {
+    SampledRouting routing = sampled_routing(sample, rule, 7, layout.ranks, per_rank, step);
+    shape.rows_per_token_to_rank = std::move(routing.rows_per_token_to_rank);
+    point.prediction = model::predict_layer(params, layout, shape, routing.expert_shares);
+    totals.push_back(point.prediction.total_s);
+  }
+  point.experts = shape.experts;
+  point.tokens_per_rank = shape.tokens_per_rank;
+  point.predicted_s = bench::median(totals);
+  point.measured_s = r.at("contenders").at("moe").at("median_s");
+  point.measured_exchange_s = r.value("phased_exchange_s", 0.0);
+  point.measured_phases = r.at("phases");
+  return point;
+}
+
+// A whole training step of the recorded config and overrides, at the recorded layout.
+Point step_point(const nlohmann::json& r, const model::Params& params, const std::string& where) {
+  auto integer = [&](const char* key) { return whole_number<int64_t>(r.at(key), where + key); };
+  const Config config = load_config(r.at("config").get<std::string>(),
+                                    r.value("overrides", std::vector<std::string>{}));
+  Point point;
+  point.ranks = integer("ranks");
+  point.hosts = r.contains("hosts") ? std::max<int64_t>(1, integer("hosts")) : 1;
+  const int64_t ep = config.parallel.expert, E = config.moe.num_experts;
+  point.experts = E;
+  point.tokens_per_rank =
+      config.train.batch_size * config.train.grad_accum_steps * config.data.seq_len / point.ranks;
+  const model::Layout layout{point.ranks, point.ranks / point.hosts, ep};
+  model::StepShape shape = step_shape(config, point.tokens_per_rank, ep);
+  const std::string& rule_text = config.moe.routing_override.text;
+  point.routing = rule_text.empty() || rule_text == "none" ? "uniform" : rule_text;
+  const uint64_t seed = uint64_t(config.train.seed);
+  const RouterOutput sample = sample_router(config.model.d_model, E, config.moe.top_k, seed);
+  const RoutingOverride rule = bench::parse_bench_routing(point.routing, E, ep, config.moe.top_k);
+  SampledRouting routing =
+      sampled_routing(sample, rule, seed, ep,
+                      dispatches_per_rank(config.moe, config.train.device == DeviceKind::kCuda));
+  shape.moe.rows_per_token_to_rank = std::move(routing.rows_per_token_to_rank);
+  point.prediction = model::predict_step(params, layout, shape, routing.expert_shares);
+  point.predicted_s = point.prediction.total_s;
+  point.measured_s = r.at("step").at("median_s");
+  for (const auto& category : r.at("categories"))
+    if (category.at("category") == "exchange")
+      point.measured_exchange_s = category.at("mean_over_ranks_s");
+  point.measured_phases = r.at("categories");
+  return point;
+}
+
 int check(const BenchModelOptions& o, const model::Params& params) {
   std::ifstream in(o.check);
   if (!in) throw Error(o.check + ": cannot read the measured results");
@@ -85,64 +164,41 @@ int check(const BenchModelOptions& o, const model::Params& params) {
   std::string line;
   int misses = 0;
   std::cout << "# scaling model vs measurement: " << o.check << " with " << o.params
-            << " (layer forward + backward, median of slowest rank)\n"
-            << std::left << std::setw(6) << "ranks" << std::setw(6) << "hosts" << std::setw(8)
-            << "experts" << std::setw(16) << "routing" << std::right << std::setw(12)
-            << "measured ms" << std::setw(13) << "predicted ms" << std::setw(9) << "error"
-            << std::setw(14) << "exchange ms" << std::setw(10) << "model"
+            << " (layers: forward + backward, median of slowest rank; steps: whole steps)\n"
+            << std::left << std::setw(6) << "what" << std::setw(6) << "ranks" << std::setw(6)
+            << "hosts" << std::setw(8) << "experts" << std::setw(16) << "routing" << std::right
+            << std::setw(12) << "measured ms" << std::setw(13) << "predicted ms" << std::setw(9)
+            << "error" << std::setw(14) << "exchange ms" << std::setw(10) << "model"
             << "\n";
   for (int64_t number = 1; std::getline(in, line); ++number) {
     const std::string where = o.check + ":" + std::to_string(number) + ": ";
     const nlohmann::json r = nlohmann::json::parse(line, nullptr, false);
-    if (!r.is_object() || r.value("benchmark", "") != "layer")
-      throw Error(where + "expected a `triage bench layer` JSON line");
-    model::Layout layout;
-    auto integer = [&](const char* key) { return whole_number<int64_t>(r.at(key), where + key); };
-    layout.ranks = integer("ranks");
-    layout.ranks_per_host = layout.ranks / std::max<int64_t>(1, integer("hosts"));
-    model::LayerShape shape{integer("tokens_per_rank"), integer("d_model"), integer("d_expert"),
-                            integer("experts"), integer("top_k")};
-    const std::string routing = r.at("routing");
-    // A replayed run changes skew every step: predict each timed step, take the median.
-    std::vector<double> totals;
-    model::Prediction prediction;
-    const int64_t first = r.contains("warmup") ? integer("warmup") : 0,
-                  steps = routing.rfind("replay:", 0) == 0 ? integer("reps") : 1;
-    // Seed 7: the layer seed `bench layer` uses, so the sampled router is the measured one.
-    const RouterOutput sample = sample_router(shape.d_model, shape.experts, shape.top_k, 7);
-    const RoutingOverride rule =
-        bench::parse_bench_routing(routing, shape.experts, layout.ranks, shape.top_k);
-    // Records from before moe.dispatch sent a row per choice.
-    const bool per_rank = r.value("dispatch", "per_choice") == "per_rank";
-    for (int64_t step = first; step < first + steps; ++step) {
-      SampledRouting routing = sampled_routing(sample, rule, 7, layout.ranks, per_rank, step);
-      shape.rows_per_token_to_rank = std::move(routing.rows_per_token_to_rank);
-      prediction = model::predict_layer(params, layout, shape, routing.expert_shares);
-      totals.push_back(prediction.total_s);
-    }
-    const double predicted = bench::median(totals);
-    const double measured = r.at("contenders").at("moe").at("median_s");
-    const double error = predicted / measured - 1.0;
+    const std::string kind = r.is_object() ? r.value("benchmark", "") : "";
+    if (kind != "layer" && kind != "step")
+      throw Error(where + "expected a `triage bench layer` or `triage bench step` JSON line");
+    const Point p = kind == "layer" ? layer_point(r, params, where) : step_point(r, params, where);
+    const double error = p.predicted_s / p.measured_s - 1.0;
     misses += std::abs(error) > kMissTarget;
-    std::cout << std::left << std::setw(6) << layout.ranks << std::setw(6) << integer("hosts")
-              << std::setw(8) << shape.experts << std::setw(16) << routing << std::right
-              << std::fixed << std::setprecision(2) << std::setw(12) << 1e3 * measured
-              << std::setw(13) << 1e3 * predicted << std::setw(9) << percent(error) << std::setw(14)
-              << 1e3 * r.value("phased_exchange_s", 0.0) << std::setw(10)
-              << 1e3 * prediction.exchange_s << (std::abs(error) > kMissTarget ? "  MISS" : "")
+    std::cout << std::left << std::setw(6) << kind << std::setw(6) << p.ranks << std::setw(6)
+              << p.hosts << std::setw(8) << p.experts << std::setw(16) << p.routing << std::right
+              << std::fixed << std::setprecision(2) << std::setw(12) << 1e3 * p.measured_s
+              << std::setw(13) << 1e3 * p.predicted_s << std::setw(9) << percent(error)
+              << std::setw(14) << 1e3 * p.measured_exchange_s << std::setw(10)
+              << 1e3 * p.prediction.exchange_s << (std::abs(error) > kMissTarget ? "  MISS" : "")
               << "\n";
     nlohmann::ordered_json phases;
-    for (const auto& [phase, s] : prediction.phases) phases[phase] = s;
-    rows.push_back({{"ranks", layout.ranks},
-                    {"hosts", r.at("hosts")},
-                    {"experts", shape.experts},
-                    {"tokens_per_rank", shape.tokens_per_rank},
-                    {"routing", routing},
-                    {"measured_s", measured},
-                    {"predicted_s", predicted},
+    for (const auto& [phase, s] : p.prediction.phases) phases[phase] = s;
+    rows.push_back({{"benchmark", kind},
+                    {"ranks", p.ranks},
+                    {"hosts", p.hosts},
+                    {"experts", p.experts},
+                    {"tokens_per_rank", p.tokens_per_rank},
+                    {"routing", p.routing},
+                    {"measured_s", p.measured_s},
+                    {"predicted_s", p.predicted_s},
                     {"error", error},
                     {"predicted_phases_s", phases},
-                    {"measured_phases", r.at("phases")}});
+                    {"measured_phases", p.measured_phases}});
   }
   std::cout << rows.size() << " points, " << misses << " beyond " << 100 * kMissTarget << "%\n";
   if (!o.out.empty()) {
@@ -180,8 +236,9 @@ model::StepShape step_shape(const Config& c, int64_t tokens_per_rank, int64_t ep
 int project(const BenchModelOptions& o, const model::Params& params) {
   Config config = load_config(o.config_path, o.overrides);
   const int64_t E = config.moe.num_experts;
-  // A projection is of GPUs, where moe.dispatch auto sends a row per choice.
-  const bool per_rank = config.moe.dispatch == Dispatch::kPerRank;
+  // A projection is of GPUs (the stated cluster's), where moe.dispatch auto sends a row per
+  // choice.
+  const bool per_rank = dispatches_per_rank(config.moe, /*on_gpu=*/true);
   const std::string dispatch = per_rank ? "per_rank" : "per_choice";
   nlohmann::ordered_json result = {{"config", o.config_path},
                                    {"dispatch", dispatch},

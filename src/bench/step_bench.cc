@@ -12,6 +12,7 @@
 #include <numeric>
 
 #include "bench/harness.h"
+#include "bench/link_probe.h"
 #include "bench/options.h"
 #include "bench/timing.h"
 #include "common/check.h"
@@ -125,6 +126,7 @@ int step_bench(const StepBenchOptions& o) {
     measure_steps(config, o, moe);
     if (o.dense_twin) measure_steps(twin, o, dense);
   }
+  const bench::HostGroups hosts;  // collective: every rank joins
   int rank = 0;
   TRIAGE_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
   if (rank != 0) return 0;
@@ -133,6 +135,7 @@ int step_bench(const StepBenchOptions& o) {
                                    {"config", o.config_path},
                                    {"overrides", o.overrides},
                                    {"ranks", moe.ranks},
+                                   {"hosts", hosts.hosts()},
                                    {"expert_parallel", config.parallel.expert},
                                    {"steps", int64_t(moe.step_s.size())},
                                    {"barriers", o.barriers},
