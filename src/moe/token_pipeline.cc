@@ -68,12 +68,13 @@ RowSpan share(int64_t offset, int64_t n, int64_t j, int64_t chunks) {
 
 at::Tensor or_placeholder(const at::Tensor& t) { return t.defined() ? t : at::empty({0}); }
 
-// The unit sums of one group's rows: sum_s weight * out over the unit's choices, slot by slot.
-// add(units, rows_D, first_slot) writes (first slot) or adds each unit's row.
-template <typename Add>
-void sum_by_unit(const TokenPlan& plan, const at::Tensor& rows_by_slot, const at::Tensor& unit_R,
-                 int64_t group, const std::function<at::Tensor(const at::Tensor&)>& rows_of,
-                 const Add& add) {
+// One group's unit sums into sums_VD: for each unit, the sum of rows_of(its choices' rows),
+// slot by slot (the first slot writes, later ones add; a slot holds a unit at most once, so
+// the order is fixed on any device). Group 0's sums are this rank's own units' results:
+// they are copied home into results_UD (the others travel there).
+void sum_units(const TokenPlan& plan, const at::Tensor& rows_by_slot, const at::Tensor& unit_R,
+               int64_t group, const std::function<at::Tensor(const at::Tensor&)>& rows_of,
+               at::Tensor& sums_VD, at::Tensor& results_UD) {
   const int64_t S = plan.slots_per_group;
   int64_t begin = 0;
   for (int64_t i = 0; i < group * S; ++i) begin += plan.rows_in_slot[size_t(i)];
@@ -81,9 +82,14 @@ void sum_by_unit(const TokenPlan& plan, const at::Tensor& rows_by_slot, const at
     const int64_t n = plan.rows_in_slot[size_t(group * S + s)];
     if (n == 0) continue;
     const at::Tensor rows = rows_by_slot.narrow(0, begin, n);
-    add(unit_R.index_select(0, rows), rows_of(rows), s == 0);
+    const at::Tensor units = unit_R.index_select(0, rows);
+    s == 0 ? sums_VD.index_copy_(0, units, rows_of(rows))
+           : sums_VD.index_add_(0, units, rows_of(rows));
     begin += n;
   }
+  if (group == 0)
+    results_UD.narrow(0, plan.own_sent.offset, plan.own_sent.rows)
+        .copy_(sums_VD.narrow(0, plan.own_received.offset, plan.own_received.rows));
 }
 
 struct TokenPipeline : public torch::autograd::Function<TokenPipeline> {
@@ -119,17 +125,12 @@ struct TokenPipeline : public torch::autograd::Function<TokenPipeline> {
       if (scaled) out_ND.mul_(slice(scale));
     };
     auto sum_group = [&](int64_t group) {
-      sum_by_unit(
+      sum_units(
           plan, rows_by_slot, unit_R, group,
           [&](const at::Tensor& r) {
             return out_RD.index_select(0, r) * weight_R.index_select(0, r).unsqueeze(1);
           },
-          [&](const at::Tensor& units, const at::Tensor& sums, bool first) {
-            first ? y_VD.index_copy_(0, units, sums) : y_VD.index_add_(0, units, sums);
-          });
-      if (group == 0)
-        y_UD.narrow(0, plan.own_sent.offset, plan.own_sent.rows)
-            .copy_(y_VD.narrow(0, plan.own_received.offset, plan.own_received.rows));
+          y_VD, y_UD);
     };
     drive_pipeline(plan.layout, ep, {x_UD, x_VD, y_VD, y_UD},
                    {Phase::kDispatchRows, Phase::kExperts, Phase::kCombineRows}, compute,
@@ -174,15 +175,9 @@ struct TokenPipeline : public torch::autograd::Function<TokenPipeline> {
                       grad_out_ND, slice(grad_x_RD), weight_grads);
     };
     auto sum_group = [&](int64_t group) {
-      sum_by_unit(
+      sum_units(
           plan, rows_by_slot, unit_R, group,
-          [&](const at::Tensor& r) { return grad_x_RD.index_select(0, r); },
-          [&](const at::Tensor& units, const at::Tensor& sums, bool first) {
-            first ? grad_x_VD.index_copy_(0, units, sums) : grad_x_VD.index_add_(0, units, sums);
-          });
-      if (group == 0)
-        grad_x_UD.narrow(0, plan.own_sent.offset, plan.own_sent.rows)
-            .copy_(grad_x_VD.narrow(0, plan.own_received.offset, plan.own_received.rows));
+          [&](const at::Tensor& r) { return grad_x_RD.index_select(0, r); }, grad_x_VD, grad_x_UD);
     };
     drive_pipeline(plan.layout, ep, {grad_y_UD, grad_y_VD, grad_x_VD, grad_x_UD},
                    {Phase::kCombineRowsBwd, Phase::kExpertsBwd, Phase::kDispatchRowsBwd}, compute,

@@ -462,6 +462,20 @@ TEST(ExpertParallelLayer, PerRankDispatchSendsEachTokenOncePerDestinationRank) {
   }
 }
 
+// This rank's forward and backward of its slice of the batch under `config`: the outputs,
+// the input's gradient and every parameter's, in that order.
+std::vector<at::Tensor> layer_results(const MoeConfig& config, ProcessGroups& groups,
+                                      const Batch& batch) {
+  const int64_t first_token = groups.layout.world_rank * kTokensPerRank;
+  MoeLayer layer(config, kWidth, at::kDouble, kSeed, groups.ep.get());
+  at::Tensor x = batch.x_GD.narrow(0, first_token, kTokensPerRank).clone().set_requires_grad(true);
+  MoeOutput out = layer.forward(x, true, first_token);
+  (out.y * batch.r_GD.narrow(0, first_token, kTokensPerRank)).sum().backward();
+  std::vector<at::Tensor> results = {out.y.detach(), x.grad()};
+  for (const auto& p : layer.parameters()) results.push_back(p.tensor.grad());
+  return results;
+}
+
 // The two dispatches compute the same layer: outputs, the input's, the router's and every
 // expert's gradients agree to rounding (the weighted sum is grouped by rank), with drops
 // and with expert dropout; and per_rank repeats itself bit for bit.
@@ -472,18 +486,10 @@ TEST(ExpertParallelLayer, PerRankDispatchMatchesPerChoiceAndRepeatsBitwise) {
   dropout.expert_dropout = 0.3;
   for (MoeConfig config : {layer_config("softmax", 2, 0.0, "global"), capped, dropout}) {
     ProcessGroups groups = groups_for(config);
-    Batch batch = global_batch(groups.layout.world_size);
-    const int64_t first_token = groups.layout.world_rank * kTokensPerRank;
+    const Batch batch = global_batch(groups.layout.world_size);
     auto run = [&](Dispatch dispatch) {
       config.dispatch = dispatch;
-      MoeLayer layer(config, kWidth, at::kDouble, kSeed, groups.ep.get());
-      at::Tensor x =
-          batch.x_GD.narrow(0, first_token, kTokensPerRank).clone().set_requires_grad(true);
-      MoeOutput out = layer.forward(x, true, first_token);
-      (out.y * batch.r_GD.narrow(0, first_token, kTokensPerRank)).sum().backward();
-      std::vector<at::Tensor> results = {out.y.detach(), x.grad()};
-      for (const auto& p : layer.parameters()) results.push_back(p.tensor.grad());
-      return results;
+      return layer_results(config, groups, batch);
     };
     const std::vector<at::Tensor> per_rank = run(Dispatch::kPerRank),
                                   again = run(Dispatch::kPerRank),
@@ -536,18 +542,10 @@ TEST(ExpertParallelLayer, PerRankDispatchInChunksMatchesOnePieceAndRepeatsBitwis
   MoeConfig config = layer_config("softmax", 4, 0.0, "global");
   config.dispatch = Dispatch::kPerRank;
   ProcessGroups groups = groups_for(config);
-  Batch batch = global_batch(groups.layout.world_size);
-  const int64_t first_token = groups.layout.world_rank * kTokensPerRank;
+  const Batch batch = global_batch(groups.layout.world_size);
   auto run = [&](int64_t chunks) {
     config.exchange_chunks = chunks;
-    MoeLayer layer(config, kWidth, at::kDouble, kSeed, groups.ep.get());
-    at::Tensor x =
-        batch.x_GD.narrow(0, first_token, kTokensPerRank).clone().set_requires_grad(true);
-    MoeOutput out = layer.forward(x, true, first_token);
-    (out.y * batch.r_GD.narrow(0, first_token, kTokensPerRank)).sum().backward();
-    std::vector<at::Tensor> results = {out.y.detach(), x.grad()};
-    for (const auto& p : layer.parameters()) results.push_back(p.tensor.grad());
-    return results;
+    return layer_results(config, groups, batch);
   };
   const std::vector<at::Tensor> whole = run(1);
   for (int64_t chunks : {2, 4, 7}) {
