@@ -17,6 +17,8 @@
 # host h gets C CPUs from (h-1) x C, C = this machine's CPUs / N by default, so hosts do not
 # share cores unless they must (more hosts than CPUs: then they wrap around, and it says so).
 # Ranks size their threads from these CPUs; a host holds S ranks honestly when S <= C.
+# With S > C the ranks of a host share its CPUs and yield them while waiting in MPI
+# (mpi_yield_when_idle), which Open MPI would not do by itself here.
 # Everything is torn down on exit, however COMMAND ends.
 # Exit status 77 (CTest's skip) with the reason when not root or `ip` is missing.
 set -euo pipefail
@@ -103,7 +105,16 @@ export TRIAGE_CLUSTER_CPUS="${host_cpus[*]}"  # host h's CPU list is word h
 # Open MPI binds ranks to the node's cores (core 0 first) whatever the mask it started in,
 # which would put every host's first rank on core 0: ranks keep their host's mask instead.
 export OMPI_MCA_hwloc_base_binding_policy=none
-echo "virtual cluster: $hosts hosts ($(tr '\n' ' ' <"$workdir/hostfile")) on $net${netem:+, netem $netem}${rate:+, links capped at $rate}; CPUs by host: ${host_cpus[*]}"
+# More ranks than CPUs on a host: a rank waiting in MPI must yield its CPU to the peer it
+# waits for. Open MPI yields on its own only when it sees more ranks than slots, and the
+# hostfile's slots here are the ranks; busy-polling instead costs a time slice per collective
+# (4 ranks on 2 one-CPU hosts: 0.27 of one host's tokens/s, 0.99 yielding).
+sharing=""
+if ((slots > cpus_per_host)) && [[ -z ${OMPI_MCA_mpi_yield_when_idle:-} ]]; then
+  export OMPI_MCA_mpi_yield_when_idle=1
+  sharing="; $slots ranks share $cpus_per_host CPU(s) per host, so ranks yield when idle"
+fi
+echo "virtual cluster: $hosts hosts ($(tr '\n' ' ' <"$workdir/hostfile")) on $net${netem:+, netem $netem}${rate:+, links capped at $rate}; CPUs by host: ${host_cpus[*]}$sharing"
 set +e
 # shellcheck disable=SC2016  # $0 and $@ belong to the inner shell
 ip netns exec "$prefix-h1" taskset -c "${host_cpus[0]}" unshare --uts sh -c 'hostname "$0"; exec "$@"' "host1" "$@"
