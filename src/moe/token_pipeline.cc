@@ -19,9 +19,9 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 // Groups of rows: 0 = this rank's own units, j + 1 = chunk j. Rows are sorted by group,
-// then local expert; `slots` lists each group's rows by their place among their unit's
-// choices (slot s holds every unit's (s+1)-th choice), so a unit's sum is formed slot by
-// slot, each slot touching a unit at most once.
+// then local expert; the rows_by_slot tensor lists each group's rows by their place among
+// their unit's choices (slot s holds every unit's (s+1)-th choice, rows_in_slot counts
+// them), so a unit's sum is formed slot by slot, each slot touching a unit at most once.
 struct TokenPlan {
   ExpertLayout layout;                // runs at their row offsets; chunks carry unit spans
   int64_t slots_per_group = 0;        // S
@@ -140,7 +140,6 @@ struct TokenPipeline : public torch::autograd::Function<TokenPipeline> {
     ctx->saved_data["type"] = type;
     ctx->saved_data["plan"] = plan_code;
     ctx->saved_data["comm"] = comm_address;
-    ctx->saved_data["units"] = x_UD.size(0);
     ctx->saved_data["label"] = watchdog::current_label();
     return y_UD;
   }
