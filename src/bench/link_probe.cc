@@ -154,17 +154,11 @@ HostGroups::HostGroups() {
   int holds_rank0 = rank == 0 ? 1 : 0;
   TRIAGE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &holds_rank0, 1, MPI_INT, MPI_MAX, host_));
   on_host0_ = holds_rank0 != 0;
-  // The host's CPUs: every CPU some rank of it may run on (the union of their masks; a rank
-  // bound to one core still shares the host's), under the cgroup quota when that is tighter.
   cpu_set_t mask = affinity_mask();
   std::vector<cpu_set_t> masks(static_cast<size_t>(local_size_));
   TRIAGE_MPI_CHECK(MPI_Allgather(&mask, int(sizeof(cpu_set_t)), MPI_BYTE, masks.data(),
                                  int(sizeof(cpu_set_t)), MPI_BYTE, host_));
-  cpu_set_t all;
-  CPU_ZERO(&all);
-  for (cpu_set_t& m : masks) CPU_OR(&all, &all, &m);
-  cpus_ = CPU_COUNT(&all);
-  if (const int quota = cgroup_cpu_quota(); quota > 0) cpus_ = std::min(cpus_, quota);
+  cpus_ = host_cpus(masks, cgroup_cpu_quota());
 }
 
 HostGroups::~HostGroups() {

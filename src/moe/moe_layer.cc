@@ -1,8 +1,6 @@
 // Wires router, capacity, permutation, experts and losses into one layer call.
 #include "moe/moe_layer.h"
 
-#include "moe/token_exchange.h"
-
 #include <algorithm>
 #include <optional>
 #include <string>
@@ -17,6 +15,7 @@
 #include "moe/expert_choice.h"
 #include "moe/permute.h"
 #include "moe/routing_override.h"
+#include "moe/token_exchange.h"
 #include "parallel/phase_clock.h"
 
 namespace triage {

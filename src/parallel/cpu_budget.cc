@@ -99,6 +99,14 @@ cpu_set_t affinity_mask() {
   return mask;
 }
 
+int host_cpus(const std::vector<cpu_set_t>& masks, int quota_cpus) {
+  cpu_set_t all;
+  CPU_ZERO(&all);
+  for (const cpu_set_t& mask : masks) CPU_OR(&all, &all, &mask);
+  const int cpus = CPU_COUNT(&all);
+  return quota_cpus > 0 ? std::min(cpus, quota_cpus) : cpus;
+}
+
 int ranks_overlapping(const cpu_set_t& mine, const std::vector<cpu_set_t>& masks) {
   int overlapping = 0;
   for (const cpu_set_t& other : masks) {

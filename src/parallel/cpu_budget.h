@@ -46,6 +46,10 @@ int cgroup_cpu_quota();
 // This process's affinity mask (every CPU the machine reports when it cannot be read).
 cpu_set_t affinity_mask();
 
+// The CPUs a host's ranks are given together: every CPU in some rank's mask (a rank bound to
+// one core still shares the host's), no more than the cgroup quota when one is set (> 0).
+int host_cpus(const std::vector<cpu_set_t>& masks, int quota_cpus);
+
 // How many of `masks` overlap `mine` (itself counted when it is among them).
 int ranks_overlapping(const cpu_set_t& mine, const std::vector<cpu_set_t>& masks);
 

@@ -60,6 +60,13 @@ TEST(CpuBudget, CountsTheRanksWhoseMasksOverlap) {
   EXPECT_EQ(ranks_overlapping(masks[2], masks), 1);
 }
 
+TEST(CpuBudget, AHostHasEveryCpuOfItsRanksMasksUnderItsQuota) {
+  const std::vector<cpu_set_t> masks = {cpus({0}), cpus({1}), cpus({1, 3})};  // 0, 1, 3
+  EXPECT_EQ(host_cpus(masks, 0), 3);
+  EXPECT_EQ(host_cpus(masks, 2), 2);
+  EXPECT_EQ(host_cpus(masks, 8), 3);
+}
+
 TEST(CpuBudget, TheAffinityMaskIsThisThreadsOwn) {
   cpu_set_t saved;
   ASSERT_EQ(sched_getaffinity(0, sizeof saved, &saved), 0);
