@@ -250,10 +250,6 @@ void validate(const Config& c) {
             ") whose removal leaves at least moe.top_k experts");
   check(c.moe.max_receive_factor == 0 || c.moe.max_receive_factor >= 1, "moe.max_receive_factor",
         format_value(c.moe.max_receive_factor), "0 (unbounded) or at least 1 (the balanced share)");
-  check(c.moe.expert_gemm != ExpertGemm::kGrouped || c.moe.exchange_chunks == 1, "moe.expert_gemm",
-        format_value(c.moe.expert_gemm),
-        "loop or auto when moe.exchange_chunks > 1 (the grouped GEMM exchanges every row at "
-        "once; chunks are the loop path's)");
   check(c.moe.top_k <= c.moe.num_experts, "moe.top_k", format_value(c.moe.top_k),
         "at most moe.num_experts (" + std::to_string(c.moe.num_experts) + ")");
   if (c.moe.topk_groups > 0) {

@@ -140,13 +140,12 @@ struct MoeConfig {
   double bias_update_rate = 0.001;
   // How experts multiply: grouped (one ATen grouped GEMM over all experts, at::_grouped_mm;
   // shapes must be 16-byte aligned), loop (one GEMM per expert), or auto (grouped on CUDA
-  // where the shapes allow it, else loop). Both give the same results. The grouped GEMM
-  // takes all rows at once: with exchange_chunks > 1 auto takes the loop path and grouped
-  // is refused.
+  // where the shapes allow it, else loop). Both give the same results, and both pipeline
+  // with exchange_chunks > 1 (grouped: one grouped GEMM per matrix per piece).
   ExpertGemm expert_gemm = ExpertGemm::kAuto;
   // The expert-parallel exchange in this many pieces: experts compute on one piece while
-  // the next travels, and each piece's outputs start home as soon as they are ready (the
-  // loop path; the grouped GEMM exchanges whole, so it is not used). per_choice: groups of
+  // the next travels, and each piece's outputs start home as soon as they are ready (on
+  // either expert_gemm path). per_choice: groups of
   // each rank's local experts (at most their number), results bitwise the same for any
   // value; per_rank: shares of the tokens each rank sends each other rank, results the same
   // up to how an expert's weight gradient is grouped (rounding).

@@ -3,11 +3,10 @@
 // expert_choice.h); the router, capacity, permute and experts are local.
 // dispatch() sorts the kept assignments by global expert (hence by owning rank), swaps the
 // counts with every rank and packs each assignment's token row: the plan of what travels.
-// expert_outputs() then applies the experts to the packed rows wherever they live; its
-// loop path pipelines the row exchange with the expert compute (expert_pipeline.h); its
-// grouped path keeps this rank's own rows home (one grouped GEMM over them while the
-// others' rows travel), sends the rest in one piece, runs one grouped GEMM per matrix over
-// what arrived, and sends the results back. combine() forms each token's gate-weighted sum of its
+// expert_outputs() then applies the experts to the packed rows wherever they live,
+// pipelining the row exchange with the expert compute (expert_pipeline.h) on either GEMM
+// path: this rank's own rows stay home and compute while the others' rows travel, in
+// moe.exchange_chunks pieces. combine() forms each token's gate-weighted sum of its
 // rows' outputs. All three are differentiable; the backward of a row exchange is the exchange of
 // the gradients the other way.
 //
@@ -28,12 +27,10 @@
 namespace triage {
 
 struct DispatchPlan {
-  ExpertOrder order;                // kept local assignments, by global expert
-  std::vector<int64_t> send_rows;   // P: rows sent to each rank
-  std::vector<int64_t> recv_rows;   // P: rows received from each rank
-  std::vector<ExpertRun> own_runs;  // grouped path: this rank's own rows, by local expert
-  std::vector<ExpertRun> runs;      // grouped path's received rows: (source, local expert) runs
-  ExpertLayout layout;              // the pipelined exchange (loop path)
+  ExpertOrder order;               // kept local assignments, by global expert
+  std::vector<int64_t> send_rows;  // P: rows sent to each rank
+  std::vector<int64_t> recv_rows;  // P: rows received from each rank
+  ExpertLayout layout;             // the pipelined exchange
 };
 
 struct Dispatched {

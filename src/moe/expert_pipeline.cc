@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "common/error.h"
+#include "moe/grouped_math.h"
 #include "moe/pipeline_schedule.h"
 #include "parallel/autograd_collectives.h"
 #include "parallel/phase_clock.h"
@@ -68,11 +69,31 @@ void run_backward(const ExpertWeights& weights, bool pass_through, int64_t exper
   }
 }
 
+// The grouped path computes a group of runs (0: the own runs, j + 1: chunk j's) as one
+// block, its rows by expert; its pre-activations take the group's rows of the act buffers
+// (own rows first, then the received rows at their offsets) in that sorted order.
+struct GroupBlock {
+  ExpertBlock block;
+  bool own;
+  int64_t act;  // the block's first row in the pre-activation buffers
+};
+
+GroupBlock group_block(const ExpertLayout& layout, int64_t group, const ExpertWeights& weights,
+                       const at::Device& device) {
+  const bool own = group == 0;
+  const int64_t experts = weights.w_in_EDH.size(0);
+  GroupBlock g{
+      expert_block(own ? layout.own_runs : layout.chunks[size_t(group - 1)].runs, experts, device),
+      own, 0};
+  if (!own) g.act = own_rows(layout) + g.block.begin;
+  return g;
+}
+
 struct RunExperts : public torch::autograd::Function<RunExperts> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w_in,
                             const at::Tensor& w_up, const at::Tensor& w_out, int64_t type,
                             std::vector<int64_t> layout_code, int64_t comm_address,
-                            const InFlightWork* while_in_flight, bool grad_enabled) {
+                            const InFlightWork* while_in_flight, bool grad_enabled, bool grouped) {
     const ExpertLayout layout = decode_layout(layout_code);
     auto* ep = reinterpret_cast<Communicator*>(comm_address);
     const ExpertWeights weights = weights_of(type, w_in, w_up, w_out);
@@ -94,14 +115,26 @@ struct RunExperts : public torch::autograd::Function<RunExperts> {
         layout, ep, {x_RD, received_SD, outputs_SD, y_RD},
         {Phase::kDispatchRows, Phase::kExperts, Phase::kCombineRows},
         [&](const ExpertRowRun& run, bool own_run, int64_t act) {
+          if (grouped) return;  // the group's block computes after its last run
           const at::Tensor& in = own_run ? x_RD : received_SD;
           const at::Tensor& out = own_run ? y_RD : outputs_SD;
           run_forward(weights, pass, run.expert, rows_of(in, run.offset, run.rows),
                       rows_of(gate, act, run.rows), rows_of(up, act, run.rows),
                       rows_of(out, run.offset, run.rows));
         },
-        *while_in_flight, grad_enabled);
+        *while_in_flight, grad_enabled,
+        [&](int64_t group, const std::function<void()>& nudge) {
+          if (!grouped) return;
+          const GroupBlock g = group_block(layout, group, weights, x_RD.device());
+          if (g.block.rows == 0) return;
+          at::Tensor y_sorted = at::empty({g.block.rows, d_model}, options);
+          grouped_forward(weights, g.block, g.block.gather(g.own ? x_RD : received_SD),
+                          rows_of(gate, g.act, g.block.rows), rows_of(up, g.act, g.block.rows),
+                          y_sorted, nudge);
+          g.block.scatter(g.own ? y_RD : outputs_SD, y_sorted);
+        });
     ctx->save_for_backward({x_RD, received_SD, gate, up, w_in, w_up, w_out});
+    ctx->saved_data["grouped"] = grouped;
     ctx->saved_data["type"] = type;
     ctx->saved_data["layout"] = layout_code;
     ctx->saved_data["comm"] = comm_address;
@@ -124,22 +157,36 @@ struct RunExperts : public torch::autograd::Function<RunExperts> {
     at::Tensor grad_received_SD = pass ? grad_outputs_SD : at::empty_like(received_SD);
     ExpertGrads weight_grads = pass ? ExpertGrads{} : unwritten_grads(weights);
 
-    drive_pipeline(layout, ep, {grad_y_RD, grad_outputs_SD, grad_received_SD, grad_x_RD},
-                   {Phase::kCombineRowsBwd, Phase::kExpertsBwd, Phase::kDispatchRowsBwd},
-                   [&](const ExpertRowRun& run, bool own_run, int64_t act) {
-                     const at::Tensor& x = own_run ? x_RD : received_SD;
-                     const at::Tensor& grad_y = own_run ? grad_y_RD : grad_outputs_SD;
-                     const at::Tensor& grad_x = own_run ? grad_x_RD : grad_received_SD;
-                     run_backward(weights, pass, run.expert, rows_of(x, run.offset, run.rows),
-                                  rows_of(gate, act, run.rows), rows_of(up, act, run.rows),
-                                  rows_of(grad_y, run.offset, run.rows),
-                                  rows_of(grad_x, run.offset, run.rows), weight_grads);
-                   });
+    const bool grouped = ctx->saved_data["grouped"].toBool();
+    drive_pipeline(
+        layout, ep, {grad_y_RD, grad_outputs_SD, grad_received_SD, grad_x_RD},
+        {Phase::kCombineRowsBwd, Phase::kExpertsBwd, Phase::kDispatchRowsBwd},
+        [&](const ExpertRowRun& run, bool own_run, int64_t act) {
+          if (grouped) return;
+          const at::Tensor& x = own_run ? x_RD : received_SD;
+          const at::Tensor& grad_y = own_run ? grad_y_RD : grad_outputs_SD;
+          const at::Tensor& grad_x = own_run ? grad_x_RD : grad_received_SD;
+          run_backward(weights, pass, run.expert, rows_of(x, run.offset, run.rows),
+                       rows_of(gate, act, run.rows), rows_of(up, act, run.rows),
+                       rows_of(grad_y, run.offset, run.rows), rows_of(grad_x, run.offset, run.rows),
+                       weight_grads);
+        },
+        {}, false,
+        [&](int64_t group, const std::function<void()>& nudge) {
+          if (!grouped) return;
+          const GroupBlock g = group_block(layout, group, weights, x_RD.device());
+          if (g.block.rows == 0) return;
+          const at::Tensor grad_x_sorted = grouped_backward(
+              weights, g.block, g.block.gather(g.own ? x_RD : received_SD),
+              rows_of(gate, g.act, g.block.rows), rows_of(up, g.act, g.block.rows),
+              g.block.gather(g.own ? grad_y_RD : grad_outputs_SD), weight_grads, nudge);
+          g.block.scatter(g.own ? grad_x_RD : grad_received_SD, grad_x_sorted);
+        });
     if (!pass) zero_unwritten(weight_grads);
     phase_clock::enter(Phase::kSortPackRouteBwd);
     return {grad_x_RD,    weight_grads.w_in_EDH, weight_grads.w_up_EDH, weight_grads.w_out_EHD,
             at::Tensor(), at::Tensor(),          at::Tensor(),          at::Tensor(),
-            at::Tensor()};
+            at::Tensor(), at::Tensor()};
   }
 };
 
@@ -193,19 +240,19 @@ at::Tensor exchange_rows(const at::Tensor& x_RD, const ExpertLayout& layout, Com
   const at::Tensor none = or_placeholder({});
   const InFlightWork no_work;
   return RunExperts::apply(x_RD, none, none, none, kPassThrough, encode_layout(layout, ep.size()),
-                           reinterpret_cast<int64_t>(&ep), &no_work, false);
+                           reinterpret_cast<int64_t>(&ep), &no_work, false, false);
 }
 
 at::Tensor run_experts(const at::Tensor& x_RD, const ExpertWeights& weights,
                        const ExpertLayout& layout, Communicator* ep,
-                       const InFlightWork& while_in_flight) {
+                       const InFlightWork& while_in_flight, bool grouped) {
   TRIAGE_ASSERT(ep || layout.chunks.empty(), "an exchange needs a communicator");
   // The rows come in the dtype the experts compute in (MoeLayer casts them under autocast,
   // before they travel), and `weights` in the same.
   return RunExperts::apply(
       x_RD, weights.w_in_EDH, or_placeholder(weights.w_up_EDH), weights.w_out_EHD,
       int64_t(weights.type), encode_layout(layout, ep ? ep->size() : 1),
-      reinterpret_cast<int64_t>(ep), &while_in_flight, c10::GradMode::is_enabled());
+      reinterpret_cast<int64_t>(ep), &while_in_flight, c10::GradMode::is_enabled(), grouped);
 }
 
 }  // namespace triage

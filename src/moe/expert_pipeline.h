@@ -55,10 +55,12 @@ ExpertLayout expert_parallel_layout(const std::vector<int64_t>& send_counts_PL,
 
 // Returns each packed row's expert output, in packed order. `ep` may be null only when the
 // layout has no chunks. Differentiable in x_RD and the weights. while_in_flight runs once,
-// after the outgoing exchanges start and before any expert computes.
+// after the outgoing exchanges start and before any expert computes. grouped: each group of
+// runs (the own runs, then each chunk's) is one grouped GEMM per matrix (grouped_math.h)
+// instead of one GEMM per run; an expert's weight gradient then adds per group.
 at::Tensor run_experts(const at::Tensor& x_RD, const ExpertWeights& weights,
                        const ExpertLayout& layout, Communicator* ep,
-                       const InFlightWork& while_in_flight = {});
+                       const InFlightWork& while_in_flight = {}, bool grouped = false);
 
 // The same pipeline with every expert the identity: the exchange alone, for benchmarks.
 at::Tensor exchange_rows(const at::Tensor& x_RD, const ExpertLayout& layout, Communicator& ep);

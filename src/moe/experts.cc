@@ -54,20 +54,13 @@ ExpertWeights Experts::weights(at::ScalarType dtype) const {
 }
 
 at::Tensor Experts::forward_across(const at::Tensor& x_RD, const ExpertLayout& layout,
-                                   Communicator& ep,
-                                   const std::function<void()>& while_in_flight) const {
-  return run_experts(x_RD, weights(x_RD.scalar_type()), layout, &ep, while_in_flight);
+                                   Communicator& ep, const std::function<void()>& while_in_flight,
+                                   bool grouped) const {
+  return run_experts(x_RD, weights(x_RD.scalar_type()), layout, &ep, while_in_flight, grouped);
 }
 
-bool Experts::uses_grouped_gemm(const at::Tensor& x_RD, int64_t exchange_chunks) const {
+bool Experts::uses_grouped_gemm(const at::Tensor& x_RD) const {
   if (gemm_ == ExpertGemm::kLoop) return false;
-  if (exchange_chunks > 1) {
-    if (gemm_ == ExpertGemm::kGrouped)
-      throw Error("moe.expert_gemm = grouped: expected loop or auto when moe.exchange_chunks = " +
-                  std::to_string(exchange_chunks) +
-                  " (the grouped GEMM exchanges every row at once; chunks are the loop path's)");
-    return false;
-  }
   // at::_grouped_mm takes float32/bfloat16/float16 and rows whose strides are multiples of
   // 16 bytes, i.e. widths that are multiples of 16 / element size.
   const at::ScalarType type = x_RD.scalar_type();

@@ -43,15 +43,15 @@ class Experts {
   // runs (one per source rank after the exchange) or none, and then does no work.
   at::Tensor forward(const at::Tensor& x_RD, const std::vector<ExpertRun>& runs) const;
 
-  // The loop path across ranks: x_RD packed by global expert, moved and computed as
-  // `layout` says (see expert_pipeline.h); returns each packed row's output.
-  // while_in_flight: see run_experts.
+  // The pipelined exchange across ranks: x_RD packed by global expert, moved and computed
+  // as `layout` says (see expert_pipeline.h); returns each packed row's output.
+  // while_in_flight, grouped: see run_experts.
   at::Tensor forward_across(const at::Tensor& x_RD, const ExpertLayout& layout, Communicator& ep,
-                            const std::function<void()>& while_in_flight = {}) const;
+                            const std::function<void()>& while_in_flight = {},
+                            bool grouped = false) const;
 
-  // Whether forward(x_RD, ...) takes the grouped GEMM path (setting, device, alignment, and
-  // an exchange in one piece: the chunked pipeline is the loop path's).
-  bool uses_grouped_gemm(const at::Tensor& x_RD, int64_t exchange_chunks = 1) const;
+  // Whether rows like x_RD take the grouped GEMM path (setting, device, dtype, alignment).
+  bool uses_grouped_gemm(const at::Tensor& x_RD) const;
 
   int64_t num_experts() const { return w_out_EHD_.size(0); }
   int64_t first_expert() const { return first_expert_; }

@@ -67,7 +67,7 @@ void drive_pipeline(const ExpertLayout& layout, Communicator* ep, const Pipeline
                     const PipelinePhases& phases,
                     const std::function<void(const ExpertRowRun&, bool, int64_t)>& compute,
                     const InFlightWork& while_in_flight, bool grad_enabled,
-                    const std::function<void(int64_t)>& after_runs) {
+                    const AfterRuns& after_runs) {
   Pending out, back;
   if (!layout.chunks.empty()) {
     phase_clock::enter(phases.out);
@@ -83,7 +83,11 @@ void drive_pipeline(const ExpertLayout& layout, Communicator* ep, const Pipeline
     act += run.rows;
     progress(out);
   }
-  if (after_runs) after_runs(0);
+  const std::function<void()> nudge = [&] {
+    progress(out);
+    progress(back);
+  };
+  if (after_runs) after_runs(0, nudge);
   for (size_t j = 0; j < layout.chunks.size(); ++j) {
     const ExchangeChunk& chunk = layout.chunks[j];
     {
@@ -98,7 +102,7 @@ void drive_pipeline(const ExpertLayout& layout, Communicator* ep, const Pipeline
       progress(out);
       progress(back);
     }
-    if (after_runs) after_runs(int64_t(j) + 1);
+    if (after_runs) after_runs(int64_t(j) + 1, nudge);
     back.push_back(ep->start_alltoallv_rows(b.remote_out, chunk.recv, b.packed_out, chunk.send));
   }
   if (!back.empty()) {

@@ -32,6 +32,8 @@ struct PipelineBuffers {
   at::Tensor packed_out;  // where the return exchange lands (chunk.send spans)
 };
 
+using AfterRuns = std::function<void(int64_t group, const std::function<void()>& nudge)>;
+
 struct PipelinePhases {
   Phase out;      // waiting for the outgoing exchange
   Phase compute;  // the experts
@@ -47,6 +49,6 @@ void drive_pipeline(const ExpertLayout& layout, Communicator* ep, const Pipeline
                     const PipelinePhases& phases,
                     const std::function<void(const ExpertRowRun&, bool, int64_t)>& compute,
                     const InFlightWork& while_in_flight = {}, bool grad_enabled = false,
-                    const std::function<void(int64_t)>& after_runs = {});
+                    const AfterRuns& after_runs = {});
 
 }  // namespace triage

@@ -140,7 +140,7 @@ TokenExchanged experts_by_token_exchange(const at::Tensor& x_TD, const at::Tenso
   // Unpipelined, the rows go first, so that the work for their time in flight overlaps the
   // largest transfer; pipelined, the ids and weights go first (the receivers plan with them)
   // and the rows follow in pieces.
-  const bool pipelined = chunks > 1 && !experts.uses_grouped_gemm(x_UD, chunks);
+  const bool pipelined = chunks > 1;
   at::Tensor x_VD;
   if (!pipelined)
     x_VD = exchange_keeping_own(x_UD, ep, send_units, recv_units,
@@ -172,9 +172,9 @@ TokenExchanged experts_by_token_exchange(const at::Tensor& x_TD, const at::Tenso
         return dropout(at::ones({token_R.size(0), x_TD.size(1)}, x_TD.options()), token_R,
                        expert_R);
       };
-    y_UD =
-        run_token_pipeline(x_UD, {send_units, recv_units, unit_Q, local_expert_Q, weight_Q},
-                           experts.weights(x_TD.scalar_type()), ep, chunks, scale, while_in_flight);
+    y_UD = run_token_pipeline(x_UD, {send_units, recv_units, unit_Q, local_expert_Q, weight_Q},
+                              experts.weights(x_TD.scalar_type()), ep, chunks,
+                              experts.uses_grouped_gemm(x_UD), scale, while_in_flight);
   } else {
     const ExpertOrder received =
         received_order(unit_Q, local_expert_Q, received_units, local_experts);

@@ -8,6 +8,7 @@
 
 #include "common/error.h"
 #include "moe/count_ids.h"
+#include "moe/grouped_math.h"
 #include "moe/pipeline_schedule.h"
 #include "parallel/phase_clock.h"
 #include "parallel/watchdog.h"
@@ -92,13 +93,30 @@ void sum_units(const TokenPlan& plan, const at::Tensor& rows_by_slot, const at::
         .copy_(sums_VD.narrow(0, plan.own_received.offset, plan.own_received.rows));
 }
 
+// The grouped path computes a group's rows (0: own units, j + 1: chunk j) as one block; they
+// are contiguous and by local expert already, so the block reads them in place.
+ExpertBlock group_block(const TokenPlan& plan, int64_t group, const ExpertWeights& weights,
+                        const at::Device& device) {
+  const ExpertLayout& layout = plan.layout;
+  ExpertBlock block =
+      expert_block(group == 0 ? layout.own_runs : layout.chunks[size_t(group - 1)].runs,
+                   weights.w_in_EDH.size(0), device);
+  TRIAGE_ASSERT(!block.order.defined(), "group " << group << "'s rows are not by expert");
+  return block;
+}
+
+// The block's rows of a buffer laid out like the computed rows (undefined stays undefined).
+at::Tensor rows_in(const ExpertBlock& block, const at::Tensor& buffer) {
+  return buffer.defined() ? buffer.narrow(0, block.begin, block.rows) : buffer;
+}
+
 struct TokenPipeline : public torch::autograd::Function<TokenPipeline> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight_R,
                             const at::Tensor& w_in, const at::Tensor& w_up, const at::Tensor& w_out,
                             const at::Tensor& unit_R, const at::Tensor& rows_by_slot,
                             const at::Tensor& scale, int64_t type, std::vector<int64_t> plan_code,
                             int64_t comm_address, const InFlightWork* while_in_flight,
-                            bool grad_enabled) {
+                            bool grad_enabled, bool grouped) {
     const TokenPlan plan = decode(plan_code);
     auto* ep = reinterpret_cast<Communicator*>(comm_address);
     const ExpertWeights weights{ExpertType(type), w_in,
@@ -120,11 +138,19 @@ struct TokenPipeline : public torch::autograd::Function<TokenPipeline> {
       auto slice = [&](const at::Tensor& t) { return t.narrow(0, run.offset, run.rows); };
       at::Tensor x_ND = slice(x_RD);
       at::index_select_out(x_ND, x_VD, 0, slice(unit_R));
+      if (grouped) return;  // the group's block computes after its last run
       at::Tensor out_ND = slice(out_RD);
       expert_forward(weights, run.expert, x_ND, slice(gate), up.defined() ? slice(up) : up, out_ND);
       if (scaled) out_ND.mul_(slice(scale));
     };
-    auto sum_group = [&](int64_t group) {
+    auto sum_group = [&](int64_t group, const std::function<void()>& nudge) {
+      const ExpertBlock block =
+          grouped ? group_block(plan, group, weights, x_UD.device()) : ExpertBlock{};
+      if (block.rows > 0) {
+        auto span = [&](const at::Tensor& t) { return rows_in(block, t); };
+        grouped_forward(weights, block, span(x_RD), span(gate), span(up), span(out_RD), nudge);
+        if (scaled) span(out_RD).mul_(span(scale));
+      }
       sum_units(
           plan, rows_by_slot, unit_R, group,
           [&](const at::Tensor& r) {
@@ -138,6 +164,7 @@ struct TokenPipeline : public torch::autograd::Function<TokenPipeline> {
     ctx->save_for_backward({x_RD, gate, or_placeholder(up), out_RD, weight_R, unit_R, rows_by_slot,
                             scale, w_in, w_up, w_out});
     ctx->saved_data["type"] = type;
+    ctx->saved_data["grouped"] = grouped;
     ctx->saved_data["plan"] = plan_code;
     ctx->saved_data["comm"] = comm_address;
     ctx->saved_data["label"] = watchdog::current_label();
@@ -162,7 +189,9 @@ struct TokenPipeline : public torch::autograd::Function<TokenPipeline> {
     at::Tensor grad_x_RD = at::empty_like(x_RD), grad_x_VD = at::empty_like(grad_y_VD),
                grad_x_UD = at::empty_like(grad_y_UD), grad_weight_R = at::empty_like(weight_R);
     ExpertGrads weight_grads = unwritten_grads(weights);
-    const bool scaled = scale.numel() > 0;
+    const bool scaled = scale.numel() > 0, grouped = ctx->saved_data["grouped"].toBool();
+    // The grouped path keeps the runs' output gradients for its block.
+    at::Tensor grad_out_RD = grouped ? at::empty_like(x_RD) : at::Tensor();
 
     auto compute = [&](const ExpertRowRun& run, bool, int64_t) {
       auto slice = [&](const at::Tensor& t) { return t.narrow(0, run.offset, run.rows); };
@@ -170,10 +199,21 @@ struct TokenPipeline : public torch::autograd::Function<TokenPipeline> {
       slice(grad_weight_R).copy_((grad_sum_ND * slice(out_RD)).sum(1));
       at::Tensor grad_out_ND = grad_sum_ND * slice(weight_R).unsqueeze(1);
       if (scaled) grad_out_ND.mul_(slice(scale));
+      if (grouped) {
+        slice(grad_out_RD).copy_(grad_out_ND);
+        return;
+      }
       expert_backward(weights, run.expert, slice(x_RD), slice(gate), up.defined() ? slice(up) : up,
                       grad_out_ND, slice(grad_x_RD), weight_grads);
     };
-    auto sum_group = [&](int64_t group) {
+    auto sum_group = [&](int64_t group, const std::function<void()>& nudge) {
+      const ExpertBlock block =
+          grouped ? group_block(plan, group, weights, x_RD.device()) : ExpertBlock{};
+      if (block.rows > 0) {
+        auto span = [&](const at::Tensor& t) { return rows_in(block, t); };
+        span(grad_x_RD).copy_(grouped_backward(weights, block, span(x_RD), span(gate), span(up),
+                                               span(grad_out_RD), weight_grads, nudge));
+      }
       sum_units(
           plan, rows_by_slot, unit_R, group,
           [&](const at::Tensor& r) { return grad_x_RD.index_select(0, r); }, grad_x_VD, grad_x_UD);
@@ -195,6 +235,7 @@ struct TokenPipeline : public torch::autograd::Function<TokenPipeline> {
             at::Tensor(),
             at::Tensor(),
             at::Tensor(),
+            at::Tensor(),
             at::Tensor()};
   }
 };
@@ -203,7 +244,8 @@ struct TokenPipeline : public torch::autograd::Function<TokenPipeline> {
 
 at::Tensor run_token_pipeline(const at::Tensor& x_UD, const ReceivedChoices& received,
                               const ExpertWeights& weights, Communicator& ep, int64_t chunks,
-                              const RowScale& row_scale, const InFlightWork& while_in_flight) {
+                              bool grouped, const RowScale& row_scale,
+                              const InFlightWork& while_in_flight) {
   const int64_t ranks = ep.size(), me = ep.rank(), local_experts = weights.w_in_EDH.size(0);
   const int64_t pieces = ranks > 1 ? std::max<int64_t>(chunks, 1) : 0, groups = pieces + 1;
   const std::vector<int64_t> sent_before = exclusive_sum(received.send_units);
@@ -280,7 +322,7 @@ at::Tensor run_token_pipeline(const at::Tensor& x_UD, const ReceivedChoices& rec
   return TokenPipeline::apply(x_UD, weight_R, weights.w_in_EDH, or_placeholder(weights.w_up_EDH),
                               weights.w_out_EHD, unit_R, rows_by_slot, scale, int64_t(weights.type),
                               encode(plan, int(ranks)), reinterpret_cast<int64_t>(&ep),
-                              &while_in_flight, c10::GradMode::is_enabled());
+                              &while_in_flight, c10::GradMode::is_enabled(), grouped);
 }
 
 }  // namespace triage

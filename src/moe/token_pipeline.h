@@ -4,7 +4,7 @@
 // receiving rank computes this rank's own units first, while every chunk is in flight, then
 // chunk by chunk: waits, fans each unit's row out to its experts, forms each unit's
 // gate-weighted sum, and starts those sums home while later chunks still travel. Backward
-// runs the same schedule with the gradients (pipeline_schedule.h), on the loop GEMM path.
+// runs the same schedule with the gradients (pipeline_schedule.h), on either GEMM path.
 //
 // Arithmetic: each expert row by its run alone (expert_math.h); a unit's sum in the order of
 // its choices (by expert), the same for any chunking; an expert's weight gradient adds its
@@ -44,10 +44,10 @@ using RowScale = std::function<at::Tensor(const at::Tensor& choice_of_row_R)>;
 
 // Returns y_UD: for each sent unit, its destination's gate-weighted sum of the unit's
 // experts' outputs (this rank's own units computed here). Differentiable in x_UD, the
-// weights in `received` and the expert weights. while_in_flight: see run_experts.
+// weights in `received` and the expert weights. grouped, while_in_flight: see run_experts.
 at::Tensor run_token_pipeline(const at::Tensor& x_UD, const ReceivedChoices& received,
                               const ExpertWeights& weights, Communicator& ep, int64_t chunks,
-                              const RowScale& row_scale = {},
+                              bool grouped = false, const RowScale& row_scale = {},
                               const InFlightWork& while_in_flight = {});
 
 }  // namespace triage

@@ -640,40 +640,87 @@ TEST(ExpertParallelLayer, IndependentWorkRunsWhileTheDispatchedRowsTravelAndKeep
   }
 }
 
+// A float32 layer's outputs and gradients at the grouped GEMM's aligned widths, with the
+// rows any exchange sent a rank to itself and the exchanges started without blocking.
+struct GemmResult {
+  at::Tensor y, grad_x;
+  std::vector<at::Tensor> grads;
+  int64_t rows_to_self, started;
+};
+
+GemmResult gemm_results(MoeConfig config) {
+  constexpr int64_t kAlignedWidth = 8;
+  config.d_expert = 4;  // the grouped GEMM wants float32 widths that are multiples of 4
+  ProcessGroups groups = groups_for(config);
+  RecordingCommunicator ep(*groups.ep);
+  MoeLayer layer(config, kAlignedWidth, at::kFloat, kSeed, &ep);
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(5 + groups.layout.world_rank);
+  const at::Tensor x =
+      at::randn({kTokensPerRank, kAlignedWidth}, gen, at::kFloat).set_requires_grad(true);
+  const MoeOutput out = layer.forward(x, true);
+  (out.y * at::arange(kAlignedWidth, at::kFloat)).sum().backward();
+  GemmResult r{out.y.detach(),
+               x.grad(),
+               {},
+               ep.rows_to_self,
+               std::count(ep.log.begin(), ep.log.end(), "start")};
+  for (const auto& p : layer.experts().parameters()) r.grads.push_back(p.tensor.grad());
+  return r;
+}
+
+// Float32 rounding: the two paths add the same products in different orders.
+void expect_same_layer(const GemmResult& a, const GemmResult& b) {
+  EXPECT_TRUE(at::allclose(a.y, b.y, 1e-5, 1e-6));
+  EXPECT_TRUE(at::allclose(a.grad_x, b.grad_x, 1e-5, 1e-6));
+  ASSERT_EQ(a.grads.size(), b.grads.size());
+  for (size_t i = 0; i < a.grads.size(); ++i)
+    EXPECT_TRUE(at::allclose(a.grads[i], b.grads[i], 1e-5, 1e-6)) << "weight " << i;
+}
+
 // The grouped GEMM path keeps each rank's own rows home, as the loop path does (no
 // exchange, forward or backward, sends a row to its own rank), and gives the loop path's
 // outputs and gradients (float32: the grouped GEMM's dtypes).
 TEST(ExpertParallelLayer, GroupedGemmKeepsOwnRowsHomeAndMatchesTheLoopPath) {
-  struct Result {
-    at::Tensor y, grad_x;
-    std::vector<at::Tensor> grads;
-    int64_t rows_to_self;
-  };
-  constexpr int64_t kAlignedWidth = 8;
+  MoeConfig config = layer_config("softmax", 2, 0.0, "global");
   auto run = [&](ExpertGemm gemm) {
-    MoeConfig config = layer_config("softmax", 2, 0.0, "global");
     config.expert_gemm = gemm;
-    config.d_expert = 4;  // the grouped GEMM wants float32 widths that are multiples of 4
-    ProcessGroups groups = groups_for(config);
-    RecordingCommunicator ep(*groups.ep);
-    MoeLayer layer(config, kAlignedWidth, at::kFloat, kSeed, &ep);
-    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(5 + groups.layout.world_rank);
-    const at::Tensor x =
-        at::randn({kTokensPerRank, kAlignedWidth}, gen, at::kFloat).set_requires_grad(true);
-    const MoeOutput out = layer.forward(x, true);
-    (out.y * at::arange(kAlignedWidth, at::kFloat)).sum().backward();
-    Result r{out.y.detach(), x.grad(), {}, ep.rows_to_self};
-    for (const auto& p : layer.experts().parameters()) r.grads.push_back(p.tensor.grad());
-    return r;
+    return gemm_results(config);
   };
-  const Result loop = run(ExpertGemm::kLoop), grouped = run(ExpertGemm::kGrouped);
+  const GemmResult loop = run(ExpertGemm::kLoop), grouped = run(ExpertGemm::kGrouped);
   EXPECT_EQ(loop.rows_to_self, 0);
   EXPECT_EQ(grouped.rows_to_self, 0) << "the grouped path sent its own rows through the exchange";
-  EXPECT_TRUE(at::allclose(grouped.y, loop.y, 1e-5, 1e-6));
-  EXPECT_TRUE(at::allclose(grouped.grad_x, loop.grad_x, 1e-5, 1e-6));
-  ASSERT_EQ(grouped.grads.size(), loop.grads.size());
-  for (size_t i = 0; i < loop.grads.size(); ++i)
-    EXPECT_TRUE(at::allclose(grouped.grads[i], loop.grads[i], 1e-5, 1e-6)) << "weight " << i;
+  expect_same_layer(grouped, loop);
+}
+
+// In pieces (moe.exchange_chunks = 3) the grouped GEMM path runs the pipeline too, one
+// grouped GEMM per matrix over each piece, on both dispatches and both expert types, with
+// experts that get no rows in a piece (a hot expert, a capacity), expert dropout: the loop
+// path's results, every exchange started without blocking, no row sent to its own rank.
+TEST(ExpertParallelLayer, GroupedGemmInChunksPipelinesAndMatchesTheLoopPath) {
+  MoeConfig gelu = layer_config("sigmoid", 4, 0.0, "global");
+  gelu.expert_type = ExpertType::kGelu;
+  MoeConfig capped = layer_config("softmax", 2, 0.5, "local");
+  capped.drop_policy = DropPolicy::kScore;
+  MoeConfig dropout = layer_config("sigmoid", 2, 0.0, "global");
+  dropout.expert_dropout = 0.3;
+  for (Dispatch dispatch : {Dispatch::kPerChoice, Dispatch::kPerRank}) {
+    for (MoeConfig config : {layer_config("softmax", 2, 0.0, "global"), gelu,
+                             overridden("hot:0:0.8", 2), capped, dropout}) {
+      SCOPED_TRACE(std::string(dispatch == Dispatch::kPerRank ? "per_rank" : "per_choice") +
+                   ", top-" + std::to_string(config.top_k));
+      config.dispatch = dispatch;
+      config.exchange_chunks = 3;
+      config.expert_gemm = ExpertGemm::kLoop;
+      const GemmResult loop = gemm_results(config);
+      config.expert_gemm = ExpertGemm::kGrouped;
+      const GemmResult grouped = gemm_results(config);
+      expect_same_layer(grouped, loop);
+      EXPECT_EQ(grouped.rows_to_self, 0);
+      // (One rank has nothing to pipeline: there the grouped path is the unchunked one.)
+      if (g_ep_size > 1)
+        EXPECT_EQ(grouped.started, loop.started) << "the grouped path did not pipeline";
+    }
+  }
 }
 
 // The receive bound with every assignment on expert 0: rank 0 receives at most

@@ -104,7 +104,7 @@ int64_t choice(int64_t rank, int64_t token, int64_t j) {
   return (3 * rank + 5 * token + 3 * j) % kExperts;
 }
 
-TEST(Exchange, EveryRowTheGroupedPathReceivesIsWhatItsSenderMeantForThisExpert) {
+TEST(Exchange, EveryRowThePipelineReceivesIsWhatItsSenderMeantForThisExpert) {
   const int64_t k = 2;
   ProcessGroups groups = groups_for(ep_moe_config(kExperts, k));
   const int64_t me = groups.layout.ep_rank, ranks = groups.layout.ep_size;
@@ -123,11 +123,21 @@ TEST(Exchange, EveryRowTheGroupedPathReceivesIsWhatItsSenderMeantForThisExpert) 
   const at::Tensor received =
       alltoallv_rows_autograd(sent.x_RD, *groups.ep, sent.plan.send_rows, sent.plan.recv_rows);
 
-  // Expected: rank-major, then local expert, then token order; plan.runs must say so for
-  // the other ranks' rows and plan.own_runs for this rank's own (which the grouped path
-  // keeps home).
+  // Expected: rank-major, then local expert, then token order; the one piece's runs must
+  // say so for the other ranks' rows (at their rows of the receive buffer, which holds no
+  // own rows) and the own runs for this rank's own (kept home, at their packed rows).
   int64_t wrong = 0, row = 0;
   std::vector<ExpertRun> expected_runs, expected_own_runs;
+  std::vector<int64_t> expected_offsets, expected_own_offsets;
+  int64_t own_rows_before = 0;  // own rows received before a run: not in the receive buffer
+  // The own rows lie in the packed buffer after the rows this rank sends lower ranks, and
+  // in the all-rows receive buffer after the rows lower ranks send it.
+  int64_t sent_below = 0, received_below = 0;
+  for (int64_t t = 0; t < tokens_of(me); ++t)
+    for (int64_t j = 0; j < k; ++j) sent_below += choice(me, t, j) / local < me;
+  for (int64_t p = 0; p < me; ++p)
+    for (int64_t t = 0; t < tokens_of(p); ++t)
+      for (int64_t j = 0; j < k; ++j) received_below += choice(p, t, j) / local == me;
   for (int64_t p = 0; p < ranks; ++p) {
     for (int64_t l = 0; l < local; ++l) {
       const int64_t expert = me * local + l, first_row = row;
@@ -139,16 +149,29 @@ TEST(Exchange, EveryRowTheGroupedPathReceivesIsWhatItsSenderMeantForThisExpert) 
           wrong += received[row][d].item<double>() != code(p, t) + double(d) / 1000;
         ++row;
       }
-      if (row > first_row)
-        (p == me ? expected_own_runs : expected_runs).push_back({l, row - first_row});
+      if (row == first_row) continue;
+      if (p == me) {
+        expected_own_runs.push_back({l, row - first_row});
+        expected_own_offsets.push_back(sent_below + first_row - received_below);
+        own_rows_before += row - first_row;
+      } else {
+        expected_runs.push_back({l, row - first_row});
+        expected_offsets.push_back(first_row - own_rows_before);
+      }
     }
   }
-  for (const auto& [runs, expected] : {std::pair{&sent.plan.runs, &expected_runs},
-                                       std::pair{&sent.plan.own_runs, &expected_own_runs}}) {
+  const ExpertLayout& layout = sent.plan.layout;
+  const std::vector<ExpertRowRun> no_runs;
+  const std::vector<ExpertRowRun>& chunk_runs =
+      layout.chunks.empty() ? no_runs : layout.chunks[0].runs;
+  for (const auto& [runs, expected, offsets] :
+       {std::tuple{&chunk_runs, &expected_runs, &expected_offsets},
+        std::tuple{&layout.own_runs, &expected_own_runs, &expected_own_offsets}}) {
     ASSERT_EQ(runs->size(), expected->size());
     for (size_t i = 0; i < expected->size(); ++i) {
       EXPECT_EQ((*runs)[i].expert, (*expected)[i].expert) << "run " << i;
       EXPECT_EQ((*runs)[i].rows, (*expected)[i].rows) << "run " << i;
+      EXPECT_EQ((*runs)[i].offset, (*offsets)[i]) << "run " << i;
     }
   }
   EXPECT_EQ(row, received.size(0)) << "rows received";

@@ -289,12 +289,6 @@ INSTANTIATE_TEST_SUITE_P(
                   "{}:2: moe.balance_loss_type = cv_squared: expected switch unless moe.noise is "
                   "shazeer with token_choice and a batch-scope loss (the load estimate is the "
                   "noise's)"},
-        BadConfig{"GroupedGemmWithAChunkedExchange",
-                  "moe:\n  expert_gemm: grouped\n  exchange_chunks: 2\n",
-                  {},
-                  "{}:2: moe.expert_gemm = grouped: expected loop or auto when "
-                  "moe.exchange_chunks > 1 (the grouped GEMM exchanges every row at once; chunks "
-                  "are the loop path's)"},
         BadConfig{"SetMakesTopKInconsistent",
                   "moe:\n  num_experts: 4\n",
                   {"moe.top_k=8"},
