@@ -3,7 +3,11 @@
 // local, phase_clock on), a dense FFN and an AdamW update, one thread each, so the rates
 // are those of a host whose slots are all busy. Links: ping-pong and all-to-all from 8 B
 // per message up to --max-bytes, among the ranks of rank 0's host (shared memory) and
-// among one rank per host (the network), fitted by link_probe.
+// among one rank per host (the network), fitted by link_probe. With a config, every rank
+// also runs that config's whole model (all experts local) over its slice of a step, and
+// what that takes beyond the layer rates' prediction for its MoE layers rates the dense
+// part: at a small model's shapes (head widths of 16, a 24-token vocabulary) attention,
+// norms and the head run far below a GEMM's FLOP rate, which a dense FFN alone misses.
 #include "bench/calibrate_bench.h"
 
 #include <ATen/ATen.h>
@@ -20,16 +24,20 @@
 #include "bench/harness.h"
 #include "bench/link_probe.h"
 #include "bench/scaling_model.h"
+#include "bench/step_shape.h"
 #include "bench/timing.h"
 #include "common/check.h"
 #include "common/error.h"
 #include "common/parameters.h"
+#include "config/config.h"
 #include "model/feed_forward.h"
+#include "model/transformer.h"
 #include "moe/moe_layer.h"
 #include "parallel/agreement.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/phase_clock.h"
 #include "parallel/placement.h"
+#include "train/objective.h"
 
 namespace triage {
 namespace {
@@ -141,6 +149,69 @@ void measure_compute(const CalibrateOptions& o, Communicator& world, double shar
     *rate *= shared;
 }
 
+// The config's model on every rank at once (all experts local; one rank's slice of a step's
+// batch, its micro-batches, forward + loss + backward, as the trainer runs them): sets
+// p.dense_flops_per_s from what the step's compute takes beyond its MoE layers' predicted
+// compute. Returns what it measured, for the params file.
+nlohmann::ordered_json measure_dense_step(const CalibrateOptions& o, Communicator& world,
+                                          double shared, model::Params& p) {
+  Config config = load_config(o.config_path, o.overrides);
+  // The classification head (mean pooling and a D x C product) is left out: its classes
+  // come from the data, and its cost is one small GEMM per sequence.
+  if (config.model.num_classes == kAutoClasses) config.model.num_classes = 0;
+  if (config.train.loss == Loss::kClassify)
+    throw Error(o.config_path + ": calibrate --config rates the LM head; train.loss is classify");
+  const at::ScalarType dtype = config.train.dtype == DType::kFloat64 ? at::kDouble : at::kFloat;
+  const int64_t ranks = world.size(), length = config.data.seq_len;
+  const int64_t slice = std::max<int64_t>(1, config.train.batch_size / ranks);
+  const int64_t micro_batches = config.train.grad_accum_steps;
+  auto self = make_mpi_communicator(MPI_COMM_SELF);
+  Transformer transformer(config, dtype, nullptr, self.get());
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(11 + uint64_t(world.rank()));
+  const ParameterList parameters = transformer.parameters();
+  if (world.rank() == 0)
+    std::cerr << "[calibrate] compute: " << o.config_path << "'s model, " << slice << " x "
+              << length << " tokens x " << micro_batches << " micro-batch(es) per rank"
+              << std::endl;
+  const double step_s = median_seconds(o.repetitions.reps, world, [&] {
+    for (const auto& parameter : parameters) parameter.tensor.mutable_grad() = at::Tensor();
+    for (int64_t micro = 0; micro < micro_batches; ++micro) {
+      const at::Tensor tokens =
+          at::randint(config.model.vocab_size, {slice, length}, gen, at::kLong);
+      const ModelOutput out =
+          transformer.forward(tokens, at::ones({slice, length}, at::kLong), true);
+      const at::Tensor targets = at::roll(tokens, -1, 1);
+      (token_cross_entropy_sum(out.lm_logits_BLV, targets, at::ones_like(targets)) /
+           double(slice * length) +
+       out.balance_loss + out.z_loss)
+          .backward();
+    }
+  });
+  const int64_t tokens_per_rank = slice * micro_batches * length;
+  const model::StepShape shape = step_shape(config, tokens_per_rank, 1);
+  const std::vector<double> uniform(size_t(config.moe.num_experts),
+                                    1.0 / double(config.moe.num_experts));
+  const double moe_s =
+      double(shape.moe_layers) * model::predict_layer(p, {1, 1, 1}, shape.moe, uniform).total_s;
+  // Rates are of a rank at full speed: the measured time at `shared` ranks per slot.
+  const double dense_s = step_s / shared - moe_s;
+  nlohmann::ordered_json measured = {{"config", o.config_path},
+                                     {"overrides", o.overrides},
+                                     {"tokens_per_rank", tokens_per_rank},
+                                     {"step_compute_s", step_s},
+                                     {"predicted_moe_compute_s", moe_s * shared}};
+  if (dense_s < 0.05 * step_s / shared) {
+    // The MoE layers' predicted compute leaves almost nothing: rating the dense part from
+    // the remainder would divide by noise, so the dense FFN's rate stands.
+    measured["dense_rate_from"] = "dense FFN (the config's MoE layers are nearly all of it)";
+    return measured;
+  }
+  p.dense_flops_per_s = model::dense_step_flops(shape) / dense_s;
+  measured["dense_rate_from"] = "the config's model";
+  measured["dense_s"] = dense_s * shared;
+  return measured;
+}
+
 // Links: shared memory among rank 0's host's ranks, the network among one rank per host,
 // and the whole world when hosts are oversubscribed. Returns what was measured, by link.
 nlohmann::ordered_json measure_links(const CalibrateOptions& o, const bench::HostGroups& groups,
@@ -206,10 +277,18 @@ int calibrate(const CalibrateOptions& o) {
   const double shared = std::max(1.0, double(groups.local_size()) / p.slots_per_host);
   std::map<Phase, double> phase;
   measure_compute(o, *world, shared, p, phase);
+  nlohmann::ordered_json dense_step;
+  if (!o.config_path.empty()) dense_step = measure_dense_step(o, *world, shared, p);
   // Every rank joins this all-reduce, shared or not: the world all-to-all needs them all.
   at::Tensor any_shared = at::full({1}, shared > 1.0 ? 1.0 : 0.0, at::kDouble);
   world->allreduce_sum_(any_shared);
   nlohmann::ordered_json links = measure_links(o, groups, *world, any_shared.item<double>() > 0, p);
+  if (o.link_burst > 0 && groups.hosts() >= 2) {
+    p.inter_host.burst_bytes = o.link_burst;
+    p.assumptions.push_back("inter_host burst_bytes stated (--link-burst): a token bucket passes " +
+                            std::to_string(int64_t(o.link_burst)) +
+                            " bytes per message at the unshaped speed");
+  }
   if (rank != 0) return 0;
 
   std::set<std::string> host_names;
@@ -227,6 +306,7 @@ int calibrate(const CalibrateOptions& o) {
                          {"top_k", s.top_k},
                          {"expert_gemm", o.expert_gemm}}},
                        {"layer_phases_s", by_label(phase)},
+                       {"dense_step", dense_step},
                        {"links", links}};
   std::cout << std::scientific << std::setprecision(3) << "# calibration (" << ranks << " ranks, "
             << host_names.size() << " host(s), 1 thread each)\n"
@@ -262,6 +342,13 @@ CLI::App* add_calibrate_bench(CLI::App& bench, CalibrateOptions& o) {
        "Ranks a host runs at full speed (default: the CPUs its ranks are given, from their "
        "affinity masks and cgroup quota)")
       ->check(CLI::NonNegativeNumber);
+  c->add_option("--link-burst", o.link_burst,
+                "Bytes a shaped network link passes per message at its unshaped speed (a token "
+                "bucket's burst, e.g. the virtual hosts' --rate); stated, 0 for plain links")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  bench::add_config_options(*c, o.config_path, o.overrides, /*required=*/false,
+                            "Optional YAML config whose own model rates the dense part of a step");
   c->add_option("--out", o.out, "Params file to write")->required();
   return c;
 }

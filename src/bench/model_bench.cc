@@ -22,6 +22,7 @@
 #include "bench/harness.h"
 #include "bench/options.h"
 #include "bench/scaling_model.h"
+#include "bench/step_shape.h"
 #include "bench/timing.h"
 #include "common/error.h"
 #include "common/json_number.h"
@@ -78,8 +79,6 @@ std::string percent(double fraction) {
   s << std::fixed << std::setprecision(1) << std::showpos << 100.0 * fraction << "%";
   return s.str();
 }
-
-model::StepShape step_shape(const Config& c, int64_t tokens_per_rank, int64_t ep);
 
 // One measured point (a `bench layer` or `bench step` JSON line) and its prediction.
 struct Point {
@@ -207,30 +206,6 @@ int check(const BenchModelOptions& o, const model::Params& params) {
     if (!file) throw Error(o.out + ": cannot write the comparison");
   }
   return 0;
-}
-
-model::StepShape step_shape(const Config& c, int64_t tokens_per_rank, int64_t ep) {
-  model::StepShape s;
-  const int64_t D = c.model.d_model, E = c.moe.num_experts;
-  const int64_t matrices = c.moe.expert_type == ExpertType::kSwiglu ? 3 : 2;
-  s.moe = {tokens_per_rank, D, c.moe.d_expert, E, c.moe.top_k, matrices};
-  s.layers = c.model.n_layers;
-  for (int64_t l = 0; l < c.model.n_layers; ++l)
-    if (l >= c.moe.first_dense_layers && (l - c.moe.first_dense_layers) % c.moe.every_n_layers == 0)
-      ++s.moe_layers;
-  s.dense_ffn_layers = s.layers - s.moe_layers;
-  s.dense_ffn_hidden = c.model.d_ff;
-  s.shared_expert_hidden = c.moe.num_shared_experts * c.moe.d_expert;
-  s.seq_len = c.data.seq_len;
-  s.vocab = c.model.vocab_size;
-  const double d = double(D);
-  s.replicated_parameters =
-      2.0 * double(c.model.vocab_size) * d + double(s.layers) * 4.0 * d * d +
-      double(s.dense_ffn_layers) * 3.0 * d * double(c.model.d_ff) +
-      double(s.moe_layers) * (d * double(E) + 3.0 * d * double(s.shared_expert_hidden));
-  s.expert_parameters_per_rank =
-      double(s.moe_layers) * double(E / ep) * double(matrices) * d * double(c.moe.d_expert);
-  return s;
 }
 
 int project(const BenchModelOptions& o, const model::Params& params) {

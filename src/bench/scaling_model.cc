@@ -12,6 +12,11 @@
 #include "parallel/phases.h"
 
 namespace triage::model {
+
+double shaped_s(double bytes, const Link& link) {
+  return std::max(0.0, bytes - link.burst_bytes) / link.bandwidth_Bps;
+}
+
 namespace {
 
 double positive(const nlohmann::json& section, const std::string& path, const std::string& where,
@@ -42,8 +47,16 @@ Link read_link(const nlohmann::json& links, const std::string& path, const std::
       throw Error(path + ": links." + name + ": missing; expected latency_s and bandwidth_Bps");
     return {};
   }
-  return {positive(*found, path, "links." + name + ".", "latency_s"),
-          positive(*found, path, "links." + name + ".", "bandwidth_Bps")};
+  Link link{positive(*found, path, "links." + name + ".", "latency_s"),
+            positive(*found, path, "links." + name + ".", "bandwidth_Bps")};
+  if (found->contains("burst_bytes")) {
+    const nlohmann::json& burst = found->at("burst_bytes");
+    if (!burst.is_number() || burst.get<double>() < 0)
+      throw Error(path + ": links." + name + ".burst_bytes = " + burst.dump() +
+                  ": expected a number of bytes, at least 0");
+    link.burst_bytes = burst.get<double>();
+  }
+  return link;
 }
 
 // All-reduce of `bytes` over `ranks` as MPI and NCCL pick by size: log2 P latencies (the
@@ -52,8 +65,7 @@ Link read_link(const nlohmann::json& links, const std::string& path, const std::
 double allreduce_s(double bytes, int64_t ranks, const Link& link) {
   if (ranks <= 1) return 0.0;
   const double p = double(ranks);
-  return std::ceil(std::log2(p)) * link.latency_s +
-         2.0 * (p - 1.0) / p * bytes / link.bandwidth_Bps;
+  return std::ceil(std::log2(p)) * link.latency_s + shaped_s(2.0 * (p - 1.0) / p * bytes, link);
 }
 
 // When a host's ranks outnumber its slots they share them ("processor sharing"): n busy
@@ -160,7 +172,9 @@ Params read_params(const std::string& path) {
 
 nlohmann::ordered_json to_json(const Params& p) {
   auto link = [](const Link& l) {
-    return nlohmann::ordered_json{{"latency_s", l.latency_s}, {"bandwidth_Bps", l.bandwidth_Bps}};
+    nlohmann::ordered_json out{{"latency_s", l.latency_s}, {"bandwidth_Bps", l.bandwidth_Bps}};
+    if (l.burst_bytes > 0) out["burst_bytes"] = l.burst_bytes;
+    return out;
   };
   nlohmann::ordered_json links = {{"intra_host", link(p.intra_host)}};
   if (p.inter_host.bandwidth_Bps > 0) links["inter_host"] = link(p.inter_host);
@@ -240,7 +254,7 @@ Prediction predict_layer(const Params& params, const Layout& layout, const Layer
     row_exchange =
         first.latency_s +
         std::max(copy_slowdown * busiest_intra * row_bytes / intra.bandwidth_Bps,
-                 hosts > 1 ? busiest_inter * row_bytes / params.inter_host.bandwidth_Bps : 0.0);
+                 hosts > 1 ? shaped_s(busiest_inter * row_bytes, params.inter_host) : 0.0);
   }
 
   const double copy_bytes = 2.0 * assignments * row_bytes;  // read + write every routed row
@@ -297,21 +311,24 @@ Prediction predict_layer(const Params& params, const Layout& layout, const Layer
   return out;
 }
 
-Prediction predict_step(const Params& params, const Layout& layout, const StepShape& shape,
-                        const std::vector<double>& expert_shares) {
-  const int64_t P = layout.ranks, per_host = std::min(layout.ranks_per_host, P);
-  const int64_t ep = layout.expert_parallel > 0 ? layout.expert_parallel : P;
-  const bool multi_host = P > per_host;
-  const double slow = std::max(1.0, double(per_host) / params.slots_per_host);
+double dense_step_flops(const StepShape& shape) {
   const double T = double(shape.moe.tokens_per_rank), D = double(shape.moe.d_model);
   // Forward FLOPs; backward is twice forward, so forward + backward is three times.
   const double attention = 8.0 * T * D * D + 4.0 * T * double(shape.seq_len) * D;
   const double dense_ffn = 6.0 * T * D * double(shape.dense_ffn_hidden);
   const double shared_experts = 6.0 * T * D * double(shape.shared_expert_hidden);
   const double head = 2.0 * T * D * double(shape.vocab);
-  const double dense_flops =
-      3.0 * (double(shape.layers) * attention + double(shape.dense_ffn_layers) * dense_ffn +
-             double(shape.moe_layers) * shared_experts + head);
+  return 3.0 * (double(shape.layers) * attention + double(shape.dense_ffn_layers) * dense_ffn +
+                double(shape.moe_layers) * shared_experts + head);
+}
+
+Prediction predict_step(const Params& params, const Layout& layout, const StepShape& shape,
+                        const std::vector<double>& expert_shares) {
+  const int64_t P = layout.ranks, per_host = std::min(layout.ranks_per_host, P);
+  const int64_t ep = layout.expert_parallel > 0 ? layout.expert_parallel : P;
+  const bool multi_host = P > per_host;
+  const double slow = std::max(1.0, double(per_host) / params.slots_per_host);
+  const double dense_flops = dense_step_flops(shape);
   Prediction layer = predict_layer(params, {ep, per_host, ep}, shape.moe, expert_shares);
 
   Prediction out;

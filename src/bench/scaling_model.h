@@ -19,7 +19,16 @@ namespace triage::model {
 struct Link {
   double latency_s = 0;      // alpha: one message's fixed cost
   double bandwidth_Bps = 0;  // beta: bytes per second through the busiest endpoint
+  // A link shaped by a token bucket (tc tbf, as the virtual hosts' --rate; a cloud NIC's
+  // burst allowance) passes this many bytes per message at its unshaped speed, taken as
+  // free, when the bucket refilled since the last message (the compute between a step's
+  // exchanges is far longer than burst / bandwidth); only the rest meets the bandwidth.
+  // Stated, not fitted; 0 for a plain link.
+  double burst_bytes = 0;
 };
+
+// Seconds `bytes` spend meeting a link's bandwidth: what exceeds its burst.
+double shaped_s(double bytes, const Link& link);
 
 // Fits (bytes, seconds) points: alpha the fastest message of at most 4 KiB, beta the
 // least-squares slope over the sizes within 4x of typical_bytes (the exchange's own),
@@ -49,9 +58,12 @@ struct Params {
   // efficient with rows); between points linear in log(rows), beyond them the end value.
   std::vector<std::pair<double, double>> expert_forward_by_rows, expert_backward_by_rows;
   double pack_route_backward_bytes_per_s = 0;  // 2 T K D floats
-  double dense_flops_per_s = 0;                // attention and dense layers, forward and backward
-  double optimizer_bytes_per_s = 0;            // AdamW's traffic: kAdamWBytesPerParameter each
-  std::vector<std::string> assumptions;        // stated, for projections
+  // Attention, dense layers and the head, forward and backward (dense_step_flops); measured
+  // on a dense FFN, or on a config's own model (bench calibrate --config), whose small
+  // shapes run far below a GEMM's rate.
+  double dense_flops_per_s = 0;
+  double optimizer_bytes_per_s = 0;      // AdamW's traffic: kAdamWBytesPerParameter each
+  std::vector<std::string> assumptions;  // stated, for projections
 };
 
 // A rate curve at `rows` (see Params); `fallback` when the curve is empty.
@@ -105,6 +117,10 @@ struct StepShape {
   double replicated_parameters = 0;  // synced over the world
   double expert_parameters_per_rank = 0;
 };
+
+// The forward + backward FLOPs of a step outside its MoE layers' experts and router:
+// attention, dense FFNs, shared experts and the head; the work dense_flops_per_s rates.
+double dense_step_flops(const StepShape& shape);
 
 // Step = layers x (attention + FFN or MoE layer) + head, then gradient sync and optimizer.
 // Categories: compute, exchange, gradient sync, optimizer.

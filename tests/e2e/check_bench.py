@@ -85,6 +85,21 @@ def projection(path):
     expect(len(r["assumptions"]) > 0, "assumptions are carried into the projection")
 
 
+def params_with_config(path):
+    # calibrate given configs/tiny.yaml: the dense part rated on that model's own step, over
+    # tiny's 8 sequences of 24 tokens split between the 2 ranks.
+    r = json.loads(Path(path).read_text())
+    dense = r["calibrated"]["dense_step"]
+    expect(dense["config"].endswith("configs/tiny.yaml"), "the config is recorded")
+    expect(dense["tokens_per_rank"] == 4 * 24, "one rank's slice of a step: 4 sequences of 24")
+    expect(dense["step_compute_s"] > 0, "the model's step was timed")
+    expect(dense["dense_rate_from"] in ("the config's model",
+                                        "dense FFN (the config's MoE layers are nearly all of it)"),
+           "says where the dense rate came from")
+    expect(r["compute"]["dense_flops_per_s"] > 0, "a dense rate")
+
+
 if __name__ == "__main__":
-    {"layer_hot": layer_hot, "step": step, "step_twin": step_twin, "sweep": sweep, "projection": projection}[sys.argv[1]](sys.argv[2])
+    {"layer_hot": layer_hot, "step": step, "step_twin": step_twin, "sweep": sweep, "projection": projection,
+     "params_with_config": params_with_config}[sys.argv[1]](sys.argv[2])
     print("ok")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# virtual_cluster.sh [--hosts N] [--slots S] [--cpus-per-host C] [--rate RATE] [--netem "ARGS"]
-#                    -- COMMAND...
+# virtual_cluster.sh [--hosts N] [--slots S] [--cpus-per-host C] [--rate RATE [--burst SIZE]]
+#                    [--netem "ARGS"] -- COMMAND...
 #
 # Several "hosts" on this one machine, for multi-node runs without a cluster: N network
 # namespaces, each with its own hostname (unshare --uts) and one veth link to a bridge
@@ -11,7 +11,9 @@
 #   TRIAGE_RSH_AGENT   the ssh stand-in for `mpirun --mca plm_rsh_agent`
 #   TRIAGE_CLUSTER_NET the subnet, for --mca btl_tcp_if_include / oob_tcp_if_include
 # A slow inter-node network: --rate caps every host link with a token bucket (tc tbf,
-# e.g. 1gbit); --netem adds `tc qdisc ... netem ARGS` instead (e.g. "delay 2ms rate
+# e.g. 1gbit) whose bucket holds --burst bytes (default 256kb, tc's units: kilobytes): a
+# message that finds the bucket full passes that much at the veth's speed, so a real link
+# of the same rate, which has no such allowance, is slower for messages near it; --netem adds `tc qdisc ... netem ARGS` instead (e.g. "delay 2ms rate
 # 1gbit"; needs the kernel's sch_netem, which some VMs lack: then exit 77 with the reason).
 # Each host is pinned to CPUs of its own (taskset, inherited by everything started there):
 # host h gets C CPUs from (h-1) x C, C = this machine's CPUs / N by default, so hosts do not
@@ -23,13 +25,14 @@
 # Exit status 77 (CTest's skip) with the reason when not root or `ip` is missing.
 set -euo pipefail
 
-hosts=2 slots=2 netem="" rate="" cpus_per_host=""
+hosts=2 slots=2 netem="" rate="" burst=256kb cpus_per_host=""
 while (($#)); do
   case $1 in
     --hosts) hosts=$2; shift 2 ;;
     --slots) slots=$2; shift 2 ;;
     --netem) netem=$2; shift 2 ;;
     --rate) rate=$2; shift 2 ;;
+    --burst) burst=$2; shift 2 ;;
     --cpus-per-host) cpus_per_host=$2; shift 2 ;;
     --) shift; break ;;
     *) echo "virtual_cluster.sh: unknown option $1" >&2; exit 2 ;;
@@ -77,7 +80,7 @@ for ((h = 1; h <= hosts; h++)); do
     ip netns exec "$ns" tc qdisc add dev eth0 root netem "${netem_args[@]}" ||
       { echo "SKIP: tc netem is not available in this kernel (sch_netem); try --rate"; exit 77; }
   elif [[ -n $rate ]]; then
-    ip netns exec "$ns" tc qdisc add dev eth0 root tbf rate "$rate" burst 256kb latency 100ms
+    ip netns exec "$ns" tc qdisc add dev eth0 root tbf rate "$rate" burst "$burst" latency 100ms
   fi
   echo "10.231.$id.$h slots=$slots" >>"$workdir/hostfile"
 done
@@ -114,7 +117,7 @@ if ((slots > cpus_per_host)) && [[ -z ${OMPI_MCA_mpi_yield_when_idle:-} ]]; then
   export OMPI_MCA_mpi_yield_when_idle=1
   sharing="; $slots ranks share $cpus_per_host CPU(s) per host, so ranks yield when idle"
 fi
-echo "virtual cluster: $hosts hosts ($(tr '\n' ' ' <"$workdir/hostfile")) on $net${netem:+, netem $netem}${rate:+, links capped at $rate}; CPUs by host: ${host_cpus[*]}$sharing"
+echo "virtual cluster: $hosts hosts ($(tr '\n' ' ' <"$workdir/hostfile")) on $net${netem:+, netem $netem}${rate:+, links capped at $rate (burst $burst)}; CPUs by host: ${host_cpus[*]}$sharing"
 set +e
 # shellcheck disable=SC2016  # $0 and $@ belong to the inner shell
 ip netns exec "$prefix-h1" taskset -c "${host_cpus[0]}" unshare --uts sh -c 'hostname "$0"; exec "$@"' "host1" "$@"

@@ -68,6 +68,19 @@ TEST(PredictLayer, AcrossTwoHostsTheBusiestHostsOffHostBytesUseTheNetwork) {
   EXPECT_NEAR(phase(p, "dispatch rows"), 1e-5 + 8000.0 / 1e8, 1e-15);
 }
 
+TEST(PredictLayer, AShapedLinkChargesOnlyTheBytesBeyondItsBurst) {
+  // As above, 8000 bytes through host 1's link; a 6000-byte burst leaves 2000 to meet the
+  // bandwidth, a burst larger than the message leaves the latency alone.
+  Params shaped = unit_params(1);
+  shaped.inter_host.burst_bytes = 6000;
+  const LayerShape shape{100, 10, 20, 2, 2, 3};
+  EXPECT_NEAR(phase(predict_layer(shaped, {2, 1, 0}, shape, {0.0, 1.0}), "dispatch rows"),
+              1e-5 + 2000.0 / 1e8, 1e-15);
+  shaped.inter_host.burst_bytes = 1e6;
+  EXPECT_NEAR(phase(predict_layer(shaped, {2, 1, 0}, shape, {0.0, 1.0}), "dispatch rows"), 1e-5,
+              1e-15);
+}
+
 TEST(PredictLayer, PerRankDispatchSendsTheTokensThatReachARankOnceEach) {
   // Two ranks on two hosts, top-2, balanced: per_choice sends each token's 2 x 1/2 = 1 row to
   // the other host (100 rows of 40 bytes); per_rank with 3/4 of the tokens reaching each rank
@@ -123,12 +136,15 @@ TEST(ReadParams, AMissingRateIsNamedWithTheFile) {
 
 TEST(ReadParams, WrittenParamsReadBackUnchanged) {
   Params p = unit_params(8);
+  p.inter_host.burst_bytes = 262144;
   p.assumptions = {"stated for a test"};
   const std::string path =
       testing_support::write_temp_file("params_round_trip.json", to_json(p).dump());
   const Params q = read_params(path);
   EXPECT_EQ(q.slots_per_host, 8);
   EXPECT_EQ(q.inter_host.bandwidth_Bps, 1e8);
+  EXPECT_EQ(q.inter_host.burst_bytes, 262144);
+  EXPECT_EQ(q.intra_host.burst_bytes, 0);
   EXPECT_EQ(q.expert_backward_flops_per_s, 1.0);
   EXPECT_EQ(q.assumptions, p.assumptions);
 }

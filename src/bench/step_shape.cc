@@ -1,0 +1,30 @@
+// A config's training step in the scaling model's terms; see the header.
+#include "bench/step_shape.h"
+
+#include "model/transformer.h"
+
+namespace triage {
+
+model::StepShape step_shape(const Config& c, int64_t tokens_per_rank, int64_t ep) {
+  model::StepShape s;
+  const int64_t D = c.model.d_model, E = c.moe.num_experts;
+  const int64_t matrices = c.moe.expert_type == ExpertType::kSwiglu ? 3 : 2;
+  s.moe = {tokens_per_rank, D, c.moe.d_expert, E, c.moe.top_k, matrices};
+  s.layers = c.model.n_layers;
+  for (int64_t l = 0; l < c.model.n_layers; ++l) s.moe_layers += is_moe_block(c.moe, l);
+  s.dense_ffn_layers = s.layers - s.moe_layers;
+  s.dense_ffn_hidden = c.model.d_ff;
+  s.shared_expert_hidden = c.moe.num_shared_experts * c.moe.d_expert;
+  s.seq_len = c.data.seq_len;
+  s.vocab = c.model.vocab_size;
+  const double d = double(D);
+  s.replicated_parameters =
+      2.0 * double(c.model.vocab_size) * d + double(s.layers) * 4.0 * d * d +
+      double(s.dense_ffn_layers) * 3.0 * d * double(c.model.d_ff) +
+      double(s.moe_layers) * (d * double(E) + 3.0 * d * double(s.shared_expert_hidden));
+  s.expert_parameters_per_rank =
+      double(s.moe_layers) * double(E / ep) * double(matrices) * d * double(c.moe.d_expert);
+  return s;
+}
+
+}  // namespace triage
