@@ -4,9 +4,9 @@
 // are those of a host whose slots are all busy. Links: ping-pong and all-to-all from 8 B
 // per message up to --max-bytes, among the ranks of rank 0's host (shared memory) and
 // among one rank per host (the network), fitted by link_probe. With a config, every rank
-// also runs that config's whole model (all experts local) over its slice of a step, and
-// what that takes beyond the layer rates' prediction for its MoE layers rates the dense
-// part: at a small model's shapes (head widths of 16, a 24-token vocabulary) attention,
+// also runs that config's whole model and optimizer (all experts local, its own data) over
+// its slice of a step, and what that takes beyond the layer rates' prediction for its MoE
+// layers rates the dense part: at a small model's shapes (head widths of 16, a 24-token vocabulary) attention,
 // norms and the head run far below a GEMM's FLOP rate, which a dense FFN alone misses.
 #include "bench/calibrate_bench.h"
 
@@ -30,6 +30,7 @@
 #include "common/error.h"
 #include "common/parameters.h"
 #include "config/config.h"
+#include "data/dataset.h"
 #include "model/feed_forward.h"
 #include "model/transformer.h"
 #include "moe/moe_layer.h"
@@ -38,6 +39,7 @@
 #include "parallel/phase_clock.h"
 #include "parallel/placement.h"
 #include "train/objective.h"
+#include "train/optimizer.h"
 
 namespace triage {
 namespace {
@@ -152,41 +154,64 @@ void measure_compute(const CalibrateOptions& o, Communicator& world, double shar
 // The config's model on every rank at once (all experts local; one rank's slice of a step's
 // batch, its micro-batches, forward + loss + backward, as the trainer runs them): sets
 // p.dense_flops_per_s from what the step's compute takes beyond its MoE layers' predicted
-// compute. Returns what it measured, for the params file.
+// compute, and p.optimizer_bytes_per_s from an AdamW update of the model's own parameters.
+// Returns what it measured, for the params file.
 nlohmann::ordered_json measure_dense_step(const CalibrateOptions& o, Communicator& world,
                                           double shared, model::Params& p) {
   Config config = load_config(o.config_path, o.overrides);
-  // The classification head (mean pooling and a D x C product) is left out: its classes
-  // come from the data, and its cost is one small GEMM per sequence.
-  if (config.model.num_classes == kAutoClasses) config.model.num_classes = 0;
-  if (config.train.loss == Loss::kClassify)
-    throw Error(o.config_path + ": calibrate --config rates the LM head; train.loss is classify");
+  const bool lm = config.train.loss != Loss::kClassify, classify = config.train.loss != Loss::kLm;
+  // The job's own data, as the trainer reads it: real lengths and padding, and the classes
+  // that model.num_classes: auto resolves to.
+  const Dataset data = load_dataset(config.data, uint64_t(config.train.seed));
+  if (data.train.empty())
+    throw Error(o.config_path + ": calibrate: the data has no training examples");
+  if (config.model.num_classes == kAutoClasses)
+    config.model.num_classes = classify ? int64_t(data.label_names.size()) : 0;
   const at::ScalarType dtype = config.train.dtype == DType::kFloat64 ? at::kDouble : at::kFloat;
   const int64_t ranks = world.size(), length = config.data.seq_len;
   const int64_t slice = std::max<int64_t>(1, config.train.batch_size / ranks);
   const int64_t micro_batches = config.train.grad_accum_steps;
+  // All experts on this rank, through the same expert-parallel code as the layer rates.
   auto self = make_mpi_communicator(MPI_COMM_SELF);
-  Transformer transformer(config, dtype, nullptr, self.get());
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(11 + uint64_t(world.rank()));
+  config.parallel.expert = 1;
+  Transformer transformer(config, dtype, self.get(), self.get());
   const ParameterList parameters = transformer.parameters();
+  const auto optimizer = make_optimizer(parameters, config.train);
   if (world.rank() == 0)
-    std::cerr << "[calibrate] compute: " << o.config_path << "'s model, " << slice << " x "
-              << length << " tokens x " << micro_batches << " micro-batch(es) per rank"
+    std::cerr << "[calibrate] compute: " << o.config_path << "'s model and optimizer, " << slice
+              << " x " << length << " tokens x " << micro_batches << " micro-batch(es) per rank"
               << std::endl;
+  // Consecutive slices of the training examples, this rank's share of each step's batch.
+  size_t next = size_t(world.rank() * slice);
+  auto batch = [&] {
+    std::vector<const Example*> rows;
+    for (int64_t i = 0; i < slice; ++i) rows.push_back(&data.train[next++ % data.train.size()]);
+    next += size_t((ranks - 1) * slice);
+    return make_batch(rows, length);
+  };
   const double step_s = median_seconds(o.repetitions.reps, world, [&] {
-    for (const auto& parameter : parameters) parameter.tensor.mutable_grad() = at::Tensor();
+    optimizer->zero_grad();
     for (int64_t micro = 0; micro < micro_batches; ++micro) {
-      const at::Tensor tokens =
-          at::randint(config.model.vocab_size, {slice, length}, gen, at::kLong);
-      const ModelOutput out =
-          transformer.forward(tokens, at::ones({slice, length}, at::kLong), true);
-      const at::Tensor targets = at::roll(tokens, -1, 1);
-      (token_cross_entropy_sum(out.lm_logits_BLV, targets, at::ones_like(targets)) /
-           double(slice * length) +
-       out.balance_loss + out.z_loss)
-          .backward();
+      const Batch b = batch();
+      const ModelOutput out = transformer.forward(b.tokens_BL, b.real_BL, true);
+      at::Tensor objective = out.balance_loss + out.z_loss;
+      if (lm)
+        objective =
+            objective + token_cross_entropy_sum(out.lm_logits_BLV, b.targets_BL, b.target_BL) /
+                            double(slice * length);
+      if (classify)
+        objective =
+            objective + sequence_cross_entropy_sum(out.class_logits_BC, b.labels_B) / double(slice);
+      objective.backward();
     }
   });
+  // The update of this model's own parameters: per-tensor costs included, which a flat
+  // buffer's rate misses.
+  const double optimizer_s = median_seconds(o.repetitions.reps, world, [&] { optimizer->step(); });
+  double parameter_count = 0;
+  for (const auto& parameter : parameters) parameter_count += double(parameter.tensor.numel());
+  p.optimizer_bytes_per_s =
+      model::kAdamWBytesPerParameter * parameter_count / (optimizer_s / shared);
   const int64_t tokens_per_rank = slice * micro_batches * length;
   const model::StepShape shape = step_shape(config, tokens_per_rank, 1);
   const std::vector<double> uniform(size_t(config.moe.num_experts),
@@ -199,6 +224,7 @@ nlohmann::ordered_json measure_dense_step(const CalibrateOptions& o, Communicato
                                      {"overrides", o.overrides},
                                      {"tokens_per_rank", tokens_per_rank},
                                      {"step_compute_s", step_s},
+                                     {"optimizer_s", optimizer_s},
                                      {"predicted_moe_compute_s", moe_s * shared}};
   if (dense_s < 0.05 * step_s / shared) {
     // The MoE layers' predicted compute leaves almost nothing: rating the dense part from
