@@ -6,8 +6,9 @@
 // among one rank per host (the network), fitted by link_probe. With a config, every rank
 // also runs that config's whole model and optimizer (all experts local, its own data) over
 // its slice of a step, and what that takes beyond the layer rates' prediction for its MoE
-// layers rates the dense part: at a small model's shapes (head widths of 16, a 24-token vocabulary) attention,
-// norms and the head run far below a GEMM's FLOP rate, which a dense FFN alone misses.
+// layers rates the dense part: at a small model's shapes (head widths of 16, a 24-token
+// vocabulary) attention, norms and the head run far below a GEMM's FLOP rate, which a
+// dense FFN alone misses.
 #include "bench/calibrate_bench.h"
 
 #include <ATen/ATen.h>

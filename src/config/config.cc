@@ -47,7 +47,7 @@ const char* const kRoutingOverrideForms =
 std::string describe(const RoutingRule&) { return kRoutingOverrideForms; }
 
 std::string describe(const AnyBool&) { return "true or false"; }
-std::string describe(const CountOrAuto& c) { return describe(c.range) + " or auto"; }
+std::string describe(const CountOrWord& c) { return describe(c.range) + " or " + c.word; }
 
 bool allows(const IntRange& r, int64_t v) { return v >= r.min && v <= r.max; }
 bool allows(const RealRange& r, double v) {
@@ -72,7 +72,7 @@ std::string expectation(const Field&, const Constraint& constraint) {
     return describe(constraint);
 }
 bool allows(const AnyBool&, bool) { return true; }
-bool allows(const CountOrAuto& c, int64_t v) { return v == kAutoClasses || allows(c.range, v); }
+bool allows(const CountOrWord& c, int64_t v) { return v == -1 || allows(c.range, v); }
 
 std::string format_value(int64_t v) { return std::to_string(v); }
 std::string format_value(double v) { return format_real(v); }
@@ -88,8 +88,8 @@ template <class Field, class Constraint>
 std::string format_field(const Field& v, const Constraint&) {
   return format_value(v);
 }
-std::string format_field(int64_t v, const CountOrAuto&) {
-  return v == kAutoClasses ? "auto" : format_value(v);
+std::string format_field(int64_t v, const CountOrWord& c) {
+  return v == -1 ? c.word : format_value(v);
 }
 
 // How a scalar was written, for quoting it back in a message.
@@ -146,9 +146,9 @@ bool parse_field(const YAML::Node& node, RoutingOverride& out, const RoutingRule
     return false;
   }
 }
-bool parse_field(const YAML::Node& node, int64_t& out, const CountOrAuto&) {
-  if (node.IsScalar() && node.Scalar() == "auto") {
-    out = kAutoClasses;
+bool parse_field(const YAML::Node& node, int64_t& out, const CountOrWord& c) {
+  if (node.IsScalar() && node.Scalar() == c.word) {
+    out = -1;
     return true;
   }
   return parse_scalar(node, out);
@@ -252,6 +252,11 @@ void validate(const Config& c) {
         format_value(c.moe.max_receive_factor), "0 (unbounded) or at least 1 (the balanced share)");
   check(c.moe.top_k <= c.moe.num_experts, "moe.top_k", format_value(c.moe.top_k),
         "at most moe.num_experts (" + std::to_string(c.moe.num_experts) + ")");
+  check(c.moe.num_groups != kGroupsByHost, "moe.num_groups", "hosts",
+        "parallel.ranks_per_host stated (the EP ranks each host runs: a divisor of "
+        "parallel.expert = " +
+            std::to_string(c.parallel.expert) + ", or at least it; got " +
+            std::to_string(c.parallel.ranks_per_host) + ")");
   if (c.moe.topk_groups > 0) {
     const int64_t groups = c.moe.num_groups;  // resolved: never 0 here
     check(c.moe.num_experts % groups == 0, "moe.num_groups", format_value(c.moe.num_groups),
@@ -414,9 +419,15 @@ RoutingOverride parse_routing_override(const std::string& text) {
   return r;
 }
 
-// num_groups 0 becomes a number once, here: one group per EP rank of the stated layout.
+// num_groups 0 or hosts becomes a number once, here: one group per EP rank, or per host of
+// the EP group, of the stated layout (hosts without a stated parallel.ranks_per_host that
+// fits stays unresolved, for validate to name).
 void resolve_num_groups(Config& c) {
   if (c.moe.topk_groups > 0 && c.moe.num_groups == 0) c.moe.num_groups = c.parallel.expert;
+  const int64_t per_host = c.parallel.ranks_per_host;
+  if (c.moe.num_groups == kGroupsByHost && per_host > 0 &&
+      (per_host >= c.parallel.expert || c.parallel.expert % per_host == 0))
+    c.moe.num_groups = std::max<int64_t>(1, c.parallel.expert / per_host);
 }
 
 Config default_config(const std::vector<std::string>& overrides) {

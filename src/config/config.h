@@ -19,7 +19,8 @@ namespace triage {
 constexpr int64_t kAminoAcidVocabSize = 24;  // 20 residues + PAD, BOS, EOS, UNK
 constexpr int64_t kByteVocabSize = 256;      // text: one id per byte
 
-constexpr int64_t kAutoClasses = -1;  // model.num_classes: auto
+constexpr int64_t kAutoClasses = -1;   // model.num_classes: auto
+constexpr int64_t kGroupsByHost = -1;  // moe.num_groups: hosts (resolved at load)
 
 struct ModelConfig {
   int64_t vocab_size = 32;    // token ids in [0, vocab_size); 20 amino acids + specials fit
@@ -129,9 +130,11 @@ struct MoeConfig {
   // consecutive ids; each token keeps its topk_groups best groups, scored by the sum of its
   // two best selection scores in each, and picks top_k among their experts. It bounds the
   // ranks a token travels to. topk_groups 0 = no limit. num_groups 0 in a file means one
-  // group per EP rank of the stated parallel.expert; loading resolves it to that number,
-  // so the routing is the model's, never the live layout's (a resume or a tool at another
-  // EP size routes alike).
+  // group per EP rank of the stated parallel.expert, and hosts (kGroupsByHost) one group per
+  // host of the EP group, parallel.expert / parallel.ranks_per_host (node-limited routing:
+  // with topk_groups M a token reaches at most M hosts); loading resolves either to that
+  // number, so the routing is the model's, never the live layout's (a resume or a tool at
+  // another EP size or on other hosts routes alike).
   int64_t num_groups = 0;
   int64_t topk_groups = 0;
   // Aux-loss-free balancing (DeepSeek-V3): a per-expert bias added to the scores only to
@@ -179,6 +182,9 @@ struct MoeConfig {
 
 struct ParallelConfig {
   int64_t expert = 1;  // expert-parallel group size; must divide num_experts
+  // The EP ranks one host runs, as the layout is planned (consecutive ranks share a host);
+  // 0 = not stated. Only moe.num_groups: hosts reads it, at load.
+  int64_t ranks_per_host = 0;
   int64_t intra_op_threads =
       0;  // LibTorch threads per rank; 0 = the CPUs a rank is given / the ranks sharing them
 };
@@ -259,8 +265,9 @@ struct AnyString {};
 struct RoutingRule {};  // moe.routing_override's forms
 struct OneOf {};        // an enum field: one of its ChoiceNames
 struct AnyBool {};
-struct CountOrAuto {  // an integer in range, or the word auto (held as kAutoClasses)
+struct CountOrWord {  // an integer in range, or `word` (held as -1: kAutoClasses, kGroupsByHost)
   IntRange range;
+  const char* word;
 };
 
 template <class Visitor>
@@ -273,7 +280,7 @@ void visit_fields(ModelConfig& c, Visitor&& v) {
   v("max_seq_len", c.max_seq_len, IntRange{1, 1 << 20});
   v("positions", c.positions, OneOf{});
   v("norm_eps", c.norm_eps, RealRange{0.0, 1.0, true});
-  v("num_classes", c.num_classes, CountOrAuto{{0, 1 << 20}});
+  v("num_classes", c.num_classes, CountOrWord{{0, 1 << 20}, "auto"});
   v("attention_dropout", c.attention_dropout, RealRange{0.0, 1.0, false, true});
   v("residual_dropout", c.residual_dropout, RealRange{0.0, 1.0, false, true});
 }
@@ -303,7 +310,7 @@ void visit_fields(MoeConfig& c, Visitor&& v) {
   v("balance_loss_scope", c.balance_loss_scope, OneOf{});
   v("balance_loss_type", c.balance_loss_type, OneOf{});
   v("z_loss_coef", c.z_loss_coef, RealRange{0.0, 1e6});
-  v("num_groups", c.num_groups, IntRange{0, 1 << 16});
+  v("num_groups", c.num_groups, CountOrWord{{0, 1 << 16}, "hosts"});
   v("topk_groups", c.topk_groups, IntRange{0, 1 << 16});
   v("expert_bias", c.expert_bias, AnyBool{});
   v("bias_update_rate", c.bias_update_rate, RealRange{0.0, 1.0});
@@ -320,6 +327,7 @@ void visit_fields(MoeConfig& c, Visitor&& v) {
 template <class Visitor>
 void visit_fields(ParallelConfig& c, Visitor&& v) {
   v("expert", c.expert, IntRange{1, 1 << 16});
+  v("ranks_per_host", c.ranks_per_host, IntRange{0, 1 << 16});
   v("intra_op_threads", c.intra_op_threads, IntRange{0, 1024});
 }
 

@@ -142,6 +142,24 @@ INSTANTIATE_TEST_SUITE_P(
                   "model:\n  d_model: 64.5\n",
                   {},
                   "{}:2: model.d_model = 64.5: expected an integer in [1, 65536]"},
+        BadConfig{"NumGroupsHostsWithoutRanksPerHost",
+                  "moe:\n  num_experts: 8\n  num_groups: hosts\n  topk_groups: 1\nparallel:\n  "
+                  "expert: 4\n",
+                  {},
+                  "{}:3: moe.num_groups = hosts: expected parallel.ranks_per_host stated (the EP "
+                  "ranks each host runs: a divisor of parallel.expert = 4, or at least it; got "
+                  "0)"},
+        BadConfig{"NumGroupsHostsWithRanksPerHostNotDividingTheGroup",
+                  "moe:\n  num_experts: 12\n  num_groups: hosts\n  topk_groups: 1\nparallel:\n  "
+                  "expert: 6\n  ranks_per_host: 4\n",
+                  {},
+                  "{}:3: moe.num_groups = hosts: expected parallel.ranks_per_host stated (the EP "
+                  "ranks each host runs: a divisor of parallel.expert = 6, or at least it; got "
+                  "4)"},
+        BadConfig{"NumGroupsNeitherCountNorHosts",
+                  "moe:\n  num_groups: nodes\n",
+                  {},
+                  "{}:2: moe.num_groups = nodes: expected an integer in [0, 65536] or hosts"},
         BadConfig{"ZeroExperts",
                   "moe:\n  num_experts: 0\n",
                   {},
@@ -306,6 +324,19 @@ TEST(Config, NumGroupsZeroIsResolvedToTheStatedExpertParallelSize) {
                 {"moe.num_experts=8", "moe.topk_groups=2", "moe.num_groups=4", "parallel.expert=2"})
                 .moe.num_groups,
             4);
+}
+
+// Node-limited routing: num_groups hosts becomes the EP group's hosts under the stated
+// ranks per host (8 EP ranks, 2 a host: 4 groups of 16 / 4 = 4 experts), and one group when
+// a host holds the whole EP group.
+TEST(Config, NumGroupsHostsIsResolvedToTheStatedHostsOfTheExpertParallelGroup) {
+  const std::string path = write_config(
+      "hosts.yaml",
+      "moe:\n  num_experts: 16\n  num_groups: hosts\n  topk_groups: 2\nparallel:\n  expert: 8\n"
+      "  ranks_per_host: 2\n");
+  EXPECT_EQ(load_config(path).moe.num_groups, 4);
+  for (const char* per_host : {"parallel.ranks_per_host=8", "parallel.ranks_per_host=16"})
+    EXPECT_EQ(load_config(path, {per_host, "moe.topk_groups=1"}).moe.num_groups, 1) << per_host;
 }
 
 TEST(Config, MissingFileIsNamed) {
