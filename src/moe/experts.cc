@@ -8,6 +8,7 @@
 
 #include "common/error.h"
 #include "moe/expert_pipeline.h"
+#include "moe/grouped_math.h"
 
 namespace triage {
 
@@ -83,44 +84,24 @@ bool Experts::uses_grouped_gemm(const at::Tensor& x_RD) const {
 }
 
 // The runs' rows regrouped so that each expert's rows are contiguous and in expert order
-// (runs from several source ranks interleave experts), then one grouped GEMM per matrix
-// over all experts, then the rows put back in run order. The permutation is built on the
-// host from the run lengths, which are host data already: no device sync.
+// (runs from several source ranks interleave experts; expert_block builds the permutation on
+// the host from the run lengths, host data already: no device sync), then one grouped GEMM
+// per matrix over all experts through autograd, then the rows put back in run order.
 at::Tensor Experts::forward_grouped(const at::Tensor& x_RD,
-                                    const std::vector<ExpertRun>& runs) const {
-  const int64_t experts = num_experts();
-  std::vector<std::vector<std::pair<int64_t, int64_t>>> ranges(experts);  // (first row, rows)
-  int64_t offset = 0;
-  for (const ExpertRun& run : runs) {
-    ranges[run.expert].push_back({offset, run.rows});
-    offset += run.rows;
-  }
-  std::vector<int64_t> order;
-  std::vector<int32_t> ends;  // cumulative rows per expert: at::_grouped_mm's offsets
-  order.reserve(offset);
-  for (const auto& expert_ranges : ranges) {
-    for (auto [first, rows] : expert_ranges)
-      for (int64_t r = first; r < first + rows; ++r) order.push_back(r);
-    ends.push_back(int32_t(order.size()));
-  }
-  // Host to device through pinned memory, without blocking: a pageable copy would wait for
-  // all the device's earlier work.
-  auto to_device = [device = x_RD.device()](const at::Tensor& host) {
-    return device.is_cuda() ? host.pin_memory().to(device, /*non_blocking=*/true) : host;
-  };
-  at::Tensor rows = to_device(at::tensor(order, at::kLong));
-  at::Tensor offsets = to_device(at::tensor(ends, at::kInt));
+                                    const std::vector<ExpertRowRun>& runs) const {
+  const ExpertBlock block = expert_block(runs, num_experts(), x_RD.device());
   const ExpertWeights w = weights(x_RD.scalar_type());
   auto gemm = [&](const at::Tensor& x, const at::Tensor& w_EAB) {
-    return at::_grouped_mm(x, w_EAB, offsets);
+    return at::_grouped_mm(x, w_EAB, block.ends);
   };
-  at::Tensor x_sorted = x_RD.index_select(0, rows);
+  at::Tensor x_sorted = block.gather(x_RD);
   at::Tensor hidden = gemm(x_sorted, w.w_in_EDH);
   hidden =
       type_ == ExpertType::kGelu ? at::gelu(hidden) : at::silu(hidden) * gemm(x_sorted, w.w_up_EDH);
   at::Tensor y_sorted = gemm(hidden, w.w_out_EHD);
+  if (!block.order.defined()) return y_sorted;  // already in run order
   // Back to run order: row order[i] of the output is row i of y_sorted.
-  return at::zeros({offset, y_sorted.size(1)}, y_sorted.options()).index_copy(0, rows, y_sorted);
+  return at::zeros_like(y_sorted).index_copy(0, block.order, y_sorted);
 }
 
 at::Tensor Experts::forward(const at::Tensor& x_RD, const std::vector<ExpertRun>& runs) const {
@@ -131,13 +112,13 @@ at::Tensor Experts::forward(const at::Tensor& x_RD, const std::vector<ExpertRun>
     covered += run.rows;
   }
   TRIAGE_ASSERT(covered == x_RD.size(0), "runs cover " << covered << " rows of " << x_RD.size(0));
-  if (x_RD.size(0) > 0 && uses_grouped_gemm(x_RD)) return forward_grouped(x_RD, runs);
   ExpertLayout layout;
   int64_t offset = 0;
   for (const ExpertRun& run : runs) {
     if (run.rows > 0) layout.own_runs.push_back({run.expert, offset, run.rows});
     offset += run.rows;
   }
+  if (x_RD.size(0) > 0 && uses_grouped_gemm(x_RD)) return forward_grouped(x_RD, layout.own_runs);
   return run_experts(x_RD, weights(x_RD.scalar_type()), layout, nullptr);
 }
 

@@ -20,6 +20,7 @@ namespace triage {
 
 class Communicator;
 struct ExpertLayout;
+struct ExpertRowRun;
 struct ExpertWeights;
 
 struct ExpertRun {
@@ -65,7 +66,7 @@ class Experts {
   ExpertWeights weights(at::ScalarType dtype) const;
 
  private:
-  at::Tensor forward_grouped(const at::Tensor& x_RD, const std::vector<ExpertRun>& runs) const;
+  at::Tensor forward_grouped(const at::Tensor& x_RD, const std::vector<ExpertRowRun>& runs) const;
 
   ExpertType type_;
   ExpertGemm gemm_;
