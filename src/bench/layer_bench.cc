@@ -31,6 +31,7 @@
 #include "common/check.h"
 #include "common/error.h"
 #include "model/feed_forward.h"
+#include "moe/host_exchange.h"
 #include "moe/moe_layer.h"
 #include "moe/token_exchange.h"
 #include "parallel/agreement.h"
@@ -58,6 +59,7 @@ MoeConfig layer_config(const LayerBenchOptions& o) {
   c.expert_gemm = choice_from<ExpertGemm>(o.expert_gemm);
   c.exchange_chunks = o.exchange_chunks;
   c.dispatch = choice_from<Dispatch>(o.dispatch);
+  c.exchange = choice_from<Exchange>(o.exchange);
   c.routing_override = o.routing == "uniform" ? "none" : o.routing;
   return c;
 }
@@ -77,6 +79,16 @@ double other_ranks_per_token(const MoeOutput& routed, int64_t experts_per_rank, 
   const at::Tensor reach =
       tokens_reaching_rank(routed.routing.experts_TK, routed.keep_TK, experts_per_rank, ranks);
   return (reach.sum() - reach[rank]).item<double>();
+}
+
+// Summed over tokens: how many hosts other than this rank's hold one of the token's kept
+// choices.
+double other_hosts_per_token(const MoeOutput& routed, int64_t experts_per_rank,
+                             const std::vector<int>& hosts, int rank) {
+  const int64_t host_count = *std::max_element(hosts.begin(), hosts.end()) + 1;
+  const at::Tensor reach = tokens_reaching_host(routed.routing.experts_TK, routed.keep_TK,
+                                                experts_per_rank, hosts, host_count);
+  return (reach.sum() - reach[hosts[size_t(rank)]]).item<double>();
 }
 
 void clear_grads(const ParameterList& params) {
@@ -99,10 +111,21 @@ int layer_bench(const LayerBenchOptions& o) {
   const int rank = world->rank(), ranks = world->size();
   const std::vector<RankPlacement> placements = place_ranks(o.threads, false);
   std::unique_ptr<MoeLayer> layer;
+  const std::vector<int>& host_of_rank = world->hosts();
+  const int host_count = *std::max_element(host_of_rank.begin(), host_of_rank.end()) + 1;
+  ExchangeChoice exchange;
   agree([&] {  // option mistakes and unreadable replay runs are the same on every rank
     check_options(o, ranks);
-    layer = std::make_unique<MoeLayer>(layer_config(o), s.d_model, at::kFloat, 7, world.get(),
-                                       world.get());
+    exchange = choose_exchange(layer_config(o).exchange, *world);
+    MoeConfig config = layer_config(o);
+    if (o.topk_groups > 0) {  // node-limited: the groups are the live hosts
+      config.num_groups = host_count;
+      config.topk_groups = o.topk_groups;
+      if (o.topk_groups > host_count || s.top_k > o.topk_groups * (s.experts / host_count))
+        throw Error("--topk-groups " + std::to_string(o.topk_groups) + ": expected at most the " +
+                    std::to_string(host_count) + " host(s), holding at least top-k experts");
+    }
+    layer = std::make_unique<MoeLayer>(config, s.d_model, at::kFloat, 7, world.get(), world.get());
   });
   at::Generator init = at::make_generator<at::CPUGeneratorImpl>(11);
   FeedForward dense(s.d_model, s.top_k * s.d_expert, ExpertType::kSwiglu, kInitStd, at::kFloat,
@@ -161,7 +184,8 @@ int layer_bench(const LayerBenchOptions& o) {
 
   std::vector<std::vector<double>> phase_mean(kPhases.size()), phase_max(kPhases.size());
   std::vector<double> received_max_over_mean, dropped_share, wire_rows_per_token,
-      remote_ranks_per_token;
+      remote_ranks_per_token, network_rows_per_token, remote_hosts_per_token,
+      network_messages_per_rank;
   for (int64_t rep = -o.repetitions.warmup; rep < o.repetitions.reps; ++rep) {
     const int64_t step = rep + o.repetitions.warmup;
     at::Generator gen =
@@ -185,6 +209,25 @@ int layer_bench(const LayerBenchOptions& o) {
           gather_from_ranks(other_ranks_per_token(routed, s.experts / ranks, ranks, rank));
       remote_ranks_per_token.push_back(std::accumulate(remote.begin(), remote.end(), 0.0) /
                                        double(ranks * s.tokens));
+      // What crosses the network: rows and messages to ranks on other hosts, against the
+      // tokens' distinct other hosts counted from the routing.
+      double network_rows = 0, messages = 0;
+      for (int r = 0; r < ranks; ++r)
+        if (host_of_rank[size_t(r)] != host_of_rank[size_t(rank)]) {
+          network_rows += double(stats.sent_rows_per_rank[size_t(r)]);
+          messages += stats.sent_rows_per_rank[size_t(r)] > 0;
+        }
+      const std::vector<double> network = gather_from_ranks(network_rows);
+      network_rows_per_token.push_back(std::accumulate(network.begin(), network.end(), 0.0) /
+                                       double(ranks * s.tokens));
+      const std::vector<double> sent_messages = gather_from_ranks(messages);
+      network_messages_per_rank.push_back(
+          std::accumulate(sent_messages.begin(), sent_messages.end(), 0.0) / double(ranks));
+      const std::vector<double> remote_hosts =
+          gather_from_ranks(other_hosts_per_token(routed, s.experts / ranks, host_of_rank, rank));
+      remote_hosts_per_token.push_back(
+          std::accumulate(remote_hosts.begin(), remote_hosts.end(), 0.0) /
+          double(ranks * s.tokens));
       const int64_t received = std::accumulate(recv_rows.begin(), recv_rows.end(), int64_t(0));
       const std::vector<double> all = gather_from_ranks(double(received));
       const double mean = std::accumulate(all.begin(), all.end(), 0.0) / ranks;
@@ -252,6 +295,13 @@ int layer_bench(const LayerBenchOptions& o) {
       {"wire_rows_per_token_each_way", median(wire_rows_per_token)},
       {"wire_bytes_per_token_each_way", median(wire_rows_per_token) * double(s.d_model) * 4.0},
       {"other_ranks_per_token_from_routing", median(remote_ranks_per_token)},
+      {"exchange", exchange.hierarchical ? "hierarchical" : "flat"},
+      {"exchange_why", exchange.why},
+      {"ranks_per_host", ranks / host_count},
+      {"topk_groups", o.topk_groups},
+      {"network_rows_per_token_each_way", median(network_rows_per_token)},
+      {"other_hosts_per_token_from_routing", median(remote_hosts_per_token)},
+      {"network_messages_per_rank_per_exchange", median(network_messages_per_rank)},
   };
   for (const bench::Contender& c : contenders) {
     nlohmann::ordered_json entry = bench::summary(c.slowest_s);
@@ -310,8 +360,12 @@ int layer_bench(const LayerBenchOptions& o) {
             << std::setprecision(0) << 100.0 * hidden_share << "%)" << std::setprecision(2)
             << "; busiest rank receives " << median(received_max_over_mean) << "x the mean rows\n"
             << "rows crossing a link per token, each way: " << median(wire_rows_per_token)
-            << " (other ranks per token in the routing: " << median(remote_ranks_per_token)
-            << ")\n";
+            << " (other ranks per token in the routing: " << median(remote_ranks_per_token) << ")\n"
+            << "exchange " << exchange.why
+            << "; rows crossing the network per token, each way: " << median(network_rows_per_token)
+            << " (other hosts per token in the routing: " << median(remote_hosts_per_token)
+            << "); network messages per rank per exchange: " << median(network_messages_per_rank)
+            << "\n";
   bench::emit_result(o.out, result);
   return 0;
 }
@@ -336,6 +390,15 @@ CLI::App* add_layer_bench(CLI::App& bench, LayerBenchOptions& o) {
       ->add_option("--routing", o.routing,
                    "uniform (the random router), balanced | hot:E:F | zipf:S | empty_rank:R | "
                    "replay:RUN_DIR")
+      ->capture_default_str();
+  layer->add_option("--exchange", o.exchange, "moe.exchange: flat | hierarchical | auto")
+      ->check(CLI::IsMember({"flat", "hierarchical", "auto"}))
+      ->capture_default_str();
+  layer
+      ->add_option("--topk-groups", o.topk_groups,
+                   "Node-limited routing: each token's experts on at most this many hosts "
+                   "(moe.topk_groups with the live hosts as groups); 0 = no limit")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   layer->add_option("--dispatch", o.dispatch, "moe.dispatch: per_rank | per_choice | auto")
       ->check(CLI::IsMember({"per_rank", "per_choice", "auto"}))

@@ -20,6 +20,8 @@ struct LayerBenchOptions {
   std::string expert_gemm = "loop";  // loop | grouped | auto (moe.expert_gemm)
   int64_t exchange_chunks = 1;       // moe.exchange_chunks
   std::string dispatch = "auto";     // moe.dispatch: per_rank | per_choice | auto
+  std::string exchange = "auto";     // moe.exchange: flat | hierarchical | auto
+  int64_t topk_groups = 0;           // node-limited routing over the live hosts; 0 = none
   int64_t threads = 1;  // LibTorch threads per rank; 0 = its CPUs / the ranks sharing them
   bench::Repetitions repetitions;
   std::string out;  // append the JSON line here (default: stdout)

@@ -27,6 +27,7 @@
 #include "common/error.h"
 #include "common/json_number.h"
 #include "config/config.h"
+#include "moe/host_exchange.h"
 #include "moe/moe_layer.h"
 #include "moe/router.h"
 #include "moe/routing_override.h"
@@ -39,25 +40,33 @@ constexpr double kMissTarget = 0.15;
 
 // The random router's choice for 4096 random tokens: the skew `uniform` routing has, and
 // the scores a routing override reads. Computed once per layer shape.
-RouterOutput sample_router(int64_t d_model, int64_t experts, int64_t top_k, uint64_t seed) {
+// groups, topk_groups: group-limited routing (0: none).
+RouterOutput sample_router(int64_t d_model, int64_t experts, int64_t top_k, uint64_t seed,
+                           int64_t groups = 0, int64_t topk_groups = 0) {
   c10::NoGradGuard no_grad;
   MoeConfig c;
   c.num_experts = experts;
   c.top_k = top_k;
+  c.num_groups = groups;
+  c.topk_groups = topk_groups;
   Router router(c, d_model, at::kFloat, at::make_generator<at::CPUGeneratorImpl>(seed));
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(99);
   return router.forward(at::randn({4096, d_model}, gen), true);
 }
 
 struct SampledRouting {
-  std::vector<double> expert_shares, rows_per_token_to_rank;  // see model::LayerShape
+  // See model::LayerShape.
+  std::vector<double> expert_shares, rows_per_token_to_rank, rows_per_token_to_host;
 };
 
 // The routing the model sees: each expert's share of the sampled assignments under `rule`
 // (kNone: the router's own; replay draws from recorded step `step`) and, under per_rank
 // dispatch, the share of the tokens that reach each EP rank (the rows a token sends it).
+// ranks_per_host > 0: also the share reaching each host of that many consecutive EP ranks
+// (the hierarchical exchange's rows), and the ranks' shares whatever the dispatch.
 SampledRouting sampled_routing(const RouterOutput& sample, const RoutingOverride& rule,
-                               uint64_t seed, int64_t ep_size, bool per_rank, int64_t step = 0) {
+                               uint64_t seed, int64_t ep_size, bool per_rank, int64_t step = 0,
+                               int64_t ranks_per_host = 0) {
   const int64_t experts = sample.scores_TE.size(1), per_ep_rank = experts / ep_size;
   const at::Tensor chosen =
       override_routing(rule, sample.experts_TK, sample.scores_TE, 0, seed, per_ep_rank, step);
@@ -68,9 +77,18 @@ SampledRouting sampled_routing(const RouterOutput& sample, const RoutingOverride
   SampledRouting routing;
   routing.expert_shares =
       shares(at::bincount(chosen.reshape(-1), {}, experts), double(chosen.numel()));
-  if (per_rank)
+  if (per_rank || ranks_per_host > 0)
     routing.rows_per_token_to_rank =
         shares(tokens_reaching_rank(chosen, {}, per_ep_rank, ep_size), double(chosen.size(0)));
+  if (ranks_per_host > 0) {
+    const int64_t per_host = std::min(ranks_per_host, ep_size);
+    std::vector<int> host_of_rank;
+    for (int64_t r = 0; r < ep_size; ++r) host_of_rank.push_back(int(r / per_host));
+    routing.rows_per_token_to_host =
+        shares(tokens_reaching_host(chosen, {}, per_ep_rank, host_of_rank,
+                                    (ep_size + per_host - 1) / per_host),
+               double(chosen.size(0)));
+  }
   return routing;
 }
 
@@ -102,15 +120,21 @@ Point layer_point(const nlohmann::json& r, const model::Params& params, const st
   std::vector<double> totals;
   const int64_t first = r.contains("warmup") ? integer("warmup") : 0,
                 steps = point.routing.rfind("replay:", 0) == 0 ? integer("reps") : 1;
-  // Seed 7: the layer seed `bench layer` uses, so the sampled router is the measured one.
-  const RouterOutput sample = sample_router(shape.d_model, shape.experts, shape.top_k, 7);
+  // Seed 7: the layer seed `bench layer` uses, so the sampled router is the measured one; the
+  // groups of node-limited routing are the hosts.
+  const int64_t topk_groups = r.value("topk_groups", int64_t(0));
+  const RouterOutput sample = sample_router(shape.d_model, shape.experts, shape.top_k, 7,
+                                            topk_groups > 0 ? point.hosts : 0, topk_groups);
+  shape.hierarchical = r.value("exchange", "flat") == "hierarchical";
   const RoutingOverride rule =
       bench::parse_bench_routing(point.routing, shape.experts, layout.ranks, shape.top_k);
   // Records from before moe.dispatch sent a row per choice.
   const bool per_rank = r.value("dispatch", "per_choice") == "per_rank";
   for (int64_t step = first; step < first + steps; ++step) {
-    SampledRouting routing = sampled_routing(sample, rule, 7, layout.ranks, per_rank, step);
+    SampledRouting routing = sampled_routing(sample, rule, 7, layout.ranks, per_rank, step,
+                                             shape.hierarchical ? layout.ranks_per_host : 0);
     shape.rows_per_token_to_rank = std::move(routing.rows_per_token_to_rank);
+    shape.rows_per_token_to_host = std::move(routing.rows_per_token_to_host);
     point.prediction = model::predict_layer(params, layout, shape, routing.expert_shares);
     totals.push_back(point.prediction.total_s);
   }
@@ -213,10 +237,14 @@ int project(const BenchModelOptions& o, const model::Params& params) {
   const int64_t E = config.moe.num_experts;
   // A projection is of GPUs (the stated cluster's), where moe.dispatch auto sends a row per
   // choice.
-  const bool per_rank = dispatches_per_rank(config.moe, /*on_gpu=*/true);
+  const bool hierarchical = o.exchange == "hierarchical";
+  const bool per_rank = hierarchical || dispatches_per_rank(config.moe, /*on_gpu=*/true);
   const std::string dispatch = per_rank ? "per_rank" : "per_choice";
   nlohmann::ordered_json result = {{"config", o.config_path},
                                    {"dispatch", dispatch},
+                                   {"exchange", o.exchange},
+                                   {"node_limit", o.node_limit},
+                                   {"nics_per_host", params.nics_per_host},
                                    {"params", o.params},
                                    {"ranks_per_host", o.ranks_per_host},
                                    {"tokens_per_rank", o.tokens_per_rank},
@@ -224,14 +252,15 @@ int project(const BenchModelOptions& o, const model::Params& params) {
                                    {"assumptions", params.assumptions}};
   std::cout << "# projected training step: " << o.config_path << ", " << o.tokens_per_rank
             << " tokens per rank, " << o.ranks_per_host << " ranks per host, routing " << o.routing
-            << ", dispatch " << dispatch << "\n"
+            << ", dispatch " << dispatch << ", exchange " << o.exchange << ", node limit "
+            << (o.node_limit > 0 ? std::to_string(o.node_limit) + " host(s)" : "none") << ", "
+            << params.nics_per_host << " NIC(s) per host\n"
             << std::right << std::setw(7) << "ranks" << std::setw(5) << "EP" << std::setw(12)
             << "step ms" << std::setw(12) << "compute" << std::setw(12) << "exchange"
             << std::setw(12) << "grad sync" << std::setw(12) << "optimizer" << std::setw(10)
             << "exch %" << std::setw(12) << "efficiency"
             << "\n";
   const uint64_t seed = uint64_t(config.train.seed);
-  const RouterOutput sample = sample_router(config.model.d_model, E, config.moe.top_k, seed);
   // Checked against the largest EP group there can be (E ranks); each size's below.
   const RoutingOverride rule = bench::parse_bench_routing(o.routing, E, E, config.moe.top_k);
   double first_step = 0;
@@ -239,11 +268,21 @@ int project(const BenchModelOptions& o, const model::Params& params) {
     const int64_t ep = std::gcd(ranks, E);  // the largest EP group that divides both
     model::Layout layout{ranks, std::min(o.ranks_per_host, ranks), ep};
     model::StepShape shape = step_shape(config, o.tokens_per_rank, ep);
+    // Node-limited routing: the groups are the EP group's hosts, when it spans more than the
+    // limit; the router is sampled under that limit.
+    const int64_t ep_hosts = (ep + layout.ranks_per_host - 1) / layout.ranks_per_host;
+    const bool limited = o.node_limit > 0 && ep_hosts > o.node_limit && E % ep_hosts == 0 &&
+                         config.moe.top_k <= o.node_limit * (E / ep_hosts);
+    const RouterOutput sample = sample_router(config.model.d_model, E, config.moe.top_k, seed,
+                                              limited ? ep_hosts : 0, limited ? o.node_limit : 0);
+    shape.moe.hierarchical = hierarchical;
     if (rule.kind == RoutingOverride::Kind::kEmptyRank && rule.rank >= ep)
       throw Error("--routing " + o.routing + ": expected an EP rank below " + std::to_string(ep) +
                   " at " + std::to_string(ranks) + " ranks");
-    SampledRouting routing = sampled_routing(sample, rule, seed, ep, per_rank);
+    SampledRouting routing = sampled_routing(sample, rule, seed, ep, per_rank, 0,
+                                             hierarchical ? layout.ranks_per_host : 0);
     shape.moe.rows_per_token_to_rank = std::move(routing.rows_per_token_to_rank);
+    shape.moe.rows_per_token_to_host = std::move(routing.rows_per_token_to_host);
     const model::Prediction p = model::predict_step(params, layout, shape, routing.expert_shares);
     if (first_step == 0) first_step = p.total_s;
     const double efficiency = first_step / p.total_s;  // weak scaling: same tokens per rank
@@ -288,6 +327,16 @@ CLI::App* add_model_bench(CLI::App& bench, BenchModelOptions& o) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   m->add_option("--routing", o.routing, "uniform (the random router) or a moe.routing_override")
+      ->capture_default_str();
+  m->add_option("--exchange", o.exchange,
+                "Projected exchange: flat (the config's dispatch on a GPU) | hierarchical (one "
+                "network row per token and host, then per_rank on the host)")
+      ->check(CLI::IsMember({"flat", "hierarchical"}))
+      ->capture_default_str();
+  m->add_option("--node-limit", o.node_limit,
+                "Node-limited routing: each token's experts on at most this many of the EP "
+                "group's hosts (moe.num_groups: hosts, moe.topk_groups); 0 = the config's routing")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   m->add_option("--out", o.out, "Write the result as JSON here");
   return m;

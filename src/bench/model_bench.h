@@ -20,6 +20,8 @@ struct BenchModelOptions {
   int64_t ranks_per_host = 8;
   int64_t tokens_per_rank = 4096;
   std::string routing = "uniform";
+  std::string exchange = "flat";  // flat | hierarchical
+  int64_t node_limit = 0;         // topk_groups over the EP group's hosts; 0 = none
   std::string out;
 };
 

@@ -148,6 +148,7 @@ Params read_params(const std::string& path) {
   p.intra_host = read_link(links, path, "intra_host", true);
   p.inter_host = read_link(links, path, "inter_host", false);
   p.oversubscribed = read_link(links, path, "oversubscribed", false);
+  if (j.contains("nics_per_host")) p.nics_per_host = positive(j, path, "", "nics_per_host");
   const nlohmann::json& c = object_at(j, path, "compute");
   const std::string where = "compute.";
   p.route_flops_per_s = positive(c, path, where, "route_flops_per_s");
@@ -182,6 +183,7 @@ nlohmann::ordered_json to_json(const Params& p) {
   return {{"slots_per_host", p.slots_per_host},
           {"activation_bytes", p.activation_bytes},
           {"gradient_bytes", p.gradient_bytes},
+          {"nics_per_host", p.nics_per_host},
           {"links", links},
           {"compute",
            {{"route_flops_per_s", p.route_flops_per_s},
@@ -196,6 +198,16 @@ nlohmann::ordered_json to_json(const Params& p) {
             {"expert_forward_by_rows", p.expert_forward_by_rows},
             {"expert_backward_by_rows", p.expert_backward_by_rows}}},
           {"assumptions", p.assumptions}};
+}
+
+// A host's network: its off-host bytes spread over its NICs, one per rank up to
+// nics_per_host.
+Link host_network(const Params& params, int64_t ranks_per_host) {
+  Link network = params.inter_host;
+  const double nics = std::max(1.0, std::min(params.nics_per_host, double(ranks_per_host)));
+  network.bandwidth_Bps *= nics;
+  network.burst_bytes *= nics;
+  return network;
 }
 
 Prediction predict_layer(const Params& params, const Layout& layout, const LayerShape& shape,
@@ -239,9 +251,32 @@ Prediction predict_layer(const Params& params, const Layout& layout, const Layer
     const double receive = double(P - host_ranks[h]) * T * to_host[h];
     busiest_inter = std::max({busiest_inter, send, receive});
   }
+  const Link network = host_network(params, per_host);
+  // Hierarchical: the network carries one row per (token, destination host) between peers of
+  // one place, then each destination fans its units out to its host's ranks. A peer receives
+  // the units of one source rank per host, so the fan-out moves hosts x a rank's units.
+  const bool two_levels = shape.hierarchical && hosts > 1;
+  if (two_levels) {
+    TRIAGE_ASSERT(int64_t(shape.rows_per_token_to_host.size()) == hosts &&
+                      int64_t(shape.rows_per_token_to_rank.size()) == P,
+                  "hierarchical needs rows per token to every host and rank");
+    busiest_inter = busiest_intra = 0;
+    double to_all_hosts = 0;
+    for (double rows : shape.rows_per_token_to_host) to_all_hosts += rows;
+    for (int64_t h = 0; h < hosts; ++h) {
+      const double to_h = shape.rows_per_token_to_host[h];
+      busiest_inter = std::max({busiest_inter, double(host_ranks[h]) * T * (to_all_hosts - to_h),
+                                double(P - host_ranks[h]) * T * to_h});
+    }
+    for (int64_t r = 0; r < P; ++r) {
+      const int64_t h = r / per_host;
+      busiest_intra = std::max({busiest_intra, double(hosts) * T * (to_host[h] - to_rank[r]),
+                                double(hosts) * double(host_ranks[h] - 1) * T * to_rank[r]});
+    }
+  }
   // Ranks sharing cores: collectives as measured among ranks sharing them (when measured).
   // Otherwise on-host copies slow down with the cores' sharing.
-  Link first = hosts > 1 ? params.inter_host : params.intra_host, intra = params.intra_host;
+  Link first = hosts > 1 ? network : params.intra_host, intra = params.intra_host;
   double copy_slowdown = slow;
   if (slow > 1.0 && params.oversubscribed.latency_s > 0) {
     first.latency_s = std::max(first.latency_s, params.oversubscribed.latency_s);
@@ -249,12 +284,15 @@ Prediction predict_layer(const Params& params, const Layout& layout, const Layer
     copy_slowdown = 1.0;
   }
   double row_exchange = 0, count_exchange = 0;
-  if (P > 1) {
+  const double intra_s = copy_slowdown * busiest_intra * row_bytes / intra.bandwidth_Bps;
+  if (two_levels) {  // the levels run one after the other, each with its own latency
+    count_exchange = first.latency_s + intra.latency_s;
+    row_exchange = count_exchange + shaped_s(busiest_inter * row_bytes, network) + intra_s;
+  } else if (P > 1) {  // one exchange: on-host and off-host bytes move at once
     count_exchange = first.latency_s;
     row_exchange =
         first.latency_s +
-        std::max(copy_slowdown * busiest_intra * row_bytes / intra.bandwidth_Bps,
-                 hosts > 1 ? shaped_s(busiest_inter * row_bytes, params.inter_host) : 0.0);
+        std::max(intra_s, hosts > 1 ? shaped_s(busiest_inter * row_bytes, network) : 0.0);
   }
 
   const double copy_bytes = 2.0 * assignments * row_bytes;  // read + write every routed row
@@ -338,10 +376,11 @@ Prediction predict_step(const Params& params, const Layout& layout, const StepSh
                           slow * dense_flops / params.dense_flops_per_s + moe_compute);
   out.phases.emplace_back(category(PhaseCategory::kExchange),
                           double(shape.moe_layers) * layer.exchange_s);
-  const Link& slowest_link = multi_host ? params.inter_host : params.intra_host;
+  const Link network = host_network(params, per_host);
+  const Link& slowest_link = multi_host ? network : params.intra_host;
   // Replicated gradients over the world; each expert's over its P / EP copies, which sit
   // on other hosts whenever an EP group fills its hosts.
-  const Link& expert_link = ep >= per_host && P > ep ? params.inter_host : params.intra_host;
+  const Link& expert_link = ep >= per_host && P > ep ? network : params.intra_host;
   out.phases.emplace_back(
       category(PhaseCategory::kGradientSync),
       allreduce_s(shape.replicated_parameters * params.gradient_bytes, P, slowest_link) +

@@ -30,6 +30,11 @@ struct Link {
 // Seconds `bytes` spend meeting a link's bandwidth: what exceeds its burst.
 double shaped_s(double bytes, const Link& link);
 
+struct Params;
+// A host's network as one link: inter_host over as many NICs as the host runs ranks, up to
+// nics_per_host.
+Link host_network(const Params& params, int64_t ranks_per_host);
+
 // Fits (bytes, seconds) points: alpha the fastest message of at most 4 KiB, beta the
 // least-squares slope over the sizes within 4x of typical_bytes (the exchange's own),
 // since caches and TCP windows bend the line between 8 B and 64 MiB.
@@ -45,6 +50,10 @@ struct Params {
   double activation_bytes = 4;  // per element of an exchanged row (float32 here; bf16 on GPUs: 2)
   double gradient_bytes = 4;    // per element of a synced gradient
   Link intra_host, inter_host;
+  // NICs per host, each an inter_host link: a host's off-host traffic spreads over as many of
+  // them as it runs ranks (rail-aligned, each rank to its own NIC). Stated; 1 for the virtual
+  // hosts, 8 for a DGX-class host.
+  double nics_per_host = 1;
   // Measured only when calibration itself ran more ranks than slots on a host: there a
   // collective also waits for the scheduler to run every rank, which this latency holds.
   Link oversubscribed;
@@ -91,6 +100,11 @@ struct LayerShape {
   // the routing: see reach_per_rank). Empty: per_choice, top_k x the rank's share of the
   // assignments.
   std::vector<double> rows_per_token_to_rank;
+  // moe.exchange hierarchical: a token crosses to each host holding its experts once (the
+  // share of tokens reaching each host, rows_per_token_to_host, from the routing), then fans
+  // out to that host's ranks (rows_per_token_to_rank, which must then be given).
+  bool hierarchical = false;
+  std::vector<double> rows_per_token_to_host;
 };
 
 // Phases labelled as phases.h labels them, in `triage bench layer`'s order, plus the

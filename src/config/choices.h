@@ -123,6 +123,17 @@ struct ChoiceNames<Dispatch> {
   static constexpr std::array names{"auto", "per_rank", "per_choice"};
 };
 
+// How the exchange crosses hosts (moe.exchange).
+enum class Exchange {
+  kAuto,          // hierarchical where the EP group spans hosts of several ranks each
+  kFlat,          // every EP rank exchanges with every other directly
+  kHierarchical,  // once per (token, host) over the network, then fanned out on the host
+};
+template <>
+struct ChoiceNames<Exchange> {
+  static constexpr std::array names{"auto", "flat", "hierarchical"};
+};
+
 enum class DType { kFloat32, kFloat64 };
 template <>
 struct ChoiceNames<DType> {

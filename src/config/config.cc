@@ -257,6 +257,10 @@ void validate(const Config& c) {
         "parallel.expert = " +
             std::to_string(c.parallel.expert) + ", or at least it; got " +
             std::to_string(c.parallel.ranks_per_host) + ")");
+  check(c.moe.exchange != Exchange::kHierarchical || c.moe.dispatch != Dispatch::kPerChoice,
+        "moe.dispatch", format_value(c.moe.dispatch),
+        "per_rank or auto when moe.exchange is hierarchical (it sends one row per token and "
+        "host, then per token and rank)");
   if (c.moe.topk_groups > 0) {
     const int64_t groups = c.moe.num_groups;  // resolved: never 0 here
     check(c.moe.num_experts % groups == 0, "moe.num_groups", format_value(c.moe.num_groups),

@@ -160,6 +160,15 @@ struct MoeConfig {
   // per_choice on a GPU (per_rank syncs with the host 3 times per forward there, per_choice
   // once). Equal up to rounding (the sum is grouped by rank).
   Dispatch dispatch = Dispatch::kAuto;
+  // How rows cross hosts. hierarchical: a token crosses the network once per destination
+  // host (to the EP rank of its own place there), which fans it out to the host's ranks over
+  // shared memory and sums their weighted outputs, so one row per (token, host) comes back;
+  // inter-host messages per rank: hosts - 1. flat: every EP rank exchanges with every other
+  // (moe.dispatch says what travels). auto: hierarchical when the live EP group spans
+  // several hosts of several ranks each, else flat; the banner says which. Equal up to
+  // rounding (the sum is grouped by host, then rank). Hosts are the live layout's
+  // (MPI_COMM_TYPE_SHARED) and must hold equal numbers of the EP group's ranks.
+  Exchange exchange = Exchange::kAuto;
   // Which blocks get an MoE FFN: none of the first `first_dense_layers`, then every
   // `every_n_layers`-th block (1 = all of the rest); the others get a dense FFN of d_ff.
   int64_t first_dense_layers = 0;
@@ -317,6 +326,7 @@ void visit_fields(MoeConfig& c, Visitor&& v) {
   v("expert_gemm", c.expert_gemm, OneOf{});
   v("exchange_chunks", c.exchange_chunks, IntRange{1, 1 << 16});
   v("dispatch", c.dispatch, OneOf{});
+  v("exchange", c.exchange, OneOf{});
   v("first_dense_layers", c.first_dense_layers, IntRange{0, 1024});
   v("every_n_layers", c.every_n_layers, IntRange{1, 1024});
   v("num_shared_experts", c.num_shared_experts, IntRange{0, 1024});

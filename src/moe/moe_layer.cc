@@ -13,6 +13,7 @@
 #include "common/error.h"
 #include "moe/exchange.h"
 #include "moe/expert_choice.h"
+#include "moe/host_exchange.h"
 #include "moe/permute.h"
 #include "moe/routing_override.h"
 #include "moe/token_exchange.h"
@@ -217,17 +218,27 @@ std::vector<int64_t> MoeLayer::experts_across_ranks(const at::Tensor& x_TD, cons
                                                     const InFlightWork& independent_work,
                                                     MoeOutput& out) {
   MoeStats& s = out.stats;
-  if (dispatches_per_rank(config_, x_TD.is_cuda())) {
+  if (!exchange_) exchange_ = choose_exchange(config_.exchange, *ep_);
+  if (exchange_->hierarchical || dispatches_per_rank(config_, x_TD.is_cuda())) {
     RowDropout dropout;
-    if (training && config_.expert_dropout > 0)
+    at::Tensor token_T;  // the dropout's keys
+    if (training && config_.expert_dropout > 0) {
+      token_T = at::arange(x_TD.size(0), routes.experts_TK.options()) + first_token;
       dropout = [this](const at::Tensor& y_RD, const at::Tensor& token_R,
                        const at::Tensor& expert_R) {
         return dropout_rows(y_RD, token_R, expert_R);
       };
-    TokenExchanged exchanged = experts_by_token_exchange(
-        expert_rows(x_TD, s), routes.experts_TK, routes.keep_TK, routes.weights_TK,
-        config_.num_experts, experts_, *ep_, routes.extra_counts, first_token, dropout,
-        independent_work, config_.exchange_chunks);
+    }
+    TokenExchanged exchanged =
+        exchange_->hierarchical
+            ? experts_by_host_exchange(expert_rows(x_TD, s), routes.experts_TK, routes.keep_TK,
+                                       routes.weights_TK, config_.num_experts, experts_,
+                                       ep_->host_levels(), routes.extra_counts, token_T, dropout,
+                                       independent_work, config_.exchange_chunks)
+            : experts_by_token_exchange(expert_rows(x_TD, s), routes.experts_TK, routes.keep_TK,
+                                        routes.weights_TK, config_.num_experts, experts_, *ep_,
+                                        routes.extra_counts, token_T, dropout, independent_work,
+                                        config_.exchange_chunks);
     out.y = exchanged.y_TD;
     s.received_rows = exchanged.received_rows;
     s.sent_rows_per_rank = std::move(exchanged.sent_units);

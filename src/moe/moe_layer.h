@@ -8,6 +8,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "common/parameters.h"
@@ -15,6 +16,7 @@
 #include "moe/aux_losses.h"
 #include "moe/capacity.h"
 #include "moe/experts.h"
+#include "moe/host_exchange.h"
 #include "moe/permute.h"
 #include "moe/router.h"
 #include "parallel/autograd_collectives.h"
@@ -151,6 +153,7 @@ class MoeLayer {
   int64_t micro_batch_ = 0;
   int64_t ep_size_;  // ranks the experts are spread over (1 for the plain reference)
   Communicator* ep_;
+  std::optional<ExchangeChoice> exchange_;  // moe.exchange resolved, at the first exchange
   Communicator* balance_group_;
   Router router_;
   Experts experts_;

@@ -80,43 +80,48 @@ at::Tensor tokens_reaching_rank(const at::Tensor& experts_TK, const at::Tensor& 
   return count_ids(rank_TK, ranks, first_choice_per_rank(rank_TK, kept, ranks));
 }
 
-TokenExchanged experts_by_token_exchange(const at::Tensor& x_TD, const at::Tensor& experts_TK,
-                                         const at::Tensor& keep_TK, const at::Tensor& weights_TK,
-                                         int64_t num_experts, const Experts& experts,
-                                         Communicator& ep, const at::Tensor& extra_counts,
-                                         int64_t first_token, const RowDropout& dropout,
-                                         const InFlightWork& while_in_flight, int64_t chunks) {
-  const int64_t ranks = ep.size(), me = ep.rank();
-  TRIAGE_ASSERT(num_experts % ranks == 0, num_experts << " experts over " << ranks << " ranks");
-  const int64_t local_experts = num_experts / ranks, tokens = x_TD.size(0);
-  const at::TensorOptions index = experts_TK.options();
+namespace {
+
+// The pipelined alternative to exchanging the rows and running UnitWork: given the units'
+// rows before they travel and what the destinations agreed on, returns y_UD.
+using PipelinedUnits =
+    std::function<at::Tensor(const at::Tensor& x_UD, const ReceivedChoices& received)>;
+
+TokenExchanged exchange_units_with(const at::Tensor& x_TD, const at::Tensor& key_TK,
+                                   int64_t keys_per_destination, const at::Tensor& keep_TK,
+                                   const at::Tensor& weights_TK, Communicator& comm,
+                                   const at::Tensor& extra_counts, const at::Tensor& token_T,
+                                   const InFlightWork& while_in_flight, const UnitWork& work,
+                                   const PipelinedUnits& pipelined) {
+  const int64_t ranks = comm.size(), keys = keys_per_destination * ranks, tokens = x_TD.size(0);
+  const at::TensorOptions index = key_TK.options();
   TokenExchanged out;
 
   phase_clock::enter(Phase::kSortPack);
-  // The choices, by global expert (hence by destination rank), and the units: one per
-  // (token, destination rank), by destination rank then token.
-  ExpertOrder choices = sort_by_expert(experts_TK, keep_TK, num_experts, extra_counts);
-  const at::Tensor rank_TK = experts_TK.div(local_experts, "floor");
+  // The choices, by key (hence by destination), and the units: one per (token,
+  // destination), by destination then token.
+  ExpertOrder choices = sort_by_expert(key_TK, keep_TK, keys, extra_counts);
+  const at::Tensor rank_TK = key_TK.div(keys_per_destination, "floor");
   const ExpertOrder units =
       sort_by_expert(rank_TK, first_choice_per_rank(rank_TK, keep_TK, ranks), ranks);
   const std::vector<int64_t>& send_units = units.tokens_per_expert;
   std::vector<int64_t> send_choices(size_t(ranks), 0);
-  for (int64_t e = 0; e < num_experts; ++e)
-    send_choices[size_t(e / local_experts)] += choices.tokens_per_expert[size_t(e)];
+  for (int64_t k = 0; k < keys; ++k)
+    send_choices[size_t(k / keys_per_destination)] += choices.tokens_per_expert[size_t(k)];
   const std::vector<int64_t> unit_offsets = exclusive_sum(send_units);
 
-  // Each choice's unit, counted from its destination's first unit, and its local expert:
-  // the ids that travel beside the rows.
-  const at::Tensor expert_C = experts_TK.reshape({-1}).index_select(0, choices.assignment_of_row_R);
-  const at::Tensor rank_C = expert_C.div(local_experts, "floor");
+  // Each choice's unit, counted from its destination's first unit, and its id there: the
+  // ids that travel beside the rows.
+  const at::Tensor key_C = key_TK.reshape({-1}).index_select(0, choices.assignment_of_row_R);
+  const at::Tensor rank_C = key_C.div(keys_per_destination, "floor");
   const at::Tensor unit_rank_U = rank_TK.reshape({-1}).index_select(0, units.assignment_of_row_R);
   at::Tensor unit_of_TP = at::zeros({tokens * ranks}, index);
   unit_of_TP.index_put_({units.token_of_row_R * ranks + unit_rank_U},
                         at::arange(units.token_of_row_R.size(0), index));
   const at::Tensor unit_C = unit_of_TP.index_select(0, choices.token_of_row_R * ranks + rank_C) -
                             host_to_tensor(unit_offsets, index).index_select(0, rank_C);
-  std::vector<at::Tensor> ids = {unit_C, expert_C - rank_C * local_experts};
-  if (dropout) ids.push_back(choices.token_of_row_R + first_token);
+  std::vector<at::Tensor> ids = {unit_C, key_C - rank_C * keys_per_destination};
+  if (token_T.defined()) ids.push_back(token_T.index_select(0, choices.token_of_row_R));
   const at::Tensor ids_C = at::stack(ids, 1);
   const at::Tensor weight_C =
       weights_TK.reshape({-1, 1}).index_select(0, choices.assignment_of_row_R);
@@ -130,8 +135,8 @@ TokenExchanged experts_by_token_exchange(const at::Tensor& x_TD, const at::Tenso
   std::vector<int64_t> recv_units(static_cast<size_t>(ranks), 0);
   std::vector<int64_t> recv_choices(static_cast<size_t>(ranks), 0);
   {
-    phase_clock::CollectiveScope collective(Phase::kCountExchange, ep);
-    const std::vector<int64_t> received = ep.alltoall(counts);
+    phase_clock::CollectiveScope collective(Phase::kCountExchange, comm);
+    const std::vector<int64_t> received = comm.alltoall(counts);
     for (int64_t p = 0; p < ranks; ++p) {
       recv_units[size_t(p)] = received[size_t(2 * p)];
       recv_choices[size_t(p)] = received[size_t(2 * p + 1)];
@@ -140,59 +145,34 @@ TokenExchanged experts_by_token_exchange(const at::Tensor& x_TD, const at::Tenso
   // Unpipelined, the rows go first, so that the work for their time in flight overlaps the
   // largest transfer; pipelined, the ids and weights go first (the receivers plan with them)
   // and the rows follow in pieces.
-  const bool pipelined = chunks > 1;
   at::Tensor x_VD;
   if (!pipelined)
-    x_VD = exchange_keeping_own(x_UD, ep, send_units, recv_units,
+    x_VD = exchange_keeping_own(x_UD, comm, send_units, recv_units,
                                 {Phase::kDispatchRows, Phase::kSortPackRouteBwd}, while_in_flight);
   const at::Tensor ids_Q =
-      exchange_keeping_own(ids_C, ep, send_choices, recv_choices, {Phase::kCountExchange, {}});
+      exchange_keeping_own(ids_C, comm, send_choices, recv_choices, {Phase::kCountExchange, {}});
   const at::Tensor weight_Q = exchange_keeping_own(
-      weight_C, ep, send_choices, recv_choices, {Phase::kDispatchRows, Phase::kSortPackRouteBwd});
+      weight_C, comm, send_choices, recv_choices, {Phase::kDispatchRows, Phase::kSortPackRouteBwd});
 
   // Received: each choice's unit in the receive buffer (its source's first unit + the id).
   phase_clock::enter(Phase::kSortPack);
-  const int64_t received_units = std::accumulate(recv_units.begin(), recv_units.end(), int64_t(0));
   const at::Tensor source_Q =
       at::repeat_interleave(at::arange(ranks, index), host_to_tensor(recv_choices, index));
   const at::Tensor unit_Q =
       ids_Q.select(1, 0) +
       host_to_tensor(exclusive_sum(recv_units), index).index_select(0, source_Q);
-  const at::Tensor local_expert_Q = ids_Q.select(1, 1);
-  auto dropout_keys = [&](const at::Tensor& choice_of_row) {
-    return std::pair{ids_Q.select(1, 2).index_select(0, choice_of_row),
-                     local_expert_Q.index_select(0, choice_of_row) + me * local_experts};
-  };
+  const at::Tensor id_Q = ids_Q.select(1, 1);
+  const at::Tensor token_Q = token_T.defined() ? ids_Q.select(1, 2) : at::Tensor();
   at::Tensor y_UD;
   if (pipelined) {
-    RowScale scale;
-    if (dropout)
-      scale = [&](const at::Tensor& choice_of_row_R) {
-        const auto [token_R, expert_R] = dropout_keys(choice_of_row_R);
-        return dropout(at::ones({token_R.size(0), x_TD.size(1)}, x_TD.options()), token_R,
-                       expert_R);
-      };
-    y_UD = run_token_pipeline(x_UD, {send_units, recv_units, unit_Q, local_expert_Q, weight_Q},
-                              experts.weights(x_TD.scalar_type()), ep, chunks,
-                              experts.uses_grouped_gemm(x_UD), scale, while_in_flight);
+    y_UD = pipelined(x_UD, {send_units, recv_units, unit_Q, id_Q, weight_Q, token_Q});
   } else {
-    const ExpertOrder received =
-        received_order(unit_Q, local_expert_Q, received_units, local_experts);
-    const at::Tensor x_RD = gather_rows(x_VD, received);
-    phase_clock::enter(Phase::kExperts);
-    at::Tensor y_RD =
-        experts.forward(x_RD, runs_per_expert(received.tokens_per_expert)).to(x_TD.scalar_type());
-    if (dropout) {
-      const auto [token_R, expert_R] = dropout_keys(received.assignment_of_row_R);
-      y_RD = dropout(y_RD, token_R, expert_R);
-    }
-    phase_clock::enter(Phase::kCombine);
-    const at::Tensor y_VD = combine_rows(y_RD, weight_Q.reshape({-1}), received);
-    y_UD = exchange_keeping_own(y_VD, ep, recv_units, send_units,
+    const at::Tensor y_VD = work({x_VD, unit_Q, id_Q, weight_Q.reshape({-1}), token_Q});
+    y_UD = exchange_keeping_own(y_VD, comm, recv_units, send_units,
                                 {Phase::kCombineRows, Phase::kExpertsBwd});
   }
-  // A token's partial sums, one per destination rank, added in the order of its first
-  // choice on each.
+  // A token's partial sums, one per destination, added in the order of its first choice at
+  // each.
   phase_clock::enter(Phase::kCombine);
   out.y_TD = combine_rows(y_UD, at::ones_like(weights_TK, y_UD.options()), units);
 
@@ -201,6 +181,64 @@ TokenExchanged experts_by_token_exchange(const at::Tensor& x_TD, const at::Tenso
   out.tokens_per_expert = std::move(choices.tokens_per_expert);
   out.extra_counts = std::move(choices.extra_counts);
   return out;
+}
+
+}  // namespace
+
+TokenExchanged exchange_units(const at::Tensor& x_TD, const at::Tensor& key_TK,
+                              int64_t keys_per_destination, const at::Tensor& keep_TK,
+                              const at::Tensor& weights_TK, Communicator& comm,
+                              const at::Tensor& extra_counts, const at::Tensor& token_T,
+                              const InFlightWork& while_in_flight, const UnitWork& work) {
+  return exchange_units_with(x_TD, key_TK, keys_per_destination, keep_TK, weights_TK, comm,
+                             extra_counts, token_T, while_in_flight, work, {});
+}
+
+TokenExchanged experts_by_token_exchange(const at::Tensor& x_TD, const at::Tensor& experts_TK,
+                                         const at::Tensor& keep_TK, const at::Tensor& weights_TK,
+                                         int64_t num_experts, const Experts& experts,
+                                         Communicator& ep, const at::Tensor& extra_counts,
+                                         const at::Tensor& token_T, const RowDropout& dropout,
+                                         const InFlightWork& while_in_flight, int64_t chunks) {
+  const int64_t ranks = ep.size(), me = ep.rank();
+  TRIAGE_ASSERT(num_experts % ranks == 0, num_experts << " experts over " << ranks << " ranks");
+  const int64_t local_experts = num_experts / ranks;
+  // A key is the global expert: its rank, then its local id there.
+  TRIAGE_ASSERT(!dropout || token_T.defined(), "expert dropout needs each row's global token");
+  auto keys_of = [&](const at::Tensor& token_Q, const at::Tensor& local_expert_Q,
+                     const at::Tensor& choice_of_row) {
+    return std::pair{token_Q.index_select(0, choice_of_row),
+                     local_expert_Q.index_select(0, choice_of_row) + me * local_experts};
+  };
+  UnitWork local_experts_work = [&](const ReceivedUnits& r) {
+    const ExpertOrder received = received_order(r.unit_Q, r.id_Q, r.x_VD.size(0), local_experts);
+    const at::Tensor x_RD = gather_rows(r.x_VD, received);
+    phase_clock::enter(Phase::kExperts);
+    at::Tensor y_RD =
+        experts.forward(x_RD, runs_per_expert(received.tokens_per_expert)).to(x_TD.scalar_type());
+    if (dropout) {
+      const auto [token_R, expert_R] = keys_of(r.token_Q, r.id_Q, received.assignment_of_row_R);
+      y_RD = dropout(y_RD, token_R, expert_R);
+    }
+    phase_clock::enter(Phase::kCombine);
+    return combine_rows(y_RD, r.weight_Q, received);
+  };
+  PipelinedUnits pipelined;
+  if (chunks > 1)
+    pipelined = [&](const at::Tensor& x_UD, const ReceivedChoices& received) {
+      RowScale scale;
+      if (dropout)
+        scale = [&](const at::Tensor& choice_of_row_R) {
+          const auto [token_R, expert_R] =
+              keys_of(received.token_Q, received.local_expert_Q, choice_of_row_R);
+          return dropout(at::ones({token_R.size(0), x_TD.size(1)}, x_TD.options()), token_R,
+                         expert_R);
+        };
+      return run_token_pipeline(x_UD, received, experts.weights(x_TD.scalar_type()), ep, chunks,
+                                experts.uses_grouped_gemm(x_UD), scale, while_in_flight);
+    };
+  return exchange_units_with(x_TD, experts_TK, local_experts, keep_TK, weights_TK, ep, extra_counts,
+                             token_T, while_in_flight, local_experts_work, pipelined);
 }
 
 }  // namespace triage

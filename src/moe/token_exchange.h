@@ -41,15 +41,38 @@ struct TokenExchanged {
   std::vector<int64_t> sent_units;         // rows sent to each rank (this one's own stay home)
 };
 
-// first_token: this rank's first token's global index (dropout keys). chunks > 1: the rows
-// travel in that many pieces, pipelined with the experts (token_pipeline.h; the loop GEMM).
-TokenExchanged experts_by_token_exchange(const at::Tensor& x_TD, const at::Tensor& experts_TK,
-                                         const at::Tensor& keep_TK, const at::Tensor& weights_TK,
-                                         int64_t num_experts, const Experts& experts,
-                                         Communicator& ep, const at::Tensor& extra_counts = {},
-                                         int64_t first_token = 0, const RowDropout& dropout = {},
-                                         const InFlightWork& while_in_flight = {},
-                                         int64_t chunks = 1);
+// What a destination receives in a unit exchange: the units' rows (sources in rank order,
+// its own included) and, for each received choice, its unit there, its id at the
+// destination, its gate weight and, when tokens travel, its global token.
+struct ReceivedUnits {
+  at::Tensor x_VD;
+  at::Tensor unit_Q, id_Q, weight_Q, token_Q;
+};
+
+// What a destination does with the units it received: each unit's gate-weighted sum of its
+// choices' outputs (y_VD), differentiable in x_VD and weight_Q.
+using UnitWork = std::function<at::Tensor(const ReceivedUnits&)>;
+
+// The unit exchange both levels share: every choice has a key, destination rank x
+// keys_per_destination + its id there; a token travels once to each destination of its kept
+// choices, carrying those choices' ids and gate weights; `work` runs at the destination; one
+// row per (token, destination) comes back and a token's rows are added in the order of its
+// first choice at each. token_T: global token ids to carry beside the choices (undefined:
+// none). tokens_per_expert holds this rank's kept choices per key. Collective over comm.
+TokenExchanged exchange_units(const at::Tensor& x_TD, const at::Tensor& key_TK,
+                              int64_t keys_per_destination, const at::Tensor& keep_TK,
+                              const at::Tensor& weights_TK, Communicator& comm,
+                              const at::Tensor& extra_counts, const at::Tensor& token_T,
+                              const InFlightWork& while_in_flight, const UnitWork& work);
+
+// token_T: each row's global token (int64), which keys the dropout; needed only with one.
+// chunks > 1: the rows travel in that many pieces, pipelined with the experts
+// (token_pipeline.h; the loop GEMM).
+TokenExchanged experts_by_token_exchange(
+    const at::Tensor& x_TD, const at::Tensor& experts_TK, const at::Tensor& keep_TK,
+    const at::Tensor& weights_TK, int64_t num_experts, const Experts& experts, Communicator& ep,
+    const at::Tensor& extra_counts = {}, const at::Tensor& token_T = {},
+    const RowDropout& dropout = {}, const InFlightWork& while_in_flight = {}, int64_t chunks = 1);
 
 // The first kept choice of each (token, destination rank): true where no earlier kept
 // choice of the token lives on the same rank. rank_TK: each choice's EP rank, of `ranks`.

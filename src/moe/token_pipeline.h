@@ -36,6 +36,7 @@ struct ReceivedChoices {
   at::Tensor unit_Q;                // int64: each choice's unit in the receive buffer
   at::Tensor local_expert_Q;        // int64
   at::Tensor weight_Q;              // differentiable
+  at::Tensor token_Q;               // int64 global token, when tokens travel; else undefined
 };
 
 // Scales for each computed row's expert output (expert dropout), given each row's choice;

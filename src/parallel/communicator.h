@@ -12,6 +12,8 @@
 
 namespace triage {
 
+struct HostLevels;
+
 // Rows [offset, offset + rows) of a tensor.
 struct RowSpan {
   int64_t offset = 0;
@@ -31,7 +33,8 @@ class PendingRows {
 
 class Communicator {
  public:
-  virtual ~Communicator() = default;
+  Communicator();
+  virtual ~Communicator();
 
   virtual int rank() const = 0;
   virtual int size() const = 0;
@@ -56,6 +59,23 @@ class Communicator {
   virtual void allreduce_sum_(at::Tensor& tensor) = 0;  // in place, over all ranks
   virtual void broadcast_(at::Tensor& tensor, int root) = 0;
   virtual void barrier() = 0;
+
+  // The host of each rank of this group, numbered from 0 in order of each host's first rank;
+  // ranks share a host when they share memory (MPI_COMM_TYPE_SHARED). Collective.
+  virtual std::vector<int> host_of_ranks() = 0;
+  // A communicator over the ranks of this group that pass the same color, ordered by key.
+  // Collective.
+  virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
+
+  // host_of_ranks(), asked once (collective then, on every rank of the group) and kept.
+  const std::vector<int>& hosts();
+  // The group's two levels over its hosts (host_levels.h), made on first use (collective
+  // then) and kept, so that every layer shares them.
+  const HostLevels& host_levels();
+
+ private:
+  std::vector<int> hosts_;
+  std::unique_ptr<HostLevels> host_levels_;
 };
 
 }  // namespace triage

@@ -210,6 +210,36 @@ class MpiCommunicator : public Communicator {
     TRIAGE_MPI_CHECK(MPI_Barrier(comm_));
   }
 
+  std::vector<int> host_of_ranks() override {
+    watchdog::InCollective in_flight("finding the hosts of a group");
+    // A host is named by its lowest rank in this group (the first of its shared-memory
+    // split, ordered by rank), then numbered in order of those.
+    MPI_Comm node = MPI_COMM_NULL;
+    TRIAGE_MPI_CHECK(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node));
+    int first = rank_;
+    TRIAGE_MPI_CHECK(MPI_Bcast(&first, 1, MPI_INT, 0, node));
+    TRIAGE_MPI_CHECK(MPI_Comm_free(&node));
+    std::vector<int> first_of(size_t(size_), 0);
+    TRIAGE_MPI_CHECK(MPI_Allgather(&first, 1, MPI_INT, first_of.data(), 1, MPI_INT, comm_));
+    std::vector<int> host_of_first(size_t(size_), -1), hosts(size_t(size_), 0);
+    int next = 0;
+    for (int r = 0; r < size_; ++r) {
+      int& host = host_of_first[size_t(first_of[size_t(r)])];
+      if (host < 0) host = next++;
+      hosts[size_t(r)] = host;
+    }
+    return hosts;
+  }
+
+  std::unique_ptr<Communicator> split(int color, int key) override {
+    watchdog::InCollective in_flight("splitting a group");
+    MPI_Comm part = MPI_COMM_NULL;
+    TRIAGE_MPI_CHECK(MPI_Comm_split(comm_, color, key, &part));
+    auto made = std::make_unique<MpiCommunicator>(part);  // duplicates it
+    TRIAGE_MPI_CHECK(MPI_Comm_free(&part));
+    return made;
+  }
+
  private:
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;

@@ -72,8 +72,9 @@ class NcclPendingRows : public PendingRows {
 
 class NcclCommunicator : public Communicator {
  public:
-  NcclCommunicator(MPI_Comm comm, double timeout_s)
-      : host_(make_mpi_communicator(comm)),
+  // host: an MPI communicator over the same ranks (bootstrap, counts, CPU tensors).
+  NcclCommunicator(std::unique_ptr<Communicator> host, double timeout_s)
+      : host_(std::move(host)),
         stream_(c10::cuda::getStreamFromPool(/*isHighPriority=*/true)),
         timeout_s_(timeout_s) {
     // Watched like a collective: a bootstrap that never completes ends the job.
@@ -203,6 +204,13 @@ class NcclCommunicator : public Communicator {
     host_->barrier();
   }
 
+  std::vector<int> host_of_ranks() override { return host_->host_of_ranks(); }
+
+  // A new NCCL communicator over the part, bootstrapped over the part's MPI communicator.
+  std::unique_ptr<Communicator> split(int color, int key) override {
+    return std::make_unique<NcclCommunicator>(host_->split(color, key), timeout_s_);
+  }
+
  private:
   // Orders `launch` on the communication stream after the caller's stream's work, then
   // the caller's stream after it; the tensors are marked as used on the communication
@@ -303,7 +311,7 @@ class NcclCommunicator : public Communicator {
 }  // namespace
 
 std::unique_ptr<Communicator> make_nccl_communicator(MPI_Comm comm, double timeout_s) {
-  return std::make_unique<NcclCommunicator>(comm, timeout_s);
+  return std::make_unique<NcclCommunicator>(make_mpi_communicator(comm), timeout_s);
 }
 
 }  // namespace triage

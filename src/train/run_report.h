@@ -26,6 +26,7 @@ struct RunStart {
   int64_t moe_layers;
   const Dataset& dataset;
   int64_t step, samples_seen;  // > 0 when resumed
+  std::string exchange;        // how moe.exchange resolved (choose_exchange)
 };
 
 // The lines printed before the first step, ending in a newline.

@@ -22,6 +22,7 @@
 #include "data/dataset.h"
 #include "model/transformer.h"
 #include "moe/expert_choice.h"
+#include "moe/host_exchange.h"
 #include "moe/routing_override.h"
 #include "parallel/agreement.h"
 #include "parallel/fault_injection.h"
@@ -82,6 +83,7 @@ class Trainer {
   std::unique_ptr<ExampleOrder> order_;
   std::unique_ptr<MetricsFile> metrics_;
   std::vector<RankPlacement> placements_;  // every rank's on rank 0; this rank's first
+  std::string exchange_;                   // how moe.exchange resolved on the EP group
   at::Device device_ = at::kCPU;
   int64_t step_ = 0;          // optimizer steps completed
   int64_t samples_seen_ = 0;  // position in order_
@@ -155,6 +157,8 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
   });
   // From here on config_, whose model.num_classes is resolved, is the run's config.
 
+  phase.emplace("start-up: finding the EP group's hosts");
+  exchange_ = choose_exchange(config_.moe.exchange, *groups_.ep).why;
   phase.emplace("start-up: building the model");
   const at::ScalarType dtype = config.train.dtype == DType::kFloat64 ? at::kDouble : at::kFloat;
   model_ = std::make_unique<Transformer>(config_, dtype, groups_.ep.get(), groups_.world.get());
@@ -340,9 +344,9 @@ std::string Trainer::save() {
 void Trainer::log_start() const {
   if (!is_root()) return;
   const int64_t moe_layers = int64_t(model_->moe_layers().size());
-  const RunStart run{config_,     groups_.layout, environment_line(),
-                     placements_, parameters_,    moe_layers,
-                     dataset_,    step_,          samples_seen_};
+  const RunStart run{config_,       groups_.layout, environment_line(), placements_,
+                     parameters_,   moe_layers,     dataset_,           step_,
+                     samples_seen_, exchange_};
   std::cout << start_banner(run) << std::flush;
 }
 

@@ -15,6 +15,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include "common/error.h"
 #include "moe/moe_layer.h"
 #include "mpi_test_support.h"
 #include "train/grad_sync.h"
@@ -50,6 +51,42 @@ Batch global_batch(int world_size) {
           at::randn({world_size * kTokensPerRank, kWidth}, gen, at::kDouble)};
 }
 
+// The EP group seen as hosts of its ranks: rank r on host host_of_rank[r] (the live layout
+// puts every rank of these tests on one host), every collective the group's own.
+struct VirtualHosts : Communicator {
+  Communicator& inner;
+  std::vector<int> host_of_rank;
+  VirtualHosts(Communicator& c, std::vector<int> hosts)
+      : inner(c), host_of_rank(std::move(hosts)) {}
+  // Hosts of `per_host` consecutive ranks.
+  static std::vector<int> consecutive(int ranks, int per_host) {
+    std::vector<int> hosts;
+    for (int r = 0; r < ranks; ++r) hosts.push_back(r / per_host);
+    return hosts;
+  }
+  int rank() const override { return inner.rank(); }
+  int size() const override { return inner.size(); }
+  std::vector<int64_t> alltoall(const std::vector<int64_t>& send) override {
+    return inner.alltoall(send);
+  }
+  at::Tensor alltoallv_rows(const at::Tensor& rows, const std::vector<int64_t>& send_rows,
+                            const std::vector<int64_t>& recv_rows) override {
+    return inner.alltoallv_rows(rows, send_rows, recv_rows);
+  }
+  std::unique_ptr<PendingRows> start_alltoallv_rows(
+      const at::Tensor& send, const std::vector<RowSpan>& send_spans, const at::Tensor& recv,
+      const std::vector<RowSpan>& recv_spans) override {
+    return inner.start_alltoallv_rows(send, send_spans, recv, recv_spans);
+  }
+  void allreduce_sum_(at::Tensor& t) override { inner.allreduce_sum_(t); }
+  void broadcast_(at::Tensor& t, int root) override { inner.broadcast_(t, root); }
+  void barrier() override { inner.barrier(); }
+  std::vector<int> host_of_ranks() override { return host_of_rank; }
+  std::unique_ptr<Communicator> split(int color, int key) override {
+    return inner.split(color, key);
+  }
+};
+
 // What the one-rank reference must compute the loss over, to see the same batches the EP
 // layer's capacity and balance loss see.
 enum class ReferenceShards {
@@ -61,8 +98,9 @@ enum class ReferenceShards {
 // and every gradient against the one-rank reference, whose loss is the mean over shards.
 // sequence_length > 0: the layer sees [sequences, sequence_length, D] (the sequence-wise
 // balance loss needs sequences); 0: [tokens, D].
+// hosts: the EP group's ranks as hosts (VirtualHosts); empty: the live layout.
 void expect_ep_matches_reference(const MoeConfig& config, ReferenceShards sharding,
-                                 int64_t sequence_length = 0) {
+                                 int64_t sequence_length = 0, const std::vector<int>& hosts = {}) {
   auto as_input = [&](const at::Tensor& x_TD) {
     return sequence_length > 0 ? x_TD.view({-1, sequence_length, kWidth}) : x_TD;
   };
@@ -72,7 +110,8 @@ void expect_ep_matches_reference(const MoeConfig& config, ReferenceShards shardi
   const int64_t first_token = g.world_rank * kTokensPerRank;
   auto my_slice = [&](const at::Tensor& t) { return t.narrow(0, first_token, kTokensPerRank); };
 
-  MoeLayer ep_layer(config, kWidth, at::kDouble, kSeed, groups.ep.get());
+  VirtualHosts on_hosts(*groups.ep, hosts.empty() ? groups.ep->hosts() : hosts);
+  MoeLayer ep_layer(config, kWidth, at::kDouble, kSeed, &on_hosts);
   at::Tensor x = my_slice(batch.x_GD).clone().set_requires_grad(true);
   MoeOutput out = ep_layer.forward(as_input(x), true, first_token);
   at::Tensor loss = objective(out, as_input(my_slice(batch.r_GD)));
@@ -598,6 +637,10 @@ struct RecordingCommunicator : Communicator {
   void allreduce_sum_(at::Tensor& t) override { inner.allreduce_sum_(t); }
   void broadcast_(at::Tensor& t, int root) override { inner.broadcast_(t, root); }
   void barrier() override { inner.barrier(); }
+  std::vector<int> host_of_ranks() override { return inner.host_of_ranks(); }
+  std::unique_ptr<Communicator> split(int color, int key) override {
+    return inner.split(color, key);
+  }
 };
 
 // The shared experts' slot (independent_work) runs once, after the dispatched rows set off
@@ -745,6 +788,168 @@ TEST(ExpertParallelLayer, ReceiveBoundHoldsUnderFullSkewAndMatchesOneRank) {
   groups.ep->allreduce_sum_(received);
   EXPECT_LE(received[0].item<double>(), 1.5 * T * K) << "rank 0 received more than its bound";
   expect_ep_matches_reference(config, ReferenceShards::kPerRank);
+}
+
+// The EP group's ranks as hosts, every way these worlds allow: hosts of 2 consecutive ranks,
+// of 2 ranks that are not consecutive (0 and 2 share one), and of 1 rank each.
+std::vector<std::vector<int>> host_layouts() {
+  const int ranks = int(g_ep_size);
+  std::vector<std::vector<int>> layouts = {VirtualHosts::consecutive(ranks, 1)};
+  if (ranks % 2 == 0) {
+    layouts.push_back(VirtualHosts::consecutive(ranks, 2));
+    std::vector<int> interleaved;
+    for (int r = 0; r < ranks; ++r) interleaved.push_back(r % (ranks / 2));
+    layouts.push_back(interleaved);
+  }
+  return layouts;
+}
+
+MoeConfig hierarchical(MoeConfig config, int64_t chunks = 1) {
+  config.exchange = Exchange::kHierarchical;
+  config.exchange_chunks = chunks;
+  return config;
+}
+
+// moe.exchange hierarchical equals the one-rank reference (float64, 1e-10) under every
+// routing the layer tests cover, on every host layout, with the fan-out on each host in
+// one piece and in three.
+TEST(ExpertParallelLayer, HierarchicalExchangeMatchesOneRankUnderEveryRouting) {
+  MoeConfig capped = layer_config("softmax", 2, 0.5, "local");
+  capped.drop_policy = DropPolicy::kScore;
+  MoeConfig bounded = overridden("hot:0:1.0", 2);
+  bounded.max_receive_factor = 1.5;
+  bounded.balance_loss_mode = BalanceLossMode::kLocal;
+  MoeConfig dropout = layer_config("sigmoid", 4, 0.0, "global");
+  dropout.expert_dropout = 0.3;
+  MoeConfig limited = layer_config("sigmoid", 2, 0.0, "global");
+  limited.topk_groups = 1;
+  limited.num_groups = g_ep_size;
+  MoeConfig expert_choice = layer_config("softmax", 2, 1.0, "global");
+  expert_choice.router = RouterKind::kExpertChoice;
+  for (const std::vector<int>& hosts : host_layouts())
+    for (int64_t chunks : {1, 3}) {
+      SCOPED_TRACE("hosts " + ::testing::PrintToString(hosts) + ", " + std::to_string(chunks) +
+                   " chunk(s)");
+      for (const MoeConfig& config :
+           {layer_config("softmax", 2, 0.0, "global"), layer_config("sigmoid", 4, 0.0, "global"),
+            overridden("balanced", 2), overridden("zipf:2.0", 2), dropout, limited, expert_choice})
+        expect_ep_matches_reference(hierarchical(config, chunks), ReferenceShards::kPerEpGroup, 0,
+                                    hosts);
+      for (const MoeConfig& config : {capped, bounded})
+        expect_ep_matches_reference(hierarchical(config, chunks), ReferenceShards::kPerRank, 0,
+                                    hosts);
+      if (kExperts - kExperts / g_ep_size >= 2)  // a rank, so a host's place, with no rows
+        expect_ep_matches_reference(
+            hierarchical(overridden("empty_rank:" + std::to_string(g_ep_size - 1), 2), chunks),
+            ReferenceShards::kPerEpGroup, 0, hosts);
+    }
+}
+
+// A token crosses to another host once per destination host, and only to the rank of its
+// own place there: the rows sent are the distinct (token, host) pairs of the routing, counted
+// here from the router's choices, and every other rank of a remote host receives none.
+TEST(ExpertParallelLayer, HierarchicalExchangeSendsEachTokenOncePerDestinationHost) {
+  MoeConfig config = hierarchical(layer_config("softmax", 4, 0.0, "global"));
+  ProcessGroups groups = groups_for(config);
+  const int64_t per_rank = kExperts / groups.layout.ep_size;
+  const int me = groups.ep->rank();
+  const Batch batch = global_batch(groups.layout.world_size);
+  const int64_t first_token = groups.layout.world_rank * kTokensPerRank;
+  for (const std::vector<int>& hosts : host_layouts()) {
+    SCOPED_TRACE("hosts " + ::testing::PrintToString(hosts));
+    VirtualHosts on_hosts(*groups.ep, hosts);
+    MoeLayer layer(config, kWidth, at::kDouble, kSeed, &on_hosts);
+    const MoeOutput out =
+        layer.forward(batch.x_GD.narrow(0, first_token, kTokensPerRank), true, first_token);
+    const at::Tensor experts = out.routing.experts_TK.contiguous();
+    std::set<std::pair<int64_t, int>> pairs;
+    int64_t to_other_hosts = 0;
+    for (int64_t t = 0; t < experts.size(0); ++t)
+      for (int64_t k = 0; k < experts.size(1); ++k) {
+        const int host = hosts[size_t(experts[t][k].item<int64_t>() / per_rank)];
+        if (pairs.insert({t, host}).second) to_other_hosts += host != hosts[size_t(me)];
+      }
+    EXPECT_EQ(out.stats.sent_rows, int64_t(pairs.size()));
+    EXPECT_EQ(out.stats.sent_rows_to_others, to_other_hosts);
+    const HostLevels& levels = on_hosts.host_levels();
+    for (int r = 0; r < int(hosts.size()); ++r)
+      if (levels.place_of_rank[size_t(r)] != levels.place_of_rank[size_t(me)])
+        EXPECT_EQ(out.stats.sent_rows_per_rank[size_t(r)], 0) << "rows to rank " << r;
+  }
+}
+
+// The hierarchical and the flat exchange compute the same layer (outputs, the input's, the
+// router's and every expert's gradients agree to rounding: the sum is grouped by host), and
+// the hierarchical one repeats itself bit for bit.
+TEST(ExpertParallelLayer, HierarchicalExchangeMatchesFlatAndRepeatsBitwise) {
+  MoeConfig dropout = layer_config("sigmoid", 4, 0.0, "global");
+  dropout.expert_dropout = 0.3;
+  ProcessGroups groups = groups_for(dropout);
+  const Batch batch = global_batch(groups.layout.world_size);
+  for (MoeConfig config : {layer_config("softmax", 2, 0.0, "global"), dropout})
+    for (const std::vector<int>& hosts : host_layouts()) {
+      SCOPED_TRACE("hosts " + ::testing::PrintToString(hosts) + ", dropout " +
+                   std::to_string(config.expert_dropout));
+      auto run = [&](Exchange exchange) {
+        config.exchange = exchange;
+        VirtualHosts on_hosts(*groups.ep, hosts);
+        const int64_t first_token = groups.layout.world_rank * kTokensPerRank;
+        MoeLayer layer(config, kWidth, at::kDouble, kSeed, &on_hosts);
+        at::Tensor x =
+            batch.x_GD.narrow(0, first_token, kTokensPerRank).clone().set_requires_grad(true);
+        MoeOutput out = layer.forward(x, true, first_token);
+        (out.y * batch.r_GD.narrow(0, first_token, kTokensPerRank)).sum().backward();
+        std::vector<at::Tensor> results = {out.y.detach(), x.grad()};
+        for (const auto& p : layer.parameters()) results.push_back(p.tensor.grad());
+        return results;
+      };
+      const std::vector<at::Tensor> by_host = run(Exchange::kHierarchical),
+                                    again = run(Exchange::kHierarchical),
+                                    flat = run(Exchange::kFlat);
+      ASSERT_EQ(by_host.size(), flat.size());
+      for (size_t i = 0; i < by_host.size(); ++i) {
+        EXPECT_LT(relative_error(by_host[i], flat[i]), 1e-12)
+            << "result " << i << by_host[i] << flat[i];
+        EXPECT_TRUE(at::equal(by_host[i], again[i])) << "result " << i << " differs run to run";
+      }
+    }
+}
+
+// Hosts holding different numbers of the EP group's ranks cannot form the two levels: an
+// explicit hierarchical exchange says so and why; auto falls back to flat and says why.
+TEST(ExpertParallelLayer, HierarchicalExchangeOnUnevenHostsIsRefusedAndAutoStaysFlat) {
+  if (g_ep_size < 3) GTEST_SKIP() << "uneven hosts need at least 3 EP ranks";
+  MoeConfig config = layer_config("softmax", 2, 0.0, "global");
+  ProcessGroups groups = groups_for(config);
+  std::vector<int> hosts(size_t(g_ep_size), 0);
+  hosts.back() = 1;
+  VirtualHosts on_hosts(*groups.ep, hosts);
+  try {
+    choose_exchange(Exchange::kHierarchical, on_hosts);
+    ADD_FAILURE() << "hierarchical on uneven hosts was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("different numbers of its ranks (" +
+                                         std::to_string(g_ep_size - 1) + ", 1)"),
+              std::string::npos)
+        << e.what();
+  }
+  const ExchangeChoice automatic = choose_exchange(Exchange::kAuto, on_hosts);
+  EXPECT_FALSE(automatic.hierarchical);
+  EXPECT_NE(automatic.why.find("different numbers"), std::string::npos) << automatic.why;
+}
+
+// auto: hierarchical exactly when the EP group spans several hosts of several ranks each.
+TEST(ExpertParallelLayer, AutoExchangeIsHierarchicalOnSeveralHostsOfSeveralRanks) {
+  MoeConfig config = layer_config("softmax", 2, 0.0, "global");
+  ProcessGroups groups = groups_for(config);
+  const int ranks = int(g_ep_size);
+  for (int per_host : {1, 2, ranks}) {
+    if (ranks % per_host != 0) continue;
+    VirtualHosts on_hosts(*groups.ep, VirtualHosts::consecutive(ranks, per_host));
+    const ExchangeChoice choice = choose_exchange(Exchange::kAuto, on_hosts);
+    EXPECT_EQ(choice.hierarchical, per_host > 1 && per_host < ranks)
+        << per_host << " ranks per host: " << choice.why;
+  }
 }
 
 }  // namespace

@@ -160,6 +160,16 @@ INSTANTIATE_TEST_SUITE_P(
                   "moe:\n  num_groups: nodes\n",
                   {},
                   "{}:2: moe.num_groups = nodes: expected an integer in [0, 65536] or hosts"},
+        BadConfig{"HierarchicalExchangeWithPerChoiceDispatch",
+                  "moe:\n  exchange: hierarchical\n  dispatch: per_choice\n",
+                  {},
+                  "{}:3: moe.dispatch = per_choice: expected per_rank or auto when moe.exchange "
+                  "is hierarchical (it sends one row per token and host, then per token and "
+                  "rank)"},
+        BadConfig{"UnknownExchange",
+                  "moe:\n  exchange: 2d\n",
+                  {},
+                  "{}:2: moe.exchange = 2d: expected one of auto, flat, hierarchical"},
         BadConfig{"ZeroExperts",
                   "moe:\n  num_experts: 0\n",
                   {},

@@ -25,6 +25,10 @@ struct OneRankCommunicator : Communicator {
   void allreduce_sum_(at::Tensor&) override {}
   void broadcast_(at::Tensor&, int) override {}
   void barrier() override {}
+  std::vector<int> host_of_ranks() override { return {0}; }
+  std::unique_ptr<Communicator> split(int, int) override {
+    return std::make_unique<OneRankCommunicator>();
+  }
 };
 
 }  // namespace triage::testing_support
