@@ -49,7 +49,8 @@ RouterOutput sample_router(int64_t d_model, int64_t experts, int64_t top_k, uint
   c.top_k = top_k;
   c.num_groups = groups;
   c.topk_groups = topk_groups;
-  Router router(c, d_model, at::kFloat, at::make_generator<at::CPUGeneratorImpl>(seed));
+  Router router(c, d_model, at::kFloat, at::make_generator<at::CPUGeneratorImpl>(seed),
+                std::max<int64_t>(groups, 1));
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(99);
   return router.forward(at::randn({4096, d_model}, gen), true);
 }

@@ -85,22 +85,29 @@ double shared_finish_s(std::vector<double> work, double slots) {
 }  // namespace
 
 // t = alpha + bytes / beta, robustly: alpha is the fastest small message (<= 4 KiB; a
-// median per size already), beta the least-squares slope through the points whose
-// sizes lie within 16x of `typical_bytes` (the exchange's), where the layer operates;
-// caches and TCP windows make one straight line over 8 B to 64 MiB a poor fit.
+// median per size already), beta the median of the bandwidths bytes / (t - alpha) of the
+// points whose sizes lie within 4x of `typical_bytes` (the exchange's), where the layer
+// operates: caches and TCP windows make one straight line over 8 B to 64 MiB a poor fit,
+// and one size that stalled (a TCP window collapsing under a token bucket) must not set the
+// slope, as it did through least squares, which weighs the largest sizes most.
 Link fit_link(const std::vector<std::pair<double, double>>& points, double typical_bytes) {
   double alpha = 1e30;
   for (auto [bytes, t] : points)
     if (bytes <= 4096) alpha = std::min(alpha, t);
   if (alpha == 1e30) alpha = points.front().second;
-  double s_xx = 0, s_xy = 0;
-  for (auto [bytes, t] : points)
-    if (bytes >= typical_bytes / 4 && bytes <= typical_bytes * 4)
-      s_xx += bytes * bytes, s_xy += bytes * (t - alpha);
-  if (s_xx == 0)
+  auto bandwidths = [&](double low, double high) {
+    std::vector<double> found;
     for (auto [bytes, t] : points)
-      if (bytes > 4096) s_xx += bytes * bytes, s_xy += bytes * (t - alpha);
-  return {alpha, s_xy > 0 ? s_xx / s_xy : 1e30};
+      if (bytes >= low && bytes <= high && t > alpha) found.push_back(bytes / (t - alpha));
+    return found;
+  };
+  std::vector<double> near = bandwidths(typical_bytes / 4, typical_bytes * 4);
+  if (near.empty()) near = bandwidths(4097, 1e300);
+  if (near.empty()) return {alpha, 1e30};
+  std::sort(near.begin(), near.end());
+  const size_t mid = near.size() / 2;
+  const double median = near.size() % 2 ? near[mid] : 0.5 * (near[mid - 1] + near[mid]);
+  return {alpha, median};
 }
 
 double rate_at(const std::vector<std::pair<double, double>>& curve, double rows, double fallback) {
@@ -285,9 +292,17 @@ Prediction predict_layer(const Params& params, const Layout& layout, const Layer
   }
   double row_exchange = 0, count_exchange = 0;
   const double intra_s = copy_slowdown * busiest_intra * row_bytes / intra.bandwidth_Bps;
-  if (two_levels) {  // the levels run one after the other, each with its own latency
-    count_exchange = first.latency_s + intra.latency_s;
-    row_exchange = count_exchange + shaped_s(busiest_inter * row_bytes, network) + intra_s;
+  if (two_levels) {
+    // The levels run one after the other, each with its own latency. The fan-out moves
+    // bytes between ranks of one host alone: shared-memory copies, slower by the cores'
+    // sharing, but waiting for the scheduler like any collective among ranks sharing cores.
+    const double fan_out_latency = per_host == 1 ? 0.0  // a host of one rank: no collective
+                                   : slow > 1.0 && params.oversubscribed.latency_s > 0
+                                       ? params.oversubscribed.latency_s
+                                       : params.intra_host.latency_s;
+    count_exchange = first.latency_s + fan_out_latency;
+    row_exchange = count_exchange + shaped_s(busiest_inter * row_bytes, network) +
+                   slow * busiest_intra * row_bytes / params.intra_host.bandwidth_Bps;
   } else if (P > 1) {  // one exchange: on-host and off-host bytes move at once
     count_exchange = first.latency_s;
     row_exchange =
@@ -335,12 +350,21 @@ Prediction predict_layer(const Params& params, const Layout& layout, const Layer
   add(Phase::kSortPack, slow * copy_bytes / params.pack_bytes_per_s);
   add(Phase::kCountExchange, count_exchange);
   add(Phase::kWait, forward_wait);
-  add(Phase::kDispatchRows, row_exchange);
+  // A row per choice (per_choice, unchunked) keeps a rank's own rows home and computes them
+  // while the others' travel: the exchanges into the experts (dispatch, and the gradients
+  // coming back in backward) wait only for what outlasts that share of the experts.
+  const bool per_choice = shape.rows_per_token_to_rank.empty() && !two_levels && P > 1;
+  const double own_share = 1.0 / double(P);
+  auto into_experts = [&](double experts_s) {
+    return per_choice ? std::max(count_exchange, row_exchange - own_share * experts_s)
+                      : row_exchange;
+  };
+  add(Phase::kDispatchRows, into_experts(experts_forward));
   add(Phase::kExperts, experts_forward);
   add(Phase::kCombineRows, row_exchange);
   add(Phase::kCombine, slow * copy_bytes / params.combine_bytes_per_s);
   add(Phase::kCombineBwd, slow * copy_bytes / params.combine_backward_bytes_per_s);
-  add(Phase::kCombineRowsBwd, row_exchange);
+  add(Phase::kCombineRowsBwd, into_experts(experts_backward));
   add(Phase::kWaitBwd, backward_wait);
   add(Phase::kExpertsBwd, experts_backward);
   add(Phase::kDispatchRowsBwd, row_exchange);

@@ -35,9 +35,9 @@ struct Params;
 // nics_per_host.
 Link host_network(const Params& params, int64_t ranks_per_host);
 
-// Fits (bytes, seconds) points: alpha the fastest message of at most 4 KiB, beta the
-// least-squares slope over the sizes within 4x of typical_bytes (the exchange's own),
-// since caches and TCP windows bend the line between 8 B and 64 MiB.
+// Fits (bytes, seconds) points: alpha the fastest message of at most 4 KiB, beta the median
+// bandwidth of the sizes within 4x of typical_bytes (the exchange's own), since caches and
+// TCP windows bend the line between 8 B and 64 MiB and one size may stall.
 Link fit_link(const std::vector<std::pair<double, double>>& points, double typical_bytes);
 
 // AdamW's memory traffic per float32 parameter in a step: it reads the parameter, its

@@ -42,6 +42,16 @@ TEST(FitLink, ASmallMessageDelayedByTheSchedulerDoesNotSetTheLatency) {
   EXPECT_NEAR(fit_link(points, 1 << 20).latency_s, 1e-5, 1e-12);
 }
 
+// Measured on the virtual hosts at 1 Gbit/s: 32 MiB took 5x its share (the TCP window
+// collapsed under the token bucket) and least squares, weighing it most, halved the fit.
+TEST(FitLink, OneStalledSizeDoesNotSetTheBandwidth) {
+  std::vector<std::pair<double, double>> points = {{8, 1e-5}};
+  for (double bytes = 2 << 20; bytes <= 16 << 20; bytes *= 2)
+    points.emplace_back(bytes, 1e-5 + bytes / 1.2e8);
+  points.emplace_back(32 << 20, 1e-5 + 5 * (32 << 20) / 1.2e8);
+  EXPECT_NEAR(fit_link(points, 8 << 20).bandwidth_Bps, 1.2e8, 1.2e8 * 1e-6);
+}
+
 TEST(PredictLayer, OneRankComputesEveryAssignmentAndExchangesNothing) {
   // T 10, K 2, D 3, H 5, E 2: experts forward = 20 rows x 6 D H = 1800 flops at 1/s.
   const Prediction p = predict_layer(unit_params(1), {1, 1, 0}, {10, 3, 5, 2, 2, 3}, {0.5, 0.5});
@@ -57,15 +67,15 @@ TEST(PredictLayer, BalancedRowExchangeOnOneHostCostsLatencyPlusHalfTheRowsOverBa
   // other and receives 100: 1e-6 + 4000 / 1e9 seconds.
   const Prediction p =
       predict_layer(unit_params(2), {2, 2, 0}, {100, 10, 20, 4, 2, 3}, {0.25, 0.25, 0.25, 0.25});
-  EXPECT_NEAR(phase(p, "dispatch rows"), 5e-6, 1e-15);
-  EXPECT_NEAR(phase(p, "combine rows bwd"), 5e-6, 1e-15);
+  EXPECT_NEAR(phase(p, "combine rows"), 5e-6, 1e-15);
+  EXPECT_NEAR(phase(p, "dispatch rows bwd"), 5e-6, 1e-15);
   EXPECT_DOUBLE_EQ(phase(p, "wait"), 0.0);
 }
 
 TEST(PredictLayer, AcrossTwoHostsTheBusiestHostsOffHostBytesUseTheNetwork) {
   // Rank 1 on host 2 holds every expert: host 1 sends all 200 rows (8000 bytes) to it.
   const Prediction p = predict_layer(unit_params(1), {2, 1, 0}, {100, 10, 20, 2, 2, 3}, {0.0, 1.0});
-  EXPECT_NEAR(phase(p, "dispatch rows"), 1e-5 + 8000.0 / 1e8, 1e-15);
+  EXPECT_NEAR(phase(p, "combine rows"), 1e-5 + 8000.0 / 1e8, 1e-15);
 }
 
 TEST(PredictLayer, AShapedLinkChargesOnlyTheBytesBeyondItsBurst) {
@@ -74,10 +84,10 @@ TEST(PredictLayer, AShapedLinkChargesOnlyTheBytesBeyondItsBurst) {
   Params shaped = unit_params(1);
   shaped.inter_host.burst_bytes = 6000;
   const LayerShape shape{100, 10, 20, 2, 2, 3};
-  EXPECT_NEAR(phase(predict_layer(shaped, {2, 1, 0}, shape, {0.0, 1.0}), "dispatch rows"),
+  EXPECT_NEAR(phase(predict_layer(shaped, {2, 1, 0}, shape, {0.0, 1.0}), "combine rows"),
               1e-5 + 2000.0 / 1e8, 1e-15);
   shaped.inter_host.burst_bytes = 1e6;
-  EXPECT_NEAR(phase(predict_layer(shaped, {2, 1, 0}, shape, {0.0, 1.0}), "dispatch rows"), 1e-5,
+  EXPECT_NEAR(phase(predict_layer(shaped, {2, 1, 0}, shape, {0.0, 1.0}), "combine rows"), 1e-5,
               1e-15);
 }
 
@@ -89,10 +99,47 @@ TEST(PredictLayer, PerRankDispatchSendsTheTokensThatReachARankOnceEach) {
   const Prediction per_choice = predict_layer(unit_params(1), {2, 1, 0}, shape, {0.5, 0.5});
   shape.rows_per_token_to_rank = {0.75, 0.75};
   const Prediction per_rank = predict_layer(unit_params(1), {2, 1, 0}, shape, {0.5, 0.5});
-  EXPECT_NEAR(phase(per_choice, "dispatch rows"), 1e-5 + 4000.0 / 1e8, 1e-15);
+  EXPECT_NEAR(phase(per_choice, "combine rows"), 1e-5 + 4000.0 / 1e8, 1e-15);
   EXPECT_NEAR(phase(per_rank, "dispatch rows"), 1e-5 + 3000.0 / 1e8, 1e-15);
   EXPECT_NEAR(phase(per_rank, "combine rows bwd"), 1e-5 + 3000.0 / 1e8, 1e-15);
   EXPECT_DOUBLE_EQ(phase(per_rank, "experts"), phase(per_choice, "experts"));
+}
+
+TEST(PredictLayer, PerChoiceComputesOwnRowsWhileTheOthersTravel) {
+  // Two ranks on two hosts, top-2, balanced: a row exchange is 1e-5 + 4000 / 1e8 = 5e-5 s.
+  // Each rank's experts take 200 rows of 2 x 3 x 10 x 20 flops, at 1e10/s 2.4e-5 s forward;
+  // its own half computes while the other half travels, so the dispatch waits 3.8e-5 s.
+  // Backward at 1e10/s takes 4.8e-5 s for twice the flops: the gradients coming in wait
+  // 2.6e-5 s. The exchanges out of the experts hide nothing.
+  Params fast = unit_params(1);
+  fast.expert_forward_flops_per_s = fast.expert_backward_flops_per_s = 1e10;
+  const Prediction p = predict_layer(fast, {2, 1, 0}, {100, 10, 20, 2, 2, 3}, {0.5, 0.5});
+  EXPECT_NEAR(phase(p, "dispatch rows"), 5e-5 - 1.2e-5, 1e-15);
+  EXPECT_NEAR(phase(p, "combine rows bwd"), 5e-5 - 2.4e-5, 1e-15);
+  EXPECT_NEAR(phase(p, "combine rows"), 5e-5, 1e-15);
+  EXPECT_NEAR(phase(p, "dispatch rows bwd"), 5e-5, 1e-15);
+}
+
+// Hierarchical, 2 hosts x 2 ranks, T 100, D 10 (40-byte rows), one expert per rank, top-1,
+// balanced: each token reaches the other host with probability 1/2 (rows_per_token_to_host
+// 1/2 each) and each rank with 1/4. Across hosts a host sends 2 ranks x 100 x 1/2 = 100 rows
+// (4000 bytes: 1e-5 + 4e-5 s); on the host each gateway holds 2 x 100 x 1/2 = 100 units of
+// which 2 x 100 x 1/4 = 50 go to its neighbour (2000 bytes: 2e-6 s at 1 GB/s), after 1 us.
+TEST(PredictLayer, HierarchicalCrossesTheNetworkOncePerHostThenFansOutOnTheHost) {
+  LayerShape shape{100, 10, 20, 4, 1, 3};
+  shape.hierarchical = true;
+  shape.rows_per_token_to_rank = {0.25, 0.25, 0.25, 0.25};
+  shape.rows_per_token_to_host = {0.5, 0.5};
+  const Prediction p = predict_layer(unit_params(2), {4, 2, 0}, shape, {0.25, 0.25, 0.25, 0.25});
+  const double count = 1e-5 + 1e-6;
+  EXPECT_NEAR(phase(p, "count exchange"), count, 1e-15);
+  EXPECT_NEAR(phase(p, "dispatch rows"), count + 4000.0 / 1e8 + 2000.0 / 1e9, 1e-15);
+  EXPECT_NEAR(phase(p, "combine rows"), count + 4000.0 / 1e8 + 2000.0 / 1e9, 1e-15);
+  // Eight NICs on a host of two ranks: two of them carry its bytes.
+  Params dgx = unit_params(2);
+  dgx.nics_per_host = 8;
+  EXPECT_NEAR(phase(predict_layer(dgx, {4, 2, 0}, shape, {0.25, 0.25, 0.25, 0.25}), "combine rows"),
+              count + 4000.0 / 2e8 + 2000.0 / 1e9, 1e-15);
 }
 
 TEST(PredictLayer, ASkewedRankWaitsOnlyForItsOwnExtraRowsWhenItHasTheCores) {
