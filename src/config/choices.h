@@ -125,7 +125,7 @@ struct ChoiceNames<Dispatch> {
 
 // How the exchange crosses hosts (moe.exchange).
 enum class Exchange {
-  kAuto,          // hierarchical where the EP group spans hosts of several ranks each
+  kAuto,          // hierarchical where the EP group spans hosts of several ranks each (CPU)
   kFlat,          // every EP rank exchanges with every other directly
   kHierarchical,  // once per (token, host) over the network, then fanned out on the host
 };

@@ -165,7 +165,9 @@ struct MoeConfig {
   // shared memory and sums their weighted outputs, so one row per (token, host) comes back;
   // inter-host messages per rank: hosts - 1. flat: every EP rank exchanges with every other
   // (moe.dispatch says what travels). auto: hierarchical when the live EP group spans
-  // several hosts of several ranks each, else flat; the banner says which. Equal up to
+  // several hosts of several ranks each (faster there on the virtual hosts, slower with one
+  // rank per host, docs/layer.md), else flat, and flat on GPUs, where the two levels over
+  // NCCL have not run yet; the banner says which and why. Equal up to
   // rounding (the sum is grouped by host, then rank). Hosts are the live layout's
   // (MPI_COMM_TYPE_SHARED) and must hold equal numbers of the EP group's ranks.
   Exchange exchange = Exchange::kAuto;

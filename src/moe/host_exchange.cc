@@ -43,7 +43,7 @@ UnitTable unit_table(const at::Tensor& unit_Q, int64_t units, int64_t slots) {
 
 }  // namespace
 
-ExchangeChoice choose_exchange(Exchange setting, Communicator& ep) {
+ExchangeChoice choose_exchange(Exchange setting, Communicator& ep, bool on_gpu) {
   if (setting == Exchange::kFlat) return {false, "flat (moe.exchange)"};
   const std::vector<int>& hosts = ep.hosts();
   const std::string uneven = uneven_hosts(hosts);
@@ -62,6 +62,10 @@ ExchangeChoice choose_exchange(Exchange setting, Communicator& ep) {
   // second level only adds its collectives; on one host there is no network to spare.
   if (!uneven.empty()) return {false, "flat (auto): " + uneven};
   if (host_count == 1) return {false, "flat (auto): the EP group is on one host"};
+  if (on_gpu)
+    return {false, "flat (auto): " + shape +
+                       ", but the hierarchical exchange has not run on GPUs yet (set "
+                       "moe.exchange: hierarchical to use it)"};
   if (int(hosts.size()) == host_count)
     return {false, "flat (auto): " + shape + ", so the per_rank rows are already one per host"};
   return {true, "hierarchical (auto): " + shape};

@@ -23,12 +23,14 @@
 namespace triage {
 
 // What moe.exchange resolves to on this EP group, and why in words for the banner
-// ("hierarchical: 4 hosts x 2 EP ranks"). Collective over ep on its first call.
+// ("hierarchical: 4 hosts x 2 EP ranks"). on_gpu: the layer runs on CUDA tensors, where
+// auto stays flat (the two levels over NCCL are built but have not run on GPUs yet).
+// Collective over ep on its first call.
 struct ExchangeChoice {
   bool hierarchical = false;
   std::string why;
 };
-ExchangeChoice choose_exchange(Exchange setting, Communicator& ep);
+ExchangeChoice choose_exchange(Exchange setting, Communicator& ep, bool on_gpu = false);
 
 // Arguments as experts_by_token_exchange's, over the EP group's `levels`; chunks pipeline
 // the fan-out on each host. sent_units: rows sent to each EP rank (only peers of this

@@ -218,7 +218,7 @@ std::vector<int64_t> MoeLayer::experts_across_ranks(const at::Tensor& x_TD, cons
                                                     const InFlightWork& independent_work,
                                                     MoeOutput& out) {
   MoeStats& s = out.stats;
-  if (!exchange_) exchange_ = choose_exchange(config_.exchange, *ep_);
+  if (!exchange_) exchange_ = choose_exchange(config_.exchange, *ep_, x_TD.is_cuda());
   if (exchange_->hierarchical || dispatches_per_rank(config_, x_TD.is_cuda())) {
     RowDropout dropout;
     at::Tensor token_T;  // the dropout's keys

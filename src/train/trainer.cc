@@ -158,7 +158,20 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
   // From here on config_, whose model.num_classes is resolved, is the run's config.
 
   phase.emplace("start-up: finding the EP group's hosts");
-  exchange_ = choose_exchange(config_.moe.exchange, *groups_.ep).why;
+  exchange_ =
+      choose_exchange(config_.moe.exchange, *groups_.ep, config.train.device == DeviceKind::kCuda)
+          .why;
+  {  // Node-limited routing bounds the stated hosts; say so when the live ones differ.
+    const std::vector<int>& hosts = groups_.ep->hosts();
+    const int64_t live_per_host =
+        int64_t(hosts.size()) / (*std::max_element(hosts.begin(), hosts.end()) + 1);
+    const int64_t stated = std::min(config_.parallel.ranks_per_host, config_.parallel.expert);
+    if (stated > 0 && stated != live_per_host && uneven_hosts(hosts).empty())
+      exchange_ += "; warning: parallel.ranks_per_host is " +
+                   std::to_string(config_.parallel.ranks_per_host) + " but this EP group runs " +
+                   std::to_string(live_per_host) +
+                   " rank(s) per host, so moe.num_groups: hosts groups the stated hosts";
+  }
   phase.emplace("start-up: building the model");
   const at::ScalarType dtype = config.train.dtype == DType::kFloat64 ? at::kDouble : at::kFloat;
   model_ = std::make_unique<Transformer>(config_, dtype, groups_.ep.get(), groups_.world.get());

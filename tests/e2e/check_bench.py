@@ -99,7 +99,31 @@ def params_with_config(path):
     expect(r["compute"]["dense_flops_per_s"] > 0, "a dense rate")
 
 
+def layer_hierarchy(folder):
+    # 2 virtual hosts x 2 ranks, moe.exchange auto: hierarchical, said why. uniform.jsonl,
+    # top-4 of 8 experts: the network carries one row per token and other host, which the
+    # routing counts independently (to rounding of the mean), in one message per rank per
+    # exchange (hosts - 1; the flat exchange sends to both ranks of the other host).
+    # hot.jsonl, hot:0:1.0: every choice is expert 0, on host 0, so only host 1's tokens cross,
+    # once each: half a row per token, and host 0's ranks send nothing.
+    [uniform] = lines(Path(folder) / "uniform.jsonl")
+    [hot] = lines(Path(folder) / "hot.jsonl")
+    for r in (uniform, hot):
+        expect(r["exchange"] == "hierarchical", f"exchange {r['exchange']}")
+        expect(r["exchange_why"] == "hierarchical (auto): 2 host(s) x 2 EP rank(s)", f"why: {r['exchange_why']}")
+        expect(r["hosts"] == 2 and r["ranks_per_host"] == 2, f"layout {r['hosts']} x {r['ranks_per_host']}")
+    expect(abs(uniform["network_rows_per_token_each_way"] - uniform["other_hosts_per_token_from_routing"]) < 1e-9,
+           f"network rows {uniform['network_rows_per_token_each_way']} vs other hosts "
+           f"{uniform['other_hosts_per_token_from_routing']}")
+    expect(0.5 < uniform["other_hosts_per_token_from_routing"] < 1.0, "top-4 of 8 reaches the other host often")
+    expect(uniform["network_messages_per_rank_per_exchange"] == 1.0,
+           f"messages {uniform['network_messages_per_rank_per_exchange']}")
+    expect(hot["network_rows_per_token_each_way"] == 0.5, f"hot rows {hot['network_rows_per_token_each_way']}")
+    expect(hot["network_messages_per_rank_per_exchange"] == 0.5,
+           f"hot messages {hot['network_messages_per_rank_per_exchange']}")
+
+
 if __name__ == "__main__":
     {"layer_hot": layer_hot, "step": step, "step_twin": step_twin, "sweep": sweep, "projection": projection,
-     "params_with_config": params_with_config}[sys.argv[1]](sys.argv[2])
+     "params_with_config": params_with_config, "layer_hierarchy": layer_hierarchy}[sys.argv[1]](sys.argv[2])
     print("ok")

@@ -949,6 +949,8 @@ TEST(ExpertParallelLayer, AutoExchangeIsHierarchicalOnSeveralHostsOfSeveralRanks
     const ExchangeChoice choice = choose_exchange(Exchange::kAuto, on_hosts);
     EXPECT_EQ(choice.hierarchical, per_host > 1 && per_host < ranks)
         << per_host << " ranks per host: " << choice.why;
+    EXPECT_FALSE(choose_exchange(Exchange::kAuto, on_hosts, /*on_gpu=*/true).hierarchical)
+        << "auto on GPUs, " << per_host << " ranks per host";
   }
 }
 
