@@ -541,16 +541,11 @@ TEST(ExpertParallelLayer, PerRankDispatchMatchesPerChoiceAndRepeatsBitwise) {
   }
 }
 
-// per_rank in pieces (moe.exchange_chunks > 1: shares of each rank's units pipelined with
-// the experts) equals the one-rank reference under every routing the layer tests cover:
-// the routers, capacity drops, the overrides (skewed, empty rank), the receive bound,
-// expert dropout and group-limited routing.
-TEST(ExpertParallelLayer, PerRankDispatchInChunksMatchesOneRank) {
-  auto chunked = [](MoeConfig config) {
-    config.dispatch = Dispatch::kPerRank;
-    config.exchange_chunks = 3;
-    return config;
-  };
+// The routings the exchange tests cover, each with the shards its reference needs: both
+// routers, softmax and sigmoid scores, the balanced, hot and Zipf overrides, capacity drops,
+// the receive bound, expert dropout, group-limited routing and, where the EP group has
+// experts enough, an EP rank no token chooses.
+std::vector<std::pair<MoeConfig, ReferenceShards>> every_routing() {
   MoeConfig capped = layer_config("softmax", 2, 0.5, "local");
   capped.drop_policy = DropPolicy::kScore;
   MoeConfig bounded = overridden("hot:0:1.0", 2);
@@ -561,17 +556,30 @@ TEST(ExpertParallelLayer, PerRankDispatchInChunksMatchesOneRank) {
   MoeConfig limited = layer_config("sigmoid", 2, 0.0, "global");
   limited.topk_groups = 1;
   limited.num_groups = g_ep_size;
+  MoeConfig expert_choice = layer_config("softmax", 2, 1.0, "global");
+  expert_choice.router = RouterKind::kExpertChoice;
+  std::vector<std::pair<MoeConfig, ReferenceShards>> routings;
   for (const MoeConfig& config :
        {layer_config("softmax", 2, 0.0, "global"), layer_config("sigmoid", 4, 0.0, "global"),
         overridden("balanced", 2), overridden("hot:0:1.0", 2), overridden("zipf:2.0", 2), dropout,
-        limited})
-    expect_ep_matches_reference(chunked(config), ReferenceShards::kPerEpGroup);
+        limited, expert_choice})
+    routings.emplace_back(config, ReferenceShards::kPerEpGroup);
   for (const MoeConfig& config : {capped, bounded})
-    expect_ep_matches_reference(chunked(config), ReferenceShards::kPerRank);
+    routings.emplace_back(config, ReferenceShards::kPerRank);
   if (kExperts - kExperts / g_ep_size >= 2)
-    expect_ep_matches_reference(
-        chunked(overridden("empty_rank:" + std::to_string(g_ep_size - 1), 2)),
-        ReferenceShards::kPerEpGroup);
+    routings.emplace_back(overridden("empty_rank:" + std::to_string(g_ep_size - 1), 2),
+                          ReferenceShards::kPerEpGroup);
+  return routings;
+}
+
+// per_rank in pieces (moe.exchange_chunks > 1: shares of each rank's units pipelined with
+// the experts) equals the one-rank reference under every routing (every_routing).
+TEST(ExpertParallelLayer, PerRankDispatchInChunksMatchesOneRank) {
+  for (auto [config, shards] : every_routing()) {
+    config.dispatch = Dispatch::kPerRank;
+    config.exchange_chunks = 3;
+    expect_ep_matches_reference(config, shards);
+  }
 }
 
 // per_rank in any number of pieces computes what it computes in one: outputs, the input's,
@@ -804,44 +812,19 @@ std::vector<std::vector<int>> host_layouts() {
   return layouts;
 }
 
-MoeConfig hierarchical(MoeConfig config, int64_t chunks = 1) {
-  config.exchange = Exchange::kHierarchical;
-  config.exchange_chunks = chunks;
-  return config;
-}
-
 // moe.exchange hierarchical equals the one-rank reference (float64, 1e-10) under every
 // routing the layer tests cover, on every host layout, with the fan-out on each host in
 // one piece and in three.
 TEST(ExpertParallelLayer, HierarchicalExchangeMatchesOneRankUnderEveryRouting) {
-  MoeConfig capped = layer_config("softmax", 2, 0.5, "local");
-  capped.drop_policy = DropPolicy::kScore;
-  MoeConfig bounded = overridden("hot:0:1.0", 2);
-  bounded.max_receive_factor = 1.5;
-  bounded.balance_loss_mode = BalanceLossMode::kLocal;
-  MoeConfig dropout = layer_config("sigmoid", 4, 0.0, "global");
-  dropout.expert_dropout = 0.3;
-  MoeConfig limited = layer_config("sigmoid", 2, 0.0, "global");
-  limited.topk_groups = 1;
-  limited.num_groups = g_ep_size;
-  MoeConfig expert_choice = layer_config("softmax", 2, 1.0, "global");
-  expert_choice.router = RouterKind::kExpertChoice;
   for (const std::vector<int>& hosts : host_layouts())
     for (int64_t chunks : {1, 3}) {
       SCOPED_TRACE("hosts " + ::testing::PrintToString(hosts) + ", " + std::to_string(chunks) +
                    " chunk(s)");
-      for (const MoeConfig& config :
-           {layer_config("softmax", 2, 0.0, "global"), layer_config("sigmoid", 4, 0.0, "global"),
-            overridden("balanced", 2), overridden("zipf:2.0", 2), dropout, limited, expert_choice})
-        expect_ep_matches_reference(hierarchical(config, chunks), ReferenceShards::kPerEpGroup, 0,
-                                    hosts);
-      for (const MoeConfig& config : {capped, bounded})
-        expect_ep_matches_reference(hierarchical(config, chunks), ReferenceShards::kPerRank, 0,
-                                    hosts);
-      if (kExperts - kExperts / g_ep_size >= 2)  // a rank, so a host's place, with no rows
-        expect_ep_matches_reference(
-            hierarchical(overridden("empty_rank:" + std::to_string(g_ep_size - 1), 2), chunks),
-            ReferenceShards::kPerEpGroup, 0, hosts);
+      for (auto [config, shards] : every_routing()) {
+        config.exchange = Exchange::kHierarchical;
+        config.exchange_chunks = chunks;
+        expect_ep_matches_reference(config, shards, 0, hosts);
+      }
     }
 }
 
@@ -849,7 +832,8 @@ TEST(ExpertParallelLayer, HierarchicalExchangeMatchesOneRankUnderEveryRouting) {
 // own place there: the rows sent are the distinct (token, host) pairs of the routing, counted
 // here from the router's choices, and every other rank of a remote host receives none.
 TEST(ExpertParallelLayer, HierarchicalExchangeSendsEachTokenOncePerDestinationHost) {
-  MoeConfig config = hierarchical(layer_config("softmax", 4, 0.0, "global"));
+  MoeConfig config = layer_config("softmax", 4, 0.0, "global");
+  config.exchange = Exchange::kHierarchical;
   ProcessGroups groups = groups_for(config);
   const int64_t per_rank = kExperts / groups.layout.ep_size;
   const int me = groups.ep->rank();
