@@ -165,12 +165,22 @@ Point step_point(const nlohmann::json& r, const model::Params& params, const std
   const std::string& rule_text = config.moe.routing_override.text;
   point.routing = rule_text.empty() || rule_text == "none" ? "uniform" : rule_text;
   const uint64_t seed = uint64_t(config.train.seed);
-  const RouterOutput sample = sample_router(config.model.d_model, E, config.moe.top_k, seed);
+  const RouterOutput sample =
+      sample_router(config.model.d_model, E, config.moe.top_k, seed,
+                    config.moe.topk_groups > 0 ? config.moe.num_groups : 0, config.moe.topk_groups);
   const RoutingOverride rule = bench::parse_bench_routing(point.routing, E, ep, config.moe.top_k);
+  // moe.exchange as the job resolved it on this layout (choose_exchange): hierarchical
+  // when stated, or under auto on CPUs when the EP group spans hosts of several ranks.
+  const bool on_gpu = config.train.device == DeviceKind::kCuda;
+  const int64_t ep_per_host = std::min(layout.ranks_per_host, ep);
+  shape.moe.hierarchical =
+      config.moe.exchange == Exchange::kHierarchical ||
+      (config.moe.exchange == Exchange::kAuto && !on_gpu && ep_per_host > 1 && ep > ep_per_host);
   SampledRouting routing =
-      sampled_routing(sample, rule, seed, ep,
-                      dispatches_per_rank(config.moe, config.train.device == DeviceKind::kCuda));
+      sampled_routing(sample, rule, seed, ep, dispatches_per_rank(config.moe, on_gpu), 0,
+                      shape.moe.hierarchical ? ep_per_host : 0);
   shape.moe.rows_per_token_to_rank = std::move(routing.rows_per_token_to_rank);
+  shape.moe.rows_per_token_to_host = std::move(routing.rows_per_token_to_host);
   point.prediction = model::predict_step(params, layout, shape, routing.expert_shares);
   point.predicted_s = point.prediction.total_s;
   point.measured_s = r.at("step").at("median_s");

@@ -2,7 +2,6 @@
 #include "moe/host_exchange.h"
 
 #include <algorithm>
-#include <iostream>
 
 #include "common/error.h"
 #include "moe/count_ids.h"

@@ -12,6 +12,10 @@
 // so a run repeats bit for bit; against one rank with all experts local it agrees to
 // rounding, the sum being grouped by rank.
 //
+// exchange_units is the same exchange with the destination's work left open: the
+// hierarchical exchange (host_exchange.h) runs it across hosts with, as the work, this
+// exchange again on the destination's host.
+//
 // Legend: T local tokens, K choices, D width, E global experts, P ranks in the EP group,
 // L = E / P local experts, U units (token, destination) sent, C choices sent; on the
 // receiving side V units and Q choices received.
@@ -67,7 +71,7 @@ TokenExchanged exchange_units(const at::Tensor& x_TD, const at::Tensor& key_TK,
 
 // token_T: each row's global token (int64), which keys the dropout; needed only with one.
 // chunks > 1: the rows travel in that many pieces, pipelined with the experts
-// (token_pipeline.h; the loop GEMM).
+// (token_pipeline.h; either GEMM path).
 TokenExchanged experts_by_token_exchange(
     const at::Tensor& x_TD, const at::Tensor& experts_TK, const at::Tensor& keep_TK,
     const at::Tensor& weights_TK, int64_t num_experts, const Experts& experts, Communicator& ep,
