@@ -51,19 +51,10 @@ Batch global_batch(int world_size) {
           at::randn({world_size * kTokensPerRank, kWidth}, gen, at::kDouble)};
 }
 
-// The EP group seen as hosts of its ranks: rank r on host host_of_rank[r] (the live layout
-// puts every rank of these tests on one host), every collective the group's own.
-struct VirtualHosts : Communicator {
+// Forwards every call to `inner`; tests override what they watch or imitate.
+struct ForwardingCommunicator : Communicator {
   Communicator& inner;
-  std::vector<int> host_of_rank;
-  VirtualHosts(Communicator& c, std::vector<int> hosts)
-      : inner(c), host_of_rank(std::move(hosts)) {}
-  // Hosts of `per_host` consecutive ranks.
-  static std::vector<int> consecutive(int ranks, int per_host) {
-    std::vector<int> hosts;
-    for (int r = 0; r < ranks; ++r) hosts.push_back(r / per_host);
-    return hosts;
-  }
+  explicit ForwardingCommunicator(Communicator& c) : inner(c) {}
   int rank() const override { return inner.rank(); }
   int size() const override { return inner.size(); }
   std::vector<int64_t> alltoall(const std::vector<int64_t>& send) override {
@@ -81,10 +72,25 @@ struct VirtualHosts : Communicator {
   void allreduce_sum_(at::Tensor& t) override { inner.allreduce_sum_(t); }
   void broadcast_(at::Tensor& t, int root) override { inner.broadcast_(t, root); }
   void barrier() override { inner.barrier(); }
-  std::vector<int> host_of_ranks() override { return host_of_rank; }
+  std::vector<int> host_of_ranks() override { return inner.host_of_ranks(); }
   std::unique_ptr<Communicator> split(int color, int key) override {
     return inner.split(color, key);
   }
+};
+
+// The EP group seen as hosts of its ranks: rank r on host host_of_rank[r] (the live layout
+// puts every rank of these tests on one host), every collective the group's own.
+struct VirtualHosts : ForwardingCommunicator {
+  std::vector<int> host_of_rank;
+  VirtualHosts(Communicator& c, std::vector<int> hosts)
+      : ForwardingCommunicator(c), host_of_rank(std::move(hosts)) {}
+  // Hosts of `per_host` consecutive ranks.
+  static std::vector<int> consecutive(int ranks, int per_host) {
+    std::vector<int> hosts;
+    for (int r = 0; r < ranks; ++r) hosts.push_back(r / per_host);
+    return hosts;
+  }
+  std::vector<int> host_of_ranks() override { return host_of_rank; }
 };
 
 // What the one-rank reference must compute the loss over, to see the same batches the EP
@@ -605,8 +611,8 @@ TEST(ExpertParallelLayer, PerRankDispatchInChunksMatchesOnePieceAndRepeatsBitwis
   }
 }
 
-// Forwards every call to `inner` and logs when row exchanges start and are waited for.
-struct RecordingCommunicator : Communicator {
+// Logs when row exchanges start and are waited for, and counts rows sent to this rank.
+struct RecordingCommunicator : ForwardingCommunicator {
   struct Pending : PendingRows {
     std::unique_ptr<PendingRows> inner;
     std::vector<std::string>* log;
@@ -616,16 +622,10 @@ struct RecordingCommunicator : Communicator {
       inner->wait();
     }
   };
-  Communicator& inner;
   std::vector<std::string> log;
   int64_t rows_to_self = 0;  // rows any exchange sent from this rank to itself
 
-  explicit RecordingCommunicator(Communicator& c) : inner(c) {}
-  int rank() const override { return inner.rank(); }
-  int size() const override { return inner.size(); }
-  std::vector<int64_t> alltoall(const std::vector<int64_t>& send) override {
-    return inner.alltoall(send);
-  }
+  explicit RecordingCommunicator(Communicator& c) : ForwardingCommunicator(c) {}
   at::Tensor alltoallv_rows(const at::Tensor& rows, const std::vector<int64_t>& send_rows,
                             const std::vector<int64_t>& recv_rows) override {
     log.push_back("blocking exchange");
@@ -641,13 +641,6 @@ struct RecordingCommunicator : Communicator {
     pending->inner = inner.start_alltoallv_rows(send, send_spans, recv, recv_spans);
     pending->log = &log;
     return pending;
-  }
-  void allreduce_sum_(at::Tensor& t) override { inner.allreduce_sum_(t); }
-  void broadcast_(at::Tensor& t, int root) override { inner.broadcast_(t, root); }
-  void barrier() override { inner.barrier(); }
-  std::vector<int> host_of_ranks() override { return inner.host_of_ranks(); }
-  std::unique_ptr<Communicator> split(int color, int key) override {
-    return inner.split(color, key);
   }
 };
 
