@@ -121,10 +121,14 @@ int step_bench(const StepBenchOptions& o) {
 
   // With a twin, the two alternate round by round so that drift in machine load falls on
   // both alike.
-  StepTimes moe, dense;
-  for (int64_t round = 0; round < (o.dense_twin ? o.rounds : 1); ++round) {
+  StepTimes moe, dense, blocking;
+  Config after_backward = config;
+  after_backward.train.overlap_grad_sync = false;
+  if (o.overlap_compare) config.train.overlap_grad_sync = true;
+  for (int64_t round = 0; round < (o.dense_twin || o.overlap_compare ? o.rounds : 1); ++round) {
     measure_steps(config, o, moe);
     if (o.dense_twin) measure_steps(twin, o, dense);
+    if (o.overlap_compare) measure_steps(after_backward, o, blocking);
   }
   const bench::HostGroups hosts;  // collective: every rank joins
   int rank = 0;
@@ -158,6 +162,27 @@ int step_bench(const StepBenchOptions& o) {
     print_table("dense twin", dense);
     std::cout << "MoE step / dense twin step " << std::setprecision(2) << ratio << "\n";
   }
+  if (o.overlap_compare) {
+    const std::string sync(category_label(PhaseCategory::kGradientSync));
+    const double exposed = bench::median(moe.mean_s.at(sync)),
+                 after = bench::median(blocking.mean_s.at(sync));
+    const double hidden = after > 0 ? 1 - exposed / after : 0;
+    result["sync_after_backward"] = {{"step", bench::summary(blocking.step_s)},
+                                     {"categories", categories_json(blocking)}};
+    result["gradient_sync_after_backward_s"] = after;
+    result["gradient_sync_exposed_s"] = exposed;
+    result["hidden_share"] = hidden;
+    result["step_after_backward_over_during"] =
+        bench::median(blocking.step_s) / bench::median(moe.step_s);
+    std::cout << "# the same with the gradient sync started after backward "
+                 "(train.overlap_grad_sync false); "
+              << o.rounds << " alternating rounds\n";
+    print_table("sync after bwd", blocking);
+    std::cout << std::setprecision(1) << "gradient sync exposed: " << 1e3 * exposed
+              << " ms during backward, " << 1e3 * after << " ms after it: " << 100 * hidden
+              << "% hidden; step after / during " << std::setprecision(2)
+              << bench::median(blocking.step_s) / bench::median(moe.step_s) << "\n";
+  }
   bench::emit_result(o.out, result);
   return 0;
 }
@@ -181,7 +206,11 @@ CLI::App* add_step_bench(CLI::App& bench, StepBenchOptions& o) {
   bench::add_out_option(*step, o.out);
   step->add_flag("--dense-twin", o.dense_twin,
                  "Also time the dense twin of equal active FLOPs, alternating with the config");
-  step->add_option("--rounds", o.rounds, "Alternating rounds with --dense-twin")
+  step->add_flag("--overlap-compare", o.overlap_compare,
+                 "Also time the config with its gradient sync started after backward, "
+                 "alternating with the sync started during it: the share backward hides");
+  step->add_option("--rounds", o.rounds,
+                   "Alternating rounds with --dense-twin or --overlap-compare")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   step->add_flag("!--no-barriers", o.barriers,

@@ -23,6 +23,10 @@ struct StepBenchOptions {
   bool dense_twin = false;
   int64_t rounds = 2;
   bool barriers = true;  // a timed barrier before each collective (splits out "wait")
+  // The config with the gradient sync started after backward and during it
+  // (train.overlap_grad_sync false / true), alternating for `rounds` rounds: how much of
+  // the sync backward hides.
+  bool overlap_compare = false;
 };
 
 CLI::App* add_step_bench(CLI::App& bench, StepBenchOptions& options);

@@ -18,11 +18,13 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <set>
 #include <sstream>
 #include <tuple>
 
 #include "checkpoint/durable_file.h"
 #include "checkpoint/manifest.h"
+#include "checkpoint/moment_pieces.h"
 #include "checkpoint/safetensors.h"
 #include "common/error.h"
 #include "common/json_number.h"
@@ -39,6 +41,12 @@ namespace {
 std::string expert_file(int64_t global_id) {
   char name[32];
   std::snprintf(name, sizeof name, "expert-%05lld.safetensors", static_cast<long long>(global_id));
+  return name;
+}
+
+std::string optimizer_file(int64_t rank) {
+  char name[40];
+  std::snprintf(name, sizeof name, "optimizer-%05lld.safetensors", static_cast<long long>(rank));
   return name;
 }
 
@@ -208,10 +216,12 @@ std::string save_checkpoint(const std::string& dir, const Config& config, Proces
   }
   groups.world->barrier();
 
-  // records[0]: the replicated file; records[1 + g]: expert g. Each row (bytes, crc32),
-  // filled by the writer and summed over the world so that rank 0 learns them all.
+  // records[0]: the replicated file; records[1 + g]: expert g; records[1 + experts + r]:
+  // rank r's optimizer pieces (sharded). Each row (bytes, crc32), filled by the writer and
+  // summed over the world so that rank 0 learns them all.
   const int64_t experts = config.moe.num_experts;
-  at::Tensor records = at::zeros({experts + 1, 2}, at::kDouble);
+  const int64_t shard_files = state.sharded ? layout.world_size : 0;
+  at::Tensor records = at::zeros({experts + 1 + shard_files, 2}, at::kDouble);
   // Each file is streamed from the live tensors (no copy on the CPU; one tensor at a time
   // from a GPU). A size is exact in a double up to 2^53 bytes.
   auto record = [&](int64_t row, const std::string& file, const TensorMap& tensors) {
@@ -220,13 +230,13 @@ std::string save_checkpoint(const std::string& dir, const Config& config, Proces
     records[row][1] = double(digest.crc32);
     fault::inject(fault::Point::kCheckpointFileWritten, layout.world_rank, state.step);
   };
-  torch::optim::AdamW& optimizer = *state.optimizer;
   if (layout.world_rank == 0) {
     TensorMap replicated;
     for (const auto& p : state.parameters) {
       if (p.sharding != Sharding::kReplicated) continue;
-      auto& adam = adam_state(optimizer, p.tensor);
       replicated[p.name] = p.tensor;
+      if (state.sharded) continue;
+      auto& adam = adam_state(*state.optimizer, p.tensor);
       replicated[p.name + "#exp_avg"] = adam.exp_avg();
       replicated[p.name + "#exp_avg_sq"] = adam.exp_avg_sq();
     }
@@ -242,20 +252,34 @@ std::string save_checkpoint(const std::string& dir, const Config& config, Proces
       TensorMap expert;
       for (const auto& p : state.parameters) {
         if (p.sharding != Sharding::kExpert) continue;
-        auto& adam = adam_state(optimizer, p.tensor);
         expert[p.name] = p.tensor.detach()[i];
+        if (state.sharded) continue;
+        auto& adam = adam_state(*state.optimizer, p.tensor);
         expert[p.name + "#exp_avg"] = adam.exp_avg()[i];
         expert[p.name + "#exp_avg_sq"] = adam.exp_avg_sq()[i];
       }
       record(1 + first + i, expert_file(first + i), expert);
     }
   }
+  if (state.sharded) {  // every rank holds its own pieces, and only it
+    TensorMap pieces;
+    for (const OptimizerShard& shard : state.sharded->shards)
+      for (const ShardPiece& piece : shard.pieces) {
+        pieces[moment_piece_key(piece.unit, "exp_avg", piece.unit_offset)] =
+            shard.exp_avg.narrow(0, piece.chunk_offset, piece.length);
+        pieces[moment_piece_key(piece.unit, "exp_avg_sq", piece.unit_offset)] =
+            shard.exp_avg_sq.narrow(0, piece.chunk_offset, piece.length);
+      }
+    record(1 + experts + layout.world_rank, optimizer_file(layout.world_rank), pieces);
+  }
   groups.world->allreduce_sum_(records);
 
   if (layout.world_rank == 0) {
     int64_t optimizer_step = 0;
-    if (!state.parameters.empty())
-      optimizer_step = adam_state(optimizer, state.parameters[0].tensor).step();
+    if (state.sharded)
+      optimizer_step = state.sharded->steps;
+    else if (!state.parameters.empty())
+      optimizer_step = adam_state(*state.optimizer, state.parameters[0].tensor).step();
     nlohmann::json manifest = {
         {"format", kCheckpointFormat},
         {"step", state.step},
@@ -268,6 +292,7 @@ std::string save_checkpoint(const std::string& dir, const Config& config, Proces
         {"world_size", layout.world_size},
         {"expert_parallel", layout.ep_size},
         {"num_experts", experts},
+        {"optimizer_shards", shard_files},
         {"dtype", name_of(config.train.dtype)}};
     for (const auto& row : config_rows(config)) manifest["config"][row.key] = row.value;
     auto add_file = [&](int64_t row, const std::string& file) {
@@ -276,6 +301,7 @@ std::string save_checkpoint(const std::string& dir, const Config& config, Proces
     };
     add_file(0, "replicated.safetensors");
     for (int64_t g = 0; g < experts; ++g) add_file(1 + g, expert_file(g));
+    for (int64_t r = 0; r < shard_files; ++r) add_file(1 + experts + r, optimizer_file(r));
     write_durably((partial / "manifest.json").string(), manifest.dump(2) + "\n");
     sync_directory(partial.string());
     replace_folder(partial, final_dir);
@@ -359,21 +385,67 @@ void load_local_part(const std::string& dir, const std::string& name,
   for (int64_t i = 0; i < local; ++i)
     experts.push_back(open_verified(folder, expert_file(first + i), manifest));
 
-  std::vector<PendingRead> reads;
-  const char* suffixes[3] = {"", "#exp_avg", "#exp_avg_sq"};
-  for (const auto& p : state.parameters) {
-    auto& adam = adam_state(*state.optimizer, p.tensor);
-    const std::array<at::Tensor, 3> targets = {p.tensor.detach(), adam.exp_avg(),
-                                               adam.exp_avg_sq()};
-    for (int k = 0; k < 3; ++k) {
-      if (p.sharding == Sharding::kReplicated) {
-        reads.push_back(plan_read(*replicated, p.name + suffixes[k], targets[k]));
-        continue;
+  // The moments: whole beside the weights, or in the pieces of the ranks that saved them.
+  MomentPieces moments;
+  std::vector<std::unique_ptr<SafetensorsFile>> shard_files;
+  for (int64_t r = 0; r < manifest.optimizer_shards; ++r) {
+    const std::string file = optimizer_file(r);
+    if (!manifest.files.count(file))
+      throw Error((folder / file).string() + ": not listed in the manifest");
+    // Headers only: whole files are verified below, once it is known which are read.
+    shard_files.push_back(std::make_unique<SafetensorsFile>((folder / file).string()));
+    moments.add_shard_file(*shard_files.back());
+  }
+  const char* kMoments[2] = {"exp_avg", "exp_avg_sq"};
+  if (manifest.optimizer_shards == 0)
+    for (const auto& p : state.parameters)
+      for (const char* moment : kMoments) {
+        const std::string key = p.name + "#" + moment;
+        if (p.sharding == Sharding::kReplicated) {
+          moments.add_whole(*replicated, key, p.name, moment);
+          continue;
+        }
+        for (int64_t i = 0; i < local; ++i)
+          moments.add_whole(*experts[i], key, expert_unit(first + i, p.name), moment);
       }
-      for (int64_t i = 0; i < local; ++i)
-        reads.push_back(plan_read(*experts[i], p.name + suffixes[k], targets[k][i]));
+
+  std::vector<PendingRead> reads;
+  for (const auto& p : state.parameters) {
+    if (p.sharding == Sharding::kReplicated) {
+      reads.push_back(plan_read(*replicated, p.name, p.tensor.detach()));
+      continue;
+    }
+    for (int64_t i = 0; i < local; ++i)
+      reads.push_back(plan_read(*experts[i], p.name, p.tensor.detach()[i]));
+  }
+  if (state.sharded) {
+    for (const OptimizerShard& shard : state.sharded->shards)
+      for (const ShardPiece& piece : shard.pieces) {
+        moments.plan(piece.unit, "exp_avg", piece.unit_offset,
+                     shard.exp_avg.narrow(0, piece.chunk_offset, piece.length));
+        moments.plan(piece.unit, "exp_avg_sq", piece.unit_offset,
+                     shard.exp_avg_sq.narrow(0, piece.chunk_offset, piece.length));
+      }
+  } else {
+    for (const auto& p : state.parameters) {
+      auto& adam = adam_state(*state.optimizer, p.tensor);
+      const at::Tensor targets[2] = {adam.exp_avg(), adam.exp_avg_sq()};
+      for (int k = 0; k < 2; ++k) {
+        if (p.sharding == Sharding::kReplicated) {
+          moments.plan(p.name, kMoments[k], 0, targets[k].view({-1}));
+          continue;
+        }
+        for (int64_t i = 0; i < local; ++i)
+          moments.plan(expert_unit(first + i, p.name), kMoments[k], 0, targets[k][i].view({-1}));
+      }
     }
   }
+  const std::set<const SafetensorsFile*> used = moments.files_used();
+  for (size_t r = 0; r < shard_files.size(); ++r)
+    if (used.count(shard_files[r].get())) {
+      const ManifestFile& listed = manifest.files.at(optimizer_file(int64_t(r)));
+      shard_files[r]->verify(FileDigest{listed.bytes, listed.crc32});
+    }
   for (size_t i = 0; i < state.moe_layers.size(); ++i)
     for (const auto& b : state.moe_layers[i]->buffers())
       reads.push_back(plan_read(*replicated, moe_key(i, b.name), b.tensor));
@@ -385,8 +457,12 @@ void load_local_part(const std::string& dir, const std::string& name,
     // Written behind autograd's back: whatever caches a cast of this tensor must see it change.
     r.destination.unsafeGetTensorImpl()->bump_version();
   }
-  for (const auto& p : state.parameters)
-    adam_state(*state.optimizer, p.tensor).step(manifest.optimizer_step);
+  moments.apply();
+  if (state.sharded)
+    state.sharded->steps = manifest.optimizer_step;
+  else
+    for (const auto& p : state.parameters)
+      adam_state(*state.optimizer, p.tensor).step(manifest.optimizer_step);
   state.step = manifest.step;
   state.samples_seen = manifest.samples_seen;
 }

@@ -7,6 +7,8 @@
 //     replicated.safetensors      replicated parameters, their AdamW moments, router biases
 //                                 and random-generator states
 //     expert-00003.safetensors    global expert 3 of every MoE layer, with its AdamW moments
+//     optimizer-00002.safetensors  train.shard_optimizer: rank 2's pieces of the AdamW moments
+//                                 (then the two files above hold weights only)
 //   <dir>/latest                  the name of the newest complete checkpoint
 //
 // Saving is collective: rank 0 writes the replicated file, the ranks of the first EP group
@@ -14,7 +16,9 @@
 // so a crash never leaves a checkpoint that looks complete. Loading verifies every file's
 // size and checksum and every tensor's shape before it changes anything: a corrupt or
 // truncated checkpoint is refused with an error, never half-loaded. Experts are looked up
-// by global id, so a checkpoint saved at one EP size loads at another.
+// by global id, so a checkpoint saved at one EP size loads at another; moments are looked up
+// by logical tensor and element range (moment_pieces.h), so a sharded optimizer's state
+// loads at any layout, sharded or not, and an unsharded one's loads sharded.
 // The folder must be on a filesystem every rank sees (one machine, or a shared mount).
 #pragma once
 
@@ -30,6 +34,7 @@
 #include "common/parameters.h"
 #include "config/config.h"
 #include "moe/moe_layer.h"
+#include "parallel/grad_buckets.h"
 #include "parallel/process_groups.h"
 
 namespace triage {
@@ -37,10 +42,11 @@ namespace triage {
 // The live training state a checkpoint saves and restores.
 struct TrainingState {
   ParameterList parameters;
-  torch::optim::AdamW* optimizer = nullptr;
+  torch::optim::AdamW* optimizer = nullptr;  // unsharded; or `sharded` below
   std::vector<MoeLayer*> moe_layers;
-  int64_t step = 0;          // optimizer steps completed
-  int64_t samples_seen = 0;  // position in the training-example order
+  int64_t step = 0;                          // optimizer steps completed
+  int64_t samples_seen = 0;                  // position in the training-example order
+  ShardedOptimizerState* sharded = nullptr;  // train.shard_optimizer
 };
 
 // Writes <dir>/step-NNNNNNNN and points <dir>/latest at it, then keeps the `keep` most

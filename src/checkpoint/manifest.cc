@@ -106,6 +106,11 @@ CheckpointManifest parse_manifest(const std::string& text, const std::string& pa
     m.optimizer_step = integer_at<int64_t>(json, "optimizer_step", path);
     if (m.step < 0 || m.samples_seen < 0 || m.optimizer_step < 0)
       throw Error(path + ": step, samples_seen and optimizer_step must not be negative");
+    if (json.contains("optimizer_shards"))
+      m.optimizer_shards = integer_at<int64_t>(json, "optimizer_shards", path);
+    if (m.optimizer_shards < 0 || m.optimizer_shards > (int64_t(1) << 24))
+      throw Error(path + ": optimizer_shards = " + std::to_string(m.optimizer_shards) +
+                  "; expected 0 (unsharded) or the world size that saved it");
     m.run_id = json.value("run_id", std::string());
     for (const auto& [name, entry] : json.at("files").items())
       m.files[name] = {integer_at<uint64_t>(entry, "bytes", path + " " + name),

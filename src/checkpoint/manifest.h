@@ -21,6 +21,9 @@ struct ManifestFile {
 struct CheckpointManifest {
   int64_t step = 0, samples_seen = 0, optimizer_step = 0;
   int64_t num_experts = 0;
+  // 0: AdamW moments are stored whole beside the weights; N: in pieces in the N files
+  // optimizer-00000 .. optimizer-<N-1>.safetensors (a sharded optimizer's, one per rank).
+  int64_t optimizer_shards = 0;
   std::string dtype, run_id;
   std::map<std::string, ManifestFile> files;
 };

@@ -158,13 +158,7 @@ FileDigest write_safetensors(const std::string& path, const TensorMap& tensors,
 SafetensorsFile::SafetensorsFile(const std::string& path, const std::optional<FileDigest>& expected)
     : file_(std::make_unique<FileReader>(path)) {
   const uint64_t size = file_->size();
-  if (expected) {
-    if (size != expected->bytes)
-      throw Error(path + ": truncated or overwritten: " + std::to_string(size) +
-                  " bytes, the manifest says " + std::to_string(expected->bytes));
-    if (file_->digest().crc32 != expected->crc32)
-      throw Error(path + ": checksum mismatch: the file is corrupt");
-  }
+  if (expected) verify(*expected);
   char first8[8] = {};
   file_->read(0, first8, std::min<uint64_t>(8, size));
   const uint64_t length = header_length(first8, size, path);
@@ -175,6 +169,15 @@ SafetensorsFile::SafetensorsFile(const std::string& path, const std::optional<Fi
 }
 
 const std::string& SafetensorsFile::path() const { return file_->path(); }
+
+void SafetensorsFile::verify(const FileDigest& expected) const {
+  const uint64_t size = file_->size();
+  if (size != expected.bytes)
+    throw Error(path() + ": truncated or overwritten: " + std::to_string(size) +
+                " bytes, the manifest says " + std::to_string(expected.bytes));
+  if (file_->digest().crc32 != expected.crc32)
+    throw Error(path() + ": checksum mismatch: the file is corrupt");
+}
 
 const SafetensorsFile::Entry& SafetensorsFile::entry(const std::string& name) const {
   auto it = entries_.find(name);

@@ -44,6 +44,9 @@ class SafetensorsFile {
                            const std::optional<FileDigest>& expected = std::nullopt);
 
   const std::string& path() const;
+  // Checks the whole file against a manifest's size and checksum, as the constructor does
+  // when given them; for files whose header is read before it is known they are needed.
+  void verify(const FileDigest& expected) const;
   const std::map<std::string, Entry>& entries() const { return entries_; }
   // The entry `name`; Error "<path>: missing tensor <name> (...)" if there is none.
   const Entry& entry(const std::string& name) const;

@@ -152,6 +152,14 @@ struct ChoiceNames<Precision> {
   static constexpr std::array names{"fp32", "bf16"};
 };
 
+// The dtype gradients travel in (train.grad_reduce_dtype); sums are taken in the
+// parameters' own dtype as the pieces arrive. float32 keeps float64 runs in float64.
+enum class GradReduceDtype { kFloat32, kBf16 };
+template <>
+struct ChoiceNames<GradReduceDtype> {
+  static constexpr std::array names{"float32", "bf16"};
+};
+
 enum class Loss { kLm, kClassify, kLmAndClassify };
 template <>
 struct ChoiceNames<Loss> {

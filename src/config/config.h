@@ -231,6 +231,13 @@ struct TrainConfig {
   // the job with a message naming the rank, the collective and what the others were doing.
   // Ranks wait in a collective while rank 0 writes a checkpoint: keep it above that time.
   double collective_timeout_s = 600.0;
+  // Gradient buckets start their sync during backward, as soon as backward has finished
+  // them, instead of after it (the same sums, bit for bit).
+  bool overlap_grad_sync = true;
+  // ZeRO-1: each rank keeps AdamW moments for its own chunk of every gradient bucket only
+  // (replicated parameters sharded over the world, experts over their expert-DP group).
+  bool shard_optimizer = false;
+  GradReduceDtype grad_reduce_dtype = GradReduceDtype::kFloat32;
 };
 
 struct DataConfig {
@@ -365,6 +372,9 @@ void visit_fields(TrainConfig& c, Visitor&& v) {
   v("keep_best", c.keep_best, OneOf{});
   v("early_stop_patience", c.early_stop_patience, IntRange{0, 1 << 20});
   v("collective_timeout_s", c.collective_timeout_s, RealRange{0.0, 1e7, true});
+  v("overlap_grad_sync", c.overlap_grad_sync, AnyBool{});
+  v("shard_optimizer", c.shard_optimizer, AnyBool{});
+  v("grad_reduce_dtype", c.grad_reduce_dtype, OneOf{});
 }
 
 template <class Visitor>

@@ -1,61 +1,148 @@
-// Bucketed gradient all-reduce; see the header for the scaling rule.
+// Bucketed, overlappable gradient sync; see the header for the scaling rule and ordering.
 #include "train/grad_sync.h"
 
 #include <c10/core/GradMode.h>
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
 
-#include "parallel/watchdog.h"
-
-#include <map>
 #include <string>
 #include <utility>
 
+#include "parallel/watchdog.h"
+
 namespace triage {
 
+// Called by autograd after it has added a parameter's last gradient of this backward.
+struct GradientReadyHook : torch::autograd::PostAccumulateGradHook {
+  GradientReadyHook(GradientSync* sync, size_t param) : sync(sync), param(param) {}
+  void operator()(const torch::autograd::Variable&) override { sync->on_gradient_ready(param); }
+  GradientSync* sync;
+  size_t param;
+};
+
 GradientSync::GradientSync(const ParameterList& parameters, Communicator& world,
-                           Communicator& expert_dp, int64_t bucket_bytes)
-    : scale_(1.0 / double(world.size())) {
-  // Parameters keep their declaration order inside each (sharding, dtype) group, so every
-  // rank builds identical buckets.
-  std::map<std::pair<Sharding, at::ScalarType>, std::vector<at::Tensor>> groups;
-  for (const auto& p : parameters) groups[{p.sharding, p.tensor.scalar_type()}].push_back(p.tensor);
-  for (auto& [key, tensors] : groups) {
-    Communicator* comm = key.first == Sharding::kExpert ? &expert_dp : &world;
-    int64_t filled = bucket_bytes;  // forces a new bucket for the group's first tensor
-    for (const at::Tensor& tensor : tensors) {
-      const int64_t bytes = tensor.numel() * int64_t(tensor.element_size());
-      if (filled + bytes > bucket_bytes && filled > 0) {
-        buckets_.push_back({{}, comm});
-        filled = 0;
+                           Communicator& expert_dp, GradSyncOptions options)
+    : parameters_(parameters),
+      world_(world.split(0, world.rank())),
+      expert_dp_(expert_dp.split(0, expert_dp.rank())),
+      world_gather_(world.split(0, world.rank())),
+      expert_dp_gather_(expert_dp.split(0, expert_dp.rank())),
+      buckets_(make_grad_buckets(parameters, *world_, *expert_dp_, options.bucket_bytes)),
+      bucket_of_param_(parameters.size(), 0),
+      options_(options),
+      scale_(1.0 / double(world.size())),
+      flights_(buckets_.size()),
+      unfinished_(buckets_.size(), 0),
+      finished_(parameters.size(), 0) {
+  for (size_t b = 0; b < buckets_.size(); ++b)
+    for (size_t param : buckets_[b].params) bucket_of_param_[param] = b;
+}
+
+GradientSync::~GradientSync() {
+  if (!hooked_) return;
+  for (const NamedParameter& p : parameters_)
+    torch::autograd::impl::set_post_acc_grad_hooks(p.tensor, nullptr);
+}
+
+void GradientSync::start_during_backward() {
+  if (!hooked_) {
+    for (size_t i = 0; i < parameters_.size(); ++i)
+      torch::autograd::impl::set_post_acc_grad_hooks(parameters_[i].tensor,
+                                                     std::make_unique<GradientReadyHook>(this, i));
+    hooked_ = true;
+  }
+  for (size_t b = 0; b < buckets_.size(); ++b) unfinished_[b] = int64_t(buckets_[b].params.size());
+  std::fill(finished_.begin(), finished_.end(), 0);
+  armed_ = true;
+}
+
+void GradientSync::on_gradient_ready(size_t param) {
+  if (!armed_ || finished_[param]) return;
+  c10::NoGradGuard no_grad;
+  finished_[param] = 1;
+  --unfinished_[bucket_of_param_[param]];
+  // Buckets start in order, so a bucket ready early waits for the ones before it.
+  while (next_start_ < buckets_.size() && unfinished_[next_start_] == 0) start(next_start_++);
+  advance(/*block=*/false);
+}
+
+void GradientSync::start(size_t b) {
+  const GradBucket& bucket = buckets_[b];
+  Flight& f = flights_[b];
+  for (size_t param : bucket.params) {
+    const at::Tensor& p = parameters_[param].tensor;
+    if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
+  }
+  if (bucket.comm->size() == 1 && !options_.shard) {  // nothing to sum (experts at EP = world)
+    for (size_t param : bucket.params) parameters_[param].tensor.mutable_grad().mul_(scale_);
+    f.stage = Flight::Stage::kDone;
+    return;
+  }
+  f.flat = at::zeros({bucket.padded()}, parameters_[bucket.params[0]].tensor.options());
+  for (size_t k = 0; k < bucket.params.size(); ++k) {
+    const at::Tensor& p = parameters_[bucket.params[k]].tensor;
+    f.flat.narrow(0, bucket.offsets[k], p.numel()).copy_(p.grad().reshape({-1}));
+  }
+  if (bucket.comm->size() == 1) {  // sharded, but the whole bucket is this rank's
+    f.chunk = f.flat.mul_(scale_);
+    f.flat = at::Tensor();
+    f.stage = Flight::Stage::kDone;
+    return;
+  }
+  f.reduce.emplace(*bucket.comm, f.flat, options_.bf16_wire ? at::kBFloat16 : bucket.dtype);
+  f.stage = Flight::Stage::kReducing;
+}
+
+void GradientSync::advance(bool block) {
+  for (size_t b = 0; b < next_start_; ++b) {
+    Flight& f = flights_[b];
+    if (f.stage == Flight::Stage::kReducing && (block || f.reduce->progress())) {
+      f.chunk = f.reduce->finish();
+      f.reduce.reset();
+      f.chunk.mul_(scale_);
+      f.stage = options_.shard ? Flight::Stage::kDone : Flight::Stage::kReduced;
+      if (options_.shard) f.flat = at::Tensor();
+    }
+    // All-gathers start in bucket order too (on their own communicators), whichever
+    // reduce-scatter happens to finish first.
+    if (f.stage == Flight::Stage::kReduced && b == next_gather_) {
+      f.gather.emplace(*gather_comm(b), f.chunk, f.flat);  // the reduce-scatter is done with flat
+      f.stage = Flight::Stage::kGathering;
+    }
+    if (b == next_gather_ && f.stage != Flight::Stage::kReducing &&
+        f.stage != Flight::Stage::kReduced)
+      ++next_gather_;
+    if (f.stage == Flight::Stage::kGathering && (block || f.gather->progress())) {
+      f.gather->wait();
+      f.gather.reset();
+      const GradBucket& bucket = buckets_[b];
+      for (size_t k = 0; k < bucket.params.size(); ++k) {
+        at::Tensor& p = parameters_[bucket.params[k]].tensor;
+        p.mutable_grad().copy_(f.flat.narrow(0, bucket.offsets[k], p.numel()).view_as(p));
       }
-      buckets_.back().parameters.push_back(tensor);
-      filled += bytes;
+      f.flat = at::Tensor();
+      f.chunk = at::Tensor();
+      f.stage = Flight::Stage::kDone;
     }
   }
 }
 
+Communicator* GradientSync::gather_comm(size_t b) {
+  return buckets_[b].sharding == Sharding::kExpert ? expert_dp_gather_.get() : world_gather_.get();
+}
+
 void GradientSync::synchronize() {
   c10::NoGradGuard no_grad;
-  for (size_t b = 0; b < buckets_.size(); ++b) {
-    Bucket& bucket = buckets_[b];
-    watchdog::Scope scope("gradient bucket " + std::to_string(b + 1) + "/" +
-                          std::to_string(buckets_.size()));
-    for (at::Tensor& p : bucket.parameters)
-      if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
-    if (bucket.comm->size() == 1) {  // nothing to sum (expert weights at EP = world): no copies
-      for (at::Tensor& p : bucket.parameters) p.mutable_grad().mul_(scale_);
-      continue;
-    }
-    std::vector<at::Tensor> flat_grads;
-    for (at::Tensor& p : bucket.parameters) flat_grads.push_back(p.grad().reshape({-1}));
-    at::Tensor flat = at::cat(flat_grads);
-    bucket.comm->allreduce_sum_(flat);
-    flat.mul_(scale_);
-    int64_t offset = 0;
-    for (at::Tensor& p : bucket.parameters) {
-      p.mutable_grad().copy_(flat.narrow(0, offset, p.numel()).view_as(p));
-      offset += p.numel();
-    }
+  started_during_backward_ = armed_ ? next_start_ : 0;
+  armed_ = false;
+  while (next_start_ < buckets_.size()) start(next_start_++);
+  {
+    watchdog::Scope scope("gradient sync of " + std::to_string(buckets_.size()) + " bucket(s)");
+    advance(/*block=*/true);
   }
+  next_start_ = 0;
+  next_gather_ = 0;
+  for (Flight& f : flights_) f.stage = Flight::Stage::kIdle;
 }
 
 }  // namespace triage

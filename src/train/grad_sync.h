@@ -1,43 +1,96 @@
-// Gradient synchronisation after backward. Each rank r holds the gradient of its own loss
-// L_r (the mean over its tokens); after synchronize() every rank holds the gradient of the
-// global mean loss L = (1/W) * sum_r L_r over the W ranks of the world:
+// Gradient synchronisation. Each rank r holds the gradient of its own loss L_r (the mean
+// over its tokens); after synchronize() every rank holds the gradient of the global mean
+// loss L = (1/W) * sum_r L_r over the W ranks of the world:
 //   replicated parameters (router, ...):  g = (1/W) * sum over the world of g_r
 //   expert parameters:                    g = (1/W) * sum over the expert-DP group of g_r
 // An expert's gradient on its owner already sums the tokens of its whole EP group (the
 // exchange's backward all-to-all brought them); the expert-DP sum adds the other groups.
 //
-// Gradients travel in flat buckets of at most bucket_bytes (one all-reduce each, grouped by
-// sharding and dtype), not one call per tensor. A parameter without a gradient (an expert
-// no token reached) counts as zeros, so every rank issues the same collectives.
+// Gradients travel in the buckets of grad_buckets.h, each reduce-scattered (summed in rank
+// order, ordered_reduce.h) and, unless the optimizer is sharded, all-gathered back. With
+// start_during_backward(), a bucket starts as soon as backward has finished its last
+// gradient (and every earlier bucket has started: all ranks start them in one order), and
+// MPI is given a chance to move bytes each time a gradient is finished; synchronize() starts
+// the rest and waits. The sums are the same bits either way. Construction is collective
+// (it copies the groups). A parameter without a gradient
+// (an expert no token reached) counts as zeros, so every rank issues the same collectives.
 #pragma once
 
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <vector>
 
 #include "common/parameters.h"
 #include "parallel/communicator.h"
+#include "parallel/grad_buckets.h"
+#include "parallel/ordered_reduce.h"
 
 namespace triage {
 
+struct GradSyncOptions {
+  static constexpr int64_t kDefaultBucketBytes = 32 << 20;
+  int64_t bucket_bytes = kDefaultBucketBytes;
+  // Keep only this rank's chunk of each summed bucket, for the sharded optimizer (ZeRO-1);
+  // the parameters' .grad() are then left unsynced.
+  bool shard = false;
+  // Gradients travel as bfloat16 (half the bytes) and are summed in their own dtype.
+  bool bf16_wire = false;
+};
+
 class GradientSync {
  public:
-  static constexpr int64_t kDefaultBucketBytes = 32 << 20;
-
   GradientSync(const ParameterList& parameters, Communicator& world, Communicator& expert_dp,
-               int64_t bucket_bytes = kDefaultBucketBytes);
+               GradSyncOptions options = {});
+  ~GradientSync();
+  GradientSync(const GradientSync&) = delete;
+  GradientSync& operator=(const GradientSync&) = delete;
 
+  // The next backward is the last before synchronize(): start buckets as they are ready.
+  void start_during_backward();
   void synchronize();
+
+  const std::vector<GradBucket>& buckets() const { return buckets_; }
   size_t bucket_count() const { return buckets_.size(); }
+  // Sharded: this rank's chunk of bucket b's synced gradient (after synchronize()).
+  at::Tensor& shard_gradient(size_t b) { return flights_[b].chunk; }
+  // How many buckets the last synchronize() found already started during backward.
+  size_t started_during_backward() const { return started_during_backward_; }
 
  private:
-  struct Bucket {
-    std::vector<at::Tensor> parameters;
-    Communicator* comm;
+  friend struct GradientReadyHook;
+  void on_gradient_ready(size_t param);
+  void start(size_t b);
+  // Moves every started bucket on as far as it can go (block: to the end).
+  void advance(bool block);
+  Communicator* gather_comm(size_t b);
+
+  struct Flight {  // one bucket's trip
+    enum class Stage { kIdle, kReducing, kReduced, kGathering, kDone } stage = Stage::kIdle;
+    at::Tensor flat, chunk;
+    std::optional<PendingReduceScatter> reduce;
+    std::optional<PendingAllGather> gather;
   };
-  std::vector<Bucket> buckets_;
+
+  ParameterList parameters_;
+  // Copies of the groups for the buckets alone: collectives on one communicator must start
+  // in the same order on every rank, and backward's own (the exchange's, the balance loss's)
+  // interleave with buckets differently on different ranks. The all-gathers have their own,
+  // since a bucket's reduce-scatter may finish before or after the next one starts.
+  std::unique_ptr<Communicator> world_, expert_dp_, world_gather_, expert_dp_gather_;
+  std::vector<GradBucket> buckets_;
+  std::vector<size_t> bucket_of_param_;
+  GradSyncOptions options_;
   double scale_;  // 1 / world size
+  bool armed_ = false;
+  bool hooked_ = false;
+  std::vector<Flight> flights_;
+  std::vector<int64_t> unfinished_;  // per bucket: its parameters backward has not finished
+  std::vector<char> finished_;       // per parameter, this backward
+  size_t next_start_ = 0, next_gather_ = 0;
+  size_t started_during_backward_ = 0;
 };
 
 }  // namespace triage

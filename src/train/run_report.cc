@@ -22,8 +22,10 @@ std::string start_banner(const RunStart& run) {
       << config.moe.num_experts << " experts top-" << config.moe.top_k << ", "
       << (replicated + experts_total) << " parameters (" << experts_total << " in experts, "
       << (replicated + expert) << " on each rank)\n"
-      << (g.ep_size > 1 ? "exchange: " + run.exchange + "\n" : "") << "data: " << data.source
-      << "; " << data.train.size() << " train / " << data.test.size() << " held out";
+      << (g.ep_size > 1 ? "exchange: " + run.exchange + "\n" : "")
+      << (run.optimizer.empty() ? "" : "optimizer: " + run.optimizer + "\n")
+      << "data: " << data.source << "; " << data.train.size() << " train / " << data.test.size()
+      << " held out";
   if (data.duplicates) out << "; " << data.duplicates << " duplicates removed";
   if (data.over_family_limit)
     out << "; " << data.over_family_limit

@@ -27,6 +27,7 @@ struct RunStart {
   const Dataset& dataset;
   int64_t step, samples_seen;  // > 0 when resumed
   std::string exchange;        // how moe.exchange resolved (choose_exchange)
+  std::string optimizer = "";  // the optimizer, its state per rank, how gradients sync
 };
 
 // The lines printed before the first step, ending in a newline.

@@ -12,9 +12,11 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <iomanip>
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <sstream>
 
 #include "checkpoint/checkpoint.h"
 #include "common/check.h"
@@ -40,6 +42,7 @@
 #include "train/preemption.h"
 #include "train/run_folder.h"
 #include "train/run_report.h"
+#include "train/sharded_optimizer.h"
 #include "train/step_decisions.h"
 #include "train/step_metrics.h"
 #include "train/step_totals.h"
@@ -68,6 +71,7 @@ class Trainer {
                    const EvalMetrics* last_eval, double seconds, bool stopped_early = false);
   std::string save();                           // the checkpoint's folder
   std::string ending_line(RunGoes goes) const;  // what rank 0 says when the run stops early
+  std::string optimizer_line() const;           // the banner's optimizer: line
   bool is_root() const { return groups_.layout.world_rank == 0; }
   Batch on_device(Batch b) const;
   ModelOutput forward(const Batch& b, bool training);
@@ -79,7 +83,8 @@ class Trainer {
   std::unique_ptr<Transformer> model_;
   ParameterList parameters_;
   std::unique_ptr<GradientSync> sync_;
-  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::unique_ptr<torch::optim::AdamW> optimizer_;  // unsharded; or:
+  std::unique_ptr<ShardedAdamW> sharded_;           // train.shard_optimizer
   std::unique_ptr<ExampleOrder> order_;
   std::unique_ptr<MetricsFile> metrics_;
   std::vector<RankPlacement> placements_;  // every rank's on rank 0; this rank's first
@@ -177,8 +182,17 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
   model_ = std::make_unique<Transformer>(config_, dtype, groups_.ep.get(), groups_.world.get());
   model_->to(device_);
   parameters_ = model_->parameters();
-  sync_ = std::make_unique<GradientSync>(parameters_, *groups_.world, *groups_.expert_dp);
-  optimizer_ = make_optimizer(parameters_, config.train);
+  GradSyncOptions sync_options;
+  sync_options.shard = config.train.shard_optimizer;
+  sync_options.bf16_wire = config.train.grad_reduce_dtype == GradReduceDtype::kBf16;
+  sync_ =
+      std::make_unique<GradientSync>(parameters_, *groups_.world, *groups_.expert_dp, sync_options);
+  if (config.train.shard_optimizer)
+    sharded_ = std::make_unique<ShardedAdamW>(
+        parameters_, *sync_, config.train,
+        groups_.layout.ep_rank * (config.moe.num_experts / groups_.layout.ep_size));
+  else
+    optimizer_ = make_optimizer(parameters_, config.train);
   order_ =
       std::make_unique<ExampleOrder>(int64_t(dataset_.train.size()), uint64_t(config.train.seed));
 
@@ -196,6 +210,7 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
     if (const auto best = read_best_checkpoint(checkpoints, *groups_.world))  // rank 0's read
       best_.restore(best->step, best->value);
     TrainingState state{parameters_, optimizer_.get(), model_->moe_layers()};
+    state.sharded = sharded_ ? &sharded_->state() : nullptr;
     load_checkpoint(checkpoints, config_, groups_, state);
     step_ = state.step;
     samples_seen_ = state.samples_seen;
@@ -257,8 +272,13 @@ StepMetrics Trainer::train_step() {
   m.steps = config_.train.steps;
   m.lr = learning_rate(step_, config_.train.steps, config_.train.warmup_steps, config_.train.lr,
                        config_.train.min_lr_ratio);
-  set_learning_rate(*optimizer_, m.lr);
-  optimizer_->zero_grad();
+  if (sharded_) {
+    sharded_->set_learning_rate(m.lr);
+    for (const NamedParameter& p : parameters_) p.tensor.mutable_grad() = at::Tensor();
+  } else {
+    set_learning_rate(*optimizer_, m.lr);
+    optimizer_->zero_grad();
+  }
 
   const std::vector<MoeLayer*> moe_layers = model_->moe_layers();
   const int64_t experts = config_.moe.num_experts, ep_size = g.ep_size;
@@ -288,6 +308,8 @@ StepMetrics Trainer::train_step() {
       loss_sums[1] += cls.detach().to(at::kDouble);
     }
     phase_clock::enter(Phase::kComputeBwd);
+    if (micro + 1 == micro_batches && config_.train.overlap_grad_sync)
+      sync_->start_during_backward();
     objective.backward();
     loss_sums[2] += out.balance_loss.detach().to(at::kDouble);
     loss_sums[3] += out.z_loss.detach().to(at::kDouble);
@@ -304,9 +326,13 @@ StepMetrics Trainer::train_step() {
   phase_clock::wait_for_peers(*groups_.world);
   sync_->synchronize();
   phase_clock::enter(Phase::kGradientClip);
-  m.grad_norm = clip_gradients(parameters_, *groups_.ep, config_.train.grad_clip);
+  m.grad_norm = sharded_ ? sharded_->clip_gradients(*groups_.world, config_.train.grad_clip)
+                         : clip_gradients(parameters_, *groups_.ep, config_.train.grad_clip);
   phase_clock::enter(Phase::kOptimizer);
-  optimizer_->step();
+  if (sharded_)
+    sharded_->step();
+  else
+    optimizer_->step();
   ++step_;
   phase_clock::enter(Phase::kStatistics);
 
@@ -348,6 +374,7 @@ EvalMetrics Trainer::evaluate() {
 
 std::string Trainer::save() {
   TrainingState state{parameters_, optimizer_.get(), model_->moe_layers(), step_, samples_seen_};
+  state.sharded = sharded_ ? &sharded_->state() : nullptr;
   const std::string folder = save_checkpoint(options_.out_dir + "/checkpoints", config_, groups_,
                                              state, config_.train.keep_checkpoints, run_id_);
   if (is_root()) std::cout << "checkpoint: " << folder << std::endl;
@@ -359,7 +386,7 @@ void Trainer::log_start() const {
   const int64_t moe_layers = int64_t(model_->moe_layers().size());
   const RunStart run{config_,       groups_.layout, environment_line(), placements_,
                      parameters_,   moe_layers,     dataset_,           step_,
-                     samples_seen_, exchange_};
+                     samples_seen_, exchange_,      optimizer_line()};
   std::cout << start_banner(run) << std::flush;
 }
 
@@ -375,6 +402,28 @@ void Trainer::log_summary(const std::vector<StepMetrics>& history, const EvalMet
   std::ofstream(options_.out_dir + "/summary.json") << summary_json(run).dump(2) << "\n";
   std::cout << summary_text(run) << "\nmetrics: " << options_.out_dir
             << "/metrics.jsonl, summary: " << options_.out_dir << "/summary.json" << std::endl;
+}
+
+std::string Trainer::optimizer_line() const {
+  int64_t unsharded = 0;  // two AdamW moments per parameter element this rank holds
+  for (const NamedParameter& p : parameters_)
+    unsharded += 2 * p.tensor.numel() * int64_t(p.tensor.element_size());
+  auto mib = [](int64_t bytes) {
+    std::ostringstream text;
+    text << std::fixed << std::setprecision(bytes < (10 << 20) ? 2 : 0) << double(bytes) / (1 << 20)
+         << " MiB";
+    return text.str();
+  };
+  const TrainConfig& t = config_.train;
+  std::string line =
+      sharded_
+          ? "AdamW sharded (ZeRO-1: replicated over " + std::to_string(groups_.layout.world_size) +
+                " ranks, experts over " + std::to_string(groups_.layout.dp_size) + "), moments " +
+                mib(sharded_->state_bytes()) + " per rank (unsharded " + mib(unsharded) + ")"
+          : "AdamW, moments " + mib(unsharded) + " per rank";
+  return line + "; gradients sync in " + std::to_string(sync_->bucket_count()) + " bucket(s) " +
+         (t.overlap_grad_sync ? "during" : "after") + " backward, as " +
+         name_of(t.grad_reduce_dtype);
 }
 
 std::string Trainer::ending_line(RunGoes goes) const {

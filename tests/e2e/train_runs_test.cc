@@ -7,6 +7,10 @@
 //   groups    a group-limited model trained at EP 4, resumed at EP 2 and EP 1: same curve,
 //             and `triage logits` of the final checkpoints equal in float64
 //   accumulate  2 micro-batches of 4 sequences per step train like 1 batch of 8
+//   sharded   train.shard_optimizer on every layout follows the unsharded run to 1e-12; a
+//             sharded checkpoint resumes bitwise at its layout, and at another DP size or
+//             unsharded on the curve; an unsharded checkpoint resumes sharded
+//   blocking  the gradient sync started after backward equals the one started during it
 //   multinode the tiny config on 2 virtual hosts over TCP follows the one-host curve (run by
 //             the multinode test in tests/multinode, not on its own)
 #include <gtest/gtest.h>
@@ -80,6 +84,35 @@ TEST(TrainRuns, ResumedRunEqualsTheUninterruptedRunBitwise) {
     for (const char* key : {"step", "loss", "lm_loss", "class_loss", "balance_loss", "z_loss", "lr",
                             "grad_norm", "dropped_pct", "tokens_per_expert"})
       EXPECT_EQ(resumed[i][key], full[i][key]) << "step " << full[i]["step"] << " " << key;
+}
+
+void expect_same_steps_bitwise(const std::string& run, const std::string& reference) {
+  std::vector<json> a = steps_of(run), b = steps_of(reference);
+  ASSERT_EQ(a.size(), b.size()) << run << " vs " << reference;
+  for (size_t i = 0; i < b.size(); ++i)
+    for (const char* key : {"step", "loss", "lm_loss", "class_loss", "balance_loss", "z_loss", "lr",
+                            "grad_norm", "dropped_pct", "tokens_per_expert"})
+      EXPECT_EQ(a[i][key], b[i][key]) << run << " step " << b[i]["step"] << " " << key;
+}
+
+TEST(TrainRuns, ShardedOptimizerFollowsTheUnshardedCurveOnEveryLayout) {
+  for (const char* layout : {"world1_ep1", "world2_ep2", "world4_ep4", "world4_ep2"})
+    expect_same_curve(std::string("sharded_") + layout, std::string("layout_") + layout, 1e-12);
+}
+
+TEST(TrainRuns, GradientSyncAfterBackwardEqualsSyncDuringBackwardBitwise) {
+  expect_same_steps_bitwise("blocking_sync_world4_ep2", "layout_world4_ep2");
+}
+
+TEST(TrainRuns, ShardedCheckpointResumesBitwiseAndAtOtherLayouts) {
+  // All resumed from the sharded 4-rank EP-2 run's step-4 checkpoint.
+  expect_same_steps_bitwise("sharded_resumed", "sharded_world4_ep2");
+  expect_same_curve("sharded_to_dp1", "sharded_world4_ep2", 1e-9, 5);
+  expect_same_curve("sharded_to_unsharded_ep4", "sharded_world4_ep2", 1e-9, 5);
+}
+
+TEST(TrainRuns, UnshardedCheckpointResumesSharded) {
+  expect_same_curve("unsharded_to_sharded_dp1", "layout_world4_ep4", 1e-9, 5);
 }
 
 TEST(TrainRuns, CheckpointFromEp4ContinuesAtEp2AndEp1) {

@@ -12,6 +12,8 @@
 
 #include "mpi_test_support.h"
 #include "train/grad_sync.h"
+#include "train/optimizer.h"
+#include "train/sharded_optimizer.h"
 
 namespace triage {
 namespace {
@@ -66,7 +68,7 @@ TEST(ExpertParallelTraining, AdamWStepsMatchOneRankForEveryParameter) {
   // 200-byte buckets spread the gradients over several all-reduces: w_in (128 B) and the
   // gate (256 B, over the limit, alone) make 2 replicated buckets; each of the 3 expert
   // tensors (at least 192 B on any layout here) makes its own: 5 in all.
-  GradientSync sync(model.parameters(), *groups.world, *groups.expert_dp, /*bucket_bytes=*/200);
+  GradientSync sync(model.parameters(), *groups.world, *groups.expert_dp, {/*bucket_bytes=*/200});
   ASSERT_EQ(sync.bucket_count(), 5u);
   auto options = torch::optim::AdamWOptions(0.05).weight_decay(0.01);
   torch::optim::AdamW optimizer(tensors(model.parameters()), options);
@@ -114,6 +116,121 @@ TEST(ExpertParallelTraining, AdamWStepsMatchOneRankForEveryParameter) {
         << trained[i].name << " never moved";
     EXPECT_LT(relative_error(trained[i].tensor.detach(), want), 1e-10) << trained[i].name;
   }
+}
+
+// This rank's slice of a global batch drawn from `seed`: inputs and regression targets.
+std::pair<at::Tensor, at::Tensor> batch_slice(const GroupLayout& g, uint64_t seed) {
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  at::Tensor x = at::randn({g.world_size * kTokensPerRank, kWidth}, gen, at::kDouble);
+  at::Tensor r = at::randn({g.world_size * kTokensPerRank, kWidth}, gen, at::kDouble);
+  return {x.narrow(0, g.world_rank * kTokensPerRank, kTokensPerRank),
+          r.narrow(0, g.world_rank * kTokensPerRank, kTokensPerRank)};
+}
+
+MoeConfig toy_config() {
+  MoeConfig config = ep_moe_config(kExperts, 2);
+  config.d_expert = 3;
+  config.balance_loss_coef = 0.1;
+  config.z_loss_coef = 0.01;
+  return config;
+}
+
+TEST(ExpertParallelTraining, SyncStartedDuringBackwardGivesTheBlockingSumsBitwise) {
+  const MoeConfig config = toy_config();
+  ProcessGroups groups = groups_for(config);
+  ToyModel overlapped(config, groups.ep.get()), blocking(config, groups.ep.get());
+  GradientSync overlapped_sync(overlapped.parameters(), *groups.world, *groups.expert_dp, {200});
+  GradientSync blocking_sync(blocking.parameters(), *groups.world, *groups.expert_dp, {200});
+  const auto [x, r] = batch_slice(groups.layout, 1000);
+
+  overlapped_sync.start_during_backward();
+  overlapped.loss(x, r).backward();
+  overlapped_sync.synchronize();
+  blocking.loss(x, r).backward();
+  blocking_sync.synchronize();
+
+  // Every bucket started from backward's own hooks, none from synchronize().
+  EXPECT_EQ(overlapped_sync.started_during_backward(), overlapped_sync.bucket_count());
+  ParameterList a = overlapped.parameters(), b = blocking.parameters();
+  for (size_t i = 0; i < a.size(); ++i)
+    EXPECT_TRUE(at::equal(a[i].tensor.grad(), b[i].tensor.grad())) << a[i].name;
+}
+
+TEST(ExpertParallelTraining, Bf16WireSumsWithinBf16Rounding) {
+  const MoeConfig config = toy_config();
+  ProcessGroups groups = groups_for(config);
+  ToyModel narrow(config, groups.ep.get()), full(config, groups.ep.get());
+  GradSyncOptions bf16{200};
+  bf16.bf16_wire = true;
+  GradientSync narrow_sync(narrow.parameters(), *groups.world, *groups.expert_dp, bf16);
+  GradientSync full_sync(full.parameters(), *groups.world, *groups.expert_dp, {200});
+  const auto [x, r] = batch_slice(groups.layout, 1000);
+  narrow.loss(x, r).backward();
+  narrow_sync.synchronize();
+  full.loss(x, r).backward();
+  full_sync.synchronize();
+  // Each rank's addend is rounded to 8 significant bits once (relative error <= 2^-9); a
+  // sum of W such addends is off by at most 2^-9 of the sum of their magnitudes.
+  ParameterList a = narrow.parameters(), b = full.parameters();
+  for (size_t i = 0; i < a.size(); ++i) {
+    const at::Tensor error = (a[i].tensor.grad() - b[i].tensor.grad()).abs().max();
+    const at::Tensor bound = b[i].tensor.grad().abs().max() * groups.layout.world_size / 512.0;
+    EXPECT_LE(error.item<double>(), bound.item<double>() + 1e-300) << a[i].name;
+  }
+}
+
+// ZeRO-1 against the unsharded AdamW the trainer uses: 50 steps of the same batches, with
+// gradient clipping active, leave every parameter (and every step's gradient norm) equal to
+// 1e-12 in float64, on every layout this test runs.
+TEST(ExpertParallelTraining, ShardedAdamWFollowsUnshardedAdamWFor50Steps) {
+  const MoeConfig config = toy_config();
+  ProcessGroups groups = groups_for(config);
+  const GroupLayout& g = groups.layout;
+  ToyModel sharded_model(config, groups.ep.get()), plain_model(config, groups.ep.get());
+  TrainConfig train;
+  train.lr = 0.02;
+  train.weight_decay = 0.1;
+  constexpr double kMaxNorm = 0.05;
+
+  GradSyncOptions shard{200};
+  shard.shard = true;
+  GradientSync sharded_sync(sharded_model.parameters(), *groups.world, *groups.expert_dp, shard);
+  ShardedAdamW sharded(sharded_model.parameters(), sharded_sync, train,
+                       sharded_model.moe.experts().first_expert());
+  GradientSync plain_sync(plain_model.parameters(), *groups.world, *groups.expert_dp, {200});
+  ParameterList plain_params = plain_model.parameters();
+  auto plain = make_optimizer(plain_params, train);
+
+  int clipped = 0;
+  for (int64_t step = 0; step < 50; ++step) {
+    const auto [x, r] = batch_slice(g, 2000 + uint64_t(step));
+    for (const auto& p : sharded_model.parameters()) p.tensor.mutable_grad() = at::Tensor();
+    sharded_sync.start_during_backward();
+    sharded_model.loss(x, r).backward();
+    sharded_sync.synchronize();
+    const double sharded_norm = sharded.clip_gradients(*groups.world, kMaxNorm);
+    sharded.step();
+
+    plain->zero_grad();
+    plain_model.loss(x, r).backward();
+    plain_sync.synchronize();
+    const double plain_norm = clip_gradients(plain_params, *groups.ep, kMaxNorm);
+    plain->step();
+
+    EXPECT_NEAR(sharded_norm, plain_norm, 1e-12 * plain_norm) << "step " << step;
+    clipped += plain_norm > kMaxNorm;
+  }
+  EXPECT_GT(clipped, 0) << "the clip never acted; lower kMaxNorm";
+  ParameterList trained = sharded_model.parameters();
+  for (size_t i = 0; i < trained.size(); ++i)
+    EXPECT_LT(relative_error(trained[i].tensor.detach(), plain_params[i].tensor.detach()), 1e-12)
+        << trained[i].name;
+
+  // Each bucket's moments are split over the group that syncs it.
+  int64_t expected_bytes = 0;
+  for (const GradBucket& bucket : sharded_sync.buckets())
+    expected_bytes += 2 * bucket.chunk * int64_t(sizeof(double));
+  EXPECT_EQ(sharded.state_bytes(), expected_bytes);
 }
 
 }  // namespace
