@@ -234,6 +234,9 @@ struct TrainConfig {
   // Gradient buckets start their sync during backward, as soon as backward has finished
   // them, instead of after it (the same sums, bit for bit).
   bool overlap_grad_sync = true;
+  // Gradients travel in buckets of at most this many MiB (as DDP's bucket_cap_mb): smaller
+  // buckets start sooner during backward, larger ones send fewer messages.
+  double grad_bucket_mb = 32;
   // ZeRO-1: each rank keeps AdamW moments for its own chunk of every gradient bucket only
   // (replicated parameters sharded over the world, experts over their expert-DP group).
   bool shard_optimizer = false;
@@ -373,6 +376,7 @@ void visit_fields(TrainConfig& c, Visitor&& v) {
   v("early_stop_patience", c.early_stop_patience, IntRange{0, 1 << 20});
   v("collective_timeout_s", c.collective_timeout_s, RealRange{0.0, 1e7, true});
   v("overlap_grad_sync", c.overlap_grad_sync, AnyBool{});
+  v("grad_bucket_mb", c.grad_bucket_mb, RealRange{0.0, 1e6, true});
   v("shard_optimizer", c.shard_optimizer, AnyBool{});
   v("grad_reduce_dtype", c.grad_reduce_dtype, OneOf{});
 }

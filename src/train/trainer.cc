@@ -184,6 +184,8 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
   parameters_ = model_->parameters();
   GradSyncOptions sync_options;
   sync_options.shard = config.train.shard_optimizer;
+  sync_options.bucket_bytes =
+      std::max<int64_t>(1, int64_t(config.train.grad_bucket_mb * (1 << 20)));
   sync_options.bf16_wire = config.train.grad_reduce_dtype == GradReduceDtype::kBf16;
   sync_ =
       std::make_unique<GradientSync>(parameters_, *groups_.world, *groups_.expert_dp, sync_options);

@@ -257,7 +257,8 @@ INSTANTIATE_TEST_SUITE_P(
                   "train.eval_every, train.log_every, train.loss, train.grad_accum_steps, "
                   "train.checkpoint_every, train.keep_checkpoints, train.keep_best, "
                   "train.early_stop_patience, "
-                  "train.collective_timeout_s, train.overlap_grad_sync, train.shard_optimizer, "
+                  "train.collective_timeout_s, train.overlap_grad_sync, train.grad_bucket_mb, "
+                  "train.shard_optimizer, "
                   "train.grad_reduce_dtype"},
         BadConfig{"MappingAsKey",  // found by fuzz_config
                   "moe:\n? top_k: 4\ntrain:\ns steps: 3\n",
