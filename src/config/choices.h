@@ -160,6 +160,16 @@ struct ChoiceNames<GradReduceDtype> {
   static constexpr std::array names{"float32", "bf16"};
 };
 
+// What backward recomputes instead of keeping from forward (train.recompute).
+enum class Recompute {
+  kNone,
+  kExperts,  // the experts' hidden pre-activations (rows x d_expert, two per swiglu expert)
+};
+template <>
+struct ChoiceNames<Recompute> {
+  static constexpr std::array names{"none", "experts"};
+};
+
 enum class Loss { kLm, kClassify, kLmAndClassify };
 template <>
 struct ChoiceNames<Loss> {

@@ -241,6 +241,9 @@ struct TrainConfig {
   // (replicated parameters sharded over the world, experts over their expert-DP group).
   bool shard_optimizer = false;
   GradReduceDtype grad_reduce_dtype = GradReduceDtype::kFloat32;
+  // What backward recomputes instead of keeping: none, or the experts' hidden activations
+  // (the same gradients, bit for bit; one more pair of expert GEMMs per layer).
+  Recompute recompute = Recompute::kNone;
 };
 
 struct DataConfig {
@@ -379,6 +382,7 @@ void visit_fields(TrainConfig& c, Visitor&& v) {
   v("grad_bucket_mb", c.grad_bucket_mb, RealRange{0.0, 1e6, true});
   v("shard_optimizer", c.shard_optimizer, AnyBool{});
   v("grad_reduce_dtype", c.grad_reduce_dtype, OneOf{});
+  v("recompute", c.recompute, OneOf{});
 }
 
 template <class Visitor>

@@ -39,11 +39,16 @@ void zero_unwritten(ExpertGrads& grads) {
   }
 }
 
-void expert_forward(const ExpertWeights& weights, int64_t expert, const at::Tensor& x_ND,
-                    at::Tensor gate_NH, at::Tensor up_NH, at::Tensor y_ND) {
+void expert_preactivations(const ExpertWeights& weights, int64_t expert, const at::Tensor& x_ND,
+                           at::Tensor gate_NH, at::Tensor up_NH) {
   at::mm_out(gate_NH, x_ND, matrix(weights.w_in_EDH, expert, x_ND));
   if (weights.type == ExpertType::kSwiglu)
     at::mm_out(up_NH, x_ND, matrix(weights.w_up_EDH, expert, x_ND));
+}
+
+void expert_forward(const ExpertWeights& weights, int64_t expert, const at::Tensor& x_ND,
+                    at::Tensor gate_NH, at::Tensor up_NH, at::Tensor y_ND) {
+  expert_preactivations(weights, expert, x_ND, gate_NH, up_NH);
   at::mm_out(y_ND, expert_hidden(weights.type, gate_NH, up_NH),
              matrix(weights.w_out_EHD, expert, x_ND));
 }

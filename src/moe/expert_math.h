@@ -32,6 +32,11 @@ struct ExpertGrads {
 ExpertGrads unwritten_grads(const ExpertWeights& weights);
 void zero_unwritten(ExpertGrads& grads);
 
+// Writes the pre-activations gate_NH (and up_NH for swiglu) alone: expert_forward's first
+// GEMMs, so that backward can recompute them (train.recompute: experts) bit for bit.
+void expert_preactivations(const ExpertWeights& weights, int64_t expert, const at::Tensor& x_ND,
+                           at::Tensor gate_NH, at::Tensor up_NH);
+
 // Writes the pre-activations gate_NH (and up_NH for swiglu) and the output y_ND, all
 // slices of the caller's buffers, in x_ND's dtype.
 void expert_forward(const ExpertWeights& weights, int64_t expert, const at::Tensor& x_ND,

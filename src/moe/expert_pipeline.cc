@@ -1,10 +1,14 @@
 // Exchange and experts as one pipelined autograd function; see the header.
 #include "moe/expert_pipeline.h"
 
+#include <tuple>
+#include <utility>
+
 #include <c10/core/GradMode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
+#include <atomic>
 #include <functional>
 #include <memory>
 
@@ -89,11 +93,49 @@ GroupBlock group_block(const ExpertLayout& layout, int64_t group, const ExpertWe
   return g;
 }
 
+std::atomic<int64_t> recomputed_rows{0};
+
+// The pre-activation buffers forward filled, made again with the same GEMMs on the same
+// rows in the same blocks (so the same bits): the own runs, then each chunk's received runs.
+std::pair<at::Tensor, at::Tensor> recompute_preactivations(const ExpertLayout& layout,
+                                                           const ExpertWeights& weights,
+                                                           const at::Tensor& x_RD,
+                                                           const at::Tensor& received_SD,
+                                                           bool grouped) {
+  const int64_t own = own_rows(layout);
+  at::Tensor gate =
+      at::empty({own + layout.received_rows, weights.w_in_EDH.size(2)}, x_RD.options());
+  at::Tensor up = weights.type == ExpertType::kSwiglu ? at::empty_like(gate) : at::Tensor();
+  recomputed_rows += gate.size(0);
+  if (grouped) {
+    for (int64_t group = 0; group <= int64_t(layout.chunks.size()); ++group) {
+      const GroupBlock g = group_block(layout, group, weights, x_RD.device());
+      if (g.block.rows == 0) continue;
+      grouped_preactivations(weights, g.block, g.block.gather(g.own ? x_RD : received_SD),
+                             rows_of(gate, g.act, g.block.rows), rows_of(up, g.act, g.block.rows));
+    }
+    return {gate, up};
+  }
+  int64_t act = 0;
+  for (const ExpertRowRun& run : layout.own_runs) {
+    expert_preactivations(weights, run.expert, rows_of(x_RD, run.offset, run.rows),
+                          rows_of(gate, act, run.rows), rows_of(up, act, run.rows));
+    act += run.rows;
+  }
+  for (const ExchangeChunk& chunk : layout.chunks)
+    for (const ExpertRowRun& run : chunk.runs)
+      expert_preactivations(weights, run.expert, rows_of(received_SD, run.offset, run.rows),
+                            rows_of(gate, own + run.offset, run.rows),
+                            rows_of(up, own + run.offset, run.rows));
+  return {gate, up};
+}
+
 struct RunExperts : public torch::autograd::Function<RunExperts> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w_in,
                             const at::Tensor& w_up, const at::Tensor& w_out, int64_t type,
                             std::vector<int64_t> layout_code, int64_t comm_address,
-                            const InFlightWork* while_in_flight, bool grad_enabled, bool grouped) {
+                            const InFlightWork* while_in_flight, bool grad_enabled, bool grouped,
+                            bool recompute) {
     const ExpertLayout layout = decode_layout(layout_code);
     auto* ep = reinterpret_cast<Communicator*>(comm_address);
     const ExpertWeights weights = weights_of(type, w_in, w_up, w_out);
@@ -133,6 +175,9 @@ struct RunExperts : public torch::autograd::Function<RunExperts> {
                           y_sorted, nudge);
           g.block.scatter(g.own ? y_RD : outputs_SD, y_sorted);
         });
+    // train.recompute experts: the hidden pre-activations are not kept; backward makes
+    // them again from the rows, which it keeps anyway.
+    if (recompute) gate = up = at::Tensor();
     ctx->save_for_backward({x_RD, received_SD, gate, up, w_in, w_up, w_out});
     ctx->saved_data["grouped"] = grouped;
     ctx->saved_data["type"] = type;
@@ -146,18 +191,23 @@ struct RunExperts : public torch::autograd::Function<RunExperts> {
     const ExpertLayout layout = decode_layout(ctx->saved_data["layout"].toIntVector());
     auto* ep = reinterpret_cast<Communicator*>(ctx->saved_data["comm"].toInt());
     const variable_list saved = ctx->get_saved_variables();
-    const at::Tensor &x_RD = saved[0], &received_SD = saved[1], &gate = saved[2], &up = saved[3];
+    const at::Tensor &x_RD = saved[0], &received_SD = saved[1];
+    at::Tensor gate = saved[2], up = saved[3];
     const int64_t type = ctx->saved_data["type"].toInt();
     const bool pass = type == kPassThrough;
     const ExpertWeights weights = weights_of(type, saved[4], saved[5], saved[6]);
     watchdog::Scope scope(backward_label(ctx->saved_data["label"].toStringRef()));
+    const bool grouped = ctx->saved_data["grouped"].toBool();
+    if (!pass && !gate.defined()) {
+      phase_clock::enter(Phase::kExpertsBwd);
+      std::tie(gate, up) = recompute_preactivations(layout, weights, x_RD, received_SD, grouped);
+    }
     const at::Tensor grad_y_RD = grads[0].to(x_RD.scalar_type()).contiguous();
     at::Tensor grad_x_RD = at::empty_like(x_RD);
     at::Tensor grad_outputs_SD = at::empty_like(received_SD);
     at::Tensor grad_received_SD = pass ? grad_outputs_SD : at::empty_like(received_SD);
     ExpertGrads weight_grads = pass ? ExpertGrads{} : unwritten_grads(weights);
 
-    const bool grouped = ctx->saved_data["grouped"].toBool();
     drive_pipeline(
         layout, ep, {grad_y_RD, grad_outputs_SD, grad_received_SD, grad_x_RD},
         {Phase::kCombineRowsBwd, Phase::kExpertsBwd, Phase::kDispatchRowsBwd},
@@ -186,7 +236,7 @@ struct RunExperts : public torch::autograd::Function<RunExperts> {
     phase_clock::enter(Phase::kSortPackRouteBwd);
     return {grad_x_RD,    weight_grads.w_in_EDH, weight_grads.w_up_EDH, weight_grads.w_out_EHD,
             at::Tensor(), at::Tensor(),          at::Tensor(),          at::Tensor(),
-            at::Tensor(), at::Tensor()};
+            at::Tensor(), at::Tensor(),          at::Tensor()};
   }
 };
 
@@ -240,19 +290,23 @@ at::Tensor exchange_rows(const at::Tensor& x_RD, const ExpertLayout& layout, Com
   const at::Tensor none = or_placeholder({});
   const InFlightWork no_work;
   return RunExperts::apply(x_RD, none, none, none, kPassThrough, encode_layout(layout, ep.size()),
-                           reinterpret_cast<int64_t>(&ep), &no_work, false, false);
+                           reinterpret_cast<int64_t>(&ep), &no_work, false, false, false);
 }
+
+int64_t recomputed_expert_rows() { return recomputed_rows.load(); }
+void count_recomputed_expert_rows(int64_t rows) { recomputed_rows += rows; }
 
 at::Tensor run_experts(const at::Tensor& x_RD, const ExpertWeights& weights,
                        const ExpertLayout& layout, Communicator* ep,
-                       const InFlightWork& while_in_flight, bool grouped) {
+                       const InFlightWork& while_in_flight, bool grouped, bool recompute) {
   TRIAGE_ASSERT(ep || layout.chunks.empty(), "an exchange needs a communicator");
   // The rows come in the dtype the experts compute in (MoeLayer casts them under autocast,
   // before they travel), and `weights` in the same.
-  return RunExperts::apply(
-      x_RD, weights.w_in_EDH, or_placeholder(weights.w_up_EDH), weights.w_out_EHD,
-      int64_t(weights.type), encode_layout(layout, ep ? ep->size() : 1),
-      reinterpret_cast<int64_t>(ep), &while_in_flight, c10::GradMode::is_enabled(), grouped);
+  return RunExperts::apply(x_RD, weights.w_in_EDH, or_placeholder(weights.w_up_EDH),
+                           weights.w_out_EHD, int64_t(weights.type),
+                           encode_layout(layout, ep ? ep->size() : 1),
+                           reinterpret_cast<int64_t>(ep), &while_in_flight,
+                           c10::GradMode::is_enabled(), grouped, recompute);
 }
 
 }  // namespace triage

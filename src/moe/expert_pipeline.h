@@ -58,9 +58,17 @@ ExpertLayout expert_parallel_layout(const std::vector<int64_t>& send_counts_PL,
 // after the outgoing exchanges start and before any expert computes. grouped: each group of
 // runs (the own runs, then each chunk's) is one grouped GEMM per matrix (grouped_math.h)
 // instead of one GEMM per run; an expert's weight gradient then adds per group.
+// recompute: the experts' hidden pre-activations are not kept for backward, which makes
+// them again (train.recompute: experts); the gradients are the same bits.
 at::Tensor run_experts(const at::Tensor& x_RD, const ExpertWeights& weights,
                        const ExpertLayout& layout, Communicator* ep,
-                       const InFlightWork& while_in_flight = {}, bool grouped = false);
+                       const InFlightWork& while_in_flight = {}, bool grouped = false,
+                       bool recompute = false);
+
+// Rows whose hidden pre-activations backward has recomputed in this process so far (for
+// tests and benchmarks: proof that train.recompute took effect).
+int64_t recomputed_expert_rows();
+void count_recomputed_expert_rows(int64_t rows);
 
 // The same pipeline with every expert the identity: the exchange alone, for benchmarks.
 at::Tensor exchange_rows(const at::Tensor& x_RD, const ExpertLayout& layout, Communicator& ep);

@@ -57,7 +57,8 @@ ExpertWeights Experts::weights(at::ScalarType dtype) const {
 at::Tensor Experts::forward_across(const at::Tensor& x_RD, const ExpertLayout& layout,
                                    Communicator& ep, const std::function<void()>& while_in_flight,
                                    bool grouped) const {
-  return run_experts(x_RD, weights(x_RD.scalar_type()), layout, &ep, while_in_flight, grouped);
+  return run_experts(x_RD, weights(x_RD.scalar_type()), layout, &ep, while_in_flight, grouped,
+                     recompute_);
 }
 
 bool Experts::uses_grouped_gemm(const at::Tensor& x_RD) const {
@@ -83,27 +84,6 @@ bool Experts::uses_grouped_gemm(const at::Tensor& x_RD) const {
   return x_RD.is_cuda() && type == at::kBFloat16 && aligned;
 }
 
-// The runs' rows regrouped so that each expert's rows are contiguous and in expert order
-// (runs from several source ranks interleave experts; expert_block builds the permutation on
-// the host from the run lengths, host data already: no device sync), then one grouped GEMM
-// per matrix over all experts through autograd, then the rows put back in run order.
-at::Tensor Experts::forward_grouped(const at::Tensor& x_RD,
-                                    const std::vector<ExpertRowRun>& runs) const {
-  const ExpertBlock block = expert_block(runs, num_experts(), x_RD.device());
-  const ExpertWeights w = weights(x_RD.scalar_type());
-  auto gemm = [&](const at::Tensor& x, const at::Tensor& w_EAB) {
-    return at::_grouped_mm(x, w_EAB, block.ends);
-  };
-  at::Tensor x_sorted = block.gather(x_RD);
-  at::Tensor hidden = gemm(x_sorted, w.w_in_EDH);
-  hidden =
-      type_ == ExpertType::kGelu ? at::gelu(hidden) : at::silu(hidden) * gemm(x_sorted, w.w_up_EDH);
-  at::Tensor y_sorted = gemm(hidden, w.w_out_EHD);
-  if (!block.order.defined()) return y_sorted;  // already in run order
-  // Back to run order: row order[i] of the output is row i of y_sorted.
-  return at::zeros_like(y_sorted).index_copy(0, block.order, y_sorted);
-}
-
 at::Tensor Experts::forward(const at::Tensor& x_RD, const std::vector<ExpertRun>& runs) const {
   int64_t covered = 0;
   for (const ExpertRun& run : runs) {
@@ -118,8 +98,10 @@ at::Tensor Experts::forward(const at::Tensor& x_RD, const std::vector<ExpertRun>
     if (run.rows > 0) layout.own_runs.push_back({run.expert, offset, run.rows});
     offset += run.rows;
   }
-  if (x_RD.size(0) > 0 && uses_grouped_gemm(x_RD)) return forward_grouped(x_RD, layout.own_runs);
-  return run_experts(x_RD, weights(x_RD.scalar_type()), layout, nullptr);
+  // The grouped path takes the runs as one block, its rows regrouped by expert (runs from
+  // several source ranks interleave experts), as the pipelined exchange's blocks are.
+  const bool grouped = x_RD.size(0) > 0 && uses_grouped_gemm(x_RD);
+  return run_experts(x_RD, weights(x_RD.scalar_type()), layout, nullptr, {}, grouped, recompute_);
 }
 
 ParameterList Experts::parameters() const {

@@ -51,6 +51,10 @@ class Experts {
                             const std::function<void()>& while_in_flight = {},
                             bool grouped = false) const;
 
+  // train.recompute experts: backward recomputes the hidden pre-activations instead of
+  // keeping them, on every path (run by run or grouped, one process or pipelined).
+  void set_recompute(bool recompute) { recompute_ = recompute; }
+  bool recompute() const { return recompute_; }
   // Whether rows like x_RD take the grouped GEMM path (setting, device, dtype, alignment).
   bool uses_grouped_gemm(const at::Tensor& x_RD) const;
 
@@ -66,10 +70,9 @@ class Experts {
   ExpertWeights weights(at::ScalarType dtype) const;
 
  private:
-  at::Tensor forward_grouped(const at::Tensor& x_RD, const std::vector<ExpertRowRun>& runs) const;
-
   ExpertType type_;
   ExpertGemm gemm_;
+  bool recompute_ = false;
   int64_t first_expert_;
   at::Tensor w_in_EDH_;  // gelu: input projection; swiglu: the gated (silu) branch
   at::Tensor w_up_EDH_;  // swiglu only: the linear branch

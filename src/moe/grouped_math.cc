@@ -83,9 +83,9 @@ ExpertBlock expert_block(const std::vector<ExpertRowRun>& runs, int64_t experts,
   return block;
 }
 
-void grouped_forward(const ExpertWeights& weights, const ExpertBlock& block, const at::Tensor& x_ND,
-                     at::Tensor gate_NH, at::Tensor up_NH, at::Tensor y_ND,
-                     const std::function<void()>& between) {
+void grouped_preactivations(const ExpertWeights& weights, const ExpertBlock& block,
+                            const at::Tensor& x_ND, at::Tensor gate_NH, at::Tensor up_NH,
+                            const std::function<void()>& between) {
   auto nudge = [&] {
     if (between) between();
   };
@@ -95,6 +95,12 @@ void grouped_forward(const ExpertWeights& weights, const ExpertBlock& block, con
     up_NH.copy_(gemm(x_ND, matrices(weights.w_up_EDH, x_ND), block.ends));
     nudge();
   }
+}
+
+void grouped_forward(const ExpertWeights& weights, const ExpertBlock& block, const at::Tensor& x_ND,
+                     at::Tensor gate_NH, at::Tensor up_NH, at::Tensor y_ND,
+                     const std::function<void()>& between) {
+  grouped_preactivations(weights, block, x_ND, gate_NH, up_NH, between);
   y_ND.copy_(gemm(expert_hidden(weights.type, gate_NH, up_NH), matrices(weights.w_out_EHD, x_ND),
                   block.ends));
 }

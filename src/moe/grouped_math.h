@@ -34,6 +34,11 @@ struct ExpertBlock {
 ExpertBlock expert_block(const std::vector<ExpertRowRun>& runs, int64_t experts,
                          const at::Device& device);
 
+// grouped_forward's pre-activations alone, for backward to recompute them bit for bit.
+void grouped_preactivations(const ExpertWeights& weights, const ExpertBlock& block,
+                            const at::Tensor& x_ND, at::Tensor gate_NH, at::Tensor up_NH,
+                            const std::function<void()>& between = {});
+
 // Writes the pre-activations gate_NH (and up_NH for swiglu) and y_ND for x_ND in expert
 // order; the outputs are the caller's buffers (or slices of them). between(), when given,
 // runs between the GEMMs (a pipeline's nudge to its transfers).

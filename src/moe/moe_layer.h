@@ -94,6 +94,8 @@ class MoeLayer {
 
   Router& router() { return router_; }
   const Experts& experts() const { return experts_; }
+  // train.recompute experts (see Experts::set_recompute).
+  void set_recompute_experts(bool recompute) { experts_.set_recompute(recompute); }
   const MoeConfig& config() const { return config_; }
   ParameterList parameters() const;
   // The router's expert bias, under the name checkpoints use. (Noise needs no state: its

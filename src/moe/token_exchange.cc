@@ -235,7 +235,8 @@ TokenExchanged experts_by_token_exchange(const at::Tensor& x_TD, const at::Tenso
                          expert_R);
         };
       return run_token_pipeline(x_UD, received, experts.weights(x_TD.scalar_type()), ep, chunks,
-                                experts.uses_grouped_gemm(x_UD), scale, while_in_flight);
+                                experts.uses_grouped_gemm(x_UD), scale, while_in_flight,
+                                experts.recompute());
     };
   return exchange_units_with(x_TD, experts_TK, local_experts, keep_TK, weights_TK, ep, extra_counts,
                              token_T, while_in_flight, local_experts_work, pipelined);

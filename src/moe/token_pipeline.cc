@@ -116,7 +116,7 @@ struct TokenPipeline : public torch::autograd::Function<TokenPipeline> {
                             const at::Tensor& unit_R, const at::Tensor& rows_by_slot,
                             const at::Tensor& scale, int64_t type, std::vector<int64_t> plan_code,
                             int64_t comm_address, const InFlightWork* while_in_flight,
-                            bool grad_enabled, bool grouped) {
+                            bool grad_enabled, bool grouped, bool recompute) {
     const TokenPlan plan = decode(plan_code);
     auto* ep = reinterpret_cast<Communicator*>(comm_address);
     const ExpertWeights weights{ExpertType(type), w_in,
@@ -161,8 +161,10 @@ struct TokenPipeline : public torch::autograd::Function<TokenPipeline> {
     drive_pipeline(plan.layout, ep, {x_UD, x_VD, y_VD, y_UD},
                    {Phase::kDispatchRows, Phase::kExperts, Phase::kCombineRows}, compute,
                    *while_in_flight, grad_enabled, sum_group);
-    ctx->save_for_backward({x_RD, gate, or_placeholder(up), out_RD, weight_R, unit_R, rows_by_slot,
-                            scale, w_in, w_up, w_out});
+    // train.recompute experts: backward makes the pre-activations again from x_RD.
+    if (recompute) gate = up = at::Tensor();
+    ctx->save_for_backward({x_RD, or_placeholder(gate), or_placeholder(up), out_RD, weight_R,
+                            unit_R, rows_by_slot, scale, w_in, w_up, w_out});
     ctx->saved_data["type"] = type;
     ctx->saved_data["grouped"] = grouped;
     ctx->saved_data["plan"] = plan_code;
@@ -175,13 +177,37 @@ struct TokenPipeline : public torch::autograd::Function<TokenPipeline> {
     const TokenPlan plan = decode(ctx->saved_data["plan"].toIntVector());
     auto* ep = reinterpret_cast<Communicator*>(ctx->saved_data["comm"].toInt());
     const variable_list saved = ctx->get_saved_variables();
-    const at::Tensor &x_RD = saved[0], &gate = saved[1], &out_RD = saved[3], &weight_R = saved[4],
-                     &unit_R = saved[5], &rows_by_slot = saved[6], &scale = saved[7];
-    const at::Tensor up = saved[2].numel() > 0 ? saved[2] : at::Tensor();
+    const at::Tensor &x_RD = saved[0], &out_RD = saved[3], &weight_R = saved[4], &unit_R = saved[5],
+                     &rows_by_slot = saved[6], &scale = saved[7];
+    at::Tensor gate = saved[1], up = saved[2].numel() > 0 ? saved[2] : at::Tensor();
     const auto type = ExpertType(ctx->saved_data["type"].toInt());
     const ExpertWeights weights{type, saved[8],
                                 type == ExpertType::kSwiglu ? saved[9] : at::Tensor(), saved[10]};
     watchdog::Scope scope(backward_label(ctx->saved_data["label"].toStringRef()));
+    if (gate.numel() == 0 && x_RD.size(0) > 0) {  // not kept: made again, run by run or by block
+      phase_clock::enter(Phase::kExpertsBwd);
+      gate = at::empty({x_RD.size(0), weights.w_in_EDH.size(2)}, x_RD.options());
+      up = type == ExpertType::kSwiglu ? at::empty_like(gate) : at::Tensor();
+      count_recomputed_expert_rows(x_RD.size(0));
+      const bool grouped = ctx->saved_data["grouped"].toBool();
+      for (int64_t group = 0; group <= int64_t(plan.layout.chunks.size()); ++group) {
+        const std::vector<ExpertRowRun>& runs =
+            group == 0 ? plan.layout.own_runs : plan.layout.chunks[size_t(group - 1)].runs;
+        if (grouped) {
+          const ExpertBlock block = group_block(plan, group, weights, x_RD.device());
+          if (block.rows == 0) continue;
+          grouped_preactivations(weights, block, rows_in(block, x_RD), rows_in(block, gate),
+                                 rows_in(block, up));
+          continue;
+        }
+        for (const ExpertRowRun& run : runs) {
+          auto slice = [&](const at::Tensor& t) {
+            return t.defined() ? t.narrow(0, run.offset, run.rows) : t;
+          };
+          expert_preactivations(weights, run.expert, slice(x_RD), slice(gate), slice(up));
+        }
+      }
+    }
     const at::Tensor grad_y_UD = grads[0].to(x_RD.scalar_type()).contiguous();
     at::Tensor grad_y_VD = at::empty({plan.layout.received_rows, x_RD.size(1)}, x_RD.options());
     grad_y_VD.narrow(0, plan.own_received.offset, plan.own_received.rows)
@@ -236,6 +262,7 @@ struct TokenPipeline : public torch::autograd::Function<TokenPipeline> {
             at::Tensor(),
             at::Tensor(),
             at::Tensor(),
+            at::Tensor(),
             at::Tensor()};
   }
 };
@@ -245,7 +272,7 @@ struct TokenPipeline : public torch::autograd::Function<TokenPipeline> {
 at::Tensor run_token_pipeline(const at::Tensor& x_UD, const ReceivedChoices& received,
                               const ExpertWeights& weights, Communicator& ep, int64_t chunks,
                               bool grouped, const RowScale& row_scale,
-                              const InFlightWork& while_in_flight) {
+                              const InFlightWork& while_in_flight, bool recompute) {
   const int64_t ranks = ep.size(), me = ep.rank(), local_experts = weights.w_in_EDH.size(0);
   const int64_t pieces = ranks > 1 ? std::max<int64_t>(chunks, 1) : 0, groups = pieces + 1;
   const std::vector<int64_t> sent_before = exclusive_sum(received.send_units);
@@ -322,7 +349,7 @@ at::Tensor run_token_pipeline(const at::Tensor& x_UD, const ReceivedChoices& rec
   return TokenPipeline::apply(x_UD, weight_R, weights.w_in_EDH, or_placeholder(weights.w_up_EDH),
                               weights.w_out_EHD, unit_R, rows_by_slot, scale, int64_t(weights.type),
                               encode(plan, int(ranks)), reinterpret_cast<int64_t>(&ep),
-                              &while_in_flight, c10::GradMode::is_enabled(), grouped);
+                              &while_in_flight, c10::GradMode::is_enabled(), grouped, recompute);
 }
 
 }  // namespace triage

@@ -45,10 +45,11 @@ using RowScale = std::function<at::Tensor(const at::Tensor& choice_of_row_R)>;
 
 // Returns y_UD: for each sent unit, its destination's gate-weighted sum of the unit's
 // experts' outputs (this rank's own units computed here). Differentiable in x_UD, the
-// weights in `received` and the expert weights. grouped, while_in_flight: see run_experts.
+// weights in `received` and the expert weights. grouped, while_in_flight, recompute: see
+// run_experts.
 at::Tensor run_token_pipeline(const at::Tensor& x_UD, const ReceivedChoices& received,
                               const ExpertWeights& weights, Communicator& ep, int64_t chunks,
                               bool grouped = false, const RowScale& row_scale = {},
-                              const InFlightWork& while_in_flight = {});
+                              const InFlightWork& while_in_flight = {}, bool recompute = false);
 
 }  // namespace triage

@@ -182,6 +182,8 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
   model_ = std::make_unique<Transformer>(config_, dtype, groups_.ep.get(), groups_.world.get());
   model_->to(device_);
   parameters_ = model_->parameters();
+  for (MoeLayer* layer : model_->moe_layers())
+    layer->set_recompute_experts(config.train.recompute == Recompute::kExperts);
   GradSyncOptions sync_options;
   sync_options.shard = config.train.shard_optimizer;
   sync_options.bucket_bytes =

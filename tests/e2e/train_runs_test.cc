@@ -11,6 +11,7 @@
 //             sharded checkpoint resumes bitwise at its layout, and at another DP size or
 //             unsharded on the curve; an unsharded checkpoint resumes sharded
 //   blocking  the gradient sync started after backward equals the one started during it
+//   recompute train.recompute experts trains bitwise as keeping the activations
 //   multinode the tiny config on 2 virtual hosts over TCP follows the one-host curve (run by
 //             the multinode test in tests/multinode, not on its own)
 #include <gtest/gtest.h>
@@ -102,6 +103,10 @@ TEST(TrainRuns, ShardedOptimizerFollowsTheUnshardedCurveOnEveryLayout) {
 
 TEST(TrainRuns, GradientSyncAfterBackwardEqualsSyncDuringBackwardBitwise) {
   expect_same_steps_bitwise("blocking_sync_world4_ep2", "layout_world4_ep2");
+}
+
+TEST(TrainRuns, RecomputedExpertActivationsTrainBitwiseAsKept) {
+  expect_same_steps_bitwise("recompute_experts_world4_ep2", "layout_world4_ep2");
 }
 
 TEST(TrainRuns, ShardedCheckpointResumesBitwiseAndAtOtherLayouts) {

@@ -16,6 +16,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include "common/error.h"
+#include "moe/expert_pipeline.h"
 #include "moe/moe_layer.h"
 #include "mpi_test_support.h"
 #include "train/grad_sync.h"
@@ -692,12 +693,13 @@ struct GemmResult {
   int64_t rows_to_self, started;
 };
 
-GemmResult gemm_results(MoeConfig config) {
+GemmResult gemm_results(MoeConfig config, bool recompute = false) {
   constexpr int64_t kAlignedWidth = 8;
   config.d_expert = 4;  // the grouped GEMM wants float32 widths that are multiples of 4
   ProcessGroups groups = groups_for(config);
   RecordingCommunicator ep(*groups.ep);
   MoeLayer layer(config, kAlignedWidth, at::kFloat, kSeed, &ep);
+  layer.set_recompute_experts(recompute);
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(5 + groups.layout.world_rank);
   const at::Tensor x =
       at::randn({kTokensPerRank, kAlignedWidth}, gen, at::kFloat).set_requires_grad(true);
@@ -765,6 +767,33 @@ TEST(ExpertParallelLayer, GroupedGemmInChunksPipelinesAndMatchesTheLoopPath) {
         EXPECT_EQ(grouped.started, loop.started) << "the grouped path did not pipeline";
     }
   }
+}
+
+// train.recompute experts: backward makes the experts' hidden pre-activations again
+// instead of keeping them. Outputs and every gradient are the same bits, on the loop and
+// the grouped GEMM paths, in one piece and in chunks, on both dispatches and expert types.
+TEST(ExpertParallelLayer, RecomputedExpertActivationsGiveTheSameGradientsBitwise) {
+  MoeConfig gelu = layer_config("sigmoid", 4, 0.0, "global");
+  gelu.expert_type = ExpertType::kGelu;
+  for (ExpertGemm gemm : {ExpertGemm::kLoop, ExpertGemm::kGrouped})
+    for (int64_t chunks : {1, 3})
+      for (Dispatch dispatch : {Dispatch::kPerChoice, Dispatch::kPerRank})
+        for (MoeConfig config : {layer_config("softmax", 2, 0.0, "global"), gelu}) {
+          SCOPED_TRACE(std::string(gemm == ExpertGemm::kLoop ? "loop" : "grouped") + ", " +
+                       std::to_string(chunks) + " chunk(s), top-" + std::to_string(config.top_k));
+          config.expert_gemm = gemm;
+          config.exchange_chunks = chunks;
+          config.dispatch = dispatch;
+          const int64_t before = recomputed_expert_rows();
+          const GemmResult kept = gemm_results(config);
+          EXPECT_EQ(recomputed_expert_rows(), before);
+          const GemmResult recomputed = gemm_results(config, /*recompute=*/true);
+          EXPECT_GT(recomputed_expert_rows(), before) << "backward recomputed nothing";
+          EXPECT_TRUE(at::equal(recomputed.y, kept.y));
+          EXPECT_TRUE(at::equal(recomputed.grad_x, kept.grad_x));
+          for (size_t i = 0; i < kept.grads.size(); ++i)
+            EXPECT_TRUE(at::equal(recomputed.grads[i], kept.grads[i])) << "weight " << i;
+        }
 }
 
 // The receive bound with every assignment on expert 0: rank 0 receives at most

@@ -259,7 +259,7 @@ INSTANTIATE_TEST_SUITE_P(
                   "train.early_stop_patience, "
                   "train.collective_timeout_s, train.overlap_grad_sync, train.grad_bucket_mb, "
                   "train.shard_optimizer, "
-                  "train.grad_reduce_dtype"},
+                  "train.grad_reduce_dtype, train.recompute"},
         BadConfig{"MappingAsKey",  // found by fuzz_config
                   "moe:\n? top_k: 4\ntrain:\ns steps: 3\n",
                   {},
