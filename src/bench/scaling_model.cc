@@ -384,11 +384,49 @@ double dense_step_flops(const StepShape& shape) {
                 double(shape.moe_layers) * shared_experts + head);
 }
 
+SyncPrediction predict_sync(const Params& params, const Layout& layout, const StepShape& shape,
+                            double compute_s) {
+  const int64_t P = layout.ranks, per_host = std::min(layout.ranks_per_host, P);
+  const int64_t ep = layout.expert_parallel > 0 ? layout.expert_parallel : P;
+  const bool multi_host = P > per_host;
+  const double slow = std::max(1.0, double(per_host) / params.slots_per_host);
+  const Link network = host_network(params, per_host);
+  const Link& slowest_link = multi_host ? network : params.intra_host;
+  // Replicated gradients over the world; each expert's over its P / EP copies, which sit
+  // on other hosts whenever an EP group fills its hosts.
+  const Link& expert_link = ep >= per_host && P > ep ? network : params.intra_host;
+  const double wire =
+      shape.gradient_wire_bytes > 0 ? shape.gradient_wire_bytes : params.gradient_bytes;
+  const double replicated = shape.replicated_parameters, experts = shape.expert_parameters_per_rank;
+  // An all-reduce is a reduce-scatter and an all-gather of equal cost (ordered_reduce.h).
+  const double reduce_share = shape.shard_optimizer ? 0.5 : 1.0;
+  SyncPrediction out;
+  out.reduce_s = reduce_share * (allreduce_s(replicated * wire, P, slowest_link) +
+                                 allreduce_s(experts * wire, P / ep, expert_link));
+  double gather_s = 0;
+  if (shape.shard_optimizer)
+    gather_s = 0.5 * (allreduce_s(replicated * shape.parameter_bytes, P, slowest_link) +
+                      allreduce_s(experts * shape.parameter_bytes, P / ep, expert_link));
+  double reduce_exposed_s = out.reduce_s;
+  if (shape.overlap_grad_sync && out.reduce_s > 0) {
+    const double bytes = (replicated + experts) * wire;
+    const double last_share = std::min(1.0, shape.grad_bucket_bytes / std::max(1.0, bytes));
+    const double backward_s = compute_s * 2.0 / 3.0;
+    reduce_exposed_s = std::max(last_share * out.reduce_s, out.reduce_s - backward_s);
+  }
+  out.exposed_s = reduce_exposed_s + gather_s;
+  // Sharded, each rank updates 1/P of the replicated and 1/(P/EP) of its experts' state.
+  const double updated = shape.shard_optimizer ? replicated / double(P) +
+                                                     experts / double(std::max<int64_t>(1, P / ep))
+                                               : replicated + experts;
+  out.optimizer_s = slow * kAdamWBytesPerParameter * updated / params.optimizer_bytes_per_s;
+  return out;
+}
+
 Prediction predict_step(const Params& params, const Layout& layout, const StepShape& shape,
                         const std::vector<double>& expert_shares) {
   const int64_t P = layout.ranks, per_host = std::min(layout.ranks_per_host, P);
   const int64_t ep = layout.expert_parallel > 0 ? layout.expert_parallel : P;
-  const bool multi_host = P > per_host;
   const double slow = std::max(1.0, double(per_host) / params.slots_per_host);
   const double dense_flops = dense_step_flops(shape);
   Prediction layer = predict_layer(params, {ep, per_host, ep}, shape.moe, expert_shares);
@@ -400,20 +438,9 @@ Prediction predict_step(const Params& params, const Layout& layout, const StepSh
                           slow * dense_flops / params.dense_flops_per_s + moe_compute);
   out.phases.emplace_back(category(PhaseCategory::kExchange),
                           double(shape.moe_layers) * layer.exchange_s);
-  const Link network = host_network(params, per_host);
-  const Link& slowest_link = multi_host ? network : params.intra_host;
-  // Replicated gradients over the world; each expert's over its P / EP copies, which sit
-  // on other hosts whenever an EP group fills its hosts.
-  const Link& expert_link = ep >= per_host && P > ep ? network : params.intra_host;
-  out.phases.emplace_back(
-      category(PhaseCategory::kGradientSync),
-      allreduce_s(shape.replicated_parameters * params.gradient_bytes, P, slowest_link) +
-          allreduce_s(shape.expert_parameters_per_rank * params.gradient_bytes, P / ep,
-                      expert_link));
-  const double parameters = shape.replicated_parameters + shape.expert_parameters_per_rank;
-  out.phases.emplace_back(
-      category(PhaseCategory::kOptimizer),
-      slow * kAdamWBytesPerParameter * parameters / params.optimizer_bytes_per_s);
+  const SyncPrediction sync = predict_sync(params, layout, shape, out.phases[0].second);
+  out.phases.emplace_back(category(PhaseCategory::kGradientSync), sync.exposed_s);
+  out.phases.emplace_back(category(PhaseCategory::kOptimizer), sync.optimizer_s);
   for (const auto& [phase, seconds] : out.phases) out.total_s += seconds;
   out.exchange_s = out.phases[1].second;
   return out;

@@ -130,7 +130,26 @@ struct StepShape {
   int64_t vocab = 0;
   double replicated_parameters = 0;  // synced over the world
   double expert_parameters_per_rank = 0;
+  // How the config syncs gradients and keeps optimizer state (train.*):
+  bool overlap_grad_sync = false;  // buckets reduce during backward
+  double grad_bucket_bytes = 32 << 20;
+  bool shard_optimizer = false;    // ZeRO-1: reduce-scatter, 1/DP of AdamW, all-gather
+  double gradient_wire_bytes = 0;  // per synced element; 0: Params::gradient_bytes
+  double parameter_bytes = 4;      // per parameter element (the all-gather's, sharded)
 };
+
+// The gradient sync's time that backward does not hide, and the optimizer's. Unsharded:
+// an all-reduce per group (replicated over the world, experts over their copies); sharded:
+// its reduce-scatter half, then an all-gather of the updated parameters, and AdamW over
+// this rank's 1/DP only. With overlap, buckets reduce while backward (2/3 of `compute_s`)
+// runs: all but the last bucket's share can hide behind it; the all-gather cannot.
+struct SyncPrediction {
+  double reduce_s = 0;   // the whole reduction, hidden or not
+  double exposed_s = 0;  // what the step waits for (reduction not hidden + all-gather)
+  double optimizer_s = 0;
+};
+SyncPrediction predict_sync(const Params& params, const Layout& layout, const StepShape& shape,
+                            double compute_s);
 
 // The forward + backward FLOPs of a step outside its MoE layers' experts and router:
 // attention, dense FFNs, shared experts and the head; the work dense_flops_per_s rates.

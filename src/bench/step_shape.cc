@@ -24,6 +24,13 @@ model::StepShape step_shape(const Config& c, int64_t tokens_per_rank, int64_t ep
       double(s.moe_layers) * (d * double(E) + 3.0 * d * double(s.shared_expert_hidden));
   s.expert_parameters_per_rank =
       double(s.moe_layers) * double(E / ep) * double(matrices) * d * double(c.moe.d_expert);
+  s.overlap_grad_sync = c.train.overlap_grad_sync;
+  s.grad_bucket_bytes = c.train.grad_bucket_mb * double(1 << 20);
+  s.shard_optimizer = c.train.shard_optimizer;
+  s.parameter_bytes = c.train.dtype == DType::kFloat64 ? 8 : 4;
+  s.gradient_wire_bytes = c.train.grad_reduce_dtype == GradReduceDtype::kBf16 ? 2
+                          : c.train.dtype == DType::kFloat64                  ? 8
+                                                                              : 0;
   return s;
 }
 

@@ -159,6 +159,49 @@ TEST(PredictLayer, RanksSharingOneSlotFinishWhenTheirTotalWorkIsDone) {
   EXPECT_DOUBLE_EQ(phase(p, "wait"), 0.0);
 }
 
+// Gradient sync on one host of 4 ranks (1 us + 1 GB/s): 1e6 replicated float32 parameters
+// all-reduce in 2 latencies + 2 x 3/4 x 4 MB / 1 GB/s = 6.002 ms.
+StepShape sync_shape() {
+  StepShape s;
+  s.replicated_parameters = 1e6;
+  return s;
+}
+constexpr double kAllReduceS = 2e-6 + 6e-3;
+
+TEST(PredictSync, WithoutOverlapTheStepWaitsForTheWholeAllReduce) {
+  const SyncPrediction p = predict_sync(unit_params(4), {4, 4, 4}, sync_shape(), /*compute_s=*/1);
+  EXPECT_NEAR(p.reduce_s, kAllReduceS, 1e-12);
+  EXPECT_NEAR(p.exposed_s, kAllReduceS, 1e-12);
+  EXPECT_NEAR(p.optimizer_s, kAdamWBytesPerParameter * 1e6, 1e-6);
+}
+
+TEST(PredictSync, OverlapHidesAllButTheLastBucketBehindALongBackward) {
+  StepShape s = sync_shape();
+  s.overlap_grad_sync = true;
+  s.grad_bucket_bytes = 1e6;  // a quarter of the 4 MB of gradients
+  const SyncPrediction p = predict_sync(unit_params(4), {4, 4, 4}, s, /*compute_s=*/1);
+  EXPECT_NEAR(p.exposed_s, kAllReduceS / 4, 1e-12);
+}
+
+TEST(PredictSync, OverlapHidesAtMostTheBackwardTwoThirdsOfCompute) {
+  StepShape s = sync_shape();
+  s.overlap_grad_sync = true;
+  s.grad_bucket_bytes = 1e5;
+  const SyncPrediction p = predict_sync(unit_params(4), {4, 4, 4}, s, /*compute_s=*/3e-3);
+  EXPECT_NEAR(p.exposed_s, kAllReduceS - 2e-3, 1e-12);
+}
+
+TEST(PredictSync, ShardedReducesHalfGathersParametersAndUpdatesOneShard) {
+  StepShape s = sync_shape();
+  s.shard_optimizer = true;
+  s.gradient_wire_bytes = 2;  // bf16 gradients, float32 parameters
+  const SyncPrediction p = predict_sync(unit_params(4), {4, 4, 4}, s, /*compute_s=*/1);
+  const double reduce_s = 0.5 * (2e-6 + 3e-3), gather_s = 0.5 * kAllReduceS;
+  EXPECT_NEAR(p.reduce_s, reduce_s, 1e-12);
+  EXPECT_NEAR(p.exposed_s, reduce_s + gather_s, 1e-12);
+  EXPECT_NEAR(p.optimizer_s, kAdamWBytesPerParameter * 1e6 / 4, 1e-6);
+}
+
 TEST(RateAt, InterpolatesLinearlyInLogRowsAndHoldsTheEnds) {
   const std::vector<std::pair<double, double>> curve = {{100, 1.0}, {400, 3.0}};
   EXPECT_DOUBLE_EQ(rate_at(curve, 200, 0), 2.0);  // halfway in log(rows): 1 + 2 * log 2 / log 4
