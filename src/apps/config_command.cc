@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "apps/commands.h"
+#include "bench/memory_model.h"
 #include "common/error.h"
 #include "config/config.h"
 
@@ -18,7 +19,9 @@ struct ConfigOptions {
   std::string path;
   std::vector<std::string> overrides;
   bool json = false;
-  std::string get;  // print one value
+  std::string get;       // print one value
+  int64_t ranks = 0;     // the layout the memory estimate is for; 0: parallel.expert
+  double device_gb = 0;  // check the estimate against this much device memory
 };
 
 void print_table(const std::vector<ConfigRow>& rows) {
@@ -56,6 +59,23 @@ void print_json(const std::vector<ConfigRow>& rows) {
   std::cout << out.dump(2) << "\n";
 }
 
+// The per-rank memory estimate (bench/memory_model.h) at `ranks` (EP as the config says).
+void print_memory(const Config& config, int64_t ranks, double device_gb) {
+  if (ranks == 0) ranks = config.parallel.expert;
+  if (ranks % config.parallel.expert != 0)
+    throw Error("--ranks " + std::to_string(ranks) + ": expected a multiple of parallel.expert (" +
+                std::to_string(config.parallel.expert) + ")");
+  if (config.train.batch_size % ranks != 0)
+    throw Error("--ranks " + std::to_string(ranks) + ": expected a divisor of train.batch_size (" +
+                std::to_string(config.train.batch_size) + ")");
+  const MemoryEstimate m =
+      estimate_memory(config, {ranks, config.parallel.expert, default_runtime_bytes(config)});
+  std::cout << "\n# memory per rank at " << ranks << " rank(s), EP " << config.parallel.expert
+            << " (estimate: docs/training.md#memory-per-rank)\n";
+  for (const auto& [what, value] : memory_rows(m, device_gb * double(1ull << 30)))
+    std::cout << std::left << std::setw(24) << what << value << "\n";
+}
+
 }  // namespace
 
 Command add_config_command(CLI::App& app) {
@@ -66,6 +86,13 @@ Command add_config_command(CLI::App& app) {
       ->allow_extra_args(false);
   sub->add_flag("--json", options->json, "Print the resolved config as JSON");
   sub->add_option("--get", options->get, "Print only this key's value (section.key), for scripts");
+  sub->add_option("--ranks", options->ranks,
+                  "Ranks (GPUs) of the layout the memory estimate is for (default: "
+                  "parallel.expert, one EP group)")
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--device-gb", options->device_gb,
+                  "Device memory per rank (GB, as GiB) to check the memory estimate against")
+      ->check(CLI::NonNegativeNumber);
   return {sub, [options] {
             Config config = load_config(options->path, options->overrides);
             auto rows = config_rows(config);
@@ -83,6 +110,7 @@ Command add_config_command(CLI::App& app) {
             } else {
               std::cout << "# " << options->path << ": valid\n";
               print_table(rows);
+              print_memory(config, options->ranks, options->device_gb);
             }
             return 0;
           }};

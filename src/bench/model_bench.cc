@@ -20,6 +20,7 @@
 #include <sstream>
 
 #include "bench/harness.h"
+#include "bench/memory_model.h"
 #include "bench/options.h"
 #include "bench/scaling_model.h"
 #include "bench/step_shape.h"
@@ -275,6 +276,10 @@ int project(const BenchModelOptions& o, const model::Params& params) {
   // Checked against the largest EP group there can be (E ranks); each size's below.
   const RoutingOverride rule = bench::parse_bench_routing(o.routing, E, E, config.moe.top_k);
   double first_step = 0;
+  const double runtime = o.runtime_gb >= 0 ? o.runtime_gb * double(1ull << 30)
+                                           : default_runtime_bytes(config),
+               device = o.device_gb * double(1ull << 30);
+  std::vector<MemoryEstimate> memories;
   for (int64_t ranks : o.ranks) {
     const int64_t ep = std::gcd(ranks, E);  // the largest EP group that divides both
     model::Layout layout{ranks, std::min(o.ranks_per_host, ranks), ep};
@@ -308,7 +313,37 @@ int project(const BenchModelOptions& o, const model::Params& params) {
               << std::setprecision(3) << efficiency << "\n";
     row["exchange_share"] = p.exchange_s / p.total_s;
     row["weak_scaling_efficiency"] = efficiency;
+    const MemoryEstimate memory = estimate_memory(config, {ranks, ep, runtime, o.tokens_per_rank});
+    memories.push_back(memory);
+    row["memory_bytes"] = {{"parameters", memory.parameters},
+                           {"gradients", memory.gradients},
+                           {"gradient_sync_buffers", memory.sync_buffers},
+                           {"optimizer", memory.optimizer},
+                           {"optimizer_step", memory.optimizer_step},
+                           {"activations", memory.activations},
+                           {"exchange_receive_buffers", memory.receive_buffers},
+                           {"runtime", memory.runtime},
+                           {"total", memory.total()}};
+    if (o.device_gb > 0) row["fits_device"] = memory.total() <= device;
     result["points"].push_back(row);
+  }
+  std::cout << "# memory per rank (GiB) at " << o.tokens_per_rank
+            << " tokens per rank, train.recompute " << name_of(config.train.recompute)
+            << ", shard_optimizer " << (config.train.shard_optimizer ? "true" : "false") << "\n"
+            << std::setw(7) << "ranks" << std::setw(8) << "params" << std::setw(8) << "grads"
+            << std::setw(8) << "sync" << std::setw(8) << "optim" << std::setw(8) << "activ"
+            << std::setw(9) << "runtime" << std::setw(8) << "total"
+            << (o.device_gb > 0 ? "  fits " + bytes_text(device) : "") << "\n";
+  for (size_t i = 0; i < memories.size(); ++i) {
+    const MemoryEstimate& m = memories[i];
+    const double gib = double(1ull << 30);
+    std::cout << std::setw(7) << o.ranks[i] << std::fixed << std::setprecision(2);
+    for (double bytes :
+         {m.parameters, m.gradients, m.sync_buffers, m.optimizer + m.optimizer_step, m.activations})
+      std::cout << std::setw(8) << bytes / gib;
+    std::cout << std::setw(9) << m.runtime / gib << std::setw(8) << m.total() / gib;
+    if (o.device_gb > 0) std::cout << "  " << (m.total() <= device ? "yes" : "no");
+    std::cout << "\n";
   }
   for (const std::string& a : params.assumptions) std::cout << "# assumes: " << a << "\n";
   if (!o.out.empty()) bench::write_result(o.out, result);
@@ -337,6 +372,12 @@ CLI::App* add_model_bench(CLI::App& bench, BenchModelOptions& o) {
   m->add_option("--tokens-per-rank", o.tokens_per_rank, "Tokens each rank processes per step")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  m->add_option("--device-gb", o.device_gb,
+                "Device memory per rank (GB) to check the memory estimate against; 0: no check")
+      ->check(CLI::NonNegativeNumber);
+  m->add_option("--runtime-gb", o.runtime_gb,
+                "Memory the runtime holds before any tensor (default: 0.375 on a CPU, 2 on a GPU)")
+      ->check(CLI::NonNegativeNumber);
   m->add_option("--routing", o.routing, "uniform (the random router) or a moe.routing_override")
       ->capture_default_str();
   m->add_option("--exchange", o.exchange,

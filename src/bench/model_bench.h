@@ -22,6 +22,8 @@ struct BenchModelOptions {
   std::string routing = "uniform";
   std::string exchange = "flat";  // flat | hierarchical
   int64_t node_limit = 0;         // topk_groups over the EP group's hosts; 0 = none
+  double device_gb = 0;           // device memory to check the per-rank estimate against
+  double runtime_gb = -1;         // the runtime's own memory; < 0: default_runtime_bytes
   std::string out;
 };
 

@@ -60,6 +60,7 @@ nlohmann::json summary_json(const RunEnd& run) {
     summary["last_loss"] = run.history.back().loss;
   }
   summary["stopped_early"] = run.stopped_early;
+  if (run.peak_rss_bytes > 0) summary["peak_rss_bytes_max_over_ranks"] = run.peak_rss_bytes;
   if (run.best)
     summary["best"] = {{"metric", run.best->metric},
                        {"step", run.best->step},
@@ -80,6 +81,9 @@ std::string summary_text(const RunEnd& run) {
         << " in " << int64_t(run.seconds) << " s, " << int64_t(mean_tokens_per_s(run.history))
         << " tokens/s on average\n"
         << "  train loss " << run.history.front().loss << " -> " << run.history.back().loss << "\n";
+  if (run.peak_rss_bytes > 0)
+    out << "  peak memory (resident) " << int64_t(run.peak_rss_bytes / double(1 << 20))
+        << " MiB on the largest rank\n";
   if (run.best)
     out << "  best held-out " << run.best->metric << " " << run.best->value << " at step "
         << run.best->step << (run.stopped_early ? " (stopped early)" : "") << ": "

@@ -50,6 +50,7 @@ struct RunEnd {
   double seconds;
   std::optional<BestSummary> best = std::nullopt;
   bool stopped_early = false;  // train.early_stop_patience ended the run
+  double peak_rss_bytes = 0;   // the largest peak resident set of any rank (0: unknown)
 };
 
 // The summary as JSON (summary.json) and as the text printed after the last step.

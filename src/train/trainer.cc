@@ -7,6 +7,8 @@
 #include <c10/core/GradMode.h>
 #include <torch/optim/adamw.h>
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -396,8 +398,15 @@ void Trainer::log_start() const {
 
 void Trainer::log_summary(const std::vector<StepMetrics>& history, const EvalMetrics* baseline,
                           const EvalMetrics* last_eval, double seconds, bool stopped_early) {
+  // Every rank's peak resident set, to the root (collective: before anyone returns).
+  at::Tensor peaks = at::zeros({groups_.layout.world_size}, at::kDouble);
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  peaks[groups_.layout.world_rank] = double(usage.ru_maxrss) * 1024.0;  // Linux: kilobytes
+  groups_.world->allreduce_sum_(peaks);
   if (!is_root() || history.empty()) return;
   RunEnd run{step_, history, baseline, last_eval, dataset_.label_names, seconds};
+  run.peak_rss_bytes = peaks.max().item<double>();
   run.stopped_early = stopped_early;
   if (best_.best_step())
     run.best = BestSummary{
