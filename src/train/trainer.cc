@@ -74,6 +74,13 @@ class Trainer {
   std::string save();                           // the checkpoint's folder
   std::string ending_line(RunGoes goes) const;  // what rank 0 says when the run stops early
   std::string optimizer_line() const;           // the banner's optimizer: line
+  // train.overlap_grad_sync on a CPU. On a GPU autograd runs backward (and so the hooks
+  // that start buckets) on its own device thread, while the communicators and the
+  // watchdog assume the main thread: there the sync starts after backward until that
+  // path has run on a GPU.
+  bool sync_during_backward() const {
+    return config_.train.overlap_grad_sync && config_.train.device == DeviceKind::kCpu;
+  }
   bool is_root() const { return groups_.layout.world_rank == 0; }
   Batch on_device(Batch b) const;
   ModelOutput forward(const Batch& b, bool training);
@@ -314,8 +321,7 @@ StepMetrics Trainer::train_step() {
       loss_sums[1] += cls.detach().to(at::kDouble);
     }
     phase_clock::enter(Phase::kComputeBwd);
-    if (micro + 1 == micro_batches && config_.train.overlap_grad_sync)
-      sync_->start_during_backward();
+    if (micro + 1 == micro_batches && sync_during_backward()) sync_->start_during_backward();
     objective.backward();
     loss_sums[2] += out.balance_loss.detach().to(at::kDouble);
     loss_sums[3] += out.z_loss.detach().to(at::kDouble);
@@ -435,8 +441,10 @@ std::string Trainer::optimizer_line() const {
                 mib(sharded_->state_bytes()) + " per rank (unsharded " + mib(unsharded) + ")"
           : "AdamW, moments " + mib(unsharded) + " per rank";
   return line + "; gradients sync in " + std::to_string(sync_->bucket_count()) + " bucket(s) " +
-         (t.overlap_grad_sync ? "during" : "after") + " backward, as " +
-         name_of(t.grad_reduce_dtype);
+         (sync_during_backward() ? "during" : "after") + " backward" +
+         (t.overlap_grad_sync && !sync_during_backward() ? " (on GPUs after it: not yet run on one)"
+                                                         : "") +
+         ", as " + name_of(t.grad_reduce_dtype);
 }
 
 std::string Trainer::ending_line(RunGoes goes) const {
