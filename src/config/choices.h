@@ -164,10 +164,11 @@ struct ChoiceNames<GradReduceDtype> {
 enum class Recompute {
   kNone,
   kExperts,  // the experts' hidden pre-activations (rows x d_expert, two per swiglu expert)
+  kBlock,    // everything inside each block: only its input is kept (activation checkpointing)
 };
 template <>
 struct ChoiceNames<Recompute> {
-  static constexpr std::array names{"none", "experts"};
+  static constexpr std::array names{"none", "experts", "block"};
 };
 
 enum class Loss { kLm, kClassify, kLmAndClassify };

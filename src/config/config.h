@@ -241,8 +241,9 @@ struct TrainConfig {
   // (replicated parameters sharded over the world, experts over their expert-DP group).
   bool shard_optimizer = false;
   GradReduceDtype grad_reduce_dtype = GradReduceDtype::kFloat32;
-  // What backward recomputes instead of keeping: none, or the experts' hidden activations
-  // (the same gradients, bit for bit; one more pair of expert GEMMs per layer).
+  // What backward recomputes instead of keeping: none; the experts' hidden activations (one
+  // more pair of expert GEMMs per layer); or each whole block, keeping only its input (one
+  // more forward, exchanges included). The same gradients, bit for bit, either way.
   Recompute recompute = Recompute::kNone;
 };
 

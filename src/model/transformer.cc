@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "common/counter_random.h"
+#include "model/recompute.h"
 #include "model/rms_norm.h"
 #include "parallel/watchdog.h"
 
@@ -77,39 +78,38 @@ ModelOutput Transformer::forward(const at::Tensor& tokens_BL, const at::Tensor& 
   ModelOutput out;
   out.balance_loss = at::zeros({}, x.options());
   out.z_loss = at::zeros({}, x.options());
+  // train.recompute block: while training, each block keeps only its input for backward.
+  const bool replay_blocks =
+      training && at::GradMode::is_enabled() && config_.train.recompute == Recompute::kBlock;
   int64_t moe_index = 0;
-  const ModelConfig& m = config_.model;
-  const int64_t length = tokens_BL.size(1);
   for (int64_t layer = 0; layer < int64_t(blocks_.size()); ++layer) {
-    Block& block = blocks_[size_t(layer)];
-    AttentionDropout attention_dropout;
-    if (training && m.attention_dropout > 0)
-      attention_dropout = {m.attention_dropout, draw_key(layer, kAttentionDropout),
-                           length > 0 ? first_token / length : 0};
-    at::Tensor attended =
-        block.attention->forward(rms_norm(x, block.attention_norm, eps), attention_dropout);
-    if (training) attended = residual_dropout(attended, layer, kAttentionOutput, first_token);
-    x = x + attended;
-    at::Tensor h = rms_norm(x, block.ffn_norm, eps);
-    if (block.dense) {
-      at::Tensor ffn = block.dense->forward(h);
-      if (training) ffn = residual_dropout(ffn, layer, kFfnOutput, first_token);
-      x = x + ffn;
-      continue;
+    const bool moe = bool(blocks_[size_t(layer)].moe);
+    BlockOutput block;
+    if (replay_blocks) {
+      // The first run's statistics are the step's; the replay's are dropped.
+      auto first_run = std::make_shared<BlockOutput>();
+      const std::vector<at::Tensor> outs =
+          recompute_in_backward(x, [this, layer, moe_index, training, first_token, real_BL,
+                                    first_run](const at::Tensor& input, bool replay) {
+            BlockOutput o = run_block(layer, moe_index, input, training, first_token, real_BL);
+            std::vector<at::Tensor> tensors{o.x, o.balance_loss, o.z_loss};
+            if (!replay) *first_run = std::move(o);
+            return tensors;
+          });
+      block = std::move(*first_run);
+      block.x = outs[0];
+      block.balance_loss = outs[1];
+      block.z_loss = outs[2];
+    } else {
+      block = run_block(layer, moe_index, x, training, first_token, real_BL);
     }
-    watchdog::Scope scope("MoE layer " + std::to_string(moe_index++));
-    // The shared experts need only h: they compute while the routed rows travel.
-    at::Tensor shared;
-    InFlightWork shared_experts;
-    if (block.shared) shared_experts = [&] { shared = block.shared->forward(h); };
-    MoeOutput moe = block.moe->forward(h, training, first_token, real_BL, shared_experts);
-    at::Tensor ffn = shared.defined() ? moe.y + shared : moe.y;
-    if (training) ffn = residual_dropout(ffn, layer, kFfnOutput, first_token);
-    x = x + ffn;
-    out.balance_loss = out.balance_loss + moe.balance_loss.to(x.scalar_type());
-    out.z_loss = out.z_loss + moe.z_loss.to(x.scalar_type());
-    out.moe_stats.push_back(std::move(moe.stats));
-    out.top_expert_BL.push_back(moe.top_expert_T.view(tokens_BL.sizes()));
+    x = block.x;
+    if (!moe) continue;
+    ++moe_index;
+    out.balance_loss = out.balance_loss + block.balance_loss;
+    out.z_loss = out.z_loss + block.z_loss;
+    out.moe_stats.push_back(std::move(block.stats));
+    out.top_expert_BL.push_back(block.top_expert_T.view(tokens_BL.sizes()));
   }
   x = rms_norm(x, final_norm_, eps);
   if (lm_head_DV_.defined()) out.lm_logits_BLV = at::matmul(x, lm_head_DV_);
@@ -119,6 +119,47 @@ ModelOutput Transformer::forward(const at::Tensor& tokens_BL, const at::Tensor& 
     out.class_logits_BC = at::matmul(pooled_BD, class_head_DC_) + class_bias_C_;
   }
   return out;
+}
+
+Transformer::BlockOutput Transformer::run_block(int64_t layer, int64_t moe_index,
+                                                const at::Tensor& x_in, bool training,
+                                                int64_t first_token, const at::Tensor& real_BL) {
+  const double eps = config_.model.norm_eps;
+  const ModelConfig& m = config_.model;
+  Block& block = blocks_[size_t(layer)];
+  const int64_t length = x_in.size(1);
+  AttentionDropout attention_dropout;
+  if (training && m.attention_dropout > 0)
+    attention_dropout = {m.attention_dropout, draw_key(layer, kAttentionDropout),
+                         length > 0 ? first_token / length : 0};
+  at::Tensor attended =
+      block.attention->forward(rms_norm(x_in, block.attention_norm, eps), attention_dropout);
+  if (training) attended = residual_dropout(attended, layer, kAttentionOutput, first_token);
+  at::Tensor x = x_in + attended;
+  at::Tensor h = rms_norm(x, block.ffn_norm, eps);
+  BlockOutput result;
+  result.balance_loss = at::zeros({}, x.options());
+  result.z_loss = at::zeros({}, x.options());
+  if (block.dense) {
+    at::Tensor ffn = block.dense->forward(h);
+    if (training) ffn = residual_dropout(ffn, layer, kFfnOutput, first_token);
+    result.x = x + ffn;
+    return result;
+  }
+  watchdog::Scope scope("MoE layer " + std::to_string(moe_index));
+  // The shared experts need only h: they compute while the routed rows travel.
+  at::Tensor shared;
+  InFlightWork shared_experts;
+  if (block.shared) shared_experts = [&] { shared = block.shared->forward(h); };
+  MoeOutput moe = block.moe->forward(h, training, first_token, real_BL, shared_experts);
+  at::Tensor ffn = shared.defined() ? moe.y + shared : moe.y;
+  if (training) ffn = residual_dropout(ffn, layer, kFfnOutput, first_token);
+  result.x = x + ffn;
+  result.balance_loss = moe.balance_loss.to(x.scalar_type());
+  result.z_loss = moe.z_loss.to(x.scalar_type());
+  result.stats = std::move(moe.stats);
+  result.top_expert_T = moe.top_expert_T;
+  return result;
 }
 
 void Transformer::set_draw_clock(int64_t step, int64_t micro_batch) {

@@ -68,6 +68,15 @@ class Transformer {
     std::unique_ptr<FeedForward> shared;  // MoE block with shared experts
   };
 
+  // One block's results; an MoE block fills the losses (scalars), statistics and choices.
+  struct BlockOutput {
+    at::Tensor x, balance_loss, z_loss;
+    MoeStats stats;
+    at::Tensor top_expert_T;
+  };
+  // Block `layer` (the `moe_index`-th MoE block, if it is one) on x [B, L, D].
+  BlockOutput run_block(int64_t layer, int64_t moe_index, const at::Tensor& x, bool training,
+                        int64_t first_token, const at::Tensor& real_BL);
   // Residual dropout on one block's branch output [B, L, D] (`purpose`: attention or FFN).
   at::Tensor residual_dropout(const at::Tensor& branch_BLD, int64_t layer, uint64_t purpose,
                               int64_t first_token) const;

@@ -109,6 +109,10 @@ TEST(TrainRuns, RecomputedExpertActivationsTrainBitwiseAsKept) {
   expect_same_steps_bitwise("recompute_experts_world4_ep2", "layout_world4_ep2");
 }
 
+TEST(TrainRuns, RecomputedBlocksTrainBitwiseAsKept) {
+  expect_same_steps_bitwise("recompute_block_world4_ep2", "layout_world4_ep2");
+}
+
 TEST(TrainRuns, ShardedCheckpointResumesBitwiseAndAtOtherLayouts) {
   // All resumed from the sharded 4-rank EP-2 run's step-4 checkpoint.
   expect_same_steps_bitwise("sharded_resumed", "sharded_world4_ep2");
