@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "model/transformer.h"
+#include "train/grad_sync.h"
 
 namespace triage {
 
@@ -39,15 +40,21 @@ MemoryEstimate estimate_memory(const Config& c, const MemoryLayout& layout) {
   const double local_parameters = out.replicated_parameters + out.expert_parameters;
   out.parameters = local_parameters * param_bytes;
   out.gradients = out.parameters;
-  // The sync's bucket copies at the end of backward (grad_sync.cc): every bucket's flat
-  // copy, and the receive buffer of its reduce-scatter, in the wire dtype; none for a group
-  // of one rank unless sharded (then the flat copy alone).
+  // The sync's buffers (grad_sync.cc): the gradients are views into the buckets, so what
+  // it adds is what its reduce-scatters in flight receive (at most kReduceBytesInFlight, at
+  // least one bucket) and, with bf16 on the wire, the bucket's narrowed copy; sharded, each
+  // bucket's summed chunk (the rank's 1/group of it) stays until the update.
   const double wire = c.train.grad_reduce_dtype == GradReduceDtype::kBf16 ? 2 : param_bytes;
-  auto copies = [&](double elements, int64_t group) {
-    if (group <= 1) return c.train.shard_optimizer ? elements * param_bytes : 0.0;
-    return elements * (param_bytes + wire);
-  };
-  out.sync_buffers = copies(out.replicated_parameters, P) + copies(out.expert_parameters, P / ep);
+  const double bucket_elements = c.train.grad_bucket_mb * double(1 << 20) / param_bytes;
+  const double reduced_elements =
+      (P > 1 ? out.replicated_parameters : 0) + (P / ep > 1 ? out.expert_parameters : 0);
+  const double in_flight =
+      std::min(reduced_elements, std::max(bucket_elements, double(kReduceBytesInFlight) / wire));
+  out.sync_buffers = in_flight * (wire + (wire < param_bytes ? wire : 0));
+  if (c.train.shard_optimizer)  // (a group of one rank's chunk is the bucket itself)
+    out.sync_buffers += ((P > 1 ? out.replicated_parameters / double(P) : 0) +
+                         (P / ep > 1 ? out.expert_parameters / double(P / ep) : 0)) *
+                        param_bytes;
   const double moment_elements =
       c.train.shard_optimizer
           ? out.replicated_parameters / double(P) + out.expert_parameters / double(P / ep)
@@ -92,9 +99,15 @@ MemoryEstimate estimate_memory(const Config& c, const MemoryLayout& layout) {
   out.receive_buffers = L_moe * received_rows * D * act_bytes;
   // The head: final norm, logits and their log-softmax in float32.
   const double head = 2 * TD * param_bytes + (c.train.loss != Loss::kClassify ? 2 * T * V * 4 : 0);
-  out.activations = double(m.n_layers) * (attention + ffn_input) +
-                    dense_layers * dense_ffn(double(m.d_ff)) +
-                    L_moe * (moe_layer + (shared_H > 0 ? dense_ffn(shared_H) : 0)) + head;
+  const double dense_block = attention + ffn_input + dense_ffn(double(m.d_ff));
+  const double moe_block =
+      attention + ffn_input + moe_layer + (shared_H > 0 ? dense_ffn(shared_H) : 0);
+  if (c.train.recompute == Recompute::kBlock)  // each block's input, and one block replayed
+    out.activations = double(m.n_layers) * TD * param_bytes +
+                      std::max(dense_layers > 0 ? dense_block : 0.0, L_moe > 0 ? moe_block : 0.0) +
+                      head;
+  else
+    out.activations = dense_layers * dense_block + L_moe * moe_block + head;
   out.runtime = layout.runtime;
   return out;
 }

@@ -5,6 +5,7 @@
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -34,8 +35,38 @@ GradientSync::GradientSync(const ParameterList& parameters, Communicator& world,
       flights_(buckets_.size()),
       unfinished_(buckets_.size(), 0),
       finished_(parameters.size(), 0) {
-  for (size_t b = 0; b < buckets_.size(); ++b)
-    for (size_t param : buckets_[b].params) bucket_of_param_[param] = b;
+  c10::NoGradGuard no_grad;
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    const GradBucket& bucket = buckets_[b];
+    storage_.push_back(
+        at::zeros({bucket.padded()}, parameters_[bucket.params[0]].tensor.options()));
+    for (size_t param : bucket.params) {
+      bucket_of_param_[param] = b;
+      take_gradient_into_bucket(param);
+    }
+  }
+}
+
+void GradientSync::take_gradient_into_bucket(size_t param) {
+  const size_t b = bucket_of_param_[param];
+  const GradBucket& bucket = buckets_[b];
+  const size_t k =
+      size_t(std::find(bucket.params.begin(), bucket.params.end(), param) - bucket.params.begin());
+  const at::Tensor& p = parameters_[param].tensor;
+  const at::Tensor& grad = p.grad();
+  at::Tensor view = storage_[b].narrow(0, bucket.offsets[k], p.numel()).view_as(p);
+  if (grad.defined() && grad.data_ptr() == view.data_ptr()) return;
+  if (grad.defined())
+    view.copy_(grad);
+  else
+    view.zero_();
+  p.mutable_grad() = view;
+}
+
+void GradientSync::zero_gradients() {
+  c10::NoGradGuard no_grad;
+  for (at::Tensor& flat : storage_) flat.zero_();
+  for (size_t param = 0; param < parameters_.size(); ++param) take_gradient_into_bucket(param);
 }
 
 GradientSync::~GradientSync() {
@@ -69,40 +100,47 @@ void GradientSync::on_gradient_ready(size_t param) {
 void GradientSync::start(size_t b) {
   const GradBucket& bucket = buckets_[b];
   Flight& f = flights_[b];
-  for (size_t param : bucket.params) {
-    const at::Tensor& p = parameters_[param].tensor;
-    if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
-  }
+  for (size_t param : bucket.params) take_gradient_into_bucket(param);
   if (bucket.comm->size() == 1 && !options_.shard) {  // nothing to sum (experts at EP = world)
-    for (size_t param : bucket.params) parameters_[param].tensor.mutable_grad().mul_(scale_);
+    storage_[b].mul_(scale_);
     f.stage = Flight::Stage::kDone;
     return;
   }
-  f.flat = at::zeros({bucket.padded()}, parameters_[bucket.params[0]].tensor.options());
-  for (size_t k = 0; k < bucket.params.size(); ++k) {
-    const at::Tensor& p = parameters_[bucket.params[k]].tensor;
-    f.flat.narrow(0, bucket.offsets[k], p.numel()).copy_(p.grad().reshape({-1}));
-  }
+  f.flat = storage_[b];
   if (bucket.comm->size() == 1) {  // sharded, but the whole bucket is this rank's
     f.chunk = f.flat.mul_(scale_);
     f.flat = at::Tensor();
     f.stage = Flight::Stage::kDone;
     return;
   }
-  f.reduce.emplace(*bucket.comm, f.flat, options_.bf16_wire ? at::kBFloat16 : bucket.dtype);
+  // Bounded receive buffers: the oldest reduce-scatters finish first.
+  const at::ScalarType wire = options_.bf16_wire ? at::kBFloat16 : bucket.dtype;
+  const int64_t receives = bucket.padded() * int64_t(c10::elementSize(wire));
+  for (size_t oldest = 0;
+       oldest < b && reducing_bytes_ + receives > options_.reduce_bytes_in_flight; ++oldest)
+    if (flights_[oldest].stage == Flight::Stage::kReducing) finish_reduce(oldest);
+  f.reduce.emplace(*bucket.comm, f.flat, wire);
+  reducing_bytes_ += receives;
+  peak_reducing_bytes_ = std::max(peak_reducing_bytes_, reducing_bytes_);
   f.stage = Flight::Stage::kReducing;
+}
+
+void GradientSync::finish_reduce(size_t b) {
+  Flight& f = flights_[b];
+  f.chunk = f.reduce->finish();
+  f.reduce.reset();
+  const GradBucket& bucket = buckets_[b];
+  reducing_bytes_ -= bucket.padded() *
+                     int64_t(c10::elementSize(options_.bf16_wire ? at::kBFloat16 : bucket.dtype));
+  f.chunk.mul_(scale_);
+  f.stage = options_.shard ? Flight::Stage::kDone : Flight::Stage::kReduced;
+  if (options_.shard) f.flat = at::Tensor();
 }
 
 void GradientSync::advance(bool block) {
   for (size_t b = 0; b < next_start_; ++b) {
     Flight& f = flights_[b];
-    if (f.stage == Flight::Stage::kReducing && (block || f.reduce->progress())) {
-      f.chunk = f.reduce->finish();
-      f.reduce.reset();
-      f.chunk.mul_(scale_);
-      f.stage = options_.shard ? Flight::Stage::kDone : Flight::Stage::kReduced;
-      if (options_.shard) f.flat = at::Tensor();
-    }
+    if (f.stage == Flight::Stage::kReducing && (block || f.reduce->progress())) finish_reduce(b);
     // All-gathers start in bucket order too (on their own communicators), whichever
     // reduce-scatter happens to finish first.
     if (f.stage == Flight::Stage::kReduced && b == next_gather_) {
@@ -113,13 +151,8 @@ void GradientSync::advance(bool block) {
         f.stage != Flight::Stage::kReduced)
       ++next_gather_;
     if (f.stage == Flight::Stage::kGathering && (block || f.gather->progress())) {
-      f.gather->wait();
+      f.gather->wait();  // into the buffer the .grad() view
       f.gather.reset();
-      const GradBucket& bucket = buckets_[b];
-      for (size_t k = 0; k < bucket.params.size(); ++k) {
-        at::Tensor& p = parameters_[bucket.params[k]].tensor;
-        p.mutable_grad().copy_(f.flat.narrow(0, bucket.offsets[k], p.numel()).view_as(p));
-      }
       f.flat = at::Tensor();
       f.chunk = at::Tensor();
       f.stage = Flight::Stage::kDone;

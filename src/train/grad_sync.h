@@ -14,6 +14,13 @@
 // the rest and waits. The sums are the same bits either way. Construction is collective
 // (it copies the groups). A parameter without a gradient
 // (an expert no token reached) counts as zeros, so every rank issues the same collectives.
+//
+// Memory: each bucket's gradients live in one flat buffer, and the parameters' .grad() are
+// views into it (as DDP's gradient_as_bucket_view), so backward accumulates straight into
+// what travels and no bucket is copied. What a reduce-scatter receives (a bucket's worth)
+// is bounded: at most options.reduce_bytes_in_flight of buckets reduce at once (at least one), a
+// further bucket first waits for the oldest. A .grad() someone replaced (set to none, or
+// made anew) is taken back into the buffer when its bucket starts.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -30,6 +37,9 @@
 
 namespace triage {
 
+// What the reduce-scatters in flight may receive at once, in bytes (one bucket at least).
+constexpr int64_t kReduceBytesInFlight = int64_t(256) << 20;
+
 struct GradSyncOptions {
   static constexpr int64_t kDefaultBucketBytes = 32 << 20;
   int64_t bucket_bytes = kDefaultBucketBytes;
@@ -38,6 +48,8 @@ struct GradSyncOptions {
   bool shard = false;
   // Gradients travel as bfloat16 (half the bytes) and are summed in their own dtype.
   bool bf16_wire = false;
+  // What the reduce-scatters in flight may receive at once (one bucket at least).
+  int64_t reduce_bytes_in_flight = kReduceBytesInFlight;
 };
 
 class GradientSync {
@@ -48,6 +60,9 @@ class GradientSync {
   GradientSync(const GradientSync&) = delete;
   GradientSync& operator=(const GradientSync&) = delete;
 
+  // Zeroes every gradient in place, keeping .grad() the buckets' views (instead of an
+  // optimizer's zero_grad, which would set them to none).
+  void zero_gradients();
   // The next backward is the last before synchronize(): start buckets as they are ready.
   void start_during_backward();
   void synchronize();
@@ -58,18 +73,24 @@ class GradientSync {
   at::Tensor& shard_gradient(size_t b) { return flights_[b].chunk; }
   // How many buckets the last synchronize() found already started during backward.
   size_t started_during_backward() const { return started_during_backward_; }
+  // The most the reduce-scatters in flight have received at once, in bytes.
+  int64_t peak_reducing_bytes() const { return peak_reducing_bytes_; }
 
  private:
   friend struct GradientReadyHook;
   void on_gradient_ready(size_t param);
   void start(size_t b);
+  // Points parameter `param`'s .grad() at its place in the bucket buffer (copying a gradient
+  // made elsewhere in, or zeros for none).
+  void take_gradient_into_bucket(size_t param);
+  void finish_reduce(size_t b);
   // Moves every started bucket on as far as it can go (block: to the end).
   void advance(bool block);
   Communicator* gather_comm(size_t b);
 
   struct Flight {  // one bucket's trip
     enum class Stage { kIdle, kReducing, kReduced, kGathering, kDone } stage = Stage::kIdle;
-    at::Tensor flat, chunk;
+    at::Tensor flat, chunk;  // flat: the bucket's buffer while it travels
     std::optional<PendingReduceScatter> reduce;
     std::optional<PendingAllGather> gather;
   };
@@ -81,6 +102,7 @@ class GradientSync {
   // since a bucket's reduce-scatter may finish before or after the next one starts.
   std::unique_ptr<Communicator> world_, expert_dp_, world_gather_, expert_dp_gather_;
   std::vector<GradBucket> buckets_;
+  std::vector<at::Tensor> storage_;  // per bucket: the flat buffer the .grad() views live in
   std::vector<size_t> bucket_of_param_;
   GradSyncOptions options_;
   double scale_;  // 1 / world size
@@ -91,6 +113,8 @@ class GradientSync {
   std::vector<char> finished_;       // per parameter, this backward
   size_t next_start_ = 0, next_gather_ = 0;
   size_t started_during_backward_ = 0;
+  int64_t reducing_bytes_ = 0;  // what the reduce-scatters in flight receive
+  int64_t peak_reducing_bytes_ = 0;
 };
 
 }  // namespace triage

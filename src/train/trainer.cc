@@ -285,13 +285,11 @@ StepMetrics Trainer::train_step() {
   m.steps = config_.train.steps;
   m.lr = learning_rate(step_, config_.train.steps, config_.train.warmup_steps, config_.train.lr,
                        config_.train.min_lr_ratio);
-  if (sharded_) {
+  if (sharded_)
     sharded_->set_learning_rate(m.lr);
-    for (const NamedParameter& p : parameters_) p.tensor.mutable_grad() = at::Tensor();
-  } else {
+  else
     set_learning_rate(*optimizer_, m.lr);
-    optimizer_->zero_grad();
-  }
+  sync_->zero_gradients();  // in place: backward accumulates into the sync's buckets
 
   const std::vector<MoeLayer*> moe_layers = model_->moe_layers();
   const int64_t experts = config_.moe.num_experts, ep_size = g.ep_size;

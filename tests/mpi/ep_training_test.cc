@@ -82,7 +82,7 @@ TEST(ExpertParallelTraining, AdamWStepsMatchOneRankForEveryParameter) {
     at::Tensor x = at::randn({global_tokens, kWidth}, gen, at::kDouble);
     at::Tensor r = at::randn({global_tokens, kWidth}, gen, at::kDouble);
 
-    optimizer.zero_grad();
+    sync.zero_gradients();  // the .grad() are the buckets' views: zeroed in place
     at::Tensor loss = model.loss(x.narrow(0, g.world_rank * kTokensPerRank, kTokensPerRank),
                                  r.narrow(0, g.world_rank * kTokensPerRank, kTokensPerRank));
     loss.backward();
@@ -156,6 +156,51 @@ TEST(ExpertParallelTraining, SyncStartedDuringBackwardGivesTheBlockingSumsBitwis
     EXPECT_TRUE(at::equal(a[i].tensor.grad(), b[i].tensor.grad())) << a[i].name;
 }
 
+TEST(ExpertParallelTraining, BoundedReduceScattersInFlightGiveTheSameSumsBitwise) {
+  // Buckets of at most 200 bytes (25 float64s, 5 buckets); a bound of one bucket's bytes
+  // lets one reduce-scatter at a time receive, where unbounded all five may.
+  const MoeConfig config = toy_config();
+  ProcessGroups groups = groups_for(config);
+  ToyModel bounded(config, groups.ep.get()), free(config, groups.ep.get());
+  GradSyncOptions one_at_a_time{200};
+  one_at_a_time.reduce_bytes_in_flight = 1;
+  GradientSync bounded_sync(bounded.parameters(), *groups.world, *groups.expert_dp, one_at_a_time);
+  GradientSync free_sync(free.parameters(), *groups.world, *groups.expert_dp, {200});
+  const auto [x, r] = batch_slice(groups.layout, 1000);
+  bounded_sync.start_during_backward();
+  bounded.loss(x, r).backward();
+  bounded_sync.synchronize();
+  free_sync.start_during_backward();
+  free.loss(x, r).backward();
+  free_sync.synchronize();
+
+  int64_t largest_bucket = 0;
+  for (const GradBucket& bucket : bounded_sync.buckets())
+    if (bucket.comm->size() > 1) largest_bucket = std::max(largest_bucket, bucket.padded() * 8);
+  EXPECT_LE(bounded_sync.peak_reducing_bytes(), largest_bucket);
+  ParameterList a = bounded.parameters(), b = free.parameters();
+  for (size_t i = 0; i < a.size(); ++i)
+    EXPECT_TRUE(at::equal(a[i].tensor.grad(), b[i].tensor.grad())) << a[i].name;
+}
+
+TEST(ExpertParallelTraining, GradientsAreTheBucketsViewsAndZeroInPlace) {
+  const MoeConfig config = toy_config();
+  ProcessGroups groups = groups_for(config);
+  ToyModel model(config, groups.ep.get());
+  GradientSync sync(model.parameters(), *groups.world, *groups.expert_dp, {200});
+  const ParameterList params = model.parameters();
+  std::vector<const void*> storage;
+  for (const auto& p : params) storage.push_back(p.tensor.grad().data_ptr());
+  const auto [x, r] = batch_slice(groups.layout, 1000);
+  model.loss(x, r).backward();
+  sync.synchronize();
+  sync.zero_gradients();
+  for (size_t i = 0; i < params.size(); ++i) {
+    EXPECT_EQ(params[i].tensor.grad().data_ptr(), storage[i]) << params[i].name;
+    EXPECT_EQ(params[i].tensor.grad().abs().sum().item<double>(), 0.0) << params[i].name;
+  }
+}
+
 TEST(ExpertParallelTraining, Bf16WireSumsWithinBf16Rounding) {
   const MoeConfig config = toy_config();
   ProcessGroups groups = groups_for(config);
@@ -204,14 +249,14 @@ TEST(ExpertParallelTraining, ShardedAdamWFollowsUnshardedAdamWFor50Steps) {
   int clipped = 0;
   for (int64_t step = 0; step < 50; ++step) {
     const auto [x, r] = batch_slice(g, 2000 + uint64_t(step));
-    for (const auto& p : sharded_model.parameters()) p.tensor.mutable_grad() = at::Tensor();
+    sharded_sync.zero_gradients();
     sharded_sync.start_during_backward();
     sharded_model.loss(x, r).backward();
     sharded_sync.synchronize();
     const double sharded_norm = sharded.clip_gradients(*groups.world, kMaxNorm);
     sharded.step();
 
-    plain->zero_grad();
+    plain_sync.zero_gradients();
     plain_model.loss(x, r).backward();
     plain_sync.synchronize();
     const double plain_norm = clip_gradients(plain_params, *groups.ep, kMaxNorm);

@@ -55,5 +55,32 @@ TEST(MemoryModel, RecomputeDropsTheExpertPreactivations) {
                    moe_layers * rows * 2 * double(config.moe.d_expert) * 4);
 }
 
+TEST(MemoryModel, BlockRecomputeKeepsOneResidualPerLayer) {
+  // Each further layer adds only its block's input, 4 sequences x 16 tokens x d_model
+  // float32 values per rank; the replayed block and the head stay the same.
+  auto activations = [](const std::string& layers) {
+    Config config = default_config({"train.batch_size=8", "data.seq_len=16",
+                                    "train.recompute=block", "model.n_layers=" + layers});
+    return estimate_memory(config, {2, 2, 0}).activations;
+  };
+  const Config config = default_config({});
+  EXPECT_DOUBLE_EQ(activations("5") - activations("2"),
+                   3 * 4.0 * 16 * double(config.model.d_model) * 4);
+}
+
+TEST(MemoryModel, SyncBuffersHoldTheReduceScattersInFlightOnly) {
+  // Small: every gradient fits in flight at once; the reduce-scatters receive each
+  // bucket's worth in float32 (gradients are the buckets' views: no copy).
+  Config small = default_config({"moe.num_experts=8"});
+  const MemoryEstimate s = estimate_memory(small, {4, 4, 0});
+  EXPECT_DOUBLE_EQ(s.sync_buffers, 4 * s.replicated_parameters);  // experts: EP = world
+  // Large (d_model 4096): at most 256 MiB receive at once, and a bf16 copy of as much.
+  Config large =
+      default_config({"model.d_model=4096", "model.n_heads=32", "moe.d_expert=8192",
+                      "model.n_layers=4", "moe.num_experts=8", "train.grad_reduce_dtype=bf16"});
+  const MemoryEstimate l = estimate_memory(large, {16, 8, 0});
+  EXPECT_DOUBLE_EQ(l.sync_buffers, 2.0 * (256 << 20));
+}
+
 }  // namespace
 }  // namespace triage
