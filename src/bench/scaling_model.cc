@@ -392,9 +392,16 @@ SyncPrediction predict_sync(const Params& params, const Layout& layout, const St
   const double slow = std::max(1.0, double(per_host) / params.slots_per_host);
   const Link network = host_network(params, per_host);
   const Link& slowest_link = multi_host ? network : params.intra_host;
-  // Replicated gradients over the world; each expert's over its P / EP copies, which sit
-  // on other hosts whenever an EP group fills its hosts.
-  const Link& expert_link = ep >= per_host && P > ep ? network : params.intra_host;
+  // Replicated gradients over the world (one ring: each host's links carry one flow);
+  // each expert's over its P / EP copies, which sit on other hosts whenever an EP group
+  // fills its hosts. Then every rank of a host is in a different expert-DP group and all of
+  // them reduce at once: the host's links are shared by per_host flows.
+  Link expert_link = params.intra_host;
+  if (ep >= per_host && P > ep) {
+    expert_link = network;
+    expert_link.bandwidth_Bps /= double(per_host);
+    expert_link.burst_bytes /= double(per_host);
+  }
   const double wire =
       shape.gradient_wire_bytes > 0 ? shape.gradient_wire_bytes : params.gradient_bytes;
   const double replicated = shape.replicated_parameters, experts = shape.expert_parameters_per_rank;

@@ -202,6 +202,22 @@ TEST(PredictSync, ShardedReducesHalfGathersParametersAndUpdatesOneShard) {
   EXPECT_NEAR(p.optimizer_s, kAdamWBytesPerParameter * 1e6 / 4, 1e-6);
 }
 
+TEST(PredictSync, ExpertGradientsOfOneHostShareItsLinkAcrossHosts) {
+  // 4 hosts of 2 ranks, EP 2: each host is one EP group, so both of its ranks all-reduce
+  // their experts (1e6 float32 parameters each) with the 3 other hosts at the same time,
+  // each at half of the host's one 100 MB/s link: 2 latencies + 2 x 3/4 x 4 MB / 50 MB/s,
+  // after the 3 latencies of the world's all-reduce of (no) replicated parameters.
+  StepShape s;
+  s.expert_parameters_per_rank = 1e6;
+  Params params = unit_params(2);
+  params.nics_per_host = 1;
+  const SyncPrediction one_nic = predict_sync(params, {8, 2, 2}, s, /*compute_s=*/1);
+  EXPECT_NEAR(one_nic.reduce_s, 5e-5 + 0.12, 1e-12);
+  // With a NIC per rank the flows no longer share one.
+  params.nics_per_host = 2;
+  EXPECT_NEAR(predict_sync(params, {8, 2, 2}, s, 1).reduce_s, 5e-5 + 0.06, 1e-12);
+}
+
 TEST(RateAt, InterpolatesLinearlyInLogRowsAndHoldsTheEnds) {
   const std::vector<std::pair<double, double>> curve = {{100, 1.0}, {400, 3.0}};
   EXPECT_DOUBLE_EQ(rate_at(curve, 200, 0), 2.0);  // halfway in log(rows): 1 + 2 * log 2 / log 4
