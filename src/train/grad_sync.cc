@@ -5,7 +5,6 @@
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
 
-#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -30,6 +29,7 @@ GradientSync::GradientSync(const ParameterList& parameters, Communicator& world,
       expert_dp_gather_(expert_dp.split(0, expert_dp.rank())),
       buckets_(make_grad_buckets(parameters, *world_, *expert_dp_, options.bucket_bytes)),
       bucket_of_param_(parameters.size(), 0),
+      slot_of_param_(parameters.size(), 0),
       options_(options),
       scale_(1.0 / double(world.size())),
       flights_(buckets_.size()),
@@ -38,11 +38,16 @@ GradientSync::GradientSync(const ParameterList& parameters, Communicator& world,
   c10::NoGradGuard no_grad;
   for (size_t b = 0; b < buckets_.size(); ++b) {
     const GradBucket& bucket = buckets_[b];
+    // A bucket that stays home (a group of one rank, unsharded) needs no buffer: its
+    // gradients stay autograd's own, which saves backward an add per parameter.
+    const bool travels = bucket.comm->size() > 1 || options_.shard;
     storage_.push_back(
-        at::zeros({bucket.padded()}, parameters_[bucket.params[0]].tensor.options()));
-    for (size_t param : bucket.params) {
-      bucket_of_param_[param] = b;
-      take_gradient_into_bucket(param);
+        travels ? at::zeros({bucket.padded()}, parameters_[bucket.params[0]].tensor.options())
+                : at::Tensor());
+    for (size_t k = 0; k < bucket.params.size(); ++k) {
+      bucket_of_param_[bucket.params[k]] = b;
+      slot_of_param_[bucket.params[k]] = k;
+      if (travels) take_gradient_into_bucket(bucket.params[k]);
     }
   }
 }
@@ -50,10 +55,13 @@ GradientSync::GradientSync(const ParameterList& parameters, Communicator& world,
 void GradientSync::take_gradient_into_bucket(size_t param) {
   const size_t b = bucket_of_param_[param];
   const GradBucket& bucket = buckets_[b];
-  const size_t k =
-      size_t(std::find(bucket.params.begin(), bucket.params.end(), param) - bucket.params.begin());
+  const size_t k = slot_of_param_[param];
   const at::Tensor& p = parameters_[param].tensor;
   const at::Tensor& grad = p.grad();
+  if (!storage_[b].defined()) {  // stays home
+    if (!grad.defined()) p.mutable_grad() = at::zeros_like(p);
+    return;
+  }
   at::Tensor view = storage_[b].narrow(0, bucket.offsets[k], p.numel()).view_as(p);
   if (grad.defined() && grad.data_ptr() == view.data_ptr()) return;
   if (grad.defined())
@@ -65,8 +73,15 @@ void GradientSync::take_gradient_into_bucket(size_t param) {
 
 void GradientSync::zero_gradients() {
   c10::NoGradGuard no_grad;
-  for (at::Tensor& flat : storage_) flat.zero_();
-  for (size_t param = 0; param < parameters_.size(); ++param) take_gradient_into_bucket(param);
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    if (storage_[b].defined()) {
+      storage_[b].zero_();
+      for (size_t param : buckets_[b].params) take_gradient_into_bucket(param);
+    } else {
+      for (size_t param : buckets_[b].params)
+        parameters_[param].tensor.mutable_grad() = at::Tensor();
+    }
+  }
 }
 
 GradientSync::~GradientSync() {
@@ -102,7 +117,7 @@ void GradientSync::start(size_t b) {
   Flight& f = flights_[b];
   for (size_t param : bucket.params) take_gradient_into_bucket(param);
   if (bucket.comm->size() == 1 && !options_.shard) {  // nothing to sum (experts at EP = world)
-    storage_[b].mul_(scale_);
+    for (size_t param : bucket.params) parameters_[param].tensor.mutable_grad().mul_(scale_);
     f.stage = Flight::Stage::kDone;
     return;
   }

@@ -15,12 +15,13 @@
 // (it copies the groups). A parameter without a gradient
 // (an expert no token reached) counts as zeros, so every rank issues the same collectives.
 //
-// Memory: each bucket's gradients live in one flat buffer, and the parameters' .grad() are
-// views into it (as DDP's gradient_as_bucket_view), so backward accumulates straight into
-// what travels and no bucket is copied. What a reduce-scatter receives (a bucket's worth)
-// is bounded: at most options.reduce_bytes_in_flight of buckets reduce at once (at least one), a
-// further bucket first waits for the oldest. A .grad() someone replaced (set to none, or
-// made anew) is taken back into the buffer when its bucket starts.
+// Memory: each bucket that travels keeps its gradients in one flat buffer, and the
+// parameters' .grad() are views into it (as DDP's gradient_as_bucket_view), so backward
+// accumulates straight into what travels and no bucket is copied. (A bucket that stays
+// home, a group of one rank unsharded, keeps autograd's own gradients.) What a reduce-scatter
+// receives (a bucket's worth) is bounded: at most options.reduce_bytes_in_flight of buckets reduce
+// at once (at least one), a further bucket first waits for the oldest. A .grad() someone replaced
+// (set to none, or made anew) is taken back into the buffer when its bucket starts.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -61,7 +62,8 @@ class GradientSync {
   GradientSync& operator=(const GradientSync&) = delete;
 
   // Zeroes every gradient in place, keeping .grad() the buckets' views (instead of an
-  // optimizer's zero_grad, which would set them to none).
+  // optimizer's zero_grad, which would fail on views); those of buckets that stay home are
+  // set to none.
   void zero_gradients();
   // The next backward is the last before synchronize(): start buckets as they are ready.
   void start_during_backward();
@@ -104,6 +106,7 @@ class GradientSync {
   std::vector<GradBucket> buckets_;
   std::vector<at::Tensor> storage_;  // per bucket: the flat buffer the .grad() views live in
   std::vector<size_t> bucket_of_param_;
+  std::vector<size_t> slot_of_param_;  // its index in its bucket's params
   GradSyncOptions options_;
   double scale_;  // 1 / world size
   bool armed_ = false;
