@@ -96,7 +96,10 @@ MemoryEstimate estimate_memory(const Config& c, const MemoryLayout& layout) {
   const bool keep_hidden = c.train.recompute != Recompute::kExperts;
   const double moe_layer = 2 * T * E * 4 + (sent_rows + 2 * received_rows) * D * act_bytes +
                            (keep_hidden ? (swiglu ? 2 : 1) * received_rows * H * act_bytes : 0);
-  out.receive_buffers = L_moe * received_rows * D * act_bytes;
+  // Kept by every MoE layer, or (block recompute) by the one being replayed.
+  const double receiving_layers =
+      c.train.recompute == Recompute::kBlock ? std::min(1.0, L_moe) : L_moe;
+  out.receive_buffers = receiving_layers * received_rows * D * act_bytes;
   // The head: final norm, logits and their log-softmax in float32.
   const double head = 2 * TD * param_bytes + (c.train.loss != Loss::kClassify ? 2 * T * V * 4 : 0);
   const double dense_block = attention + ffn_input + dense_ffn(double(m.d_ff));
@@ -115,15 +118,6 @@ MemoryEstimate estimate_memory(const Config& c, const MemoryLayout& layout) {
 double default_runtime_bytes(const Config& config) {
   return config.train.device == DeviceKind::kCuda ? 2.0 * double(1ull << 30)
                                                   : 384.0 * double(1 << 20);
-}
-
-std::string bytes_text(double bytes) {
-  char text[32];
-  if (bytes >= double(1ull << 30))
-    std::snprintf(text, sizeof text, "%.2f GiB", bytes / double(1ull << 30));
-  else
-    std::snprintf(text, sizeof text, "%.1f MiB", bytes / double(1 << 20));
-  return text;
 }
 
 std::vector<std::pair<std::string, std::string>> memory_rows(const MemoryEstimate& m,

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "common/bytes_text.h"
 #include "config/config.h"
 
 namespace triage {
@@ -47,6 +48,5 @@ MemoryEstimate estimate_memory(const Config& config, const MemoryLayout& layout)
 // device_bytes > 0, whether it fits.
 std::vector<std::pair<std::string, std::string>> memory_rows(const MemoryEstimate& m,
                                                              double device_bytes);
-std::string bytes_text(double bytes);
 
 }  // namespace triage

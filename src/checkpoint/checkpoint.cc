@@ -56,23 +56,6 @@ std::string read_all(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
-// The AdamW state of one parameter; created (zero moments) if the optimizer has none yet.
-torch::optim::AdamWParamState& adam_state(torch::optim::AdamW& optimizer, const at::Tensor& p) {
-  auto& states = optimizer.state();
-  auto it = states.find(p.unsafeGetTensorImpl());
-  if (it == states.end()) {
-    auto state = std::make_unique<torch::optim::AdamWParamState>();
-    state->exp_avg(at::zeros_like(p, at::MemoryFormat::Preserve));
-    state->exp_avg_sq(at::zeros_like(p, at::MemoryFormat::Preserve));
-    it = states.emplace(p.unsafeGetTensorImpl(), std::move(state)).first;
-  }
-  return static_cast<torch::optim::AdamWParamState&>(*it->second);
-}
-
-int64_t first_local_expert(const Config& config, const GroupLayout& layout) {
-  return layout.ep_rank * (config.moe.num_experts / layout.ep_size);
-}
-
 std::string moe_key(size_t layer, const std::string& what) {
   return "moe." + std::to_string(layer) + "." + what;
 }
@@ -197,6 +180,18 @@ PendingRead plan_read(const SafetensorsFile& file, const std::string& name,
 
 }  // namespace
 
+torch::optim::AdamWParamState& adamw_state(torch::optim::AdamW& optimizer, const at::Tensor& p) {
+  auto& states = optimizer.state();
+  auto it = states.find(p.unsafeGetTensorImpl());
+  if (it == states.end()) {
+    auto state = std::make_unique<torch::optim::AdamWParamState>();
+    state->exp_avg(at::zeros_like(p, at::MemoryFormat::Preserve));
+    state->exp_avg_sq(at::zeros_like(p, at::MemoryFormat::Preserve));
+    it = states.emplace(p.unsafeGetTensorImpl(), std::move(state)).first;
+  }
+  return static_cast<torch::optim::AdamWParamState&>(*it->second);
+}
+
 std::string checkpoint_folder_name(int64_t step) {
   char name[32];
   std::snprintf(name, sizeof name, "step-%08lld", static_cast<long long>(step));
@@ -236,7 +231,7 @@ std::string save_checkpoint(const std::string& dir, const Config& config, Proces
       if (p.sharding != Sharding::kReplicated) continue;
       replicated[p.name] = p.tensor;
       if (state.sharded) continue;
-      auto& adam = adam_state(*state.optimizer, p.tensor);
+      auto& adam = adamw_state(*state.optimizer, p.tensor);
       replicated[p.name + "#exp_avg"] = adam.exp_avg();
       replicated[p.name + "#exp_avg_sq"] = adam.exp_avg_sq();
     }
@@ -247,14 +242,15 @@ std::string save_checkpoint(const std::string& dir, const Config& config, Proces
     record(0, "replicated.safetensors", replicated);
   }
   if (layout.dp_rank == 0) {  // the first EP group holds every expert once
-    const int64_t first = first_local_expert(config, layout), local = experts / layout.ep_size;
+    const int64_t first = first_local_expert(layout, config.moe.num_experts),
+                  local = experts / layout.ep_size;
     for (int64_t i = 0; i < local; ++i) {
       TensorMap expert;
       for (const auto& p : state.parameters) {
         if (p.sharding != Sharding::kExpert) continue;
         expert[p.name] = p.tensor.detach()[i];
         if (state.sharded) continue;
-        auto& adam = adam_state(*state.optimizer, p.tensor);
+        auto& adam = adamw_state(*state.optimizer, p.tensor);
         expert[p.name + "#exp_avg"] = adam.exp_avg()[i];
         expert[p.name + "#exp_avg_sq"] = adam.exp_avg_sq()[i];
       }
@@ -279,7 +275,7 @@ std::string save_checkpoint(const std::string& dir, const Config& config, Proces
     if (state.sharded)
       optimizer_step = state.sharded->steps;
     else if (!state.parameters.empty())
-      optimizer_step = adam_state(*state.optimizer, state.parameters[0].tensor).step();
+      optimizer_step = adamw_state(*state.optimizer, state.parameters[0].tensor).step();
     nlohmann::json manifest = {
         {"format", kCheckpointFormat},
         {"step", state.step},
@@ -379,7 +375,7 @@ void load_local_part(const std::string& dir, const std::string& name,
   // that loading needs no memory beyond the model's own (and one tensor on a GPU).
   const GroupLayout& layout = groups.layout;
   const auto replicated = open_verified(folder, "replicated.safetensors", manifest);
-  const int64_t first = first_local_expert(config, layout),
+  const int64_t first = first_local_expert(layout, config.moe.num_experts),
                 local = config.moe.num_experts / layout.ep_size;
   std::vector<std::unique_ptr<SafetensorsFile>> experts;
   for (int64_t i = 0; i < local; ++i)
@@ -428,7 +424,7 @@ void load_local_part(const std::string& dir, const std::string& name,
       }
   } else {
     for (const auto& p : state.parameters) {
-      auto& adam = adam_state(*state.optimizer, p.tensor);
+      auto& adam = adamw_state(*state.optimizer, p.tensor);
       const at::Tensor targets[2] = {adam.exp_avg(), adam.exp_avg_sq()};
       for (int k = 0; k < 2; ++k) {
         if (p.sharding == Sharding::kReplicated) {
@@ -462,7 +458,7 @@ void load_local_part(const std::string& dir, const std::string& name,
     state.sharded->steps = manifest.optimizer_step;
   else
     for (const auto& p : state.parameters)
-      adam_state(*state.optimizer, p.tensor).step(manifest.optimizer_step);
+      adamw_state(*state.optimizer, p.tensor).step(manifest.optimizer_step);
   state.step = manifest.step;
   state.samples_seen = manifest.samples_seen;
 }

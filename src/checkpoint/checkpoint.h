@@ -57,6 +57,10 @@ struct TrainingState {
 // The folder a step's checkpoint is saved in: step-NNNNNNNN.
 std::string checkpoint_folder_name(int64_t step);
 
+// The AdamW state of one parameter; created (zero moments, no steps taken) if the optimizer
+// has none yet, exactly as AdamW's first step would create it.
+torch::optim::AdamWParamState& adamw_state(torch::optim::AdamW& optimizer, const at::Tensor& p);
+
 std::string save_checkpoint(const std::string& dir, const Config& config, ProcessGroups& groups,
                             const TrainingState& state, int64_t keep, const std::string& run_id);
 

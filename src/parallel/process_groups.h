@@ -23,6 +23,11 @@ struct GroupLayout {
   int dp_size = 1, dp_rank = 0;  // which EP group (= position in the expert-DP group)
 };
 
+// The global id of the first of this rank's num_experts / ep_size experts.
+inline int64_t first_local_expert(const GroupLayout& layout, int64_t num_experts) {
+  return layout.ep_rank * (num_experts / layout.ep_size);
+}
+
 // Pure arithmetic, testable without MPI. Throws Error when EP does not fit.
 GroupLayout group_layout(int world_size, int world_rank, int64_t ep_size, int64_t num_experts);
 

@@ -13,6 +13,15 @@
 
 namespace triage {
 
+// AdamW's constants, shared with the sharded optimizer (sharded_optimizer.h).
+constexpr double kAdamBeta1 = 0.9, kAdamBeta2 = 0.95, kAdamEps = 1e-8;
+
+// What clipping multiplies every gradient by when their global norm is `norm`: 1 under
+// max_norm (0: never clip), else max_norm / (norm + 1e-6), as torch.nn.utils.clip_grad_norm_.
+inline double clip_scale(double norm, double max_norm) {
+  return max_norm > 0 && norm > max_norm ? max_norm / (norm + 1e-6) : 1.0;
+}
+
 std::unique_ptr<torch::optim::AdamW> make_optimizer(const ParameterList& parameters,
                                                     const TrainConfig& train);
 

@@ -9,12 +9,9 @@
 
 #include "parallel/ordered_reduce.h"
 #include "parallel/watchdog.h"
+#include "train/optimizer.h"
 
 namespace triage {
-namespace {
-constexpr double kBeta1 = 0.9, kBeta2 = 0.95, kEps = 1e-8;  // as make_optimizer
-}
-
 ShardedAdamW::ShardedAdamW(const ParameterList& parameters, GradientSync& sync,
                            const TrainConfig& train, int64_t first_expert)
     : parameters_(parameters), sync_(sync), lr_(train.lr), weight_decay_(train.weight_decay) {
@@ -46,18 +43,17 @@ double ShardedAdamW::clip_gradients(Communicator& world, double max_norm) {
     world.allreduce_sum_(squares);
   }
   const double norm = std::sqrt(squares.item<double>());
-  if (max_norm > 0 && norm > max_norm) {
-    const double scale = max_norm / (norm + 1e-6);  // as clip_gradients in optimizer.h
+  const double scale = clip_scale(norm, max_norm);
+  if (scale != 1.0)
     for (size_t b = 0; b < state_.shards.size(); ++b) sync_.shard_gradient(b).mul_(scale);
-  }
   return norm;
 }
 
 void ShardedAdamW::step() {
   c10::NoGradGuard no_grad;
   const int64_t steps = ++state_.steps;
-  const double correction1 = 1 - std::pow(kBeta1, double(steps)),
-               correction2 = 1 - std::pow(kBeta2, double(steps));
+  const double correction1 = 1 - std::pow(kAdamBeta1, double(steps)),
+               correction2 = 1 - std::pow(kAdamBeta2, double(steps));
   const std::vector<GradBucket>& buckets = sync_.buckets();
   for (size_t b = 0; b < buckets.size(); ++b) {
     const GradBucket& bucket = buckets[b];
@@ -73,9 +69,9 @@ void ShardedAdamW::step() {
     for (const ShardPiece& piece : shard.pieces)
       if (parameters_[piece.param].tensor.dim() >= 2 && weight_decay_ != 0)
         chunk.narrow(0, piece.chunk_offset, piece.length).mul_(1 - lr_ * weight_decay_);
-    shard.exp_avg.mul_(kBeta1).add_(grad, 1 - kBeta1);
-    shard.exp_avg_sq.mul_(kBeta2).addcmul_(grad, grad, 1 - kBeta2);
-    const at::Tensor denom = (shard.exp_avg_sq.sqrt() / std::sqrt(correction2)).add_(kEps);
+    shard.exp_avg.mul_(kAdamBeta1).add_(grad, 1 - kAdamBeta1);
+    shard.exp_avg_sq.mul_(kAdamBeta2).addcmul_(grad, grad, 1 - kAdamBeta2);
+    const at::Tensor denom = (shard.exp_avg_sq.sqrt() / std::sqrt(correction2)).add_(kAdamEps);
     chunk.addcdiv_(shard.exp_avg, denom, -lr_ / correction1);
 
     watchdog::Scope scope("parameter all-gather " + std::to_string(b + 1) + "/" +

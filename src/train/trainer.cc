@@ -21,6 +21,7 @@
 #include <sstream>
 
 #include "checkpoint/checkpoint.h"
+#include "common/bytes_text.h"
 #include "common/check.h"
 #include "common/error.h"
 #include "data/dataset.h"
@@ -201,9 +202,9 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
   sync_ =
       std::make_unique<GradientSync>(parameters_, *groups_.world, *groups_.expert_dp, sync_options);
   if (config.train.shard_optimizer)
-    sharded_ = std::make_unique<ShardedAdamW>(
-        parameters_, *sync_, config.train,
-        groups_.layout.ep_rank * (config.moe.num_experts / groups_.layout.ep_size));
+    sharded_ =
+        std::make_unique<ShardedAdamW>(parameters_, *sync_, config.train,
+                                       first_local_expert(groups_.layout, config.moe.num_experts));
   else
     optimizer_ = make_optimizer(parameters_, config.train);
   order_ =
@@ -425,12 +426,7 @@ std::string Trainer::optimizer_line() const {
   int64_t unsharded = 0;  // two AdamW moments per parameter element this rank holds
   for (const NamedParameter& p : parameters_)
     unsharded += 2 * p.tensor.numel() * int64_t(p.tensor.element_size());
-  auto mib = [](int64_t bytes) {
-    std::ostringstream text;
-    text << std::fixed << std::setprecision(bytes < (10 << 20) ? 2 : 0) << double(bytes) / (1 << 20)
-         << " MiB";
-    return text.str();
-  };
+  auto mib = [](int64_t bytes) { return bytes_text(double(bytes)); };
   const TrainConfig& t = config_.train;
   std::string line =
       sharded_
