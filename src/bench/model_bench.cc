@@ -160,7 +160,7 @@ Point step_point(const nlohmann::json& r, const model::Params& params, const std
   const int64_t ep = config.parallel.expert, E = config.moe.num_experts;
   point.experts = E;
   point.tokens_per_rank =
-      config.train.batch_size * config.train.grad_accum_steps * config.data.seq_len / point.ranks;
+      config.train.batch_size * config.data.seq_len / point.ranks;  // per micro-batch
   const model::Layout layout{point.ranks, point.ranks / point.hosts, ep};
   model::StepShape shape = step_shape(config, point.tokens_per_rank, ep);
   const std::string& rule_text = config.moe.routing_override.text;
@@ -369,7 +369,9 @@ CLI::App* add_model_bench(CLI::App& bench, BenchModelOptions& o) {
   m->add_option("--ranks-per-host", o.ranks_per_host, "Ranks (GPUs) per host")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  m->add_option("--tokens-per-rank", o.tokens_per_rank, "Tokens each rank processes per step")
+  m->add_option("--tokens-per-rank", o.tokens_per_rank,
+                "Tokens each rank processes per micro-batch (a step is the config's "
+                "train.grad_accum_steps of them)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   m->add_option("--device-gb", o.device_gb,

@@ -418,7 +418,7 @@ SyncPrediction predict_sync(const Params& params, const Layout& layout, const St
   if (shape.overlap_grad_sync && out.reduce_s > 0) {
     const double bytes = (replicated + experts) * wire;
     const double last_share = std::min(1.0, shape.grad_bucket_bytes / std::max(1.0, bytes));
-    const double backward_s = compute_s * 2.0 / 3.0;
+    const double backward_s = compute_s * (shape.recompute_blocks ? 3.0 / 4.0 : 2.0 / 3.0);
     reduce_exposed_s = std::max(last_share * out.reduce_s, out.reduce_s - backward_s);
   }
   out.exposed_s = reduce_exposed_s + gather_s;
@@ -440,12 +440,24 @@ Prediction predict_step(const Params& params, const Layout& layout, const StepSh
 
   Prediction out;
   const double moe_compute = double(shape.moe_layers) * (layer.total_s - layer.exchange_s);
+  double compute_s = slow * dense_flops / params.dense_flops_per_s + moe_compute;
+  double exchange_s = double(shape.moe_layers) * layer.exchange_s;
+  if (shape.recompute_blocks) {  // forward again: a third of compute, half the exchanges
+    compute_s *= 4.0 / 3.0;
+    exchange_s *= 1.5;
+  } else if (shape.recompute_experts) {  // all but the down projection's forward GEMM
+    double experts_s = 0;
+    for (const auto& [label, seconds] : layer.phases)
+      if (label == phase_label(Phase::kExperts)) experts_s = seconds;
+    const double matrices = double(shape.moe.expert_matrices);
+    compute_s += double(shape.moe_layers) * experts_s * (matrices - 1) / matrices;
+  }
+  // The micro-batches run one after another; the sync can hide behind the last's backward.
+  const double micro_batches = double(std::max<int64_t>(1, shape.micro_batches));
   auto category = [](PhaseCategory c) { return std::string(category_label(c)); };
-  out.phases.emplace_back(category(PhaseCategory::kCompute),
-                          slow * dense_flops / params.dense_flops_per_s + moe_compute);
-  out.phases.emplace_back(category(PhaseCategory::kExchange),
-                          double(shape.moe_layers) * layer.exchange_s);
-  const SyncPrediction sync = predict_sync(params, layout, shape, out.phases[0].second);
+  out.phases.emplace_back(category(PhaseCategory::kCompute), micro_batches * compute_s);
+  out.phases.emplace_back(category(PhaseCategory::kExchange), micro_batches * exchange_s);
+  const SyncPrediction sync = predict_sync(params, layout, shape, compute_s);
   out.phases.emplace_back(category(PhaseCategory::kGradientSync), sync.exposed_s);
   out.phases.emplace_back(category(PhaseCategory::kOptimizer), sync.optimizer_s);
   for (const auto& [phase, seconds] : out.phases) out.total_s += seconds;

@@ -120,7 +120,8 @@ Prediction predict_layer(const Params& params, const Layout& layout, const Layer
                          const std::vector<double>& expert_shares);
 
 struct StepShape {
-  LayerShape moe;  // per MoE layer; tokens_per_rank = batch slice * seq_len
+  LayerShape moe;             // per MoE layer; tokens_per_rank = one micro-batch's slice * seq_len
+  int64_t micro_batches = 1;  // a step's (train.grad_accum_steps); the sync follows the last
   int64_t moe_layers = 0;
   int64_t dense_ffn_layers = 0;  // layers with a dense FFN instead of experts
   int64_t dense_ffn_hidden = 0;
@@ -136,13 +137,19 @@ struct StepShape {
   bool shard_optimizer = false;    // ZeRO-1: reduce-scatter, 1/DP of AdamW, all-gather
   double gradient_wire_bytes = 0;  // per synced element; 0: Params::gradient_bytes
   double parameter_bytes = 4;      // per parameter element (the all-gather's, sharded)
+  // train.recompute: the experts' first GEMMs (gate and up) run again in backward, or every
+  // block's forward, exchanges included.
+  bool recompute_experts = false;
+  bool recompute_blocks = false;
 };
 
 // The gradient sync's time that backward does not hide, and the optimizer's. Unsharded:
 // an all-reduce per group (replicated over the world, experts over their copies); sharded:
 // its reduce-scatter half, then an all-gather of the updated parameters, and AdamW over
-// this rank's 1/DP only. With overlap, buckets reduce while backward (2/3 of `compute_s`)
-// runs: all but the last bucket's share can hide behind it; the all-gather cannot.
+// this rank's 1/DP only. With overlap, buckets reduce while the last micro-batch's
+// backward runs (2/3 of that micro-batch's compute `compute_s`, 3/4 when blocks are
+// recomputed in it): all but the last bucket's share can hide behind it; the all-gather
+// cannot.
 struct SyncPrediction {
   double reduce_s = 0;   // the whole reduction, hidden or not
   double exposed_s = 0;  // what the step waits for (reduction not hidden + all-gather)

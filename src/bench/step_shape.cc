@@ -31,6 +31,9 @@ model::StepShape step_shape(const Config& c, int64_t tokens_per_rank, int64_t ep
   s.gradient_wire_bytes = c.train.grad_reduce_dtype == GradReduceDtype::kBf16 ? 2
                           : c.train.dtype == DType::kFloat64                  ? 8
                                                                               : 0;
+  s.micro_batches = c.train.grad_accum_steps;
+  s.recompute_experts = c.train.recompute == Recompute::kExperts;
+  s.recompute_blocks = c.train.recompute == Recompute::kBlock;
   return s;
 }
 

@@ -218,6 +218,22 @@ TEST(PredictSync, ExpertGradientsOfOneHostShareItsLinkAcrossHosts) {
   EXPECT_NEAR(predict_sync(params, {8, 2, 2}, s, 1).reduce_s, 5e-5 + 0.06, 1e-12);
 }
 
+TEST(PredictStep, RecomputedBlocksRunForwardAgainExchangesIncluded) {
+  // Backward is twice forward, so a step's compute is 3 forwards: replaying forward adds
+  // one (4/3); the exchange's forward half (dispatch and combine) runs once more (3/2).
+  StepShape s;
+  s.moe = {100, 1, 1, 2, 1, 3};
+  s.moe_layers = s.layers = 1;
+  s.seq_len = 10;
+  s.vocab = 4;
+  const Params params = unit_params(2);
+  const Prediction kept = predict_step(params, {2, 2, 2}, s, {0.5, 0.5});
+  s.recompute_blocks = true;
+  const Prediction replayed = predict_step(params, {2, 2, 2}, s, {0.5, 0.5});
+  EXPECT_NEAR(phase(replayed, "compute") / phase(kept, "compute"), 4.0 / 3.0, 1e-12);
+  EXPECT_NEAR(phase(replayed, "exchange") / phase(kept, "exchange"), 1.5, 1e-12);
+}
+
 TEST(RateAt, InterpolatesLinearlyInLogRowsAndHoldsTheEnds) {
   const std::vector<std::pair<double, double>> curve = {{100, 1.0}, {400, 3.0}};
   EXPECT_DOUBLE_EQ(rate_at(curve, 200, 0), 2.0);  // halfway in log(rows): 1 + 2 * log 2 / log 4
