@@ -17,6 +17,7 @@ MemoryEstimate estimate_memory(const Config& c, const MemoryLayout& layout) {
                 ep = std::clamp<int64_t>(layout.expert, 1, P);
   const double D = double(m.d_model), E = double(moe.num_experts), H = double(moe.d_expert);
   const double k = double(moe.top_k), V = double(m.vocab_size);
+  const double kv_share = double(m.kv_heads()) / double(m.n_heads);  // grouped-query: < 1
   const bool swiglu = moe.expert_type == ExpertType::kSwiglu;
   const double matrices = swiglu ? 3 : 2;
   const double param_bytes = c.train.dtype == DType::kFloat64 ? 8 : 4;
@@ -33,7 +34,8 @@ MemoryEstimate estimate_memory(const Config& c, const MemoryLayout& layout) {
   out.expert_parameters = L_moe * double(moe.num_experts / ep) * matrices * D * H;
   out.replicated_parameters =
       V * D + (m.positions == Positions::kLearned ? double(m.max_seq_len) * D : 0) +
-      double(m.n_layers) * (4 * D * D + 2 * D) + dense_layers * matrices * D * double(m.d_ff) +
+      double(m.n_layers) * ((2 + 2 * kv_share) * D * D + 2 * D) +
+      dense_layers * matrices * D * double(m.d_ff) +
       L_moe * ((moe.noise == RouterNoise::kShazeer ? 2 : 1) * E * D + matrices * D * shared_H) + D +
       (c.train.loss != Loss::kClassify ? D * V : 0) +
       (m.num_classes > 0 ? (D + 1) * double(m.num_classes) : 0);
@@ -79,9 +81,12 @@ MemoryEstimate estimate_memory(const Config& c, const MemoryLayout& layout) {
                        : double(c.train.batch_size) / double(P) * double(c.data.seq_len);
   out.tokens_per_rank = int64_t(T);
   const double TD = T * D;
-  // Attention block: its input and normed input, the qkv projection, rotated q and k, the
+  // Attention block: its input and normed input, the qkv projection, rotated q and k, keys
+  // and values repeated per query head (grouped-query attention), the
   // attention output and its contiguous copy for the output projection.
-  const double attention = (2 * TD) * param_bytes + (3 + 2 + 2) * TD * act_bytes;
+  const double attention =
+      (2 * TD) * param_bytes +
+      ((1 + 2 * kv_share) + (1 + kv_share) + (kv_share < 1 ? 2 : 0) + 2) * TD * act_bytes;
   // The FFN's input and normed input; a dense SwiGLU keeps x W_in, x W_up, silu and the
   // product (GELU: pre-activation and output).
   const double ffn_input = 2 * TD * param_bytes;

@@ -376,7 +376,10 @@ Prediction predict_layer(const Params& params, const Layout& layout, const Layer
 double dense_step_flops(const StepShape& shape) {
   const double T = double(shape.moe.tokens_per_rank), D = double(shape.moe.d_model);
   // Forward FLOPs; backward is twice forward, so forward + backward is three times.
-  const double attention = 8.0 * T * D * D + 4.0 * T * double(shape.seq_len) * D;
+  // q, k and v (k and v narrower under grouped-query attention), the output projection,
+  // scores and their weighted sum.
+  const double attention =
+      2.0 * T * D * D * (2.0 + 2.0 * shape.kv_share) + 4.0 * T * double(shape.seq_len) * D;
   const double dense_ffn = 6.0 * T * D * double(shape.dense_ffn_hidden);
   const double shared_experts = 6.0 * T * D * double(shape.shared_expert_hidden);
   const double head = 2.0 * T * D * double(shape.vocab);

@@ -127,6 +127,7 @@ struct StepShape {
   int64_t dense_ffn_hidden = 0;
   int64_t shared_expert_hidden = 0;  // per MoE layer, a dense SwiGLU every token passes
   int64_t layers = 0;                // attention blocks
+  double kv_share = 1;               // key/value heads per query head (grouped-query: < 1)
   int64_t seq_len = 0;
   int64_t vocab = 0;
   double replicated_parameters = 0;  // synced over the world

@@ -11,6 +11,7 @@ model::StepShape step_shape(const Config& c, int64_t tokens_per_rank, int64_t ep
   const int64_t matrices = c.moe.expert_type == ExpertType::kSwiglu ? 3 : 2;
   s.moe = {tokens_per_rank, D, c.moe.d_expert, E, c.moe.top_k, matrices};
   s.layers = c.model.n_layers;
+  s.kv_share = double(c.model.kv_heads()) / double(c.model.n_heads);
   for (int64_t l = 0; l < c.model.n_layers; ++l) s.moe_layers += is_moe_block(c.moe, l);
   s.dense_ffn_layers = s.layers - s.moe_layers;
   s.dense_ffn_hidden = c.model.d_ff;
@@ -19,7 +20,7 @@ model::StepShape step_shape(const Config& c, int64_t tokens_per_rank, int64_t ep
   s.vocab = c.model.vocab_size;
   const double d = double(D);
   s.replicated_parameters =
-      2.0 * double(c.model.vocab_size) * d + double(s.layers) * 4.0 * d * d +
+      2.0 * double(c.model.vocab_size) * d + double(s.layers) * (2.0 + 2.0 * s.kv_share) * d * d +
       double(s.dense_ffn_layers) * 3.0 * d * double(c.model.d_ff) +
       double(s.moe_layers) * (d * double(E) + 3.0 * d * double(s.shared_expert_hidden));
   s.expert_parameters_per_rank =

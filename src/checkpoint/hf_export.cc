@@ -116,12 +116,13 @@ HfModel to_hf_model(const CheckpointContents& c, bool drop_class_head) {
     const std::string theirs = "model.layers." + std::to_string(layer) + ".";
     t[theirs + "input_layernorm.weight"] = weight(ours + "attention_norm");
     t[theirs + "post_attention_layernorm.weight"] = weight(ours + "ffn_norm");
-    // w_qkv's columns are [q | k | v], each head-major: the layout of q_proj, k_proj, v_proj.
+    // w_qkv's columns are [q | k | v] (H, K, K heads), each head-major: the layout of q_proj,
+    // k_proj, v_proj.
     const at::Tensor qkv = weight(ours + "attention.w_qkv");
-    const char* projections[3] = {"q_proj", "k_proj", "v_proj"};
-    for (int64_t part = 0; part < 3; ++part)
-      t[theirs + "self_attn." + projections[part] + ".weight"] =
-          transposed(qkv.narrow(1, part * d, d));
+    const int64_t kv_width = m.kv_heads() * (d / m.n_heads);
+    t[theirs + "self_attn.q_proj.weight"] = transposed(qkv.narrow(1, 0, d));
+    t[theirs + "self_attn.k_proj.weight"] = transposed(qkv.narrow(1, d, kv_width));
+    t[theirs + "self_attn.v_proj.weight"] = transposed(qkv.narrow(1, d + kv_width, kv_width));
     t[theirs + "self_attn.o_proj.weight"] = transposed(weight(ours + "attention.w_out"));
 
     if (!is_moe_block(moe, layer)) {
@@ -181,7 +182,7 @@ HfModel to_hf_model(const CheckpointContents& c, bool drop_class_head) {
   j["hidden_size"] = m.d_model;
   j["num_hidden_layers"] = m.n_layers;
   j["num_attention_heads"] = m.n_heads;
-  j["num_key_value_heads"] = m.n_heads;
+  j["num_key_value_heads"] = m.kv_heads();
   j["head_dim"] = m.d_model / m.n_heads;
   j["hidden_act"] = "silu";
   j["max_position_embeddings"] = m.max_seq_len;

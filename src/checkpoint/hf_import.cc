@@ -87,9 +87,9 @@ ImportedModel read_hf_model_unguarded(const std::string& dir_text) {
   const int64_t expert_width = integer(mixtral ? "intermediate_size" : "moe_intermediate_size");
   std::vector<std::string> why;  // what Triage cannot represent
   const int64_t kv_heads = optional_integer("num_key_value_heads", heads);
-  if (kv_heads != heads)
-    why.push_back("grouped-query attention (num_key_value_heads " + std::to_string(kv_heads) +
-                  " of " + std::to_string(heads) + " heads)");
+  if (kv_heads <= 0 || heads % kv_heads != 0)
+    why.push_back("num_key_value_heads " + std::to_string(kv_heads) + " not dividing the " +
+                  std::to_string(heads) + " heads");
   // Divided, not multiplied: a damaged head_dim must not overflow.
   if (j.contains("head_dim") && !j["head_dim"].is_null() &&
       (heads <= 0 || width % heads != 0 || optional_integer("head_dim", 0) != width / heads))
@@ -159,6 +159,7 @@ ImportedModel read_hf_model_unguarded(const std::string& dir_text) {
         "model.d_model=" + std::to_string(width),
         "model.n_layers=" + std::to_string(layers),
         "model.n_heads=" + std::to_string(heads),
+        "model.n_kv_heads=" + std::to_string(kv_heads == heads ? 0 : kv_heads),
         "model.d_ff=" + std::to_string(dense_width),
         "model.max_seq_len=" + std::to_string(integer("max_position_embeddings")),
         "model.norm_eps=" + number(j.value("rms_norm_eps", 1e-6)),

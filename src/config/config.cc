@@ -309,6 +309,9 @@ void validate(const Config& c) {
         format_value(c.train.keep_best), "none when data.test_fraction is 0 (nothing is held out)");
   check(c.model.d_model % c.model.n_heads == 0, "model.n_heads", format_value(c.model.n_heads),
         "a divisor of model.d_model (" + std::to_string(c.model.d_model) + ")");
+  check(c.model.n_heads % c.model.kv_heads() == 0, "model.n_kv_heads",
+        format_value(c.model.n_kv_heads),
+        "0 or a divisor of model.n_heads (" + std::to_string(c.model.n_heads) + ")");
   check(c.model.positions != Positions::kRotary || (c.model.d_model / c.model.n_heads) % 2 == 0,
         "model.positions", format_value(c.model.positions),
         "learned, since rotary needs an even head width (d_model / n_heads = " +

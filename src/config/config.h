@@ -23,12 +23,15 @@ constexpr int64_t kAutoClasses = -1;   // model.num_classes: auto
 constexpr int64_t kGroupsByHost = -1;  // moe.num_groups: hosts (resolved at load)
 
 struct ModelConfig {
-  int64_t vocab_size = 32;    // token ids in [0, vocab_size); 20 amino acids + specials fit
-  int64_t d_model = 64;       // residual stream width
-  int64_t n_layers = 2;       // transformer blocks
-  int64_t n_heads = 4;        // attention heads; must divide d_model
-  int64_t d_ff = 128;         // hidden width of dense FFN blocks
-  int64_t max_seq_len = 128;  // longest sequence the positions cover
+  int64_t vocab_size = 32;  // token ids in [0, vocab_size); 20 amino acids + specials fit
+  int64_t d_model = 64;     // residual stream width
+  int64_t n_layers = 2;     // transformer blocks
+  int64_t n_heads = 4;      // attention heads; must divide d_model
+  // Key/value heads (grouped-query attention, as Mixtral's 8 for 32 query heads): each
+  // serves n_heads / n_kv_heads query heads; 0 means n_heads (plain multi-head attention).
+  int64_t n_kv_heads = 0;
+  int64_t d_ff = 128;                        // hidden width of dense FFN blocks
+  int64_t max_seq_len = 128;                 // longest sequence the positions cover
   Positions positions = Positions::kRotary;  // rotary | learned
   double norm_eps = 1e-5;                    // RMSNorm epsilon
   // > 0 adds a mean-pooled sequence-classification head; auto (kAutoClasses): as many
@@ -40,6 +43,8 @@ struct ModelConfig {
   // so every EP layout and a resumed run drop the same units.
   double attention_dropout = 0.0;
   double residual_dropout = 0.0;
+
+  int64_t kv_heads() const { return n_kv_heads > 0 ? n_kv_heads : n_heads; }
 };
 
 // moe.routing_override, parsed once when it is set (from a file, --set, or by assigning
@@ -301,6 +306,7 @@ void visit_fields(ModelConfig& c, Visitor&& v) {
   v("d_model", c.d_model, IntRange{1, 1 << 16});
   v("n_layers", c.n_layers, IntRange{1, 1024});
   v("n_heads", c.n_heads, IntRange{1, 1024});
+  v("n_kv_heads", c.n_kv_heads, IntRange{0, 1024});
   v("d_ff", c.d_ff, IntRange{1, 1 << 18});
   v("max_seq_len", c.max_seq_len, IntRange{1, 1 << 20});
   v("positions", c.positions, OneOf{});

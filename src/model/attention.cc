@@ -8,11 +8,13 @@
 
 namespace triage {
 
-CausalSelfAttention::CausalSelfAttention(int64_t d_model, int64_t n_heads, bool rotary,
-                                         int64_t max_seq_len, double out_std, at::ScalarType dtype,
-                                         at::Generator& generator)
-    : n_heads_(n_heads), rotary_(rotary) {
-  w_qkv_ = normal_parameter({d_model, 3 * d_model}, kInitStd, dtype, generator);
+CausalSelfAttention::CausalSelfAttention(int64_t d_model, int64_t n_heads, int64_t n_kv_heads,
+                                         bool rotary, int64_t max_seq_len, double out_std,
+                                         at::ScalarType dtype, at::Generator& generator)
+    : n_heads_(n_heads), n_kv_heads_(n_kv_heads), rotary_(rotary) {
+  const int64_t head_width = d_model / n_heads;
+  w_qkv_ = normal_parameter({d_model, (n_heads + 2 * n_kv_heads) * head_width}, kInitStd, dtype,
+                            generator);
   w_out_ = normal_parameter({d_model, d_model}, out_std, dtype, generator);
   if (rotary) {
     const int64_t half = d_model / n_heads / 2;
@@ -44,15 +46,20 @@ at::Tensor CausalSelfAttention::forward(const at::Tensor& x_BLD,
                                         const AttentionDropout& dropout) const {
   const int64_t batch = x_BLD.size(0), length = x_BLD.size(1), width = x_BLD.size(2);
   const int64_t head_width = width / n_heads_;
-  // [B, L, 3D] -> 3 x [B, H, L, d]
-  std::vector<at::Tensor> qkv = at::matmul(x_BLD, w_qkv_)
-                                    .view({batch, length, 3, n_heads_, head_width})
-                                    .permute({2, 0, 3, 1, 4})
-                                    .unbind(0);
-  at::Tensor q = qkv[0], k = qkv[1], v = qkv[2];
+  // [B, L, (H + 2K) d] -> [B, H, L, d] and 2 x [B, K, L, d]
+  const at::Tensor qkv_BLHd =
+      at::matmul(x_BLD, w_qkv_).view({batch, length, n_heads_ + 2 * n_kv_heads_, head_width});
+  const std::vector<at::Tensor> heads =
+      qkv_BLHd.split({n_heads_, n_kv_heads_, n_kv_heads_}, /*dim=*/2);
+  at::Tensor q = heads[0].transpose(1, 2), k = heads[1].transpose(1, 2),
+             v = heads[2].transpose(1, 2);
   if (rotary_) {
     q = rotate(q);
     k = rotate(k);
+  }
+  if (n_kv_heads_ != n_heads_) {  // query head h reads key/value head h / (H / K)
+    k = k.repeat_interleave(n_heads_ / n_kv_heads_, /*dim=*/1);
+    v = v.repeat_interleave(n_heads_ / n_kv_heads_, /*dim=*/1);
   }
   at::Tensor attended;
   if (dropout.p > 0) {

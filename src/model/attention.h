@@ -1,7 +1,9 @@
 // Causal multi-head self-attention with optional rotary position embedding (RoPE, Su et
-// al. 2021, the half-split form of GPT-NeoX and LLaMA). Right padding needs no mask:
-// under the causal mask a real token never sees a later (pad) position.
-// Legend: B batch, L length, D model width, H heads, d head width.
+// al. 2021, the half-split form of GPT-NeoX and LLaMA) and grouped-query attention (GQA,
+// Ainslie et al. 2023: K key/value heads, each serving H / K consecutive query heads, as in
+// Mixtral and LLaMA 2/3). Right padding needs no mask: under the causal mask a real token
+// never sees a later (pad) position.
+// Legend: B batch, L length, D model width, H query heads, K key/value heads, d head width.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -23,8 +25,10 @@ constexpr double kRopeTheta = 10000.0;
 
 class CausalSelfAttention {
  public:
-  CausalSelfAttention(int64_t d_model, int64_t n_heads, bool rotary, int64_t max_seq_len,
-                      double out_std, at::ScalarType dtype, at::Generator& generator);
+  // n_kv_heads must divide n_heads (n_kv_heads == n_heads: plain multi-head attention).
+  CausalSelfAttention(int64_t d_model, int64_t n_heads, int64_t n_kv_heads, bool rotary,
+                      int64_t max_seq_len, double out_std, at::ScalarType dtype,
+                      at::Generator& generator);
 
   at::Tensor forward(const at::Tensor& x_BLD, const AttentionDropout& dropout = {}) const;
   ParameterList parameters() const { return {{"w_qkv", w_qkv_}, {"w_out", w_out_}}; }
@@ -33,9 +37,9 @@ class CausalSelfAttention {
  private:
   at::Tensor rotate(const at::Tensor& x_BHLd) const;
 
-  int64_t n_heads_;
+  int64_t n_heads_, n_kv_heads_;
   bool rotary_;
-  at::Tensor w_qkv_;            // [D, 3D]: queries, keys, values side by side
+  at::Tensor w_qkv_;            // [D, (H + 2K) d]: queries, keys, values side by side
   at::Tensor w_out_;            // [D, D]
   at::Tensor cos_Ld_, sin_Ld_;  // rotary tables for positions 0 .. max_seq_len-1 (d/2 wide)
 };

@@ -43,7 +43,7 @@ Transformer::Transformer(const Config& config, at::ScalarType dtype, Communicato
     Block block;
     block.attention_norm = ones(m.d_model);
     block.ffn_norm = ones(m.d_model);
-    block.attention = std::make_unique<CausalSelfAttention>(m.d_model, m.n_heads,
+    block.attention = std::make_unique<CausalSelfAttention>(m.d_model, m.n_heads, m.kv_heads(),
                                                             m.positions == Positions::kRotary,
                                                             m.max_seq_len, out_std, dtype, gen);
     if (is_moe_block(config.moe, layer)) {

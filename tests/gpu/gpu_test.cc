@@ -167,12 +167,15 @@ TEST_P(GpuPathParity, ExpertChoiceAndSequenceRoutingMatchCpuFloat64) {
   expect_layer_matches_reference(device(), by_sequence, false, 1e-5, {8, 12, 64});
 }
 
+// With grouped-query attention (2 key/value heads for 4) and blocks recomputed in backward,
+// so that a GPU runs both as the CPU reference does.
 TEST_P(GpuPathParity, TransformerTrainingStepLossAndGradientsMatchCpuFloat64) {
   REQUIRE_DEVICE();
   Config config =
-      default_config({"model.vocab_size=24", "model.d_model=32", "model.n_heads=4", "model.d_ff=64",
-                      "model.max_seq_len=16", "moe.num_experts=4", "moe.d_expert=32",
-                      "moe.num_shared_experts=1", "data.seq_len=16", "model.num_classes=3"});
+      default_config({"model.vocab_size=24", "model.d_model=32", "model.n_heads=4",
+                      "model.n_kv_heads=2", "model.d_ff=64", "model.max_seq_len=16",
+                      "moe.num_experts=4", "moe.d_expert=32", "moe.num_shared_experts=1",
+                      "data.seq_len=16", "model.num_classes=3", "train.recompute=block"});
   Transformer reference(config, at::kDouble, nullptr, nullptr);
   Transformer gpu(config, at::kFloat, nullptr, nullptr);
   copy_parameters(reference.parameters(), gpu.parameters());

@@ -1,0 +1,121 @@
+// Grouped-query attention: the layer against attention written out head by head, against
+// multi-head attention whose key/value heads are copies, and its gradient against finite
+// differences.
+#include <gtest/gtest.h>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/GradMode.h>
+
+#include <cmath>
+#include <limits>
+
+#include "model/attention.h"
+
+namespace triage {
+namespace {
+
+constexpr int64_t kWidth = 16, kHeads = 4, kKvHeads = 2, kHeadWidth = kWidth / kHeads;
+constexpr int64_t kBatch = 2, kLength = 5;
+
+CausalSelfAttention attention(int64_t kv_heads, bool rotary) {
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(7);
+  return CausalSelfAttention(kWidth, kHeads, kv_heads, rotary, kLength, 0.1, at::kDouble, gen);
+}
+
+at::Tensor input() {
+  return at::randn({kBatch, kLength, kWidth}, at::make_generator<at::CPUGeneratorImpl>(11),
+                   at::kDouble);
+}
+
+at::Tensor weight(const CausalSelfAttention& a, const std::string& name) {
+  for (const auto& p : a.parameters())
+    if (p.name == name) return p.tensor;
+  ADD_FAILURE() << "no parameter " << name;
+  return {};
+}
+
+// Token i of head h attends to tokens 0..i of key/value head h / (H / K), one dot product
+// at a time.
+at::Tensor written_out(const at::Tensor& x, const at::Tensor& w_qkv, const at::Tensor& w_out) {
+  const at::Tensor qkv = at::matmul(x, w_qkv);
+  const int64_t per_group = kHeads / kKvHeads;
+  at::Tensor heads = at::zeros({kBatch, kLength, kWidth}, x.options());
+  for (int64_t b = 0; b < kBatch; ++b)
+    for (int64_t h = 0; h < kHeads; ++h) {
+      const int64_t g = h / per_group;
+      const at::Tensor q = qkv[b].narrow(1, h * kHeadWidth, kHeadWidth);
+      const at::Tensor k = qkv[b].narrow(1, kWidth + g * kHeadWidth, kHeadWidth);
+      const at::Tensor v = qkv[b].narrow(1, kWidth + (kKvHeads + g) * kHeadWidth, kHeadWidth);
+      for (int64_t i = 0; i < kLength; ++i) {
+        std::vector<double> scores;
+        double largest = -std::numeric_limits<double>::infinity();
+        for (int64_t j = 0; j <= i; ++j) {
+          scores.push_back((q[i] * k[j]).sum().item<double>() / std::sqrt(double(kHeadWidth)));
+          largest = std::max(largest, scores.back());
+        }
+        double total = 0;
+        for (double& s : scores) total += (s = std::exp(s - largest));
+        at::Tensor out = heads[b][i].narrow(0, h * kHeadWidth, kHeadWidth);
+        for (int64_t j = 0; j <= i; ++j) out.add_(v[j] * (scores[size_t(j)] / total));
+      }
+    }
+  return at::matmul(heads, w_out);
+}
+
+TEST(GroupedQueryAttention, KeepsOneKeyAndValueProjectionPerGroup) {
+  EXPECT_EQ(weight(attention(kKvHeads, false), "w_qkv").sizes(),
+            (at::IntArrayRef{kWidth, kWidth + 2 * kKvHeads * kHeadWidth}));
+}
+
+TEST(GroupedQueryAttention, MatchesAttentionWrittenOutHeadByHead) {
+  c10::NoGradGuard no_grad;
+  const CausalSelfAttention a = attention(kKvHeads, /*rotary=*/false);
+  const at::Tensor x = input();
+  const at::Tensor expected = written_out(x, weight(a, "w_qkv"), weight(a, "w_out"));
+  EXPECT_TRUE(at::allclose(a.forward(x), expected, 0, 1e-12));
+}
+
+TEST(GroupedQueryAttention, EqualsMultiHeadAttentionWithCopiedKeyValueHeads) {
+  // Rotary included: every query head of a group sees the same rotated keys.
+  c10::NoGradGuard no_grad;
+  const CausalSelfAttention grouped = attention(kKvHeads, /*rotary=*/true);
+  const CausalSelfAttention full = attention(kHeads, /*rotary=*/true);
+  const at::Tensor w = weight(grouped, "w_qkv");
+  std::vector<at::Tensor> columns = {w.narrow(1, 0, kWidth)};
+  for (int64_t part = 0; part < 2; ++part)  // keys, then values: each head once per query head
+    for (int64_t h = 0; h < kHeads; ++h)
+      columns.push_back(w.narrow(
+          1, kWidth + (part * kKvHeads + h / (kHeads / kKvHeads)) * kHeadWidth, kHeadWidth));
+  weight(full, "w_qkv").copy_(at::cat(columns, 1));
+  weight(full, "w_out").copy_(weight(grouped, "w_out"));
+  const at::Tensor x = input();
+  EXPECT_TRUE(at::allclose(grouped.forward(x), full.forward(x), 0, 1e-12));
+}
+
+TEST(GroupedQueryAttention, GradientMatchesFiniteDifferences) {
+  const CausalSelfAttention a = attention(kKvHeads, /*rotary=*/true);
+  const at::Tensor x = input();
+  const at::Tensor r = at::randn({kBatch, kLength, kWidth},
+                                 at::make_generator<at::CPUGeneratorImpl>(13), at::kDouble);
+  at::Tensor w = weight(a, "w_qkv");
+  (a.forward(x) * r).sum().backward();
+  const at::Tensor grad = w.grad().clone();
+  c10::NoGradGuard no_grad;
+  constexpr double kStep = 1e-6;
+  // A query, a key and a value column of each group.
+  for (const int64_t column : {int64_t(1), kWidth + 2, kWidth + kHeadWidth + 3,
+                               kWidth + 2 * kHeadWidth + 1, kWidth + 3 * kHeadWidth + 2})
+    for (const int64_t row : {int64_t(0), kWidth - 1}) {
+      const double kept = w[row][column].item<double>();
+      w[row][column].fill_(kept + kStep);
+      const double up = (a.forward(x) * r).sum().item<double>();
+      w[row][column].fill_(kept - kStep);
+      const double down = (a.forward(x) * r).sum().item<double>();
+      w[row][column].fill_(kept);
+      EXPECT_NEAR(grad[row][column].item<double>(), (up - down) / (2 * kStep), 1e-7)
+          << "w_qkv[" << row << "][" << column << "]";
+    }
+}
+
+}  // namespace
+}  // namespace triage
