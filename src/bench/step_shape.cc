@@ -21,6 +21,7 @@ model::StepShape step_shape(const Config& c, int64_t tokens_per_rank, int64_t ep
   const double d = double(D);
   s.replicated_parameters =
       2.0 * double(c.model.vocab_size) * d + double(s.layers) * (2.0 + 2.0 * s.kv_share) * d * d +
+      (c.model.qkv_bias ? double(s.layers) * (1.0 + 2.0 * s.kv_share) * d : 0.0) +
       double(s.dense_ffn_layers) * 3.0 * d * double(c.model.d_ff) +
       double(s.moe_layers) * (d * double(E) + 3.0 * d * double(s.shared_expert_hidden));
   s.expert_parameters_per_rank =

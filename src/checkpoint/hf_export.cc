@@ -98,7 +98,8 @@ HfModel to_hf_model(const CheckpointContents& c, bool drop_class_head) {
     if (!is_moe_block(moe, layer)) dense_layers.push_back(layer);
   // Triage never renormalises one choice (its weight would always be 1); transformers does.
   const bool renormalised = moe.renormalize && moe.top_k > 1;
-  const bool mixtral = dense_layers.empty() && moe.num_shared_experts == 0 && renormalised;
+  const bool mixtral =
+      dense_layers.empty() && moe.num_shared_experts == 0 && renormalised && !m.qkv_bias;
 
   HfModel out;
   out.architecture = mixtral ? "MixtralForCausalLM" : "Qwen2MoeForCausalLM";
@@ -123,6 +124,12 @@ HfModel to_hf_model(const CheckpointContents& c, bool drop_class_head) {
     t[theirs + "self_attn.q_proj.weight"] = transposed(qkv.narrow(1, 0, d));
     t[theirs + "self_attn.k_proj.weight"] = transposed(qkv.narrow(1, d, kv_width));
     t[theirs + "self_attn.v_proj.weight"] = transposed(qkv.narrow(1, d + kv_width, kv_width));
+    if (m.qkv_bias) {
+      const at::Tensor bias = weight(ours + "attention.b_qkv");
+      t[theirs + "self_attn.q_proj.bias"] = bias.narrow(0, 0, d).contiguous();
+      t[theirs + "self_attn.k_proj.bias"] = bias.narrow(0, d, kv_width).contiguous();
+      t[theirs + "self_attn.v_proj.bias"] = bias.narrow(0, d + kv_width, kv_width).contiguous();
+    }
     t[theirs + "self_attn.o_proj.weight"] = transposed(weight(ours + "attention.w_out"));
 
     if (!is_moe_block(moe, layer)) {
@@ -211,7 +218,7 @@ HfModel to_hf_model(const CheckpointContents& c, bool drop_class_head) {
     j["norm_topk_prob"] = renormalised;
     j["decoder_sparse_step"] = 1;
     j["mlp_only_layers"] = dense_layers;
-    j["qkv_bias"] = false;
+    j["qkv_bias"] = m.qkv_bias;
     j["use_sliding_window"] = false;
     j["sliding_window"] = nullptr;
     j["max_window_layers"] = m.n_layers;

@@ -119,14 +119,11 @@ ImportedModel read_hf_model_unguarded(const std::string& dir_text) {
     why.push_back("dense blocks other than the first ones (mlp_only_layers " + dense_json.dump() +
                   ", decoder_sparse_step " + std::to_string(sparse_step) + ")");
 
+  // Qwen2-MoE's q, k and v projections have biases unless its config says qkv_bias false.
+  const bool qkv_bias = !mixtral && j.value("qkv_bias", true);
   int64_t shared = 0;
   for (int64_t layer = 0; layer < layers && !mixtral; ++layer) {
     const std::string prefix = "model.layers." + std::to_string(layer) + ".";
-    for (const char* bias : {"q_proj", "k_proj", "v_proj"})
-      if (!is_zero(prefix + "self_attn." + bias + ".bias")) {
-        why.push_back("attention biases (" + prefix + "self_attn." + bias + ".bias)");
-        break;
-      }
     if (layer < first_dense) continue;
     if (!is_zero(prefix + "mlp.shared_expert_gate.weight")) {
       why.push_back("a per-token sigmoid gate on the shared expert (" + prefix +
@@ -160,6 +157,7 @@ ImportedModel read_hf_model_unguarded(const std::string& dir_text) {
         "model.n_layers=" + std::to_string(layers),
         "model.n_heads=" + std::to_string(heads),
         "model.n_kv_heads=" + std::to_string(kv_heads == heads ? 0 : kv_heads),
+        std::string("model.qkv_bias=") + (qkv_bias ? "true" : "false"),
         "model.d_ff=" + std::to_string(dense_width),
         "model.max_seq_len=" + std::to_string(integer("max_position_embeddings")),
         "model.norm_eps=" + number(j.value("rms_norm_eps", 1e-6)),
@@ -199,6 +197,10 @@ ImportedModel read_hf_model_unguarded(const std::string& dir_text) {
                                            our_linear(theirs + "self_attn.k_proj.weight"),
                                            our_linear(theirs + "self_attn.v_proj.weight")},
                                           1);
+    if (qkv_bias)
+      p[ours + "attention.b_qkv"] = at::cat({tensor(theirs + "self_attn.q_proj.bias"),
+                                             tensor(theirs + "self_attn.k_proj.bias"),
+                                             tensor(theirs + "self_attn.v_proj.bias")});
     p[ours + "attention.w_out"] = our_linear(theirs + "self_attn.o_proj.weight");
     if (layer < first_dense) {
       p[ours + "dense.w_gate"] = our_linear(theirs + "mlp.gate_proj.weight");

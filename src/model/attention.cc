@@ -9,13 +9,16 @@
 namespace triage {
 
 CausalSelfAttention::CausalSelfAttention(int64_t d_model, int64_t n_heads, int64_t n_kv_heads,
-                                         bool rotary, int64_t max_seq_len, double out_std,
-                                         at::ScalarType dtype, at::Generator& generator)
+                                         bool qkv_bias, bool rotary, int64_t max_seq_len,
+                                         double out_std, at::ScalarType dtype,
+                                         at::Generator& generator)
     : n_heads_(n_heads), n_kv_heads_(n_kv_heads), rotary_(rotary) {
   const int64_t head_width = d_model / n_heads;
   w_qkv_ = normal_parameter({d_model, (n_heads + 2 * n_kv_heads) * head_width}, kInitStd, dtype,
                             generator);
   w_out_ = normal_parameter({d_model, d_model}, out_std, dtype, generator);
+  if (qkv_bias)
+    b_qkv_ = at::zeros({w_qkv_.size(1)}, at::TensorOptions().dtype(dtype)).set_requires_grad(true);
   if (rotary) {
     const int64_t half = d_model / n_heads / 2;
     auto options = at::TensorOptions().dtype(at::kDouble);
@@ -24,6 +27,13 @@ CausalSelfAttention::CausalSelfAttention(int64_t d_model, int64_t n_heads, int64
     cos_Ld_ = at::cos(angles).to(dtype);
     sin_Ld_ = at::sin(angles).to(dtype);
   }
+}
+
+ParameterList CausalSelfAttention::parameters() const {
+  ParameterList params{{"w_qkv", w_qkv_}};
+  if (b_qkv_.defined()) params.push_back({"b_qkv", b_qkv_});
+  params.push_back({"w_out", w_out_});
+  return params;
 }
 
 void CausalSelfAttention::to(at::Device device) {
@@ -47,8 +57,9 @@ at::Tensor CausalSelfAttention::forward(const at::Tensor& x_BLD,
   const int64_t batch = x_BLD.size(0), length = x_BLD.size(1), width = x_BLD.size(2);
   const int64_t head_width = width / n_heads_;
   // [B, L, (H + 2K) d] -> [B, H, L, d] and 2 x [B, K, L, d]
-  const at::Tensor qkv_BLHd =
-      at::matmul(x_BLD, w_qkv_).view({batch, length, n_heads_ + 2 * n_kv_heads_, head_width});
+  at::Tensor qkv = at::matmul(x_BLD, w_qkv_);
+  if (b_qkv_.defined()) qkv = qkv + b_qkv_.to(qkv.scalar_type());  // bf16 under autocast
+  const at::Tensor qkv_BLHd = qkv.view({batch, length, n_heads_ + 2 * n_kv_heads_, head_width});
   const std::vector<at::Tensor> heads =
       qkv_BLHd.split({n_heads_, n_kv_heads_, n_kv_heads_}, /*dim=*/2);
   at::Tensor q = heads[0].transpose(1, 2), k = heads[1].transpose(1, 2),

@@ -26,12 +26,13 @@ constexpr double kRopeTheta = 10000.0;
 class CausalSelfAttention {
  public:
   // n_kv_heads must divide n_heads (n_kv_heads == n_heads: plain multi-head attention).
-  CausalSelfAttention(int64_t d_model, int64_t n_heads, int64_t n_kv_heads, bool rotary,
-                      int64_t max_seq_len, double out_std, at::ScalarType dtype,
+  // qkv_bias: the q, k and v projections add a bias (zero at first).
+  CausalSelfAttention(int64_t d_model, int64_t n_heads, int64_t n_kv_heads, bool qkv_bias,
+                      bool rotary, int64_t max_seq_len, double out_std, at::ScalarType dtype,
                       at::Generator& generator);
 
   at::Tensor forward(const at::Tensor& x_BLD, const AttentionDropout& dropout = {}) const;
-  ParameterList parameters() const { return {{"w_qkv", w_qkv_}, {"w_out", w_out_}}; }
+  ParameterList parameters() const;
   void to(at::Device device);  // the rotary tables; parameters move with the model's
 
  private:
@@ -40,6 +41,7 @@ class CausalSelfAttention {
   int64_t n_heads_, n_kv_heads_;
   bool rotary_;
   at::Tensor w_qkv_;            // [D, (H + 2K) d]: queries, keys, values side by side
+  at::Tensor b_qkv_;            // [(H + 2K) d], with qkv_bias
   at::Tensor w_out_;            // [D, D]
   at::Tensor cos_Ld_, sin_Ld_;  // rotary tables for positions 0 .. max_seq_len-1 (d/2 wide)
 };

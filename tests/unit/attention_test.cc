@@ -1,6 +1,6 @@
-// Grouped-query attention: the layer against attention written out head by head, against
-// multi-head attention whose key/value heads are copies, and its gradient against finite
-// differences.
+// Grouped-query attention and projection biases: the layer against attention written out
+// head by head, against multi-head attention whose key/value heads are copies, and its
+// gradients against finite differences.
 #include <gtest/gtest.h>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -17,9 +17,15 @@ namespace {
 constexpr int64_t kWidth = 16, kHeads = 4, kKvHeads = 2, kHeadWidth = kWidth / kHeads;
 constexpr int64_t kBatch = 2, kLength = 5;
 
-CausalSelfAttention attention(int64_t kv_heads, bool rotary) {
+CausalSelfAttention attention(int64_t kv_heads, bool rotary, bool qkv_bias = false) {
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(7);
-  return CausalSelfAttention(kWidth, kHeads, kv_heads, rotary, kLength, 0.1, at::kDouble, gen);
+  CausalSelfAttention a(kWidth, kHeads, kv_heads, qkv_bias, rotary, kLength, 0.1, at::kDouble, gen);
+  c10::NoGradGuard no_grad;
+  for (const auto& p : a.parameters())  // biases start at zero: give them values to test
+    if (p.name == "b_qkv")
+      p.tensor.copy_(
+          at::randn(p.tensor.sizes(), at::make_generator<at::CPUGeneratorImpl>(5), at::kDouble));
+  return a;
 }
 
 at::Tensor input() {
@@ -36,8 +42,9 @@ at::Tensor weight(const CausalSelfAttention& a, const std::string& name) {
 
 // Token i of head h attends to tokens 0..i of key/value head h / (H / K), one dot product
 // at a time.
-at::Tensor written_out(const at::Tensor& x, const at::Tensor& w_qkv, const at::Tensor& w_out) {
-  const at::Tensor qkv = at::matmul(x, w_qkv);
+at::Tensor written_out(const at::Tensor& x, const at::Tensor& w_qkv, const at::Tensor& w_out,
+                       const at::Tensor& b_qkv = {}) {
+  const at::Tensor qkv = b_qkv.defined() ? at::matmul(x, w_qkv) + b_qkv : at::matmul(x, w_qkv);
   const int64_t per_group = kHeads / kKvHeads;
   at::Tensor heads = at::zeros({kBatch, kLength, kWidth}, x.options());
   for (int64_t b = 0; b < kBatch; ++b)
@@ -75,6 +82,18 @@ TEST(GroupedQueryAttention, MatchesAttentionWrittenOutHeadByHead) {
   EXPECT_TRUE(at::allclose(a.forward(x), expected, 0, 1e-12));
 }
 
+TEST(GroupedQueryAttention, WithBiasesMatchesAttentionWrittenOutHeadByHead) {
+  c10::NoGradGuard no_grad;
+  const CausalSelfAttention a = attention(kKvHeads, /*rotary=*/false, /*qkv_bias=*/true);
+  const at::Tensor x = input();
+  const at::Tensor expected =
+      written_out(x, weight(a, "w_qkv"), weight(a, "w_out"), weight(a, "b_qkv"));
+  EXPECT_TRUE(at::allclose(a.forward(x), expected, 0, 1e-12));
+  EXPECT_FALSE(
+      at::allclose(a.forward(x), written_out(x, weight(a, "w_qkv"), weight(a, "w_out")), 0, 1e-6))
+      << "the biases must matter";
+}
+
 TEST(GroupedQueryAttention, EqualsMultiHeadAttentionWithCopiedKeyValueHeads) {
   // Rotary included: every query head of a group sees the same rotated keys.
   c10::NoGradGuard no_grad;
@@ -92,6 +111,34 @@ TEST(GroupedQueryAttention, EqualsMultiHeadAttentionWithCopiedKeyValueHeads) {
   EXPECT_TRUE(at::allclose(grouped.forward(x), full.forward(x), 0, 1e-12));
 }
 
+// The central difference of <attention(x), r> in one weight, at step 1e-6 in float64.
+double finite_difference(const CausalSelfAttention& a, at::Tensor entry, const at::Tensor& x,
+                         const at::Tensor& r) {
+  constexpr double kStep = 1e-6;
+  const double kept = entry.item<double>();
+  entry.fill_(kept + kStep);
+  const double up = (a.forward(x) * r).sum().item<double>();
+  entry.fill_(kept - kStep);
+  const double down = (a.forward(x) * r).sum().item<double>();
+  entry.fill_(kept);
+  return (up - down) / (2 * kStep);
+}
+
+TEST(GroupedQueryAttention, BiasGradientMatchesFiniteDifferences) {
+  const CausalSelfAttention a = attention(kKvHeads, /*rotary=*/true, /*qkv_bias=*/true);
+  const at::Tensor x = input();
+  const at::Tensor r = at::randn({kBatch, kLength, kWidth},
+                                 at::make_generator<at::CPUGeneratorImpl>(13), at::kDouble);
+  at::Tensor b = weight(a, "b_qkv");
+  (a.forward(x) * r).sum().backward();
+  const at::Tensor grad = b.grad().clone();
+  c10::NoGradGuard no_grad;
+  for (const int64_t i : {int64_t(1), kWidth + 2, kWidth + kHeadWidth + 3,
+                          kWidth + 2 * kHeadWidth + 1, kWidth + 3 * kHeadWidth + 2})
+    EXPECT_NEAR(grad[i].item<double>(), finite_difference(a, b[i], x, r), 1e-7)
+        << "b_qkv[" << i << "]";
+}
+
 TEST(GroupedQueryAttention, GradientMatchesFiniteDifferences) {
   const CausalSelfAttention a = attention(kKvHeads, /*rotary=*/true);
   const at::Tensor x = input();
@@ -101,20 +148,13 @@ TEST(GroupedQueryAttention, GradientMatchesFiniteDifferences) {
   (a.forward(x) * r).sum().backward();
   const at::Tensor grad = w.grad().clone();
   c10::NoGradGuard no_grad;
-  constexpr double kStep = 1e-6;
   // A query, a key and a value column of each group.
   for (const int64_t column : {int64_t(1), kWidth + 2, kWidth + kHeadWidth + 3,
                                kWidth + 2 * kHeadWidth + 1, kWidth + 3 * kHeadWidth + 2})
-    for (const int64_t row : {int64_t(0), kWidth - 1}) {
-      const double kept = w[row][column].item<double>();
-      w[row][column].fill_(kept + kStep);
-      const double up = (a.forward(x) * r).sum().item<double>();
-      w[row][column].fill_(kept - kStep);
-      const double down = (a.forward(x) * r).sum().item<double>();
-      w[row][column].fill_(kept);
-      EXPECT_NEAR(grad[row][column].item<double>(), (up - down) / (2 * kStep), 1e-7)
+    for (const int64_t row : {int64_t(0), kWidth - 1})
+      EXPECT_NEAR(grad[row][column].item<double>(), finite_difference(a, w[row][column], x, r),
+                  1e-7)
           << "w_qkv[" << row << "][" << column << "]";
-    }
 }
 
 }  // namespace
