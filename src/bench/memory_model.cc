@@ -35,7 +35,10 @@ MemoryEstimate estimate_memory(const Config& c, const MemoryLayout& layout) {
   out.replicated_parameters =
       V * D + (m.positions == Positions::kLearned ? double(m.max_seq_len) * D : 0) +
       double(m.n_layers) *
-          ((2 + 2 * kv_share) * D * D + 2 * D + (m.qkv_bias ? (1 + 2 * kv_share) * D : 0)) +
+          ((2 + 2 * kv_share) * D * D + 2 * D + (m.qkv_bias ? (1 + 2 * kv_share) * D : 0) +
+           (m.qk_norm == QkNorm::kHead         ? 2 * D / double(m.n_heads)
+            : m.qk_norm == QkNorm::kProjection ? (1 + kv_share) * D
+                                               : 0)) +
       dense_layers * matrices * D * double(m.d_ff) +
       L_moe * ((moe.noise == RouterNoise::kShazeer ? 2 : 1) * E * D + matrices * D * shared_H) + D +
       (c.train.loss != Loss::kClassify ? D * V : 0) +

@@ -46,6 +46,10 @@ std::vector<std::string> unrepresentable(const CheckpointContents& c, bool drop_
         "sigmoid router scores (moe.score_function: " + name_of(config.moe.score_function) +
         "), where both classes use a softmax (transformers' sigmoid-routed class, "
         "DeepSeek-V3, has multi-head latent attention, which this model does not)");
+  if (config.model.qk_norm != QkNorm::kNone)
+    why.push_back("normed queries and keys (model.qk_norm: " + name_of(config.model.qk_norm) +
+                  "), which neither class has (Qwen3-MoE's and OLMoE's classes are not written "
+                  "yet)");
   if (config.moe.routing_level != RoutingLevel::kToken)
     why.push_back("sequence-level routing (moe.routing_level: " +
                   name_of(config.moe.routing_level) + "), where both classes route each token");

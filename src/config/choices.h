@@ -22,6 +22,14 @@ struct ChoiceNames<Positions> {
   static constexpr std::array names{"rotary", "learned"};
 };
 
+// RMSNorm on queries and keys before RoPE (model.qk_norm): over each head (Qwen3), or over
+// the whole query and key projections (OLMoE).
+enum class QkNorm { kNone, kHead, kProjection };
+template <>
+struct ChoiceNames<QkNorm> {
+  static constexpr std::array names{"none", "head", "projection"};
+};
+
 enum class ExpertType {
   kSwiglu,  // silu(x W_gate) * (x W_up), then W_down: three matrices
   kGelu,    // gelu(x W_in), then W_out: two matrices

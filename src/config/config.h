@@ -30,9 +30,10 @@ struct ModelConfig {
   // Key/value heads (grouped-query attention, as Mixtral's 8 for 32 query heads): each
   // serves n_heads / n_kv_heads query heads; 0 means n_heads (plain multi-head attention).
   int64_t n_kv_heads = 0;
-  bool qkv_bias = false;      // biases on the query, key and value projections (Qwen2's)
-  int64_t d_ff = 128;         // hidden width of dense FFN blocks
-  int64_t max_seq_len = 128;  // longest sequence the positions cover
+  bool qkv_bias = false;           // biases on the query, key and value projections (Qwen2's)
+  QkNorm qk_norm = QkNorm::kNone;  // none | head (Qwen3) | projection (OLMoE)
+  int64_t d_ff = 128;              // hidden width of dense FFN blocks
+  int64_t max_seq_len = 128;       // longest sequence the positions cover
   Positions positions = Positions::kRotary;  // rotary | learned
   double norm_eps = 1e-5;                    // RMSNorm epsilon
   // > 0 adds a mean-pooled sequence-classification head; auto (kAutoClasses): as many
@@ -309,6 +310,7 @@ void visit_fields(ModelConfig& c, Visitor&& v) {
   v("n_heads", c.n_heads, IntRange{1, 1024});
   v("n_kv_heads", c.n_kv_heads, IntRange{0, 1024});
   v("qkv_bias", c.qkv_bias, AnyBool{});
+  v("qk_norm", c.qk_norm, OneOf{});
   v("d_ff", c.d_ff, IntRange{1, 1 << 18});
   v("max_seq_len", c.max_seq_len, IntRange{1, 1 << 20});
   v("positions", c.positions, OneOf{});

@@ -5,20 +5,34 @@
 #include <limits>
 
 #include "common/counter_random.h"
+#include "model/rms_norm.h"
 
 namespace triage {
 
-CausalSelfAttention::CausalSelfAttention(int64_t d_model, int64_t n_heads, int64_t n_kv_heads,
-                                         bool qkv_bias, bool rotary, int64_t max_seq_len,
-                                         double out_std, at::ScalarType dtype,
-                                         at::Generator& generator)
-    : n_heads_(n_heads), n_kv_heads_(n_kv_heads), rotary_(rotary) {
+CausalSelfAttention::CausalSelfAttention(int64_t d_model, int64_t n_heads, const Options& options,
+                                         bool rotary, int64_t max_seq_len, double out_std,
+                                         at::ScalarType dtype, at::Generator& generator)
+    : n_heads_(n_heads),
+      n_kv_heads_(options.n_kv_heads > 0 ? options.n_kv_heads : n_heads),
+      rotary_(rotary),
+      qk_norm_(options.qk_norm),
+      norm_eps_(options.norm_eps) {
+  const int64_t n_kv_heads = n_kv_heads_;
   const int64_t head_width = d_model / n_heads;
   w_qkv_ = normal_parameter({d_model, (n_heads + 2 * n_kv_heads) * head_width}, kInitStd, dtype,
                             generator);
   w_out_ = normal_parameter({d_model, d_model}, out_std, dtype, generator);
-  if (qkv_bias)
-    b_qkv_ = at::zeros({w_qkv_.size(1)}, at::TensorOptions().dtype(dtype)).set_requires_grad(true);
+  auto filled = [&](int64_t n, double value) {
+    return at::full({n}, value, at::TensorOptions().dtype(dtype)).set_requires_grad(true);
+  };
+  if (options.qkv_bias) b_qkv_ = filled(w_qkv_.size(1), 0.0);
+  if (qk_norm_ == QkNorm::kHead) {
+    q_norm_ = filled(head_width, 1.0);
+    k_norm_ = filled(head_width, 1.0);
+  } else if (qk_norm_ == QkNorm::kProjection) {
+    q_norm_ = filled(n_heads * head_width, 1.0);
+    k_norm_ = filled(n_kv_heads * head_width, 1.0);
+  }
   if (rotary) {
     const int64_t half = d_model / n_heads / 2;
     auto options = at::TensorOptions().dtype(at::kDouble);
@@ -32,6 +46,10 @@ CausalSelfAttention::CausalSelfAttention(int64_t d_model, int64_t n_heads, int64
 ParameterList CausalSelfAttention::parameters() const {
   ParameterList params{{"w_qkv", w_qkv_}};
   if (b_qkv_.defined()) params.push_back({"b_qkv", b_qkv_});
+  if (q_norm_.defined()) {
+    params.push_back({"q_norm", q_norm_});
+    params.push_back({"k_norm", k_norm_});
+  }
   params.push_back({"w_out", w_out_});
   return params;
 }
@@ -59,11 +77,23 @@ at::Tensor CausalSelfAttention::forward(const at::Tensor& x_BLD,
   // [B, L, (H + 2K) d] -> [B, H, L, d] and 2 x [B, K, L, d]
   at::Tensor qkv = at::matmul(x_BLD, w_qkv_);
   if (b_qkv_.defined()) qkv = qkv + b_qkv_.to(qkv.scalar_type());  // bf16 under autocast
+  if (qk_norm_ == QkNorm::kProjection) {  // over all of q's heads, and all of k's
+    const std::vector<at::Tensor> parts =
+        qkv.split({n_heads_ * head_width, n_kv_heads_ * head_width, n_kv_heads_ * head_width}, -1);
+    qkv = at::cat(
+        {rms_norm(parts[0], q_norm_, norm_eps_), rms_norm(parts[1], k_norm_, norm_eps_), parts[2]},
+        -1);
+  }
   const at::Tensor qkv_BLHd = qkv.view({batch, length, n_heads_ + 2 * n_kv_heads_, head_width});
   const std::vector<at::Tensor> heads =
       qkv_BLHd.split({n_heads_, n_kv_heads_, n_kv_heads_}, /*dim=*/2);
-  at::Tensor q = heads[0].transpose(1, 2), k = heads[1].transpose(1, 2),
-             v = heads[2].transpose(1, 2);
+  at::Tensor q = heads[0], k = heads[1], v = heads[2].transpose(1, 2);
+  if (qk_norm_ == QkNorm::kHead) {  // each head over its own d values
+    q = rms_norm(q, q_norm_, norm_eps_);
+    k = rms_norm(k, k_norm_, norm_eps_);
+  }
+  q = q.transpose(1, 2);
+  k = k.transpose(1, 2);
   if (rotary_) {
     q = rotate(q);
     k = rotate(k);

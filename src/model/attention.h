@@ -9,6 +9,7 @@
 #include <ATen/ATen.h>
 
 #include "common/parameters.h"
+#include "config/choices.h"
 
 namespace triage {
 
@@ -26,9 +27,16 @@ constexpr double kRopeTheta = 10000.0;
 class CausalSelfAttention {
  public:
   // n_kv_heads must divide n_heads (n_kv_heads == n_heads: plain multi-head attention).
-  // qkv_bias: the q, k and v projections add a bias (zero at first).
-  CausalSelfAttention(int64_t d_model, int64_t n_heads, int64_t n_kv_heads, bool qkv_bias,
-                      bool rotary, int64_t max_seq_len, double out_std, at::ScalarType dtype,
+  // qkv_bias: the q, k and v projections add a bias (zero at first). qk_norm: queries and
+  // keys pass an RMSNorm (weights one at first, epsilon norm_eps) before RoPE.
+  struct Options {
+    int64_t n_kv_heads = 0;  // 0: n_heads
+    bool qkv_bias = false;
+    QkNorm qk_norm = QkNorm::kNone;
+    double norm_eps = 1e-5;
+  };
+  CausalSelfAttention(int64_t d_model, int64_t n_heads, const Options& options, bool rotary,
+                      int64_t max_seq_len, double out_std, at::ScalarType dtype,
                       at::Generator& generator);
 
   at::Tensor forward(const at::Tensor& x_BLD, const AttentionDropout& dropout = {}) const;
@@ -42,6 +50,9 @@ class CausalSelfAttention {
   bool rotary_;
   at::Tensor w_qkv_;            // [D, (H + 2K) d]: queries, keys, values side by side
   at::Tensor b_qkv_;            // [(H + 2K) d], with qkv_bias
+  at::Tensor q_norm_, k_norm_;  // [d] each (qk_norm head), or [H d] and [K d] (projection)
+  QkNorm qk_norm_;
+  double norm_eps_;
   at::Tensor w_out_;            // [D, D]
   at::Tensor cos_Ld_, sin_Ld_;  // rotary tables for positions 0 .. max_seq_len-1 (d/2 wide)
 };

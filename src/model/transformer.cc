@@ -44,8 +44,9 @@ Transformer::Transformer(const Config& config, at::ScalarType dtype, Communicato
     block.attention_norm = ones(m.d_model);
     block.ffn_norm = ones(m.d_model);
     block.attention = std::make_unique<CausalSelfAttention>(
-        m.d_model, m.n_heads, m.kv_heads(), m.qkv_bias, m.positions == Positions::kRotary,
-        m.max_seq_len, out_std, dtype, gen);
+        m.d_model, m.n_heads,
+        CausalSelfAttention::Options{m.kv_heads(), m.qkv_bias, m.qk_norm, m.norm_eps},
+        m.positions == Positions::kRotary, m.max_seq_len, out_std, dtype, gen);
     if (is_moe_block(config.moe, layer)) {
       // Each MoE layer gets its own seed, so its gate and experts differ from the others'.
       const uint64_t layer_seed = uint64_t(config.train.seed) + 7919ull * uint64_t(layer + 1);

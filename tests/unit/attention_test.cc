@@ -9,6 +9,7 @@
 #include <cmath>
 #include <limits>
 
+#include "config/choices.h"
 #include "model/attention.h"
 
 namespace triage {
@@ -17,14 +18,19 @@ namespace {
 constexpr int64_t kWidth = 16, kHeads = 4, kKvHeads = 2, kHeadWidth = kWidth / kHeads;
 constexpr int64_t kBatch = 2, kLength = 5;
 
-CausalSelfAttention attention(int64_t kv_heads, bool rotary, bool qkv_bias = false) {
+constexpr double kEps = 1e-5;
+
+CausalSelfAttention attention(int64_t kv_heads, bool rotary, bool qkv_bias = false,
+                              QkNorm qk_norm = QkNorm::kNone) {
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(7);
-  CausalSelfAttention a(kWidth, kHeads, kv_heads, qkv_bias, rotary, kLength, 0.1, at::kDouble, gen);
+  CausalSelfAttention a(kWidth, kHeads, {kv_heads, qkv_bias, qk_norm, kEps}, rotary, kLength, 0.1,
+                        at::kDouble, gen);
+  // Biases start at zero and norm weights at one: give them values that show.
   c10::NoGradGuard no_grad;
-  for (const auto& p : a.parameters())  // biases start at zero: give them values to test
-    if (p.name == "b_qkv")
-      p.tensor.copy_(
-          at::randn(p.tensor.sizes(), at::make_generator<at::CPUGeneratorImpl>(5), at::kDouble));
+  at::Generator values = at::make_generator<at::CPUGeneratorImpl>(5);
+  for (const auto& p : a.parameters())
+    if (p.name == "b_qkv" || p.name == "q_norm" || p.name == "k_norm")
+      p.tensor.add_(at::randn(p.tensor.sizes(), values, at::kDouble));
   return a;
 }
 
@@ -36,23 +42,47 @@ at::Tensor input() {
 at::Tensor weight(const CausalSelfAttention& a, const std::string& name) {
   for (const auto& p : a.parameters())
     if (p.name == name) return p.tensor;
-  ADD_FAILURE() << "no parameter " << name;
   return {};
 }
 
+// RMSNorm of a vector: x / sqrt(mean(x^2) + eps) * w.
+at::Tensor normed(const at::Tensor& x, const at::Tensor& w) {
+  return x / std::sqrt((x * x).mean().item<double>() + kEps) * w;
+}
+
 // Token i of head h attends to tokens 0..i of key/value head h / (H / K), one dot product
-// at a time.
-at::Tensor written_out(const at::Tensor& x, const at::Tensor& w_qkv, const at::Tensor& w_out,
-                       const at::Tensor& b_qkv = {}) {
-  const at::Tensor qkv = b_qkv.defined() ? at::matmul(x, w_qkv) + b_qkv : at::matmul(x, w_qkv);
-  const int64_t per_group = kHeads / kKvHeads;
+// at a time; biases, and the q and k norms (per head, or over the whole projection), as the
+// layer has them.
+at::Tensor written_out(const CausalSelfAttention& a, const at::Tensor& x, QkNorm qk_norm) {
+  at::Tensor qkv = at::matmul(x, weight(a, "w_qkv"));
+  if (weight(a, "b_qkv").defined()) qkv = qkv + weight(a, "b_qkv");
+  const int64_t per_group = kHeads / kKvHeads, q_width = kWidth, kv_width = kKvHeads * kHeadWidth;
   at::Tensor heads = at::zeros({kBatch, kLength, kWidth}, x.options());
-  for (int64_t b = 0; b < kBatch; ++b)
+  for (int64_t b = 0; b < kBatch; ++b) {
+    at::Tensor q_all = qkv[b].narrow(1, 0, q_width).clone(),
+               k_all = qkv[b].narrow(1, q_width, kv_width).clone();
+    const at::Tensor v_all = qkv[b].narrow(1, q_width + kv_width, kv_width);
+    for (int64_t i = 0; i < kLength; ++i) {
+      if (qk_norm == QkNorm::kProjection) {
+        q_all[i] = normed(q_all[i], weight(a, "q_norm"));
+        k_all[i] = normed(k_all[i], weight(a, "k_norm"));
+      }
+      if (qk_norm == QkNorm::kHead) {
+        for (int64_t h = 0; h < kHeads; ++h)
+          q_all[i]
+              .narrow(0, h * kHeadWidth, kHeadWidth)
+              .copy_(normed(q_all[i].narrow(0, h * kHeadWidth, kHeadWidth), weight(a, "q_norm")));
+        for (int64_t g = 0; g < kKvHeads; ++g)
+          k_all[i]
+              .narrow(0, g * kHeadWidth, kHeadWidth)
+              .copy_(normed(k_all[i].narrow(0, g * kHeadWidth, kHeadWidth), weight(a, "k_norm")));
+      }
+    }
     for (int64_t h = 0; h < kHeads; ++h) {
       const int64_t g = h / per_group;
-      const at::Tensor q = qkv[b].narrow(1, h * kHeadWidth, kHeadWidth);
-      const at::Tensor k = qkv[b].narrow(1, kWidth + g * kHeadWidth, kHeadWidth);
-      const at::Tensor v = qkv[b].narrow(1, kWidth + (kKvHeads + g) * kHeadWidth, kHeadWidth);
+      const at::Tensor q = q_all.narrow(1, h * kHeadWidth, kHeadWidth);
+      const at::Tensor k = k_all.narrow(1, g * kHeadWidth, kHeadWidth);
+      const at::Tensor v = v_all.narrow(1, g * kHeadWidth, kHeadWidth);
       for (int64_t i = 0; i < kLength; ++i) {
         std::vector<double> scores;
         double largest = -std::numeric_limits<double>::infinity();
@@ -66,7 +96,8 @@ at::Tensor written_out(const at::Tensor& x, const at::Tensor& w_qkv, const at::T
         for (int64_t j = 0; j <= i; ++j) out.add_(v[j] * (scores[size_t(j)] / total));
       }
     }
-  return at::matmul(heads, w_out);
+  }
+  return at::matmul(heads, weight(a, "w_out"));
 }
 
 TEST(GroupedQueryAttention, KeepsOneKeyAndValueProjectionPerGroup) {
@@ -78,20 +109,28 @@ TEST(GroupedQueryAttention, MatchesAttentionWrittenOutHeadByHead) {
   c10::NoGradGuard no_grad;
   const CausalSelfAttention a = attention(kKvHeads, /*rotary=*/false);
   const at::Tensor x = input();
-  const at::Tensor expected = written_out(x, weight(a, "w_qkv"), weight(a, "w_out"));
-  EXPECT_TRUE(at::allclose(a.forward(x), expected, 0, 1e-12));
+  EXPECT_TRUE(at::allclose(a.forward(x), written_out(a, x, QkNorm::kNone), 0, 1e-12));
 }
 
 TEST(GroupedQueryAttention, WithBiasesMatchesAttentionWrittenOutHeadByHead) {
   c10::NoGradGuard no_grad;
   const CausalSelfAttention a = attention(kKvHeads, /*rotary=*/false, /*qkv_bias=*/true);
+  const CausalSelfAttention plain = attention(kKvHeads, /*rotary=*/false);
   const at::Tensor x = input();
-  const at::Tensor expected =
-      written_out(x, weight(a, "w_qkv"), weight(a, "w_out"), weight(a, "b_qkv"));
-  EXPECT_TRUE(at::allclose(a.forward(x), expected, 0, 1e-12));
-  EXPECT_FALSE(
-      at::allclose(a.forward(x), written_out(x, weight(a, "w_qkv"), weight(a, "w_out")), 0, 1e-6))
-      << "the biases must matter";
+  EXPECT_TRUE(at::allclose(a.forward(x), written_out(a, x, QkNorm::kNone), 0, 1e-12));
+  EXPECT_FALSE(at::allclose(a.forward(x), plain.forward(x), 0, 1e-6)) << "the biases must matter";
+}
+
+TEST(GroupedQueryAttention, NormedQueriesAndKeysMatchAttentionWrittenOut) {
+  c10::NoGradGuard no_grad;
+  const at::Tensor x = input();
+  const CausalSelfAttention plain = attention(kKvHeads, /*rotary=*/false, /*qkv_bias=*/true);
+  for (const QkNorm norm : {QkNorm::kHead, QkNorm::kProjection}) {
+    const CausalSelfAttention a = attention(kKvHeads, /*rotary=*/false, /*qkv_bias=*/true, norm);
+    EXPECT_TRUE(at::allclose(a.forward(x), written_out(a, x, norm), 0, 1e-12)) << name_of(norm);
+    EXPECT_FALSE(at::allclose(a.forward(x), plain.forward(x), 0, 1e-6))
+        << name_of(norm) << ": the norms must matter";
+  }
 }
 
 TEST(GroupedQueryAttention, EqualsMultiHeadAttentionWithCopiedKeyValueHeads) {
@@ -137,6 +176,24 @@ TEST(GroupedQueryAttention, BiasGradientMatchesFiniteDifferences) {
                           kWidth + 2 * kHeadWidth + 1, kWidth + 3 * kHeadWidth + 2})
     EXPECT_NEAR(grad[i].item<double>(), finite_difference(a, b[i], x, r), 1e-7)
         << "b_qkv[" << i << "]";
+}
+
+TEST(GroupedQueryAttention, NormWeightGradientsMatchFiniteDifferences) {
+  const at::Tensor x = input();
+  const at::Tensor r = at::randn({kBatch, kLength, kWidth},
+                                 at::make_generator<at::CPUGeneratorImpl>(13), at::kDouble);
+  for (const QkNorm norm : {QkNorm::kHead, QkNorm::kProjection}) {
+    const CausalSelfAttention a = attention(kKvHeads, /*rotary=*/true, /*qkv_bias=*/false, norm);
+    (a.forward(x) * r).sum().backward();
+    for (const char* name : {"q_norm", "k_norm"}) {
+      at::Tensor w = weight(a, name);
+      const at::Tensor grad = w.grad().clone();
+      c10::NoGradGuard no_grad;
+      for (const int64_t i : {int64_t(0), w.numel() - 1})
+        EXPECT_NEAR(grad[i].item<double>(), finite_difference(a, w[i], x, r), 1e-7)
+            << name_of(norm) << " " << name << "[" << i << "]";
+    }
+  }
 }
 
 TEST(GroupedQueryAttention, GradientMatchesFiniteDifferences) {

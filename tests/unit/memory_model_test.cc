@@ -22,7 +22,8 @@ TEST(MemoryModel, CountsTheParametersABuiltModelHas) {
         {"model.positions=learned", "moe.num_shared_experts=2", "moe.first_dense_layers=1",
          "model.n_layers=3", "moe.expert_type=gelu"},
         {"model.num_classes=5", "train.loss=lm+classify", "moe.noise=shazeer"},
-        {"model.n_kv_heads=2", "model.qkv_bias=true"}}) {
+        {"model.n_kv_heads=2", "model.qkv_bias=true", "model.qk_norm=head"},
+        {"model.n_kv_heads=2", "model.qk_norm=projection"}}) {
     Config config = default_config(sets);
     const MemoryEstimate m = estimate_memory(config, {1, 1, 0});
     EXPECT_EQ(int64_t(m.replicated_parameters + m.expert_parameters), built_parameters(config))
