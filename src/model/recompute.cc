@@ -72,12 +72,14 @@ struct ReplayBlockBackward : torch::autograd::Node {
 int64_t replayed_blocks() { return replays.load(); }
 
 std::vector<at::Tensor> recompute_in_backward(const at::Tensor& input, ReplayableBlock block) {
+  // Backward would not reach a block whose input needs no gradient, and its parameters
+  // would get none: such a block runs as usual, keeping what its backward needs.
+  if (!at::GradMode::is_enabled() || !input.requires_grad()) return block(input, false);
   std::vector<at::Tensor> outputs;
   {
     at::NoGradGuard no_grad;
     outputs = block(input, /*replay=*/false);
   }
-  if (!at::GradMode::is_enabled() || !input.requires_grad()) return outputs;
   auto node =
       std::shared_ptr<ReplayBlockBackward>(new ReplayBlockBackward(), torch::autograd::deleteNode);
   node->set_next_edges(torch::autograd::collect_next_edges(input));

@@ -22,7 +22,8 @@ using ReplayableBlock =
     std::function<std::vector<at::Tensor>(const at::Tensor& input, bool replay)>;
 
 // The block's outputs, whose backward replays it. Floating outputs only; one that the
-// replay leaves outside autograd (a constant) gets no gradient.
+// replay leaves outside autograd (a constant) gets no gradient. An input that needs no
+// gradient (or autograd off) runs the block once, as usual.
 std::vector<at::Tensor> recompute_in_backward(const at::Tensor& input, ReplayableBlock block);
 
 // How many replays backward has run in this process (tests prove recompute happened).

@@ -178,5 +178,19 @@ TEST(Transformer, RecomputedBlocksGiveTheSameGradientsBitwise) {
   EXPECT_GT(total, 0);
 }
 
+TEST(RecomputeInBackward, ABlockWhoseInputNeedsNoGradientStillTrainsItsParameters) {
+  // Tokens' embeddings frozen, say: backward never reaches a replay node, so the block must
+  // keep its graph (d/dw of sum(x * w) is sum over rows of x).
+  const at::Tensor w = at::ones({3}, at::kDouble).set_requires_grad(true);
+  const at::Tensor x = at::arange(6, at::kDouble).view({2, 3});
+  const int64_t replays_before = replayed_blocks();
+  const std::vector<at::Tensor> out = recompute_in_backward(
+      x, [&](const at::Tensor& input, bool) { return std::vector<at::Tensor>{input * w}; });
+  out[0].sum().backward();
+  ASSERT_TRUE(w.grad().defined());
+  EXPECT_TRUE(at::equal(w.grad(), x.sum(0)));
+  EXPECT_EQ(replayed_blocks(), replays_before);
+}
+
 }  // namespace
 }  // namespace triage
