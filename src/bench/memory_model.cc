@@ -3,7 +3,6 @@
 #include "bench/memory_model.h"
 
 #include <algorithm>
-#include <cstdio>
 
 #include "model/transformer.h"
 #include "train/grad_sync.h"

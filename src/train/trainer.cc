@@ -14,11 +14,9 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <iomanip>
 #include <iostream>
 #include <memory>
 #include <optional>
-#include <sstream>
 
 #include "checkpoint/checkpoint.h"
 #include "common/bytes_text.h"
