@@ -10,6 +10,7 @@
 #include "bench/layer_bench.h"
 #include "bench/model_bench.h"
 #include "bench/moe_layer_bench.h"
+#include "bench/reader_bench.h"
 #include "bench/step_bench.h"
 
 namespace triage {
@@ -38,6 +39,7 @@ Command add_bench_command(CLI::App& app) {
       bench_subcommand(*bench, add_checkpoint_bench, run_checkpoint_bench),
       bench_subcommand(*bench, add_calibrate_bench, run_calibrate_bench),
       bench_subcommand(*bench, add_model_bench, run_model_bench),
+      bench_subcommand(*bench, add_reader_bench, run_reader_bench),
   };
   return {bench, [subcommands] {
             for (const auto& [sub, run] : subcommands)

@@ -183,12 +183,12 @@ nlohmann::ordered_json measure_dense_step(const CalibrateOptions& o, Communicato
               << " x " << length << " tokens x " << micro_batches << " micro-batch(es) per rank"
               << std::endl;
   // Consecutive slices of the training examples, this rank's share of each step's batch.
-  size_t next = size_t(world.rank() * slice);
+  int64_t next = world.rank() * slice;
   auto batch = [&] {
-    std::vector<const Example*> rows;
-    for (int64_t i = 0; i < slice; ++i) rows.push_back(&data.train[next++ % data.train.size()]);
-    next += size_t((ranks - 1) * slice);
-    return make_batch(rows, length);
+    std::vector<int64_t> rows;
+    for (int64_t i = 0; i < slice; ++i) rows.push_back(next++ % data.train.size());
+    next += (ranks - 1) * slice;
+    return make_batch(data.train, rows, length);
   };
   const double step_s = median_seconds(o.repetitions.reps, world, [&] {
     optimizer->zero_grad();

@@ -185,10 +185,10 @@ struct ChoiceNames<Loss> {
   static constexpr std::array names{"lm", "classify", "lm+classify"};
 };
 
-enum class DataKind { kSynthetic, kProteins, kText };
+enum class DataKind { kSynthetic, kProteins, kText, kTokens };
 template <>
 struct ChoiceNames<DataKind> {
-  static constexpr std::array names{"synthetic", "proteins", "text"};
+  static constexpr std::array names{"synthetic", "proteins", "text", "tokens"};
 };
 
 // The held-out figure train.keep_best and train.early_stop_patience watch (lower is better).

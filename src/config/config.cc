@@ -338,13 +338,17 @@ void validate(const Config& c) {
   check(!classify || c.model.num_classes != 0, "model.num_classes",
         format_value(c.model.num_classes),
         "at least 1, or auto, when train.loss is " + name_of(c.train.loss));
-  check(!classify || c.data.kind != DataKind::kText, "train.loss", format_value(c.train.loss),
-        "lm when data.kind is text (text has no labels)");
-  const int64_t min_vocab = c.data.kind == DataKind::kText ? kByteVocabSize : kAminoAcidVocabSize;
-  check(
-      c.model.vocab_size >= min_vocab, "model.vocab_size", format_value(c.model.vocab_size),
-      "at least " + std::to_string(min_vocab) + " for data.kind " + name_of(c.data.kind) +
-          (c.data.kind == DataKind::kText ? " (one id per byte)" : " (20 residues + 4 specials)"));
+  const bool unlabelled = c.data.kind == DataKind::kText || c.data.kind == DataKind::kTokens;
+  check(!classify || !unlabelled, "train.loss", format_value(c.train.loss),
+        "lm when data.kind is " + name_of(c.data.kind) + " (it has no labels)");
+  // A token file states its vocabulary; the trainer checks it against model.vocab_size.
+  if (c.data.kind != DataKind::kTokens) {
+    const bool text = c.data.kind == DataKind::kText;
+    const int64_t min_vocab = text ? kByteVocabSize : kAminoAcidVocabSize;
+    check(c.model.vocab_size >= min_vocab, "model.vocab_size", format_value(c.model.vocab_size),
+          "at least " + std::to_string(min_vocab) + " for data.kind " + name_of(c.data.kind) +
+              (text ? " (one id per byte)" : " (20 residues + 4 specials)"));
+  }
   if (!c.data.label_pattern.empty()) {
     size_t groups = 0;
     try {

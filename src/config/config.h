@@ -256,7 +256,9 @@ struct TrainConfig {
 
 struct DataConfig {
   // synthetic: Markov-chain families; proteins: FASTA / Stockholm files (format read from
-  // the content, gzip or plain); text: any file, one token per byte.
+  // the content, gzip or plain); text: any file, one token per byte; tokens: a token file
+  // of ./launch/tokenize (memory-mapped; documents packed into seq_len windows, held out by
+  // document).
   DataKind kind = DataKind::kSynthetic;
   std::string path = "";         // input files, comma-separated
   int64_t seq_len = 64;          // tokens per training sequence; <= model.max_seq_len

@@ -14,6 +14,7 @@
 #include "data/sequence_io.h"
 #include "data/sequence_set.h"
 #include "data/synthetic_families.h"
+#include "data/token_file.h"
 #include "data/tokenizer.h"
 
 namespace triage {
@@ -118,6 +119,7 @@ Dataset load_text(const DataConfig& data, uint64_t seed) {
     chunks.push_back(
         {"chunk" + std::to_string(chunks.size()), bytes.substr(start, data.seq_len), 0, -1});
   Dataset dataset;
+  dataset.vocab_size = kByteVocabSize;
   dataset.source = std::to_string(bytes.size()) + " bytes of text in " +
                    std::to_string(chunks.size()) + " chunks";
   Split split = hold_out(chunks, data.test_fraction, seed);
@@ -131,15 +133,63 @@ Dataset load_text(const DataConfig& data, uint64_t seed) {
   return dataset;
 }
 
+// Tokens: the file's documents, held out by document, each part packed into windows.
+Dataset load_tokens(const DataConfig& data, uint64_t seed) {
+  auto file = std::make_shared<const TokenFile>(data.path);
+  const DocumentSplit split = hold_out_documents(file->documents(), data.test_fraction, seed);
+  auto train = std::make_shared<const PackedWindows>(file, split.train, data.seq_len);
+  auto test = std::make_shared<const PackedWindows>(file, split.test, data.seq_len);
+  if (train->size() == 0)
+    throw Error(data.path + ": " + std::to_string(file->tokens() - test->documents()) +
+                " training tokens; expected at least data.seq_len (" +
+                std::to_string(data.seq_len) + ") after holding out data.test_fraction");
+  Dataset dataset;
+  dataset.vocab_size = file->vocab_size();
+  dataset.source =
+      std::to_string(file->tokens()) + " tokens in " + std::to_string(file->documents()) +
+      " documents (" + std::to_string(8 * file->id_bytes()) + "-bit ids, vocabulary " +
+      std::to_string(file->vocab_size()) + ", end of document " +
+      std::to_string(file->end_of_document()) + "); " + std::to_string(test->documents()) +
+      " documents held out; packed into " + std::to_string(data.seq_len) + "-id windows, " +
+      std::to_string(train->unused_tail() + test->unused_tail()) + " tail ids unused";
+  dataset.train = Sequences(std::move(train));
+  dataset.test = Sequences(std::move(test));
+  return dataset;
+}
+
 }  // namespace
+
+Sequences::Sequences(std::shared_ptr<const PackedWindows> windows) : windows_(std::move(windows)) {}
+
+void Sequences::push_back(Example e) {
+  TRIAGE_ASSERT(!windows_, "adding an example to a token file's windows");
+  examples_.push_back(std::move(e));
+}
+
+int64_t Sequences::size() const { return windows_ ? windows_->size() : int64_t(examples_.size()); }
+
+int64_t Sequences::length(int64_t i) const {
+  return windows_ ? windows_->length() : int64_t(examples_.at(size_t(i)).tokens.size());
+}
+
+int64_t Sequences::label(int64_t i) const { return windows_ ? -1 : examples_.at(size_t(i)).label; }
+
+Example Sequences::at(int64_t i) const {
+  return windows_ ? Example{windows_->read(i), -1} : examples_.at(size_t(i));
+}
+
+const std::vector<Example>& Sequences::examples() const {
+  TRIAGE_ASSERT(!windows_, "a token file's windows are read one at a time");
+  return examples_;
+}
 
 std::vector<std::string> small_family_warnings(const Dataset& dataset) {
   const size_t labels = dataset.label_names.size();
   std::vector<int64_t> train(labels, 0), test(labels, 0);
-  for (const Example& e : dataset.train)
-    if (e.label >= 0 && size_t(e.label) < labels) ++train[size_t(e.label)];
-  for (const Example& e : dataset.test)
-    if (e.label >= 0 && size_t(e.label) < labels) ++test[size_t(e.label)];
+  for (int64_t i = 0; i < dataset.train.size(); ++i)
+    if (const int64_t l = dataset.train.label(i); l >= 0 && size_t(l) < labels) ++train[size_t(l)];
+  for (int64_t i = 0; i < dataset.test.size(); ++i)
+    if (const int64_t l = dataset.test.label(i); l >= 0 && size_t(l) < labels) ++test[size_t(l)];
   auto listing = [&](auto&& selected) {
     std::string names;
     int64_t count = 0;
@@ -172,7 +222,9 @@ std::vector<std::string> small_family_warnings(const Dataset& dataset) {
 
 Dataset load_dataset(const DataConfig& data, uint64_t seed) {
   if (data.kind == DataKind::kText) return load_text(data, seed);
+  if (data.kind == DataKind::kTokens) return load_tokens(data, seed);
   Dataset dataset;
+  dataset.vocab_size = kAminoAcidVocabSize;
   std::vector<SequenceRecord> records = data.kind == DataKind::kSynthetic
                                             ? synthetic_records(data, seed, dataset)
                                             : read_protein_files(data, dataset);
@@ -183,7 +235,7 @@ Dataset load_dataset(const DataConfig& data, uint64_t seed) {
   dataset.over_family_limit = limited.dropped;
   Split split = hold_out(unique.records, data.test_fraction, seed);
   const AminoTokenizer tokenizer;
-  auto to_examples = [&](const std::vector<SequenceRecord>& records, std::vector<Example>& out) {
+  auto to_examples = [&](const std::vector<SequenceRecord>& records, Sequences& out) {
     for (const auto& r : records) {
       Example e{tokenizer.encode(r.residues), r.label};
       if (int64_t(e.tokens.size()) > data.seq_len) {
@@ -247,6 +299,21 @@ Batch make_batch(const std::vector<const Example*>& rows, int64_t length) {
     b.target_BL.narrow(1, 0, length - 1).copy_(b.real_BL.narrow(1, 1, length - 1));
   }
   return b;
+}
+
+}  // namespace triage
+
+namespace triage {
+
+Batch make_batch(const Sequences& sequences, const std::vector<int64_t>& rows, int64_t length) {
+  std::vector<Example> read;
+  read.reserve(rows.size());
+  for (int64_t i : rows)
+    if (i >= 0) read.push_back(sequences.at(i));
+  std::vector<const Example*> pointers;
+  size_t next = 0;
+  for (int64_t i : rows) pointers.push_back(i >= 0 ? &read[next++] : nullptr);
+  return make_batch(pointers, length);
 }
 
 }  // namespace triage

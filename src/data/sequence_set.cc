@@ -67,15 +67,19 @@ LimitedRecords limit_per_label(std::vector<SequenceRecord> records, int64_t limi
   return out;
 }
 
+int64_t held_out_count(int64_t members, double test_fraction) {
+  int64_t held = std::llround(test_fraction * double(members));
+  if (test_fraction > 0 && members >= 2) held = std::clamp<int64_t>(held, 1, members - 1);
+  return held;
+}
+
 Split hold_out(const std::vector<SequenceRecord>& records, double test_fraction, uint64_t seed) {
   TRIAGE_ASSERT(test_fraction >= 0 && test_fraction < 1, "test fraction " << test_fraction);
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   std::vector<bool> is_test(records.size(), false);
   for (const auto& [label, members] : members_by_label(records, /*labelled_only=*/false)) {
     const int64_t size = int64_t(members.size());
-    int64_t held = std::llround(test_fraction * double(size));
-    if (test_fraction > 0 && size >= 2) held = std::clamp<int64_t>(held, 1, size - 1);
-    mark_shuffled(members, 0, held, gen, is_test);
+    mark_shuffled(members, 0, held_out_count(size, test_fraction), gen, is_test);
   }
   Split split;
   for (size_t i = 0; i < records.size(); ++i)

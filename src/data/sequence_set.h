@@ -28,6 +28,10 @@ struct LimitedRecords {
 };
 LimitedRecords limit_per_label(std::vector<SequenceRecord> records, int64_t limit, uint64_t seed);
 
+// How many of `members` a split holds out: round(test_fraction * members), but at least one
+// when members >= 2 and the fraction is not 0, and never all of them.
+int64_t held_out_count(int64_t members, double test_fraction);
+
 // Stratified by label: of each label's n records, round(test_fraction * n) chosen by a
 // seeded shuffle are held out, but at least one when n >= 2 and the fraction is not 0, and
 // never all of them, so every label with two or more records is in both parts. Unlabelled

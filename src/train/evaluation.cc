@@ -28,10 +28,10 @@ EvalMetrics evaluate(const std::function<Batch(Batch)>& to_device,
   const int64_t experts = config.moe.num_experts, layers = setup.moe_layers;
   at::Tensor sums = at::zeros({kTables + layers * labels * experts}, at::kDouble);
   for (int64_t first = 0; first < n; first += batch) {
-    std::vector<const Example*> mine;  // the tail batch is padded with empty rows
+    std::vector<int64_t> mine;  // the tail batch is padded with empty rows
     for (int64_t j = g.world_rank * slice; j < (g.world_rank + 1) * slice; ++j)
-      mine.push_back(first + j < n ? &(*setup.test)[size_t(first + j)] : nullptr);
-    const Batch b = to_device(make_batch(mine, config.data.seq_len));
+      mine.push_back(first + j < n ? first + j : -1);
+    const Batch b = to_device(make_batch(*setup.test, mine, config.data.seq_len));
     ModelOutput out = forward(b);
     if (setup.lm) {
       sums[kLmSum] +=

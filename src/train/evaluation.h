@@ -18,8 +18,8 @@
 namespace triage {
 
 struct EvalSetup {
-  const std::vector<Example>* test;  // the held-out examples, the same on every rank
-  int64_t labels = 0;                // label names (0: no contingency tables)
+  const Sequences* test;  // the held-out sequences, the same on every rank
+  int64_t labels = 0;     // label names (0: no contingency tables)
   int64_t moe_layers = 0;
   bool lm = true, classify = false;  // which heads train.loss uses
 };

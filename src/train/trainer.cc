@@ -154,6 +154,10 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
       routing.replay_loads = std::make_shared<const std::vector<std::vector<double>>>(
           load_replay_loads(routing.run_dir, config.moe.num_experts));
     dataset_ = load_dataset(config.data, uint64_t(config.train.seed));
+    if (dataset_.vocab_size > config.model.vocab_size)
+      throw Error("model.vocab_size = " + std::to_string(config.model.vocab_size) +
+                  ": expected at least the vocabulary of " + config.data.path + " (" +
+                  std::to_string(dataset_.vocab_size) + " ids)");
     fault::inject(fault::Point::kStartup, groups_.layout.world_rank, 0);
     const int64_t labels = int64_t(dataset_.label_names.size());
     const std::string source = config.data.path.empty() ? "the data" : config.data.path;
@@ -266,16 +270,18 @@ StepMetrics Trainer::train_step() {
   const int64_t batch = config_.train.batch_size, micro_batches = config_.train.grad_accum_steps;
   const int64_t slice = batch / g.world_size, length = config_.data.seq_len;
 
-  // The global micro-batches of this step, and the counts that normalise the loss sums.
-  std::vector<std::vector<const Example*>> rows(micro_batches);
+  // The global micro-batches of this step, and the counts that normalise the loss sums:
+  // counted from every row's length and label, read (for a token file) only for this rank's.
+  std::vector<std::vector<int64_t>> rows(micro_batches);
   double targets = 0, labelled = 0, tokens = 0;
   for (int64_t m = 0; m < micro_batches; ++m)
     for (int64_t j = 0; j < batch; ++j) {
-      const Example* e = &dataset_.train[order_->at(samples_seen_ + m * batch + j)];
-      rows[m].push_back(e);
-      tokens += double(e->tokens.size());
-      targets += double(std::max<size_t>(1, e->tokens.size()) - 1);
-      labelled += e->label >= 0 ? 1 : 0;
+      const int64_t i = order_->at(samples_seen_ + m * batch + j);
+      rows[m].push_back(i);
+      const int64_t length_i = dataset_.train.length(i);
+      tokens += double(length_i);
+      targets += double(std::max<int64_t>(1, length_i) - 1);
+      labelled += dataset_.train.label(i) >= 0 ? 1 : 0;
     }
   samples_seen_ += micro_batches * batch;
 
@@ -298,13 +304,13 @@ StepMetrics Trainer::train_step() {
   at::Tensor loss_sums = at::zeros({4}, at::TensorOptions().dtype(at::kDouble).device(device_));
   const double world = double(g.world_size);
   for (int64_t micro = 0; micro < micro_batches; ++micro) {
-    std::vector<const Example*> mine(rows[micro].begin() + g.world_rank * slice,
-                                     rows[micro].begin() + (g.world_rank + 1) * slice);
+    const std::vector<int64_t> mine(rows[micro].begin() + g.world_rank * slice,
+                                    rows[micro].begin() + (g.world_rank + 1) * slice);
     watchdog::Scope scope(step_label + ", micro-batch " + std::to_string(micro + 1) + "/" +
                           std::to_string(micro_batches));
     model_->set_draw_clock(step_, micro);
     phase_clock::enter(Phase::kCompute);  // the model outside its MoE layers' own phases
-    Batch b = on_device(make_batch(mine, length));
+    Batch b = on_device(make_batch(dataset_.train, mine, length));
     ModelOutput out = forward(b, /*training=*/true);
     at::Tensor objective = (out.balance_loss + out.z_loss) / double(micro_batches);
     if (lm_) {

@@ -65,6 +65,11 @@ printf '\037\213garbage-not-deflate' >garbage.fa.gz
 : >empty.txt
 printf 'short' >short.txt
 printf '>sp|A_HUMAN\nACDEFG\n>nomatch\nACDEFG\n' >labels.fa
+# A token file (layout in src/data/token_file.h) of one 40-id document, vocabulary 300.
+python3 -c 'import struct, sys; ids = list(range(5, 44)) + [0]
+sys.stdout.buffer.write(struct.pack("<8sIIQQQQI12x", b"TRIAGETK", 1, 2, 300, 0, 40, 1, 0)
+  + struct.pack("<40H", *ids) + struct.pack("<2Q", 0, 40))' >wide.tokens
+printf '{"text": "fine"}\n{"body": "no text key"}\n' >notext.jsonl
 
 # A checkpoint to spoil: 2 steps of the tiny config on one rank.
 "$triage" train "$tiny" --set parallel.expert=1 --set train.steps=2 --set train.warmup_steps=1 \
@@ -154,7 +159,7 @@ row config_seq_len_over_positions 1 "expected at most model.max_seq_len (32)" "$
 row config_files_without_path 1 "data.path = \"\": expected a file path" "$triage" config nopath.yaml
 row config_bf16_on_cpu 1 "bf16 autocast is the GPU path" "$triage" config bf16.yaml
 row config_classify_without_classes 1 "model.num_classes = 0: expected at least 1, or auto," "$triage" config classify.yaml
-row config_text_with_labels 1 "text has no labels" "$triage" config textclass.yaml
+row config_text_with_labels 1 "lm when data.kind is text (it has no labels)" "$triage" config textclass.yaml
 row config_vocab_too_small_for_text 1 "at least 256 for data.kind text" "$triage" config vocab.yaml
 row config_bad_regex 1 "data.label_pattern = ([a-z: expected a valid regular expression" "$triage" config regex.yaml
 row config_regex_without_group 1 "expected a regular expression with a capture group" "$triage" config nogroup.yaml
@@ -188,6 +193,11 @@ X=(--set data.kind=text --set model.vocab_size=256 --set train.loss=lm --set mod
 row text_missing_file 1 "nothere.txt: cannot open the text file" "${T[@]}" "$tiny" "${X[@]}" --set data.path=nothere.txt
 row text_empty_file 1 "empty.txt: 0 bytes; expected at least data.seq_len" "${T[@]}" "$tiny" "${X[@]}" --set data.path=empty.txt
 row text_shorter_than_a_sequence 1 "short.txt: 5 bytes; expected at least data.seq_len" "${T[@]}" "$tiny" "${X[@]}" --set data.path=short.txt
+K=(--set data.kind=tokens --set train.loss=lm --set model.num_classes=0 "${one[@]}" --out tokens_run)
+row tokens_not_a_token_file 1 "short.txt: 5 bytes; expected a token file of at least a 64-byte header" "${T[@]}" "$tiny" "${K[@]}" --set data.path=short.txt
+row tokens_vocabulary_larger_than_the_model 1 "model.vocab_size = 24: expected at least the vocabulary of wide.tokens (300 ids)" "${T[@]}" "$tiny" "${K[@]}" --set data.path=wide.tokens
+row tokenize_jsonl_line_without_text 2 "notext.jsonl:2: expected a string under \"text\" (--text-key)" "$src/launch/tokenize" --train-bpe 300 --out notext.tokens notext.jsonl
+row tokenize_missing_input 2 "nothere.txt: no such file" "$src/launch/tokenize" --train-bpe 300 --out missing.tokens nothere.txt
 
 # Checkpoints: manifest, sizes, checksums, shapes, dtypes, another model.
 R=("${T[@]}" "$tiny" "${one[@]}" --resume --out)

@@ -12,6 +12,8 @@
 //             unsharded on the curve; an unsharded checkpoint resumes sharded
 //   blocking  the gradient sync started after backward equals the one started during it
 //   recompute train.recompute experts trains bitwise as keeping the activations
+//   tokens    the tiny model on a BPE-tokenized token file at EP 1, 2 and 4 follows one curve
+//             (1e-9), learns, and a run stopped and resumed equals the whole run bitwise
 //   multinode the tiny config on 2 virtual hosts over TCP follows the one-host curve (run by
 //             the multinode test in tests/multinode, not on its own)
 #include <gtest/gtest.h>
@@ -94,6 +96,18 @@ void expect_same_steps_bitwise(const std::string& run, const std::string& refere
     for (const char* key : {"step", "loss", "lm_loss", "class_loss", "balance_loss", "z_loss", "lr",
                             "grad_norm", "dropped_pct", "tokens_per_expert"})
       EXPECT_EQ(a[i][key], b[i][key]) << run << " step " << b[i]["step"] << " " << key;
+}
+
+TEST(TrainRuns, TokenFileCurvesAgreeOnEveryExpertParallelLayout) {
+  for (const char* run : {"tokens_world2_ep2", "tokens_world4_ep4"})
+    expect_same_curve(run, "tokens_world1_ep1", 1e-9);
+  std::vector<json> steps = steps_of("tokens_world1_ep1");
+  ASSERT_GE(steps.size(), 2u);
+  EXPECT_LT(steps.back()["lm_loss"].get<double>(), steps.front()["lm_loss"].get<double>());
+}
+
+TEST(TrainRuns, TokenFileRunResumesBitwise) {
+  expect_same_steps_bitwise("tokens_resumed", "tokens_world2_ep2");
 }
 
 TEST(TrainRuns, ShardedOptimizerFollowsTheUnshardedCurveOnEveryLayout) {

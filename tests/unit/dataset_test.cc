@@ -27,7 +27,7 @@ TEST(ProteinDataset, LabelsEachSequenceByItsFile) {
   Dataset d = load_dataset(protein_files(a + "," + b), 1);
   EXPECT_EQ(d.label_names, (std::vector<std::string>{"kinases", "globins"}));
   std::multiset<int64_t> labels;
-  for (const auto& e : d.train) labels.insert(e.label);
+  for (const auto& e : d.train.examples()) labels.insert(e.label);
   EXPECT_EQ(labels, (std::multiset<int64_t>{0, 0, 1}));
 }
 
@@ -39,7 +39,7 @@ TEST(ProteinDataset, FamilyIsTheStockholmIdElseTheFileNameWithoutItsCount) {
   Dataset d = load_dataset(protein_files(sto + "," + fasta630 + "," + fasta12), 1);
   EXPECT_EQ(d.label_names, (std::vector<std::string>{"Globin", "kinases"}));
   std::multiset<int64_t> labels;
-  for (const auto& e : d.train) labels.insert(e.label);
+  for (const auto& e : d.train.examples()) labels.insert(e.label);
   EXPECT_EQ(labels, (std::multiset<int64_t>{0, 1, 1})) << "two files of one family share it";
 }
 
@@ -53,7 +53,7 @@ TEST(ProteinDataset, MaxPerFamilyBalancesTheFamiliesAndCountsWhatItLeftOut) {
   data.max_per_family = 2;
   Dataset d = load_dataset(data, 1);
   std::multiset<int64_t> labels;
-  for (const auto& e : d.train) labels.insert(e.label);
+  for (const auto& e : d.train.examples()) labels.insert(e.label);
   EXPECT_EQ(labels, (std::multiset<int64_t>{0, 0, 1}));
   EXPECT_EQ(d.over_family_limit, 4);
 }
@@ -66,7 +66,7 @@ TEST(ProteinDataset, LabelsByTheCaptureGroupOfTheLabelPattern) {
   Dataset d = load_dataset(data, 1);
   EXPECT_EQ(d.label_names, (std::vector<std::string>{"HORSE", "HUMAN"}));  // sorted
   std::multiset<int64_t> labels;
-  for (const auto& e : d.train) labels.insert(e.label);
+  for (const auto& e : d.train.examples()) labels.insert(e.label);
   EXPECT_EQ(labels, (std::multiset<int64_t>{0, 1, 1}));
 }
 
@@ -88,7 +88,7 @@ TEST(ProteinDataset, SkipsOrCropsTooLongSequencesAndCountsThem) {
   data.too_long = TooLong::kCrop;
   Dataset cropped = load_dataset(data, 1);
   EXPECT_EQ(cropped.cropped_too_long, 1);
-  for (const auto& e : cropped.train) EXPECT_LE(e.tokens.size(), 8u);
+  for (const auto& e : cropped.train.examples()) EXPECT_LE(e.tokens.size(), 8u);
 }
 
 TEST(TextDataset, CutsTheFileIntoSeqLenByteChunks) {
@@ -99,8 +99,8 @@ TEST(TextDataset, CutsTheFileIntoSeqLenByteChunks) {
   data.test_fraction = 0.0;
   Dataset d = load_dataset(data, 1);
   ASSERT_EQ(d.train.size(), 2u);
-  EXPECT_EQ(d.train[0].tokens, (std::vector<int64_t>{'a', 'b', 'c', 'd'}));
-  EXPECT_EQ(d.train[1].tokens, (std::vector<int64_t>{'e', 'f', 'g', 'h'}));
+  EXPECT_EQ(d.train.at(0).tokens, (std::vector<int64_t>{'a', 'b', 'c', 'd'}));
+  EXPECT_EQ(d.train.at(1).tokens, (std::vector<int64_t>{'e', 'f', 'g', 'h'}));
 }
 
 TEST(TextDataset, RefusesAFileShorterThanOneSequence) {
