@@ -30,7 +30,7 @@ namespace triage {
 namespace {
 
 struct ExportArgs {
-  std::string checkpoint, format = "hf", out;
+  std::string checkpoint, format = "hf", out, dtype = "checkpoint";
   bool drop_class_head = false;
   double max_shard_mb = 5000;  // the Hub's usual shard size
 };
@@ -85,14 +85,23 @@ Command add_export_command(CLI::App& app) {
   sub->add_option("--max-shard-mb", args->max_shard_mb,
                   "Split model.safetensors into shards of at most this size (with an index)")
       ->check(CLI::PositiveNumber);
+  sub->add_option("--dtype", args->dtype,
+                  "Store the weights as the checkpoint holds them, or as float32, float64 or "
+                  "bf16 (rounded to nearest even; what published checkpoints use)")
+      ->check(CLI::IsMember({"checkpoint", "float32", "float64", "bf16"}))
+      ->capture_default_str();
   return {sub, [args] {
             const CheckpointContents checkpoint = read_checkpoint(args->checkpoint);
-            const HfModel model = to_hf_model(checkpoint, args->drop_class_head);
+            HfModel model = to_hf_model(checkpoint, args->drop_class_head);
+            if (args->dtype != "checkpoint")
+              cast_hf_model(model, args->dtype == "bf16"      ? at::kBFloat16
+                                   : args->dtype == "float64" ? at::kDouble
+                                                              : at::kFloat);
             write_hf_model(model, args->out, uint64_t(args->max_shard_mb * 1e6));
             std::cout << "exported " << checkpoint.folder << " (step " << checkpoint.manifest.step
                       << ", " << checkpoint.config.moe.num_experts << " experts from "
                       << checkpoint.experts.size() << " expert files) as " << model.architecture
-                      << " to " << args->out << "\n";
+                      << " (" << model.config.value("dtype", "") << ") to " << args->out << "\n";
             for (const std::string& note : model.notes) std::cout << "  note: " << note << "\n";
             return 0;
           }};

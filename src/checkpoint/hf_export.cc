@@ -249,6 +249,22 @@ HfModel to_hf_model(const CheckpointContents& c, bool drop_class_head) {
   return out;
 }
 
+void cast_hf_model(HfModel& model, at::ScalarType dtype) {
+  const std::string name = dtype == at::kBFloat16 ? "bfloat16"
+                           : dtype == at::kDouble ? "float64"
+                                                  : "float32";
+  TRIAGE_ASSERT(dtype == at::kBFloat16 || dtype == at::kDouble || dtype == at::kFloat,
+                "exporting as " << dtype);
+  const std::string from = model.config.value("dtype", "float32");
+  if (from == name) return;
+  for (auto& [tensor_name, tensor] : model.tensors) tensor = tensor.to(dtype).contiguous();
+  model.config["torch_dtype"] = name;
+  model.config["dtype"] = name;
+  if (from == "float64" || name == "bfloat16")
+    model.notes.push_back("the " + from + " weights are stored as " + name +
+                          " (rounded to nearest even)");
+}
+
 void write_hf_model(const HfModel& model, const std::string& out_dir, uint64_t max_shard_bytes) {
   fs::create_directories(out_dir);
   auto write = [&](const std::string& name, const std::string& bytes) {

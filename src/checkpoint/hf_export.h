@@ -24,6 +24,10 @@ struct HfModel {
 // Throws Error naming what no class can represent.
 HfModel to_hf_model(const CheckpointContents& checkpoint, bool drop_class_head);
 
+// The tensors stored as `dtype` (float32, float64 or bfloat16, rounded to nearest even) and
+// config.json's dtype to match; a note says when values were rounded.
+void cast_hf_model(HfModel& model, at::ScalarType dtype);
+
 // Writes config.json and model.safetensors into out_dir, or, when the tensors pass
 // max_shard_bytes, model-0000k-of-0000n.safetensors and model.safetensors.index.json.
 void write_hf_model(const HfModel& model, const std::string& out_dir, uint64_t max_shard_bytes);

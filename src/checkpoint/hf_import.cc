@@ -148,7 +148,14 @@ ImportedModel read_hf_model_unguarded(const std::string& dir_text) {
 
   ImportedModel out;
   const at::Tensor& embedding = tensor("model.embed_tokens.weight");
-  const std::string dtype = embedding.scalar_type() == at::kDouble ? "float64" : "float32";
+  // Half-width files are widened: Triage keeps float32 master weights, and every bf16 or
+  // float16 value is a float32 value, so nothing changes on the way.
+  const at::ScalarType stored = embedding.scalar_type();
+  const std::string dtype = stored == at::kDouble ? "float64" : "float32";
+  if (stored == at::kBFloat16 || stored == at::kHalf)
+    out.notes.push_back(std::string(stored == at::kBFloat16 ? "bf16" : "float16") +
+                        " weights widened to float32 master weights (exactly); on a GPU, "
+                        "train.precision: bf16 computes in bf16");
   const int64_t dense_width = mixtral ? expert_width : integer("intermediate_size");
   try {
     out.config = default_config({

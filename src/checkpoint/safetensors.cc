@@ -16,14 +16,15 @@ namespace {
 
 const std::map<at::ScalarType, std::string>& dtype_names() {
   static const std::map<at::ScalarType, std::string> names = {
-      {at::kFloat, "F32"}, {at::kDouble, "F64"}, {at::kLong, "I64"}, {at::kByte, "U8"}};
+      {at::kFloat, "F32"}, {at::kDouble, "F64"}, {at::kBFloat16, "BF16"},
+      {at::kHalf, "F16"},  {at::kLong, "I64"},   {at::kByte, "U8"}};
   return names;
 }
 
 at::ScalarType dtype_of(const std::string& name, const std::string& where) {
   for (const auto& [type, text] : dtype_names())
     if (text == name) return type;
-  throw Error(where + ": unsupported dtype " + name + "; expected F32, F64, I64 or U8");
+  throw Error(where + ": unsupported dtype " + name + "; expected F32, F64, BF16, F16, I64 or U8");
 }
 
 uint64_t byte_count(const at::Tensor& t) { return uint64_t(t.numel()) * t.element_size(); }

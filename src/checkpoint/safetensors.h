@@ -21,9 +21,9 @@ namespace triage {
 
 using TensorMap = std::map<std::string, at::Tensor>;
 
-// Writes `tensors` (float32/float64/int64/uint8, any device) to `path` durably, one tensor
-// at a time; returns the file's size and CRC-32. metadata: the format's optional string map
-// (Hugging Face loaders expect {"format": "pt"}).
+// Writes `tensors` (float32/float64/bfloat16/float16/int64/uint8, any device) to `path` durably,
+// one tensor at a time; returns the file's size and CRC-32. metadata: the format's optional string
+// map (Hugging Face loaders expect {"format": "pt"}).
 FileDigest write_safetensors(const std::string& path, const TensorMap& tensors,
                              const std::map<std::string, std::string>& metadata = {});
 

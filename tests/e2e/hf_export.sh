@@ -2,7 +2,9 @@
 # hf_export.sh TRIAGE WORK RANKS CONFIG [train options...]: trains CONFIG for two steps on
 # RANKS ranks (EP = RANKS), exports the checkpoint with `triage export --format hf`, and has
 # transformers load the export and compare its logits with `triage logits` of the same
-# checkpoint (tests/e2e/hf_export_check.py). Extra export flags: HF_EXPORT_FLAGS.
+# checkpoint (tests/e2e/hf_export_check.py). Extra export flags: HF_EXPORT_FLAGS. An export
+# rounded to bf16 (--dtype bf16) is compared with the logits of its own weights: imported
+# back (widening is exact), which is the model transformers loads in float32.
 set -euo pipefail
 triage=$1
 work=$2
@@ -27,4 +29,9 @@ mpirun -n "$ranks" --oversubscribe --bind-to none "$triage" train "$config" --ou
 # shellcheck disable=SC2086  # HF_EXPORT_FLAGS is a list of flags
 "$triage" export "$work/run/checkpoints" --format hf --out "$work/hf" ${HF_EXPORT_FLAGS:-}
 "$triage" logits "$work/run/checkpoints" --sequences 4 --length 32 --out "$work/triage_logits.safetensors"
+if [[ " ${HF_EXPORT_FLAGS:-} " == *" --dtype bf16 "* ]]; then
+  grep -q '"dtype": "bfloat16"' "$work/hf/config.json" || { echo "FAIL: config.json does not say bfloat16"; exit 1; }
+  "$triage" import --format hf "$work/hf" --out "$work/rounded" | grep "note: bf16"
+  "$triage" logits "$work/rounded/checkpoints" --sequences 4 --length 32 --out "$work/triage_logits.safetensors"
+fi
 "$TRIAGE_VENV/bin/python" -W ignore "$here/hf_export_check.py" "$work/hf" "$work/triage_logits.safetensors"

@@ -37,6 +37,20 @@ TEST(Safetensors, WritesALittleEndianHeaderLengthThenJsonThenData) {
   EXPECT_EQ(first, 1.5);
 }
 
+TEST(Safetensors, StoresBf16AsTheFormatsBf16BitPatterns) {
+  // 1.5 is 0x3FC0 in bfloat16 (float32 0x3FC00000's upper half); -2 is 0xC000.
+  const at::Tensor x = doubles({1.5, -2.0}, {2}).to(at::kBFloat16);
+  const std::string bytes = encode_safetensors({{"x", x}});
+  uint64_t length = 0;
+  for (int i = 0; i < 8; ++i) length |= uint64_t(uint8_t(bytes[i])) << (8 * i);
+  EXPECT_EQ(nlohmann::json::parse(bytes.substr(8, length))["x"]["dtype"], "BF16");
+  const std::string data = bytes.substr(8 + length);
+  EXPECT_EQ(data, std::string("\xC0\x3F\x00\xC0", 4));
+  const TensorMap back = decode_safetensors(bytes, "b.safetensors");
+  EXPECT_EQ(back.at("x").scalar_type(), at::kBFloat16);
+  EXPECT_TRUE(at::equal(back.at("x"), x));
+}
+
 TEST(Safetensors, RefusesATruncatedFileNamingIt) {
   std::string bytes = encode_safetensors({{"x", doubles({1, 2, 3, 4}, {4})}});
   bytes.resize(bytes.size() - 8);
