@@ -1,6 +1,7 @@
 // A config's training step in the scaling model's terms; see the header.
 #include "bench/step_shape.h"
 
+#include "bench/memory_model.h"
 #include "model/transformer.h"
 
 namespace triage {
@@ -18,14 +19,10 @@ model::StepShape step_shape(const Config& c, int64_t tokens_per_rank, int64_t ep
   s.shared_expert_hidden = c.moe.num_shared_experts * c.moe.d_expert;
   s.seq_len = c.data.seq_len;
   s.vocab = c.model.vocab_size;
-  const double d = double(D);
-  s.replicated_parameters =
-      2.0 * double(c.model.vocab_size) * d + double(s.layers) * (2.0 + 2.0 * s.kv_share) * d * d +
-      (c.model.qkv_bias ? double(s.layers) * (1.0 + 2.0 * s.kv_share) * d : 0.0) +
-      double(s.dense_ffn_layers) * 3.0 * d * double(c.model.d_ff) +
-      double(s.moe_layers) * (d * double(E) + 3.0 * d * double(s.shared_expert_hidden));
-  s.expert_parameters_per_rank =
-      double(s.moe_layers) * double(E / ep) * double(matrices) * d * double(c.moe.d_expert);
+  // The parameter counts are the memory estimate's, one count for both models.
+  const MemoryEstimate counts = estimate_memory(c, {ep, ep});
+  s.replicated_parameters = counts.replicated_parameters;
+  s.expert_parameters_per_rank = counts.expert_parameters;
   s.overlap_grad_sync = c.train.overlap_grad_sync;
   s.grad_bucket_bytes = c.train.grad_bucket_mb * double(1 << 20);
   s.shard_optimizer = c.train.shard_optimizer;

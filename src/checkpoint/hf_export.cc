@@ -113,7 +113,7 @@ HfModel to_hf_model(const CheckpointContents& c, bool drop_class_head) {
   TensorMap& t = out.tensors;
   t["model.embed_tokens.weight"] = weight("embedding").contiguous();
   t["model.norm.weight"] = weight("final_norm");
-  t["lm_head.weight"] = transposed(weight("lm_head"));
+  if (!m.tie_embeddings) t["lm_head.weight"] = transposed(weight("lm_head"));
 
   const int64_t d = m.d_model;
   for (int64_t layer = 0; layer < m.n_layers; ++layer) {
@@ -198,10 +198,10 @@ HfModel to_hf_model(const CheckpointContents& c, bool drop_class_head) {
   j["hidden_act"] = "silu";
   j["max_position_embeddings"] = m.max_seq_len;
   j["rms_norm_eps"] = m.norm_eps;
-  j["rope_theta"] = kRopeTheta;
-  j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", kRopeTheta}};
+  j["rope_theta"] = m.rope_theta;
+  j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", m.rope_theta}};
   j["attention_dropout"] = 0.0;
-  j["tie_word_embeddings"] = false;
+  j["tie_word_embeddings"] = m.tie_embeddings;
   j["use_cache"] = true;
   j["num_experts_per_tok"] = moe.top_k;
   j["router_aux_loss_coef"] = moe.balance_loss_coef;

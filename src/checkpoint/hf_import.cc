@@ -102,9 +102,8 @@ ImportedModel read_hf_model_unguarded(const std::string& dir_text) {
     why.push_back("hidden_act " + j["hidden_act"].dump() + " (SwiGLU needs silu)");
   const nlohmann::json rope = j.value("rope_parameters", nlohmann::json::object());
   const double theta = rope.value("rope_theta", j.value("rope_theta", kRopeTheta));
-  if (theta != kRopeTheta || rope.value("rope_type", "default") != "default")
-    why.push_back("RoPE other than theta " + number(kRopeTheta) + " without scaling (theta " +
-                  number(theta) + ")");
+  if (rope.value("rope_type", "default") != "default")
+    why.push_back("RoPE scaling (rope_type " + rope["rope_type"].dump() + ")");
   if (j.value("use_sliding_window", false) ||
       (optional_integer("sliding_window", 0) > 0 && mixtral))
     why.push_back("sliding-window attention");
@@ -119,6 +118,7 @@ ImportedModel read_hf_model_unguarded(const std::string& dir_text) {
     why.push_back("dense blocks other than the first ones (mlp_only_layers " + dense_json.dump() +
                   ", decoder_sparse_step " + std::to_string(sparse_step) + ")");
 
+  const bool tied = j.value("tie_word_embeddings", false);
   // Qwen2-MoE's q, k and v projections have biases unless its config says qkv_bias false.
   const bool qkv_bias = !mixtral && j.value("qkv_bias", true);
   int64_t shared = 0;
@@ -168,6 +168,8 @@ ImportedModel read_hf_model_unguarded(const std::string& dir_text) {
         "model.d_ff=" + std::to_string(dense_width),
         "model.max_seq_len=" + std::to_string(integer("max_position_embeddings")),
         "model.norm_eps=" + number(j.value("rms_norm_eps", 1e-6)),
+        "model.rope_theta=" + number(theta),
+        std::string("model.tie_embeddings=") + (tied ? "true" : "false"),
         "moe.num_experts=" + std::to_string(experts),
         "moe.top_k=" + std::to_string(integer("num_experts_per_tok")),
         "moe.d_expert=" + std::to_string(expert_width),
@@ -188,13 +190,7 @@ ImportedModel read_hf_model_unguarded(const std::string& dir_text) {
   auto our_linear = [&](const std::string& name) { return hf::transposed(tensor(name)); };
   p["embedding"] = embedding;
   p["final_norm"] = tensor("model.norm.weight");
-  if (tensors.count("lm_head.weight")) {
-    p["lm_head"] = our_linear("lm_head.weight");
-  } else {
-    p["lm_head"] = hf::transposed(embedding);
-    out.notes.push_back(
-        "tied embeddings: the LM head starts as a copy of the embedding and trains on its own");
-  }
+  if (!tied) p["lm_head"] = our_linear("lm_head.weight");  // (tied: the embedding is the head)
   for (int64_t layer = 0; layer < layers; ++layer) {
     const std::string ours = "layers." + std::to_string(layer) + ".";
     const std::string theirs = "model.layers." + std::to_string(layer) + ".";

@@ -35,7 +35,10 @@ struct ModelConfig {
   int64_t d_ff = 128;              // hidden width of dense FFN blocks
   int64_t max_seq_len = 128;       // longest sequence the positions cover
   Positions positions = Positions::kRotary;  // rotary | learned
-  double norm_eps = 1e-5;                    // RMSNorm epsilon
+  double rope_theta = 10000.0;  // RoPE's base (LLaMA's 10000; Mixtral and Qwen use 1e6)
+  double norm_eps = 1e-5;       // RMSNorm epsilon
+  // The LM head is the embedding matrix transposed (one matrix, trained by both uses).
+  bool tie_embeddings = false;
   // > 0 adds a mean-pooled sequence-classification head; auto (kAutoClasses): as many
   // classes as the data has labels when train.loss classifies, else none.
   int64_t num_classes = 0;
@@ -316,7 +319,9 @@ void visit_fields(ModelConfig& c, Visitor&& v) {
   v("d_ff", c.d_ff, IntRange{1, 1 << 18});
   v("max_seq_len", c.max_seq_len, IntRange{1, 1 << 20});
   v("positions", c.positions, OneOf{});
+  v("rope_theta", c.rope_theta, RealRange{1.0, 1e12});
   v("norm_eps", c.norm_eps, RealRange{0.0, 1.0, true});
+  v("tie_embeddings", c.tie_embeddings, AnyBool{});
   v("num_classes", c.num_classes, CountOrWord{{0, 1 << 20}, "auto"});
   v("attention_dropout", c.attention_dropout, RealRange{0.0, 1.0, false, true});
   v("residual_dropout", c.residual_dropout, RealRange{0.0, 1.0, false, true});

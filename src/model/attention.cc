@@ -35,9 +35,9 @@ CausalSelfAttention::CausalSelfAttention(int64_t d_model, int64_t n_heads, const
   }
   if (rotary) {
     const int64_t half = d_model / n_heads / 2;
-    auto options = at::TensorOptions().dtype(at::kDouble);
-    at::Tensor inv_freq = at::pow(kRopeTheta, -at::arange(half, options) / double(half));
-    at::Tensor angles = at::outer(at::arange(max_seq_len, options), inv_freq);
+    auto in_double = at::TensorOptions().dtype(at::kDouble);
+    at::Tensor inv_freq = at::pow(options.rope_theta, -at::arange(half, in_double) / double(half));
+    at::Tensor angles = at::outer(at::arange(max_seq_len, in_double), inv_freq);
     cos_Ld_ = at::cos(angles).to(dtype);
     sin_Ld_ = at::sin(angles).to(dtype);
   }

@@ -21,7 +21,7 @@ struct AttentionDropout {
   int64_t first_sequence = 0;
 };
 
-// RoPE's base: theta_i = kRopeTheta^(-i / half) are LLaMA's frequencies.
+// RoPE's base by default: theta_i = base^(-i / half), LLaMA's frequencies at 10000.
 constexpr double kRopeTheta = 10000.0;
 
 class CausalSelfAttention {
@@ -34,6 +34,7 @@ class CausalSelfAttention {
     bool qkv_bias = false;
     QkNorm qk_norm = QkNorm::kNone;
     double norm_eps = 1e-5;
+    double rope_theta = kRopeTheta;
   };
   CausalSelfAttention(int64_t d_model, int64_t n_heads, const Options& options, bool rotary,
                       int64_t max_seq_len, double out_std, at::ScalarType dtype,

@@ -45,7 +45,7 @@ Transformer::Transformer(const Config& config, at::ScalarType dtype, Communicato
     block.ffn_norm = ones(m.d_model);
     block.attention = std::make_unique<CausalSelfAttention>(
         m.d_model, m.n_heads,
-        CausalSelfAttention::Options{m.kv_heads(), m.qkv_bias, m.qk_norm, m.norm_eps},
+        CausalSelfAttention::Options{m.kv_heads(), m.qkv_bias, m.qk_norm, m.norm_eps, m.rope_theta},
         m.positions == Positions::kRotary, m.max_seq_len, out_std, dtype, gen);
     if (is_moe_block(config.moe, layer)) {
       // Each MoE layer gets its own seed, so its gate and experts differ from the others'.
@@ -61,7 +61,7 @@ Transformer::Transformer(const Config& config, at::ScalarType dtype, Communicato
     blocks_.push_back(std::move(block));
   }
   final_norm_ = ones(m.d_model);
-  if (config.train.loss != Loss::kClassify)
+  if (config.train.loss != Loss::kClassify && !m.tie_embeddings)
     lm_head_DV_ = normal_parameter({m.d_model, m.vocab_size}, kInitStd, dtype, gen);
   if (m.num_classes > 0) {
     class_head_DC_ = normal_parameter({m.d_model, m.num_classes}, kInitStd, dtype, gen);
@@ -113,7 +113,10 @@ ModelOutput Transformer::forward(const at::Tensor& tokens_BL, const at::Tensor& 
     out.top_expert_BL.push_back(block.top_expert_T.view(tokens_BL.sizes()));
   }
   x = rms_norm(x, final_norm_, eps);
-  if (lm_head_DV_.defined()) out.lm_logits_BLV = at::matmul(x, lm_head_DV_);
+  if (lm_head_DV_.defined())
+    out.lm_logits_BLV = at::matmul(x, lm_head_DV_);
+  else if (config_.model.tie_embeddings && config_.train.loss != Loss::kClassify)
+    out.lm_logits_BLV = at::matmul(x, embedding_VD_.t());
   if (class_head_DC_.defined()) {
     at::Tensor real = real_BL.to(x.scalar_type()).unsqueeze(-1);
     at::Tensor pooled_BD = (x * real).sum(1) / real.sum(1).clamp_min(1.0);

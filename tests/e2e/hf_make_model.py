@@ -5,9 +5,9 @@ own random initialisation, and saves it with save_pretrained: a model as a user 
 made by transformers, never by Triage.
 
 Mixtral-8x7B's config.json: 32 query and 8 key/value heads (4 per group), 8 experts of which
-2 per token, SwiGLU, RMSNorm eps 1e-5, tied embeddings off. Scaled down: width 64, 8 heads
-of 8 and 2 key/value heads, 2 layers, experts of width 96, vocabulary 128. Kept as Triage
-needs today: RoPE theta 10000 (Mixtral's is 1e6) and no sliding window.
+2 per token, SwiGLU, RMSNorm eps 1e-5, RoPE theta 1e6, tied embeddings off, no sliding
+window. Scaled down: width 64, 8 heads of 8 and 2 key/value heads, 2 layers, experts of
+width 96, vocabulary 128.
 """
 import argparse
 
@@ -19,7 +19,7 @@ SCALED = {
         vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
         num_attention_heads=8, num_key_value_heads=2, num_local_experts=8,
         num_experts_per_tok=2, max_position_embeddings=64, rms_norm_eps=1e-5,
-        rope_theta=10000.0, sliding_window=None, tie_word_embeddings=False,
+        rope_theta=1e6, sliding_window=None, tie_word_embeddings=False,
         router_aux_loss_coef=0.02)),
 }
 

@@ -21,10 +21,10 @@ constexpr int64_t kBatch = 2, kLength = 5;
 constexpr double kEps = 1e-5;
 
 CausalSelfAttention attention(int64_t kv_heads, bool rotary, bool qkv_bias = false,
-                              QkNorm qk_norm = QkNorm::kNone) {
+                              QkNorm qk_norm = QkNorm::kNone, double rope_theta = kRopeTheta) {
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(7);
-  CausalSelfAttention a(kWidth, kHeads, {kv_heads, qkv_bias, qk_norm, kEps}, rotary, kLength, 0.1,
-                        at::kDouble, gen);
+  CausalSelfAttention a(kWidth, kHeads, {kv_heads, qkv_bias, qk_norm, kEps, rope_theta}, rotary,
+                        kLength, 0.1, at::kDouble, gen);
   // Biases start at zero and norm weights at one: give them values that show.
   c10::NoGradGuard no_grad;
   at::Generator values = at::make_generator<at::CPUGeneratorImpl>(5);
@@ -50,10 +50,25 @@ at::Tensor normed(const at::Tensor& x, const at::Tensor& w) {
   return x / std::sqrt((x * x).mean().item<double>() + kEps) * w;
 }
 
+// A head's vector at position t rotated as LLaMA's RoPE does: element i < half paired with
+// i + half, turned by the angle t * theta^(-i / half).
+at::Tensor rotated(const at::Tensor& head, int64_t t, double theta) {
+  const int64_t half = head.size(0) / 2;
+  at::Tensor out = head.clone();
+  for (int64_t i = 0; i < half; ++i) {
+    const double angle = double(t) * std::pow(theta, -double(i) / double(half));
+    const double a = head[i].item<double>(), b = head[i + half].item<double>();
+    out[i] = a * std::cos(angle) - b * std::sin(angle);
+    out[i + half] = a * std::sin(angle) + b * std::cos(angle);
+  }
+  return out;
+}
+
 // Token i of head h attends to tokens 0..i of key/value head h / (H / K), one dot product
 // at a time; biases, and the q and k norms (per head, or over the whole projection), as the
-// layer has them.
-at::Tensor written_out(const CausalSelfAttention& a, const at::Tensor& x, QkNorm qk_norm) {
+// layer has them; rotary positions with base `theta` when it is not 0.
+at::Tensor written_out(const CausalSelfAttention& a, const at::Tensor& x, QkNorm qk_norm,
+                       double theta = 0) {
   at::Tensor qkv = at::matmul(x, weight(a, "w_qkv"));
   if (weight(a, "b_qkv").defined()) qkv = qkv + weight(a, "b_qkv");
   const int64_t per_group = kHeads / kKvHeads, q_width = kWidth, kv_width = kKvHeads * kHeadWidth;
@@ -76,6 +91,16 @@ at::Tensor written_out(const CausalSelfAttention& a, const at::Tensor& x, QkNorm
           k_all[i]
               .narrow(0, g * kHeadWidth, kHeadWidth)
               .copy_(normed(k_all[i].narrow(0, g * kHeadWidth, kHeadWidth), weight(a, "k_norm")));
+      }
+    }
+    for (int64_t i = 0; i < kLength && theta > 0; ++i) {
+      for (int64_t h = 0; h < kHeads; ++h) {
+        at::Tensor q = q_all[i].narrow(0, h * kHeadWidth, kHeadWidth);
+        q.copy_(rotated(q, i, theta));
+      }
+      for (int64_t g = 0; g < kKvHeads; ++g) {
+        at::Tensor k = k_all[i].narrow(0, g * kHeadWidth, kHeadWidth);
+        k.copy_(rotated(k, i, theta));
       }
     }
     for (int64_t h = 0; h < kHeads; ++h) {
@@ -131,6 +156,21 @@ TEST(GroupedQueryAttention, NormedQueriesAndKeysMatchAttentionWrittenOut) {
     EXPECT_FALSE(at::allclose(a.forward(x), plain.forward(x), 0, 1e-6))
         << name_of(norm) << ": the norms must matter";
   }
+}
+
+TEST(GroupedQueryAttention, RotaryPositionsOfAnyBaseMatchAttentionWrittenOut) {
+  c10::NoGradGuard no_grad;
+  const at::Tensor x = input();
+  // LLaMA's base and Mixtral's and Qwen's: the rotation angles, hence the outputs, differ.
+  for (const double theta : {1e4, 1e6}) {
+    const CausalSelfAttention a =
+        attention(kKvHeads, /*rotary=*/true, /*qkv_bias=*/true, QkNorm::kHead, theta);
+    EXPECT_TRUE(at::allclose(a.forward(x), written_out(a, x, QkNorm::kHead, theta), 0, 1e-12))
+        << "theta " << theta;
+  }
+  EXPECT_FALSE(at::allclose(attention(kKvHeads, true, false, QkNorm::kNone, 1e4).forward(x),
+                            attention(kKvHeads, true, false, QkNorm::kNone, 1e6).forward(x), 0,
+                            1e-6));
 }
 
 TEST(GroupedQueryAttention, EqualsMultiHeadAttentionWithCopiedKeyValueHeads) {

@@ -23,7 +23,8 @@ TEST(MemoryModel, CountsTheParametersABuiltModelHas) {
          "model.n_layers=3", "moe.expert_type=gelu"},
         {"model.num_classes=5", "train.loss=lm+classify", "moe.noise=shazeer"},
         {"model.n_kv_heads=2", "model.qkv_bias=true", "model.qk_norm=head"},
-        {"model.n_kv_heads=2", "model.qk_norm=projection"}}) {
+        {"model.n_kv_heads=2", "model.qk_norm=projection"},
+        {"model.tie_embeddings=true", "model.rope_theta=1e6"}}) {
     Config config = default_config(sets);
     const MemoryEstimate m = estimate_memory(config, {1, 1, 0});
     EXPECT_EQ(int64_t(m.replicated_parameters + m.expert_parameters), built_parameters(config))

@@ -1,6 +1,7 @@
 // The MoE transformer's structure and the properties a language model must have.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <set>
 
 #include "model/recompute.h"
@@ -49,6 +50,39 @@ TEST(Transformer, BuildsDenseBlocksMoeBlocksAndSharedExpertsAsConfigured) {
   EXPECT_EQ(model.moe_layers().size(), 2u);
   for (const auto& p : model.parameters())
     if (p.name == "layers.1.shared.w_up") EXPECT_EQ(p.tensor.size(1), 2 * c.moe.d_expert);
+}
+
+TEST(Transformer, TiedHeadIsTheEmbeddingAndTrainsItFromBothEnds) {
+  // The tied model against an untied one whose head is a copy of the embedding, transposed:
+  // the same logits, and the tied embedding's gradient is the sum of the untied embedding's
+  // and head's.
+  Config c = small_config();
+  c.model.tie_embeddings = true;
+  Transformer tied(c, at::kDouble, nullptr, nullptr);
+  c.model.tie_embeddings = false;
+  Transformer untied(c, at::kDouble, nullptr, nullptr);
+  const std::set<std::string> names = names_of(tied.parameters());
+  EXPECT_FALSE(names.count("lm_head"));
+  {
+    c10::NoGradGuard no_grad;
+    std::map<std::string, at::Tensor> source;
+    for (const auto& p : tied.parameters()) source[p.name] = p.tensor;
+    for (const auto& p : untied.parameters())
+      p.tensor.copy_(p.name == "lm_head" ? source.at("embedding").t() : source.at(p.name));
+  }
+  const at::Tensor tokens = longs({1, 5, 9, 4, 7, 2}, {1, 6});
+  const at::Tensor real = at::ones({1, 6}, at::kLong);
+  const at::Tensor a = tied.forward(tokens, real, false).lm_logits_BLV;
+  const at::Tensor b = untied.forward(tokens, real, false).lm_logits_BLV;
+  EXPECT_TRUE(at::allclose(a, b, 0, 1e-13));
+  a.pow(2).sum().backward();
+  b.pow(2).sum().backward();
+  std::map<std::string, at::Tensor> grads;
+  for (const auto& p : untied.parameters()) grads[p.name] = p.tensor.grad();
+  for (const auto& p : tied.parameters())
+    if (p.name == "embedding")
+      EXPECT_TRUE(
+          at::allclose(p.tensor.grad(), grads["embedding"] + grads["lm_head"].t(), 0, 1e-12));
 }
 
 TEST(Transformer, LaterTokensDoNotChangeEarlierLogits) {
