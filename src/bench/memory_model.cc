@@ -17,6 +17,8 @@ MemoryEstimate estimate_memory(const Config& c, const MemoryLayout& layout) {
   const double D = double(m.d_model), E = double(moe.num_experts), H = double(moe.d_expert);
   const double k = double(moe.top_k), V = double(m.vocab_size);
   const double kv_share = double(m.kv_heads()) / double(m.n_heads);  // grouped-query: < 1
+  // Attention's width, H d: d_model unless model.head_dim widens the heads.
+  const double A = double(m.n_heads * m.head_width());
   const bool swiglu = moe.expert_type == ExpertType::kSwiglu;
   const double matrices = swiglu ? 3 : 2;
   const double param_bytes = c.train.dtype == DType::kFloat64 ? 8 : 4;
@@ -34,9 +36,9 @@ MemoryEstimate estimate_memory(const Config& c, const MemoryLayout& layout) {
   out.replicated_parameters =
       V * D + (m.positions == Positions::kLearned ? double(m.max_seq_len) * D : 0) +
       double(m.n_layers) *
-          ((2 + 2 * kv_share) * D * D + 2 * D + (m.qkv_bias ? (1 + 2 * kv_share) * D : 0) +
-           (m.qk_norm == QkNorm::kHead         ? 2 * D / double(m.n_heads)
-            : m.qk_norm == QkNorm::kProjection ? (1 + kv_share) * D
+          ((2 + 2 * kv_share) * D * A + 2 * D + (m.qkv_bias ? (1 + 2 * kv_share) * A : 0) +
+           (m.qk_norm == QkNorm::kHead         ? 2 * double(m.head_width())
+            : m.qk_norm == QkNorm::kProjection ? (1 + kv_share) * A
                                                : 0)) +
       dense_layers * matrices * D * double(m.d_ff) +
       L_moe * ((moe.noise == RouterNoise::kShazeer ? 2 : 1) * E * D + matrices * D * shared_H) + D +
@@ -87,9 +89,10 @@ MemoryEstimate estimate_memory(const Config& c, const MemoryLayout& layout) {
   // Attention block: its input and normed input, the qkv projection, rotated q and k, keys
   // and values repeated per query head (grouped-query attention), the
   // attention output and its contiguous copy for the output projection.
+  const double TA = T * A;
   const double attention =
       (2 * TD) * param_bytes +
-      ((1 + 2 * kv_share) + (1 + kv_share) + (kv_share < 1 ? 2 : 0) + 2) * TD * act_bytes;
+      ((1 + 2 * kv_share) + (1 + kv_share) + (kv_share < 1 ? 2 : 0) + 2) * TA * act_bytes;
   // The FFN's input and normed input; a dense SwiGLU keeps x W_in, x W_up, silu and the
   // product (GELU: pre-activation and output).
   const double ffn_input = 2 * TD * param_bytes;

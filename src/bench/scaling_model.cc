@@ -378,8 +378,9 @@ double dense_step_flops(const StepShape& shape) {
   // Forward FLOPs; backward is twice forward, so forward + backward is three times.
   // q, k and v (k and v narrower under grouped-query attention), the output projection,
   // scores and their weighted sum.
+  const double A = D * shape.attention_share;
   const double attention =
-      2.0 * T * D * D * (2.0 + 2.0 * shape.kv_share) + 4.0 * T * double(shape.seq_len) * D;
+      2.0 * T * D * A * (2.0 + 2.0 * shape.kv_share) + 4.0 * T * double(shape.seq_len) * A;
   const double dense_ffn = 6.0 * T * D * double(shape.dense_ffn_hidden);
   const double shared_experts = 6.0 * T * D * double(shape.shared_expert_hidden);
   const double head = 2.0 * T * D * double(shape.vocab);

@@ -128,6 +128,7 @@ struct StepShape {
   int64_t shared_expert_hidden = 0;  // per MoE layer, a dense SwiGLU every token passes
   int64_t layers = 0;                // attention blocks
   double kv_share = 1;               // key/value heads per query head (grouped-query: < 1)
+  double attention_share = 1;        // attention's width (heads x head width) over d_model
   int64_t seq_len = 0;
   int64_t vocab = 0;
   double replicated_parameters = 0;  // synced over the world

@@ -13,6 +13,7 @@ model::StepShape step_shape(const Config& c, int64_t tokens_per_rank, int64_t ep
   s.moe = {tokens_per_rank, D, c.moe.d_expert, E, c.moe.top_k, matrices};
   s.layers = c.model.n_layers;
   s.kv_share = double(c.model.kv_heads()) / double(c.model.n_heads);
+  s.attention_share = double(c.model.n_heads * c.model.head_width()) / double(D);
   for (int64_t l = 0; l < c.model.n_layers; ++l) s.moe_layers += is_moe_block(c.moe, l);
   s.dense_ffn_layers = s.layers - s.moe_layers;
   s.dense_ffn_hidden = c.model.d_ff;

@@ -37,30 +37,49 @@ std::vector<std::string> unrepresentable(const CheckpointContents& c, bool drop_
   if (config.model.positions != Positions::kRotary)
     why.push_back(
         "learned absolute positions (model.positions: " + name_of(config.model.positions) +
-        "), where Mixtral and Qwen2-MoE use rotary positions");
+        "), where every class (Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE) uses rotary positions");
   if (config.moe.expert_type != ExpertType::kSwiglu)
     why.push_back("GELU experts and dense blocks (moe.expert_type: " +
-                  name_of(config.moe.expert_type) + "), where both classes use SwiGLU");
+                  name_of(config.moe.expert_type) + "), where every class uses SwiGLU");
   if (config.moe.score_function != ScoreFunction::kSoftmax)
     why.push_back(
         "sigmoid router scores (moe.score_function: " + name_of(config.moe.score_function) +
-        "), where both classes use a softmax (transformers' sigmoid-routed class, "
+        "), where every class uses a softmax (transformers' sigmoid-routed class, "
         "DeepSeek-V3, has multi-head latent attention, which this model does not)");
-  if (config.model.qk_norm != QkNorm::kNone)
-    why.push_back("normed queries and keys (model.qk_norm: " + name_of(config.model.qk_norm) +
-                  "), which neither class has (Qwen3-MoE's and OLMoE's classes are not written "
-                  "yet)");
+  // QK-norm picks the class (per head: Qwen3-MoE; over the projections: OLMoE); what that
+  // class lacks is refused here.
+  const ModelConfig& m = config.model;
+  const bool dense_blocks = [&] {
+    for (int64_t layer = 0; layer < m.n_layers; ++layer)
+      if (!is_moe_block(config.moe, layer)) return true;
+    return false;
+  }();
+  if (m.qk_norm != QkNorm::kNone) {
+    const std::string cls = m.qk_norm == QkNorm::kHead ? "Qwen3-MoE" : "OLMoE";
+    const std::string with =
+        " with normed queries and keys (model.qk_norm: " + name_of(m.qk_norm) + ", " + cls + "'s)";
+    if (config.moe.num_shared_experts > 0)
+      why.push_back("shared experts" + with + ", where " + cls + " has none");
+    if (m.qkv_bias)
+      why.push_back("attention biases" + with + ", where " + cls +
+                    "'s attention_bias would also bias the output projection");
+    if (m.qk_norm == QkNorm::kProjection && dense_blocks)
+      why.push_back("dense blocks" + with + ", where every OLMoE block is MoE");
+    if (m.qk_norm == QkNorm::kProjection && m.n_heads * m.head_width() != m.d_model)
+      why.push_back("heads wider than d_model / n_heads" + with +
+                    ", where OLMoE's query norm spans hidden_size");
+  }
   if (config.moe.routing_level != RoutingLevel::kToken)
     why.push_back("sequence-level routing (moe.routing_level: " +
-                  name_of(config.moe.routing_level) + "), where both classes route each token");
+                  name_of(config.moe.routing_level) + "), where every class routes each token");
   if (config.moe.router != RouterKind::kTokenChoice)
     why.push_back("expert-choice routing (moe.router: " + name_of(config.moe.router) +
-                  "), where both classes let each token choose its top-k");
+                  "), where every class lets each token choose its top-k");
   if (config.moe.topk_groups > 0 && config.moe.topk_groups < config.moe.num_groups)
     why.push_back(
         "group-limited routing (moe.topk_groups: " + std::to_string(config.moe.topk_groups) +
         " of " + std::to_string(config.moe.num_groups) +
-        " groups), which neither class's router has (each picks its top-k among all "
+        " groups), which no class's router has (each picks its top-k among all "
         "experts)");
   // Training-time noise (moe.noise, its noise gate) and dropout are off at inference: the
   // exported model computes what Triage evaluates.
@@ -78,7 +97,7 @@ std::vector<std::string> unrepresentable(const CheckpointContents& c, bool drop_
         bias->second.abs().max().item<double>() > 0) {
       why.push_back(
           "a learned expert-selection bias (moe.expert_bias: true, nonzero in MoE layer " +
-          std::to_string(moe - 1) + "), which neither class's router has");
+          std::to_string(moe - 1) + "), which no class's router has");
       break;
     }
   }
@@ -102,11 +121,16 @@ HfModel to_hf_model(const CheckpointContents& c, bool drop_class_head) {
     if (!is_moe_block(moe, layer)) dense_layers.push_back(layer);
   // Triage never renormalises one choice (its weight would always be 1); transformers does.
   const bool renormalised = moe.renormalize && moe.top_k > 1;
-  const bool mixtral =
-      dense_layers.empty() && moe.num_shared_experts == 0 && renormalised && !m.qkv_bias;
+  const bool qwen3 = m.qk_norm == QkNorm::kHead, olmoe = m.qk_norm == QkNorm::kProjection;
+  const bool mixtral = !qwen3 && !olmoe && dense_layers.empty() && moe.num_shared_experts == 0 &&
+                       renormalised && !m.qkv_bias;
+  const bool qwen2 = !qwen3 && !olmoe && !mixtral;
 
   HfModel out;
-  out.architecture = mixtral ? "MixtralForCausalLM" : "Qwen2MoeForCausalLM";
+  out.architecture = mixtral ? "MixtralForCausalLM"
+                     : qwen3 ? "Qwen3MoeForCausalLM"
+                     : olmoe ? "OlmoeForCausalLM"
+                             : "Qwen2MoeForCausalLM";
   const std::string dtype = c.manifest.dtype;
   const std::string replicated = c.folder + "/replicated.safetensors";
   auto weight = [&](const std::string& name) { return stored(c.replicated, name, replicated); };
@@ -124,17 +148,22 @@ HfModel to_hf_model(const CheckpointContents& c, bool drop_class_head) {
     // w_qkv's columns are [q | k | v] (H, K, K heads), each head-major: the layout of q_proj,
     // k_proj, v_proj.
     const at::Tensor qkv = weight(ours + "attention.w_qkv");
-    const int64_t kv_width = m.kv_heads() * (d / m.n_heads);
-    t[theirs + "self_attn.q_proj.weight"] = transposed(qkv.narrow(1, 0, d));
-    t[theirs + "self_attn.k_proj.weight"] = transposed(qkv.narrow(1, d, kv_width));
-    t[theirs + "self_attn.v_proj.weight"] = transposed(qkv.narrow(1, d + kv_width, kv_width));
+    const int64_t q_width = m.n_heads * m.head_width(), kv_width = m.kv_heads() * m.head_width();
+    t[theirs + "self_attn.q_proj.weight"] = transposed(qkv.narrow(1, 0, q_width));
+    t[theirs + "self_attn.k_proj.weight"] = transposed(qkv.narrow(1, q_width, kv_width));
+    t[theirs + "self_attn.v_proj.weight"] = transposed(qkv.narrow(1, q_width + kv_width, kv_width));
     if (m.qkv_bias) {
       const at::Tensor bias = weight(ours + "attention.b_qkv");
-      t[theirs + "self_attn.q_proj.bias"] = bias.narrow(0, 0, d).contiguous();
-      t[theirs + "self_attn.k_proj.bias"] = bias.narrow(0, d, kv_width).contiguous();
-      t[theirs + "self_attn.v_proj.bias"] = bias.narrow(0, d + kv_width, kv_width).contiguous();
+      t[theirs + "self_attn.q_proj.bias"] = bias.narrow(0, 0, q_width).contiguous();
+      t[theirs + "self_attn.k_proj.bias"] = bias.narrow(0, q_width, kv_width).contiguous();
+      t[theirs + "self_attn.v_proj.bias"] =
+          bias.narrow(0, q_width + kv_width, kv_width).contiguous();
     }
     t[theirs + "self_attn.o_proj.weight"] = transposed(weight(ours + "attention.w_out"));
+    if (qwen3 || olmoe) {  // the same shapes: [d] per head (Qwen3), [H d] and [K d] (OLMoE)
+      t[theirs + "self_attn.q_norm.weight"] = weight(ours + "attention.q_norm");
+      t[theirs + "self_attn.k_norm.weight"] = weight(ours + "attention.k_norm");
+    }
 
     if (!is_moe_block(moe, layer)) {
       t[theirs + "mlp.gate_proj.weight"] = transposed(weight(ours + "dense.w_gate"));
@@ -169,7 +198,7 @@ HfModel to_hf_model(const CheckpointContents& c, bool drop_class_head) {
         t[prefix + "down_proj.weight"] = down;
       }
     }
-    if (mixtral) continue;
+    if (!qwen2) continue;
     // Qwen2-MoE always has a shared expert, scaled by sigmoid(shared_expert_gate(x)). A zero
     // gate makes that 1/2, which doubling the down projection undoes exactly (a power of
     // two); without shared experts, a zero expert of width 1 adds exactly nothing.
@@ -188,13 +217,13 @@ HfModel to_hf_model(const CheckpointContents& c, bool drop_class_head) {
 
   nlohmann::ordered_json& j = out.config;
   j["architectures"] = {out.architecture};
-  j["model_type"] = mixtral ? "mixtral" : "qwen2_moe";
+  j["model_type"] = mixtral ? "mixtral" : qwen3 ? "qwen3_moe" : olmoe ? "olmoe" : "qwen2_moe";
   j["vocab_size"] = m.vocab_size;
   j["hidden_size"] = m.d_model;
   j["num_hidden_layers"] = m.n_layers;
   j["num_attention_heads"] = m.n_heads;
   j["num_key_value_heads"] = m.kv_heads();
-  j["head_dim"] = m.d_model / m.n_heads;
+  j["head_dim"] = m.head_width();
   j["hidden_act"] = "silu";
   j["max_position_embeddings"] = m.max_seq_len;
   j["rms_norm_eps"] = m.norm_eps;
@@ -213,30 +242,40 @@ HfModel to_hf_model(const CheckpointContents& c, bool drop_class_head) {
     j["num_local_experts"] = moe.num_experts;
     j["router_jitter_noise"] = 0.0;
     j["sliding_window"] = nullptr;
+  } else if (olmoe) {  // every block MoE; its experts' width is intermediate_size
+    j["intermediate_size"] = moe.d_expert;
+    j["num_experts"] = moe.num_experts;
+    j["norm_topk_prob"] = renormalised;
+    j["attention_bias"] = false;
+    j["clip_qkv"] = nullptr;
   } else {
     j["intermediate_size"] = m.d_ff;  // the dense blocks'
     j["moe_intermediate_size"] = moe.d_expert;
-    j["shared_expert_intermediate_size"] =
-        std::max<int64_t>(1, moe.num_shared_experts * moe.d_expert);
-    j["num_experts"] = moe.num_experts;
+    j[qwen3 ? "num_local_experts" : "num_experts"] = moe.num_experts;  // as each class saves it
     j["norm_topk_prob"] = renormalised;
     j["decoder_sparse_step"] = 1;
     j["mlp_only_layers"] = dense_layers;
-    j["qkv_bias"] = m.qkv_bias;
     j["use_sliding_window"] = false;
     j["sliding_window"] = nullptr;
     j["max_window_layers"] = m.n_layers;
+    if (qwen3) {
+      j["attention_bias"] = false;
+    } else {
+      j["shared_expert_intermediate_size"] =
+          std::max<int64_t>(1, moe.num_shared_experts * moe.d_expert);
+      j["qkv_bias"] = m.qkv_bias;
+    }
   }
   j["triage_source"] = {{"checkpoint", c.folder}, {"step", c.manifest.step}};
 
   if (moe.route_scale != 1.0)
     out.notes.push_back("moe.route_scale " + number(moe.route_scale) +
                         " is folded into every expert's down projection");
-  if (!mixtral && moe.num_shared_experts > 0)
+  if (qwen2 && moe.num_shared_experts > 0)
     out.notes.push_back(
         "shared experts: Qwen2-MoE's shared-expert gate is zero (sigmoid 1/2) and "
         "the shared down projection is doubled");
-  if (!mixtral && moe.num_shared_experts == 0)
+  if (qwen2 && moe.num_shared_experts == 0)
     out.notes.push_back(
         "Qwen2-MoE always has a shared expert: written as one of width 1 with zero weights");
   if (m.num_classes > 0)

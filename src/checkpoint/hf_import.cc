@@ -59,9 +59,11 @@ ImportedModel read_hf_model_unguarded(const std::string& dir_text) {
     throw Error(config_file + ": not valid JSON: " + e.what());
   }
   const std::string type = j.value("model_type", "");
-  if (type != "mixtral" && type != "qwen2_moe")
-    throw Error(config_file + ": model_type \"" + type + "\": expected mixtral or qwen2_moe");
-  const bool mixtral = type == "mixtral";
+  if (type != "mixtral" && type != "qwen2_moe" && type != "qwen3_moe" && type != "olmoe")
+    throw Error(config_file + ": model_type \"" + type +
+                "\": expected mixtral, qwen2_moe, qwen3_moe or olmoe");
+  const bool mixtral = type == "mixtral", qwen2 = type == "qwen2_moe";
+  const bool qwen3 = type == "qwen3_moe", olmoe = type == "olmoe";
   auto integer = [&](const char* key) {
     if (!j.contains(key)) throw Error(config_file + ": " + key + ": expected a whole number");
     return whole_number<int64_t>(j[key], config_file + ": " + key);
@@ -83,17 +85,27 @@ ImportedModel read_hf_model_unguarded(const std::string& dir_text) {
 
   const int64_t width = integer("hidden_size"), heads = integer("num_attention_heads");
   const int64_t layers = integer("num_hidden_layers");
-  const int64_t experts = integer(mixtral ? "num_local_experts" : "num_experts");
-  const int64_t expert_width = integer(mixtral ? "intermediate_size" : "moe_intermediate_size");
+  // (Qwen3-MoE's config saves num_experts under Mixtral's name)
+  const int64_t experts = integer(
+      mixtral || (qwen3 && j.contains("num_local_experts")) ? "num_local_experts" : "num_experts");
+  const int64_t expert_width =
+      integer(mixtral || olmoe ? "intermediate_size" : "moe_intermediate_size");
   std::vector<std::string> why;  // what Triage cannot represent
   const int64_t kv_heads = optional_integer("num_key_value_heads", heads);
   if (kv_heads <= 0 || heads % kv_heads != 0)
     why.push_back("num_key_value_heads " + std::to_string(kv_heads) + " not dividing the " +
                   std::to_string(heads) + " heads");
-  // Divided, not multiplied: a damaged head_dim must not overflow.
-  if (j.contains("head_dim") && !j["head_dim"].is_null() &&
-      (heads <= 0 || width % heads != 0 || optional_integer("head_dim", 0) != width / heads))
-    why.push_back("head_dim x heads != hidden_size");
+  // Heads of their own width (Qwen3-MoE's are wider than hidden_size / heads).
+  const int64_t residual_head = heads > 0 && width % heads == 0 ? width / heads : 0;
+  const int64_t head_dim = optional_integer("head_dim", residual_head);
+  if (head_dim <= 0) why.push_back("no head width (head_dim, or heads dividing hidden_size)");
+  if (olmoe && head_dim != residual_head)
+    why.push_back("head_dim " + std::to_string(head_dim) + " x " + std::to_string(heads) +
+                  " heads != hidden_size (OLMoE's query norm spans hidden_size)");
+  if ((qwen3 || olmoe) && j.value("attention_bias", false))
+    why.push_back("attention biases (attention_bias: true), which also bias o_proj");
+  if (olmoe && j.contains("clip_qkv") && !j["clip_qkv"].is_null())
+    why.push_back("clipped queries, keys and values (clip_qkv " + j["clip_qkv"].dump() + ")");
   if (integer("num_experts_per_tok") == 1 && (mixtral || j.value("norm_topk_prob", false)))
     why.push_back(
         "top-1 routing with renormalised gates (every gate weight 1; Triage keeps "
@@ -120,9 +132,9 @@ ImportedModel read_hf_model_unguarded(const std::string& dir_text) {
 
   const bool tied = j.value("tie_word_embeddings", false);
   // Qwen2-MoE's q, k and v projections have biases unless its config says qkv_bias false.
-  const bool qkv_bias = !mixtral && j.value("qkv_bias", true);
+  const bool qkv_bias = qwen2 && j.value("qkv_bias", true);
   int64_t shared = 0;
-  for (int64_t layer = 0; layer < layers && !mixtral; ++layer) {
+  for (int64_t layer = 0; layer < layers && qwen2; ++layer) {
     const std::string prefix = "model.layers." + std::to_string(layer) + ".";
     if (layer < first_dense) continue;
     if (!is_zero(prefix + "mlp.shared_expert_gate.weight")) {
@@ -156,7 +168,7 @@ ImportedModel read_hf_model_unguarded(const std::string& dir_text) {
     out.notes.push_back(std::string(stored == at::kBFloat16 ? "bf16" : "float16") +
                         " weights widened to float32 master weights (exactly); on a GPU, "
                         "train.precision: bf16 computes in bf16");
-  const int64_t dense_width = mixtral ? expert_width : integer("intermediate_size");
+  const int64_t dense_width = mixtral || olmoe ? expert_width : integer("intermediate_size");
   try {
     out.config = default_config({
         "model.vocab_size=" + std::to_string(integer("vocab_size")),
@@ -164,6 +176,10 @@ ImportedModel read_hf_model_unguarded(const std::string& dir_text) {
         "model.n_layers=" + std::to_string(layers),
         "model.n_heads=" + std::to_string(heads),
         "model.n_kv_heads=" + std::to_string(kv_heads == heads ? 0 : kv_heads),
+        "model.head_dim=" + std::to_string(head_dim == residual_head ? 0 : head_dim),
+        std::string("model.qk_norm=") + (qwen3   ? "head"
+                                         : olmoe ? "projection"
+                                                 : "none"),
         std::string("model.qkv_bias=") + (qkv_bias ? "true" : "false"),
         "model.d_ff=" + std::to_string(dense_width),
         "model.max_seq_len=" + std::to_string(integer("max_position_embeddings")),
@@ -205,6 +221,10 @@ ImportedModel read_hf_model_unguarded(const std::string& dir_text) {
                                              tensor(theirs + "self_attn.k_proj.bias"),
                                              tensor(theirs + "self_attn.v_proj.bias")});
     p[ours + "attention.w_out"] = our_linear(theirs + "self_attn.o_proj.weight");
+    if (qwen3 || olmoe) {
+      p[ours + "attention.q_norm"] = tensor(theirs + "self_attn.q_norm.weight");
+      p[ours + "attention.k_norm"] = tensor(theirs + "self_attn.k_norm.weight");
+    }
     if (layer < first_dense) {
       p[ours + "dense.w_gate"] = our_linear(theirs + "mlp.gate_proj.weight");
       p[ours + "dense.w_up"] = our_linear(theirs + "mlp.up_proj.weight");
@@ -241,7 +261,7 @@ ImportedModel read_hf_model_unguarded(const std::string& dir_text) {
       p[ours + "shared.w_out"] = our_linear(block + "shared_expert.down_proj.weight") * 0.5;
     }
   }
-  if (!mixtral && shared > 0)
+  if (qwen2 && shared > 0)
     out.notes.push_back(
         "the shared experts' zero gate (sigmoid 1/2) is folded into their down projection");
   return out;

@@ -307,15 +307,18 @@ void validate(const Config& c) {
         "0 unless train.keep_best names the figure to watch and train.eval_every > 0");
   check(c.train.keep_best == KeepBest::kNone || c.data.test_fraction > 0, "train.keep_best",
         format_value(c.train.keep_best), "none when data.test_fraction is 0 (nothing is held out)");
-  check(c.model.d_model % c.model.n_heads == 0, "model.n_heads", format_value(c.model.n_heads),
-        "a divisor of model.d_model (" + std::to_string(c.model.d_model) + ")");
+  check(c.model.head_dim > 0 || c.model.d_model % c.model.n_heads == 0, "model.n_heads",
+        format_value(c.model.n_heads),
+        "a divisor of model.d_model (" + std::to_string(c.model.d_model) +
+            "), or a model.head_dim set");
   check(c.model.n_heads % c.model.kv_heads() == 0, "model.n_kv_heads",
         format_value(c.model.n_kv_heads),
         "0 or a divisor of model.n_heads (" + std::to_string(c.model.n_heads) + ")");
-  check(c.model.positions != Positions::kRotary || (c.model.d_model / c.model.n_heads) % 2 == 0,
-        "model.positions", format_value(c.model.positions),
-        "learned, since rotary needs an even head width (d_model / n_heads = " +
-            std::to_string(c.model.d_model / c.model.n_heads) + ")");
+  check(c.model.positions != Positions::kRotary || c.model.head_width() % 2 == 0, "model.positions",
+        format_value(c.model.positions),
+        "learned, since rotary needs an even head width (" +
+            std::string(c.model.head_dim > 0 ? "model.head_dim" : "d_model / n_heads") + " = " +
+            std::to_string(c.model.head_width()) + ")");
   check(c.moe.num_experts % c.parallel.expert == 0, "parallel.expert",
         format_value(c.parallel.expert),
         "a divisor of moe.num_experts (" + std::to_string(c.moe.num_experts) + ")");

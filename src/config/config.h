@@ -30,6 +30,9 @@ struct ModelConfig {
   // Key/value heads (grouped-query attention, as Mixtral's 8 for 32 query heads): each
   // serves n_heads / n_kv_heads query heads; 0 means n_heads (plain multi-head attention).
   int64_t n_kv_heads = 0;
+  // Width of one attention head; 0 means d_model / n_heads. Qwen3-MoE's heads are wider
+  // than that (32 heads of 128 at width 2048), so its attention is wider than the residual.
+  int64_t head_dim = 0;
   bool qkv_bias = false;           // biases on the query, key and value projections (Qwen2's)
   QkNorm qk_norm = QkNorm::kNone;  // none | head (Qwen3) | projection (OLMoE)
   int64_t d_ff = 128;              // hidden width of dense FFN blocks
@@ -50,6 +53,7 @@ struct ModelConfig {
   double residual_dropout = 0.0;
 
   int64_t kv_heads() const { return n_kv_heads > 0 ? n_kv_heads : n_heads; }
+  int64_t head_width() const { return head_dim > 0 ? head_dim : d_model / n_heads; }
 };
 
 // moe.routing_override, parsed once when it is set (from a file, --set, or by assigning
@@ -314,6 +318,7 @@ void visit_fields(ModelConfig& c, Visitor&& v) {
   v("n_layers", c.n_layers, IntRange{1, 1024});
   v("n_heads", c.n_heads, IntRange{1, 1024});
   v("n_kv_heads", c.n_kv_heads, IntRange{0, 1024});
+  v("head_dim", c.head_dim, IntRange{0, 1 << 16});
   v("qkv_bias", c.qkv_bias, AnyBool{});
   v("qk_norm", c.qk_norm, OneOf{});
   v("d_ff", c.d_ff, IntRange{1, 1 << 18});

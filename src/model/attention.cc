@@ -14,14 +14,15 @@ CausalSelfAttention::CausalSelfAttention(int64_t d_model, int64_t n_heads, const
                                          at::ScalarType dtype, at::Generator& generator)
     : n_heads_(n_heads),
       n_kv_heads_(options.n_kv_heads > 0 ? options.n_kv_heads : n_heads),
+      head_width_(options.head_dim > 0 ? options.head_dim : d_model / n_heads),
       rotary_(rotary),
       qk_norm_(options.qk_norm),
       norm_eps_(options.norm_eps) {
   const int64_t n_kv_heads = n_kv_heads_;
-  const int64_t head_width = d_model / n_heads;
+  const int64_t head_width = head_width_;
   w_qkv_ = normal_parameter({d_model, (n_heads + 2 * n_kv_heads) * head_width}, kInitStd, dtype,
                             generator);
-  w_out_ = normal_parameter({d_model, d_model}, out_std, dtype, generator);
+  w_out_ = normal_parameter({n_heads * head_width, d_model}, out_std, dtype, generator);
   auto filled = [&](int64_t n, double value) {
     return at::full({n}, value, at::TensorOptions().dtype(dtype)).set_requires_grad(true);
   };
@@ -34,7 +35,7 @@ CausalSelfAttention::CausalSelfAttention(int64_t d_model, int64_t n_heads, const
     k_norm_ = filled(n_kv_heads * head_width, 1.0);
   }
   if (rotary) {
-    const int64_t half = d_model / n_heads / 2;
+    const int64_t half = head_width / 2;
     auto in_double = at::TensorOptions().dtype(at::kDouble);
     at::Tensor inv_freq = at::pow(options.rope_theta, -at::arange(half, in_double) / double(half));
     at::Tensor angles = at::outer(at::arange(max_seq_len, in_double), inv_freq);
@@ -72,8 +73,8 @@ at::Tensor CausalSelfAttention::rotate(const at::Tensor& x_BHLd) const {
 
 at::Tensor CausalSelfAttention::forward(const at::Tensor& x_BLD,
                                         const AttentionDropout& dropout) const {
-  const int64_t batch = x_BLD.size(0), length = x_BLD.size(1), width = x_BLD.size(2);
-  const int64_t head_width = width / n_heads_;
+  const int64_t batch = x_BLD.size(0), length = x_BLD.size(1);
+  const int64_t head_width = head_width_;
   // [B, L, (H + 2K) d] -> [B, H, L, d] and 2 x [B, K, L, d]
   at::Tensor qkv = at::matmul(x_BLD, w_qkv_);
   if (b_qkv_.defined()) qkv = qkv + b_qkv_.to(qkv.scalar_type());  // bf16 under autocast
@@ -120,7 +121,8 @@ at::Tensor CausalSelfAttention::forward(const at::Tensor& x_BLD,
     attended = at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{},
                                                 /*dropout_p=*/0.0, /*is_causal=*/true);
   }
-  return at::matmul(attended.transpose(1, 2).reshape({batch, length, width}), w_out_);
+  return at::matmul(attended.transpose(1, 2).reshape({batch, length, n_heads_ * head_width}),
+                    w_out_);
 }
 
 }  // namespace triage

@@ -35,6 +35,7 @@ class CausalSelfAttention {
     QkNorm qk_norm = QkNorm::kNone;
     double norm_eps = 1e-5;
     double rope_theta = kRopeTheta;
+    int64_t head_dim = 0;  // 0: d_model / n_heads
   };
   CausalSelfAttention(int64_t d_model, int64_t n_heads, const Options& options, bool rotary,
                       int64_t max_seq_len, double out_std, at::ScalarType dtype,
@@ -47,14 +48,14 @@ class CausalSelfAttention {
  private:
   at::Tensor rotate(const at::Tensor& x_BHLd) const;
 
-  int64_t n_heads_, n_kv_heads_;
+  int64_t n_heads_, n_kv_heads_, head_width_;
   bool rotary_;
   at::Tensor w_qkv_;            // [D, (H + 2K) d]: queries, keys, values side by side
   at::Tensor b_qkv_;            // [(H + 2K) d], with qkv_bias
   at::Tensor q_norm_, k_norm_;  // [d] each (qk_norm head), or [H d] and [K d] (projection)
   QkNorm qk_norm_;
   double norm_eps_;
-  at::Tensor w_out_;            // [D, D]
+  at::Tensor w_out_;            // [H d, D]
   at::Tensor cos_Ld_, sin_Ld_;  // rotary tables for positions 0 .. max_seq_len-1 (d/2 wide)
 };
 

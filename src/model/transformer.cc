@@ -45,7 +45,8 @@ Transformer::Transformer(const Config& config, at::ScalarType dtype, Communicato
     block.ffn_norm = ones(m.d_model);
     block.attention = std::make_unique<CausalSelfAttention>(
         m.d_model, m.n_heads,
-        CausalSelfAttention::Options{m.kv_heads(), m.qkv_bias, m.qk_norm, m.norm_eps, m.rope_theta},
+        CausalSelfAttention::Options{m.kv_heads(), m.qkv_bias, m.qk_norm, m.norm_eps, m.rope_theta,
+                                     m.head_dim},
         m.positions == Positions::kRotary, m.max_seq_len, out_std, dtype, gen);
     if (is_moe_block(config.moe, layer)) {
       // Each MoE layer gets its own seed, so its gate and experts differ from the others'.

@@ -1,18 +1,28 @@
 #!/usr/bin/env python3
 """hf_make_model.py OUT_DIR CLASS [--dtype float32|bfloat16]: builds a transformers model of
-CLASS (mixtral) from its published config scaled down with the same ratios, with transformers'
-own random initialisation, and saves it with save_pretrained: a model as a user downloads it,
-made by transformers, never by Triage.
+CLASS (mixtral, qwen3_moe, olmoe) from its published config scaled down with the same ratios,
+with transformers' own random initialisation, and saves it with save_pretrained: a model as
+a user downloads it, made by transformers, never by Triage.
 
-Mixtral-8x7B's config.json: 32 query and 8 key/value heads (4 per group), 8 experts of which
-2 per token, SwiGLU, RMSNorm eps 1e-5, RoPE theta 1e6, tied embeddings off, no sliding
-window. Scaled down: width 64, 8 heads of 8 and 2 key/value heads, 2 layers, experts of
-width 96, vocabulary 128.
+The published configs (config.json on the Hub) and what is kept when scaled down:
+- Mixtral-8x7B: 32 query and 8 key/value heads (4 per group), 8 experts of which 2 per
+  token with renormalised gates, SwiGLU, RMSNorm eps 1e-5, RoPE theta 1e6, untied. Scaled:
+  width 64, 8 heads of 8 and 2 key/value heads, 2 layers, experts of width 96.
+- Qwen3-30B-A3B: width 2048, 32 query and 4 key/value heads (8 per group) of width 128
+  (twice width / heads), per-head RMSNorm on queries and keys, 128 experts of width 768 of
+  which 8 per token renormalised, RMSNorm eps 1e-6, RoPE theta 1e6, untied. Scaled: width
+  64, 8 heads of 16 and 1 key/value head, 32 experts of width 24, 2 per token.
+- OLMoE-1B-7B: width 2048, 16 heads (no grouping), RMSNorm over the whole query and key
+  projections, 64 experts of width 1024 of which 8 per token, not renormalised, RMSNorm eps
+  1e-5, RoPE theta 10000, untied, no clipping. Scaled: width 64, 4 heads of 16, 16 experts
+  of width 32, 2 per token.
+All with vocabulary 128 and 2 layers.
 """
 import argparse
 
 import torch
-from transformers import MixtralConfig, MixtralForCausalLM
+from transformers import (MixtralConfig, MixtralForCausalLM, OlmoeConfig, OlmoeForCausalLM,
+                          Qwen3MoeConfig, Qwen3MoeForCausalLM)
 
 SCALED = {
     "mixtral": lambda: MixtralForCausalLM(MixtralConfig(
@@ -21,6 +31,18 @@ SCALED = {
         num_experts_per_tok=2, max_position_embeddings=64, rms_norm_eps=1e-5,
         rope_theta=1e6, sliding_window=None, tie_word_embeddings=False,
         router_aux_loss_coef=0.02)),
+    "qwen3_moe": lambda: Qwen3MoeForCausalLM(Qwen3MoeConfig(
+        vocab_size=128, hidden_size=64, intermediate_size=192, moe_intermediate_size=24,
+        num_hidden_layers=2, num_attention_heads=8, num_key_value_heads=1, head_dim=16,
+        num_experts=32, num_experts_per_tok=2, norm_topk_prob=True, max_position_embeddings=64,
+        rms_norm_eps=1e-6, rope_parameters={"rope_type": "default", "rope_theta": 1e6},
+        tie_word_embeddings=False, router_aux_loss_coef=0.001)),
+    "olmoe": lambda: OlmoeForCausalLM(OlmoeConfig(
+        vocab_size=128, hidden_size=64, intermediate_size=32, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=4, num_experts=16, num_experts_per_tok=2,
+        norm_topk_prob=False, max_position_embeddings=64, rms_norm_eps=1e-5,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, clip_qkv=None,
+        tie_word_embeddings=False, router_aux_loss_coef=0.01, eos_token_id=None)),
 }
 
 
@@ -32,6 +54,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     model = SCALED[args.model]().to(getattr(torch, args.dtype))
+    # transformers starts norm weights at one; make them show, as a trained model's do.
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith("norm.weight"):
+                parameter.add_(0.1 * torch.randn_like(parameter))
     model.save_pretrained(args.out)
 
 

@@ -201,7 +201,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"HeadsNotDividingWidth",
                   "model:\n  d_model: 64\n  n_heads: 5\n",
                   {},
-                  "{}:3: model.n_heads = 5: expected a divisor of model.d_model (64)"},
+                  "{}:3: model.n_heads = 5: expected a divisor of model.d_model (64), or a "
+                  "model.head_dim "
+                  "set"},
         BadConfig{"KeyValueHeadsNotDividingHeads",
                   "model:\n  n_heads: 4\n  n_kv_heads: 3\n",
                   {},

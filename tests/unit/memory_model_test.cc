@@ -24,7 +24,9 @@ TEST(MemoryModel, CountsTheParametersABuiltModelHas) {
         {"model.num_classes=5", "train.loss=lm+classify", "moe.noise=shazeer"},
         {"model.n_kv_heads=2", "model.qkv_bias=true", "model.qk_norm=head"},
         {"model.n_kv_heads=2", "model.qk_norm=projection"},
-        {"model.tie_embeddings=true", "model.rope_theta=1e6"}}) {
+        {"model.tie_embeddings=true", "model.rope_theta=1e6"},
+        {"model.head_dim=32", "model.n_kv_heads=2", "model.qk_norm=head"},
+        {"model.head_dim=32", "model.qk_norm=projection", "model.qkv_bias=true"}}) {
     Config config = default_config(sets);
     const MemoryEstimate m = estimate_memory(config, {1, 1, 0});
     EXPECT_EQ(int64_t(m.replicated_parameters + m.expert_parameters), built_parameters(config))
