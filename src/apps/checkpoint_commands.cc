@@ -1,5 +1,6 @@
 // `triage export`: a checkpoint (any EP layout) in Hugging Face transformers' layout.
-// `triage import`: such a model (Mixtral, Qwen2-MoE) as a run folder to train on from.
+// `triage import`: such a model (Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE) as a run folder to
+// train on from. Both carry the tokenizer (tokenizer.json) that says what the ids mean.
 // `triage logits`: the checkpoint's own next-token logits on seeded random sequences, the
 // reference an exported model is compared with (tests/e2e/hf_export_check.py).
 // All run in one process with every expert local; none needs mpirun.
@@ -11,6 +12,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 
@@ -20,6 +22,7 @@
 #include "checkpoint/hf_import.h"
 #include "checkpoint/safetensors.h"
 #include "common/error.h"
+#include "data/tokenizer_files.h"
 #include "model/transformer.h"
 #include "parallel/mpi_environment.h"
 #include "parallel/process_groups.h"
@@ -39,13 +42,21 @@ struct ImportArgs {
   std::string source, format = "hf", out;
 };
 
+void write_text(const std::string& path, const std::string& text) {
+  std::ofstream file(path, std::ios::binary);
+  file << text;
+  if (!file) throw Error(path + ": cannot write");
+}
+
 // The imported model's config, for `triage train OUT/config.yaml --out OUT --resume`: every
-// key, by section, as `triage config` prints them.
-void write_config_yaml(const Config& config, const std::string& path) {
+// key, by section, as `triage config` prints them. Its data section names the kind the
+// model's tokenizer reads and leaves data.path empty, so training refuses to start until
+// the user names data in that vocabulary.
+void write_config_yaml(const Config& config, const std::string& path,
+                       const std::string& data_hint) {
   std::ofstream file(path);
   file << "# Written by triage import: the model and moe sections describe the imported model;\n"
-       << "# set data (and train) for your run, keeping the vocabulary the model was trained "
-          "with.\n";
+       << "# set data.path (and train) for your run: " << data_hint << "\n";
   std::string section;
   for (const ConfigRow& row : config_rows(config)) {
     const std::string row_section = row.key.substr(0, row.key.find('.'));
@@ -97,7 +108,24 @@ Command add_export_command(CLI::App& app) {
               cast_hf_model(model, args->dtype == "bf16"      ? at::kBFloat16
                                    : args->dtype == "float64" ? at::kDouble
                                                               : at::kFloat);
+            // The tokenizer: the run's own (a token file's, an imported model's), else the
+            // built-in one of the data kind it trained on.
+            const std::filesystem::path run =
+                std::filesystem::path(checkpoint.folder).parent_path().parent_path();
+            std::optional<std::string> tokenizer =
+                read_file_if_present((run / "tokenizer.json").string());
+            if (!tokenizer) tokenizer = builtin_tokenizer_json(checkpoint.config.data.kind);
+            if (tokenizer)
+              model.notes.push_back(
+                  "tokenizer.json and tokenizer_config.json written (AutoTokenizer reads them)");
+            else
+              model.notes.push_back("no tokenizer: " + (run / "tokenizer.json").string() +
+                                    " is missing (the run's token file had none beside it)");
             write_hf_model(model, args->out, uint64_t(args->max_shard_mb * 1e6));
+            if (tokenizer) {
+              write_text(args->out + "/tokenizer.json", *tokenizer);
+              write_text(args->out + "/tokenizer_config.json", tokenizer_config_json(*tokenizer));
+            }
             std::cout << "exported " << checkpoint.folder << " (step " << checkpoint.manifest.step
                       << ", " << checkpoint.config.moe.num_experts << " experts from "
                       << checkpoint.experts.size() << " expert files) as " << model.architecture
@@ -153,7 +181,30 @@ Command add_import_command(CLI::App& app) {
             const std::string run_id = open_run_id(args->out, /*resume=*/false);
             const std::string folder =
                 save_checkpoint(args->out + "/checkpoints", config, groups, state, 1, run_id);
-            write_config_yaml(config, args->out + "/config.yaml");
+            // The tokenizer comes along; the data kind follows from it.
+            const std::optional<std::string> tokenizer =
+                read_file_if_present(args->source + "/tokenizer.json");
+            const std::string kept = args->out + "/tokenizer.json";
+            std::string hint =
+                "the model came without a tokenizer.json, so nothing checks the vocabulary";
+            config.data.kind = DataKind::kTokens;
+            if (tokenizer) {
+              write_text(kept, *tokenizer);
+              const uint32_t crc = tokenizer_crc32(*tokenizer);
+              if (crc == tokenizer_crc32(amino_acid_tokenizer_json()))
+                config.data.kind = DataKind::kProteins;
+              else if (crc == tokenizer_crc32(byte_tokenizer_json()))
+                config.data.kind = DataKind::kText;
+              hint = config.data.kind == DataKind::kTokens
+                         ? "a token file made with its tokenizer (./launch/tokenize --tokenizer " +
+                               kept + " --out FILE.tokens INPUT...)"
+                         : "files of data.kind " + name_of(config.data.kind) +
+                               " (its tokenizer.json is Triage's built-in one)";
+              imported.notes.push_back("tokenizer.json kept as " + kept +
+                                       "; training refuses data made by another tokenizer");
+            }
+            config.data.path = "";
+            write_config_yaml(config, args->out + "/config.yaml", hint);
             std::cout << "imported " << args->source << " (" << config.moe.num_experts
                       << " experts, " << config.model.n_layers << " layers, " << config.train.dtype
                       << ") as " << folder << "\ntrain on from it: triage train " << args->out

@@ -46,8 +46,8 @@ void refuse_to_clobber(const std::string& out, bool resume, bool overwrite) {
 }
 
 void remove_earlier_run(const std::string& out) {
-  for (const char* item :
-       {"metrics.jsonl", "summary.json", "run.json", "checkpoints", "ranks", "report.md"})
+  for (const char* item : {"metrics.jsonl", "summary.json", "run.json", "checkpoints", "ranks",
+                           "report.md", "tokenizer.json"})
     fs::remove_all(fs::path(out) / item);
   if (!fs::is_directory(out)) return;
   for (const auto& entry : fs::directory_iterator(out))  // ./launch/report's plots

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -23,6 +24,7 @@
 #include "common/check.h"
 #include "common/error.h"
 #include "data/dataset.h"
+#include "data/tokenizer_files.h"
 #include "model/transformer.h"
 #include "moe/expert_choice.h"
 #include "moe/host_exchange.h"
@@ -220,6 +222,22 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
     run_id_ = open_run_id(options.out_dir, options.resume);
   }
   groups_.world->barrier();
+  // The run keeps the tokenizer its ids mean (an imported model's, or the data's), and
+  // refuses data made by another.
+  const std::string run_tokenizer = options.out_dir + "/tokenizer.json";
+  std::optional<std::string> data_tokenizer;
+  bool keep_data_tokenizer = false;
+  agree([&] {
+    data_tokenizer = data_tokenizer_json(config_.data);
+    const std::optional<std::string> run_json = read_file_if_present(run_tokenizer);
+    if (run_json && data_tokenizer)
+      check_same_tokenizer(*data_tokenizer, *run_json, config_.data, run_tokenizer);
+    keep_data_tokenizer = !run_json && data_tokenizer;
+  });
+  if (is_root() && keep_data_tokenizer) {
+    std::ofstream file(run_tokenizer, std::ios::binary);
+    file << *data_tokenizer;
+  }
   watchdog::keep_status_files(options.out_dir + "/ranks");
   best_ = BestModel(config.train.keep_best, config.train.early_stop_patience);
   if (options.resume) {

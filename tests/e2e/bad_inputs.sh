@@ -70,6 +70,15 @@ python3 -c 'import struct, sys; ids = list(range(5, 44)) + [0]
 sys.stdout.buffer.write(struct.pack("<8sIIQQQQI12x", b"TRIAGETK", 1, 2, 300, 0, 40, 1, 0)
   + struct.pack("<40H", *ids) + struct.pack("<2Q", 0, 40))' >wide.tokens
 printf '{"text": "fine"}\n{"body": "no text key"}\n' >notext.jsonl
+# Token files of vocabulary 20 beside a tokenizer.json: one whose CRC-32 the header records
+# (but not the amino-acid vocabulary a run of the tiny config keeps), one whose it does not.
+python3 -c 'import struct, sys, zlib
+json = open(sys.argv[1], "w"); json.write("{\"other\": \"tokenizer\"}\n"); json.close()
+for name, crc in (("other.tokens", zlib.crc32(b"{\"other\": \"tokenizer\"}\n")), ("badcrc.tokens", 12345)):
+  ids = [5 + i % 10 for i in range(99)] + [0]
+  open(name, "wb").write(struct.pack("<8sIIQQQQI12x", b"TRIAGETK", 1, 2, 20, 0, 100, 1, crc)
+    + struct.pack("<100H", *ids) + struct.pack("<2Q", 0, 100))' other.tokens.tokenizer.json
+cp other.tokens.tokenizer.json badcrc.tokens.tokenizer.json
 
 # A checkpoint to spoil: 2 steps of the tiny config on one rank.
 "$triage" train "$tiny" --set parallel.expert=1 --set train.steps=2 --set train.warmup_steps=1 \
@@ -196,6 +205,9 @@ row text_shorter_than_a_sequence 1 "short.txt: 5 bytes; expected at least data.s
 K=(--set data.kind=tokens --set train.loss=lm --set model.num_classes=0 "${one[@]}" --out tokens_run)
 row tokens_not_a_token_file 1 "short.txt: 5 bytes; expected a token file of at least a 64-byte header" "${T[@]}" "$tiny" "${K[@]}" --set data.path=short.txt
 row tokens_vocabulary_larger_than_the_model 1 "model.vocab_size = 24: expected at least the vocabulary of wide.tokens (300 ids)" "${T[@]}" "$tiny" "${K[@]}" --set data.path=wide.tokens
+rm -rf tokmix; cp -r good tokmix
+row tokens_made_by_another_tokenizer_than_the_models 1 "other.tokens was tokenized by another tokenizer than the model's tokmix/tokenizer.json" "${T[@]}" "$tiny" --set data.kind=tokens --set train.loss=lm --set model.num_classes=0 "${one[@]}" --out tokmix --resume --set data.path=other.tokens
+row tokens_tokenizer_not_the_one_recorded 1 "badcrc.tokens.tokenizer.json: CRC-32" "${T[@]}" "$tiny" "${K[@]}" --set data.path=badcrc.tokens
 row tokenize_jsonl_line_without_text 2 "notext.jsonl:2: expected a string under \"text\" (--text-key)" "$src/launch/tokenize" --train-bpe 300 --out notext.tokens notext.jsonl
 row tokenize_missing_input 2 "nothere.txt: no such file" "$src/launch/tokenize" --train-bpe 300 --out missing.tokens nothere.txt
 

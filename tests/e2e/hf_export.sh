@@ -4,7 +4,8 @@
 # transformers load the export and compare its logits with `triage logits` of the same
 # checkpoint (tests/e2e/hf_export_check.py). Extra export flags: HF_EXPORT_FLAGS. An export
 # rounded to bf16 (--dtype bf16) is compared with the logits of its own weights: imported
-# back (widening is exact), which is the model transformers loads in float32.
+# back (widening is exact), which is the model transformers loads in float32. An export
+# that carries a tokenizer then runs through AutoTokenizer and generate() (hf_generate.py).
 set -euo pipefail
 triage=$1
 work=$2
@@ -35,3 +36,6 @@ if [[ " ${HF_EXPORT_FLAGS:-} " == *" --dtype bf16 "* ]]; then
   "$triage" logits "$work/rounded/checkpoints" --sequences 4 --length 32 --out "$work/triage_logits.safetensors"
 fi
 "$TRIAGE_VENV/bin/python" -W ignore "$here/hf_export_check.py" "$work/hf" "$work/triage_logits.safetensors"
+if [[ -f $work/hf/tokenizer.json ]]; then
+  "$TRIAGE_VENV/bin/python" -W ignore "$here/hf_generate.py" "$work/hf"
+fi
