@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""hf_make_model.py OUT_DIR CLASS [--dtype float32|bfloat16]: builds a transformers model of
+"""hf_make_model.py OUT_DIR CLASS [--dtype float32|bfloat16] [--vocab N]: builds a transformers model of
 CLASS (mixtral, qwen3_moe, olmoe) from its published config scaled down with the same ratios,
 with transformers' own random initialisation, and saves it with save_pretrained: a model as
 a user downloads it, made by transformers, never by Triage.
@@ -16,7 +16,7 @@ The published configs (config.json on the Hub) and what is kept when scaled down
   projections, 64 experts of width 1024 of which 8 per token, not renormalised, RMSNorm eps
   1e-5, RoPE theta 10000, untied, no clipping. Scaled: width 64, 4 heads of 16, 16 experts
   of width 32, 2 per token.
-All with vocabulary 128 and 2 layers.
+All with 2 layers and a vocabulary of 128 (or --vocab, to match a tokenizer).
 """
 import argparse
 
@@ -25,20 +25,20 @@ from transformers import (MixtralConfig, MixtralForCausalLM, OlmoeConfig, OlmoeF
                           Qwen3MoeConfig, Qwen3MoeForCausalLM)
 
 SCALED = {
-    "mixtral": lambda: MixtralForCausalLM(MixtralConfig(
-        vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+    "mixtral": lambda vocab: MixtralForCausalLM(MixtralConfig(
+        vocab_size=vocab, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
         num_attention_heads=8, num_key_value_heads=2, num_local_experts=8,
         num_experts_per_tok=2, max_position_embeddings=64, rms_norm_eps=1e-5,
         rope_theta=1e6, sliding_window=None, tie_word_embeddings=False,
         router_aux_loss_coef=0.02)),
-    "qwen3_moe": lambda: Qwen3MoeForCausalLM(Qwen3MoeConfig(
-        vocab_size=128, hidden_size=64, intermediate_size=192, moe_intermediate_size=24,
+    "qwen3_moe": lambda vocab: Qwen3MoeForCausalLM(Qwen3MoeConfig(
+        vocab_size=vocab, hidden_size=64, intermediate_size=192, moe_intermediate_size=24,
         num_hidden_layers=2, num_attention_heads=8, num_key_value_heads=1, head_dim=16,
         num_experts=32, num_experts_per_tok=2, norm_topk_prob=True, max_position_embeddings=64,
         rms_norm_eps=1e-6, rope_parameters={"rope_type": "default", "rope_theta": 1e6},
         tie_word_embeddings=False, router_aux_loss_coef=0.001)),
-    "olmoe": lambda: OlmoeForCausalLM(OlmoeConfig(
-        vocab_size=128, hidden_size=64, intermediate_size=32, num_hidden_layers=2,
+    "olmoe": lambda vocab: OlmoeForCausalLM(OlmoeConfig(
+        vocab_size=vocab, hidden_size=64, intermediate_size=32, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=4, num_experts=16, num_experts_per_tok=2,
         norm_topk_prob=False, max_position_embeddings=64, rms_norm_eps=1e-5,
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, clip_qkv=None,
@@ -51,9 +51,10 @@ def main() -> None:
     parser.add_argument("out")
     parser.add_argument("model", choices=sorted(SCALED))
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--vocab", type=int, default=128)
     args = parser.parse_args()
     torch.manual_seed(0)
-    model = SCALED[args.model]().to(getattr(torch, args.dtype))
+    model = SCALED[args.model](args.vocab).to(getattr(torch, args.dtype))
     # transformers starts norm weights at one; make them show, as a trained model's do.
     with torch.no_grad():
         for name, parameter in model.named_parameters():
