@@ -209,7 +209,7 @@ Command add_import_command(CLI::App& app) {
                       << " experts, " << config.model.n_layers << " layers, " << config.train.dtype
                       << ") as " << folder << "\ntrain on from it: triage train " << args->out
                       << "/config.yaml --out " << args->out
-                      << " --resume (after setting its data section)\n";
+                      << " --resume (after setting data.path in its config.yaml)\n";
             for (const std::string& note : imported.notes) std::cout << "  note: " << note << "\n";
             return 0;
           }};

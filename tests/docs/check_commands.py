@@ -3,7 +3,10 @@
 a new user would type it from the repository root, checked without the hours some take.
 
   ./launch/run ...            run with --dry-run added: the config, every --set, the rank
-                              count and the hostfile are validated, the command printed
+                              count and the hostfile are validated, the command printed;
+                              a config under runs/ is one an earlier command writes (an
+                              import's): only its launch options are checked here, and
+                              the test that runs the whole block (readme_path) runs it
   build/bin/triage config|info|--help
                               run as written
   build/bin/triage SUB ...    SUB exists and takes every --option the line gives
@@ -107,6 +110,10 @@ def check(text, cwd):
     if missing:
         return False, f"no file {missing[0]}"
     if program == "./launch/run" and "--help" not in argv:
+        written = next((a for a in argv[1:] if a.startswith("runs/") and a.endswith(".yaml")), None)
+        if written:
+            code, last = run([str(repo / "launch" / "run"), "--help"], cwd)
+            return code == 0, f"{written} is written by an earlier command; launcher present"
         code, last = run([str(repo / "launch" / "run"), "--dry-run", *argv[1:]], cwd)
         return code == 0, "dry run" if code == 0 else f"dry run exit {code}: {last[0]}"
     if program == "build/bin/triage":

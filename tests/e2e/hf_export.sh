@@ -5,7 +5,7 @@
 # checkpoint (tests/e2e/hf_export_check.py). Extra export flags: HF_EXPORT_FLAGS. An export
 # rounded to bf16 (--dtype bf16) is compared with the logits of its own weights: imported
 # back (widening is exact), which is the model transformers loads in float32. An export
-# that carries a tokenizer then runs through AutoTokenizer and generate() (hf_generate.py).
+# that carries a tokenizer then runs through AutoTokenizer and generate() (launch/generate).
 set -euo pipefail
 triage=$1
 work=$2
@@ -37,5 +37,5 @@ if [[ " ${HF_EXPORT_FLAGS:-} " == *" --dtype bf16 "* ]]; then
 fi
 "$TRIAGE_VENV/bin/python" -W ignore "$here/hf_export_check.py" "$work/hf" "$work/triage_logits.safetensors"
 if [[ -f $work/hf/tokenizer.json ]]; then
-  "$TRIAGE_VENV/bin/python" -W ignore "$here/hf_generate.py" "$work/hf"
+  "$here/../../launch/generate" "$work/hf"
 fi

@@ -30,4 +30,4 @@ grep -E "^  train loss" "$work/train.log"
 "$triage" logits "$work/run/checkpoints" --sequences 4 --length 32 --out "$work/trained_logits.safetensors" >/dev/null
 echo "trained 20 steps at EP 4 and exported:"
 "${python[@]}" "$here/hf_export_check.py" "$work/export" "$work/trained_logits.safetensors"
-"${python[@]}" "$here/hf_generate.py" "$work/export"
+"$here/../../launch/generate" "$work/export"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""hf_generate.py MODEL_DIR [PROMPT]: loads an exported model's tokenizer and model with
+"""./launch/generate MODEL_DIR [PROMPT]: loads an exported model's tokenizer and model with
 AutoTokenizer and AutoModelForCausalLM, as a user would, checks that the tokenizer decodes
 what it encodes, and prints a greedy continuation of the prompt (by default a protein
 fragment for the amino-acid vocabulary, else a line of English).
@@ -25,7 +25,7 @@ def main(model_dir: str, prompt: str | None) -> int:
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     model.eval()
     with torch.no_grad():
-        out = model.generate(ids, max_new_tokens=12, do_sample=False,
+        out = model.generate(ids, max_new_tokens=24, do_sample=False,
                              pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id or 0)
     new = out[0, ids.shape[1]:]
     if new.numel() == 0:
