@@ -41,8 +41,9 @@ MemoryEstimate estimate_memory(const Config& c, const MemoryLayout& layout) {
             : m.qk_norm == QkNorm::kProjection ? (1 + kv_share) * A
                                                : 0)) +
       dense_layers * matrices * D * double(m.d_ff) +
-      L_moe * ((moe.noise == RouterNoise::kShazeer ? 2 : 1) * E * D + matrices * D * shared_H) + D +
-      (c.train.loss != Loss::kClassify && !m.tie_embeddings ? D * V : 0) +
+      L_moe * ((moe.noise == RouterNoise::kShazeer ? 2 : 1) * E * D + matrices * D * shared_H +
+               (moe.shared_expert_gate ? D : 0)) +
+      D + (c.train.loss != Loss::kClassify && !m.tie_embeddings ? D * V : 0) +
       (m.num_classes > 0 ? (D + 1) * double(m.num_classes) : 0);
   const double local_parameters = out.replicated_parameters + out.expert_parameters;
   out.parameters = local_parameters * param_bytes;

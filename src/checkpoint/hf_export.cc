@@ -199,15 +199,19 @@ HfModel to_hf_model(const CheckpointContents& c, bool drop_class_head) {
       }
     }
     if (!qwen2) continue;
-    // Qwen2-MoE always has a shared expert, scaled by sigmoid(shared_expert_gate(x)). A zero
-    // gate makes that 1/2, which doubling the down projection undoes exactly (a power of
-    // two); without shared experts, a zero expert of width 1 adds exactly nothing.
+    // Qwen2-MoE always has a shared expert, scaled by sigmoid(shared_expert_gate(x)): the
+    // model's own gate (moe.shared_expert_gate), or a zero one, whose 1/2 doubling the down
+    // projection undoes exactly (a power of two); without shared experts, a zero expert of
+    // width 1 adds exactly nothing.
     const at::Tensor like = weight("final_norm");
-    t[block + "shared_expert_gate.weight"] = at::zeros({1, d}, like.options());
+    const bool gated = moe.shared_expert_gate;
+    t[block + "shared_expert_gate.weight"] =
+        gated ? transposed(weight(ours + "shared_gate")) : at::zeros({1, d}, like.options());
     if (moe.num_shared_experts > 0) {
       t[block + "shared_expert.gate_proj.weight"] = transposed(weight(ours + "shared.w_gate"));
       t[block + "shared_expert.up_proj.weight"] = transposed(weight(ours + "shared.w_up"));
-      t[block + "shared_expert.down_proj.weight"] = transposed(weight(ours + "shared.w_out")) * 2.0;
+      t[block + "shared_expert.down_proj.weight"] =
+          transposed(weight(ours + "shared.w_out")) * (gated ? 1.0 : 2.0);
     } else {
       for (const char* name : {"gate_proj", "up_proj"})
         t[block + "shared_expert." + name + ".weight"] = at::zeros({1, d}, like.options());
@@ -271,7 +275,7 @@ HfModel to_hf_model(const CheckpointContents& c, bool drop_class_head) {
   if (moe.route_scale != 1.0)
     out.notes.push_back("moe.route_scale " + number(moe.route_scale) +
                         " is folded into every expert's down projection");
-  if (qwen2 && moe.num_shared_experts > 0)
+  if (qwen2 && moe.num_shared_experts > 0 && !moe.shared_expert_gate)
     out.notes.push_back(
         "shared experts: Qwen2-MoE's shared-expert gate is zero (sigmoid 1/2) and "
         "the shared down projection is doubled");

@@ -134,14 +134,15 @@ ImportedModel read_hf_model_unguarded(const std::string& dir_text) {
   // Qwen2-MoE's q, k and v projections have biases unless its config says qkv_bias false.
   const bool qkv_bias = qwen2 && j.value("qkv_bias", true);
   int64_t shared = 0;
+  // Qwen2-MoE's shared-expert gate: kept as moe.shared_expert_gate when any block's is
+  // nonzero; all zero (Triage's own exports without it), folded into the down projection.
+  bool gated = false;
+  for (int64_t layer = first_dense; layer < layers && qwen2; ++layer)
+    gated = gated ||
+            !is_zero("model.layers." + std::to_string(layer) + ".mlp.shared_expert_gate.weight");
   for (int64_t layer = 0; layer < layers && qwen2; ++layer) {
     const std::string prefix = "model.layers." + std::to_string(layer) + ".";
     if (layer < first_dense) continue;
-    if (!is_zero(prefix + "mlp.shared_expert_gate.weight")) {
-      why.push_back("a per-token sigmoid gate on the shared expert (" + prefix +
-                    "mlp.shared_expert_gate.weight)");
-      break;
-    }
     const bool zero_shared = is_zero(prefix + "mlp.shared_expert.down_proj.weight") &&
                              is_zero(prefix + "mlp.shared_expert.gate_proj.weight");
     const int64_t this_shared =
@@ -193,6 +194,7 @@ ImportedModel read_hf_model_unguarded(const std::string& dir_text) {
             (mixtral || j.value("norm_topk_prob", false) ? "true" : "false"),
         "moe.first_dense_layers=" + std::to_string(first_dense),
         "moe.num_shared_experts=" + std::to_string(shared),
+        std::string("moe.shared_expert_gate=") + (gated && shared > 0 ? "true" : "false"),
         "train.dtype=" + dtype,
         // The default data must fit the positions; the user sets their own data anyway.
         "data.seq_len=" + std::to_string(std::min<int64_t>(Config().data.seq_len,
@@ -255,13 +257,15 @@ ImportedModel read_hf_model_unguarded(const std::string& dir_text) {
     p[ours + "moe.experts.w_up"] = at::stack(up);
     p[ours + "moe.experts.w_out"] = at::stack(down);
     if (shared > 0) {
-      // The zero gate's sigmoid is 1/2 (see to_hf_model); halving is exact.
+      // Ungated: the zero gate's sigmoid is 1/2 (see to_hf_model); halving is exact.
       p[ours + "shared.w_gate"] = our_linear(block + "shared_expert.gate_proj.weight");
       p[ours + "shared.w_up"] = our_linear(block + "shared_expert.up_proj.weight");
-      p[ours + "shared.w_out"] = our_linear(block + "shared_expert.down_proj.weight") * 0.5;
+      p[ours + "shared.w_out"] =
+          our_linear(block + "shared_expert.down_proj.weight") * (gated ? 1.0 : 0.5);
+      if (gated) p[ours + "shared_gate"] = our_linear(block + "shared_expert_gate.weight");
     }
   }
-  if (qwen2 && shared > 0)
+  if (qwen2 && shared > 0 && !gated)
     out.notes.push_back(
         "the shared experts' zero gate (sigmoid 1/2) is folded into their down projection");
   return out;

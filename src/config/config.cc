@@ -329,6 +329,8 @@ void validate(const Config& c) {
         "at most model.max_seq_len (" + std::to_string(c.model.max_seq_len) + ")");
   check(c.data.kind == DataKind::kSynthetic || !c.data.path.empty(), "data.path", "\"\"",
         "a file path when data.kind is " + name_of(c.data.kind));
+  check(!c.moe.shared_expert_gate || c.moe.num_shared_experts > 0, "moe.shared_expert_gate",
+        format_value(c.moe.shared_expert_gate), "false when moe.num_shared_experts is 0");
   check(c.moe.first_dense_layers <= c.model.n_layers, "moe.first_dense_layers",
         format_value(c.moe.first_dense_layers),
         "at most model.n_layers (" + std::to_string(c.model.n_layers) + ")");

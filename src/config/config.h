@@ -192,6 +192,9 @@ struct MoeConfig {
   // DeepSeekMoE shared experts: dense FFNs every token passes through, added to the routed
   // output. Stored fused as one FFN of width num_shared_experts * d_expert (the same sum).
   int64_t num_shared_experts = 0;
+  // Qwen2-MoE's per-token gate on the shared experts: their output times sigmoid(h . w),
+  // one learned vector w of d_model per MoE block.
+  bool shared_expert_gate = false;
   // A testing and benchmarking tool, not a training method: replaces the router's choice of
   // experts after it has scored them (the gate weights still come from the router's scores,
   // so gradients flow). none | balanced (round-robin over global assignments) | hot:E:F (a
@@ -368,6 +371,7 @@ void visit_fields(MoeConfig& c, Visitor&& v) {
   v("first_dense_layers", c.first_dense_layers, IntRange{0, 1024});
   v("every_n_layers", c.every_n_layers, IntRange{1, 1024});
   v("num_shared_experts", c.num_shared_experts, IntRange{0, 1024});
+  v("shared_expert_gate", c.shared_expert_gate, AnyBool{});
   v("routing_override", c.routing_override, RoutingRule{});
   v("max_receive_factor", c.max_receive_factor, RealRange{0.0, 1e6});
 }

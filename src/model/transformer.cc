@@ -56,6 +56,8 @@ Transformer::Transformer(const Config& config, at::ScalarType dtype, Communicato
         block.shared = std::make_unique<FeedForward>(
             m.d_model, config.moe.num_shared_experts * config.moe.d_expert, ffn_type, out_std,
             dtype, gen);
+      if (config.moe.shared_expert_gate)
+        block.shared_gate_D1 = normal_parameter({m.d_model, 1}, kInitStd, dtype, gen);
     } else {
       block.dense = std::make_unique<FeedForward>(m.d_model, m.d_ff, ffn_type, out_std, dtype, gen);
     }
@@ -155,7 +157,12 @@ Transformer::BlockOutput Transformer::run_block(int64_t layer, int64_t moe_index
   // The shared experts need only h: they compute while the routed rows travel.
   at::Tensor shared;
   InFlightWork shared_experts;
-  if (block.shared) shared_experts = [&] { shared = block.shared->forward(h); };
+  if (block.shared)
+    shared_experts = [&] {
+      shared = block.shared->forward(h);
+      if (block.shared_gate_D1.defined())
+        shared = shared * at::sigmoid(at::matmul(h, block.shared_gate_D1));
+    };
   MoeOutput moe = block.moe->forward(h, training, first_token, real_BL, shared_experts);
   at::Tensor ffn = shared.defined() ? moe.y + shared : moe.y;
   if (training) ffn = residual_dropout(ffn, layer, kFfnOutput, first_token);
@@ -200,6 +207,8 @@ ParameterList Transformer::parameters() const {
     if (block.dense) append_parameters(params, prefix + ".dense", block.dense->parameters());
     if (block.moe) append_parameters(params, prefix + ".moe", block.moe->parameters());
     if (block.shared) append_parameters(params, prefix + ".shared", block.shared->parameters());
+    if (block.shared_gate_D1.defined())
+      params.push_back({prefix + ".shared_gate", block.shared_gate_D1});
   }
   params.push_back({"final_norm", final_norm_});
   if (lm_head_DV_.defined()) params.push_back({"lm_head", lm_head_DV_});

@@ -66,6 +66,7 @@ class Transformer {
     std::unique_ptr<FeedForward> dense;   // dense block
     std::unique_ptr<MoeLayer> moe;        // MoE block
     std::unique_ptr<FeedForward> shared;  // MoE block with shared experts
+    at::Tensor shared_gate_D1;            // moe.shared_expert_gate: sigmoid(h w) scales them
   };
 
   // One block's results; an MoE block fills the losses (scalars), statistics and choices.

@@ -26,7 +26,8 @@ TEST(MemoryModel, CountsTheParametersABuiltModelHas) {
         {"model.n_kv_heads=2", "model.qk_norm=projection"},
         {"model.tie_embeddings=true", "model.rope_theta=1e6"},
         {"model.head_dim=32", "model.n_kv_heads=2", "model.qk_norm=head"},
-        {"model.head_dim=32", "model.qk_norm=projection", "model.qkv_bias=true"}}) {
+        {"model.head_dim=32", "model.qk_norm=projection", "model.qkv_bias=true"},
+        {"moe.num_shared_experts=2", "moe.shared_expert_gate=true"}}) {
     Config config = default_config(sets);
     const MemoryEstimate m = estimate_memory(config, {1, 1, 0});
     EXPECT_EQ(int64_t(m.replicated_parameters + m.expert_parameters), built_parameters(config))
