@@ -140,7 +140,7 @@ Dataset load_tokens(const DataConfig& data, uint64_t seed) {
   auto train = std::make_shared<const PackedWindows>(file, split.train, data.seq_len);
   auto test = std::make_shared<const PackedWindows>(file, split.test, data.seq_len);
   if (train->size() == 0)
-    throw Error(data.path + ": " + std::to_string(file->tokens() - test->documents()) +
+    throw Error(data.path + ": " + std::to_string(train->tokens()) +
                 " training tokens; expected at least data.seq_len (" +
                 std::to_string(data.seq_len) + ") after holding out data.test_fraction");
   Dataset dataset;
@@ -300,10 +300,6 @@ Batch make_batch(const std::vector<const Example*>& rows, int64_t length) {
   }
   return b;
 }
-
-}  // namespace triage
-
-namespace triage {
 
 Batch make_batch(const Sequences& sequences, const std::vector<int64_t>& rows, int64_t length) {
   std::vector<Example> read;

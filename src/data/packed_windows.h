@@ -34,6 +34,7 @@ class PackedWindows {
   int64_t size() const { return windows_; }
   int64_t length() const { return length_; }
   int64_t documents() const { return documents_; }
+  int64_t tokens() const { return stream_; }  // ids of its documents, end ids included
   int64_t unused_tail() const { return stream_ - windows_ * length_; }
   const TokenFile& file() const { return *file_; }
 

@@ -234,10 +234,12 @@ Trainer::Trainer(const Config& config, const TrainOptions& options)
       check_same_tokenizer(*data_tokenizer, *run_json, config_.data, run_tokenizer);
     keep_data_tokenizer = !run_json && data_tokenizer;
   });
-  if (is_root() && keep_data_tokenizer) {
+  agree([&] {  // rank 0 writes it; a failure ends every rank
+    if (!is_root() || !keep_data_tokenizer) return;
     std::ofstream file(run_tokenizer, std::ios::binary);
     file << *data_tokenizer;
-  }
+    if (!file.flush()) throw Error(run_tokenizer + ": cannot write the run's tokenizer");
+  });
   watchdog::keep_status_files(options.out_dir + "/ranks");
   best_ = BestModel(config.train.keep_best, config.train.early_stop_patience);
   if (options.resume) {

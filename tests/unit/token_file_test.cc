@@ -146,12 +146,13 @@ TEST(PackedWindows, PackDocumentsWithTheirEndIdsIntoWindowsAndCountTheTail) {
 TEST(PackedWindows, SkipDocumentsThatAreNotTheirs) {
   auto file = std::make_shared<const TokenFile>(
       write_token_file("skip.tokens", {{{11, 12}, {13}, {14, 15, 16}, {17}}, 2, 1}));
-  // Documents 0 and 2 only: 11 12 1 14 15 16 1.
+  // Documents 0 and 2 only: 11 12 1 14 15 16 1 (7 ids).
   const PackedWindows windows(file, {{0, 1}, {2, 3}}, 3);
   ASSERT_EQ(windows.size(), 2);
   EXPECT_EQ(windows.read(0), (std::vector<int64_t>{11, 12, 1}));
   EXPECT_EQ(windows.read(1), (std::vector<int64_t>{14, 15, 16}));
   EXPECT_EQ(windows.documents(), 2);
+  EXPECT_EQ(windows.tokens(), 7);
 }
 
 TEST(HoldOutDocuments, HoldsOutWholeDocumentsTheSameForTheSameSeed) {
