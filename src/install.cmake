@@ -22,4 +22,5 @@ write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/TriageConfigVersion
   COMPATIBILITY SameMinorVersion)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/TriageConfig.cmake
               ${CMAKE_CURRENT_BINARY_DIR}/TriageConfigVersion.cmake
+              ${CMAKE_CURRENT_SOURCE_DIR}/torch_without_cuda.cmake
         DESTINATION ${package_dir})
