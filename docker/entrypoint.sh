@@ -2,6 +2,8 @@
 # The image's entry point:
 #   run ARGS...     ./launch/run ARGS... (the launcher; the image is already built)
 #   report RUN_DIR  ./launch/report RUN_DIR
+#   test [ARGS...]  ./launch/test ARGS... (builds the tests on first use, then CTest; e.g.
+#                   `test -L unit`)
 #   sshd [PORT]     an ssh daemon (default port 2222) so that mpirun in another container
 #                   can start ranks here; keys come from /root/.ssh (mount them)
 #   anything else   the triage executable with those arguments (config, info, bench, ...)
@@ -10,6 +12,7 @@ cd /triage
 case ${1:-} in
   run) shift; exec ./launch/run "$@" ;;
   report) shift; exec ./launch/report "$@" ;;
+  test) shift; exec ./launch/test "$@" ;;
   sshd)
     mkdir -p /run/sshd
     exec /usr/sbin/sshd -D -p "${2:-2222}" -o PermitRootLogin=prohibit-password ;;

@@ -11,7 +11,8 @@ a new user would type it from the repository root, checked without the hours som
                               run as written
   build/bin/triage SUB ...    SUB exists and takes every --option the line gives
   mpirun ...                  has --allow-run-as-root (Open MPI refuses root without it,
-                              and a plain user may pass it too), and its program as above
+                              and a plain user may pass it too; not for ch-run, whose
+                              users are not root), and its program as above
   VAR=$(command)              the command run as written
   anything else               its program exists (a script of this repository, or a tool
                               on PATH) and every file it names under configs/ exists
@@ -38,7 +39,8 @@ drop_root, environment = [], {}
 pages = [repo / "README.md", *sorted((repo / "docs").glob("*.md"))]
 triage = str(build / "bin" / "triage")
 # Tools a command may start with that this repository does not ship.
-tools = {"cmake", "sudo", "mpirun", "python3", "docker", "git", "torch_cmake"}
+tools = {"cmake", "sudo", "mpirun", "python3", "docker", "git", "torch_cmake", "podman",
+         "ch-run", "ch-convert"}
 
 
 def commands(page):
@@ -119,7 +121,8 @@ def check(text, cwd):
     if program == "build/bin/triage":
         return check_triage(argv, cwd)
     if program == "mpirun":
-        if "--allow-run-as-root" not in argv and not drop_root:
+        # Charliecloud is for sites whose users are not root: its lines need no root permission.
+        if "--allow-run-as-root" not in argv and not drop_root and "ch-run" not in argv:
             return False, "mpirun without --allow-run-as-root is refused as root"
         inner = next((i for i, a in enumerate(argv) if a == "build/bin/triage"), None)
         return check_triage(argv[inner:], cwd) if inner is not None else (True, "mpirun")
