@@ -8,6 +8,8 @@
 #      its own CPU; mpirun in the first starts the second's rank over ssh into the second
 #   5. Charliecloud: the image unpacked by ch-convert, 2 ranks under ch-run started by the
 #      host's mpirun, writing to a bound host folder
+# On success it writes tests/container/verified.sha256 (tests/container/inputs.sh): the
+# files the image is made from, as this run found them; every CI run checks them against it.
 # Slow (it downloads LibTorch and builds Triage cold): runs only when TRIAGE_TEST_CONTAINER=1
 # (`TRIAGE_TEST_CONTAINER=1 ./launch/test -L container`). Exit 77 (skip) with the reason
 # when not asked for, not root, or podman, runc or debootstrap cannot be installed.
@@ -15,7 +17,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
 [[ ${TRIAGE_TEST_CONTAINER:-} == 1 ]] || {
-  echo "SKIP: builds the image from scratch (about 15 min and a 3 GB download on 2 cores);" \
+  echo "SKIP: builds the image from scratch (about 20 min and a 3 GB download on 2 cores);" \
     "run it with TRIAGE_TEST_CONTAINER=1 ./launch/test -L container"
   exit 77
 }
@@ -32,6 +34,8 @@ if ((${#missing[@]})); then
     { echo "SKIP: cannot install ${missing[*]} (apt-get install failed)"; exit 77; }
 fi
 
+# The image's inputs as this run starts: written to verified.sha256 if it passes.
+inputs=$("$root/tests/container/inputs.sh")
 work=$(mktemp -d /var/tmp/triage-container-test.XXXXXX)
 export TRIAGE_PODMAN_ROOT=$work/podman TRIAGE_CONTAINER_RUNS=$work/runs
 container=("$root/launch/container")
@@ -131,5 +135,7 @@ mpirun --allow-run-as-root -n 2 --bind-to none --mca btl_vader_single_copy_mecha
   --set train.steps=5 | tee "$work/charliecloud.log"
 grep -q '^step 5/5 ' "$work/charliecloud.log" || fail "the Charliecloud job did not reach step 5"
 expect_file "$TRIAGE_CONTAINER_RUNS/charliecloud/summary.json"
+echo "$inputs" >"$root/tests/container/verified.sha256"
 echo
-echo "PASS: image built in $((SECONDS - start)) s all told; $((size / 1000000)) MB"
+echo "PASS: image built and run in $((SECONDS - start)) s all told; $((size / 1000000)) MB;" \
+  "tests/container/verified.sha256 now holds the inputs it passed on"
