@@ -41,9 +41,12 @@ export TRIAGE_PODMAN_ROOT=$work/podman TRIAGE_CONTAINER_RUNS=$work/runs
 container=("$root/launch/container")
 pm() { "${container[@]}" podman "$@"; }
 # shellcheck disable=SC2317  # called by the trap
+# Only what this test made: its containers, its images, its storage (not `podman system
+# reset`, which would also delete the machine's podman networks).
 cleanup() {
   pm rm -af -t 0 >/dev/null 2>&1 || true
-  pm system reset -f >/dev/null 2>&1 || true  # unmounts and removes its storage
+  pm rmi -af >/dev/null 2>&1 || true
+  findmnt -rn -o TARGET | grep "^$work/" | sort -r | xargs -r umount -l 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
