@@ -15,6 +15,8 @@ case ${1:-} in
   test) shift; exec ./launch/test "$@" ;;
   sshd)
     mkdir -p /run/sshd
-    exec /usr/sbin/sshd -D -p "${2:-2222}" -o PermitRootLogin=prohibit-password ;;
+    # -e: its log goes to the container's (docker logs), where "Server listening on ...
+    # port N." says when it accepts connections.
+    exec /usr/sbin/sshd -D -e -p "${2:-2222}" -o PermitRootLogin=prohibit-password ;;
   *) exec /triage/build/bin/triage "$@" ;;
 esac

@@ -105,12 +105,10 @@ for h in 1 2; do
     -v "$KEYS:/root/.ssh:ro" -v "$TRIAGE_CONTAINER_RUNS:/triage/runs" localhost/triage:cpu sshd 2222
 done
 printf '%s slots=1\n' "$TRIAGE_CLUSTER_SUBNET.1" "$TRIAGE_CLUSTER_SUBNET.2" >"$TRIAGE_CONTAINER_RUNS/hosts"
-# The daemons serve once their port answers: wait on that state (up to a minute).
+# Each daemon accepts connections once its log says it listens on IPv4 (up to a minute).
 for h in 1 2; do
-  for ((try = 0; try < 600; try++)); do
-    pm exec triage-host1 bash -c "echo >/dev/tcp/$TRIAGE_CLUSTER_SUBNET.$h/2222" 2>/dev/null && break
-    sleep 0.1
-  done
+  timeout 60 grep -q -m 1 "Server listening on 0.0.0.0 port 2222" < <(pm logs -f "triage-host$h" 2>&1) ||
+    { echo "FAIL: the ssh daemon in container host$h did not start listening" >&2; exit 1; }
 done
 pm exec triage-host1 /triage/docker/entrypoint.sh run \
   --hostfile /triage/runs/hosts -n 2 configs/tiny.yaml --out runs/two-hosts --set train.steps=5 \
