@@ -4,9 +4,11 @@
 #      it with podman (./launch/setup and the build inside), in a storage of its own
 #   2. `triage info` inside
 #   3. the main job, 2 ranks, short, writing its run folder to a mounted host folder
-#   4. two containers as two hosts: each in a virtual host's network namespace, pinned to
+#   4. the installed package (find_package(Triage)) where no CUDA toolkit is: the consumer
+#      test inside the image
+#   5. two containers as two hosts: each in a virtual host's network namespace, pinned to
 #      its own CPU; mpirun in the first starts the second's rank over ssh into the second
-#   5. Charliecloud: the image unpacked by ch-convert, 2 ranks under ch-run started by the
+#   6. Charliecloud: the image unpacked by ch-convert, 2 ranks under ch-run started by the
 #      host's mpirun, writing to a bound host folder
 # On success it writes tests/container/verified.sha256 (tests/container/inputs.sh): the
 # files the image is made from, as this run found them; every CI run checks them against it.
@@ -85,7 +87,21 @@ steps=$(grep -c '"step"' "$job/metrics.jsonl")
 ((steps >= 20)) || fail "$job/metrics.jsonl: $steps step records, expected 20"
 grep -q '^step 20/20 ' "$work/job.log" || fail "the job's log has no step 20/20 line"
 
-step "4. two containers as two hosts (virtual hosts' namespaces, ssh between them)"
+step "4. the installed package on a machine without a CUDA toolkit"
+# The image has no nvcc: find_package(Triage) takes the CPU-only branch of the installed
+# TriageConfig.cmake (LibTorch's CPU libraries without its CUDA check), which no host here
+# can take. tests/consumer/run.sh installs, builds a project against it, and runs its EP
+# layer against the one-rank reference at 1, 2 and 4 ranks, and the docs' example.
+pm run --rm --entrypoint bash localhost/triage:cpu -c '! command -v nvcc &&
+  tests/consumer/run.sh /triage/build /tmp/consumer &&
+  grep "^set(TRIAGE_HAVE_CUDA " /tmp/consumer/prefix/lib*/cmake/Triage/TriageConfig.cmake' 2>&1 |
+  tee "$work/consumer.log"
+grep -q '^set(TRIAGE_HAVE_CUDA OFF)' "$work/consumer.log" ||
+  fail "the installed TriageConfig.cmake in the image does not say TRIAGE_HAVE_CUDA OFF"
+grep -q "^consumer: the docs' example ran on 2 ranks" "$work/consumer.log" ||
+  fail "the installed package did not build and run where no CUDA toolkit is (log above)"
+
+step "5. two containers as two hosts (virtual hosts' namespaces, ssh between them)"
 keys=$work/keys
 mkdir -m 700 "$keys"
 ssh-keygen -q -t ed25519 -N '' -f "$keys/id_ed25519"
@@ -125,7 +141,7 @@ grep -Eq '^ +1 +host2 ' "$work/two_hosts.log" || fail "rank 1 did not run in con
 grep -q '^step 5/5 ' "$work/two_hosts.log" || fail "the two-host job did not reach step 5"
 expect_file "$TRIAGE_CONTAINER_RUNS/two-hosts/summary.json"
 
-step "5. Charliecloud: ch-convert, then ch-run under the host's mpirun"
+step "6. Charliecloud: ch-convert, then ch-run under the host's mpirun"
 "${container[@]}" charliecloud "$work/charliecloud"
 export USER=${USER:-root}  # ch-run refuses an unset USER
 # Each ch-run is a user namespace of its own, where Open MPI's shared-memory single copy
