@@ -7,8 +7,10 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
+# The installed package's config and its CPU-only LibTorch lookup are here because the image
+# is the only place without a CUDA toolkit, where their CPU-only branch runs.
 inputs=(.dockerignore docker/Dockerfile docker/entrypoint.sh launch/env.sh launch/setup
-  launch/container src/torch_without_cuda.cmake tests/container/image.sh)
+  launch/container src/torch_without_cuda.cmake src/TriageConfig.cmake.in tests/container/image.sh)
 if [[ ${1:-} != --check ]]; then
   sha256sum "${inputs[@]}"
   exit 0
